@@ -1,0 +1,161 @@
+#include "core/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace deliverd::core {
+
+void Histogram::observe(double v) {
+  auto it = std::lower_bound(bounds_->begin(), bounds_->end(), v);
+  if (it != bounds_->end()) ++counts_[it - bounds_->begin()];
+  sum_ += v;
+  ++count_;
+}
+
+double Histogram::quantile(double q) const {
+  if (count_ == 0) return 0;
+  double rank = q * static_cast<double>(count_);
+  double seen = 0;
+  double lower = 0;
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    double upper = (*bounds_)[i];
+    if (seen + static_cast<double>(counts_[i]) >= rank && counts_[i] > 0) {
+      return lower + (upper - lower) * ((rank - seen) / static_cast<double>(counts_[i]));
+    }
+    seen += static_cast<double>(counts_[i]);
+    lower = upper;
+  }
+  return bounds_->empty() ? 0 : bounds_->back();  // in the +Inf bucket
+}
+
+template <class T>
+T& Family<T>::with(const std::vector<std::string>& values) {
+  if (values.size() != labels_.size()) throw std::logic_error("metric " + name_ + ": wrong number of label values");
+  auto it = children_.find(values);
+  if (it == children_.end()) it = children_.emplace(values, make()).first;
+  return *it->second;
+}
+
+template class Family<Counter>;
+template class Family<Gauge>;
+template class Family<Histogram>;
+
+namespace {
+template <class F>
+F& get_or_make(std::map<std::string, std::unique_ptr<F>>& m, const std::string& name, std::unique_ptr<F> fresh) {
+  auto it = m.find(name);
+  if (it != m.end()) return *it->second;
+  return *m.emplace(name, std::move(fresh)).first->second;
+}
+
+std::string format_number(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
+  char buf[32];
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+  }
+  return buf;
+}
+
+std::string escape_label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out.append("\\n");
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string label_set(const std::vector<std::string>& names, const std::vector<std::string>& values,
+                      const std::string& extra = {}) {
+  if (names.empty() && extra.empty()) return {};
+  std::string out = "{";
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i) out.push_back(',');
+    out += names[i] + "=\"" + escape_label(values[i]) + "\"";
+  }
+  if (!extra.empty()) {
+    if (!names.empty()) out.push_back(',');
+    out += extra;
+  }
+  out.push_back('}');
+  return out;
+}
+
+void header(std::string& out, const std::string& name, const std::string& help, const char* type) {
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+}
+}  // namespace
+
+Family<Counter>& Registry::counter(const std::string& name, const std::string& help, std::vector<std::string> labels) {
+  return get_or_make(counters_, name, std::make_unique<Family<Counter>>(name, help, std::move(labels)));
+}
+
+Family<Gauge>& Registry::gauge(const std::string& name, const std::string& help, std::vector<std::string> labels) {
+  return get_or_make(gauges_, name, std::make_unique<Family<Gauge>>(name, help, std::move(labels)));
+}
+
+HistogramFamily& Registry::histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
+                                     std::vector<std::string> labels) {
+  std::sort(bounds.begin(), bounds.end());
+  return get_or_make(histograms_, name,
+                     std::make_unique<HistogramFamily>(name, help, std::move(labels), std::move(bounds)));
+}
+
+void Registry::gauge_fn(const std::string& name, const std::string& help, std::function<double()> fn) {
+  fn_gauges_[name] = FnGauge{help, std::move(fn)};
+}
+
+std::string Registry::render() const {
+  std::string out;
+  out.reserve(4096);
+  for (const auto& [name, fam] : counters_) {
+    header(out, name, fam->help(), "counter");
+    for (const auto& [values, c] : fam->children())
+      out += name + label_set(fam->labels(), values) + " " + format_number(c->value()) + "\n";
+  }
+  for (const auto& [name, fam] : gauges_) {
+    header(out, name, fam->help(), "gauge");
+    for (const auto& [values, g] : fam->children())
+      out += name + label_set(fam->labels(), values) + " " + format_number(g->value()) + "\n";
+  }
+  for (const auto& [name, g] : fn_gauges_) {
+    header(out, name, g.help, "gauge");
+    out += name + " " + format_number(g.fn()) + "\n";
+  }
+  for (const auto& [name, fam] : histograms_) {
+    header(out, name, fam->help(), "histogram");
+    for (const auto& [values, h] : fam->children()) {
+      uint64_t cumulative = 0;
+      const auto& bounds = fam->bounds();
+      for (size_t i = 0; i < bounds.size(); ++i) {
+        cumulative += h->bucket_counts()[i];
+        out += name + "_bucket" + label_set(fam->labels(), values, "le=\"" + format_number(bounds[i]) + "\"") + " " +
+               std::to_string(cumulative) + "\n";
+      }
+      out += name + "_bucket" + label_set(fam->labels(), values, "le=\"+Inf\"") + " " + std::to_string(h->count()) +
+             "\n";
+      out += name + "_sum" + label_set(fam->labels(), values) + " " + format_number(h->sum()) + "\n";
+      out += name + "_count" + label_set(fam->labels(), values) + " " + std::to_string(h->count()) + "\n";
+    }
+  }
+  return out;
+}
+
+Registry& Registry::global() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace deliverd::core

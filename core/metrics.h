@@ -1,0 +1,115 @@
+#pragma once
+// Prometheus metrics registry. Everything runs on one event loop, so no atomics.
+// Families are created once at start-up; children (label values) on first use.
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace deliverd::core {
+
+class Counter {
+ public:
+  void inc(double v = 1) { value_ += v; }
+  double value() const { return value_; }
+
+ private:
+  double value_ = 0;
+};
+
+class Gauge {
+ public:
+  void set(double v) { value_ = v; }
+  void inc(double v = 1) { value_ += v; }
+  void dec(double v = 1) { value_ -= v; }
+  double value() const { return value_; }
+
+ private:
+  double value_ = 0;
+};
+
+class Histogram {
+ public:
+  explicit Histogram(const std::vector<double>* bounds) : bounds_(bounds), counts_(bounds->size(), 0) {}
+  void observe(double v);
+  double sum() const { return sum_; }
+  uint64_t count() const { return count_; }
+  const std::vector<uint64_t>& bucket_counts() const { return counts_; }  // not cumulative
+  // Estimated quantile (linear within the bucket), for benchmarks and status lines.
+  double quantile(double q) const;
+
+ private:
+  const std::vector<double>* bounds_;
+  std::vector<uint64_t> counts_;
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+template <class T>
+class Family {
+ public:
+  Family(std::string name, std::string help, std::vector<std::string> labels)
+      : name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)) {}
+  // with({"delivered"}) for a family declared with labels {"status"}.
+  T& with(const std::vector<std::string>& values);
+  T& get() { return with({}); }  // for families without labels
+
+  const std::string& name() const { return name_; }
+  const std::string& help() const { return help_; }
+  const std::vector<std::string>& labels() const { return labels_; }
+  const std::map<std::vector<std::string>, std::unique_ptr<T>>& children() const { return children_; }
+
+ protected:
+  virtual std::unique_ptr<T> make() {
+    if constexpr (std::is_default_constructible_v<T>) return std::make_unique<T>();
+    return nullptr;  // HistogramFamily overrides this
+  }
+
+ private:
+  std::string name_, help_;
+  std::vector<std::string> labels_;
+  std::map<std::vector<std::string>, std::unique_ptr<T>> children_;
+};
+
+class HistogramFamily : public Family<Histogram> {
+ public:
+  HistogramFamily(std::string name, std::string help, std::vector<std::string> labels, std::vector<double> bounds)
+      : Family(std::move(name), std::move(help), std::move(labels)), bounds_(std::move(bounds)) {}
+  const std::vector<double>& bounds() const { return bounds_; }
+
+ protected:
+  std::unique_ptr<Histogram> make() override { return std::make_unique<Histogram>(&bounds_); }
+
+ private:
+  std::vector<double> bounds_;
+};
+
+class Registry {
+ public:
+  Family<Counter>& counter(const std::string& name, const std::string& help, std::vector<std::string> labels = {});
+  Family<Gauge>& gauge(const std::string& name, const std::string& help, std::vector<std::string> labels = {});
+  HistogramFamily& histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
+                             std::vector<std::string> labels = {});
+  // A gauge whose value is read when scraped (queue depth, sessions open, …).
+  void gauge_fn(const std::string& name, const std::string& help, std::function<double()> fn);
+
+  // Prometheus text exposition format 0.0.4.
+  std::string render() const;
+
+  // The process-wide registry the daemon exposes on /metrics.
+  static Registry& global();
+
+ private:
+  std::map<std::string, std::unique_ptr<Family<Counter>>> counters_;
+  std::map<std::string, std::unique_ptr<Family<Gauge>>> gauges_;
+  std::map<std::string, std::unique_ptr<HistogramFamily>> histograms_;
+  struct FnGauge {
+    std::string help;
+    std::function<double()> fn;
+  };
+  std::map<std::string, FnGauge> fn_gauges_;
+};
+
+}  // namespace deliverd::core

@@ -1,0 +1,52 @@
+#include "core/metrics.h"
+
+#include <gtest/gtest.h>
+
+using deliverd::core::Registry;
+
+TEST(Metrics, CounterWithLabelsRendersOneLinePerChild) {
+  Registry r;
+  auto& f = r.counter("deliverd_outcomes_total", "Outcomes by status", {"status"});
+  f.with({"delivered"}).inc();
+  f.with({"delivered"}).inc(2);
+  f.with({"bounced"}).inc();
+  std::string text = r.render();
+  EXPECT_NE(text.find("# TYPE deliverd_outcomes_total counter"), std::string::npos);
+  EXPECT_NE(text.find("deliverd_outcomes_total{status=\"delivered\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("deliverd_outcomes_total{status=\"bounced\"} 1\n"), std::string::npos);
+}
+
+TEST(Metrics, HistogramBucketsAreCumulativeAndEndWithInf) {
+  Registry r;
+  auto& h = r.histogram("d_seconds", "Durations", {0.1, 1, 10}).get();
+  h.observe(0.05);
+  h.observe(0.5);
+  h.observe(5);
+  h.observe(50);
+  std::string text = r.render();
+  EXPECT_NE(text.find("d_seconds_bucket{le=\"0.1\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("d_seconds_bucket{le=\"1\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("d_seconds_bucket{le=\"10\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("d_seconds_bucket{le=\"+Inf\"} 4\n"), std::string::npos);
+  EXPECT_NE(text.find("d_seconds_count 4\n"), std::string::npos);
+}
+
+TEST(Metrics, LabelValuesAreEscaped) {
+  Registry r;
+  r.counter("x_total", "x", {"reason"}).with({"say \"hi\"\n"}).inc();
+  EXPECT_NE(r.render().find("x_total{reason=\"say \\\"hi\\\"\\n\"} 1"), std::string::npos);
+}
+
+TEST(Metrics, WrongLabelCountIsALogicError) {
+  Registry r;
+  auto& f = r.counter("y_total", "y", {"a", "b"});
+  EXPECT_THROW(f.with({"only-one"}), std::logic_error);
+}
+
+TEST(Metrics, QuantileInterpolatesWithinBucket) {
+  Registry r;
+  auto& h = r.histogram("q_seconds", "q", {1, 2}).get();
+  for (int i = 0; i < 100; ++i) h.observe(1.5);
+  EXPECT_GT(h.quantile(0.5), 1.0);
+  EXPECT_LE(h.quantile(0.99), 2.0);
+}
