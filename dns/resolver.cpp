@@ -1,0 +1,558 @@
+#include "dns/resolver.h"
+
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "dns/dns_message.h"
+
+namespace deliverd::dns {
+
+namespace {
+
+constexpr int kTypeA = 1;
+constexpr int kTypeMx = 15;
+constexpr int kTypeAaaa = 28;
+constexpr int kMaxAddrsPerAnswer = 32;
+constexpr size_t kMaxMxHosts = 64;
+
+const char* type_label(int type) {
+  switch (type) {
+    case kTypeA:
+      return "a";
+    case kTypeAaaa:
+      return "aaaa";
+    default:
+      return "mx";
+  }
+}
+
+struct Metrics {
+  core::Family<core::Counter>& queries;
+  core::Family<core::Counter>& hits;
+  core::Gauge& entries;
+  core::Family<core::Counter>& refused;
+  // Children looked up once: a cache hit should not build a label vector.
+  core::Counter& hits_a = hits.with({"a"});
+  core::Counter& hits_aaaa = hits.with({"aaaa"});
+  core::Counter& hits_mx = hits.with({"mx"});
+  core::Counter& hit_counter(int type) { return type == kTypeA ? hits_a : type == kTypeAaaa ? hits_aaaa : hits_mx; }
+};
+
+Metrics& metrics() {
+  auto& r = core::Registry::global();
+  static Metrics m{
+      r.counter("deliverd_dns_queries_total", "DNS queries sent, by record type and result", {"type", "result"}),
+      r.counter("deliverd_dns_cache_hits_total", "DNS lookups answered from the cache", {"type"}),
+      r.gauge("deliverd_dns_cache_entries", "Answers held in the DNS cache").get(),
+      r.counter("deliverd_targets_refused_total", "Addresses refused by the address policy", {"reason"}),
+  };
+  return m;
+}
+
+std::string ares_code(int status) {
+  switch (status) {
+    case ARES_SUCCESS:
+      return "ok";
+    case ARES_ENOTFOUND:
+      return "nxdomain";
+    case ARES_ENODATA:
+      return "nodata";
+    case ARES_ETIMEOUT:
+      return "timeout";
+    case ARES_ESERVFAIL:
+      return "servfail";
+    case ARES_EREFUSED:
+      return "server_refused";
+    case ARES_ECONNREFUSED:
+      return "connection_refused";
+    case ARES_EBADRESP:
+    case ARES_EFORMERR:
+      return "bad_response";
+    case ARES_ECANCELLED:
+    case ARES_EDESTRUCTION:
+      return "cancelled";
+    default:
+      return "error";
+  }
+}
+
+// "127.0.0.1:5353", "[::1]:53", "::1", "192.0.2.1" → the same in c-ares' CSV syntax.
+std::string server_csv_entry(const std::string& s) {
+  std::string host = s;
+  int port = 53;
+  auto bad = [&] { return std::runtime_error("dns: bad server '" + s + "' (want 1.2.3.4[:port] or [::1][:port])"); };
+  auto parse_port = [&](const std::string& p) {
+    if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) throw bad();
+    port = std::stoi(p);
+    if (port < 1 || port > 65535) throw bad();
+  };
+  if (!s.empty() && s[0] == '[') {
+    size_t close = s.find(']');
+    if (close == std::string::npos) throw bad();
+    host = s.substr(1, close - 1);
+    std::string rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest[0] != ':') throw bad();
+      parse_port(rest.substr(1));
+    }
+  } else if (std::count(s.begin(), s.end(), ':') == 1) {
+    host = s.substr(0, s.find(':'));
+    parse_port(s.substr(s.find(':') + 1));
+  }
+  in_addr a4{};
+  in6_addr a6{};
+  if (::inet_pton(AF_INET, host.c_str(), &a4) == 1) return host + ":" + std::to_string(port);
+  if (::inet_pton(AF_INET6, host.c_str(), &a6) == 1) return "[" + host + "]:" + std::to_string(port);
+  throw bad();
+}
+
+void add_unique(std::vector<sockaddr_storage>& out, const sockaddr_storage& ss) {
+  for (const auto& o : out) {
+    if (o.ss_family != ss.ss_family) continue;
+    if (ss.ss_family == AF_INET && std::memcmp(&reinterpret_cast<const sockaddr_in&>(o).sin_addr,
+                                               &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, 4) == 0)
+      return;
+    if (ss.ss_family == AF_INET6 && std::memcmp(&reinterpret_cast<const sockaddr_in6&>(o).sin6_addr,
+                                                &reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr, 16) == 0)
+      return;
+  }
+  out.push_back(ss);
+}
+
+// When no address came back, the most telling reason: an authoritative "no such name" first.
+std::string combine_errors(const std::string& a, const std::string& b) {
+  for (const char* c : {"nxdomain", "timeout", "servfail"})
+    if (a == c || b == c) return c;
+  if (a != "ok" && a != "nodata") return a;
+  if (b != "ok" && b != "nodata") return b;
+  return "no_address";
+}
+
+}  // namespace
+
+std::optional<core::Outcome> resolve_failure_outcome(const ResolvedHost& r) {
+  if (r.error.empty()) return std::nullopt;
+  core::Outcome o;
+  o.phase = "resolve";
+  o.host = r.host;
+  if (r.error == "refused_by_policy" || r.error == "invalid_name") {
+    o.status = core::Status::Rejected;
+    o.reason = r.error == "refused_by_policy" ? "ssrf_refused" : "invalid_host";
+    std::string detail = "no usable address for " + r.host;
+    for (const auto& [ip, why] : r.refused) detail += "; " + ip + " refused (" + why + ")";
+    o.detail = detail;
+  } else if (r.error == "nxdomain" || r.error == "no_address") {
+    o.status = core::Status::Bounced;
+    o.reason = "dns_" + r.error;
+    o.detail = r.host + ": " + (r.error == "nxdomain" ? "no such domain" : "no A or AAAA record");
+  } else {
+    o.status = core::Status::Deferred;
+    o.reason = "dns_" + r.error;
+    o.detail = r.host + ": lookup failed (" + r.error + ")";
+  }
+  return o;
+}
+
+Resolver* Resolver::create(uv_loop_t* loop, const ResolverConfig& cfg, const AddressPolicy* policy) {
+  if (cfg.timeout_ms < 1 || cfg.tries < 1 || cfg.max_ttl_s < 0 || cfg.negative_ttl_s < 0)
+    throw std::runtime_error("dns: timeout_ms and tries must be at least 1, TTLs not negative");
+  std::string csv;
+  for (const auto& s : cfg.servers) csv += (csv.empty() ? "" : ",") + server_csv_entry(s);
+  static std::once_flag once;
+  std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
+  auto* r = new Resolver(loop, cfg, policy);
+  ares_options opts{};
+  opts.sock_state_cb = &Resolver::on_sock_state;
+  opts.sock_state_cb_data = r;
+  opts.timeout = cfg.timeout_ms;
+  opts.tries = cfg.tries;
+  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+  int rc = ares_init_options(&r->channel_, &opts, mask);
+  if (rc == ARES_SUCCESS && !csv.empty()) rc = ares_set_servers_ports_csv(r->channel_, csv.c_str());
+  if (rc != ARES_SUCCESS) {
+    std::string why = ares_strerror(rc);
+    r->close();
+    throw std::runtime_error("dns: c-ares init failed: " + why);
+  }
+  core::log_info("dns_resolver_started", {{"servers", csv.empty() ? std::string_view("system") : std::string_view(csv)},
+                                          {"timeout_ms", std::to_string(cfg.timeout_ms)}});
+  return r;
+}
+
+Resolver::Resolver(uv_loop_t* loop, const ResolverConfig& cfg, const AddressPolicy* policy)
+    : loop_(loop), cfg_(cfg), policy_(policy) {
+  metrics();
+  uv_timer_init(loop_, &ares_timer_);
+  ares_timer_.data = this;
+  uv_timer_init(loop_, &deliver_timer_);
+  deliver_timer_.data = this;
+  open_handles_ = 2;
+}
+
+Resolver::~Resolver() = default;
+
+void Resolver::set_policy(const AddressPolicy* policy) { policy_ = policy; }
+
+Resolver::RequestId Resolver::resolve_host(const std::string& host, std::function<void(const ResolvedHost&)> cb) {
+  RequestId id = next_id_++;
+  if (closing_) return id;
+  HostReq& req = host_reqs_[id];
+  req.host = host;
+  req.cb = std::move(cb);
+  if (auto lit = parse_ip_literal(host)) {
+    req.a = std::make_shared<Answer>(Answer{"ok", {*lit}, {}, false});
+    req.aaaa = std::make_shared<Answer>(Answer{"nodata", {}, {}, false});
+    schedule([this, id] { finish_host(id); });
+    return id;
+  }
+  auto name = normalize_host_name(host);
+  if (!name || pending() > cfg_.max_pending) {
+    req.ready = ResolvedHost{host, {}, {}, name ? "overloaded" : "invalid_name"};
+    schedule([this, id] { finish_host(id); });
+    return id;
+  }
+  req.pending = 2;
+  auto on = [this, id](bool v6) {
+    return [this, id, v6](const AnswerPtr& ans) {
+      auto it = host_reqs_.find(id);
+      if (it == host_reqs_.end()) return;
+      (v6 ? it->second.aaaa : it->second.a) = ans;
+      if (--it->second.pending == 0) finish_host(id);
+    };
+  };
+  fetch(kTypeA, *name, on(false));
+  fetch(kTypeAaaa, *name, on(true));
+  return id;
+}
+
+void Resolver::finish_host(RequestId id) {
+  auto it = host_reqs_.find(id);
+  if (it == host_reqs_.end()) return;
+  HostReq req = std::move(it->second);
+  host_reqs_.erase(it);
+  ResolvedHost out;
+  if (req.ready) {
+    out = std::move(*req.ready);
+  } else {
+    out.host = req.host;
+    std::vector<sockaddr_storage> addrs;
+    for (const auto& ans : {req.a, req.aaaa})
+      if (ans)
+        for (const auto& ss : ans->addrs) add_unique(addrs, ss);
+    if (addrs.empty()) out.error = combine_errors(req.a ? req.a->code : "error", req.aaaa ? req.aaaa->code : "error");
+    for (const auto& ss : addrs) {
+      auto verdict = policy_ ? policy_->check(reinterpret_cast<const sockaddr*>(&ss))
+                             : default_policy_.check(reinterpret_cast<const sockaddr*>(&ss));
+      if (verdict.allowed) {
+        out.allowed.push_back(ss);
+      } else {
+        metrics().refused.with({verdict.reason}).inc();
+        out.refused.emplace_back(address_to_string(reinterpret_cast<const sockaddr*>(&ss)), verdict.reason);
+      }
+    }
+    if (out.allowed.empty() && !out.refused.empty()) {
+      out.error = "refused_by_policy";
+      core::log_warn("dns_target_refused", {{"host", out.host},
+                                            {"ip", out.refused.front().first},
+                                            {"reason", out.refused.front().second},
+                                            {"refused", std::to_string(out.refused.size())}});
+    } else if (!out.refused.empty()) {
+      core::log_info("dns_addresses_dropped",
+                     {{"host", out.host}, {"ip", out.refused.front().first}, {"reason", out.refused.front().second}});
+    }
+  }
+  req.cb(out);
+}
+
+Resolver::RequestId Resolver::resolve_mx(const std::string& domain, std::function<void(const MxResult&)> cb) {
+  RequestId id = next_id_++;
+  if (closing_) return id;
+  MxReq& req = mx_reqs_[id];
+  req.cb = std::move(cb);
+  auto name = normalize_host_name(domain);
+  if (!name || pending() > cfg_.max_pending) {
+    MxResult r;
+    r.error = name ? "overloaded" : "invalid_name";
+    req.ready = r;
+    schedule([this, id] { finish_mx(id, nullptr); });
+    return id;
+  }
+  fetch(kTypeMx, *name, [this, id](const AnswerPtr& ans) { finish_mx(id, ans); });
+  return id;
+}
+
+void Resolver::finish_mx(RequestId id, const AnswerPtr& ans) {
+  auto it = mx_reqs_.find(id);
+  if (it == mx_reqs_.end()) return;
+  MxReq req = std::move(it->second);
+  mx_reqs_.erase(it);
+  MxResult out;
+  if (req.ready) {
+    out = std::move(*req.ready);
+  } else if (ans->code == "ok") {
+    out.hosts = ans->mx;
+    out.null_mx = ans->null_mx;
+  } else if (ans->code == "nodata") {
+    out.no_mx = true;
+  } else {
+    out.error = ans->code;
+  }
+  req.cb(out);
+}
+
+void Resolver::cancel(RequestId id) {
+  host_reqs_.erase(id);
+  mx_reqs_.erase(id);
+}
+
+void Resolver::schedule(std::function<void()> fn) {
+  deliver_.push_back(std::move(fn));
+  if (!deliver_armed_) {
+    deliver_armed_ = true;
+    uv_timer_start(&deliver_timer_, &Resolver::on_deliver_timer, 0, 0);
+  }
+}
+
+void Resolver::on_deliver_timer(uv_timer_t* t) {
+  auto* self = static_cast<Resolver*>(t->data);
+  self->deliver_armed_ = false;
+  std::vector<std::function<void()>> batch;
+  batch.swap(self->deliver_);
+  for (auto& fn : batch) {
+    if (self->closing_) return;
+    fn();
+  }
+}
+
+void Resolver::fetch(int type, const std::string& name, std::function<void(const AnswerPtr&)> on_answer) {
+  std::string key = std::string(type_label(type)) + ":" + name;
+  if (AnswerPtr hit = cache_get(key)) {
+    metrics().hit_counter(type).inc();
+    schedule([hit, cb = std::move(on_answer)] { cb(hit); });
+    return;
+  }
+  auto [it, fresh] = inflight_.try_emplace(key);
+  it->second.push_back(std::move(on_answer));
+  if (!fresh) return;  // an identical question is already on the wire
+  auto* ctx = new QueryCtx{this, key, type};
+  ares_query(channel_, name.c_str(), ns_c_in, type, &Resolver::on_query_done, ctx);
+  rearm_timer();
+}
+
+void Resolver::on_query_done(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
+  std::unique_ptr<QueryCtx> ctx(static_cast<QueryCtx*>(arg));
+  Resolver* self = ctx->self;
+  if (self->closing_) return;
+  auto ans = std::make_shared<Answer>();
+  uint32_t ttl = 0;
+  if (status == ARES_SUCCESS && ctx->type == kTypeA) {
+    ares_addrttl ttls[kMaxAddrsPerAnswer];
+    int n = kMaxAddrsPerAnswer;
+    status = ares_parse_a_reply(abuf, alen, nullptr, ttls, &n);
+    if (status == ARES_SUCCESS && n == 0) status = ARES_ENODATA;
+    for (int i = 0; status == ARES_SUCCESS && i < n; ++i) {
+      sockaddr_storage ss{};
+      auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+      in->sin_family = AF_INET;
+      in->sin_addr = ttls[i].ipaddr;
+      ans->addrs.push_back(ss);
+      uint32_t t = static_cast<uint32_t>(std::max(0, ttls[i].ttl));
+      ttl = i == 0 ? t : std::min(ttl, t);
+    }
+  } else if (status == ARES_SUCCESS && ctx->type == kTypeAaaa) {
+    ares_addr6ttl ttls[kMaxAddrsPerAnswer];
+    int n = kMaxAddrsPerAnswer;
+    status = ares_parse_aaaa_reply(abuf, alen, nullptr, ttls, &n);
+    if (status == ARES_SUCCESS && n == 0) status = ARES_ENODATA;
+    for (int i = 0; status == ARES_SUCCESS && i < n; ++i) {
+      sockaddr_storage ss{};
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      in6->sin6_family = AF_INET6;
+      std::memcpy(&in6->sin6_addr, &ttls[i].ip6addr, 16);
+      ans->addrs.push_back(ss);
+      uint32_t t = static_cast<uint32_t>(std::max(0, ttls[i].ttl));
+      ttl = i == 0 ? t : std::min(ttl, t);
+    }
+  } else if (status == ARES_SUCCESS) {
+    ares_mx_reply* mx = nullptr;
+    status = ares_parse_mx_reply(abuf, alen, &mx);
+    if (status == ARES_SUCCESS) {
+      size_t records = 0;
+      bool root_target = false;
+      for (ares_mx_reply* m = mx; m; m = m->next) {
+        ++records;
+        std::string_view host = m->host ? m->host : "";
+        if (host.empty() || host == ".") {
+          root_target = true;
+          continue;
+        }
+        auto name = normalize_host_name(host);
+        if (!name) {
+          // Kept as given so resolve_host can vet it: an MX "name" that is really an IP literal
+          // must meet the address policy, not vanish silently.
+          if (!parse_ip_literal(host)) continue;
+          name = std::string(host);
+        }
+        if (ans->mx.size() < kMaxMxHosts) ans->mx.emplace_back(m->priority, *name);
+      }
+      ares_free_data(mx);
+      ans->null_mx = root_target && records == 1;
+      std::sort(ans->mx.begin(), ans->mx.end());
+      if (ans->mx.empty() && !ans->null_mx) status = ARES_ENODATA;
+      ttl = min_answer_ttl(abuf, static_cast<size_t>(std::max(alen, 0))).value_or(0);
+    }
+  }
+  ans->code = ares_code(status);
+  metrics().queries.with({type_label(ctx->type), ans->code}).inc();
+  if (ans->code == "ok") {
+    self->cache_put(ctx->key, ans, std::min<uint32_t>(ttl, static_cast<uint32_t>(self->cfg_.max_ttl_s)));
+  } else if (ans->code == "nxdomain" || ans->code == "nodata") {
+    self->cache_put(ctx->key, ans, static_cast<uint32_t>(std::min(self->cfg_.negative_ttl_s, self->cfg_.max_ttl_s)));
+  }
+  auto node = self->inflight_.extract(ctx->key);
+  if (node.empty()) return;
+  AnswerPtr shared = ans;
+  for (auto& waiter : node.mapped()) self->schedule([shared, cb = std::move(waiter)] { cb(shared); });
+}
+
+void Resolver::cache_put(const std::string& key, AnswerPtr answer, uint32_t ttl_s) {
+  if (cfg_.max_cache_entries == 0 || ttl_s == 0) return;
+  uint64_t expires = uv_now(loop_) + uint64_t{ttl_s} * 1000;
+  auto it = cache_.find(key);
+  if (it != cache_.end()) {
+    it->second.answer = std::move(answer);
+    it->second.expires_ms = expires;
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    return;
+  }
+  while (cache_.size() >= cfg_.max_cache_entries && !lru_.empty()) {
+    cache_.erase(lru_.back());
+    lru_.pop_back();
+    metrics().entries.dec();
+  }
+  lru_.push_front(key);
+  cache_.emplace(key, CacheEntry{std::move(answer), expires, lru_.begin()});
+  metrics().entries.inc();
+}
+
+Resolver::AnswerPtr Resolver::cache_get(const std::string& key) {
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return nullptr;
+  if (it->second.expires_ms <= uv_now(loop_)) {
+    lru_.erase(it->second.lru);
+    cache_.erase(it);
+    metrics().entries.dec();
+    return nullptr;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  return it->second.answer;
+}
+
+void Resolver::clear_cache() {
+  metrics().entries.dec(static_cast<double>(cache_.size()));
+  cache_.clear();
+  lru_.clear();
+}
+
+void Resolver::rearm_timer() {
+  if (closing_) return;
+  timeval tv{};
+  if (ares_timeout(channel_, nullptr, &tv)) {
+    uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec + 999) / 1000;
+    uv_timer_start(&ares_timer_, &Resolver::on_ares_timer, ms, 0);
+  } else {
+    uv_timer_stop(&ares_timer_);
+  }
+}
+
+void Resolver::on_ares_timer(uv_timer_t* t) {
+  auto* self = static_cast<Resolver*>(t->data);
+  ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+  self->rearm_timer();
+}
+
+void Resolver::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
+  auto* self = static_cast<Resolver*>(data);
+  auto it = self->polls_.find(fd);
+  if (readable || writable) {
+    SockPoll* p;
+    if (it == self->polls_.end()) {
+      p = new SockPoll;
+      p->owner = self;
+      p->fd = fd;
+      p->poll.data = p;
+      if (uv_poll_init_socket(self->loop_, &p->poll, fd) != 0) {
+        delete p;
+        return;  // c-ares times the query out; nothing better to do without a poll handle
+      }
+      ++self->open_handles_;
+      self->polls_.emplace(fd, p);
+    } else {
+      p = it->second;
+    }
+    uv_poll_start(&p->poll, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0), &Resolver::on_poll);
+    return;
+  }
+  if (it == self->polls_.end()) return;
+  SockPoll* p = it->second;
+  self->polls_.erase(it);
+  // Closed now, before c-ares closes the fd, so a reused fd number gets a fresh handle.
+  uv_poll_stop(&p->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
+    auto* sp = static_cast<SockPoll*>(h->data);
+    Resolver* owner = sp->owner;
+    delete sp;
+    owner->handle_closed();
+  });
+}
+
+void Resolver::on_poll(uv_poll_t* h, int status, int events) {
+  auto* p = static_cast<SockPoll*>(h->data);
+  Resolver* self = p->owner;
+  ares_socket_t fd = p->fd;
+  // On a poll error let c-ares read and write, so it sees the socket error and retries elsewhere.
+  ares_socket_t rfd = (status < 0 || (events & UV_READABLE)) ? fd : ARES_SOCKET_BAD;
+  ares_socket_t wfd = (status < 0 || (events & UV_WRITABLE)) ? fd : ARES_SOCKET_BAD;
+  ares_process_fd(self->channel_, rfd, wfd);
+  self->rearm_timer();
+}
+
+void Resolver::handle_closed() {
+  if (--open_handles_ == 0 && closing_) delete this;
+}
+
+void Resolver::close() {
+  if (closing_) return;
+  closing_ = true;
+  host_reqs_.clear();
+  mx_reqs_.clear();
+  deliver_.clear();
+  inflight_.clear();
+  clear_cache();
+  if (channel_) {
+    ares_destroy(channel_);  // runs the query callbacks (they see closing_) and closes sockets
+    channel_ = nullptr;
+  }
+  for (auto& [fd, p] : polls_) {
+    uv_poll_stop(&p->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
+      auto* sp = static_cast<SockPoll*>(h->data);
+      Resolver* owner = sp->owner;
+      delete sp;
+      owner->handle_closed();
+    });
+  }
+  polls_.clear();
+  auto closed = [](uv_handle_t* h) { static_cast<Resolver*>(h->data)->handle_closed(); };
+  uv_close(reinterpret_cast<uv_handle_t*>(&ares_timer_), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&deliver_timer_), closed);
+}
+
+}  // namespace deliverd::dns

@@ -1,0 +1,148 @@
+#pragma once
+// Asynchronous DNS on the event loop: c-ares driven by libuv (one uv_poll per c-ares socket, one
+// one-shot timer from ares_timeout), a TTL cache, and coalescing of identical lookups in flight.
+// Every address handed out has been through AddressPolicy.
+#include <ares.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/outcome.h"
+#include "dns/address_policy.h"
+
+namespace deliverd::dns {
+
+struct ResolverConfig {
+  std::vector<std::string> servers;  // "127.0.0.1:5353", "[::1]:53", "192.0.2.1"; empty = system resolv.conf
+  int timeout_ms = 3000;             // first try; c-ares doubles it on later tries
+  int tries = 2;
+  int max_ttl_s = 3600;               // cap on how long an answer is cached
+  int negative_ttl_s = 60;            // NXDOMAIN / no-data answers
+  size_t max_cache_entries = 100000;  // 0 disables the cache
+  size_t max_pending = 10000;         // resolve_host + resolve_mx requests outstanding
+};
+
+struct ResolvedHost {
+  std::string host;
+  std::vector<sockaddr_storage> allowed;                     // vetted; connect to exactly these (port not set)
+  std::vector<std::pair<std::string, std::string>> refused;  // ip, reason
+  // "" on success, else "nxdomain", "no_address", "timeout", "servfail", "refused_by_policy",
+  // "invalid_name", "overloaded", "server_refused", "connection_refused", "bad_response", "error".
+  std::string error;
+};
+
+struct MxResult {
+  std::vector<std::pair<int, std::string>> hosts;  // preference, name (lower case, no trailing dot); sorted
+  bool null_mx = false;                            // "MX 0 ." (RFC 7505): the domain takes no mail
+  bool no_mx = false;  // the name exists but has no MX: use the domain itself (RFC 5321 §5.1)
+  std::string error;   // as ResolvedHost::error
+};
+
+// The outcome a failed resolution ends with (nullopt when r.error is empty): refused_by_policy and
+// invalid_name → rejected; nxdomain / no_address → bounced; anything else → deferred.
+std::optional<core::Outcome> resolve_failure_outcome(const ResolvedHost& r);
+
+class Resolver {  // lives on one uv loop; heap object freed after close() (STYLE §1)
+ public:
+  // Throws std::runtime_error at start-up on bad config. policy may be null (built-in table only);
+  // it must outlive the resolver or be replaced with set_policy.
+  static Resolver* create(uv_loop_t* loop, const ResolverConfig& cfg, const AddressPolicy* policy);
+  using RequestId = uint64_t;
+
+  // IP literals are answered without DNS (still policy-checked). A+AAAA; callback always asynchronous.
+  RequestId resolve_host(const std::string& host, std::function<void(const ResolvedHost&)> cb);
+  RequestId resolve_mx(const std::string& domain, std::function<void(const MxResult&)> cb);
+  void cancel(RequestId id);                     // the callback will not be called
+  void set_policy(const AddressPolicy* policy);  // for reload; applies to cached answers too
+  void clear_cache();
+  size_t cache_size() const { return cache_.size(); }
+  size_t pending() const { return host_reqs_.size() + mx_reqs_.size(); }
+  void close();  // pending callbacks are not called; freed once libuv has closed the handles
+
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+
+  // What one DNS question (name, type) came back with; shared by cache and waiters.
+  struct Answer {
+    std::string code;  // "ok", "nxdomain", "nodata", "timeout", …
+    std::vector<sockaddr_storage> addrs;
+    std::vector<std::pair<int, std::string>> mx;
+    bool null_mx = false;
+  };
+  using AnswerPtr = std::shared_ptr<const Answer>;
+
+ private:
+  Resolver(uv_loop_t* loop, const ResolverConfig& cfg, const AddressPolicy* policy);
+  ~Resolver();
+
+  struct SockPoll {
+    uv_poll_t poll{};
+    Resolver* owner = nullptr;
+    ares_socket_t fd = ARES_SOCKET_BAD;
+  };
+  struct HostReq {
+    std::string host;
+    std::function<void(const ResolvedHost&)> cb;
+    int pending = 0;
+    AnswerPtr a, aaaa;
+    std::optional<ResolvedHost> ready;  // literal or early error: nothing to look up
+  };
+  struct MxReq {
+    std::function<void(const MxResult&)> cb;
+    std::optional<MxResult> ready;
+  };
+  struct CacheEntry {
+    AnswerPtr answer;
+    uint64_t expires_ms = 0;
+    std::list<std::string>::iterator lru;
+  };
+  struct QueryCtx {
+    Resolver* self;
+    std::string key;
+    int type;
+  };
+
+  void fetch(int type, const std::string& name, std::function<void(const AnswerPtr&)> on_answer);
+  void finish_host(RequestId id);
+  void finish_mx(RequestId id, const AnswerPtr& answer);
+  void schedule(std::function<void()> fn);
+  void cache_put(const std::string& key, AnswerPtr answer, uint32_t ttl_s);
+  AnswerPtr cache_get(const std::string& key);
+  void rearm_timer();
+  void handle_closed();
+
+  static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable);
+  static void on_poll(uv_poll_t* h, int status, int events);
+  static void on_ares_timer(uv_timer_t* t);
+  static void on_deliver_timer(uv_timer_t* t);
+  static void on_query_done(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
+
+  uv_loop_t* loop_;
+  ResolverConfig cfg_;
+  const AddressPolicy* policy_;
+  AddressPolicy default_policy_;
+  ares_channel channel_ = nullptr;
+  uv_timer_t ares_timer_{};
+  uv_timer_t deliver_timer_{};
+  int open_handles_ = 0;
+  bool closing_ = false;
+  bool deliver_armed_ = false;
+  RequestId next_id_ = 1;
+  std::unordered_map<ares_socket_t, SockPoll*> polls_;
+  std::unordered_map<RequestId, HostReq> host_reqs_;
+  std::unordered_map<RequestId, MxReq> mx_reqs_;
+  std::unordered_map<std::string, std::vector<std::function<void(const AnswerPtr&)>>> inflight_;
+  std::unordered_map<std::string, CacheEntry> cache_;
+  std::list<std::string> lru_;  // front = most recently used
+  std::vector<std::function<void()>> deliver_;
+};
+
+}  // namespace deliverd::dns
