@@ -1,0 +1,308 @@
+#include "smtp/composer.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace deliverd::smtp {
+namespace {
+
+constexpr std::time_t kNow = 1700000000;  // Tue, 14 Nov 2023 22:13:20 +0000
+
+MessageSpec basic() {
+  MessageSpec m;
+  m.from_email = "alice@acme.example";
+  m.from_name = "Alice from Acme";
+  m.to_email = "bob@example.org";
+  m.to_name = "Bob";
+  m.subject = "Quick question";
+  m.text = "Hello Bob,\nhow are you?\n";
+  return m;
+}
+
+std::string compose_ok(const MessageSpec& m) {
+  auto r = compose(m, kNow);
+  EXPECT_TRUE(r.ok()) << r.error();
+  return r.ok() ? r.value() : std::string();
+}
+
+// Splits on CRLF, failing the test on any bare CR or LF.
+std::vector<std::string> crlf_lines(const std::string& msg) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < msg.size()) {
+    size_t e = msg.find("\r\n", i);
+    EXPECT_NE(e, std::string::npos) << "message does not end with CRLF";
+    if (e == std::string::npos) break;
+    std::string line = msg.substr(i, e - i);
+    EXPECT_EQ(line.find_first_of("\r\n"), std::string::npos) << "bare CR or LF in: " << line;
+    out.push_back(line);
+    i = e + 2;
+  }
+  return out;
+}
+
+// The Message-ID value of a message, checked to be <32 hex digits@domain>; "" if absent or malformed.
+std::string message_id(const std::string& msg, const std::string& domain) {
+  const std::string key = "\r\nMessage-ID: <";
+  size_t at = msg.find(key);
+  if (at == std::string::npos) return "";
+  size_t start = at + key.size(), end = msg.find(">\r\n", start);
+  if (end == std::string::npos) return "";
+  std::string id = msg.substr(start, end - start);
+  if (id.size() != 33 + domain.size() || id.substr(32) != "@" + domain) return "";
+  for (size_t i = 0; i < 32; ++i)
+    if (std::string_view("0123456789abcdef").find(id[i]) == std::string_view::npos) return "";
+  return id;
+}
+
+// Every "=?UTF-8?B?…?=" in a line, checked for base64 text.
+std::vector<std::string> encoded_words(const std::string& line) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while ((i = line.find("=?UTF-8?B?", i)) != std::string::npos) {
+    size_t end = line.find("?=", i + 10);
+    if (end == std::string::npos) break;
+    std::string text = line.substr(i + 10, end - i - 10);
+    for (char c : text)
+      EXPECT_TRUE(isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=') << line;
+    out.push_back(line.substr(i, end + 2 - i));
+    i = end + 2;
+  }
+  return out;
+}
+
+std::string header_block(const std::string& msg) { return msg.substr(0, msg.find("\r\n\r\n") + 2); }
+std::string body_of(const std::string& msg) { return msg.substr(msg.find("\r\n\r\n") + 4); }
+
+TEST(Composer, PlainAsciiMessageHasTheStructuralHeadersAndA7bitBody) {
+  auto msg = compose_ok(basic());
+  auto h = header_block(msg);
+  EXPECT_NE(h.find("Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"), std::string::npos);
+  EXPECT_NE(h.find("From: Alice from Acme <alice@acme.example>\r\n"), std::string::npos);
+  EXPECT_NE(h.find("To: Bob <bob@example.org>\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Subject: Quick question\r\n"), std::string::npos);
+  EXPECT_NE(h.find("MIME-Version: 1.0\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Content-Type: text/plain; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Content-Transfer-Encoding: 7bit\r\n"), std::string::npos);
+  EXPECT_EQ(h.find("Reply-To:"), std::string::npos);
+  EXPECT_NE(message_id(h, "acme.example"), "") << h;
+  EXPECT_EQ(body_of(msg), "Hello Bob,\r\nhow are you?\r\n");
+  crlf_lines(msg);
+}
+
+TEST(Composer, MessageIdsDifferAndUseTheGivenDomain) {
+  auto m = basic();
+  m.message_id_domain = "mail.acme.example";
+  auto a = message_id(compose_ok(m), "mail.acme.example"), b = message_id(compose_ok(m), "mail.acme.example");
+  ASSERT_NE(a, "");
+  ASSERT_NE(b, "");
+  EXPECT_NE(a, b);
+}
+
+TEST(Composer, DateIsRfc5322InUtc) {
+  EXPECT_EQ(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+  EXPECT_EQ(rfc5322_date(951782400), "Tue, 29 Feb 2000 00:00:00 +0000");
+}
+
+TEST(Composer, ReplyToAndExtraHeadersAreEmitted) {
+  auto m = basic();
+  m.reply_to = "replies@acme.example";
+  m.headers = {{"X-Campaign-Id", "cmp_1"}, {"List-Unsubscribe", "<https://acme.example/u/1>"}};
+  auto h = header_block(compose_ok(m));
+  EXPECT_NE(h.find("Reply-To: replies@acme.example\r\n"), std::string::npos);
+  EXPECT_NE(h.find("X-Campaign-Id: cmp_1\r\n"), std::string::npos);
+  EXPECT_NE(h.find("List-Unsubscribe: <https://acme.example/u/1>\r\n"), std::string::npos);
+}
+
+TEST(Composer, NonAsciiDisplayNameIsAnEncodedWord) {
+  auto m = basic();
+  m.from_name = "Zo\xc3\xab";  // "Zoë"
+  auto h = header_block(compose_ok(m));
+  EXPECT_NE(h.find("From: =?UTF-8?B?Wm/Dqw==?= <alice@acme.example>\r\n"), std::string::npos) << h;
+}
+
+TEST(Composer, DisplayNameWithSpecialsIsQuoted) {
+  auto m = basic();
+  m.to_name = "Smith, \"Bob\"";
+  auto h = header_block(compose_ok(m));
+  EXPECT_NE(h.find("To: \"Smith, \\\"Bob\\\"\" <bob@example.org>\r\n"), std::string::npos) << h;
+}
+
+TEST(Composer, LongNonAsciiSubjectIsSplitIntoFoldedEncodedWords) {
+  auto m = basic();
+  m.subject.clear();
+  for (int i = 0; i < 40; ++i) m.subject += "\xc3\xa9t\xc3\xa9 ";  // "été "
+  auto msg = compose_ok(m);
+  auto lines = crlf_lines(header_block(msg));
+  int words = 0;
+  for (const auto& l : lines) {
+    EXPECT_LE(l.size(), 78u) << l;
+    for (const auto& w : encoded_words(l)) {
+      ++words;
+      EXPECT_LE(w.size(), 75u);
+    }
+  }
+  EXPECT_GT(words, 3);
+}
+
+TEST(Composer, EncodedWordsNeverSplitACharacter) {
+  std::string s;
+  for (int i = 0; i < 30; ++i) s += "\xe2\x82\xac";  // "€", three bytes
+  auto enc = encode_words(s);
+  // 42-byte words hold 14 euros each: 30 = 14 + 14 + 2.
+  EXPECT_EQ(std::count(enc.begin(), enc.end(), '?'), 3 * 4);
+}
+
+TEST(Composer, LongAsciiSubjectIsFoldedAtSpaces) {
+  auto m = basic();
+  m.subject.clear();
+  for (int i = 0; i < 30; ++i) m.subject += "word" + std::to_string(i) + " ";
+  auto lines = crlf_lines(header_block(compose_ok(m)));
+  int continuation = 0;
+  for (const auto& l : lines) {
+    EXPECT_LE(l.size(), 78u);
+    if (!l.empty() && l[0] == ' ') ++continuation;
+  }
+  EXPECT_GT(continuation, 0);
+}
+
+TEST(Composer, NonAsciiBodyIsQuotedPrintable) {
+  auto m = basic();
+  m.text = "Caf\xc3\xa9 = good \nend";
+  auto msg = compose_ok(m);
+  EXPECT_NE(msg.find("Content-Transfer-Encoding: quoted-printable\r\n"), std::string::npos);
+  EXPECT_EQ(body_of(msg), "Caf=C3=A9 =3D good=20\r\nend\r\n");
+}
+
+TEST(Composer, LongAsciiLineIsQuotedPrintableWithShortLines) {
+  auto m = basic();
+  m.text = std::string(3000, 'a') + "\n" + std::string(500, 'b');
+  auto msg = compose_ok(m);
+  EXPECT_NE(msg.find("Content-Transfer-Encoding: quoted-printable\r\n"), std::string::npos);
+  std::string decoded;
+  for (const auto& l : crlf_lines(body_of(msg))) {
+    EXPECT_LE(l.size(), 76u);
+    if (!l.empty() && l.back() == '=') decoded += l.substr(0, l.size() - 1);
+    else decoded += l + "\n";
+  }
+  EXPECT_EQ(decoded, m.text + "\n");
+}
+
+TEST(Composer, BodyLinesOfNineHundredNinetyEightStay7bit) {
+  auto m = basic();
+  m.text = std::string(998, 'x');
+  auto msg = compose_ok(m);
+  EXPECT_NE(msg.find("Content-Transfer-Encoding: 7bit\r\n"), std::string::npos);
+}
+
+TEST(Composer, QuotedPrintableEncodesSoftBreaksAndControls) {
+  EXPECT_EQ(quoted_printable("a\tb\t\r\n"), "a\tb=09\r\n");
+  EXPECT_EQ(quoted_printable(std::string("\x00x", 2)), "=00x\r\n");
+  auto long_line = quoted_printable(std::string(100, '='));
+  for (const auto& l : crlf_lines(long_line)) EXPECT_LE(l.size(), 76u);
+}
+
+TEST(Composer, LineEndingsAreNormalisedToCrlf) {
+  auto m = basic();
+  m.text = "a\nb\r\nc\rd";
+  EXPECT_EQ(body_of(compose_ok(m)), "a\r\nb\r\nc\r\nd\r\n");
+}
+
+TEST(Composer, HeaderInjectionInSubjectIsRefused) {
+  auto m = basic();
+  m.subject = "hi\r\nBcc: everyone@example.org";
+  auto r = compose(m, kNow);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().rfind("subject:", 0), 0u) << r.error();
+}
+
+TEST(Composer, HeaderInjectionInNamesIsRefused) {
+  auto m = basic();
+  m.from_name = "Alice\nBcc: x@example.org";
+  auto r = compose(m, kNow);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().rfind("from_name:", 0), 0u) << r.error();
+  m = basic();
+  m.to_name = "Bob\r";
+  EXPECT_EQ(compose(m, kNow).error().rfind("to_name:", 0), 0u);
+}
+
+TEST(Composer, ExtraHeaderWithCrlfInValueIsRefusedByName) {
+  auto m = basic();
+  m.headers = {{"X-Ok", "fine"}, {"X-Campaign-Id", "cmp\r\nBcc: x@example.org"}};
+  auto r = compose(m, kNow);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("X-Campaign-Id"), std::string::npos) << r.error();
+}
+
+TEST(Composer, ExtraHeaderWithInvalidNameIsRefused) {
+  for (std::string bad : std::vector<std::string>{"X Bad", "X:Bad", "", "X-\xc3\xa9", "X\x01"}) {
+    auto m = basic();
+    m.headers = {{bad, "v"}};
+    auto r = compose(m, kNow);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().find("invalid name"), std::string::npos) << r.error();
+  }
+}
+
+TEST(Composer, StructuralHeadersMayNotBeGivenAsExtras) {
+  for (std::string name : {"From", "to", "SUBJECT", "Date", "Message-ID", "MIME-Version", "Content-Type",
+                           "content-transfer-encoding", "Reply-To"}) {
+    auto m = basic();
+    m.headers = {{name, "x"}};
+    auto r = compose(m, kNow);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_NE(r.error().find(name), std::string::npos) << r.error();
+  }
+}
+
+TEST(Composer, InvalidAddressesAreRefusedByField) {
+  auto m = basic();
+  m.to_email = "bob";
+  EXPECT_EQ(compose(m, kNow).error().rfind("to_email:", 0), 0u);
+  m = basic();
+  m.from_email = "alice@acme.example>\r\nRCPT TO:<x@y";
+  EXPECT_EQ(compose(m, kNow).error().rfind("from_email:", 0), 0u);
+  m = basic();
+  m.reply_to = "a b@example.org";
+  EXPECT_EQ(compose(m, kNow).error().rfind("reply_to:", 0), 0u);
+  m = basic();
+  m.to_email = "bob@exa_mple.org";
+  EXPECT_EQ(compose(m, kNow).error().rfind("to_email:", 0), 0u);
+}
+
+TEST(Composer, InvalidUtf8IsRefused) {
+  auto m = basic();
+  m.subject = "bad \xc3";
+  EXPECT_EQ(compose(m, kNow).error().rfind("subject:", 0), 0u);
+  m = basic();
+  m.text = "overlong \xc0\xaf";
+  EXPECT_EQ(compose(m, kNow).error().rfind("text:", 0), 0u);
+  EXPECT_TRUE(is_valid_utf8("\xf0\x9f\x98\x80 ok"));
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));  // a surrogate
+}
+
+TEST(DotStuff, LinesStartingWithADotAreDoubled) {
+  EXPECT_EQ(dot_stuff("a\r\n.b\r\n..c\r\n.\r\nd\r\n"), "a\r\n..b\r\n...c\r\n..\r\nd\r\n.\r\n");
+}
+
+TEST(DotStuff, TerminatorFollowsAMissingFinalLineEnding) {
+  EXPECT_EQ(dot_stuff("a\r\nb"), "a\r\nb\r\n.\r\n");
+  EXPECT_EQ(dot_stuff(""), ".\r\n");
+}
+
+TEST(DotStuff, BareLineFeedsBecomeCrlf) { EXPECT_EQ(dot_stuff("a\n.b\n"), "a\r\n..b\r\n.\r\n"); }
+
+TEST(DotStuff, ComposedMessageWithDotLinesRoundTrips) {
+  auto m = basic();
+  m.text = ".\n..\nlast";
+  auto msg = compose_ok(m);
+  auto payload = dot_stuff(msg);
+  EXPECT_NE(payload.find("\r\n..\r\n...\r\nlast\r\n.\r\n"), std::string::npos);
+  EXPECT_EQ(payload.find("\r\n.\r\n"), payload.size() - 5);
+}
+
+}  // namespace
+}  // namespace deliverd::smtp
