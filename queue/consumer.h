@@ -1,0 +1,86 @@
+#pragma once
+// Reads jobs from the stream through a consumer group, with flow control: never more than
+// max_inflight entries handed out and not yet done(). Uses its own RedisClient because
+// XREADGROUP BLOCK holds the connection; acks go through the Publisher's client.
+#include <uv.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "queue/redis_client.h"
+
+namespace deliverd::queue {
+
+struct ConsumerConfig {
+  std::string stream = "deliverd:jobs", group = "deliverd", consumer;  // consumer: unique per daemon, stable across restarts
+  int block_ms = 1000;
+  size_t max_inflight = 256;
+  int retry_min_ms = 250;   // reconnect backoff after a failure, doubling up to retry_max_ms
+  int retry_max_ms = 5000;
+};
+
+struct StreamEntry {
+  std::string id;
+  std::vector<std::pair<std::string, std::string>> fields;  // empty if the entry was deleted meanwhile
+  const std::string* field(std::string_view name) const;     // first field of that name, or nullptr
+};
+
+class Consumer {
+ public:
+  // Heap object (STYLE §1): freed after close(). on_entry is called on the loop for every entry
+  // handed out; each must be answered with done(entry_id) once it is acked.
+  static Consumer* create(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConfig& cfg,
+                          std::function<void(StreamEntry)> on_entry);
+
+  // Connects, creates the group (XGROUP CREATE … $ MKSTREAM; BUSYGROUP is fine), hands out this
+  // consumer's own pending entries first (those a previous run held), then new ones. On a
+  // connection failure it reconnects with backoff and starts over from the pending entries.
+  void start();
+  // Stops reading at once (the blocking read's connection is closed). Entries already handed
+  // out stay pending until done(); entries never handed out stay pending for reclaim.
+  void stop();
+  // Frees the slot of an entry handed out by on_entry; unknown ids are ignored.
+  void done(const std::string& entry_id);
+  size_t inflight() const { return inflight_.size(); }
+  // Connected and the group exists: reading (or ready to read once a slot frees up).
+  bool connected() const;
+  // Idempotent; no on_entry call after it.
+  void close();
+
+ private:
+  enum class Phase { Pending, New };
+
+  Consumer(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConfig& cfg, std::function<void(StreamEntry)> cb);
+  ~Consumer() = default;
+
+  void open();
+  void create_group();
+  void read();
+  void on_read(const RedisReply& reply);
+  void reset(const std::string& reason);
+  void drop_client();
+  static void on_retry(uv_timer_t* t);
+
+  uv_loop_t* loop_;
+  RedisConfig redis_cfg_;
+  ConsumerConfig cfg_;
+  std::function<void(StreamEntry)> on_entry_;
+  RedisClient* client_ = nullptr;
+  Phase phase_ = Phase::Pending;
+  std::string pending_cursor_ = "0";
+  std::unordered_set<std::string> inflight_;
+  bool running_ = false;
+  bool ready_ = false;
+  bool closed_ = false;
+  bool read_outstanding_ = false;
+  bool delivering_ = false;
+  int retry_ms_ = 0;
+  uv_timer_t retry_timer_{};
+};
+
+}  // namespace deliverd::queue

@@ -1,0 +1,48 @@
+#include "queue/publisher.h"
+
+#include "core/log.h"
+
+namespace deliverd::queue {
+namespace {
+
+// XADD then XACK in one script: Redis runs it atomically, and an XADD that fails (WRONGTYPE,
+// OOM) raises and stops the script before the XACK, so an entry is never acked without its
+// event. (MULTI/EXEC would still run the XACK after a run-time XADD error.) Redis caches the
+// compiled script by its SHA, so sending the body each time costs only the bytes.
+// KEYS: target stream, job stream. ARGV: maxlen, group, entry id, field, value, field, value…
+constexpr const char* kAddAndAck = R"lua(
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+)lua";
+
+}  // namespace
+
+Publisher::Publisher(RedisClient& client, PublisherConfig cfg) : client_(client), cfg_(std::move(cfg)) {}
+
+void Publisher::publish_and_ack(const std::string& entry_id, const std::string& event_json,
+                                std::function<void(bool ok)> cb) {
+  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, std::move(cb));
+}
+
+void Publisher::dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
+                                    std::function<void(bool ok)> cb) {
+  add_and_ack(cfg_.dead, cfg_.dead_maxlen, {"job", payload, "reason", reason}, entry_id, std::move(cb));
+}
+
+void Publisher::add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
+                            const std::string& entry_id, std::function<void(bool ok)> cb) {
+  std::vector<std::string> argv = {"EVAL", kAddAndAck, "2", target, cfg_.stream, std::to_string(maxlen), cfg_.group,
+                                   entry_id};
+  for (auto& f : fields) argv.push_back(std::move(f));
+  // The callback holds copies, not `this`: the publisher may be gone when the reply arrives.
+  client_.command(std::move(argv), [cb = std::move(cb), entry_id, target](const RedisReply& r) {
+    // XACK's count: 1, or 0 if the entry was no longer pending (acked elsewhere) — both are done.
+    const bool ok = r.type == RedisReply::Type::Integer;
+    if (!ok) core::log_warn("queue_ack_failed", {{"target", target}, {"entry", entry_id}, {"reason", r.str}});
+    if (cb) cb(ok);
+  });
+}
+
+}  // namespace deliverd::queue

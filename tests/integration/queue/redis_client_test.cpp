@@ -1,0 +1,435 @@
+// RedisClient against a real redis-server, and against a scripted fake server for the cases a
+// real one will not produce on demand (replies split byte by byte, garbage, silence, huge reply).
+#include "queue/redis_client.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/fixtures/redis_server.h"
+#include "tests/integration/queue/test_loop.h"
+
+namespace deliverd::queue {
+namespace {
+
+using deliverd::testing::RedisServer;
+using deliverd::testing::TestLoop;
+
+RedisConfig config_for(int port) {
+  RedisConfig cfg;
+  cfg.port = port;
+  cfg.connect_timeout_ms = 5000;
+  return cfg;
+}
+
+// Connects a fresh client and runs the loop until the handshake finished.
+RedisClient* connect_client(TestLoop& loop, const RedisConfig& cfg) {
+  RedisClient* c = RedisClient::create(loop.get(), cfg);
+  bool done = false, ok = false;
+  std::string error;
+  c->connect([&](bool k, const std::string& e) {
+    done = true;
+    ok = k;
+    error = e;
+  });
+  EXPECT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_TRUE(ok) << error;
+  return c;
+}
+
+// One loopback connection served by a thread running `session` on the accepted socket.
+class FakeServer {
+ public:
+  explicit FakeServer(std::function<void(int fd)> session) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(listen_fd_, 4);
+    thread_ = std::thread([this, session = std::move(session)] {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 10000) != 1) return;
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      session(fd);
+      ::close(fd);
+    });
+  }
+  ~FakeServer() {
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  int port() const { return port_; }
+
+  // Reads until n bytes arrived (or the peer went away); returns what was read.
+  static std::string read_bytes(int fd, size_t n) {
+    std::string got;
+    char buf[4096];
+    while (got.size() < n) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 10000) != 1) break;
+      ssize_t r = ::read(fd, buf, sizeof buf);
+      if (r <= 0) break;
+      got.append(buf, static_cast<size_t>(r));
+    }
+    return got;
+  }
+  // Waits until the client closes the connection (bounded).
+  static void wait_for_close(int fd) {
+    char buf[4096];
+    for (;;) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 10000) != 1) return;
+      if (::read(fd, buf, sizeof buf) <= 0) return;
+    }
+  }
+
+ private:
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST(RedisClient, RunsCommandsAndCopiesEveryReplyType) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(redis.port()));
+  ASSERT_TRUE(c->connected());
+  std::vector<RedisReply> replies;
+  auto keep = [&](const RedisReply& r) { replies.push_back(r); };
+  c->command({"SET", "k", std::string("a\0b\r\n", 5)}, keep);
+  c->command({"GET", "k"}, keep);
+  c->command({"GET", "missing"}, keep);
+  c->command({"INCRBY", "n", "41"}, keep);
+  c->command({"RPUSH", "l", "x", "y"}, keep);
+  c->command({"LRANGE", "l", "0", "-1"}, keep);
+  ASSERT_TRUE(loop.run_until([&] { return replies.size() == 6; }));
+  EXPECT_EQ(replies[0].type, RedisReply::Type::Status);
+  EXPECT_EQ(replies[0].str, "OK");
+  EXPECT_EQ(replies[1].type, RedisReply::Type::String);
+  EXPECT_EQ(replies[1].str, std::string("a\0b\r\n", 5));  // binary-safe both ways
+  EXPECT_EQ(replies[2].type, RedisReply::Type::Nil);
+  EXPECT_EQ(replies[3].type, RedisReply::Type::Integer);
+  EXPECT_EQ(replies[3].integer, 41);
+  ASSERT_EQ(replies[5].type, RedisReply::Type::Array);
+  ASSERT_EQ(replies[5].elements.size(), 2u);
+  EXPECT_EQ(replies[5].elements[1].str, "y");
+  c->close();
+}
+
+TEST(RedisClient, ServerErrorIsAReplyAndTheConnectionStaysUp) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(redis.port()));
+  std::vector<RedisReply> replies;
+  c->command({"SET", "s", "text"}, [&](const RedisReply& r) { replies.push_back(r); });
+  c->command({"INCR", "s"}, [&](const RedisReply& r) { replies.push_back(r); });
+  c->command({"NOSUCHCOMMAND"}, [&](const RedisReply& r) { replies.push_back(r); });
+  c->command({"PING"}, [&](const RedisReply& r) { replies.push_back(r); });
+  ASSERT_TRUE(loop.run_until([&] { return replies.size() == 4; }));
+  EXPECT_TRUE(replies[1].is_error());
+  EXPECT_FALSE(replies[1].connection_error);
+  EXPECT_EQ(replies[1].error_code(), "ERR");
+  EXPECT_TRUE(replies[2].is_error());
+  EXPECT_EQ(replies[3].str, "PONG");
+  EXPECT_TRUE(c->connected());
+  c->close();
+}
+
+TEST(RedisClient, PipelinesAThousandCommandsInOrder) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(redis.port()));
+  std::vector<long long> got;
+  for (int i = 0; i < 1000; ++i)
+    c->command({"INCR", "counter"}, [&](const RedisReply& r) { got.push_back(r.integer); });
+  // All 1,000 are written before the first reply is read.
+  EXPECT_EQ(c->pending(), 1000u);
+  ASSERT_TRUE(loop.run_until([&] { return got.size() == 1000; }));
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(got[static_cast<size_t>(i)], i + 1);
+  EXPECT_EQ(c->pending(), 0u);
+  EXPECT_EQ(redis.command({"GET", "counter"}), "1000");
+  c->close();
+}
+
+TEST(RedisClient, CommandsIssuedBeforeConnectWaitForTheHandshake) {
+  RedisServer redis({"--requirepass", "s3cret"});
+  TestLoop loop;
+  RedisConfig cfg = config_for(redis.port());
+  cfg.password = "s3cret";
+  cfg.db = 2;
+  RedisClient* c = RedisClient::create(loop.get(), cfg);
+  RedisReply set_reply;
+  bool set_done = false, connected = false;
+  c->command({"SET", "in-db-2", "yes"}, [&](const RedisReply& r) {
+    set_reply = r;
+    set_done = true;
+  });
+  c->connect([&](bool ok, const std::string& e) {
+    EXPECT_TRUE(ok) << e;
+    connected = ok;
+  });
+  ASSERT_TRUE(loop.run_until([&] { return set_done && connected; }));
+  EXPECT_EQ(set_reply.str, "OK");
+  EXPECT_EQ(redis.command({"GET", "in-db-2"}), "(nil)");
+  EXPECT_EQ(redis.command({"SELECT", "2"}), "OK");
+  EXPECT_EQ(redis.command({"GET", "in-db-2"}), "yes");
+  c->close();
+}
+
+TEST(RedisClient, AuthWithUsernameAndWrongPassword) {
+  RedisServer redis;
+  redis.command({"ACL", "SETUSER", "deliverd", "on", ">pw1", "~*", "+@all"});
+  TestLoop loop;
+  RedisConfig cfg = config_for(redis.port());
+  cfg.username = "deliverd";
+  cfg.password = "pw1";
+  RedisClient* good = connect_client(loop, cfg);
+  RedisReply who;
+  bool done = false;
+  good->command({"ACL", "WHOAMI"}, [&](const RedisReply& r) {
+    who = r;
+    done = true;
+  });
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_EQ(who.str, "deliverd");
+  good->close();
+
+  cfg.password = "wrong";
+  RedisClient* bad = RedisClient::create(loop.get(), cfg);
+  bool failed = false;
+  std::string error;
+  bad->connect([&](bool ok, const std::string& e) {
+    failed = !ok;
+    error = e;
+  });
+  ASSERT_TRUE(loop.run_until([&] { return failed; }));
+  EXPECT_NE(error.find("AUTH failed"), std::string::npos) << error;
+  EXPECT_EQ(error.find("wrong"), std::string::npos) << "the password must not appear in errors";
+  EXPECT_FALSE(bad->connected());
+  bad->close();
+}
+
+TEST(RedisClient, ConnectionRefusedAndBadHostAreReported) {
+  TestLoop loop;
+  const int port = deliverd::testing::free_port();  // nothing listens there
+  RedisClient* c = RedisClient::create(loop.get(), config_for(port));
+  bool done = false, ok = true;
+  c->connect([&](bool k, const std::string&) {
+    done = true;
+    ok = k;
+  });
+  bool cmd_done = false;
+  RedisReply cmd_reply;
+  c->command({"PING"}, [&](const RedisReply& r) {
+    cmd_done = true;
+    cmd_reply = r;
+  });
+  ASSERT_TRUE(loop.run_until([&] { return done && cmd_done; }));
+  EXPECT_FALSE(ok);
+  EXPECT_TRUE(cmd_reply.connection_error);
+  c->close();
+
+  RedisConfig named = config_for(6379);
+  named.host = "redis.example.org";
+  RedisClient* n = RedisClient::create(loop.get(), named);
+  std::string error;
+  bool called_inline = true, n_done = false;
+  n->connect([&](bool, const std::string& e) {
+    error = e;
+    n_done = true;
+  });
+  called_inline = n_done;
+  ASSERT_TRUE(loop.run_until([&] { return n_done; }));
+  EXPECT_FALSE(called_inline) << "callbacks never run inside connect()";
+  EXPECT_NE(error.find("IP address"), std::string::npos) << error;
+  n->close();
+}
+
+TEST(RedisClient, RepliesSplitAtEveryByteAreReassembled) {
+  const std::string response = "+OK\r\n*3\r\n$5\r\nhello\r\n*2\r\n:42\r\n$-1\r\n$0\r\n\r\n-ERR bad thing\r\n:-7\r\n";
+  FakeServer server([&](int fd) {
+    FakeServer::read_bytes(fd, 4 * 14);  // four "*1\r\n$4\r\nPING\r\n"
+    for (size_t i = 0; i < response.size(); i += 1 + i % 3) {
+      size_t n = std::min<size_t>(1 + i % 3, response.size() - i);
+      if (::send(fd, response.data() + i, n, MSG_NOSIGNAL) < 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    FakeServer::wait_for_close(fd);
+  });
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(server.port()));
+  std::vector<RedisReply> replies;
+  for (int i = 0; i < 4; ++i) c->command({"PING"}, [&](const RedisReply& r) { replies.push_back(r); });
+  ASSERT_TRUE(loop.run_until([&] { return replies.size() == 4; }));
+  EXPECT_EQ(replies[0].str, "OK");
+  ASSERT_EQ(replies[1].type, RedisReply::Type::Array);
+  ASSERT_EQ(replies[1].elements.size(), 3u);
+  EXPECT_EQ(replies[1].elements[0].str, "hello");
+  EXPECT_EQ(replies[1].elements[1].elements[0].integer, 42);
+  EXPECT_EQ(replies[1].elements[1].elements[1].type, RedisReply::Type::Nil);
+  EXPECT_EQ(replies[1].elements[2].type, RedisReply::Type::String);
+  EXPECT_EQ(replies[1].elements[2].str, "");
+  EXPECT_EQ(replies[2].str, "ERR bad thing");
+  EXPECT_FALSE(replies[2].connection_error);
+  EXPECT_EQ(replies[3].integer, -7);
+  EXPECT_TRUE(c->connected());
+  c->close();
+}
+
+// Runs one command against a fake server session and returns the reply and whether the
+// disconnect handler ran.
+struct FailureResult {
+  RedisReply reply;
+  bool disconnected = false;
+  std::string reason;
+};
+FailureResult fail_with(const std::function<void(int)>& session, RedisConfig cfg_overrides) {
+  FakeServer server(session);
+  TestLoop loop;
+  cfg_overrides.port = server.port();
+  RedisClient* c = connect_client(loop, cfg_overrides);
+  FailureResult out;
+  c->set_disconnect_handler([&](const std::string& reason) {
+    out.disconnected = true;
+    out.reason = reason;
+  });
+  bool done = false, second_done = false;
+  RedisReply second;
+  c->command({"GET", "x"}, [&](const RedisReply& r) {
+    out.reply = r;
+    done = true;
+  });
+  c->command({"GET", "y"}, [&](const RedisReply& r) {
+    second = r;
+    second_done = true;
+  });
+  EXPECT_TRUE(loop.run_until([&] { return done && second_done && out.disconnected; }));
+  EXPECT_TRUE(second.connection_error) << "every pending command is failed, not only the first";
+  EXPECT_FALSE(c->connected());
+  // A command after the failure is answered (later) with an error, not silently lost.
+  bool late = false;
+  c->command({"PING"}, [&](const RedisReply& r) { late = r.connection_error; });
+  EXPECT_TRUE(loop.run_until([&] { return late; }));
+  c->close();
+  return out;
+}
+
+TEST(RedisClient, ProtocolGarbageFailsTheConnection) {
+  auto r = fail_with(
+      [](int fd) {
+        FakeServer::read_bytes(fd, 1);
+        (void)!::send(fd, "!nonsense\r\n", 11, MSG_NOSIGNAL);
+        FakeServer::wait_for_close(fd);
+      },
+      RedisConfig{});
+  EXPECT_TRUE(r.reply.connection_error);
+  EXPECT_NE(r.reason.find("protocol"), std::string::npos) << r.reason;
+}
+
+TEST(RedisClient, ReplyLargerThanTheLimitFailsTheConnection) {
+  RedisConfig cfg;
+  cfg.max_reply_bytes = 64 * 1024;
+  auto r = fail_with(
+      [](int fd) {
+        FakeServer::read_bytes(fd, 1);
+        std::string chunk = "$10000000\r\n" + std::string(16384, 'x');
+        for (int i = 0; i < 64; ++i)
+          if (::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) < 0) break;
+        FakeServer::wait_for_close(fd);
+      },
+      cfg);
+  EXPECT_TRUE(r.reply.connection_error);
+  EXPECT_NE(r.reason.find("larger than"), std::string::npos) << r.reason;
+}
+
+TEST(RedisClient, CommandTimeoutFailsTheConnection) {
+  RedisConfig cfg;
+  cfg.command_timeout_ms = 300;
+  auto r = fail_with([](int fd) { FakeServer::wait_for_close(fd); }, cfg);
+  EXPECT_TRUE(r.reply.connection_error);
+  EXPECT_NE(r.reason.find("timeout"), std::string::npos) << r.reason;
+}
+
+TEST(RedisClient, HandshakeTimeoutFailsConnect) {
+  FakeServer server([](int fd) { FakeServer::wait_for_close(fd); });  // accepts, never answers AUTH
+  TestLoop loop;
+  RedisConfig cfg = config_for(server.port());
+  cfg.password = "pw";
+  cfg.connect_timeout_ms = 300;
+  RedisClient* c = RedisClient::create(loop.get(), cfg);
+  bool done = false;
+  std::string error;
+  c->connect([&](bool ok, const std::string& e) {
+    EXPECT_FALSE(ok);
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_NE(error.find("timeout"), std::string::npos) << error;
+  c->close();
+}
+
+TEST(RedisClient, ServerKilledFailsPendingCallbacksWithoutCrashing) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(redis.port()));
+  bool disconnected = false;
+  c->set_disconnect_handler([&](const std::string&) { disconnected = true; });
+  int errors = 0, blocked_errors = 0;
+  // A blocking command that would wait 30 s, and normal commands queued behind it.
+  c->command({"BLPOP", "nothing", "30"}, [&](const RedisReply& r) { blocked_errors += r.connection_error; },
+             40000);
+  for (int i = 0; i < 100; ++i) c->command({"PING"}, [&](const RedisReply& r) { errors += r.connection_error; });
+  loop.run_for(100);
+  redis.kill();
+  ASSERT_TRUE(loop.run_until([&] { return disconnected && errors == 100 && blocked_errors == 1; }));
+  EXPECT_FALSE(c->connected());
+  EXPECT_EQ(c->pending(), 0u);
+  c->close();
+}
+
+TEST(RedisClient, CloseDropsPendingCallbacks) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(redis.port()));
+  int called = 0;
+  for (int i = 0; i < 10; ++i) c->command({"PING"}, [&](const RedisReply&) { ++called; });
+  c->close();
+  loop.run_for(100);
+  EXPECT_EQ(called, 0);
+}
+
+TEST(RedisClient, CloseFromInsideACallbackIsSafe) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(redis.port()));
+  int called = 0;
+  for (int i = 0; i < 10; ++i)
+    c->command({"PING"}, [&](const RedisReply&) {
+      ++called;
+      c->close();
+    });
+  loop.run_for(200);
+  EXPECT_EQ(called, 1);
+}
+
+}  // namespace
+}  // namespace deliverd::queue
