@@ -18,6 +18,11 @@ STEP is a reply string ("550 5.1.1 no such user"; "\\n" separates lines) or an o
   size         line length for "huge_line" (default 1 MiB)
   close_after  close the connection after replying
 "close_after_each_command" closes after every reply to a command (not after the banner).
+TLS: "tls": {"cert": PEM, "key": PEM} enables STARTTLS (advertised in the default EHLO reply
+before TLS; a STARTTLS reply starting with 220 is followed by the handshake) and, with
+"implicit_tls": true, TLS from the first byte. STARTTLS steps may use action "stall_tls" (reply
+220, then never handshake) or "garbage_tls" (reply 220, then send non-TLS bytes); "tls_stall": true
+with implicit TLS accepts connections and never answers the handshake.
 Every command line is appended to DIR/commands.log (with "CONNECT" per connection); every
 complete message is written to DIR/msg-N.eml when the reply to "." was 2xx, else DIR/rejected-N.eml.
 DIR/ready appears once the port is listening.
@@ -27,6 +32,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import sys
 
 DEFAULTS = {
@@ -41,6 +47,7 @@ DEFAULTS = {
     "DOT": "250 2.0.0 queued",
     "QUIT": "221 2.0.0 bye",
     "RSET": "250 2.0.0 ok",
+    "STARTTLS": "220 2.0.0 ready to start TLS",
     "NOOP": "250 2.0.0 ok",
     "*": "502 5.5.2 command not recognized",
 }
@@ -71,6 +78,14 @@ class Server:
             self.steps[verb] = given if isinstance(given, list) and given and not isinstance(given[0], str) \
                 else [given]
         self.close_after_each = bool(script.get("close_after_each_command", False))
+        self.ehlo_given = "EHLO" in script.get("steps", {})
+        self.tls_ctx = None
+        tls = script.get("tls")
+        if tls:
+            self.tls_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls_ctx.load_cert_chain(tls["cert"], tls["key"])
+        self.implicit_tls = bool(script.get("implicit_tls", False))
+        self.tls_stall = bool(script.get("tls_stall", False))
         self.counts = {}
         self.dump_dir = dump_dir
         self.messages = 0
@@ -137,7 +152,11 @@ class Server:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.log.write("CONNECT\n")
+        tls_on = self.implicit_tls
         try:
+            if self.tls_stall:
+                await asyncio.sleep(3600)
+                return
             await self.act(self.step_for("BANNER"), writer, banner=True)
             while True:
                 line = await reader.readline()
@@ -147,12 +166,27 @@ class Server:
                 self.log.write(text + "\n")
                 verb = text.split(" ", 1)[0].split(":", 1)[0].upper()
                 step = self.step_for(verb)
+                if verb == "EHLO" and self.tls_ctx and not self.ehlo_given and not tls_on:
+                    step = DEFAULTS["EHLO"][:-1] + ["250-STARTTLS", DEFAULTS["EHLO"][-1]]
+                if verb == "STARTTLS" and isinstance(step, dict) and step.get("action") in ("stall_tls", "garbage_tls"):
+                    writer.write(b"220 2.0.0 go ahead\r\n")
+                    await writer.drain()
+                    if step["action"] == "stall_tls":
+                        await asyncio.sleep(3600)
+                    writer.write(b"this is not a TLS record\r\n" * 4)
+                    await writer.drain()
+                    await asyncio.sleep(1)
+                    raise Closed()
                 await self.act(step, writer)
+                if verb == "STARTTLS" and reply_text(step).startswith("220") and self.tls_ctx and not tls_on:
+                    await writer.start_tls(self.tls_ctx)
+                    tls_on = True
+                    continue
                 if verb == "DATA" and reply_text(step).startswith("354"):
                     await self.read_message(reader, writer)
                 elif verb == "QUIT":
                     return
-        except (Closed, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (Closed, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
             pass
         except Exception as e:  # a script mistake: say so in the log, drop only this connection
             print("scripted_smtp_server: %r" % e, file=sys.stderr, flush=True)
@@ -203,7 +237,8 @@ async def main():
     os.makedirs(args.dump_dir, exist_ok=True)
     server = Server(script, args.dump_dir)
     # Loopback only: this server exists for tests.
-    srv = await asyncio.start_server(server.handle, args.host, args.port, limit=MAX_LINE, backlog=512)
+    implicit = server.tls_ctx if server.implicit_tls and not server.tls_stall else None
+    srv = await asyncio.start_server(server.handle, args.host, args.port, limit=MAX_LINE, backlog=512, ssl=implicit)
     with open(os.path.join(args.dump_dir, "ready.tmp"), "w") as f:
         f.write(str(args.port))
     os.rename(os.path.join(args.dump_dir, "ready.tmp"), os.path.join(args.dump_dir, "ready"))

@@ -1,0 +1,84 @@
+#pragma once
+// The running daemon: wires queue/ → store/ mailboxes → smtp/ compose → dns/ resolve + policy →
+// smtp/ session → outcome → queue/ publish + ack, all on one libuv loop.
+#include <uv.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/result.h"
+#include "core/timer.h"
+#include "daemon/config.h"
+#include "dns/address_policy.h"
+#include "queue/consumer.h"
+#include "smtp/session.h"
+#include "store/mailboxes.h"
+#include "store/secret_box.h"
+
+namespace deliverd {
+namespace admin {
+class HttpServer;
+class Router;
+}  // namespace admin
+namespace dns {
+class Resolver;
+}
+namespace queue {
+class RedisClient;
+class Publisher;
+}  // namespace queue
+namespace store {
+class PgConnection;
+}
+}  // namespace deliverd
+
+namespace deliverd::daemon {
+
+class Delivery;
+
+// Checks what load_config cannot: values parsed by the modules themselves (Redis URL, CIDRs,
+// listen address, key file). Used by `check-config` and before `run` starts anything.
+core::Result<core::Ok, std::string> validate_config(const Config& cfg);
+
+class App {
+ public:
+  explicit App(Config cfg);
+  ~App();
+  // Runs until SIGTERM/SIGINT has drained the daemon. Returns the process exit code.
+  int run();
+
+ private:
+  friend class Delivery;
+  bool start();
+  void on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r);
+  void on_entry(queue::StreamEntry entry);
+  void finish(Delivery* d);
+  void begin_drain(const char* why);
+  void maybe_finish_drain();
+  void shutdown();
+  void readiness(std::function<void(std::vector<std::pair<std::string, bool>>)> done);
+  static void on_signal(uv_signal_t* s, int signum);
+
+  Config cfg_;
+  smtp::SessionConfig session_config_;
+  uv_loop_t loop_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  std::unique_ptr<dns::AddressPolicy> policy_;
+  std::unique_ptr<store::SecretBox> secrets_;
+  dns::Resolver* resolver_ = nullptr;
+  store::PgConnection* pg_ = nullptr;
+  queue::RedisClient* redis_ = nullptr;
+  std::unique_ptr<queue::Publisher> publisher_;
+  queue::Consumer* consumer_ = nullptr;
+  std::unique_ptr<admin::Router> router_;
+  admin::HttpServer* http_ = nullptr;
+  core::TimerHandle drain_timer_;
+  std::map<std::string, store::Mailbox> mailboxes_;
+  std::map<std::string, Delivery*> inflight_;  // by stream entry id
+  bool draining_ = false;
+  bool stopped_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace deliverd::daemon

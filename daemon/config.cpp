@@ -1,0 +1,181 @@
+#include "daemon/config.h"
+
+#include <unistd.h>
+
+#include <set>
+#include <toml++/toml.h>
+
+#include "core/log.h"
+
+namespace deliverd::daemon {
+namespace {
+
+// Collects typed values from one TOML table; the first error wins and names file, line and key.
+class Reader {
+ public:
+  Reader(const std::string& file, const toml::table& root) : file_(file), root_(root) {}
+
+  void str(const char* table, const char* key, std::string& out) {
+    if (auto* n = find(table, key)) {
+      if (auto v = n->value<std::string>())
+        out = *v;
+      else
+        fail(*n, table, key, "must be a string");
+    }
+  }
+  void integer(const char* table, const char* key, int& out, long lo, long hi) {
+    if (auto* n = find(table, key)) {
+      auto v = n->value<int64_t>();
+      if (!v || !n->is_integer())
+        fail(*n, table, key, "must be an integer");
+      else if (*v < lo || *v > hi)
+        fail(*n, table, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+      else
+        out = static_cast<int>(*v);
+    }
+  }
+  void str_list(const char* table, const char* key, std::vector<std::string>& out) {
+    if (auto* n = find(table, key)) {
+      auto* arr = n->as_array();
+      if (!arr) return fail(*n, table, key, "must be a list of strings");
+      out.clear();
+      for (auto& el : *arr) {
+        auto v = el.value<std::string>();
+        if (!v) return fail(el, table, key, "must be a list of strings");
+        out.push_back(*v);
+      }
+    }
+  }
+  // Unknown tables and keys are errors: a typo must not silently fall back to a default.
+  void reject_unknown(const std::map<std::string, std::set<std::string>>& known) {
+    for (auto& [tname, tnode] : root_) {
+      auto it = known.find(std::string(tname.str()));
+      if (it == known.end()) {
+        fail_at(tnode.source().begin.line, std::string(tname.str()), "", "unknown table");
+        continue;
+      }
+      auto* t = tnode.as_table();
+      if (!t) {
+        fail_at(tnode.source().begin.line, std::string(tname.str()), "", "must be a table");
+        continue;
+      }
+      for (auto& [k, v] : *t)
+        if (!it->second.count(std::string(k.str())))
+          fail_at(v.source().begin.line, it->first, std::string(k.str()), "unknown key");
+    }
+  }
+  void check(bool ok, const char* table, const char* key, const std::string& msg) {
+    if (ok) return;
+    auto* n = find(table, key);
+    fail_at(n ? n->source().begin.line : 0, table, key, msg);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  const toml::node* find(const char* table, const char* key) const {
+    auto* t = root_[table].as_table();
+    return t ? t->get(key) : nullptr;
+  }
+  void fail(const toml::node& n, const std::string& table, const std::string& key, const std::string& msg) {
+    fail_at(n.source().begin.line, table, key, msg);
+  }
+  void fail_at(unsigned line, const std::string& table, const std::string& key, const std::string& msg) {
+    if (!error_.empty()) return;
+    error_ = file_ + ":" + (line ? std::to_string(line) : std::string("?")) + ": [" + table + "]" +
+             (key.empty() ? "" : " " + key) + ": " + msg;
+  }
+  std::string file_;
+  const toml::table& root_;
+  std::string error_;
+};
+
+std::string system_hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+  return buf;
+}
+
+bool valid_hostname(const std::string& h) {
+  if (h.empty() || h.size() > 253) return false;
+  for (char c : h)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.')) return false;
+  return h.front() != '.' && h.front() != '-' && h.back() != '.';
+}
+
+}  // namespace
+
+core::Result<Config, std::string> load_config(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return core::Err{path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description())};
+  } catch (const std::exception& e) {
+    return core::Err{path + ": " + e.what()};
+  }
+
+  Config c;
+  c.path = path;
+  Reader r(path, root);
+  r.reject_unknown({
+      {"daemon", {"hostname", "log_level", "shutdown_grace_s"}},
+      {"redis",
+       {"url", "stream", "group", "consumer", "results_stream", "dead_stream", "results_maxlen", "max_inflight",
+        "block_ms"}},
+      {"postgres", {"conninfo"}},
+      {"admin", {"listen"}},
+      {"security", {"allow_private_targets", "secret_key_file"}},
+      {"dns", {"servers", "timeout_ms", "tries"}},
+      {"smtp",
+       {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
+        "session_timeout_s"}},
+  });
+
+  r.str("daemon", "hostname", c.hostname);
+  r.str("daemon", "log_level", c.log_level);
+  r.integer("daemon", "shutdown_grace_s", c.shutdown_grace_s, 0, 3600);
+
+  r.str("redis", "url", c.redis_url);
+  r.str("redis", "stream", c.stream);
+  r.str("redis", "group", c.group);
+  r.str("redis", "consumer", c.consumer);
+  r.str("redis", "results_stream", c.results_stream);
+  r.str("redis", "dead_stream", c.dead_stream);
+  r.integer("redis", "results_maxlen", c.results_maxlen, 1000, 1000000000);
+  r.integer("redis", "max_inflight", c.max_inflight, 1, 100000);
+  r.integer("redis", "block_ms", c.block_ms, 10, 60000);
+
+  r.str("postgres", "conninfo", c.pg_conninfo);
+  r.str("admin", "listen", c.admin_listen);
+  r.str_list("security", "allow_private_targets", c.allow_private_targets);
+  r.str("security", "secret_key_file", c.secret_key_file);
+
+  r.str_list("dns", "servers", c.dns_servers);
+  r.integer("dns", "timeout_ms", c.dns_timeout_ms, 100, 60000);
+  r.integer("dns", "tries", c.dns_tries, 1, 10);
+
+  r.integer("smtp", "connect_timeout_s", c.smtp_connect_timeout_s, 1, 3600);
+  r.integer("smtp", "banner_timeout_s", c.smtp_banner_timeout_s, 1, 3600);
+  r.integer("smtp", "command_timeout_s", c.smtp_command_timeout_s, 1, 3600);
+  r.integer("smtp", "data_timeout_s", c.smtp_data_timeout_s, 1, 3600);
+  r.integer("smtp", "data_end_timeout_s", c.smtp_data_end_timeout_s, 1, 3600);
+  r.integer("smtp", "session_timeout_s", c.smtp_session_timeout_s, 10, 86400);
+
+  if (c.hostname.empty()) c.hostname = system_hostname();
+  if (c.consumer.empty()) c.consumer = c.hostname;
+  core::LogLevel level;
+  r.check(core::parse_log_level(c.log_level, level), "daemon", "log_level", "must be debug, info, warn or error");
+  r.check(valid_hostname(c.hostname), "daemon", "hostname", "must be a DNS host name");
+  r.check(c.redis_url.rfind("redis://", 0) == 0 || c.redis_url.rfind("rediss://", 0) == 0, "redis", "url",
+          "must start with redis:// or rediss://");
+  r.check(!c.stream.empty() && !c.group.empty() && !c.consumer.empty(), "redis", "stream",
+          "stream, group and consumer must not be empty");
+  r.check(!c.admin_listen.empty() && c.admin_listen.find(':') != std::string::npos, "admin", "listen",
+          "must be HOST:PORT");
+  r.check(!c.secret_key_file.empty(), "security", "secret_key_file",
+          "is required (32-byte key for mailbox secrets at rest)");
+  if (!r.error().empty()) return core::Err{r.error()};
+  return c;
+}
+
+}  // namespace deliverd::daemon

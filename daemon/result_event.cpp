@@ -1,0 +1,47 @@
+#include "daemon/result_event.h"
+
+#include <ctime>
+
+#include "core/json_writer.h"
+
+namespace deliverd::daemon {
+
+std::string format_rfc3339_ms(int64_t epoch_ms) {
+  std::time_t secs = static_cast<std::time_t>(epoch_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(epoch_ms % 1000));
+  return buf;
+}
+
+std::string result_event(const EventContext& ctx, const core::Outcome& o) {
+  core::JsonWriter w;
+  w.begin_object()
+      .field("v", 1)
+      .field("job_id", ctx.job_id)
+      .field("entry_id", ctx.entry_id)
+      .field("account", ctx.account)
+      .field("mailbox", ctx.mailbox)
+      .field("to", ctx.to)
+      .field("status", core::to_string(o.status))
+      .field("phase", o.phase)
+      .field("reason", o.reason);
+  w.key("reply").begin_object();
+  if (o.reply.code) {
+    w.field("code", o.reply.code);
+  } else {
+    w.key("code").null();
+  }
+  w.field("enhanced", o.reply.enhanced).field("text", o.reply.text).end_object();
+  w.field("detail", o.detail).field("host", o.host).field("ip", o.ip);
+  w.key("tls").begin_object().field("version", o.tls_version).field("cipher", o.tls_cipher).end_object();
+  w.field("attempt", ctx.attempt)
+      .field("duration_ms", static_cast<int64_t>(ctx.duration_ms))
+      .field("ts", format_rfc3339_ms(ctx.now_ms))
+      .end_object();
+  return w.take();
+}
+
+}  // namespace deliverd::daemon

@@ -1,0 +1,22 @@
+#pragma once
+// The JSON event published to the results stream for every outcome (schema: docs/job-schema.md).
+#include <cstdint>
+#include <string>
+
+#include "core/outcome.h"
+
+namespace deliverd::daemon {
+
+struct EventContext {
+  std::string job_id, entry_id, account, mailbox, to;
+  int attempt = 1;
+  int64_t duration_ms = 0;
+  int64_t now_ms = 0;  // wall clock, for "ts"
+};
+
+std::string result_event(const EventContext& ctx, const core::Outcome& o);
+
+// RFC 3339 UTC with milliseconds: "2026-11-29T10:00:00.123Z".
+std::string format_rfc3339_ms(int64_t epoch_ms);
+
+}  // namespace deliverd::daemon

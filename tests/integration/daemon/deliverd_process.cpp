@@ -1,0 +1,129 @@
+#include "tests/integration/daemon/deliverd_process.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+
+namespace deliverd::testing {
+
+namespace {
+std::string binary() {
+  const char* b = std::getenv("DELIVERD_BINARY");
+  if (!b) throw std::runtime_error("DELIVERD_BINARY is not set (run through ctest)");
+  return b;
+}
+}  // namespace
+
+DeliverdProcess::DeliverdProcess(Options o) : o_(std::move(o)) {
+  admin_port_ = free_port();
+  config_ = dir_.file("deliverd.toml");
+  write_file(dir_.file("secret.key"), "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+  std::string allow;
+  for (const auto& c : o_.allow_private_targets) allow += (allow.empty() ? "\"" : ", \"") + c + "\"";
+  std::string t = std::to_string(o_.smtp_timeout_s);
+  write_file(config_, "[daemon]\nhostname = \"deliverd.test\"\nlog_level = \"info\"\nshutdown_grace_s = " +
+                          std::to_string(o_.shutdown_grace_s) +
+                          "\n\n[redis]\nurl = \"redis://127.0.0.1:" + std::to_string(o_.redis_port) +
+                          "\"\nconsumer = \"test-consumer\"\nmax_inflight = " + std::to_string(o_.max_inflight) +
+                          "\nblock_ms = 200\n\n[postgres]\nconninfo = \"" + o_.pg_conninfo +
+                          "\"\n\n[admin]\nlisten = \"127.0.0.1:" + std::to_string(admin_port_) +
+                          "\"\n\n[security]\nsecret_key_file = \"" + dir_.file("secret.key") +
+                          "\"\nallow_private_targets = [" + allow + "]\n\n[smtp]\nconnect_timeout_s = " + t +
+                          "\nbanner_timeout_s = " + t + "\ncommand_timeout_s = " + t + "\ndata_timeout_s = " + t +
+                          "\ndata_end_timeout_s = " + t + "\n" + o_.extra_toml);
+}
+
+DeliverdProcess::~DeliverdProcess() {
+  if (running()) stop(15, 15000);
+}
+
+int DeliverdProcess::cli(std::vector<std::string> args, std::string* output) {
+  std::vector<std::string> argv = {binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--config");
+  argv.push_back(config_);
+  return run_command(argv, output);
+}
+
+void DeliverdProcess::add_mailbox(const std::string& id, const std::string& account, const std::string& email,
+                                  const std::string& host, int port, const std::string& security) {
+  std::string out;
+  int rc = cli({"mailbox", "add", "--id", id, "--account", account, "--email", email, "--smtp-host", host,
+                "--smtp-port", std::to_string(port), "--security", security},
+               &out);
+  if (rc != 0) throw std::runtime_error("mailbox add failed: " + out);
+}
+
+void DeliverdProcess::start() {
+  std::string out;
+  if (cli({"migrate"}, &out) != 0) throw std::runtime_error("migrate failed: " + out);
+  proc_ = Process({binary(), "run", "--config", config_}, dir_.file("deliverd.log"));
+  long long deadline = now_ms() + 30000;
+  while (now_ms() < deadline) {
+    int status = 0;
+    http_get("/readyz", &status);
+    if (status == 200) return;
+    if (!proc_.running()) throw std::runtime_error("deliverd exited at start:\n" + log());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("deliverd not ready in 30 s:\n" + log());
+}
+
+bool DeliverdProcess::running() { return proc_.running(); }
+
+int DeliverdProcess::stop(int sig, int timeout_ms) {
+  proc_.signal(sig);
+  int st = proc_.wait(timeout_ms);
+  if (st == -1) {
+    proc_.stop(1000);
+    return -1;
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+std::string DeliverdProcess::http_get(const std::string& path, int* status) const {
+  if (status) *status = 0;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(admin_port_));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return {};
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) < 0) {
+    ::close(fd);
+    return {};
+  }
+  std::string resp;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) resp.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  if (resp.size() < 12) return {};
+  if (status) *status = std::atoi(resp.substr(9, 3).c_str());
+  auto body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? std::string() : resp.substr(body + 4);
+}
+
+std::string DeliverdProcess::log() const { return read_file(dir_.file("deliverd.log")); }
+
+std::string make_job(const std::string& id, const std::string& account, const std::string& mailbox,
+                     const std::string& to, const std::string& extra_fields) {
+  return "{\"v\":1,\"id\":\"" + id + "\",\"account\":\"" + account + "\",\"mailbox\":\"" + mailbox +
+         "\",\"to\":{\"email\":\"" + to + "\",\"name\":\"Bob\"},\"subject\":\"Hello " + id +
+         "\",\"text\":\"Hi there,\\n.leading dot line\\nbye\"" + extra_fields + "}";
+}
+
+}  // namespace deliverd::testing

@@ -1,0 +1,53 @@
+#pragma once
+// The deliverd binary under test: writes a config pointing at the test's Redis and PostgreSQL,
+// migrates, registers mailboxes, runs the daemon and talks to its admin listener.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/integration/fixtures/process.h"
+
+namespace deliverd::testing {
+
+class DeliverdProcess {
+ public:
+  struct Options {
+    int redis_port = 0;
+    std::string pg_conninfo;
+    std::vector<std::string> allow_private_targets = {"127.0.0.0/8"};
+    int max_inflight = 256;
+    int shutdown_grace_s = 10;
+    int smtp_timeout_s = 10;  // every SMTP phase; tests shorten RFC 5321's minutes
+    std::string extra_toml;   // appended verbatim
+  };
+  explicit DeliverdProcess(Options o);
+  ~DeliverdProcess();
+
+  const std::string& config_path() const { return config_; }
+  // Runs a deliverd subcommand to completion with --config; returns the exit code.
+  int cli(std::vector<std::string> args, std::string* output = nullptr);
+  void add_mailbox(const std::string& id, const std::string& account, const std::string& email,
+                   const std::string& host, int port, const std::string& security = "none");
+  // Starts `deliverd run` and waits until /readyz answers 200.
+  void start();
+  // Sends sig and waits for exit; returns the exit code (or 128+signal).
+  int stop(int sig = 15, int timeout_ms = 30000);
+  bool running();
+  int admin_port() const { return admin_port_; }
+  // GET on the admin listener; returns the body and sets *status (0 if it could not connect).
+  std::string http_get(const std::string& path, int* status = nullptr) const;
+  std::string log() const;
+
+ private:
+  Options o_;
+  TempDir dir_{"deliverd-daemon"};
+  std::string config_;
+  int admin_port_ = 0;
+  Process proc_;
+};
+
+// A minimal valid job for mailbox/account.
+std::string make_job(const std::string& id, const std::string& account, const std::string& mailbox,
+                     const std::string& to, const std::string& extra_fields = "");
+
+}  // namespace deliverd::testing

@@ -1,0 +1,279 @@
+// The walking skeleton end to end: jobs on a real Redis stream, mailboxes in a real PostgreSQL,
+// delivered by the real deliverd binary to real SMTP peers, outcomes read back from Redis.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <simdjson.h>
+
+#include <memory>
+#include <set>
+
+#include "tests/integration/daemon/deliverd_process.h"
+#include "tests/integration/fixtures/postgres_server.h"
+#include "tests/integration/fixtures/redis_server.h"
+#include "tests/integration/fixtures/scripted_smtp_server.h"
+#include "tests/integration/fixtures/smtp_sink.h"
+
+using namespace deliverd::testing;
+
+namespace {
+
+constexpr int kMailPort = 2525;  // a port the port policy allows; peers differ by loopback address
+
+struct Event {
+  std::string job_id, status, phase, reason, detail;
+  int64_t code = 0;
+  std::string enhanced;
+};
+
+std::map<std::string, Event> events_by_job(RedisServer& redis) {
+  std::map<std::string, Event> out;
+  simdjson::dom::parser parser;
+  for (const auto& entry : redis.xrange("deliverd:results")) {
+    simdjson::dom::element e = parser.parse(entry.fields.at("event"));
+    Event ev;
+    ev.job_id = std::string(e["job_id"].get_string().value());
+    ev.status = std::string(e["status"].get_string().value());
+    ev.phase = std::string(e["phase"].get_string().value());
+    ev.reason = std::string(e["reason"].get_string().value());
+    ev.detail = std::string(e["detail"].get_string().value());
+    auto code = e["reply"]["code"].get_int64();
+    if (!code.error()) ev.code = code.value();
+    ev.enhanced = std::string(e["reply"]["enhanced"].get_string().value());
+    out[ev.job_id] = ev;
+  }
+  return out;
+}
+
+// Waits until every id has an event; returns them.
+std::map<std::string, Event> wait_for_events(RedisServer& redis, const std::vector<std::string>& ids,
+                                             int timeout_ms = 60000) {
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    auto all = events_by_job(redis);
+    size_t found = 0;
+    for (const auto& id : ids) found += all.count(id);
+    if (found == ids.size() || now_ms() > deadline) return all;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+bool wait_for_len(RedisServer& redis, const std::string& stream, long long n, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  while (redis.xlen(stream) < n) {
+    if (now_ms() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+}  // namespace
+
+class EndToEnd : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    redis_ = std::make_unique<RedisServer>();
+    pg_ = std::make_unique<PostgresServer>();
+    SmtpSink::Options so;
+    so.host = free_loopback_ip(kMailPort);
+    so.port = kMailPort;
+    sink_ = std::make_unique<SmtpSink>(so);
+    rcpt550_ = start_scripted(R"({"steps": {"RCPT": "550 5.1.1 <bob@example.org>: no such user"}})");
+    rcpt451_ = start_scripted(R"({"steps": {"RCPT": "451 4.3.0 try again later"}})");
+    drop_data_ = start_scripted(R"({"steps": {"BODY": {"action": "close"}}})");
+
+    DeliverdProcess::Options o;
+    o.redis_port = redis_->port();
+    o.pg_conninfo = pg_->conninfo();
+    daemon_ = std::make_unique<DeliverdProcess>(o);
+    std::string out;
+    ASSERT_EQ(daemon_->cli({"migrate"}, &out), 0) << out;
+    daemon_->add_mailbox("mbx_sink", "acct_1", "alice@acme.example", sink_->host(), kMailPort);
+    daemon_->add_mailbox("mbx_550", "acct_1", "alice@acme.example", rcpt550_->host(), kMailPort);
+    daemon_->add_mailbox("mbx_451", "acct_1", "alice@acme.example", rcpt451_->host(), kMailPort);
+    daemon_->add_mailbox("mbx_drop", "acct_1", "alice@acme.example", drop_data_->host(), kMailPort);
+    daemon_->start();
+  }
+
+  static std::unique_ptr<ScriptedSmtpServer> start_scripted(const std::string& script) {
+    ScriptedSmtpServer::Options so;
+    so.host = free_loopback_ip(kMailPort);
+    so.port = kMailPort;
+    return std::make_unique<ScriptedSmtpServer>(script, so);
+  }
+
+  static void TearDownTestSuite() {
+    if (daemon_ && daemon_->running()) {
+      EXPECT_EQ(daemon_->stop(SIGTERM), 0) << daemon_->log();
+    }
+    daemon_.reset();
+    sink_.reset();
+    rcpt550_.reset();
+    rcpt451_.reset();
+    drop_data_.reset();
+    pg_.reset();
+    redis_.reset();
+  }
+
+  Event outcome_of(const std::string& job_json, const std::string& id) {
+    redis_->xadd_job("deliverd:jobs", job_json);
+    auto all = wait_for_events(*redis_, {id}, 30000);
+    EXPECT_TRUE(all.count(id)) << "no outcome for " << id << "\n" << daemon_->log();
+    return all[id];
+  }
+
+  static std::unique_ptr<RedisServer> redis_;
+  static std::unique_ptr<PostgresServer> pg_;
+  static std::unique_ptr<SmtpSink> sink_;
+  static std::unique_ptr<ScriptedSmtpServer> rcpt550_, rcpt451_, drop_data_;
+  static std::unique_ptr<DeliverdProcess> daemon_;
+};
+
+std::unique_ptr<RedisServer> EndToEnd::redis_;
+std::unique_ptr<PostgresServer> EndToEnd::pg_;
+std::unique_ptr<SmtpSink> EndToEnd::sink_;
+std::unique_ptr<ScriptedSmtpServer> EndToEnd::rcpt550_, EndToEnd::rcpt451_, EndToEnd::drop_data_;
+std::unique_ptr<DeliverdProcess> EndToEnd::daemon_;
+
+TEST_F(EndToEnd, ThousandJobsAreDeliveredToSmtpSinkAndReported) {
+  size_t before = sink_->message_count();
+  std::vector<std::string> jobs, ids;
+  for (int i = 0; i < 1000; ++i) {
+    ids.push_back("bulk-" + std::to_string(i));
+    jobs.push_back(make_job(ids.back(), "acct_1", "mbx_sink", "rcpt" + std::to_string(i) + "@example.org"));
+  }
+  redis_->xadd_jobs("deliverd:jobs", jobs);
+  auto all = wait_for_events(*redis_, ids, 120000);
+  size_t delivered = 0;
+  for (const auto& id : ids)
+    if (all.count(id) && all[id].status == "delivered") ++delivered;
+  EXPECT_EQ(delivered, 1000u) << daemon_->log().substr(0, 4000);
+  EXPECT_TRUE(sink_->wait_for_messages(before + 1000, 10000));
+  EXPECT_EQ(sink_->message_count(), before + 1000);
+  EXPECT_EQ(redis_->xpending_count("deliverd:jobs", "deliverd"), 0);
+}
+
+TEST_F(EndToEnd, InvalidJsonJobIsDeadLetteredAckedAndDaemonKeepsGoing) {
+  long long dead_before = redis_->xlen("deliverd:dead");
+  redis_->xadd_job("deliverd:jobs", "{\"v\":1, this is not json");
+  ASSERT_TRUE(wait_for_len(*redis_, "deliverd:dead", dead_before + 1, 15000)) << daemon_->log();
+  auto dead = redis_->xrange("deliverd:dead");
+  ASSERT_FALSE(dead.empty());
+  EXPECT_FALSE(dead.back().fields["reason"].empty());
+  EXPECT_EQ(dead.back().fields["job"], "{\"v\":1, this is not json");
+
+  Event e = outcome_of(make_job("after-bad", "acct_1", "mbx_sink", "bob@example.org"), "after-bad");
+  EXPECT_EQ(e.status, "delivered");
+  EXPECT_TRUE(daemon_->running());
+}
+
+TEST_F(EndToEnd, JobMissingRequiredFieldNamesTheField) {
+  long long dead_before = redis_->xlen("deliverd:dead");
+  redis_->xadd_job("deliverd:jobs", R"({"v":1,"id":"no-to","account":"acct_1","mailbox":"mbx_sink","subject":"x","text":"y"})");
+  ASSERT_TRUE(wait_for_len(*redis_, "deliverd:dead", dead_before + 1, 15000));
+  auto dead = redis_->xrange("deliverd:dead");
+  ASSERT_FALSE(dead.empty());
+  EXPECT_NE(dead.back().fields["reason"].find("to"), std::string::npos) << dead.back().fields["reason"];
+}
+
+TEST_F(EndToEnd, UnknownMailboxIsRejected) {
+  Event e = outcome_of(make_job("unknown-mbx", "acct_1", "mbx_nope", "bob@example.org"), "unknown-mbx");
+  EXPECT_EQ(e.status, "rejected");
+  EXPECT_EQ(e.reason, "unknown_mailbox");
+}
+
+TEST_F(EndToEnd, PermanentRcptFailureBounces) {
+  Event e = outcome_of(make_job("rcpt-550", "acct_1", "mbx_550", "bob@example.org"), "rcpt-550");
+  EXPECT_EQ(e.status, "bounced");
+  EXPECT_EQ(e.phase, "rcpt");
+  EXPECT_EQ(e.code, 550);
+  EXPECT_EQ(e.enhanced, "5.1.1");
+}
+
+TEST_F(EndToEnd, TransientRcptFailureDefers) {
+  Event e = outcome_of(make_job("rcpt-451", "acct_1", "mbx_451", "bob@example.org"), "rcpt-451");
+  EXPECT_EQ(e.status, "deferred");
+  EXPECT_EQ(e.phase, "rcpt");
+  EXPECT_EQ(e.code, 451);
+}
+
+TEST_F(EndToEnd, ServerClosingMidDataDefers) {
+  Event e = outcome_of(make_job("drop-data", "acct_1", "mbx_drop", "bob@example.org"), "drop-data");
+  EXPECT_EQ(e.status, "deferred");
+  EXPECT_TRUE(e.phase == "data" || e.phase == "body") << e.phase;
+}
+
+TEST_F(EndToEnd, MetricsAreValidPrometheusText) {
+  int status = 0;
+  std::string metrics = daemon_->http_get("/metrics", &status);
+  ASSERT_EQ(status, 200);
+  for (const char* name : {"deliverd_jobs_consumed_total", "deliverd_outcomes_total", "deliverd_smtp_sessions_active",
+                           "deliverd_delivery_duration_seconds_bucket"})
+    EXPECT_NE(metrics.find(name), std::string::npos) << name;
+  TempDir dir("deliverd-metrics");
+  write_file(dir.file("metrics.txt"), metrics);
+  std::string out;
+  EXPECT_EQ(run_command({"sh", "-c", "promtool check metrics < " + dir.file("metrics.txt")}, &out), 0) << out;
+  EXPECT_EQ(daemon_->http_get("/healthz", &status).empty(), false);
+  EXPECT_EQ(status, 200);
+}
+
+// A daemon with no allow list: the same loopback peer is now an SSRF target and must be refused.
+TEST(EndToEndNoAllowList, LoopbackTargetIsRejectedAndNothingIsSent) {
+  RedisServer redis;
+  PostgresServer pg;
+  SmtpSink::Options so;
+  so.host = free_loopback_ip(kMailPort);
+  so.port = kMailPort;
+  SmtpSink sink(so);
+  DeliverdProcess::Options o;
+  o.redis_port = redis.port();
+  o.pg_conninfo = pg.conninfo();
+  o.allow_private_targets = {};
+  DeliverdProcess d(o);
+  std::string out;
+  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  d.add_mailbox("mbx_lo", "acct_1", "alice@acme.example", sink.host(), kMailPort);
+  d.start();
+  redis.xadd_job("deliverd:jobs", make_job("ssrf-1", "acct_1", "mbx_lo", "bob@example.org"));
+  auto all = wait_for_events(redis, {"ssrf-1"}, 20000);
+  ASSERT_TRUE(all.count("ssrf-1")) << d.log();
+  EXPECT_EQ(all["ssrf-1"].status, "rejected");
+  EXPECT_EQ(all["ssrf-1"].reason, "ssrf_refused");
+  EXPECT_EQ(sink.message_count(), 0u);
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+}
+
+// SIGTERM while deliveries are in flight against a slow server: they finish, are acked, exit 0.
+TEST(EndToEndShutdown, SigtermFinishesInFlightDeliveriesAndExitsZero) {
+  RedisServer redis;
+  PostgresServer pg;
+  SmtpSink::Options so;
+  so.host = free_loopback_ip(kMailPort);
+  so.port = kMailPort;
+  so.extra_args = {"-w", "1"};  // one second before each DATA reply
+  SmtpSink sink(so);
+  DeliverdProcess::Options o;
+  o.redis_port = redis.port();
+  o.pg_conninfo = pg.conninfo();
+  DeliverdProcess d(o);
+  std::string out;
+  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  d.add_mailbox("mbx_slow", "acct_1", "alice@acme.example", sink.host(), kMailPort);
+  d.start();
+  std::vector<std::string> jobs, ids;
+  for (int i = 0; i < 20; ++i) {
+    ids.push_back("slow-" + std::to_string(i));
+    jobs.push_back(make_job(ids.back(), "acct_1", "mbx_slow", "bob@example.org"));
+  }
+  redis.xadd_jobs("deliverd:jobs", jobs);
+  // Wait until the daemon holds the jobs (all read, none finished yet), then stop it.
+  long long deadline = now_ms() + 10000;
+  while (redis.xpending_count("deliverd:jobs", "deliverd") < 20 && now_ms() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(d.stop(SIGTERM, 30000), 0) << d.log();
+  auto all = events_by_job(redis);
+  size_t delivered = 0;
+  for (const auto& id : ids) delivered += all.count(id) && all[id].status == "delivered";
+  EXPECT_EQ(delivered, 20u) << d.log();
+  EXPECT_EQ(redis.xpending_count("deliverd:jobs", "deliverd"), 0);
+}

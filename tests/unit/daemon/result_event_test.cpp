@@ -1,0 +1,33 @@
+#include "daemon/result_event.h"
+
+#include <gtest/gtest.h>
+
+using namespace deliverd;
+
+TEST(ResultEvent, CarriesEveryFieldOfTheSchema) {
+  core::Outcome o;
+  o.status = core::Status::Bounced;
+  o.phase = "rcpt";
+  o.reason = "rcpt_rejected";
+  o.reply = {550, "5.1.1", "no such user"};
+  o.host = "mx.example.org";
+  o.ip = "192.0.2.1";
+  daemon::EventContext ctx{"job-1", "1-0", "acct", "mbx", "bob@example.org", 2, 1234, 1764410400123};
+  EXPECT_EQ(daemon::result_event(ctx, o),
+            R"({"v":1,"job_id":"job-1","entry_id":"1-0","account":"acct","mailbox":"mbx","to":"bob@example.org",)"
+            R"("status":"bounced","phase":"rcpt","reason":"rcpt_rejected","reply":{"code":550,"enhanced":"5.1.1",)"
+            R"("text":"no such user"},"detail":"","host":"mx.example.org","ip":"192.0.2.1",)"
+            R"("tls":{"version":"","cipher":""},"attempt":2,"duration_ms":1234,"ts":"2025-11-29T10:00:00.123Z"})");
+}
+
+TEST(ResultEvent, NoReplyMeansNullCode) {
+  core::Outcome o;
+  o.status = core::Status::Rejected;
+  daemon::EventContext ctx;
+  EXPECT_NE(daemon::result_event(ctx, o).find(R"("reply":{"code":null,)"), std::string::npos);
+}
+
+TEST(ResultEvent, FormatsRfc3339WithMilliseconds) {
+  EXPECT_EQ(daemon::format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(daemon::format_rfc3339_ms(1798545600007), "2026-12-29T12:00:00.007Z");
+}
