@@ -1,0 +1,37 @@
+#pragma once
+// Sending mailboxes: validation, the blocking upsert used by the command line, and the async
+// load the daemon runs on the loop. Passwords are sealed with SecretBox before they reach the
+// database (the mailbox id is the associated data) and are never logged.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "store/pg_connection.h"
+#include "store/secret_box.h"
+
+namespace deliverd::store {
+
+struct Mailbox {
+  std::string id, account, email, smtp_host;
+  int smtp_port = 587;
+  std::string security = "starttls";  // none | starttls | tls
+  std::string username, password /* plaintext, memory only */;
+  std::string mode = "relay";  // relay (through smtp_host) | direct (to the recipient's MX)
+  bool paused = false;
+};
+
+// The SMTP ports a mailbox may use (DESIGN.md "Security rules").
+bool allowed_smtp_port(int port);
+// Checks every field; the error names the field and what is wrong with it.
+core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m);
+
+// Blocking, for the command line: validates, seals the password, upserts by id.
+core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& m, const SecretBox& box);
+
+// Async on the loop: every mailbox, passwords opened. A row whose password cannot be opened
+// (wrong key, tampered) fails the whole load with an error naming the mailbox.
+void load_mailboxes(PgConnection& pg, const SecretBox& box,
+                    std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb);
+
+}  // namespace deliverd::store

@@ -1,0 +1,149 @@
+#include "store/secret_box.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/log.h"
+
+namespace deliverd::store {
+namespace {
+
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+}  // namespace
+
+SecretBox::~SecretBox() { OPENSSL_cleanse(key_.data(), key_.size()); }
+
+SecretBox SecretBox::from_key(std::array<unsigned char, 32> key) {
+  SecretBox box(key);
+  OPENSSL_cleanse(key.data(), key.size());
+  return box;
+}
+
+core::Result<SecretBox, std::string> SecretBox::from_key_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return core::Err(std::string("cannot read key file ") + path + ": " + std::strerror(errno));
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 0077) != 0)
+    core::log_warn("key_file_permissive", {{"path", path}, {"hint", "chmod 600 or 400"}});
+
+  std::array<unsigned char, 32> key{};
+  if (data.size() == key.size()) {
+    std::memcpy(key.data(), data.data(), key.size());
+  } else {
+    size_t b = 0, e = data.size();
+    while (b < e && is_space(data[b])) ++b;
+    while (e > b && is_space(data[e - 1])) --e;
+    std::string_view hex(data.data() + b, e - b);
+    if (hex.empty()) {
+      OPENSSL_cleanse(data.data(), data.size());
+      return core::Err(std::string("key file ") + path + " is empty");
+    }
+    bool ok = hex.size() == 64;
+    for (size_t i = 0; ok && i < 32; ++i) {
+      int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+      if (hi < 0 || lo < 0) ok = false;
+      else key[i] = static_cast<unsigned char>(hi << 4 | lo);
+    }
+    if (!ok) {
+      size_t n = data.size();
+      OPENSSL_cleanse(data.data(), data.size());
+      OPENSSL_cleanse(key.data(), key.size());
+      return core::Err(std::string("key file ") + path + " must hold 32 raw bytes or 64 hex characters (it has " +
+                       std::to_string(n) + " bytes)");
+    }
+  }
+  OPENSSL_cleanse(data.data(), data.size());
+  return from_key(key);
+}
+
+std::string SecretBox::generate_hex_key() {
+  unsigned char key[32];
+  if (RAND_bytes(key, sizeof key) != 1) throw std::runtime_error("RAND_bytes failed");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : key) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  OPENSSL_cleanse(key, sizeof key);
+  return out;
+}
+
+std::string SecretBox::seal(std::string_view plaintext, std::string_view aad) const {
+  std::string out(kOverhead + plaintext.size(), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  p[0] = kVersion;
+  unsigned char* nonce = p + 1;
+  unsigned char* ct = nonce + kNonceBytes;
+  unsigned char* tag = ct + plaintext.size();
+  // A failing CSPRNG or cipher is not a recoverable condition; it never depends on input.
+  if (RAND_bytes(nonce, kNonceBytes) != 1) throw std::runtime_error("RAND_bytes failed");
+  CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  int len = 0;
+  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceBytes, nullptr) == 1 &&
+            EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nonce) == 1;
+  if (ok && !aad.empty())
+    ok = EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                           static_cast<int>(aad.size())) == 1;
+  if (ok && !plaintext.empty())
+    ok = EVP_EncryptUpdate(ctx.get(), ct, &len, reinterpret_cast<const unsigned char*>(plaintext.data()),
+                           static_cast<int>(plaintext.size())) == 1;
+  ok = ok && EVP_EncryptFinal_ex(ctx.get(), ct + plaintext.size(), &len) == 1 &&
+       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, tag) == 1;
+  if (!ok) throw std::runtime_error("AES-256-GCM encryption failed");
+  return out;
+}
+
+core::Result<std::string, std::string> SecretBox::open(std::string_view sealed, std::string_view aad) const {
+  if (sealed.size() < kOverhead) return core::Err(std::string("sealed value too short"));
+  const auto* p = reinterpret_cast<const unsigned char*>(sealed.data());
+  if (p[0] != kVersion) return core::Err("unknown sealed format version " + std::to_string(p[0]));
+  const unsigned char* nonce = p + 1;
+  const unsigned char* ct = nonce + kNonceBytes;
+  size_t ct_len = sealed.size() - kOverhead;
+  unsigned char tag[kTagBytes];
+  std::memcpy(tag, ct + ct_len, kTagBytes);
+
+  std::string out(ct_len, '\0');
+  CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  int len = 0;
+  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceBytes, nullptr) == 1 &&
+            EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nonce) == 1;
+  if (ok && !aad.empty())
+    ok = EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                           static_cast<int>(aad.size())) == 1;
+  if (ok && ct_len > 0)
+    ok = EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, ct,
+                           static_cast<int>(ct_len)) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 &&
+       EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + ct_len, &len) == 1;
+  if (!ok) {
+    OPENSSL_cleanse(out.data(), out.size());
+    return core::Err(std::string("authentication failed (wrong key or tampered data)"));
+  }
+  return out;
+}
+
+}  // namespace deliverd::store

@@ -1,0 +1,101 @@
+#include "store/mailboxes.h"
+
+#include <gtest/gtest.h>
+
+namespace deliverd::store {
+namespace {
+
+Mailbox good() {
+  Mailbox m;
+  m.id = "mbx_7";
+  m.account = "acct_42";
+  m.email = "alice@acme.example";
+  m.smtp_host = "smtp.acme.example";
+  m.username = "alice";
+  m.password = "s3cret";
+  return m;
+}
+
+std::string error_of(const Mailbox& m) {
+  auto r = validate_mailbox(m);
+  return r.ok() ? "" : r.error();
+}
+
+TEST(ValidateMailbox, AcceptsATypicalMailbox) {
+  EXPECT_EQ(error_of(good()), "");
+  Mailbox direct = good();
+  direct.mode = "direct";
+  direct.smtp_port = 25;
+  direct.security = "none";
+  direct.username.clear();
+  direct.password.clear();
+  EXPECT_EQ(error_of(direct), "");
+  Mailbox v6 = good();
+  v6.smtp_host = "2001:db8::25";
+  EXPECT_EQ(error_of(v6), "");
+}
+
+TEST(ValidateMailbox, PortPolicyAllowsOnlySmtpPorts) {
+  for (int port : {25, 465, 587, 2525}) {
+    Mailbox m = good();
+    m.smtp_port = port;
+    EXPECT_EQ(error_of(m), "") << port;
+  }
+  for (int port : {0, 22, 80, 443, 6379, 5432, 65535, -1}) {
+    Mailbox m = good();
+    m.smtp_port = port;
+    EXPECT_NE(error_of(m).find("smtp_port: " + std::to_string(port) + " is not allowed"), std::string::npos);
+  }
+}
+
+TEST(ValidateMailbox, ErrorsNameTheField) {
+  auto with = [](auto edit) {
+    Mailbox m = good();
+    edit(m);
+    return error_of(m);
+  };
+  EXPECT_EQ(with([](Mailbox& m) { m.id = ""; }).rfind("id:", 0), 0u);
+  EXPECT_EQ(with([](Mailbox& m) { m.id = "a b"; }).rfind("id:", 0), 0u);
+  EXPECT_EQ(with([](Mailbox& m) { m.account = ""; }).rfind("account:", 0), 0u);
+  EXPECT_EQ(with([](Mailbox& m) { m.security = "ssl"; }).rfind("security: 'ssl'", 0), 0u);
+  EXPECT_EQ(with([](Mailbox& m) { m.mode = "bulk"; }).rfind("mode:", 0), 0u);
+  EXPECT_EQ(with([](Mailbox& m) { m.smtp_host = "bad host"; }).rfind("smtp_host:", 0), 0u);
+  EXPECT_EQ(with([](Mailbox& m) { m.username = "a\r\nb"; }).rfind("username:", 0), 0u);
+  EXPECT_EQ(with([](Mailbox& m) { m.username = ""; }).rfind("username: required", 0), 0u);
+}
+
+TEST(ValidateMailbox, EmailSyntax) {
+  for (const char* bad : {"", "alice", "@acme.example", "alice@", "alice@localhost", "a b@acme.example",
+                          "alice@acme..example", ".alice@acme.example", "alice@-acme.example",
+                          "alice@acme.example\r\nBcc: x@y.z", "<alice@acme.example>"}) {
+    Mailbox m = good();
+    m.email = bad;
+    EXPECT_EQ(error_of(m).rfind("email:", 0), 0u) << bad;
+  }
+  for (const char* ok : {"a@b.co", "first.last+tag@sub.acme.example", "x_y-z@acme-mail.example"}) {
+    Mailbox m = good();
+    m.email = ok;
+    EXPECT_EQ(error_of(m), "") << ok;
+  }
+}
+
+TEST(ValidateMailbox, PasswordErrorDoesNotEchoIt) {
+  Mailbox m = good();
+  m.password = "topsecret\nINJECT";
+  std::string e = error_of(m);
+  EXPECT_EQ(e.rfind("password:", 0), 0u);
+  EXPECT_EQ(e.find("topsecret"), std::string::npos);
+}
+
+TEST(Bytea, HexRoundTrip) {
+  std::string bytes("\x00\x01\xfe\xff" "abc", 7);
+  EXPECT_EQ(encode_bytea(bytes), "\\x0001feff616263");
+  EXPECT_EQ(decode_bytea(encode_bytea(bytes)), bytes);
+  EXPECT_EQ(decode_bytea("\\x"), std::string());
+  EXPECT_FALSE(decode_bytea("\\x0"));
+  EXPECT_FALSE(decode_bytea("\\xzz"));
+  EXPECT_FALSE(decode_bytea("0001"));
+}
+
+}  // namespace
+}  // namespace deliverd::store
