@@ -222,8 +222,8 @@ bool App::start() {
   policy_ = std::make_unique<dns::AddressPolicy>(dns::AddressPolicy::create(cfg_.allow_private_targets).value());
   secrets_ = std::make_unique<store::SecretBox>(store::SecretBox::from_key_file(cfg_.secret_key_file).value());
   for (const auto& cidr : cfg_.allow_private_targets)
-    core::log_warn("SECURITY_allow_private_targets",
-                   {{"cidr", cidr}, {"note", "the SSRF target policy is bypassed for this range; never in production"}});
+    core::log_warn("allow_private_targets",
+                   {{"cidr", cidr}, {"note", "SECURITY: the SSRF target policy is bypassed for this range; never in production"}});
 
   auto version = store::schema_version(cfg_.pg_conninfo);
   if (!version) {
@@ -241,6 +241,9 @@ bool App::start() {
   rc.servers = cfg_.dns_servers;
   rc.timeout_ms = cfg_.dns_timeout_ms;
   rc.tries = cfg_.dns_tries;
+  rc.max_ttl_s = cfg_.dns_max_ttl_s;
+  rc.negative_ttl_s = cfg_.dns_negative_ttl_s;
+  rc.max_cache_entries = static_cast<size_t>(cfg_.dns_cache_entries);
   try {
     resolver_ = dns::Resolver::create(&loop_, rc, policy_.get());
   } catch (const std::exception& e) {
@@ -277,8 +280,6 @@ bool App::start() {
   http_ = *http;
 
   auto& reg = core::Registry::global();
-  reg.gauge_fn("deliverd_deliveries_inflight", "Jobs taken from the stream and not yet acked",
-               [this] { return static_cast<double>(inflight_.size()); });
   reg.gauge_fn("deliverd_mailboxes_loaded", "Mailboxes loaded from PostgreSQL",
                [this] { return static_cast<double>(mailboxes_.size()); });
 

@@ -125,7 +125,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
       {"postgres", {"conninfo"}},
       {"admin", {"listen"}},
       {"security", {"allow_private_targets", "secret_key_file"}},
-      {"dns", {"servers", "timeout_ms", "tries"}},
+      {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries"}},
       {"smtp",
        {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
         "session_timeout_s"}},
@@ -153,6 +153,9 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.str_list("dns", "servers", c.dns_servers);
   r.integer("dns", "timeout_ms", c.dns_timeout_ms, 100, 60000);
   r.integer("dns", "tries", c.dns_tries, 1, 10);
+  r.integer("dns", "max_ttl_s", c.dns_max_ttl_s, 0, 86400);
+  r.integer("dns", "negative_ttl_s", c.dns_negative_ttl_s, 0, 3600);
+  r.integer("dns", "cache_entries", c.dns_cache_entries, 0, 10000000);
 
   r.integer("smtp", "connect_timeout_s", c.smtp_connect_timeout_s, 1, 3600);
   r.integer("smtp", "banner_timeout_s", c.smtp_banner_timeout_s, 1, 3600);

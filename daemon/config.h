@@ -41,6 +41,9 @@ struct Config {
   std::vector<std::string> dns_servers;  // empty: the system's resolv.conf
   int dns_timeout_ms = 3000;
   int dns_tries = 2;
+  int dns_max_ttl_s = 3600;      // answers are cached for their TTL, capped here
+  int dns_negative_ttl_s = 60;   // NXDOMAIN / no-data answers are cached this long
+  int dns_cache_entries = 100000;
 
   // [smtp] (seconds; RFC 5321 4.5.3.2 defaults)
   int smtp_connect_timeout_s = 30;

@@ -4,7 +4,6 @@
 
 #include <cstring>
 
-#include "core/log.h"
 
 namespace deliverd::dns {
 
@@ -289,8 +288,8 @@ core::Result<AddressPolicy, std::string> AddressPolicy::create(const std::vector
     p.allow_.push_back(*c);
     p.allow_text_.push_back(text);
   }
-  for (const auto& text : p.allow_text_)
-    core::log_warn("allow_private_targets", {{"cidr", text}, {"note", "address policy bypassed for this range"}});
+  // The daemon logs the allow list loudly once at start; the CLI commands that validate a
+  // config must not repeat it.
   return p;
 }
 

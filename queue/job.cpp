@@ -105,7 +105,13 @@ class JobParser {
     od::document doc;
     if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) return core::Err{fail("job", "not valid JSON")};
     od::object obj;
-    if (doc.get_object().get(obj) != simdjson::SUCCESS) return core::Err{fail("job", "must be a JSON object")};
+    if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+      // ondemand reports a truncated object as "not an object"; say which it was.
+      auto first = json.find_first_not_of(" \t\r\n");
+      bool looks_like_object = first != std::string_view::npos && json[first] == '{';
+      return core::Err{fail("job", looks_like_object ? "not valid JSON (truncated or malformed object)"
+                                                      : "must be a JSON object")};
+    }
     uint32_t seen = 0;
     for (auto member : obj) {
       od::field f;

@@ -117,6 +117,14 @@ std::string DeliverdProcess::http_get(const std::string& path, int* status) cons
   return body == std::string::npos ? std::string() : resp.substr(body + 4);
 }
 
+double DeliverdProcess::metric(const std::string& name) const {
+  std::string text = http_get("/metrics");
+  std::string needle = "\n" + name + " ";
+  auto pos = text.find(needle);
+  if (pos == std::string::npos) return -1;
+  return std::atof(text.c_str() + pos + needle.size());
+}
+
 std::string DeliverdProcess::log() const { return read_file(dir_.file("deliverd.log")); }
 
 std::string make_job(const std::string& id, const std::string& account, const std::string& mailbox,

@@ -37,6 +37,8 @@ class DeliverdProcess {
   // GET on the admin listener; returns the body and sets *status (0 if it could not connect).
   std::string http_get(const std::string& path, int* status = nullptr) const;
   std::string log() const;
+  // Value of an unlabelled metric from /metrics (-1 if absent).
+  double metric(const std::string& name) const;
 
  private:
   Options o_;

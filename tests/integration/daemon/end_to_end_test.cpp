@@ -266,10 +266,12 @@ TEST(EndToEndShutdown, SigtermFinishesInFlightDeliveriesAndExitsZero) {
     jobs.push_back(make_job(ids.back(), "acct_1", "mbx_slow", "bob@example.org"));
   }
   redis.xadd_jobs("deliverd:jobs", jobs);
-  // Wait until the daemon holds the jobs (all read, none finished yet), then stop it.
+  // Wait until the daemon itself holds the jobs (read and in delivery, none finished yet: the
+  // sink waits a second before each DATA reply), then stop it.
   long long deadline = now_ms() + 10000;
-  while (redis.xpending_count("deliverd:jobs", "deliverd") < 20 && now_ms() < deadline)
+  while (d.metric("deliverd_queue_inflight") < 20 && now_ms() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(d.metric("deliverd_queue_inflight"), 20) << d.log();
   EXPECT_EQ(d.stop(SIGTERM, 30000), 0) << d.log();
   auto all = events_by_job(redis);
   size_t delivered = 0;
