@@ -8,6 +8,9 @@ namespace deliverd::core {
 
 template <class E>
 struct Err {
+  // A constructor rather than aggregate init: clang 14 has no class template argument deduction
+  // for aggregates, so Err(std::string(...)) would not compile there.
+  Err(E e) : error(std::move(e)) {}
   E error;
 };
 template <class E>
