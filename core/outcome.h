@@ -40,6 +40,9 @@ struct Outcome {
   std::string ip;      // the vetted address actually used
   std::string tls_version;
   std::string tls_cipher;
+  // Whose problem it was (smtp/classifier.h): "success", "recipient_permanent", "recipient_transient",
+  // "mailbox", "throttled", "policy_auth"; "" when no SMTP exchange decided it.
+  std::string fault;
 };
 
 }  // namespace deliverd::core

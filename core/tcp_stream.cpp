@@ -1,5 +1,10 @@
 #include "core/tcp_stream.h"
 
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <memory>
 
 namespace deliverd::core {
@@ -9,7 +14,182 @@ struct WriteReq {
   std::string bytes;
   TcpStream* stream;
 };
+
+// Plaintext held until the handshake completes; SMTP writes nothing then, so this is generous.
+constexpr size_t kMaxPendingPlain = 1 << 20;
+
+bool is_ip_literal(const std::string& name) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
+}
 }  // namespace
+
+struct TcpStream::Tls {
+  std::shared_ptr<TlsContext> ctx;
+  SSL* ssl = nullptr;
+  BIO* rbio = nullptr;  // network → OpenSSL (owned by ssl)
+  BIO* wbio = nullptr;  // OpenSSL → network (owned by ssl)
+  TlsContext::PeerRef ref;
+  bool handshake_done = false;
+  bool failed = false;
+  std::string pending_plain;
+  ~Tls() {
+    if (ssl) SSL_free(ssl);
+  }
+};
+
+TcpStream::TcpStream(StreamHandler* handler) : handler_(handler) {}
+TcpStream::~TcpStream() = default;
+
+int TcpStream::start_tls_client(const TlsClientParams& p) {
+  if (closing_ || tls_ || !p.ctx) return UV_EINVAL;
+  auto t = std::make_unique<Tls>();
+  t->ctx = p.ctx;
+  t->ssl = SSL_new(p.ctx->native());
+  if (!t->ssl) return UV_ENOMEM;
+  t->rbio = BIO_new(BIO_s_mem());
+  t->wbio = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(t->rbio, -1);
+  BIO_set_mem_eof_return(t->wbio, -1);
+  SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_connect_state(t->ssl);
+  if (!p.server_name.empty() && !is_ip_literal(p.server_name)) SSL_set_tlsext_host_name(t->ssl, p.server_name.c_str());
+  if (p.verify) {
+    SSL_set_verify(t->ssl, SSL_VERIFY_PEER, nullptr);
+    SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (is_ip_literal(p.server_name)) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), p.server_name.c_str());
+    } else if (SSL_set1_host(t->ssl, p.server_name.c_str()) != 1) {
+      return UV_EINVAL;
+    }
+  } else {
+    SSL_set_verify(t->ssl, SSL_VERIFY_NONE, nullptr);
+  }
+  if (!p.session_key.empty()) {
+    t->ref = TlsContext::PeerRef{p.ctx.get(), p.session_key + (p.verify ? "|v" : "|n")};
+    SSL_set_ex_data(t->ssl, TlsContext::peer_ref_index(), &t->ref);
+    if (SSL_SESSION* sess = p.ctx->take_session(t->ref.peer)) {
+      SSL_set_session(t->ssl, sess);
+      SSL_SESSION_free(sess);
+    }
+  }
+  tls_ = std::move(t);
+  tls_pump_handshake();
+  return 0;
+}
+
+int TcpStream::start_tls_server(std::shared_ptr<TlsContext> ctx) {
+  if (closing_ || tls_ || !ctx) return UV_EINVAL;
+  auto t = std::make_unique<Tls>();
+  t->ctx = std::move(ctx);
+  t->ssl = SSL_new(t->ctx->native());
+  if (!t->ssl) return UV_ENOMEM;
+  t->rbio = BIO_new(BIO_s_mem());
+  t->wbio = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(t->rbio, -1);
+  BIO_set_mem_eof_return(t->wbio, -1);
+  SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_accept_state(t->ssl);
+  tls_ = std::move(t);
+  return 0;
+}
+
+TlsInfo TcpStream::tls_info() const {
+  TlsInfo info;
+  if (!tls_ || !tls_->handshake_done) return info;
+  info.version = SSL_get_version(tls_->ssl);
+  if (const SSL_CIPHER* c = SSL_get_current_cipher(tls_->ssl)) info.cipher = SSL_CIPHER_get_name(c);
+  info.resumed = SSL_session_reused(tls_->ssl) == 1;
+  info.verified = SSL_get_verify_mode(tls_->ssl) != SSL_VERIFY_NONE && SSL_get_verify_result(tls_->ssl) == X509_V_OK;
+  return info;
+}
+
+void TcpStream::tls_flush() {
+  if (!tls_ || closing_) return;
+  char buf[16384];
+  std::string out;
+  for (;;) {
+    int n = BIO_read(tls_->wbio, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  if (out.empty()) return;
+  if (int rc = raw_write(std::move(out)); rc != 0) {
+    tls_->failed = true;
+    handler_->on_end(rc);
+  }
+}
+
+void TcpStream::tls_fail(const std::string& why) {
+  tls_->failed = true;
+  tls_error_ = why;
+  tls_flush();  // an alert, if OpenSSL produced one
+  if (closing_) return;
+  pause_reading();
+  if (!tls_->handshake_done)
+    handler_->on_tls_handshake(false, why);
+  else
+    handler_->on_end(UV_EPROTO);
+}
+
+bool TcpStream::tls_pump_handshake() {
+  if (tls_->handshake_done) return true;
+  ERR_clear_error();
+  int rc = SSL_do_handshake(tls_->ssl);
+  if (rc == 1) {
+    tls_->handshake_done = true;
+    tls_flush();
+    if (closing_) return false;
+    handler_->on_tls_handshake(true, {});
+    if (closing_ || tls_->failed) return false;
+    if (!tls_->pending_plain.empty()) {
+      std::string held = std::move(tls_->pending_plain);
+      tls_->pending_plain.clear();
+      if (write(std::move(held)) != 0) return false;
+    }
+    return !closing_;
+  }
+  int err = SSL_get_error(tls_->ssl, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    tls_flush();
+    return false;
+  }
+  std::string why;
+  long vr = SSL_get_verify_result(tls_->ssl);
+  if (vr != X509_V_OK)
+    why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(vr);
+  else
+    why = tls_error_string();
+  ERR_clear_error();
+  tls_fail(why);
+  return false;
+}
+
+void TcpStream::tls_input(std::string_view bytes) {
+  if (tls_->failed) return;
+  BIO_write(tls_->rbio, bytes.data(), static_cast<int>(bytes.size()));
+  if (!tls_->handshake_done && !tls_pump_handshake()) return;
+  static thread_local char plain[16384];
+  while (!closing_ && !tls_->failed) {
+    ERR_clear_error();
+    int n = SSL_read(tls_->ssl, plain, sizeof plain);
+    if (n > 0) {
+      handler_->on_data(std::string_view(plain, static_cast<size_t>(n)));
+      continue;
+    }
+    int err = SSL_get_error(tls_->ssl, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) break;
+    if (err == SSL_ERROR_ZERO_RETURN) {  // close_notify
+      tls_flush();
+      pause_reading();
+      if (!closing_) handler_->on_end(UV_EOF);
+      return;
+    }
+    tls_fail(tls_error_string());
+    return;
+  }
+  tls_flush();  // post-handshake messages (key updates) may need an answer
+}
 
 TcpStream* TcpStream::create(uv_loop_t* loop, StreamHandler* handler) {
   auto* s = new TcpStream(handler);
@@ -57,23 +237,57 @@ void TcpStream::resume_reading() {
   if (!closing_) start_reading();
 }
 
-void TcpStream::on_alloc_cb(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<TcpStream*>(h->data);
-  *buf = uv_buf_init(self->read_buf_, sizeof self->read_buf_);
+void TcpStream::on_alloc_cb(uv_handle_t*, size_t, uv_buf_t* buf) {
+  // One buffer per thread, not per stream: libuv fills it and on_read_cb hands it on before the
+  // next read on this loop, and thousands of idle TLS sessions must not each pin 16 KiB.
+  static thread_local char read_buf[65536];
+  *buf = uv_buf_init(read_buf, sizeof read_buf);
 }
 
 void TcpStream::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<TcpStream*>(s->data);
   if (self->closing_) return;
   if (nread > 0) {
-    self->handler_->on_data(std::string_view(buf->base, static_cast<size_t>(nread)));
+    std::string_view bytes(buf->base, static_cast<size_t>(nread));
+    if (self->tls_)
+      self->tls_input(bytes);
+    else
+      self->handler_->on_data(bytes);
   } else if (nread < 0) {
+    // A peer that drops the connection without close_notify ends like a plain close: the
+    // protocols on top (SMTP's "." + 250, HTTP lengths) say whether anything was lost.
     self->pause_reading();
     self->handler_->on_end(static_cast<int>(nread));
   }
 }
 
 int TcpStream::write(std::string bytes) {
+  if (closing_) return UV_ECANCELED;
+  if (tls_) {
+    if (tls_->failed) return UV_EPROTO;
+    if (!tls_->handshake_done) {
+      if (tls_->pending_plain.size() + bytes.size() > kMaxPendingPlain) return UV_ENOBUFS;
+      tls_->pending_plain += bytes;
+      return 0;
+    }
+    size_t off = 0;
+    while (off < bytes.size()) {
+      ERR_clear_error();
+      int n = SSL_write(tls_->ssl, bytes.data() + off, static_cast<int>(bytes.size() - off));
+      if (n <= 0) {
+        tls_->failed = true;
+        tls_error_ = tls_error_string();
+        return UV_EPROTO;
+      }
+      off += static_cast<size_t>(n);
+    }
+    tls_flush();
+    return closing_ ? UV_ECANCELED : 0;
+  }
+  return raw_write(std::move(bytes));
+}
+
+int TcpStream::raw_write(std::string bytes) {
   if (closing_) return UV_ECANCELED;
   auto* w = new WriteReq{{}, std::move(bytes), this};
   w->req.data = w;
@@ -97,6 +311,11 @@ void TcpStream::on_write_cb(uv_write_t* req, int status) {
 
 void TcpStream::close() {
   if (closing_) return;
+  if (tls_ && tls_->handshake_done && !tls_->failed) {
+    // close_notify goes out ahead of the close; uv_write tries to send it right away.
+    SSL_shutdown(tls_->ssl);
+    tls_flush();
+  }
   closing_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close_cb);
 }

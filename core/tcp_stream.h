@@ -1,12 +1,16 @@
 #pragma once
 // A TCP connection on the loop. The handle lives inside the object and the object is freed in
 // the close callback (STYLE.md §1). After close() no handler callback is made, so the owner may
-// be destroyed right after calling it. TLS (issue 3) slots in here: handlers see plaintext.
+// be destroyed right after calling it. TLS sits inside the stream (OpenSSL memory BIOs between
+// the socket and the handler): after start_tls_client()/start_tls_server() handlers see plaintext.
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
+
+#include "core/tls_context.h"
 
 namespace deliverd::core {
 
@@ -17,6 +21,25 @@ class StreamHandler {
   virtual void on_data(std::string_view bytes) = 0;
   // The peer closed (UV_EOF) or a read/write failed. The stream still needs close().
   virtual void on_end(int status) = 0;
+  // The TLS handshake finished (ok) or failed (error says why; the stream still needs close()).
+  virtual void on_tls_handshake(bool ok, const std::string& error) {
+    (void)ok;
+    (void)error;
+  }
+};
+
+struct TlsClientParams {
+  std::shared_ptr<TlsContext> ctx;
+  std::string server_name;  // SNI and, when verify is set, the name the certificate must carry
+  bool verify = true;       // false only for opportunistic TLS, where plaintext is the alternative
+  std::string session_key;  // resumption cache key ("host:port"); "" = no resumption
+};
+
+struct TlsInfo {
+  std::string version;  // "TLSv1.3"
+  std::string cipher;
+  bool resumed = false;
+  bool verified = false;  // the certificate chain and name were checked and passed
 };
 
 class TcpStream {
@@ -34,6 +57,15 @@ class TcpStream {
   int write(std::string bytes);
   size_t pending_write_bytes() const { return pending_write_bytes_; }
 
+  // Starts TLS on a connected stream; bytes written after this are encrypted (and held until the
+  // handshake is done). Returns 0 or a libuv error; the result comes through on_tls_handshake().
+  int start_tls_client(const TlsClientParams& params);
+  int start_tls_server(std::shared_ptr<TlsContext> ctx);
+  bool tls_active() const { return tls_ != nullptr; }
+  TlsInfo tls_info() const;
+  // Why TLS failed, when it did ("certificate verify failed: certificate has expired", …).
+  const std::string& tls_error() const { return tls_error_; }
+
   void pause_reading();
   void resume_reading();
 
@@ -46,9 +78,15 @@ class TcpStream {
   uv_loop_t* loop() const { return tcp_.loop; }
 
  private:
-  explicit TcpStream(StreamHandler* handler) : handler_(handler) {}
-  ~TcpStream() = default;
+  struct Tls;
+  explicit TcpStream(StreamHandler* handler);
+  ~TcpStream();
   int start_reading();
+  int raw_write(std::string bytes);
+  void tls_input(std::string_view bytes);
+  bool tls_pump_handshake();  // false when the stream failed or was closed by the handler
+  void tls_flush();           // moves ciphertext produced by OpenSSL onto the socket
+  void tls_fail(const std::string& why);
 
   static void on_connect_cb(uv_connect_t* req, int status);
   static void on_alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -59,10 +97,11 @@ class TcpStream {
   uv_tcp_t tcp_{};
   uv_connect_t connect_req_{};
   StreamHandler* handler_;
+  std::unique_ptr<Tls> tls_;
+  std::string tls_error_;
   size_t pending_write_bytes_ = 0;
   bool closing_ = false;
   bool reading_ = false;
-  char read_buf_[16384];
 };
 
 }  // namespace deliverd::core

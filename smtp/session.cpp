@@ -1,9 +1,12 @@
 #include "smtp/session.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "smtp/classifier.h"
 #include "smtp/composer.h"
 
 namespace deliverd::smtp {
@@ -13,16 +16,19 @@ struct Metrics {
   core::Gauge& active;
   core::Family<core::Counter>& replies;
   core::Family<core::Counter>& failures;
+  core::Family<core::Counter>& tls;
+  core::Counter& reused;
 };
 
 Metrics& metrics() {
   auto& reg = core::Registry::global();
   static Metrics m{
       reg.gauge("deliverd_smtp_sessions_active", "SMTP client sessions currently open").get(),
-      reg.counter("deliverd_smtp_replies_total", "SMTP replies received, by phase and reply class",
-                  {"phase", "class"}),
+      reg.counter("deliverd_smtp_replies_total", "SMTP replies received, by phase and reply class", {"phase", "class"}),
       reg.counter("deliverd_smtp_session_failures_total", "SMTP sessions that did not deliver, by phase and reason",
                   {"phase", "reason"}),
+      reg.counter("deliverd_smtp_tls_handshakes_total", "TLS handshakes by SMTP sessions, by result", {"result"}),
+      reg.counter("deliverd_smtp_connection_reuses_total", "Messages sent on an already open SMTP connection").get(),
   };
   return m;
 }
@@ -38,27 +44,45 @@ bool safe_path(std::string_view a) {
          });
 }
 
-std::string address_string(const sockaddr* sa) {
+std::string address_string(const sockaddr* sa, int* port) {
   char buf[64] = {};
-  if (sa->sa_family == AF_INET)
-    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(sa), buf, sizeof buf);
-  else if (sa->sa_family == AF_INET6)
-    uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(sa), buf, sizeof buf);
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    uv_ip4_name(in, buf, sizeof buf);
+    *port = ntohs(in->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    uv_ip6_name(in6, buf, sizeof buf);
+    *port = ntohs(in6->sin6_port);
+  }
   return buf;
 }
 
 std::string io_reason(int status) {
   switch (status) {
-    case UV_EOF: return "connection_closed";
-    case UV_ECONNRESET: return "connection_reset";
-    case UV_ECONNREFUSED: return "connection_refused";
-    case UV_ETIMEDOUT: return "timeout";
-    default: return "io_error";
+    case UV_EOF:
+      return "connection_closed";
+    case UV_ECONNRESET:
+      return "connection_reset";
+    case UV_ECONNREFUSED:
+      return "connection_refused";
+    case UV_ETIMEDOUT:
+      return "timeout";
+    default:
+      return "io_error";
   }
 }
 
 bool has_8bit(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
 }
 
 }  // namespace
@@ -69,15 +93,43 @@ std::optional<Phase> phase_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<Security> security_from_name(std::string_view s) {
+  if (s == "none") return Security::None;
+  if (s == "starttls") return Security::StartTls;
+  if (s == "tls") return Security::Tls;
+  return std::nullopt;
+}
+
+std::string_view to_string(Security s) {
+  switch (s) {
+    case Security::None:
+      return "none";
+    case Security::StartTls:
+      return "starttls";
+    case Security::Tls:
+      return "tls";
+  }
+  return "none";
+}
+
+std::optional<TlsPolicy> tls_policy_from_name(std::string_view s) {
+  if (s == "required") return TlsPolicy::Required;
+  if (s == "opportunistic") return TlsPolicy::Opportunistic;
+  return std::nullopt;
+}
+
 Session::Guard::~Guard() {
   if (--s->depth_ == 0 && s->finished_) delete s;
 }
 
-Session::Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, Envelope env, Done done)
-    : cfg_(cfg),
+Session::Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, Envelope env, Done done,
+                 SessionHooks hooks)
+    : loop_(loop),
+      cfg_(cfg),
       host_(std::move(host)),
       env_(std::move(env)),
       done_(std::move(done)),
+      hooks_(std::move(hooks)),
       phase_timer_(loop),
       total_timer_(loop),
       parser_(ReplyLimits{cfg.max_reply_line, cfg.max_reply_bytes}) {
@@ -87,9 +139,14 @@ Session::Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, En
 Session::~Session() { metrics().active.dec(); }
 
 Session* Session::start(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host_name,
-                        Envelope env, Done done) {
-  auto* s = new Session(loop, cfg, std::move(host_name), std::move(env), std::move(done));
-  s->ip_ = address_string(vetted_addr);
+                        Envelope env, Done done, SessionHooks hooks) {
+  auto* s = new Session(loop, cfg, std::move(host_name), std::move(env), std::move(done), std::move(hooks));
+  int port = 0;
+  s->ip_ = address_string(vetted_addr, &port);
+  s->in_transaction_ = true;
+  if (s->cfg_.tls_name.empty()) s->cfg_.tls_name = s->host_;
+  // The resumption key names the peer exactly: the certificate name and the address connected to.
+  s->tls_key_ = s->cfg_.tls_name + "@" + s->ip_ + ":" + std::to_string(port);
   // Failures found here are reported from the loop, so `done` never runs inside start().
   auto fail_soon = [s](core::Status st, std::string reason, std::string detail) {
     s->phase_timer_->start(0, [s, st, reason, detail] {
@@ -101,14 +158,19 @@ Session* Session::start(uv_loop_t* loop, const SessionConfig& cfg, const sockadd
     fail_soon(core::Status::Rejected, "invalid_envelope", "envelope address contains forbidden characters");
     return s;
   }
+  if (cfg.security != Security::None && !cfg.tls) {
+    fail_soon(core::Status::Failed, "tls_unconfigured", "TLS requested but no TLS context given");
+    return s;
+  }
   s->total_timer_->start(cfg.total_ms, [s] {
     Guard g(s);
-    s->fail(core::Status::Deferred, "session_timeout",
-            "session exceeded " + std::to_string(s->cfg_.total_ms) + " ms");
+    if (!s->in_transaction_) return s->close_session();
+    s->fail(core::Status::Deferred, "session_timeout", "session exceeded " + std::to_string(s->cfg_.total_ms) + " ms");
   });
   s->stream_ = core::TcpStream::create(loop, s);
   s->enter(Phase::Connect);
-  if (int rc = s->stream_->connect(vetted_addr); rc != 0) fail_soon(core::Status::Deferred, io_reason(rc), uv_strerror(rc));
+  if (int rc = s->stream_->connect(vetted_addr); rc != 0)
+    fail_soon(core::Status::Deferred, io_reason(rc), uv_strerror(rc));
   return s;
 }
 
@@ -118,12 +180,48 @@ void Session::abort(std::string why) {
   fail(core::Status::Deferred, "aborted", std::move(why));
 }
 
+void Session::send_next(Envelope env, Done done) {
+  Guard g(this);
+  if (!idle()) {
+    core::Outcome o;
+    o.status = core::Status::Deferred;
+    o.phase = to_string(phase_);
+    o.reason = "session_unavailable";
+    o.detail = "the connection is not idle";
+    if (done) done(o);
+    return;
+  }
+  env_ = std::move(env);
+  done_ = std::move(done);
+  in_transaction_ = true;
+  metrics().reused.inc();
+  if (!safe_path(env_.mail_from) || env_.rcpt_to.empty() || !safe_path(env_.rcpt_to)) {
+    core::Outcome o;
+    o.status = core::Status::Rejected;
+    o.phase = "envelope";
+    o.reason = "invalid_envelope";
+    o.detail = "envelope address contains forbidden characters";
+    report(std::move(o), true);
+    return;
+  }
+  send("RSET\r\n");
+  enter(Phase::Rset);
+}
+
+void Session::quit() {
+  Guard g(this);
+  if (finished_ || closing_) return;
+  begin_quit();
+}
+
 void Session::enter(Phase p) {
   if (finished_) return;
   phase_ = p;
   uint64_t ms = cfg_.timeouts[p];
   phase_timer_->start(ms, [this, ms] {
     Guard g(this);
+    if (phase_ == Phase::Idle) return begin_quit();
+    if (phase_ == Phase::Quit) return close_session();
     fail(core::Status::Deferred, "timeout",
          "nothing from the server within " + std::to_string(ms) + " ms in phase " + std::string(to_string(phase_)));
   });
@@ -131,19 +229,57 @@ void Session::enter(Phase p) {
 
 void Session::send(std::string bytes) {
   if (finished_ || !stream_) return;
-  if (int rc = stream_->write(std::move(bytes)); rc != 0) fail(core::Status::Deferred, io_reason(rc), uv_strerror(rc));
+  if (int rc = stream_->write(std::move(bytes)); rc != 0) {
+    std::string detail = stream_->tls_error().empty() ? std::string(uv_strerror(rc)) : stream_->tls_error();
+    fail(core::Status::Deferred, io_reason(rc), detail);
+  }
 }
 
 void Session::on_connected(int status) {
   Guard g(this);
   if (finished_) return;
   if (status != 0) return fail(core::Status::Deferred, io_reason(status), uv_strerror(status));
+  if (cfg_.security == Security::Tls) return start_tls();
   enter(Phase::Banner);
+}
+
+void Session::start_tls() {
+  core::TlsClientParams p;
+  p.ctx = cfg_.tls;
+  p.server_name = cfg_.tls_name;
+  p.verify = cfg_.security == Security::Tls || cfg_.tls_policy == TlsPolicy::Required;
+  p.session_key = tls_key_;
+  enter(Phase::Tls);
+  if (int rc = stream_->start_tls_client(p); rc != 0)
+    fail(core::Status::Failed, "tls_failed", std::string("cannot start TLS: ") + uv_strerror(rc));
+}
+
+void Session::on_tls_handshake(bool ok, const std::string& error) {
+  Guard g(this);
+  if (finished_) return;
+  metrics().tls.with({ok ? "ok" : "failed"}).inc();
+  if (!ok) {
+    bool cert = error.rfind("certificate verify failed", 0) == 0;
+    return fail(core::Status::Deferred, cert ? "tls_certificate" : "tls_failed", error, {},
+                std::string(to_string(network_fault(cfg_.relay))));
+  }
+  tls_on_ = true;
+  // RFC 3207 4.2: everything learned before TLS is discarded.
+  caps_ = EhloCapabilities{};
+  parser_.reset();
+  if (cfg_.security == Security::Tls) return enter(Phase::Banner);
+  send("EHLO " + cfg_.helo_name + "\r\n");
+  enter(Phase::Ehlo);
 }
 
 void Session::on_data(std::string_view bytes) {
   Guard g(this);
   if (finished_) return;
+  if (phase_ == Phase::Idle) {
+    // Typically "421 idle timeout" as the server hangs up; the connection is done either way.
+    core::log_debug("smtp_idle_unsolicited", {{"host", host_}});
+    return close_session();
+  }
   parser_.feed(bytes);
   while (!finished_) {
     auto r = parser_.next();
@@ -156,8 +292,10 @@ void Session::on_data(std::string_view bytes) {
 void Session::on_end(int status) {
   Guard g(this);
   if (finished_) return;
-  fail(core::Status::Deferred, io_reason(status),
-       status == UV_EOF ? "server closed the connection" : std::string(uv_strerror(status)));
+  if (!in_transaction_) return close_session();
+  std::string detail = status == UV_EOF ? "server closed the connection" : std::string(uv_strerror(status));
+  if (stream_ && !stream_->tls_error().empty()) detail = stream_->tls_error();
+  fail(core::Status::Deferred, io_reason(status), detail);
 }
 
 void Session::advance(const core::Reply& r) {
@@ -165,47 +303,164 @@ void Session::advance(const core::Reply& r) {
   bool positive = r.code >= 200 && r.code < 300;
   switch (phase_) {
     case Phase::Connect:
-      return fail(core::Status::Deferred, "protocol_error", "reply before connect completed", r);
+    case Phase::Tls:
+    case Phase::Idle:
+      return fail(core::Status::Deferred, "protocol_error", "reply while none was expected", r);
     case Phase::Banner:
       if (!positive) return fail_reply(r);
       send("EHLO " + cfg_.helo_name + "\r\n");
       return enter(Phase::Ehlo);
     case Phase::Ehlo:
-      if (r.code >= 500) {  // RFC 5321 4.1.1.1: an old server; try HELO
+      if (r.code >= 500 && !tls_on_) {  // RFC 5321 4.1.1.1: an old server; try HELO
         send("HELO " + cfg_.helo_name + "\r\n");
         return enter(Phase::Helo);
       }
-      [[fallthrough]];
-    case Phase::Helo: {
       if (!positive) return fail_reply(r);
-      caps_ = phase_ == Phase::Ehlo ? parse_ehlo(r) : EhloCapabilities{};
-      // Stuffed once here: SIZE= announces the payload size, and the message is then dropped.
-      std::string payload = dot_stuff(env_.message);
-      std::string cmd = "MAIL FROM:<" + env_.mail_from + ">";
-      if (caps_.size_advertised) cmd += " SIZE=" + std::to_string(payload.size());
-      if (caps_.eightbitmime && has_8bit(payload)) cmd += " BODY=8BITMIME";
-      env_.message = std::move(payload);
-      send(cmd + "\r\n");
-      return enter(Phase::Mail);
-    }
+      caps_ = parse_ehlo(r);
+      return after_ehlo();
+    case Phase::Helo:
+      if (!positive) return fail_reply(r);
+      caps_ = EhloCapabilities{};
+      return after_ehlo();
+    case Phase::StartTls:
+      if (r.code != 220) {
+        if (cfg_.tls_policy == TlsPolicy::Opportunistic && cfg_.security == Security::StartTls && r.code < 500 &&
+            r.code >= 400) {
+          tls_on_ = false;
+          cfg_.security = Security::None;  // this connection continues in plaintext
+          return after_ehlo();
+        }
+        return fail_reply(r, "starttls_failed");
+      }
+      // Bytes queued behind the 220 were sent before TLS and must not be read as if protected
+      // (the STARTTLS command injection attack).
+      if (parser_.buffered() > 0)
+        return fail(core::Status::Deferred, "protocol_error", "data after the STARTTLS reply", r);
+      return start_tls();
+    case Phase::Auth:
+      return auth_reply(r);
     case Phase::Mail:
       if (!positive) return fail_reply(r);
-      send("RCPT TO:<" + env_.rcpt_to + ">\r\n");
+      if (!pipelined_) send("RCPT TO:<" + env_.rcpt_to + ">\r\n");
       return enter(Phase::Rcpt);
     case Phase::Rcpt:
       if (!positive) return fail_reply(r);
-      send("DATA\r\n");
+      if (!pipelined_) send("DATA\r\n");
       return enter(Phase::Data);
     case Phase::Data:
       if (r.code != 354) return fail_reply(r);
       send(std::move(env_.message));
+      env_.message.clear();
       return enter(Phase::Body);
     case Phase::Body:
       if (!positive) return fail_reply(r);
       return succeed(r);
+    case Phase::Rset:
+      if (!positive) return fail_reply(r);
+      return start_transaction();
     case Phase::Quit:
-      return finish(*decided_);
+      return close_session();
   }
+}
+
+void Session::after_ehlo() {
+  if (cfg_.security == Security::StartTls && !tls_on_) {
+    if (caps_.starttls) {
+      send("STARTTLS\r\n");
+      return enter(Phase::StartTls);
+    }
+    if (cfg_.tls_policy == TlsPolicy::Required) {
+      send("QUIT\r\n");
+      return fail(cfg_.relay ? core::Status::Failed : core::Status::Deferred, "starttls_unavailable",
+                  "TLS is required but the server does not offer STARTTLS", {},
+                  std::string(to_string(cfg_.relay ? Fault::PolicyAuth : Fault::RecipientTransient)));
+    }
+  }
+  if (!cfg_.auth.empty()) return start_auth();
+  start_transaction();
+}
+
+void Session::start_auth() {
+  const Credentials& c = cfg_.auth;
+  std::string cmd;
+  if (!c.oauth_token.empty()) {
+    if (caps_.supports_auth("XOAUTH2")) {
+      auth_mech_ = "XOAUTH2";
+      cmd = "AUTH XOAUTH2 " + base64("user=" + c.username +
+                                     "\x01"
+                                     "auth=Bearer " +
+                                     c.oauth_token + "\x01\x01");
+    }
+  } else if (caps_.supports_auth("PLAIN")) {
+    auth_mech_ = "PLAIN";
+    cmd = "AUTH PLAIN " + base64(std::string(1, '\0') + c.username + std::string(1, '\0') + c.password);
+  } else if (caps_.supports_auth("LOGIN")) {
+    auth_mech_ = "LOGIN";
+    cmd = "AUTH LOGIN";
+  }
+  if (cmd.empty()) {
+    send("QUIT\r\n");
+    return fail(core::Status::Failed, "auth_unavailable",
+                c.oauth_token.empty() ? "the server offers neither AUTH PLAIN nor LOGIN"
+                                      : "the server does not offer AUTH XOAUTH2",
+                {}, std::string(to_string(Fault::PolicyAuth)));
+  }
+  auth_step_ = 0;
+  send(cmd + "\r\n");
+  enter(Phase::Auth);
+}
+
+void Session::auth_reply(const core::Reply& r) {
+  if (r.code == 235) return start_transaction();
+  if (r.code == 334) {
+    ++auth_step_;
+    if (auth_mech_ == "LOGIN" && auth_step_ == 1) {
+      send(base64(cfg_.auth.username) + "\r\n");
+      return enter(Phase::Auth);
+    }
+    if (auth_mech_ == "LOGIN" && auth_step_ == 2) {
+      send(base64(cfg_.auth.password) + "\r\n");
+      return enter(Phase::Auth);
+    }
+    if (auth_mech_ == "XOAUTH2" && auth_step_ == 1) {
+      // The challenge is a JSON error; an empty line asks for the final (failure) reply.
+      send("\r\n");
+      return enter(Phase::Auth);
+    }
+    send("*\r\n");  // RFC 4954: cancel an exchange we cannot continue
+    return fail(core::Status::Failed, "auth_failed", "unexpected AUTH challenge", r,
+                std::string(to_string(Fault::PolicyAuth)));
+  }
+  fail_reply(r, r.code >= 500 ? "auth_failed" : "auth_deferred");
+}
+
+void Session::start_transaction() {
+  bool utf8 = has_8bit(env_.mail_from) || has_8bit(env_.rcpt_to);
+  auto refuse = [this](std::string reason, std::string detail) {
+    core::Outcome o;
+    o.status = core::Status::Bounced;
+    o.phase = to_string(Phase::Mail);
+    o.reason = std::move(reason);
+    o.detail = std::move(detail);
+    o.fault = to_string(Fault::RecipientPermanent);
+    report(std::move(o), true);
+  };
+  if (utf8 && !caps_.smtputf8)
+    return refuse("smtputf8_unsupported", "the envelope needs SMTPUTF8 and the server does not offer it");
+  std::string payload = dot_stuff(env_.message);
+  if (caps_.size_limit > 0 && payload.size() > caps_.size_limit)
+    return refuse("message_too_large", "message of " + std::to_string(payload.size()) +
+                                           " bytes exceeds the server's SIZE " + std::to_string(caps_.size_limit));
+  std::string cmd = "MAIL FROM:<" + env_.mail_from + ">";
+  if (caps_.size_advertised) cmd += " SIZE=" + std::to_string(payload.size());
+  if (caps_.eightbitmime && has_8bit(payload)) cmd += " BODY=8BITMIME";
+  if (utf8) cmd += " SMTPUTF8";
+  cmd += "\r\n";
+  env_.message = std::move(payload);
+  pipelined_ = cfg_.pipelining && caps_.pipelining;
+  if (pipelined_) cmd += "RCPT TO:<" + env_.rcpt_to + ">\r\nDATA\r\n";
+  send(std::move(cmd));
+  enter(Phase::Mail);
 }
 
 void Session::succeed(const core::Reply& r) {
@@ -214,61 +469,110 @@ void Session::succeed(const core::Reply& r) {
   o.phase = to_string(Phase::Body);
   o.reason = "delivered";
   o.reply = r;
-  decided_ = std::move(o);
+  o.fault = to_string(Fault::Success);
+  report(std::move(o), true);
+}
+
+void Session::fail_reply(const core::Reply& r, std::string reason) {
+  std::string phase(to_string(phase_));
+  core::Outcome o;
+  o.phase = phase;
+  o.reply = r;
+  if (r.code < 400) {
+    o.status = core::Status::Deferred;
+    o.reason = "protocol_error";
+    o.detail = "unexpected reply code " + std::to_string(r.code);
+    o.fault = to_string(network_fault(cfg_.relay));
+  } else {
+    Classification c = classify(r, phase, cfg_.relay);
+    o.status = c.status;
+    o.fault = to_string(c.fault);
+    o.reason = reason.empty() ? phase + (r.code >= 500 ? "_rejected" : "_deferred") : std::move(reason);
+    o.detail =
+        std::string(r.code >= 500 ? "permanent failure" : "temporary failure") + " (" + std::string(c.rule) + ")";
+  }
+  // After a refused MAIL/RCPT/DATA/"." the server is back at the start of a transaction, unless
+  // pipelined replies are still due or it said 421 (closing).
+  bool outstanding = pipelined_ && (phase_ == Phase::Mail || phase_ == Phase::Rcpt);
+  bool clean = r.code >= 400 && r.code != 421 && !outstanding &&
+               (phase_ == Phase::Mail || phase_ == Phase::Rcpt || phase_ == Phase::Data || phase_ == Phase::Body);
+  if (clean && hooks_.idle) return report(std::move(o), true);
+  send("QUIT\r\n");  // best effort, the server is still talking to us; its reply is not awaited
+  report(std::move(o), false);
+  close_session();
+}
+
+void Session::fail(core::Status status, std::string reason, std::string detail, const core::Reply& reply,
+                   std::string fault) {
+  if (finished_) return;
+  if (in_transaction_) {
+    core::Outcome o;
+    o.status = status;
+    o.phase = to_string(phase_);
+    if (reason == "invalid_envelope") o.phase = "envelope";
+    o.reason = std::move(reason);
+    o.detail = std::move(detail);
+    o.reply = reply;
+    o.fault = fault.empty() && status == core::Status::Deferred ? std::string(to_string(network_fault(cfg_.relay)))
+                                                                : std::move(fault);
+    if (o.reason == "invalid_envelope" || o.reason == "aborted") o.fault.clear();
+    report(std::move(o), false);
+  }
+  close_session();
+}
+
+void Session::report(core::Outcome outcome, bool reusable) {
+  if (!in_transaction_ || finished_) return;
+  in_transaction_ = false;
+  ++messages_;
+  outcome.host = host_;
+  outcome.ip = ip_;
+  if (tls_on_ && stream_) {
+    core::TlsInfo info = stream_->tls_info();
+    outcome.tls_version = info.version;
+    outcome.tls_cipher = info.cipher;
+  }
+  if (outcome.status != core::Status::Delivered) metrics().failures.with({outcome.phase, outcome.reason}).inc();
+  core::log_info("smtp_session_end", {{"status", core::to_string(outcome.status)},
+                                      {"phase", outcome.phase},
+                                      {"reason", outcome.reason},
+                                      {"fault", outcome.fault},
+                                      {"code", std::to_string(outcome.reply.code)},
+                                      {"enhanced", outcome.reply.enhanced},
+                                      {"host", host_},
+                                      {"ip", ip_},
+                                      {"tls", outcome.tls_version}});
+  env_ = Envelope{};
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(outcome);
+  if (finished_ || !reusable || closing_) return;
+  if (hooks_.idle) {
+    enter(Phase::Idle);
+    hooks_.idle(this);
+    return;
+  }
+  begin_quit();
+}
+
+void Session::begin_quit() {
+  if (finished_ || closing_) return;
+  closing_ = true;
   send("QUIT\r\n");
   enter(Phase::Quit);
 }
 
-void Session::fail_reply(const core::Reply& r) {
-  std::string phase(to_string(phase_));
-  send("QUIT\r\n");  // best effort, the server is still talking to us; its reply is not awaited
-  if (r.code >= 400 && r.code < 500) return fail(core::Status::Deferred, phase + "_deferred", "temporary failure", r);
-  if (r.code >= 500) {
-    // The recipient or this message was refused: a bounce. Anything earlier is the sending
-    // side's fault (our name, our sender address, the server refusing us): failed.
-    bool recipient = phase_ == Phase::Rcpt || phase_ == Phase::Body;
-    return fail(recipient ? core::Status::Bounced : core::Status::Failed, phase + "_rejected", "permanent failure", r);
-  }
-  fail(core::Status::Deferred, "protocol_error", "unexpected reply code " + std::to_string(r.code), r);
-}
-
-void Session::fail(core::Status status, std::string reason, std::string detail, const core::Reply& reply) {
-  if (finished_) return;
-  if (decided_) {
-    // The 250 after DATA already delivered the message; a later problem must not cause a resend.
-    core::log_debug("smtp_quit_incomplete", {{"host", host_}, {"reason", reason}});
-    return finish(*decided_);
-  }
-  core::Outcome o;
-  o.status = status;
-  o.phase = to_string(phase_);
-  if (reason == "invalid_envelope") o.phase = "envelope";
-  o.reason = std::move(reason);
-  o.detail = std::move(detail);
-  o.reply = reply;
-  finish(std::move(o));
-}
-
-void Session::finish(core::Outcome outcome) {
+void Session::close_session() {
   if (finished_) return;
   finished_ = true;
-  outcome.host = host_;
-  outcome.ip = ip_;
-  if (outcome.status != core::Status::Delivered) metrics().failures.with({outcome.phase, outcome.reason}).inc();
-  std::string code = std::to_string(outcome.reply.code);
-  core::log_info("smtp_session_end", {{"status", core::to_string(outcome.status)},
-                                      {"phase", outcome.phase},
-                                      {"reason", outcome.reason},
-                                      {"code", code},
-                                      {"enhanced", outcome.reply.enhanced},
-                                      {"host", host_},
-                                      {"ip", ip_}});
+  closing_ = true;
   phase_timer_.reset();
   total_timer_.reset();
   if (stream_) stream_->close();
   stream_ = nullptr;
-  Done done = std::move(done_);
-  if (done) done(outcome);
+  auto closed = std::move(hooks_.closed);
+  hooks_ = SessionHooks{};
+  if (closed) closed(this);
 }
 
 }  // namespace deliverd::smtp

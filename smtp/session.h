@@ -1,12 +1,15 @@
 #pragma once
-// One SMTP delivery over plain TCP, in the Postfix manner (STYLE.md §2): named phases, one table
-// of timeouts, one advance() that moves between phases, one fail() that turns every failure into
-// a core::Outcome naming the phase. TLS/STARTTLS, AUTH and PIPELINING slot in as further phases.
+// One SMTP connection, in the Postfix manner (STYLE.md §2): named phases, one table of timeouts,
+// one advance() that moves between them, one fail() that turns every failure into a core::Outcome
+// naming the phase. Covers implicit TLS (RFC 8314) and STARTTLS (RFC 3207), AUTH PLAIN / LOGIN /
+// XOAUTH2, PIPELINING (RFC 2920) for MAIL/RCPT/DATA, SIZE, 8BITMIME and SMTPUTF8. With
+// SessionHooks::idle set, a connection outlives its first message and can carry more (RSET first).
 #include <uv.h>
 
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,30 +17,36 @@
 #include "core/outcome.h"
 #include "core/tcp_stream.h"
 #include "core/timer.h"
+#include "core/tls_context.h"
 #include "smtp/ehlo.h"
 #include "smtp/reply_parser.h"
 
 namespace deliverd::smtp {
 
-enum class Phase { Connect, Banner, Ehlo, Helo, Mail, Rcpt, Data, Body, Quit };
-inline constexpr size_t kPhaseCount = 9;
+enum class Phase { Connect, Tls, Banner, Ehlo, Helo, StartTls, Auth, Mail, Rcpt, Data, Body, Rset, Idle, Quit };
+inline constexpr size_t kPhaseCount = 14;
 
 struct PhaseInfo {
   Phase phase;
   std::string_view name;
-  uint64_t default_timeout_ms;  // RFC 5321 4.5.3.2
+  uint64_t default_timeout_ms;  // RFC 5321 4.5.3.2 where it names one
 };
 
 // The one table: names and default timeouts, indexed by Phase.
 inline constexpr std::array<PhaseInfo, kPhaseCount> kPhases = {{
     {Phase::Connect, "connect", 30'000},
+    {Phase::Tls, "tls", 30'000},  // the TLS handshake (implicit TLS, or after STARTTLS's 220)
     {Phase::Banner, "banner", 300'000},
     {Phase::Ehlo, "ehlo", 300'000},
     {Phase::Helo, "helo", 300'000},
+    {Phase::StartTls, "starttls", 120'000},
+    {Phase::Auth, "auth", 120'000},
     {Phase::Mail, "mail", 300'000},
     {Phase::Rcpt, "rcpt", 300'000},
     {Phase::Data, "data", 120'000},
     {Phase::Body, "body", 600'000},  // sending the payload and waiting for the reply to "."
+    {Phase::Rset, "rset", 120'000},
+    {Phase::Idle, "idle", 30'000},  // a kept-open connection with nothing to send: then QUIT
     {Phase::Quit, "quit", 10'000},
 }};
 
@@ -54,12 +63,36 @@ struct PhaseTimeouts {
   uint64_t operator[](Phase p) const { return ms[static_cast<size_t>(p)]; }
 };
 
+// none: plaintext. starttls: upgrade after EHLO (RFC 3207). tls: TLS from the first byte (RFC 8314, port 465).
+enum class Security { None, StartTls, Tls };
+// For STARTTLS: required = the server must offer it and present a valid certificate for the name;
+// opportunistic (MX mode) = use it when offered, without verification, else continue in plaintext.
+enum class TlsPolicy { Required, Opportunistic };
+
+std::optional<Security> security_from_name(std::string_view s);
+std::string_view to_string(Security s);
+std::optional<TlsPolicy> tls_policy_from_name(std::string_view s);
+
+struct Credentials {
+  std::string username;
+  std::string password;     // AUTH PLAIN / LOGIN
+  std::string oauth_token;  // XOAUTH2 access token; when set it is used instead of the password
+  bool empty() const { return username.empty(); }
+};
+
 struct SessionConfig {
   std::string helo_name = "localhost";
   PhaseTimeouts timeouts;
-  uint64_t total_ms = 30 * 60 * 1000;  // bound on the whole session, whatever the phases allow
+  uint64_t total_ms = 30 * 60 * 1000;  // bound on the whole connection, whatever the phases allow
   size_t max_reply_line = 2048;
   size_t max_reply_bytes = 64 * 1024;
+  Security security = Security::None;
+  TlsPolicy tls_policy = TlsPolicy::Required;
+  std::shared_ptr<core::TlsContext> tls;  // client context; needed unless security is None
+  std::string tls_name;                   // certificate name and SNI; "" = the host name
+  Credentials auth;                       // empty: no AUTH
+  bool pipelining = true;                 // pipeline MAIL/RCPT/DATA when the server offers it
+  bool relay = true;                      // the server is the mailbox's own (fault attribution, classifier.h)
 };
 
 struct Envelope {
@@ -67,58 +100,93 @@ struct Envelope {
   std::string message;  // composed, not yet dot-stuffed
 };
 
+class Session;
+struct SessionHooks {
+  // Called after a transaction's outcome when the connection is clean and can carry another
+  // message: call send_next() now or later, or quit(). Unset: the session QUITs after one message.
+  std::function<void(Session*)> idle;
+  // Called exactly once when the session is about to be freed (after any done).
+  std::function<void(Session*)> closed;
+};
+
 class Session final : private core::StreamHandler {
  public:
   using Done = std::function<void(const core::Outcome&)>;
 
-  // Connects to exactly vetted_addr (never resolves). `done` is called exactly once, never from
-  // inside start(); the session deletes itself right after, so the pointer is valid only until then.
-  static Session* start(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr,
-                        std::string host_name, Envelope env, Done done);
+  // Connects to exactly vetted_addr (never resolves). `done` is called exactly once per message,
+  // never from inside start(). Without hooks the session frees itself after QUIT: the pointer is
+  // valid only until done. With hooks it is valid until hooks.closed.
+  static Session* start(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host_name,
+                        Envelope env, Done done, SessionHooks hooks = {});
 
-  // Ends promptly with a deferred outcome, reason "aborted". No-op once done has been called.
+  // Ends promptly: the current message (if any) ends deferred, reason "aborted"; then closes.
   void abort(std::string why);
+  // Next message on an idle connection: RSET, then MAIL/RCPT/DATA.
+  void send_next(Envelope env, Done done);
+  // Ends an idle connection politely (QUIT); hooks.closed follows.
+  void quit();
 
   Phase phase() const { return phase_; }
+  bool idle() const { return phase_ == Phase::Idle && !closing_; }
+  size_t messages() const { return messages_; }
+  const std::string& host() const { return host_; }
+  const EhloCapabilities& capabilities() const { return caps_; }
 
  private:
-  Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, Envelope env, Done done);
+  Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, Envelope env, Done done, SessionHooks hooks);
   ~Session() override;
 
   // StreamHandler
   void on_connected(int status) override;
   void on_data(std::string_view bytes) override;
   void on_end(int status) override;
+  void on_tls_handshake(bool ok, const std::string& error) override;
 
-  void enter(Phase p);                  // switches phase and re-arms the timer from the table
-  void advance(const core::Reply& r);   // the reply to the current phase's command
+  void enter(Phase p);  // switches phase and re-arms the timer from the table
+  void advance(const core::Reply& r);
+  void after_ehlo();
+  void start_auth();
+  void auth_reply(const core::Reply& r);
+  void start_transaction();
+  void start_tls();
   void send(std::string bytes);
-  void succeed(const core::Reply& r);   // 250 after the payload: the delivery is decided
-  void fail(core::Status status, std::string reason, std::string detail, const core::Reply& reply = {});
-  void fail_reply(const core::Reply& r);  // 4xx/5xx mapped to a status by phase
-  void finish(core::Outcome outcome);
+  void succeed(const core::Reply& r);
+  void fail(core::Status status, std::string reason, std::string detail, const core::Reply& reply = {},
+            std::string fault = {});
+  void fail_reply(const core::Reply& r, std::string reason = {});
+  void report(core::Outcome outcome, bool reusable);  // ends the current message
+  void close_session();                               // ends the connection
+  void begin_quit();
 
-  // Keeps `this` alive while a callback runs; the last one out deletes a finished session.
   struct Guard {
     explicit Guard(Session* s) : s(s) { ++s->depth_; }
     ~Guard();
     Session* s;
   };
 
+  uv_loop_t* loop_;
   SessionConfig cfg_;
   std::string host_;
   std::string ip_;
+  std::string tls_key_;
   Envelope env_;
   Done done_;
+  SessionHooks hooks_;
   core::TcpStream* stream_ = nullptr;
   core::TimerHandle phase_timer_;
   core::TimerHandle total_timer_;
   ReplyParser parser_;
   EhloCapabilities caps_;
   Phase phase_ = Phase::Connect;
-  std::optional<core::Outcome> decided_;  // set at the 250 after DATA; QUIT cannot change it
+  std::string auth_mech_;
+  int auth_step_ = 0;
+  bool tls_on_ = false;
+  bool pipelined_ = false;  // the current MAIL/RCPT/DATA went out as one group
+  bool in_transaction_ = false;
+  size_t messages_ = 0;
   int depth_ = 0;
-  bool finished_ = false;
+  bool closing_ = false;   // QUIT sent or connection ending; no more messages
+  bool finished_ = false;  // freed when the last Guard leaves
 };
 
 }  // namespace deliverd::smtp

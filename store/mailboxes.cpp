@@ -87,7 +87,12 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
     return core::Err("smtp_port: " + std::to_string(m.smtp_port) + " is not allowed (use 25, 465, 587 or 2525)");
   if (m.security != "none" && m.security != "starttls" && m.security != "tls")
     return core::Err("security: '" + m.security + "' must be none, starttls or tls");
-  if (m.mode != "relay" && m.mode != "direct") return core::Err("mode: '" + m.mode + "' must be relay or direct");
+  if (m.mode != "relay" && m.mode != "mx" && m.mode != "direct")
+    return core::Err("mode: '" + m.mode + "' must be relay or mx");
+  if (m.oauth_token.size() > 8192 || m.oauth_token.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
+    return core::Err(std::string("oauth_token: at most 8192 bytes, without NUL, CR or LF"));
+  if (!m.oauth_token.empty() && m.username.empty())
+    return core::Err(std::string("username: required with an OAuth token"));
   if (m.username.size() > 256 || has_control(m.username))
     return core::Err(std::string("username: at most 256 printable characters"));
   // The password is not echoed in the message.
@@ -105,17 +110,20 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
   if (!pg) return core::Err(pg.error());
   std::optional<std::string> password_enc;
   if (!m.password.empty()) password_enc = encode_bytea(box.seal(m.password, m.id));
+  std::optional<std::string> oauth_token_enc;
+  if (!m.oauth_token.empty()) oauth_token_enc = encode_bytea(box.seal(m.oauth_token, m.id + "/oauth"));
   std::optional<std::string> username;
   if (!m.username.empty()) username = m.username;
   PgResult r = pg->exec(
-      "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused)"
-      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bytea, $9, $10)"
+      "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
+      " oauth_token_enc)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bytea, $9, $10, $11::bytea)"
       " ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, email = EXCLUDED.email,"
       " smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port, security = EXCLUDED.security,"
       " username = EXCLUDED.username, password_enc = EXCLUDED.password_enc, mode = EXCLUDED.mode,"
-      " paused = EXCLUDED.paused, updated_at = now()",
-      {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), m.security, username, password_enc, m.mode,
-       m.paused ? "true" : "false"});
+      " paused = EXCLUDED.paused, oauth_token_enc = EXCLUDED.oauth_token_enc, updated_at = now()",
+      {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), m.security, username, password_enc,
+       m.mode == "direct" ? std::string("mx") : m.mode, m.paused ? "true" : "false", oauth_token_enc});
   if (!r.ok) {
     if (r.sqlstate == "42P01") return core::Err("mailboxes table missing: run `deliverd migrate` first");
     return core::Err("cannot save mailbox " + m.id + ": " + r.error);
@@ -126,8 +134,8 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
 void load_mailboxes(PgConnection& pg, const SecretBox& box,
                     std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
   pg.query(
-      "SELECT id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused"
-      " FROM mailboxes ORDER BY id",
+      "SELECT id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
+      " oauth_token_enc FROM mailboxes ORDER BY id",
       {}, [box, cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot load mailboxes: " + r.error));
         std::vector<Mailbox> out;
@@ -140,6 +148,13 @@ void load_mailboxes(PgConnection& pg, const SecretBox& box,
             auto plain = box.open(*sealed, m.id);
             if (!plain) return cb(core::Err("mailbox " + m.id + ": cannot open password: " + plain.error()));
             m.password = std::move(*plain);
+          }
+          if (r.rows[i].size() > 10 && r.rows[i][10]) {
+            auto sealed = decode_bytea(*r.rows[i][10]);
+            if (!sealed) return cb(core::Err("mailbox " + m.id + ": oauth_token_enc is not hex bytea"));
+            auto plain = box.open(*sealed, m.id + "/oauth");
+            if (!plain) return cb(core::Err("mailbox " + m.id + ": cannot open OAuth token: " + plain.error()));
+            m.oauth_token = std::move(*plain);
           }
           out.push_back(std::move(m));
         }

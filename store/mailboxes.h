@@ -17,7 +17,8 @@ struct Mailbox {
   int smtp_port = 587;
   std::string security = "starttls";  // none | starttls | tls
   std::string username, password /* plaintext, memory only */;
-  std::string mode = "relay";  // relay (through smtp_host) | direct (to the recipient's MX)
+  std::string oauth_token;     // XOAUTH2 access token; plaintext, memory only; used instead of password
+  std::string mode = "relay";  // relay (through smtp_host) | mx (to the recipient's MX; "direct" is an alias)
   bool paused = false;
 };
 

@@ -9,7 +9,7 @@ VERB is BANNER, EHLO, HELO, MAIL, RCPT, DATA, BODY (the first bytes of the messa
 final "."), DOT (the end of the message), QUIT, RSET, NOOP, or "*" for anything else.
 STEP is a reply string ("550 5.1.1 no such user"; "\\n" separates lines) or an object:
   reply        string or list of lines (CRLF added)
-  action       "reply" (default) | "close" | "silent" | "garbage" | "huge_line" | "endless" | "none"
+  action       "reply" (default) | "close" | "abort" | "silent" | "garbage" | "huge_line" | "endless" | "none"
   times        use this step for this many matching commands (counted across connections),
                then move on to the next step; the last step repeats forever
   delay_ms     wait before acting
@@ -120,6 +120,9 @@ class Server:
             return
         if action == "close":
             raise Closed()
+        if action == "abort":  # drop the TCP connection at once (under TLS: no close_notify)
+            writer.transport.abort()
+            raise Closed()
         if action == "garbage":
             data = step.get("bytes", "\x00\xff\xfe garbage\r\n").encode("latin-1")
         elif action == "huge_line":
@@ -173,6 +176,7 @@ class Server:
                     await writer.drain()
                     if step["action"] == "stall_tls":
                         await asyncio.sleep(3600)
+                    await asyncio.sleep(0.2)  # so the client is in its handshake, not still reading the 220
                     writer.write(b"this is not a TLS record\r\n" * 4)
                     await writer.drain()
                     await asyncio.sleep(1)

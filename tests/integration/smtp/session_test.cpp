@@ -331,8 +331,8 @@ TEST(SmtpSession, ConnectionRefusedIsDeferred) {
 
 TEST(SmtpSession, AbortEndsPromptlyWithDeferred) {
   ScriptedSmtpServer srv(R"({"steps": {"BANNER": {"action": "silent"}}})");
-  auto run = run_session(srv.port(), test_config(10000), envelope(), [](Session* s) { s->abort("shutting down"); },
-                         100);
+  auto run = run_session(
+      srv.port(), test_config(10000), envelope(), [](Session* s) { s->abort("shutting down"); }, 100);
   EXPECT_EQ(run.calls, 1);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
   EXPECT_EQ(run.outcome.reason, "aborted");
@@ -362,8 +362,8 @@ TEST(SmtpSession, EnvelopeWithCommandInjectionIsRejectedWithoutConnecting) {
 
 TEST(SmtpSession, MetricsCountRepliesAndFailures) {
   auto& reg = core::Registry::global();
-  auto& failures = reg.counter("deliverd_smtp_session_failures_total", "", {"phase", "reason"})
-                       .with({"rcpt", "rcpt_rejected"});
+  auto& failures =
+      reg.counter("deliverd_smtp_session_failures_total", "", {"phase", "reason"}).with({"rcpt", "rcpt_rejected"});
   auto& replies = reg.counter("deliverd_smtp_replies_total", "", {"phase", "class"}).with({"rcpt", "5xx"});
   double f0 = failures.value(), r0 = replies.value();
   ScriptedSmtpServer srv(R"({"steps": {"RCPT": "550 5.1.1 no such user"}})");
@@ -390,8 +390,10 @@ TEST(SmtpSession, TwoHundredConcurrentSessionsOnOneLoop) {
                    envelope("Subject: n" + std::to_string(i) + "\r\n\r\nbody " + std::to_string(i) + "\r\n"),
                    [&](const core::Outcome& o) {
                      ++done;
-                     if (o.status == core::Status::Delivered) ++delivered;
-                     else if (problems.size() < 5) problems.push_back(o.phase + "/" + o.reason + ": " + o.detail);
+                     if (o.status == core::Status::Delivered)
+                       ++delivered;
+                     else if (problems.size() < 5)
+                       problems.push_back(o.phase + "/" + o.reason + ": " + o.detail);
                    });
   }
   EXPECT_EQ(core::Registry::global().gauge("deliverd_smtp_sessions_active", "").get().value(), kSessions);
