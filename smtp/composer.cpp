@@ -310,16 +310,296 @@ std::string quoted_printable(std::string_view text) {
   return out;
 }
 
+namespace {
+
+enum class Cte { SevenBit, QuotedPrintable, Base64 };
+
+// 7bit when it is already safe; otherwise the smaller of the two encodings: text that is mostly
+// non-Latin (CJK, Cyrillic…) triples in quoted-printable, while base64 always costs a third.
+Cte choose_encoding(std::string_view crlf_body) {
+  size_t high = 0;
+  bool long_line = false, nul = false;
+  for (char c : crlf_body) {
+    if (static_cast<unsigned char>(c) >= 0x80) ++high;
+    if (c == '\0') nul = true;
+  }
+  for_each_line(crlf_body, [&](std::string_view line) { long_line = long_line || line.size() > kMaxLine; });
+  if (high == 0 && !long_line && !nul) return Cte::SevenBit;
+  return high * 4 > crlf_body.size() ? Cte::Base64 : Cte::QuotedPrintable;
+}
+
+std::string part_headers(std::string_view content_type, Cte cte) {
+  std::string out = "Content-Type: " + std::string(content_type) + "; charset=utf-8\r\n";
+  out += cte == Cte::SevenBit          ? "Content-Transfer-Encoding: 7bit\r\n"
+         : cte == Cte::QuotedPrintable ? "Content-Transfer-Encoding: quoted-printable\r\n"
+                                       : "Content-Transfer-Encoding: base64\r\n";
+  return out;
+}
+
+std::string encode_body(std::string_view crlf_body, Cte cte) {
+  switch (cte) {
+    case Cte::SevenBit: return std::string(crlf_body);
+    case Cte::QuotedPrintable: return quoted_printable(crlf_body);
+    case Cte::Base64: return base64_lines(crlf_body);
+  }
+  return std::string(crlf_body);
+}
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+core::Result<core::Ok, std::string> check_url(std::string_view field, std::string_view url) {
+  auto err = [&](std::string_view why) { return core::Err{std::string(field) + ": " + std::string(why)}; };
+  std::string_view rest;
+  if (url.substr(0, 8) == "https://") rest = url.substr(8);
+  else if (url.substr(0, 7) == "http://") rest = url.substr(7);
+  else return err("must be an http or https URL");
+  if (url.size() > 2048) return err("longer than 2048 characters");
+  if (rest.empty() || rest.front() == '/') return err("missing host");
+  for (char c : url) {
+    auto u = static_cast<unsigned char>(c);
+    // Inside <…> in a header (RFC 2369): no spaces, controls, angle brackets or quotes.
+    if (u <= 0x20 || u >= 0x7f || c == '<' || c == '>' || c == '"' || c == '\\')
+      return err("contains a character that must be percent-encoded");
+  }
+  return core::Ok{};
+}
+
+std::string mailto_uri(std::string_view address) { return "mailto:" + std::string(address) + "?subject=unsubscribe"; }
+
+std::string list_unsubscribe_value(const MessageSpec& m) {
+  std::string v;
+  if (!m.unsubscribe_mailto.empty()) v += "<" + mailto_uri(m.unsubscribe_mailto) + ">";
+  if (!m.unsubscribe_url.empty()) v += (v.empty() ? "<" : ", <") + m.unsubscribe_url + ">";
+  return v;
+}
+
+size_t ifind(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return std::string_view::npos;
+  for (size_t i = hay.size() - needle.size() + 1; i-- > 0;)
+    if (iequals(hay.substr(i, needle.size()), needle)) return i;
+  return std::string_view::npos;
+}
+
+bool contains(std::string_view hay, std::string_view needle) {
+  return !needle.empty() && hay.find(needle) != std::string_view::npos;
+}
+
+// The visible way out and the postal address, appended unless the producer's body has them.
+std::string text_footer(const MessageSpec& m, std::string_view text) {
+  std::string f;
+  if (!m.unsubscribe_url.empty()) {
+    if (!contains(text, m.unsubscribe_url)) f += "Unsubscribe: " + m.unsubscribe_url + "\n";
+  } else if (!contains(text, m.unsubscribe_mailto)) {
+    f += "To unsubscribe, write to " + m.unsubscribe_mailto + " with the subject \"unsubscribe\".\n";
+  }
+  if (!m.postal_address.empty() && !contains(text, m.postal_address)) f += m.postal_address + "\n";
+  if (f.empty()) return f;
+  std::string sep = text.empty() || text.back() == '\n' || text.back() == '\r' ? "\n" : "\n\n";
+  return sep + f;
+}
+
+std::string with_html_footer(const MessageSpec& m, std::string_view html) {
+  std::string f;
+  if (!m.unsubscribe_url.empty()) {
+    if (!contains(html, m.unsubscribe_url) && !contains(html, html_escape(m.unsubscribe_url)))
+      f += "<a href=\"" + html_escape(m.unsubscribe_url) + "\">Unsubscribe</a>";
+  } else if (!contains(html, m.unsubscribe_mailto)) {
+    f += "<a href=\"" + html_escape(mailto_uri(m.unsubscribe_mailto)) + "\">Unsubscribe</a>";
+  }
+  if (!m.postal_address.empty() && !contains(html, html_escape(m.postal_address)) &&
+      !contains(html, m.postal_address)) {
+    if (!f.empty()) f += "<br>\n";
+    std::string addr = html_escape(m.postal_address);
+    for (size_t p; (p = addr.find('\n')) != std::string::npos;) addr.replace(p, 1, "<br>");
+    f += addr;
+  }
+  std::string out(html);
+  if (f.empty()) return out;
+  f = "\n<div style=\"margin-top:24px;font-size:12px;color:#666\">" + f + "</div>\n";
+  size_t body_end = ifind(out, "</body>");
+  if (body_end == std::string::npos) out += f;
+  else out.insert(body_end, f);
+  return out;
+}
+
+bool is_reserved_extra(std::string_view name, bool campaign) {
+  static constexpr std::string_view kAlso[] = {"cc", "bcc", "sender", "return-path", "dkim-signature", "received"};
+  for (auto r : kAlso)
+    if (iequals(name, r)) return true;
+  if (campaign && (iequals(name, "list-unsubscribe") || iequals(name, "list-unsubscribe-post"))) return true;
+  return is_structural(name);
+}
+
+core::Result<core::Ok, std::string> check_unsubscribe(const MessageSpec& m) {
+  if (m.campaign.empty()) return core::Ok{};
+  if (auto r = check_text("campaign", m.campaign); !r) return core::Err{r.error()};
+  if (m.unsubscribe_url.empty() && m.unsubscribe_mailto.empty())
+    return core::Err{std::string("unsubscribe: campaign mail needs an unsubscribe URL or mailto address")};
+  if (!m.unsubscribe_url.empty())
+    if (auto r = check_url("unsubscribe.url", m.unsubscribe_url); !r) return core::Err{r.error()};
+  if (!m.unsubscribe_mailto.empty())
+    if (auto r = check_address("unsubscribe.mailto", m.unsubscribe_mailto); !r) return core::Err{r.error()};
+  if (!m.postal_address.empty() && !is_valid_utf8(m.postal_address))
+    return core::Err{std::string("postal_address: not valid UTF-8")};
+  return core::Ok{};
+}
+
+core::Result<std::string, std::string> unsubscribe_headers(const MessageSpec& m) {
+  if (m.campaign.empty()) return std::string();
+  auto h = header_field("List-Unsubscribe", list_unsubscribe_value(m), "unsubscribe");
+  if (!h) return core::Err{h.error()};
+  std::string out = *h;
+  // RFC 8058 3.1: the POST header only makes sense next to an http(s) URI.
+  if (!m.unsubscribe_url.empty()) out += "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n";
+  return out;
+}
+
+std::string id_domain_of(const MessageSpec& m) {
+  return m.message_id_domain.empty() ? m.from_email.substr(m.from_email.rfind('@') + 1) : m.message_id_domain;
+}
+
+// A producer-built message: we add only what RFC 5322 and the unsubscribe rules require and
+// leave everything else (bodies, MIME structure) byte for byte as given, bar line endings.
+core::Result<std::string, std::string> compose_raw(const MessageSpec& m, std::time_t now) {
+  auto err = [](std::string why) { return core::Err{"raw: " + why}; };
+  std::string raw = normalize_crlf(m.raw);
+  if (raw.front() == ' ' || raw.front() == '\t') return err("the header starts with a continuation line");
+  size_t split = raw.find("\r\n\r\n");
+  std::string_view head = std::string_view(raw).substr(0, split == std::string::npos ? raw.size() : split + 2);
+  bool have_from = false, have_date = false, have_id = false, have_mime = false, have_ctype = false,
+       have_lu = false;
+  size_t pos = 0;
+  while (pos < head.size()) {
+    size_t eol = head.find("\r\n", pos);
+    std::string_view line = head.substr(pos, eol - pos);
+    pos = eol + 2;
+    if (line.empty() || line.front() == ' ' || line.front() == '\t') continue;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return err("line \"" + std::string(line.substr(0, 40)) + "\" is not a header field");
+    std::string_view name = line.substr(0, colon);
+    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+    have_from |= iequals(name, "from");
+    have_date |= iequals(name, "date");
+    have_id |= iequals(name, "message-id");
+    have_mime |= iequals(name, "mime-version");
+    have_ctype |= iequals(name, "content-type");
+    have_lu |= iequals(name, "list-unsubscribe");
+  }
+  std::string add;
+  if (!have_date) add += "Date: " + rfc5322_date(now) + "\r\n";
+  if (!have_from) {
+    auto from = mailbox_header("From", "from_name", m.from_name, m.from_email);
+    if (!from) return core::Err{from.error()};
+    add += *from;
+  }
+  if (!have_id) add += "Message-ID: <" + random_hex(16) + "@" + id_domain_of(m) + ">\r\n";
+  if (have_ctype && !have_mime) add += "MIME-Version: 1.0\r\n";
+  if (!have_lu) {
+    auto lu = unsubscribe_headers(m);
+    if (!lu) return core::Err{lu.error()};
+    add += *lu;
+  }
+  std::string out = add + raw;
+  if (split == std::string::npos) out += "\r\n";
+  if (auto v = validate_message(out); !v) return err(v.error());
+  return out;
+}
+
+}  // namespace
+
+core::Result<std::string, std::string> header_field(std::string_view name, std::string_view value,
+                                                    std::string_view field) {
+  if (auto r = check_text(field, value); !r) return core::Err{r.error()};
+  if (is_ascii(value)) return folded_header(name, value, field);
+  return std::string(name) + ": " + encode_words(value) + "\r\n";
+}
+
+std::string base64_lines(std::string_view bytes) {
+  std::string b = base64(bytes), out;
+  out.reserve(b.size() + b.size() / 76 * 2 + 2);
+  for (size_t i = 0; i < b.size(); i += 76) {
+    out.append(b, i, 76);
+    out += "\r\n";
+  }
+  return out;
+}
+
+core::Result<core::Ok, std::string> validate_message(std::string_view msg) {
+  auto err = [](std::string why) { return core::Err{std::move(why)}; };
+  for (size_t i = 0; i < msg.size(); ++i) {
+    if (msg[i] == '\r' && (i + 1 == msg.size() || msg[i + 1] != '\n')) return err("bare CR at offset " + std::to_string(i));
+    if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r')) return err("bare LF at offset " + std::to_string(i));
+    if (msg[i] == '\0') return err("NUL byte at offset " + std::to_string(i));
+  }
+  if (!msg.empty() && msg.substr(msg.size() - std::min<size_t>(2, msg.size())) != "\r\n")
+    return err("does not end with CRLF");
+  struct Count { std::string_view name; int n; };
+  Count counts[] = {{"from", 0},        {"date", 0},         {"to", 0},          {"cc", 0},
+                    {"bcc", 0},         {"subject", 0},      {"message-id", 0},  {"reply-to", 0},
+                    {"sender", 0},      {"in-reply-to", 0},  {"references", 0},  {"mime-version", 0},
+                    {"content-type", 0}, {"content-transfer-encoding", 0}, {"list-unsubscribe", 0},
+                    {"list-unsubscribe-post", 0}};
+  bool in_header = true, first = true;
+  size_t pos = 0, line_no = 0;
+  while (pos < msg.size()) {
+    size_t eol = msg.find("\r\n", pos);
+    std::string_view line = msg.substr(pos, eol - pos);
+    pos = eol + 2;
+    ++line_no;
+    if (line.size() > kMaxLine) return err("line " + std::to_string(line_no) + " is longer than 998 octets");
+    if (!in_header) continue;
+    if (line.empty()) {
+      in_header = false;
+      continue;
+    }
+    if (!is_ascii(line) || has_control(line)) return err("header line " + std::to_string(line_no) + " has non-ASCII or control characters");
+    if (line.front() == ' ' || line.front() == '\t') {
+      if (first) return err("the header starts with a continuation line");
+      if (line.find_first_not_of(" \t") == std::string_view::npos)
+        return err("header line " + std::to_string(line_no) + " is only white space");
+      continue;
+    }
+    first = false;
+    size_t colon = line.find(':');
+    std::string_view name = line.substr(0, colon);
+    if (colon == std::string_view::npos || name.empty() ||
+        !std::all_of(name.begin(), name.end(), [](char c) { return c >= 33 && c <= 126; }))
+      return err("header line " + std::to_string(line_no) + " is not a \"Name: value\" field");
+    for (auto& c : counts)
+      if (iequals(name, c.name)) ++c.n;
+  }
+  for (const auto& c : counts) {
+    if (c.n > 1) return err("header field " + std::string(c.name) + " appears " + std::to_string(c.n) + " times");
+    if ((c.name == "from" || c.name == "date") && c.n == 0) return err("header field " + std::string(c.name) + " is missing");
+  }
+  return core::Ok{};
+}
+
 core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t now) {
   if (auto r = check_address("from_email", m.from_email); !r) return core::Err{r.error()};
   if (auto r = check_address("to_email", m.to_email); !r) return core::Err{r.error()};
   if (!m.reply_to.empty())
     if (auto r = check_address("reply_to", m.reply_to); !r) return core::Err{r.error()};
+  if (auto r = check_unsubscribe(m); !r) return core::Err{r.error()};
+  std::string id_domain = id_domain_of(m);
+  if (!valid_domain(id_domain)) return core::Err{std::string("message_id_domain: invalid domain")};
+  if (!m.raw.empty()) return compose_raw(m, now);
   if (auto r = check_text("subject", m.subject); !r) return core::Err{r.error()};
   if (!is_valid_utf8(m.text)) return core::Err{std::string("text: not valid UTF-8")};
-  std::string id_domain = m.message_id_domain.empty() ? m.from_email.substr(m.from_email.rfind('@') + 1)
-                                                      : m.message_id_domain;
-  if (!valid_domain(id_domain)) return core::Err{std::string("message_id_domain: invalid domain")};
+  if (!is_valid_utf8(m.html)) return core::Err{std::string("html: not valid UTF-8")};
 
   std::string out;
   out += "Date: " + rfc5322_date(now) + "\r\n";
@@ -330,42 +610,56 @@ core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t
   if (!to) return core::Err{to.error()};
   out += *to;
   if (!m.reply_to.empty()) out += "Reply-To: " + m.reply_to + "\r\n";
-  if (is_ascii(m.subject)) {
-    auto s = folded_header("Subject", m.subject, "subject");
-    if (!s) return core::Err{s.error()};
-    out += *s;
-  } else {
-    out += "Subject: " + encode_words(m.subject) + "\r\n";
-  }
+  auto subject = header_field("Subject", m.subject, "subject");
+  if (!subject) return core::Err{subject.error()};
+  out += *subject;
   out += "Message-ID: <" + random_hex(16) + "@" + id_domain + ">\r\n";
 
+  bool campaign = !m.campaign.empty();
   for (const auto& [name, value] : m.headers) {
     std::string field = "header \"" + name + "\"";
     bool name_ok = !name.empty() && name.size() <= 76 && std::all_of(name.begin(), name.end(), [](char c) {
       return c >= 33 && c <= 126 && c != ':';  // RFC 5322 ftext
     });
     if (!name_ok) return core::Err{field + ": invalid name"};
-    if (is_structural(name)) return core::Err{field + ": set by deliverd, may not be given"};
-    if (auto r = check_text(field, value); !r) return core::Err{r.error()};
-    if (is_ascii(value)) {
-      auto h = folded_header(name, value, field);
-      if (!h) return core::Err{h.error()};
-      out += *h;
-    } else {
-      out += name + ": " + encode_words(value) + "\r\n";
-    }
+    if (is_reserved_extra(name, campaign)) return core::Err{field + ": set by deliverd, may not be given"};
+    auto h = header_field(name, value, field);
+    if (!h) return core::Err{h.error()};
+    out += *h;
   }
+  auto lu = unsubscribe_headers(m);
+  if (!lu) return core::Err{lu.error()};
+  out += *lu;
 
-  std::string body = normalize_crlf(m.text);
-  bool seven_bit = true;
-  for_each_line(body, [&](std::string_view line) {
-    if (line.size() > kMaxLine || !is_ascii(line) || line.find('\0') != std::string_view::npos) seven_bit = false;
-  });
+  std::string text = m.text, html = m.html;
+  if (campaign) {
+    if (!text.empty() || html.empty()) text += text_footer(m, text);
+    if (!html.empty()) html = with_html_footer(m, html);
+  }
   out += "MIME-Version: 1.0\r\n";
-  out += "Content-Type: text/plain; charset=utf-8\r\n";
-  out += seven_bit ? "Content-Transfer-Encoding: 7bit\r\n" : "Content-Transfer-Encoding: quoted-printable\r\n";
-  out += "\r\n";
-  out += seven_bit ? body : quoted_printable(body);
+  if (html.empty()) {
+    std::string body = normalize_crlf(text);
+    Cte cte = choose_encoding(body);
+    out += part_headers("text/plain", cte) + "\r\n" + encode_body(body, cte);
+  } else if (text.empty()) {
+    std::string body = normalize_crlf(html);
+    Cte cte = choose_encoding(body);
+    out += part_headers("text/html", cte) + "\r\n" + encode_body(body, cte);
+  } else {
+    // "=_" cannot occur in quoted-printable or base64 output, so the boundary never collides.
+    std::string boundary = "=_deliverd_" + random_hex(12);
+    out += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n";
+    for (auto [type, content] : {std::pair<std::string_view, std::string_view>{"text/plain", text},
+                                 std::pair<std::string_view, std::string_view>{"text/html", html}}) {
+      std::string body = normalize_crlf(content);
+      Cte cte = choose_encoding(body);
+      // A 7bit part could hold a line equal to the boundary; encode it then.
+      if (cte == Cte::SevenBit && body.find("--" + boundary) != std::string::npos) cte = Cte::QuotedPrintable;
+      out += "--" + boundary + "\r\n" + part_headers(type, cte) + "\r\n" + encode_body(body, cte);
+    }
+    out += "--" + boundary + "--\r\n";
+  }
+  if (auto v = validate_message(out); !v) return core::Err{"headers: " + v.error()};
   return out;
 }
 

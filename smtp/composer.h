@@ -1,6 +1,9 @@
 #pragma once
-// Builds a plain-text RFC 5322 message (MIME, RFC 2047 encoded words, quoted-printable) and the
-// dot-stuffed DATA payload. Every input is validated; a bad one is an error value naming the field.
+// Builds RFC 5322 messages: text, html or multipart/alternative bodies (quoted-printable or base64
+// chosen by content), RFC 2047 encoded words, folding, List-Unsubscribe (RFC 2369, RFC 8058) with
+// a visible link and postal footer for campaign mail, and pass-through of producer-built `raw`
+// messages with only the headers we must add. Every input is validated; a bad one is an error
+// value naming the field.
 #include <ctime>
 #include <string>
 #include <string_view>
@@ -15,6 +18,14 @@ struct MessageSpec {
   std::string from_email, from_name, to_email, to_name, reply_to, subject, text;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers, in order
   std::string message_id_domain;  // "" → the domain of from_email
+  std::string html;               // with text: multipart/alternative; alone: text/html
+  std::string raw;                // a whole message: passed through, missing required headers added
+  // Campaign (commercial) mail must carry a way out: List-Unsubscribe headers, a visible link in
+  // every body and the sender's postal address (CAN-SPAM). At least one of url/mailto is needed.
+  std::string campaign;
+  std::string unsubscribe_url;     // http(s) URL; one-click (RFC 8058) when set
+  std::string unsubscribe_mailto;  // bare address, e.g. "unsub@acme.example"
+  std::string postal_address;      // footer for campaign mail; "" = none
 };
 
 // The message with CRLF line endings, no line over 998 octets. The error names the field:
@@ -25,10 +36,19 @@ core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t
 // and the terminating CRLF "." CRLF.
 std::string dot_stuff(std::string_view message);
 
-// Building blocks, exposed for tests and for the later HTML/DKIM work.
+// RFC 5322 checks on a finished message (CRLF only, lines ≤ 998, well-formed fields, exactly
+// one From and Date, at most one of each other singular field, ASCII header values).
+core::Result<core::Ok, std::string> validate_message(std::string_view message);
+
+// Building blocks, exposed for tests, DKIM and the fuzz target.
 std::string rfc5322_date(std::time_t t);                   // "Thu, 01 Jan 1970 00:00:00 +0000"
 std::string encode_words(std::string_view utf8);           // RFC 2047 B words joined by "\r\n "
 std::string quoted_printable(std::string_view crlf_text);  // RFC 2045 6.7, hard breaks kept as CRLF
+std::string base64_lines(std::string_view bytes);          // RFC 2045 6.8, 76-character lines
 bool is_valid_utf8(std::string_view s);
+// "Name: value\r\n" folded near 78 columns; non-ASCII values become encoded words. Errors name
+// `field` (CR/LF, controls, invalid UTF-8, a word too long for 998).
+core::Result<std::string, std::string> header_field(std::string_view name, std::string_view value,
+                                                    std::string_view field);
 
 }  // namespace deliverd::smtp

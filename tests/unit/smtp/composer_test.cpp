@@ -284,6 +284,200 @@ TEST(Composer, InvalidUtf8IsRefused) {
   EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));  // a surrogate
 }
 
+MessageSpec campaign() {
+  auto m = basic();
+  m.campaign = "cmp_1";
+  m.unsubscribe_url = "https://u.acme.example/u/tok123";
+  m.unsubscribe_mailto = "unsub@acme.example";
+  m.postal_address = "Acme Inc., 1 Main St, Springfield";
+  return m;
+}
+
+// Decodes a quoted-printable body (soft breaks and =XX).
+std::string qp_decode(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '=' && i + 2 < s.size() && s[i + 1] == '\r' && s[i + 2] == '\n') {
+      i += 2;
+    } else if (s[i] == '=' && i + 2 < s.size() && isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+               isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+TEST(Composer, TextAndHtmlMakeMultipartAlternative) {
+  auto m = basic();
+  m.html = "<p>Hello Bob</p>";
+  auto msg = compose_ok(m);
+  auto h = header_block(msg);
+  size_t ct = h.find("Content-Type: multipart/alternative; boundary=\"");
+  ASSERT_NE(ct, std::string::npos) << h;
+  size_t q = h.find('"', ct) + 1;
+  std::string boundary = h.substr(q, h.find('"', q) - q);
+  auto body = body_of(msg);
+  EXPECT_NE(body.find("--" + boundary + "\r\nContent-Type: text/plain; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(body.find("--" + boundary + "\r\nContent-Type: text/html; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_LT(body.find("text/plain"), body.find("text/html"));  // RFC 2046 5.1.4: preferred last
+  EXPECT_EQ(body.substr(body.size() - boundary.size() - 6), "--" + boundary + "--\r\n");
+  EXPECT_TRUE(validate_message(msg).ok());
+}
+
+TEST(Composer, HtmlOnlyIsASingleHtmlPart) {
+  auto m = basic();
+  m.text.clear();
+  m.html = "<p>Hi</p>";
+  auto msg = compose_ok(m);
+  EXPECT_NE(header_block(msg).find("Content-Type: text/html; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_EQ(body_of(msg), "<p>Hi</p>\r\n");
+}
+
+TEST(Composer, MostlyNonLatinBodyIsBase64) {
+  auto m = basic();
+  m.text.clear();
+  for (int i = 0; i < 100; ++i) m.text += "\xe6\x97\xa5\xe6\x9c\xac";  // "日本"
+  auto msg = compose_ok(m);
+  EXPECT_NE(msg.find("Content-Transfer-Encoding: base64\r\n"), std::string::npos);
+  for (const auto& l : crlf_lines(body_of(msg))) EXPECT_LE(l.size(), 76u);
+}
+
+TEST(Composer, CampaignGetsListUnsubscribeHeadersAndVisibleLinks) {
+  auto m = campaign();
+  m.html = "<html><body><p>Hi</p></body></html>";
+  auto msg = compose_ok(m);
+  auto h = header_block(msg);
+  EXPECT_NE(h.find("List-Unsubscribe: <mailto:unsub@acme.example?subject=unsubscribe>,\r\n "
+                   "<https://u.acme.example/u/tok123>\r\n"),
+            std::string::npos)
+      << h;
+  EXPECT_NE(h.find("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"), std::string::npos);
+  auto body = qp_decode(body_of(msg));
+  EXPECT_NE(body.find("Unsubscribe: https://u.acme.example/u/tok123\r\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("<a href=\"https://u.acme.example/u/tok123\">Unsubscribe</a>"), std::string::npos) << body;
+  EXPECT_LT(body.find("<a href="), body.find("</body>"));  // inside the document
+  size_t first = body.find("Acme Inc., 1 Main St, Springfield");
+  ASSERT_NE(first, std::string::npos);
+  EXPECT_NE(body.find("Acme Inc., 1 Main St, Springfield", first + 1), std::string::npos);  // both parts
+}
+
+TEST(Composer, ProducersOwnLinkIsNotRepeated) {
+  auto m = campaign();
+  m.text = "Bye: https://u.acme.example/u/tok123\n";
+  m.html = "<a href=\"https://u.acme.example/u/tok123\">leave</a>";
+  auto body = qp_decode(body_of(compose_ok(m)));
+  size_t first = body.find("https://u.acme.example/u/tok123");
+  size_t second = body.find("https://u.acme.example/u/tok123", first + 1);
+  ASSERT_NE(second, std::string::npos);
+  EXPECT_EQ(body.find("https://u.acme.example/u/tok123", second + 1), std::string::npos) << body;
+}
+
+TEST(Composer, MailtoOnlyCampaignHasNoOneClickHeader) {
+  auto m = campaign();
+  m.unsubscribe_url.clear();
+  auto msg = compose_ok(m);
+  EXPECT_NE(msg.find("List-Unsubscribe: <mailto:unsub@acme.example?subject=unsubscribe>\r\n"), std::string::npos);
+  EXPECT_EQ(msg.find("List-Unsubscribe-Post"), std::string::npos);
+  EXPECT_NE(msg.find("To unsubscribe, write to unsub@acme.example"), std::string::npos);
+}
+
+TEST(Composer, CampaignWithoutAWayOutIsRefused) {
+  auto m = campaign();
+  m.unsubscribe_url.clear();
+  m.unsubscribe_mailto.clear();
+  EXPECT_EQ(compose(m, kNow).error().rfind("unsubscribe:", 0), 0u);
+  m = campaign();
+  m.unsubscribe_url = "javascript:alert(1)";
+  EXPECT_EQ(compose(m, kNow).error().rfind("unsubscribe.url:", 0), 0u);
+  m = campaign();
+  m.unsubscribe_url = "https://x.example/a>b";
+  EXPECT_EQ(compose(m, kNow).error().rfind("unsubscribe.url:", 0), 0u);
+  m = campaign();
+  m.headers = {{"List-Unsubscribe", "<https://evil.example/>"}};
+  EXPECT_NE(compose(m, kNow).error().find("List-Unsubscribe"), std::string::npos);
+}
+
+TEST(Composer, NonCampaignMailHasNoUnsubscribeFooter) {
+  auto m = basic();
+  m.postal_address = "Acme Inc.";
+  auto msg = compose_ok(m);
+  EXPECT_EQ(msg.find("Unsubscribe"), std::string::npos);
+  EXPECT_EQ(msg.find("Acme Inc."), std::string::npos);
+}
+
+TEST(Composer, ExtraHeadersMayNotAddRecipientsOrSignatures) {
+  for (std::string name : {"Cc", "BCC", "Sender", "DKIM-Signature", "Return-Path"}) {
+    auto m = basic();
+    m.headers = {{name, "x@example.org"}};
+    EXPECT_FALSE(compose(m, kNow).ok()) << name;
+  }
+  auto m = basic();
+  m.headers = {{"References", "<a@b>"}, {"references", "<c@d>"}};
+  auto r = compose(m, kNow);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("references appears 2 times"), std::string::npos) << r.error();
+}
+
+TEST(Composer, RawMessageGetsOnlyTheMissingHeaders) {
+  auto m = basic();
+  m.raw = "From: Alice <alice@acme.example>\nTo: bob@example.org\nSubject: raw\n\nBody line\n";
+  auto msg = compose_ok(m);
+  EXPECT_EQ(msg.find("Date: "), 0u) << msg;
+  EXPECT_NE(msg.find("\r\nMessage-ID: <"), std::string::npos);
+  EXPECT_EQ(msg.find("From: Alice from Acme"), std::string::npos);  // the producer's From is kept
+  EXPECT_NE(msg.find("From: Alice <alice@acme.example>\r\nTo: bob@example.org\r\nSubject: raw\r\n\r\nBody line\r\n"),
+            std::string::npos);
+  EXPECT_EQ(msg.find("MIME-Version"), std::string::npos);
+  EXPECT_TRUE(validate_message(msg).ok());
+}
+
+TEST(Composer, RawCampaignMessageGetsListUnsubscribe) {
+  auto m = campaign();
+  m.raw = "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\nFrom: a@acme.example\r\nMessage-ID: <x@acme.example>\r\n"
+          "Content-Type: text/plain\r\n\r\nhi\r\n";
+  auto msg = compose_ok(m);
+  EXPECT_EQ(msg.find("MIME-Version: 1.0\r\nList-Unsubscribe: <mailto:"), 0u) << msg;
+  EXPECT_NE(msg.find("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nDate: Tue"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("Date:", 1), msg.find("Date: Tue"));  // no second Date
+}
+
+TEST(Composer, InvalidRawMessagesAreRefused) {
+  auto m = basic();
+  m.raw = "not a header\n\nbody";
+  EXPECT_EQ(compose(m, kNow).error().rfind("raw:", 0), 0u);
+  m.raw = "Subject: a\nSubject: b\n\nbody";
+  EXPECT_NE(compose(m, kNow).error().find("subject appears 2 times"), std::string::npos);
+  m.raw = "Subject: a\n\n" + std::string(1200, 'x');
+  EXPECT_NE(compose(m, kNow).error().find("longer than 998"), std::string::npos);
+  m.raw = "Subject: \xc3\xa9\n\nbody";
+  EXPECT_EQ(compose(m, kNow).error().rfind("raw:", 0), 0u);
+  m.raw = " folded first\nSubject: x\n\nbody";
+  EXPECT_EQ(compose(m, kNow).error().rfind("raw:", 0), 0u);
+}
+
+TEST(Composer, ValidateMessageFindsStructuralFaults) {
+  EXPECT_TRUE(validate_message("From: a@b.c\r\nDate: x\r\n\r\nbody\r\n").ok());
+  EXPECT_FALSE(validate_message("From: a@b.c\r\n\r\nbody\r\n").ok());                // no Date
+  EXPECT_FALSE(validate_message("From: a@b.c\nDate: x\r\n\r\nbody\r\n").ok());       // bare LF
+  EXPECT_FALSE(validate_message("From: a@b.c\r\nDate: x\r\n  \r\n\r\nb\r\n").ok());  // blank fold
+  EXPECT_FALSE(validate_message("From: a@b.c\r\nDate: x\r\nBad Name: y\r\n\r\n").ok());
+}
+
+TEST(Composer, HeaderFieldFoldsLongValuesAndEncodesNonAscii) {
+  std::string v;
+  for (int i = 0; i < 50; ++i) v += "token" + std::to_string(i) + " ";
+  auto h = header_field("X-Long", v, "x");
+  ASSERT_TRUE(h.ok());
+  for (const auto& l : crlf_lines(*h)) EXPECT_LE(l.size(), 78u);
+  auto e = header_field("X-Name", "J\xc3\xbcrgen", "x");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(*e, "X-Name: =?UTF-8?B?SsO8cmdlbg==?=\r\n");
+  EXPECT_FALSE(header_field("X-Bad", "a\r\nb", "x").ok());
+}
+
 TEST(DotStuff, LinesStartingWithADotAreDoubled) {
   EXPECT_EQ(dot_stuff("a\r\n.b\r\n..c\r\n.\r\nd\r\n"), "a\r\n..b\r\n...c\r\n..\r\nd\r\n.\r\n");
 }

@@ -1,0 +1,95 @@
+#include "smtp/unsubscribe_token.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace deliverd::smtp {
+namespace {
+
+std::array<unsigned char, 32> key(unsigned char fill) {
+  std::array<unsigned char, 32> k{};
+  k.fill(fill);
+  return k;
+}
+
+const UnsubscribeClaims kClaims{"acct_42", "Bob.Smith@example.org", "cmp_1"};
+
+TEST(UnsubscribeToken, RoundTripsTheClaims) {
+  auto t = UnsubscribeTokens::from_key(key(7));
+  std::string token = t.issue(kClaims);
+  EXPECT_EQ(token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."),
+            std::string::npos);
+  auto c = t.verify(token);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(*c, kClaims);
+  EXPECT_EQ(t.issue(kClaims), token);  // stable: repeated mail to one address has one URL
+}
+
+TEST(UnsubscribeToken, EveryAlteredCharacterIsRejected) {
+  auto t = UnsubscribeTokens::from_key(key(7));
+  std::string token = t.issue(kClaims);
+  for (size_t i = 0; i < token.size(); ++i) {
+    std::string bad = token;
+    bad[i] = bad[i] == 'A' ? 'B' : 'A';
+    EXPECT_FALSE(t.verify(bad).ok()) << i;
+  }
+  EXPECT_FALSE(t.verify(token.substr(0, token.size() - 1)).ok());
+  EXPECT_FALSE(t.verify(token + "A").ok());
+}
+
+TEST(UnsubscribeToken, AnotherKeysTokenIsRejected) {
+  auto a = UnsubscribeTokens::from_key(key(1)), b = UnsubscribeTokens::from_key(key(2));
+  EXPECT_FALSE(b.verify(a.issue(kClaims)).ok());
+}
+
+TEST(UnsubscribeToken, ForgedPayloadWithOldMacIsRejected) {
+  auto t = UnsubscribeTokens::from_key(key(7));
+  std::string token = t.issue(kClaims);
+  std::string other = t.issue({"acct_42", "alice@example.org", "cmp_1"});
+  std::string spliced = other.substr(0, other.find('.')) + token.substr(token.find('.'));
+  EXPECT_FALSE(t.verify(spliced).ok());
+}
+
+TEST(UnsubscribeToken, GarbageIsRejectedWithoutCrashing) {
+  auto t = UnsubscribeTokens::from_key(key(7));
+  for (std::string bad : std::vector<std::string>{"", ".", "abc", "abc.", ".abc", "a.b.c", "!!!.???", std::string(2000, 'A') + ".AA"})
+    EXPECT_FALSE(t.verify(bad).ok()) << bad;
+}
+
+TEST(UnsubscribeToken, Base64UrlRoundTripsAndIsCanonical) {
+  for (std::string s : std::vector<std::string>{"", "f", "fo", "foo", "foob", std::string("\xff\xfe\x00", 3)}) {
+    auto d = base64url_decode(base64url(s));
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(*d, s);
+  }
+  EXPECT_EQ(base64url("\xfb\xff"), "-_8");
+  EXPECT_FALSE(base64url_decode("Zh").ok());  // "Zg" is the one encoding of "f"
+  EXPECT_FALSE(base64url_decode("Z").ok());
+  EXPECT_FALSE(base64url_decode("Zg==").ok());
+}
+
+TEST(UnsubscribeToken, KeyFileIsHexOrRaw) {
+  char path[] = "/tmp/deliverd-unsub-keyXXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(path) << std::string(64, 'a') << "\n";
+  auto hex = UnsubscribeTokens::from_key_file(path);
+  ASSERT_TRUE(hex.ok()) << hex.error();
+  EXPECT_TRUE(UnsubscribeTokens::from_key(key(0xaa)).verify(hex->issue(kClaims)).ok());
+  std::ofstream(path, std::ios::trunc) << "short";
+  auto bad = UnsubscribeTokens::from_key_file(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find(path), std::string::npos);
+  EXPECT_EQ(bad.error().find("short"), std::string::npos);  // never echo key material
+  std::remove(path);
+  EXPECT_FALSE(UnsubscribeTokens::from_key_file(path).ok());
+}
+
+}  // namespace
+}  // namespace deliverd::smtp
