@@ -2,11 +2,15 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <optional>
 
 #include "admin/admin_routes.h"
 #include "admin/http_server.h"
+#include "admin/unsubscribe_routes.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "daemon/result_event.h"
@@ -15,9 +19,12 @@
 #include "queue/publisher.h"
 #include "queue/redis_client.h"
 #include "smtp/composer.h"
+#include "smtp/dkim.h"
+#include "smtp/unsubscribe_token.h"
 #include "smtp/session.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
+#include "store/suppressions.h"
 
 namespace deliverd::daemon {
 namespace {
@@ -56,6 +63,11 @@ smtp::SessionConfig session_config(const Config& c) {
   s.timeouts[Phase::Data] = ms(c.smtp_data_timeout_s);
   s.timeouts[Phase::Body] = ms(c.smtp_data_end_timeout_s);
   s.total_ms = ms(c.smtp_session_timeout_s);
+  s.timeouts[Phase::StartTls] = ms(c.smtp_starttls_timeout_s);
+  s.timeouts[Phase::Tls] = ms(c.smtp_tls_timeout_s);
+  s.timeouts[Phase::Auth] = ms(c.smtp_auth_timeout_s);
+  s.timeouts[Phase::Rset] = ms(c.smtp_command_timeout_s);
+  s.timeouts[Phase::Quit] = ms(c.smtp_quit_timeout_s);
   return s;
 }
 
@@ -70,6 +82,14 @@ core::Outcome policy_outcome(core::Status status, std::string reason, std::strin
 
 }  // namespace
 
+// What issue 7 adds to every send: our unsubscribe tokens and their public listener, DKIM
+// signers by sending domain (lower-case).
+struct App::Compliance {
+  std::optional<smtp::UnsubscribeTokens> tokens;
+  std::map<std::string, smtp::DkimSigner> signers;
+  admin::HttpServer* http = nullptr;
+};
+
 // One job from the moment it is taken off the stream until its outcome is published and acked.
 class Delivery {
  public:
@@ -81,13 +101,18 @@ class Delivery {
       app_.resolver_->cancel(resolve_id_);
       resolve_id_ = 0;
     }
-    if (session_) session_->abort(why);
+    // Pooled sessions are not owned by one delivery: past the drain bound all of them end
+    // (deferred, "aborted") and each delivery then publishes its outcome as usual.
+    if (sending_ && app_.pool_) app_.pool_->shutdown();
+    (void)why;
   }
   const std::string& entry_id() const { return entry_.id; }
 
  private:
   void dead_letter(const std::string& reason);
+  void compose_and_send();
   void resolved(const dns::ResolvedHost& r);
+  void send_mx();
   void done(const core::Outcome& o);
 
   App& app_;
@@ -97,7 +122,7 @@ class Delivery {
   store::Mailbox mailbox_;
   std::string message_;
   dns::Resolver::RequestId resolve_id_ = 0;
-  smtp::Session* session_ = nullptr;
+  bool sending_ = false;  // handed to the session pool / MX delivery; done() will follow
 };
 
 void Delivery::start() {
@@ -120,6 +145,19 @@ void Delivery::start() {
     return done(policy_outcome(core::Status::Rejected, "port_refused",
                                "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
 
+  // The suppression list is checked before anything is composed or sent (DESIGN.md policy gate).
+  store::is_suppressed(*app_.pg_, job_.account, job_.to_email, [this](core::Result<bool, std::string> r) {
+    if (!r) return done(policy_outcome(core::Status::Deferred, "suppression_check_failed", r.error()));
+    if (*r)
+      return done(policy_outcome(core::Status::Suppressed, "suppressed",
+                                 "the address is on the suppression list of account " + job_.account));
+    compose_and_send();
+  });
+}
+
+void Delivery::compose_and_send() {
+  const Config& cfg = app_.cfg_;
+  App::Compliance& comp = *app_.compliance_;
   smtp::MessageSpec spec;
   spec.from_email = mailbox_.email;
   spec.from_name = job_.from_name;
@@ -130,10 +168,31 @@ void Delivery::start() {
   spec.text = job_.text;
   spec.headers = job_.headers;
   spec.message_id_domain = app_.cfg_.hostname;
-  auto composed = smtp::compose(spec, static_cast<std::time_t>(wall_ms() / 1000));
+  spec.html = job_.html;
+  spec.raw = job_.raw;
+  spec.campaign = job_.campaign;
+  if (!job_.campaign.empty()) {
+    spec.unsubscribe_url = job_.unsubscribe_url;
+    spec.unsubscribe_mailto = job_.unsubscribe_mailto.empty() ? cfg.unsubscribe_mailto : job_.unsubscribe_mailto;
+    if (spec.unsubscribe_url.empty() && comp.tokens && !cfg.unsubscribe_base_url.empty())
+      spec.unsubscribe_url =
+          cfg.unsubscribe_base_url + "/u/" + comp.tokens->issue({job_.account, job_.to_email, job_.campaign});
+    auto postal = cfg.account_postal_addresses.find(job_.account);
+    spec.postal_address = postal != cfg.account_postal_addresses.end() ? postal->second : cfg.postal_address;
+  }
+  auto now = static_cast<std::time_t>(wall_ms() / 1000);
+  auto composed = smtp::compose(spec, now);
   if (!composed) return done(policy_outcome(core::Status::Rejected, "invalid_message", composed.error()));
   message_ = std::move(composed).value();
+  std::string from_domain = mailbox_.email.substr(mailbox_.email.rfind('@') + 1);
+  for (auto& ch : from_domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (auto signer = comp.signers.find(from_domain); signer != comp.signers.end()) {
+    auto signed_message = signer->second.sign(message_, now);
+    if (!signed_message) return done(policy_outcome(core::Status::Failed, "dkim_failed", signed_message.error()));
+    message_ = std::move(signed_message).value();
+  }
 
+  if (mailbox_.mode == "mx" || mailbox_.mode == "direct") return send_mx();
   resolve_id_ = app_.resolver_->resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
     resolve_id_ = 0;
     resolved(r);
@@ -150,11 +209,26 @@ void Delivery::resolved(const dns::ResolvedHost& r) {
   sockaddr_storage addr = dns::with_port(r.allowed.front(), mailbox_.smtp_port);
 
   smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
-  session_ = smtp::Session::start(&app_.loop_, app_.session_config_, reinterpret_cast<sockaddr*>(&addr),
-                                  mailbox_.smtp_host, std::move(env), [this](const core::Outcome& o) {
-                                    session_ = nullptr;
-                                    done(o);
-                                  });
+  smtp::Route route;
+  route.key = "mbx:" + mailbox_.id;
+  route.cfg = app_.mailbox_session_config(mailbox_);
+  route.addr = addr;
+  route.host = mailbox_.smtp_host;
+  sending_ = true;
+  app_.pool_->submit(std::move(route), std::move(env), [this](const core::Outcome& o) {
+    sending_ = false;
+    done(o);
+  });
+}
+
+void Delivery::send_mx() {
+  std::string domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
+  smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
+  sending_ = true;
+  app_.mx_->deliver(domain, std::move(env), [this](const core::Outcome& o) {
+    sending_ = false;
+    done(o);
+  });
 }
 
 void Delivery::dead_letter(const std::string& reason) {
@@ -200,6 +274,19 @@ core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
     return core::Err{cfg.path + ": [security] secret_key_file: " + k.error()};
   for (const auto& s : cfg.dns_servers)
     if (s.empty()) return core::Err{cfg.path + ": [dns] servers: empty entry"};
+  if (auto t = core::TlsContext::client({cfg.smtp_ca_file}); !t)
+    return core::Err{cfg.path + ": [smtp] ca_file: " + t.error()};
+  if (!cfg.unsubscribe_key_file.empty())
+    if (auto t = smtp::UnsubscribeTokens::from_key_file(cfg.unsubscribe_key_file); !t)
+      return core::Err{cfg.path + ": [unsubscribe] key_file: " + t.error()};
+  if (!cfg.unsubscribe_mailto.empty() && !queue::is_plausible_email(cfg.unsubscribe_mailto))
+    return core::Err{cfg.path + ": [unsubscribe] mailto: not an email address"};
+  for (const auto& k : cfg.dkim) {
+    smtp::DkimAlgorithm alg{};
+    smtp::parse_dkim_algorithm(k.algorithm, alg);
+    if (auto s = smtp::DkimSigner::from_key_file(k.domain, k.selector, alg, k.key_file); !s)
+      return core::Err{cfg.path + ": [[dkim]] " + s.error()};
+  }
   return core::Ok{};
 }
 
@@ -208,7 +295,53 @@ App::App(Config cfg) : cfg_(std::move(cfg)) {
   session_config_ = session_config(cfg_);
 }
 
+smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m) const {
+  smtp::SessionConfig s = session_config_;
+  s.security = smtp::security_from_name(m.security).value_or(smtp::Security::StartTls);
+  s.tls_policy = smtp::TlsPolicy::Required;  // a mailbox's own server: its certificate must check out
+  s.tls = tls_;
+  s.relay = true;
+  s.auth = smtp::Credentials{m.username, m.password, m.oauth_token};
+  return s;
+}
+
 App::~App() { uv_loop_close(&loop_); }
+
+// Loads what validate_config has already checked, and starts the public unsubscribe listener.
+bool App::start_compliance() {
+  compliance_ = std::make_unique<Compliance>();
+  if (!cfg_.unsubscribe_key_file.empty())
+    compliance_->tokens = smtp::UnsubscribeTokens::from_key_file(cfg_.unsubscribe_key_file).value();
+  for (const auto& k : cfg_.dkim) {
+    smtp::DkimAlgorithm alg{};
+    smtp::parse_dkim_algorithm(k.algorithm, alg);
+    auto signer = smtp::DkimSigner::from_key_file(k.domain, k.selector, alg, k.key_file).value();
+    compliance_->signers.emplace(signer.domain(), std::move(signer));
+  }
+  if (cfg_.unsubscribe_listen.empty()) return true;
+  admin::Router router;
+  admin::add_unsubscribe_routes(router, *compliance_->tokens,
+                                [this](const smtp::UnsubscribeClaims& c, std::function<void(bool)> stored) {
+                                  if (!pg_) return stored(false);
+                                  store::add_suppression(
+                                      *pg_, {c.account, c.address, "unsubscribed", "one_click"},
+                                      [c, stored](core::Result<bool, std::string> r) {
+                                        if (!r) core::log_error("suppression_add_failed", {{"error", r.error()}});
+                                        else
+                                          core::log_info("unsubscribed", {{"account", c.account},
+                                                                          {"campaign", c.campaign},
+                                                                          {"new", *r ? "true" : "false"}});
+                                        stored(r.ok());
+                                      });
+                                });
+  auto http = admin::HttpServer::start(&loop_, admin::unsubscribe_server_config(cfg_.unsubscribe_listen), router);
+  if (!http) {
+    core::log_error("unsubscribe_listen_failed", {{"listen", cfg_.unsubscribe_listen}, {"error", http.error()}});
+    return false;
+  }
+  compliance_->http = *http;
+  return true;
+}
 
 bool App::start() {
   core::LogLevel level = core::LogLevel::Info;
@@ -251,6 +384,22 @@ bool App::start() {
     return false;
   }
 
+  tls_ = core::TlsContext::client({cfg_.smtp_ca_file}).value();
+  smtp::PoolConfig spc;
+  spc.max_sessions = static_cast<size_t>(cfg_.smtp_max_sessions);
+  spc.max_sessions_per_key = static_cast<size_t>(cfg_.smtp_max_sessions_per_destination);
+  spc.max_messages_per_connection = static_cast<size_t>(cfg_.smtp_max_messages_per_connection);
+  spc.idle_timeout_ms = static_cast<uint64_t>(cfg_.smtp_idle_timeout_s) * 1000;
+  pool_ = std::make_unique<smtp::SessionPool>(&loop_, spc);
+  smtp::MxConfig mxc;
+  mxc.port = cfg_.smtp_mx_port;
+  mxc.max_attempts = static_cast<size_t>(cfg_.smtp_mx_max_attempts);
+  mxc.session = session_config_;
+  mxc.session.security = smtp::Security::StartTls;
+  mxc.session.tls_policy = smtp::tls_policy_from_name(cfg_.smtp_mx_tls).value_or(smtp::TlsPolicy::Opportunistic);
+  mxc.session.tls = tls_;
+  mx_ = std::make_unique<smtp::MxDelivery>(*resolver_, *pool_, mxc);
+
   auto redis_cfg = queue::parse_redis_url(cfg_.redis_url).value();
   redis_ = queue::RedisClient::create(&loop_, redis_cfg);
   queue::PublisherConfig pc;
@@ -278,6 +427,7 @@ bool App::start() {
     return false;
   }
   http_ = *http;
+  if (!start_compliance()) return false;
 
   auto& reg = core::Registry::global();
   reg.gauge_fn("deliverd_mailboxes_loaded", "Mailboxes loaded from PostgreSQL",
@@ -403,6 +553,10 @@ void App::shutdown() {
   consumer_ = nullptr;
   if (http_) http_->close();
   http_ = nullptr;
+  if (compliance_ && compliance_->http) compliance_->http->close();
+  if (compliance_) compliance_->http = nullptr;
+  mx_.reset();
+  if (pool_) pool_->shutdown();  // idle pooled connections would keep the loop running
   if (resolver_) resolver_->close();
   resolver_ = nullptr;
   if (pg_) pg_->close();

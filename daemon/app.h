@@ -12,7 +12,10 @@
 #include "daemon/config.h"
 #include "dns/address_policy.h"
 #include "queue/consumer.h"
+#include "core/tls_context.h"
+#include "smtp/mx_delivery.h"
 #include "smtp/session.h"
+#include "smtp/session_pool.h"
 #include "store/mailboxes.h"
 #include "store/secret_box.h"
 
@@ -51,6 +54,7 @@ class App {
  private:
   friend class Delivery;
   bool start();
+  bool start_compliance();
   void on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r);
   void on_entry(queue::StreamEntry entry);
   void finish(Delivery* d);
@@ -62,6 +66,10 @@ class App {
 
   Config cfg_;
   smtp::SessionConfig session_config_;
+  smtp::SessionConfig mailbox_session_config(const store::Mailbox& m) const;
+  std::shared_ptr<core::TlsContext> tls_;       // SMTP client TLS: system CAs + [smtp] ca_file
+  std::unique_ptr<smtp::SessionPool> pool_;     // connection reuse per mailbox / MX domain
+  std::unique_ptr<smtp::MxDelivery> mx_;        // mailboxes in mode "mx"
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   std::unique_ptr<dns::AddressPolicy> policy_;
@@ -73,6 +81,8 @@ class App {
   queue::Consumer* consumer_ = nullptr;
   std::unique_ptr<admin::Router> router_;
   admin::HttpServer* http_ = nullptr;
+  struct Compliance;  // unsubscribe tokens and listener, DKIM signers, postal addresses (app.cpp)
+  std::unique_ptr<Compliance> compliance_;
   core::TimerHandle drain_timer_;
   std::map<std::string, store::Mailbox> mailboxes_;
   std::map<std::string, Delivery*> inflight_;  // by stream entry id

@@ -116,6 +116,14 @@ core::Result<Config, std::string> load_config(const std::string& path) {
 
   Config c;
   c.path = path;
+  // [[dkim]] is an array of tables, read on its own below; reject_unknown checks plain tables.
+  toml::array dkim_tables;
+  unsigned dkim_line = 0;
+  if (auto* a = root["dkim"].as_array()) {
+    dkim_tables = *a;
+    dkim_line = root["dkim"].node()->source().begin.line;
+    root.erase("dkim");
+  }
   Reader r(path, root);
   r.reject_unknown({
       {"daemon", {"hostname", "log_level", "shutdown_grace_s"}},
@@ -128,7 +136,11 @@ core::Result<Config, std::string> load_config(const std::string& path) {
       {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries"}},
       {"smtp",
        {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
-        "session_timeout_s"}},
+        "session_timeout_s", "starttls_timeout_s", "tls_timeout_s", "auth_timeout_s", "quit_timeout_s", "ca_file",
+        "max_sessions", "max_sessions_per_destination", "max_messages_per_connection", "idle_timeout_s", "mx_tls",
+        "mx_port", "mx_max_attempts"}},
+      {"unsubscribe", {"listen", "base_url", "key_file", "mailto"}},
+      {"compliance", {"postal_address", "accounts"}},
   });
 
   r.str("daemon", "hostname", c.hostname);
@@ -163,6 +175,61 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.integer("smtp", "data_timeout_s", c.smtp_data_timeout_s, 1, 3600);
   r.integer("smtp", "data_end_timeout_s", c.smtp_data_end_timeout_s, 1, 3600);
   r.integer("smtp", "session_timeout_s", c.smtp_session_timeout_s, 10, 86400);
+  r.integer("smtp", "starttls_timeout_s", c.smtp_starttls_timeout_s, 1, 3600);
+  r.integer("smtp", "tls_timeout_s", c.smtp_tls_timeout_s, 1, 3600);
+  r.integer("smtp", "auth_timeout_s", c.smtp_auth_timeout_s, 1, 3600);
+  r.integer("smtp", "quit_timeout_s", c.smtp_quit_timeout_s, 1, 3600);
+  r.str("smtp", "ca_file", c.smtp_ca_file);
+  r.integer("smtp", "max_sessions", c.smtp_max_sessions, 1, 1000000);
+  r.integer("smtp", "max_sessions_per_destination", c.smtp_max_sessions_per_destination, 1, 100000);
+  r.integer("smtp", "max_messages_per_connection", c.smtp_max_messages_per_connection, 1, 100000);
+  r.integer("smtp", "idle_timeout_s", c.smtp_idle_timeout_s, 1, 3600);
+  r.str("smtp", "mx_tls", c.smtp_mx_tls);
+  r.check(c.smtp_mx_tls == "opportunistic" || c.smtp_mx_tls == "required", "smtp", "mx_tls",
+          "must be \"opportunistic\" or \"required\"");
+  r.integer("smtp", "mx_port", c.smtp_mx_port, 1, 65535);
+  r.check(c.smtp_mx_port == 25 || c.smtp_mx_port == 465 || c.smtp_mx_port == 587 || c.smtp_mx_port == 2525, "smtp",
+          "mx_port", "must be 25, 465, 587 or 2525");
+  r.integer("smtp", "mx_max_attempts", c.smtp_mx_max_attempts, 1, 20);
+
+  r.str("unsubscribe", "listen", c.unsubscribe_listen);
+  r.str("unsubscribe", "base_url", c.unsubscribe_base_url);
+  r.str("unsubscribe", "key_file", c.unsubscribe_key_file);
+  r.str("unsubscribe", "mailto", c.unsubscribe_mailto);
+  r.str("compliance", "postal_address", c.postal_address);
+  if (auto* accounts = root["compliance"]["accounts"].node()) {
+    if (auto* t = accounts->as_table()) {
+      for (auto& [k, v] : *t) {
+        if (auto s = v.value<std::string>()) c.account_postal_addresses[std::string(k.str())] = *s;
+        else r.check(false, "compliance", "accounts", "values must be strings (account = \"postal address\")");
+      }
+    } else {
+      r.check(false, "compliance", "accounts", "must be a table of account = \"postal address\"");
+    }
+  }
+  for (auto& el : dkim_tables) {
+    auto* t = el.as_table();
+    unsigned line = el.source().begin.line ? el.source().begin.line : dkim_line;
+    std::string where = path + ":" + std::to_string(line) + ": [[dkim]] ";
+    if (!t) return core::Err{where + "must be a table"};
+    Config::DkimKey k;
+    for (auto& [key, v] : *t) {
+      std::string name(key.str());
+      auto s = v.value<std::string>();
+      std::string* out = name == "domain" ? &k.domain : name == "selector" ? &k.selector
+                       : name == "key_file" ? &k.key_file : name == "algorithm" ? &k.algorithm : nullptr;
+      if (!out) return core::Err{where + name + ": unknown key"};
+      if (!s) return core::Err{where + name + ": must be a string"};
+      *out = *s;
+    }
+    if (k.domain.empty() || k.selector.empty() || k.key_file.empty())
+      return core::Err{where + "domain, selector and key_file are required"};
+    if (k.algorithm != "rsa-sha256" && k.algorithm != "ed25519-sha256")
+      return core::Err{where + "algorithm: must be rsa-sha256 or ed25519-sha256"};
+    for (const auto& other : c.dkim)
+      if (other.domain == k.domain) return core::Err{where + "domain: " + k.domain + " has two keys"};
+    c.dkim.push_back(std::move(k));
+  }
 
   if (c.hostname.empty()) c.hostname = system_hostname();
   if (c.consumer.empty()) c.consumer = c.hostname;
@@ -177,7 +244,17 @@ core::Result<Config, std::string> load_config(const std::string& path) {
           "must be HOST:PORT");
   r.check(!c.secret_key_file.empty(), "security", "secret_key_file",
           "is required (32-byte key for mailbox secrets at rest)");
+  r.check(c.unsubscribe_base_url.empty() || c.unsubscribe_base_url.rfind("https://", 0) == 0 ||
+              c.unsubscribe_base_url.rfind("http://", 0) == 0,
+          "unsubscribe", "base_url", "must be an http(s) URL (https in production: RFC 8058)");
+  r.check(c.unsubscribe_base_url.find_first_of(" <>\"") == std::string::npos, "unsubscribe", "base_url",
+          "must not contain spaces, quotes or angle brackets");
+  r.check((c.unsubscribe_base_url.empty() && c.unsubscribe_listen.empty()) || !c.unsubscribe_key_file.empty(),
+          "unsubscribe", "key_file", "is required with base_url or listen (it signs the unsubscribe tokens)");
+  r.check(c.unsubscribe_listen.empty() || c.unsubscribe_listen.find(':') != std::string::npos, "unsubscribe",
+          "listen", "must be HOST:PORT");
   if (!r.error().empty()) return core::Err{r.error()};
+  while (!c.unsubscribe_base_url.empty() && c.unsubscribe_base_url.back() == '/') c.unsubscribe_base_url.pop_back();
   return c;
 }
 

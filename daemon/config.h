@@ -1,6 +1,7 @@
 #pragma once
 // deliverd.toml, loaded and validated once at start-up (and on reload). Every error names the
 // file, the line and the key, so an operator can fix it without reading the code.
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,34 @@ struct Config {
   int smtp_data_timeout_s = 120;
   int smtp_data_end_timeout_s = 600;
   int smtp_session_timeout_s = 1800;
+  int smtp_starttls_timeout_s = 120;  // reply to STARTTLS
+  int smtp_tls_timeout_s = 30;        // the TLS handshake
+  int smtp_auth_timeout_s = 120;      // each AUTH round trip
+  int smtp_quit_timeout_s = 10;
+  std::string smtp_ca_file;           // extra CA bundle trusted besides the system's
+  int smtp_max_sessions = 1000;       // open SMTP connections, all mailboxes and domains
+  int smtp_max_sessions_per_destination = 10;  // open connections to one mailbox's server / one MX domain
+  int smtp_max_messages_per_connection = 100;
+  int smtp_idle_timeout_s = 30;       // an unused pooled connection QUITs after this
+  std::string smtp_mx_tls = "opportunistic";  // MX mode STARTTLS: opportunistic | required
+  int smtp_mx_port = 25;
+  int smtp_mx_max_attempts = 5;
+
+  // [unsubscribe] (docs/compliance.md): the public one-click listener and our default URL
+  std::string unsubscribe_listen;    // "" = no listener
+  std::string unsubscribe_base_url;  // "https://u.example.net" → "<base_url>/u/<token>"
+  std::string unsubscribe_key_file;  // 32 raw bytes or 64 hex characters; signs the tokens
+  std::string unsubscribe_mailto;    // default mailto for List-Unsubscribe; "" = none
+
+  // [[dkim]]: one signing key per sending domain
+  struct DkimKey {
+    std::string domain, selector, key_file, algorithm = "rsa-sha256";
+  };
+  std::vector<DkimKey> dkim;
+
+  // [compliance]: CAN-SPAM postal address footer for campaign mail, default and per account
+  std::string postal_address;
+  std::map<std::string, std::string> account_postal_addresses;
 };
 
 // Reads and validates; the error is "FILE:LINE: [table] key: what is wrong".

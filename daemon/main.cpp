@@ -123,6 +123,14 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
     m.password = read_secret_file(a.get("password-file"), err);
     if (!err.empty()) return fail("mailbox add: --password-file: " + err);
   }
+  if (a.has("oauth-token-file")) {
+    std::string err;
+    m.oauth_token = read_secret_file(a.get("oauth-token-file"), err);
+    if (!err.empty()) return fail("mailbox add: --oauth-token-file: " + err);
+  }
+  m.mode = a.get("mode", "relay");
+  if (m.mode != "relay" && m.mode != "mx")
+    return fail("mailbox add: --mode must be relay or mx, got \"" + m.mode + "\"");
   auto box = store::SecretBox::from_key_file(cfg.secret_key_file);
   if (!box) return fail("[security] secret_key_file: " + box.error());
   auto r = store::add_mailbox(cfg.pg_conninfo, m, *box);
@@ -157,6 +165,8 @@ const std::vector<Command>& commands() {
         {"security", true, "none | starttls | tls (default starttls)"},
         {"username", true, "AUTH user name"},
         {"password-file", true, "file holding the AUTH password"},
+        {"oauth-token-file", true, "file holding an OAuth access token for AUTH XOAUTH2 (Gmail, Microsoft 365)"},
+        {"mode", true, "relay (through --smtp-host, default) | mx (straight to the recipient's MX)"},
         kHelpOpt},
        cmd_mailbox_add},
       {"version", "Print the version of deliverd and its libraries.", {kHelpOpt}, cmd_version},

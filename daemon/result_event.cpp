@@ -10,7 +10,7 @@ std::string format_rfc3339_ms(int64_t epoch_ms) {
   std::time_t secs = static_cast<std::time_t>(epoch_ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
-  char buf[40];
+  char buf[80];  // room for any int the compiler cannot rule out
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(epoch_ms % 1000));
   return buf;
@@ -27,7 +27,8 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
       .field("to", ctx.to)
       .field("status", core::to_string(o.status))
       .field("phase", o.phase)
-      .field("reason", o.reason);
+      .field("reason", o.reason)
+      .field("fault", o.fault);
   w.key("reply").begin_object();
   if (o.reply.code) {
     w.field("code", o.reply.code);

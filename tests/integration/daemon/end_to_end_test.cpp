@@ -8,6 +8,9 @@
 #include <set>
 
 #include "tests/integration/daemon/deliverd_process.h"
+#include "tests/integration/fixtures/aiosmtpd_server.h"
+#include "tests/integration/fixtures/dns_server.h"
+#include "tests/integration/fixtures/test_ca.h"
 #include "tests/integration/fixtures/postgres_server.h"
 #include "tests/integration/fixtures/redis_server.h"
 #include "tests/integration/fixtures/scripted_smtp_server.h"
@@ -278,4 +281,120 @@ TEST(EndToEndShutdown, SigtermFinishesInFlightDeliveriesAndExitsZero) {
   for (const auto& id : ids) delivered += all.count(id) && all[id].status == "delivered";
   EXPECT_EQ(delivered, 20u) << d.log();
   EXPECT_EQ(redis.xpending_count("deliverd:jobs", "deliverd"), 0);
+}
+
+// Issue 3: a mailbox on a 587-style submission server (STARTTLS required, AUTH PLAIN) whose
+// certificate is checked against [smtp] ca_file; consecutive jobs reuse pooled connections.
+TEST(EndToEndTls, StartTlsAndAuthDeliveryThroughAiosmtpd) {
+  TestCa ca;
+  std::string ip = free_loopback_ip(kMailPort);
+  auto cert = ca.issue("mail", {ip}, 2);
+  AiosmtpdServer::Options ao;
+  ao.host = ip;
+  ao.port = kMailPort;
+  ao.cert_file = cert.cert_file;
+  ao.key_file = cert.key_file;
+  ao.auth_required = true;
+  AiosmtpdServer smtp(ao);
+  RedisServer redis;
+  PostgresServer pg;
+  DeliverdProcess::Options o;
+  o.redis_port = redis.port();
+  o.pg_conninfo = pg.conninfo();
+  o.extra_toml = "ca_file = \"" + ca.ca_file() + "\"\nidle_timeout_s = 5\n";
+  DeliverdProcess d(o);
+  std::string out;
+  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  TempDir dir;
+  write_file(dir.file("pw"), ao.password + "\n");
+  ASSERT_EQ(d.cli({"mailbox", "add", "--id", "mbx_tls", "--account", "acct_1", "--email", "alice@acme.example",
+                   "--smtp-host", ip, "--smtp-port", std::to_string(kMailPort), "--security", "starttls",
+                   "--username", ao.user, "--password-file", dir.file("pw")},
+                  &out),
+            0)
+      << out;
+  d.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back("tls-" + std::to_string(i));
+    redis.xadd_job("deliverd:jobs", make_job(ids.back(), "acct_1", "mbx_tls", "bob@example.org"));
+    auto all = wait_for_events(redis, {ids.back()}, 30000);
+    ASSERT_TRUE(all.count(ids.back())) << d.log();
+    EXPECT_EQ(all[ids.back()].status, "delivered") << all[ids.back()].reason << " " << all[ids.back()].detail;
+  }
+  EXPECT_TRUE(smtp.wait_for_messages(3, 5000));
+  for (const auto& line : smtp.envelope_log()) EXPECT_NE(line.find("tls=yes"), std::string::npos) << line;
+  // One job after another on one mailbox: one connection, one AUTH.
+  EXPECT_EQ(smtp.auth_log(), std::vector<std::string>{"PLAIN alice@acme.example ok"});
+  EXPECT_EQ(d.log().find(ao.password), std::string::npos);
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+}
+
+// Issue 3: an XOAUTH2 mailbox on a 465-style (TLS on connect) server, and a mailbox in MX mode whose
+// recipient domain's MX (served by dnsmasq) points at a scripted server on the [smtp] mx_port.
+TEST(EndToEndTls, XOAuth2OverImplicitTlsAndMxMode) {
+  TestCa ca;
+  std::string tls_ip = free_loopback_ip(kMailPort);
+  auto cert = ca.issue("mail465", {tls_ip}, 2);
+  AiosmtpdServer::Options ao;
+  ao.host = tls_ip;
+  ao.port = kMailPort;
+  ao.cert_file = cert.cert_file;
+  ao.key_file = cert.key_file;
+  ao.implicit_tls = true;
+  ao.oauth_token = "ya29.daemon-token";
+  ao.mechanisms = "XOAUTH2";
+  ao.auth_required = true;
+  AiosmtpdServer smtp(ao);
+  std::string mx_ip = free_loopback_ip(kMailPort);
+  while (mx_ip == tls_ip) mx_ip = free_loopback_ip(kMailPort);
+  ScriptedSmtpServer::Options so;
+  so.host = mx_ip;
+  so.port = kMailPort;
+  ScriptedSmtpServer mx("{}", so);
+  DnsServer::Options dso;
+  dso.records = {DnsServer::mx("mxdomain.test", "mail.mxdomain.test", 10),
+                 DnsServer::host_record("mail.mxdomain.test", mx_ip)};
+  DnsServer dns(dso);
+  RedisServer redis;
+  PostgresServer pg;
+  DeliverdProcess::Options o;
+  o.redis_port = redis.port();
+  o.pg_conninfo = pg.conninfo();
+  o.extra_toml = "ca_file = \"" + ca.ca_file() + "\"\nmx_port = " + std::to_string(kMailPort) +
+                 "\nidle_timeout_s = 2\n\n[dns]\nservers = [\"" + dns.address() + "\"]\n";
+  DeliverdProcess d(o);
+  std::string out;
+  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  TempDir dir;
+  write_file(dir.file("token"), ao.oauth_token + "\n");
+  ASSERT_EQ(d.cli({"mailbox", "add", "--id", "mbx_oauth", "--account", "acct_1", "--email", "alice@acme.example",
+                   "--smtp-host", tls_ip, "--smtp-port", std::to_string(kMailPort), "--security", "tls",
+                   "--username", ao.user, "--oauth-token-file", dir.file("token")},
+                  &out),
+            0)
+      << out;
+  ASSERT_EQ(d.cli({"mailbox", "add", "--id", "mbx_mx", "--account", "acct_1", "--email", "alice@acme.example",
+                   "--smtp-host", "unused.example", "--smtp-port", "25", "--mode", "mx"},
+                  &out),
+            0)
+      << out;
+  EXPECT_NE(d.cli({"mailbox", "add", "--id", "mbx_bad", "--account", "acct_1", "--email", "alice@acme.example",
+                   "--smtp-host", "x.example", "--smtp-port", "25", "--mode", "direct-ish"},
+                  &out),
+            0);
+  d.start();
+  redis.xadd_job("deliverd:jobs", make_job("oauth-1", "acct_1", "mbx_oauth", "bob@example.org"));
+  redis.xadd_job("deliverd:jobs", make_job("mx-1", "acct_1", "mbx_mx", "carol@mxdomain.test"));
+  auto all = wait_for_events(redis, {"oauth-1", "mx-1"}, 30000);
+  ASSERT_TRUE(all.count("oauth-1") && all.count("mx-1")) << d.log();
+  EXPECT_EQ(all["oauth-1"].status, "delivered") << all["oauth-1"].reason << " " << all["oauth-1"].detail;
+  EXPECT_EQ(all["mx-1"].status, "delivered") << all["mx-1"].reason << " " << all["mx-1"].detail;
+  EXPECT_EQ(smtp.auth_log(), std::vector<std::string>{"XOAUTH2 alice@acme.example ok"});
+  EXPECT_TRUE(mx.wait_for_messages(1, 5000));
+  bool rcpt = false;
+  for (const auto& c : mx.commands()) rcpt |= c == "RCPT TO:<carol@mxdomain.test>";
+  EXPECT_TRUE(rcpt);
+  EXPECT_EQ(d.log().find(ao.oauth_token), std::string::npos);
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
 }

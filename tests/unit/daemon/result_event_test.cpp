@@ -9,13 +9,14 @@ TEST(ResultEvent, CarriesEveryFieldOfTheSchema) {
   o.status = core::Status::Bounced;
   o.phase = "rcpt";
   o.reason = "rcpt_rejected";
+  o.fault = "recipient_permanent";
   o.reply = {550, "5.1.1", "no such user"};
   o.host = "mx.example.org";
   o.ip = "192.0.2.1";
   daemon::EventContext ctx{"job-1", "1-0", "acct", "mbx", "bob@example.org", 2, 1234, 1764410400123};
   EXPECT_EQ(daemon::result_event(ctx, o),
             R"({"v":1,"job_id":"job-1","entry_id":"1-0","account":"acct","mailbox":"mbx","to":"bob@example.org",)"
-            R"("status":"bounced","phase":"rcpt","reason":"rcpt_rejected","reply":{"code":550,"enhanced":"5.1.1",)"
+            R"("status":"bounced","phase":"rcpt","reason":"rcpt_rejected","fault":"recipient_permanent","reply":{"code":550,"enhanced":"5.1.1",)"
             R"("text":"no such user"},"detail":"","host":"mx.example.org","ip":"192.0.2.1",)"
             R"("tls":{"version":"","cipher":""},"attempt":2,"duration_ms":1234,"ts":"2025-11-29T10:00:00.123Z"})");
 }
