@@ -25,25 +25,6 @@ namespace {
 
 constexpr int kMailPort = 2525;
 
-struct Event {
-  std::string status, phase, reason, detail;
-};
-
-Event wait_for_event(RedisServer& redis, const std::string& id, int timeout_ms = 30000) {
-  simdjson::dom::parser parser;
-  long long deadline = now_ms() + timeout_ms;
-  for (;;) {
-    for (const auto& entry : redis.xrange("deliverd:results")) {
-      simdjson::dom::element e = parser.parse(entry.fields.at("event"));
-      if (std::string_view(e["job_id"].get_string().value()) != id) continue;
-      return {std::string(e["status"].get_string().value()), std::string(e["phase"].get_string().value()),
-              std::string(e["reason"].get_string().value()), std::string(e["detail"].get_string().value())};
-    }
-    if (now_ms() > deadline) return {};
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
 // POST like a mailbox provider (RFC 8058 3.2): no cookies, no redirects followed.
 int one_click_post(const std::string& url, std::string* response = nullptr) {
   std::smatch m;
@@ -51,7 +32,8 @@ int one_click_post(const std::string& url, std::string* response = nullptr) {
   if (!std::regex_match(url, m, re)) return -1;
   int port = std::stoi(m[1]);
   std::string body = "List-Unsubscribe=One-Click";
-  std::string req = "POST " + m[2].str() + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+  std::string req = "POST " + m[2].str() +
+                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                     "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
                     std::to_string(body.size()) + "\r\n\r\n" + body;
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -83,16 +65,12 @@ std::string captured_with(const SmtpSink& sink, const std::string& needle) {
 }
 
 TEST(OneClickUnsubscribe, ProviderPostSuppressesTheNextJobForThatRecipient) {
-  RedisServer redis;
-  PostgresServer pg;
-  SmtpSink::Options so;
-  so.host = free_loopback_ip(kMailPort);
-  so.port = kMailPort;
-  SmtpSink sink(so);
+  SmtpSink sink(SmtpSink::Options::at_mail_port(kMailPort));
 
   TempDir keys("deliverd-compliance");
   std::string out;
-  ASSERT_EQ(run_command({"openssl", "genpkey", "-algorithm", "ED25519", "-out", keys.file("dkim.pem")}, &out), 0) << out;
+  ASSERT_EQ(run_command({"openssl", "genpkey", "-algorithm", "ED25519", "-out", keys.file("dkim.pem")}, &out), 0)
+      << out;
   ASSERT_EQ(run_command({"openssl", "pkey", "-in", keys.file("dkim.pem"), "-pubout", "-outform", "DER", "-out",
                          keys.file("dkim.der")},
                         &out),
@@ -102,25 +80,26 @@ TEST(OneClickUnsubscribe, ProviderPostSuppressesTheNextJobForThatRecipient) {
   int unsub_port = free_port();
   std::string base = "http://127.0.0.1:" + std::to_string(unsub_port);
 
-  DeliverdProcess::Options o;
-  o.redis_port = redis.port();
-  o.pg_conninfo = pg.conninfo();
-  o.extra_toml = "\n[unsubscribe]\nlisten = \"127.0.0.1:" + std::to_string(unsub_port) + "\"\nbase_url = \"" + base +
-                 "/\"\nkey_file = \"" + keys.file("unsub.key") +
-                 "\"\nmailto = \"unsubscribe@acme.example\"\n\n[[dkim]]\ndomain = \"acme.example\"\nselector = \"e2e\"\n"
-                 "key_file = \"" + keys.file("dkim.pem") +
-                 "\"\nalgorithm = \"ed25519-sha256\"\n\n[compliance]\npostal_address = \"Default Postal 1\"\n\n"
-                 "[compliance.accounts]\nacct_1 = \"Acme Inc., 1 Main St, Springfield\"\n";
-  DeliverdProcess d(o);
+  DaemonStack stack([&](DeliverdProcess::Options& o) {
+    o.extra_toml =
+        "\n[unsubscribe]\nlisten = \"127.0.0.1:" + std::to_string(unsub_port) + "\"\nbase_url = \"" + base +
+        "/\"\nkey_file = \"" + keys.file("unsub.key") +
+        "\"\nmailto = \"unsubscribe@acme.example\"\n\n[[dkim]]\ndomain = \"acme.example\"\nselector = \"e2e\"\n"
+        "key_file = \"" +
+        keys.file("dkim.pem") +
+        "\"\nalgorithm = \"ed25519-sha256\"\n\n[compliance]\npostal_address = \"Default Postal 1\"\n\n"
+        "[compliance.accounts]\nacct_1 = \"Acme Inc., 1 Main St, Springfield\"\n";
+  });
+  RedisServer& redis = stack.redis;
+  DeliverdProcess& d = stack.daemon();
   ASSERT_EQ(d.cli({"check-config"}, &out), 0) << out;
-  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
   d.add_mailbox("mbx_1", "acct_1", "alice@acme.example", sink.host(), kMailPort);
   d.add_mailbox("mbx_2", "acct_2", "carol@other.example", sink.host(), kMailPort);
   d.start();
 
   const std::string campaign = R"(,"campaign":"cmp_1","html":"<html><body><p>Hi Bob</p></body></html>")";
   redis.xadd_job("deliverd:jobs", make_job("camp-1", "acct_1", "mbx_1", "bob@example.org", campaign));
-  Event first = wait_for_event(redis, "camp-1");
+  ResultEvent first = wait_for_event(redis, "camp-1");
   ASSERT_EQ(first.status, "delivered") << first.detail << "\n" << d.log();
   ASSERT_TRUE(sink.wait_for_messages(1, 10000));
 
@@ -157,7 +136,7 @@ TEST(OneClickUnsubscribe, ProviderPostSuppressesTheNextJobForThatRecipient) {
 
   size_t sent_before = sink.message_count();
   redis.xadd_job("deliverd:jobs", make_job("camp-2", "acct_1", "mbx_1", "bob@example.org", campaign));
-  Event second = wait_for_event(redis, "camp-2");
+  ResultEvent second = wait_for_event(redis, "camp-2");
   EXPECT_EQ(second.status, "suppressed") << second.detail;
   EXPECT_EQ(second.phase, "policy");
   EXPECT_EQ(second.reason, "suppressed");
@@ -171,7 +150,7 @@ TEST(OneClickUnsubscribe, ProviderPostSuppressesTheNextJobForThatRecipient) {
   EXPECT_EQ(sink.message_count(), sent_before + 2);
   std::string other = captured_with(sink, "Subject: Hello other-acct");
   EXPECT_NE(other.find("Default Postal 1"), std::string::npos);  // the default postal address
-  EXPECT_EQ(other.find("DKIM-Signature:"), std::string::npos);    // no key for other.example
+  EXPECT_EQ(other.find("DKIM-Signature:"), std::string::npos);   // no key for other.example
 
   // A tampered URL is refused and changes nothing.
   EXPECT_EQ(one_click_post(url.substr(0, url.size() - 3) + "AAA"), 404);
@@ -179,22 +158,14 @@ TEST(OneClickUnsubscribe, ProviderPostSuppressesTheNextJobForThatRecipient) {
 }
 
 TEST(OneClickUnsubscribe, CampaignJobWithoutAnyUnsubscribeRouteIsRejected) {
-  RedisServer redis;
-  PostgresServer pg;
-  SmtpSink::Options so;
-  so.host = free_loopback_ip(kMailPort);
-  so.port = kMailPort;
-  SmtpSink sink(so);
-  DeliverdProcess::Options o;
-  o.redis_port = redis.port();
-  o.pg_conninfo = pg.conninfo();
-  DeliverdProcess d(o);
-  std::string out;
-  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  SmtpSink sink(SmtpSink::Options::at_mail_port(kMailPort));
+  DaemonStack stack;
+  RedisServer& redis = stack.redis;
+  DeliverdProcess& d = stack.daemon();
   d.add_mailbox("mbx_1", "acct_1", "alice@acme.example", sink.host(), kMailPort);
   d.start();
   redis.xadd_job("deliverd:jobs", make_job("no-route", "acct_1", "mbx_1", "bob@example.org", R"(,"campaign":"cmp_1")"));
-  Event e = wait_for_event(redis, "no-route");
+  ResultEvent e = wait_for_event(redis, "no-route");
   EXPECT_EQ(e.status, "rejected");
   EXPECT_EQ(e.reason, "invalid_message");
   EXPECT_NE(e.detail.find("unsubscribe"), std::string::npos) << e.detail;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <simdjson.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -126,6 +127,53 @@ double DeliverdProcess::metric(const std::string& name) const {
 }
 
 std::string DeliverdProcess::log() const { return read_file(dir_.file("deliverd.log")); }
+
+DaemonStack::DaemonStack(const std::function<void(DeliverdProcess::Options&)>& customize) {
+  DeliverdProcess::Options o;
+  o.redis_port = redis.port();
+  o.pg_conninfo = pg.conninfo();
+  if (customize) customize(o);
+  daemon_ = std::make_unique<DeliverdProcess>(o);
+  std::string out;
+  if (daemon_->cli({"migrate"}, &out) != 0) throw std::runtime_error("migrate failed: " + out);
+}
+
+std::map<std::string, ResultEvent> events_by_job(RedisServer& redis) {
+  std::map<std::string, ResultEvent> out;
+  simdjson::dom::parser parser;
+  for (const auto& entry : redis.xrange("deliverd:results")) {
+    simdjson::dom::element e = parser.parse(entry.fields.at("event"));
+    ResultEvent ev;
+    ev.job_id = std::string(e["job_id"].get_string().value());
+    ev.status = std::string(e["status"].get_string().value());
+    ev.phase = std::string(e["phase"].get_string().value());
+    ev.reason = std::string(e["reason"].get_string().value());
+    ev.detail = std::string(e["detail"].get_string().value());
+    auto code = e["reply"]["code"].get_int64();
+    if (!code.error()) ev.code = code.value();
+    ev.enhanced = std::string(e["reply"]["enhanced"].get_string().value());
+    out[ev.job_id] = ev;
+  }
+  return out;
+}
+
+std::map<std::string, ResultEvent> wait_for_events(RedisServer& redis, const std::vector<std::string>& ids,
+                                                   int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    auto all = events_by_job(redis);
+    size_t found = 0;
+    for (const auto& id : ids) found += all.count(id);
+    if (found == ids.size() || now_ms() > deadline) return all;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+ResultEvent wait_for_event(RedisServer& redis, const std::string& id, int timeout_ms) {
+  auto all = wait_for_events(redis, {id}, timeout_ms);
+  auto it = all.find(id);
+  return it == all.end() ? ResultEvent{} : it->second;
+}
 
 std::string make_job(const std::string& id, const std::string& account, const std::string& mailbox,
                      const std::string& to, const std::string& extra_fields) {

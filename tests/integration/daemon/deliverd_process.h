@@ -1,11 +1,16 @@
 #pragma once
 // The deliverd binary under test: writes a config pointing at the test's Redis and PostgreSQL,
 // migrates, registers mailboxes, runs the daemon and talks to its admin listener.
+#include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "tests/integration/fixtures/postgres_server.h"
 #include "tests/integration/fixtures/process.h"
+#include "tests/integration/fixtures/redis_server.h"
 
 namespace deliverd::testing {
 
@@ -26,8 +31,8 @@ class DeliverdProcess {
   const std::string& config_path() const { return config_; }
   // Runs a deliverd subcommand to completion with --config; returns the exit code.
   int cli(std::vector<std::string> args, std::string* output = nullptr);
-  void add_mailbox(const std::string& id, const std::string& account, const std::string& email,
-                   const std::string& host, int port, const std::string& security = "none");
+  void add_mailbox(const std::string& id, const std::string& account, const std::string& email, const std::string& host,
+                   int port, const std::string& security = "none");
   // Starts `deliverd run` and waits until /readyz answers 200.
   void start();
   // Sends sig and waits for exit; returns the exit code (or 128+signal).
@@ -47,6 +52,31 @@ class DeliverdProcess {
   int admin_port_ = 0;
   Process proc_;
 };
+
+// Redis, PostgreSQL and a deliverd configured for them and migrated: what every daemon test
+// starts from. `customize` adjusts the options (allow list, extra TOML) before the config is written.
+class DaemonStack {
+ public:
+  explicit DaemonStack(const std::function<void(DeliverdProcess::Options&)>& customize = {});
+  RedisServer redis;
+  PostgresServer pg;
+  DeliverdProcess& daemon() { return *daemon_; }
+
+ private:
+  std::unique_ptr<DeliverdProcess> daemon_;
+};
+
+// One outcome event of the results stream (docs/job-schema.md), the fields tests look at.
+struct ResultEvent {
+  std::string job_id, status, phase, reason, detail, enhanced;
+  int64_t code = 0;
+};
+std::map<std::string, ResultEvent> events_by_job(RedisServer& redis);
+// Waits until every id has an event (or timeout_ms passes); returns all events by job id.
+std::map<std::string, ResultEvent> wait_for_events(RedisServer& redis, const std::vector<std::string>& ids,
+                                                   int timeout_ms = 60000);
+// The event of one job, or an empty event (status "") after timeout_ms.
+ResultEvent wait_for_event(RedisServer& redis, const std::string& id, int timeout_ms = 30000);
 
 // A minimal valid job for mailbox/account.
 std::string make_job(const std::string& id, const std::string& account, const std::string& mailbox,

@@ -10,55 +10,17 @@
 #include "tests/integration/daemon/deliverd_process.h"
 #include "tests/integration/fixtures/aiosmtpd_server.h"
 #include "tests/integration/fixtures/dns_server.h"
-#include "tests/integration/fixtures/test_ca.h"
 #include "tests/integration/fixtures/postgres_server.h"
 #include "tests/integration/fixtures/redis_server.h"
 #include "tests/integration/fixtures/scripted_smtp_server.h"
 #include "tests/integration/fixtures/smtp_sink.h"
+#include "tests/integration/fixtures/test_ca.h"
 
 using namespace deliverd::testing;
 
 namespace {
 
 constexpr int kMailPort = 2525;  // a port the port policy allows; peers differ by loopback address
-
-struct Event {
-  std::string job_id, status, phase, reason, detail;
-  int64_t code = 0;
-  std::string enhanced;
-};
-
-std::map<std::string, Event> events_by_job(RedisServer& redis) {
-  std::map<std::string, Event> out;
-  simdjson::dom::parser parser;
-  for (const auto& entry : redis.xrange("deliverd:results")) {
-    simdjson::dom::element e = parser.parse(entry.fields.at("event"));
-    Event ev;
-    ev.job_id = std::string(e["job_id"].get_string().value());
-    ev.status = std::string(e["status"].get_string().value());
-    ev.phase = std::string(e["phase"].get_string().value());
-    ev.reason = std::string(e["reason"].get_string().value());
-    ev.detail = std::string(e["detail"].get_string().value());
-    auto code = e["reply"]["code"].get_int64();
-    if (!code.error()) ev.code = code.value();
-    ev.enhanced = std::string(e["reply"]["enhanced"].get_string().value());
-    out[ev.job_id] = ev;
-  }
-  return out;
-}
-
-// Waits until every id has an event; returns them.
-std::map<std::string, Event> wait_for_events(RedisServer& redis, const std::vector<std::string>& ids,
-                                             int timeout_ms = 60000) {
-  long long deadline = now_ms() + timeout_ms;
-  for (;;) {
-    auto all = events_by_job(redis);
-    size_t found = 0;
-    for (const auto& id : ids) found += all.count(id);
-    if (found == ids.size() || now_ms() > deadline) return all;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
 
 bool wait_for_len(RedisServer& redis, const std::string& stream, long long n, int timeout_ms) {
   long long deadline = now_ms() + timeout_ms;
@@ -76,10 +38,7 @@ class EndToEnd : public ::testing::Test {
   static void SetUpTestSuite() {
     redis_ = std::make_unique<RedisServer>();
     pg_ = std::make_unique<PostgresServer>();
-    SmtpSink::Options so;
-    so.host = free_loopback_ip(kMailPort);
-    so.port = kMailPort;
-    sink_ = std::make_unique<SmtpSink>(so);
+    sink_ = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
     rcpt550_ = start_scripted(R"({"steps": {"RCPT": "550 5.1.1 <bob@example.org>: no such user"}})");
     rcpt451_ = start_scripted(R"({"steps": {"RCPT": "451 4.3.0 try again later"}})");
     drop_data_ = start_scripted(R"({"steps": {"BODY": {"action": "close"}}})");
@@ -117,7 +76,7 @@ class EndToEnd : public ::testing::Test {
     redis_.reset();
   }
 
-  Event outcome_of(const std::string& job_json, const std::string& id) {
+  ResultEvent outcome_of(const std::string& job_json, const std::string& id) {
     redis_->xadd_job("deliverd:jobs", job_json);
     auto all = wait_for_events(*redis_, {id}, 30000);
     EXPECT_TRUE(all.count(id)) << "no outcome for " << id << "\n" << daemon_->log();
@@ -164,14 +123,15 @@ TEST_F(EndToEnd, InvalidJsonJobIsDeadLetteredAckedAndDaemonKeepsGoing) {
   EXPECT_FALSE(dead.back().fields["reason"].empty());
   EXPECT_EQ(dead.back().fields["job"], "{\"v\":1, this is not json");
 
-  Event e = outcome_of(make_job("after-bad", "acct_1", "mbx_sink", "bob@example.org"), "after-bad");
+  ResultEvent e = outcome_of(make_job("after-bad", "acct_1", "mbx_sink", "bob@example.org"), "after-bad");
   EXPECT_EQ(e.status, "delivered");
   EXPECT_TRUE(daemon_->running());
 }
 
 TEST_F(EndToEnd, JobMissingRequiredFieldNamesTheField) {
   long long dead_before = redis_->xlen("deliverd:dead");
-  redis_->xadd_job("deliverd:jobs", R"({"v":1,"id":"no-to","account":"acct_1","mailbox":"mbx_sink","subject":"x","text":"y"})");
+  redis_->xadd_job("deliverd:jobs",
+                   R"({"v":1,"id":"no-to","account":"acct_1","mailbox":"mbx_sink","subject":"x","text":"y"})");
   ASSERT_TRUE(wait_for_len(*redis_, "deliverd:dead", dead_before + 1, 15000));
   auto dead = redis_->xrange("deliverd:dead");
   ASSERT_FALSE(dead.empty());
@@ -179,13 +139,13 @@ TEST_F(EndToEnd, JobMissingRequiredFieldNamesTheField) {
 }
 
 TEST_F(EndToEnd, UnknownMailboxIsRejected) {
-  Event e = outcome_of(make_job("unknown-mbx", "acct_1", "mbx_nope", "bob@example.org"), "unknown-mbx");
+  ResultEvent e = outcome_of(make_job("unknown-mbx", "acct_1", "mbx_nope", "bob@example.org"), "unknown-mbx");
   EXPECT_EQ(e.status, "rejected");
   EXPECT_EQ(e.reason, "unknown_mailbox");
 }
 
 TEST_F(EndToEnd, PermanentRcptFailureBounces) {
-  Event e = outcome_of(make_job("rcpt-550", "acct_1", "mbx_550", "bob@example.org"), "rcpt-550");
+  ResultEvent e = outcome_of(make_job("rcpt-550", "acct_1", "mbx_550", "bob@example.org"), "rcpt-550");
   EXPECT_EQ(e.status, "bounced");
   EXPECT_EQ(e.phase, "rcpt");
   EXPECT_EQ(e.code, 550);
@@ -193,14 +153,14 @@ TEST_F(EndToEnd, PermanentRcptFailureBounces) {
 }
 
 TEST_F(EndToEnd, TransientRcptFailureDefers) {
-  Event e = outcome_of(make_job("rcpt-451", "acct_1", "mbx_451", "bob@example.org"), "rcpt-451");
+  ResultEvent e = outcome_of(make_job("rcpt-451", "acct_1", "mbx_451", "bob@example.org"), "rcpt-451");
   EXPECT_EQ(e.status, "deferred");
   EXPECT_EQ(e.phase, "rcpt");
   EXPECT_EQ(e.code, 451);
 }
 
 TEST_F(EndToEnd, ServerClosingMidDataDefers) {
-  Event e = outcome_of(make_job("drop-data", "acct_1", "mbx_drop", "bob@example.org"), "drop-data");
+  ResultEvent e = outcome_of(make_job("drop-data", "acct_1", "mbx_drop", "bob@example.org"), "drop-data");
   EXPECT_EQ(e.status, "deferred");
   EXPECT_TRUE(e.phase == "data" || e.phase == "body") << e.phase;
 }
@@ -222,19 +182,10 @@ TEST_F(EndToEnd, MetricsAreValidPrometheusText) {
 
 // A daemon with no allow list: the same loopback peer is now an SSRF target and must be refused.
 TEST(EndToEndNoAllowList, LoopbackTargetIsRejectedAndNothingIsSent) {
-  RedisServer redis;
-  PostgresServer pg;
-  SmtpSink::Options so;
-  so.host = free_loopback_ip(kMailPort);
-  so.port = kMailPort;
-  SmtpSink sink(so);
-  DeliverdProcess::Options o;
-  o.redis_port = redis.port();
-  o.pg_conninfo = pg.conninfo();
-  o.allow_private_targets = {};
-  DeliverdProcess d(o);
-  std::string out;
-  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  SmtpSink sink(SmtpSink::Options::at_mail_port(kMailPort));
+  DaemonStack stack([](DeliverdProcess::Options& o) { o.allow_private_targets = {}; });
+  RedisServer& redis = stack.redis;
+  DeliverdProcess& d = stack.daemon();
   d.add_mailbox("mbx_lo", "acct_1", "alice@acme.example", sink.host(), kMailPort);
   d.start();
   redis.xadd_job("deliverd:jobs", make_job("ssrf-1", "acct_1", "mbx_lo", "bob@example.org"));
@@ -248,19 +199,12 @@ TEST(EndToEndNoAllowList, LoopbackTargetIsRejectedAndNothingIsSent) {
 
 // SIGTERM while deliveries are in flight against a slow server: they finish, are acked, exit 0.
 TEST(EndToEndShutdown, SigtermFinishesInFlightDeliveriesAndExitsZero) {
-  RedisServer redis;
-  PostgresServer pg;
-  SmtpSink::Options so;
-  so.host = free_loopback_ip(kMailPort);
-  so.port = kMailPort;
+  SmtpSink::Options so = SmtpSink::Options::at_mail_port(kMailPort);
   so.extra_args = {"-w", "1"};  // one second before each DATA reply
   SmtpSink sink(so);
-  DeliverdProcess::Options o;
-  o.redis_port = redis.port();
-  o.pg_conninfo = pg.conninfo();
-  DeliverdProcess d(o);
-  std::string out;
-  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  DaemonStack stack;
+  RedisServer& redis = stack.redis;
+  DeliverdProcess& d = stack.daemon();
   d.add_mailbox("mbx_slow", "acct_1", "alice@acme.example", sink.host(), kMailPort);
   d.start();
   std::vector<std::string> jobs, ids;
@@ -296,20 +240,16 @@ TEST(EndToEndTls, StartTlsAndAuthDeliveryThroughAiosmtpd) {
   ao.key_file = cert.key_file;
   ao.auth_required = true;
   AiosmtpdServer smtp(ao);
-  RedisServer redis;
-  PostgresServer pg;
-  DeliverdProcess::Options o;
-  o.redis_port = redis.port();
-  o.pg_conninfo = pg.conninfo();
-  o.extra_toml = "ca_file = \"" + ca.ca_file() + "\"\nidle_timeout_s = 5\n";
-  DeliverdProcess d(o);
+  DaemonStack stack(
+      [&](DeliverdProcess::Options& o) { o.extra_toml = "ca_file = \"" + ca.ca_file() + "\"\nidle_timeout_s = 5\n"; });
+  RedisServer& redis = stack.redis;
+  DeliverdProcess& d = stack.daemon();
   std::string out;
-  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
   TempDir dir;
   write_file(dir.file("pw"), ao.password + "\n");
   ASSERT_EQ(d.cli({"mailbox", "add", "--id", "mbx_tls", "--account", "acct_1", "--email", "alice@acme.example",
-                   "--smtp-host", ip, "--smtp-port", std::to_string(kMailPort), "--security", "starttls",
-                   "--username", ao.user, "--password-file", dir.file("pw")},
+                   "--smtp-host", ip, "--smtp-port", std::to_string(kMailPort), "--security", "starttls", "--username",
+                   ao.user, "--password-file", dir.file("pw")},
                   &out),
             0)
       << out;
@@ -356,21 +296,18 @@ TEST(EndToEndTls, XOAuth2OverImplicitTlsAndMxMode) {
   dso.records = {DnsServer::mx("mxdomain.test", "mail.mxdomain.test", 10),
                  DnsServer::host_record("mail.mxdomain.test", mx_ip)};
   DnsServer dns(dso);
-  RedisServer redis;
-  PostgresServer pg;
-  DeliverdProcess::Options o;
-  o.redis_port = redis.port();
-  o.pg_conninfo = pg.conninfo();
-  o.extra_toml = "ca_file = \"" + ca.ca_file() + "\"\nmx_port = " + std::to_string(kMailPort) +
-                 "\nidle_timeout_s = 2\n\n[dns]\nservers = [\"" + dns.address() + "\"]\n";
-  DeliverdProcess d(o);
+  DaemonStack stack([&](DeliverdProcess::Options& o) {
+    o.extra_toml = "ca_file = \"" + ca.ca_file() + "\"\nmx_port = " + std::to_string(kMailPort) +
+                   "\nidle_timeout_s = 2\n\n[dns]\nservers = [\"" + dns.address() + "\"]\n";
+  });
+  RedisServer& redis = stack.redis;
+  DeliverdProcess& d = stack.daemon();
   std::string out;
-  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
   TempDir dir;
   write_file(dir.file("token"), ao.oauth_token + "\n");
   ASSERT_EQ(d.cli({"mailbox", "add", "--id", "mbx_oauth", "--account", "acct_1", "--email", "alice@acme.example",
-                   "--smtp-host", tls_ip, "--smtp-port", std::to_string(kMailPort), "--security", "tls",
-                   "--username", ao.user, "--oauth-token-file", dir.file("token")},
+                   "--smtp-host", tls_ip, "--smtp-port", std::to_string(kMailPort), "--security", "tls", "--username",
+                   ao.user, "--oauth-token-file", dir.file("token")},
                   &out),
             0)
       << out;
