@@ -113,18 +113,23 @@ core::Result<std::string, std::string> folded_header(std::string_view name, std:
   size_t line_len = out.size();
   size_t i = 0;
   bool first = true;
+  // Spaces and tabs are both folding white space: a fold before a token that is white space only
+  // would leave a continuation line of nothing but white space, which RFC 5322 3.2.2 forbids.
+  constexpr std::string_view kWsp = " \t";
+  auto is_wsp = [](char c) { return c == ' ' || c == '\t'; };
   while (i < value.size() || first) {
-    // A token is its leading spaces plus the following word, so a break lands before a space.
+    // A token is its leading white space plus the following word, so a break lands before it.
     size_t start = i;
-    while (i < value.size() && value[i] == ' ') ++i;
-    while (i < value.size() && value[i] != ' ') ++i;
+    while (i < value.size() && is_wsp(value[i])) ++i;
+    while (i < value.size() && !is_wsp(value[i])) ++i;
     std::string_view tok = value.substr(start, i - start);
     if (first) {
       out += ' ';
       ++line_len;
-      if (!tok.empty() && tok.front() == ' ') tok.remove_prefix(tok.find_first_not_of(' ') == std::string_view::npos ? tok.size() : tok.find_first_not_of(' '));
+      size_t word = tok.find_first_not_of(kWsp);
+      tok.remove_prefix(word == std::string_view::npos ? tok.size() : word);
       first = false;
-    } else if (line_len + tok.size() > kFoldAt && tok.find_first_not_of(' ') != std::string_view::npos) {
+    } else if (line_len + tok.size() > kFoldAt && tok.find_first_not_of(kWsp) != std::string_view::npos) {
       out += "\r\n";
       line_len = 0;
     }

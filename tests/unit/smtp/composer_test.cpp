@@ -500,3 +500,15 @@ TEST(DotStuff, ComposedMessageWithDotLinesRoundTrips) {
 
 }  // namespace
 }  // namespace deliverd::smtp
+
+// Found by header_encoding_fuzz: a run of tabs after a long line was folded onto a continuation
+// line of white space only, which RFC 5322 3.2.2 forbids and validate_message refuses.
+TEST(Composer, FoldingNeverLeavesAWhiteSpaceOnlyLine) {
+  std::string value;
+  for (int i = 0; i < 20; ++i) value += "word ";
+  value += std::string(90, 'x') + " " + std::string(20, '\t');
+  auto h = deliverd::smtp::header_field("X-Fuzz", value, "x");
+  ASSERT_TRUE(h.ok()) << h.error();
+  std::string msg = "From: a@b.example\r\nDate: x\r\n" + *h + "\r\n";
+  EXPECT_TRUE(deliverd::smtp::validate_message(msg).ok()) << *h;
+}
