@@ -52,6 +52,7 @@ class Family {
  public:
   Family(std::string name, std::string help, std::vector<std::string> labels)
       : name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)) {}
+  virtual ~Family() = default;
   // with({"delivered"}) for a family declared with labels {"status"}.
   T& with(const std::vector<std::string>& values);
   T& get() { return with({}); }  // for families without labels

@@ -124,8 +124,7 @@ Session::Guard::~Guard() {
 
 Session::Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, Envelope env, Done done,
                  SessionHooks hooks)
-    : loop_(loop),
-      cfg_(cfg),
+    : cfg_(cfg),
       host_(std::move(host)),
       env_(std::move(env)),
       done_(std::move(done)),

@@ -164,7 +164,6 @@ class Session final : private core::StreamHandler {
     Session* s;
   };
 
-  uv_loop_t* loop_;
   SessionConfig cfg_;
   std::string host_;
   std::string ip_;
