@@ -13,9 +13,11 @@
 #include "admin/unsubscribe_routes.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "daemon/result_event.h"
+#include "daemon/delivery.h"
 #include "dns/resolver.h"
 #include "queue/job.h"
+#include "queue/lag_monitor.h"
+#include "queue/scheduler.h"
 #include "queue/publisher.h"
 #include "queue/redis_client.h"
 #include "smtp/composer.h"
@@ -29,28 +31,6 @@
 namespace deliverd::daemon {
 namespace {
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-struct Metrics {
-  core::Family<core::Counter>& outcomes;
-  core::Family<core::Counter>& dead_letters;
-  core::Histogram& duration;
-  static Metrics& get() {
-    auto& r = core::Registry::global();
-    static Metrics m{
-        r.counter("deliverd_outcomes_total", "Final and deferred outcomes of delivery attempts, by status and reason",
-                  {"status", "reason"}),
-        r.counter("deliverd_dead_letters_total", "Jobs that could not be parsed or validated", {}),
-        r.histogram("deliverd_delivery_duration_seconds", "Time from taking a job to its outcome",
-                    {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
-            .get(),
-    };
-    return m;
-  }
-};
 
 smtp::SessionConfig session_config(const Config& c) {
   using smtp::Phase;
@@ -71,203 +51,28 @@ smtp::SessionConfig session_config(const Config& c) {
   return s;
 }
 
-core::Outcome policy_outcome(core::Status status, std::string reason, std::string detail) {
-  core::Outcome o;
-  o.status = status;
-  o.phase = "policy";
-  o.reason = std::move(reason);
-  o.detail = std::move(detail);
-  return o;
-}
-
 }  // namespace
 
-// What issue 7 adds to every send: our unsubscribe tokens and their public listener, DKIM
-// signers by sending domain (lower-case).
-struct App::Compliance {
-  std::optional<smtp::UnsubscribeTokens> tokens;
-  std::map<std::string, smtp::DkimSigner> signers;
-  admin::HttpServer* http = nullptr;
-};
-
-// One job from the moment it is taken off the stream until its outcome is published and acked.
-class Delivery {
- public:
-  Delivery(App& app, queue::StreamEntry entry) : app_(app), entry_(std::move(entry)), started_(uv_now(&app.loop_)) {}
-
-  void start();
-  void abort(const char* why) {
-    if (resolve_id_) {
-      app_.resolver_->cancel(resolve_id_);
-      resolve_id_ = 0;
-    }
-    // Pooled sessions are not owned by one delivery: past the drain bound all of them end
-    // (deferred, "aborted") and each delivery then publishes its outcome as usual.
-    if (sending_ && app_.pool_) app_.pool_->shutdown();
-    (void)why;
+// The Redis connection settings from [redis]: URL, password file, TLS trust.
+core::Result<queue::RedisConfig, std::string> redis_config(const Config& cfg) {
+  auto r = queue::parse_redis_url(cfg.redis_url);
+  if (!r) return core::Err{cfg.path + ": [redis] url: " + r.error()};
+  queue::RedisConfig rc = std::move(r).value();
+  if (!cfg.redis_password_file.empty())
+    if (auto p = queue::apply_password_file(rc, cfg.redis_password_file); !p)
+      return core::Err{cfg.path + ": [redis] password_file: " + p.error()};
+  rc.ca_file = cfg.redis_ca_file;
+  if (rc.tls) {
+    // One context for every connection: the CA store is loaded once and sessions can resume.
+    auto t = core::TlsContext::client({cfg.redis_ca_file});
+    if (!t) return core::Err{cfg.path + ": [redis] ca_file: " + t.error()};
+    rc.tls_context = *t;
   }
-  const std::string& entry_id() const { return entry_.id; }
-
- private:
-  void dead_letter(const std::string& reason);
-  void compose_and_send();
-  void resolved(const dns::ResolvedHost& r);
-  void send_mx();
-  void done(const core::Outcome& o);
-
-  App& app_;
-  queue::StreamEntry entry_;
-  uint64_t started_;
-  queue::Job job_;
-  store::Mailbox mailbox_;
-  std::string message_;
-  dns::Resolver::RequestId resolve_id_ = 0;
-  bool sending_ = false;  // handed to the session pool / MX delivery; done() will follow
-};
-
-void Delivery::start() {
-  const std::string* payload = entry_.field("job");
-  if (!payload) return dead_letter("missing stream field \"job\"");
-  auto parsed = queue::parse_job(*payload);
-  if (!parsed) return dead_letter(parsed.error().to_string());
-  job_ = std::move(parsed).value();
-
-  auto mbx = app_.mailboxes_.find(job_.mailbox);
-  if (mbx == app_.mailboxes_.end() || mbx->second.account != job_.account)
-    return done(policy_outcome(core::Status::Rejected, "unknown_mailbox",
-                               "mailbox " + job_.mailbox + " is not registered for account " + job_.account));
-  mailbox_ = mbx->second;
-  if (mailbox_.paused)
-    return done(policy_outcome(core::Status::Rejected, "mailbox_paused", "mailbox " + mailbox_.id + " is paused"));
-  if (job_.expires_at_ms && job_.expires_at_ms <= wall_ms())
-    return done(policy_outcome(core::Status::Expired, "expired", "expires_at has passed"));
-  if (!dns::port_allowed(mailbox_.smtp_port))
-    return done(policy_outcome(core::Status::Rejected, "port_refused",
-                               "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
-
-  // The suppression list is checked before anything is composed or sent (DESIGN.md policy gate).
-  store::is_suppressed(*app_.pg_, job_.account, job_.to_email, [this](core::Result<bool, std::string> r) {
-    if (!r) return done(policy_outcome(core::Status::Deferred, "suppression_check_failed", r.error()));
-    if (*r)
-      return done(policy_outcome(core::Status::Suppressed, "suppressed",
-                                 "the address is on the suppression list of account " + job_.account));
-    compose_and_send();
-  });
-}
-
-void Delivery::compose_and_send() {
-  const Config& cfg = app_.cfg_;
-  App::Compliance& comp = *app_.compliance_;
-  smtp::MessageSpec spec;
-  spec.from_email = mailbox_.email;
-  spec.from_name = job_.from_name;
-  spec.to_email = job_.to_email;
-  spec.to_name = job_.to_name;
-  spec.reply_to = job_.reply_to;
-  spec.subject = job_.subject;
-  spec.text = job_.text;
-  spec.headers = job_.headers;
-  spec.message_id_domain = app_.cfg_.hostname;
-  spec.html = job_.html;
-  spec.raw = job_.raw;
-  spec.campaign = job_.campaign;
-  if (!job_.campaign.empty()) {
-    spec.unsubscribe_url = job_.unsubscribe_url;
-    spec.unsubscribe_mailto = job_.unsubscribe_mailto.empty() ? cfg.unsubscribe_mailto : job_.unsubscribe_mailto;
-    if (spec.unsubscribe_url.empty() && comp.tokens && !cfg.unsubscribe_base_url.empty())
-      spec.unsubscribe_url =
-          cfg.unsubscribe_base_url + "/u/" + comp.tokens->issue({job_.account, job_.to_email, job_.campaign});
-    auto postal = cfg.account_postal_addresses.find(job_.account);
-    spec.postal_address = postal != cfg.account_postal_addresses.end() ? postal->second : cfg.postal_address;
-  }
-  auto now = static_cast<std::time_t>(wall_ms() / 1000);
-  auto composed = smtp::compose(spec, now);
-  if (!composed) return done(policy_outcome(core::Status::Rejected, "invalid_message", composed.error()));
-  message_ = std::move(composed).value();
-  std::string from_domain = mailbox_.email.substr(mailbox_.email.rfind('@') + 1);
-  for (auto& ch : from_domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (auto signer = comp.signers.find(from_domain); signer != comp.signers.end()) {
-    auto signed_message = signer->second.sign(message_, now);
-    if (!signed_message) return done(policy_outcome(core::Status::Failed, "dkim_failed", signed_message.error()));
-    message_ = std::move(signed_message).value();
-  }
-
-  if (mailbox_.mode == "mx" || mailbox_.mode == "direct") return send_mx();
-  resolve_id_ = app_.resolver_->resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
-    resolve_id_ = 0;
-    resolved(r);
-  });
-}
-
-void Delivery::resolved(const dns::ResolvedHost& r) {
-  if (auto failure = dns::resolve_failure_outcome(r)) {
-    // The mailbox's own submission server not resolving is a fault of the mailbox, not of the
-    // recipient: it must not bounce (and later suppress) the recipient.
-    if (failure->status == core::Status::Bounced) failure->status = core::Status::Failed;
-    return done(*failure);
-  }
-  sockaddr_storage addr = dns::with_port(r.allowed.front(), mailbox_.smtp_port);
-
-  smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
-  smtp::Route route;
-  route.key = "mbx:" + mailbox_.id;
-  route.cfg = app_.mailbox_session_config(mailbox_);
-  route.addr = addr;
-  route.host = mailbox_.smtp_host;
-  sending_ = true;
-  app_.pool_->submit(std::move(route), std::move(env), [this](const core::Outcome& o) {
-    sending_ = false;
-    done(o);
-  });
-}
-
-void Delivery::send_mx() {
-  std::string domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
-  smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
-  sending_ = true;
-  app_.mx_->deliver(domain, std::move(env), [this](const core::Outcome& o) {
-    sending_ = false;
-    done(o);
-  });
-}
-
-void Delivery::dead_letter(const std::string& reason) {
-  Metrics::get().dead_letters.get().inc();
-  core::log_warn("job_dead_lettered", {{"entry", entry_.id}, {"reason", reason}});
-  const std::string* payload = entry_.field("job");
-  app_.publisher_->dead_letter_and_ack(entry_.id, payload ? *payload : std::string(), reason, [this](bool ok) {
-    if (!ok) core::log_error("dead_letter_failed", {{"entry", entry_.id}});
-    app_.finish(this);
-  });
-}
-
-void Delivery::done(const core::Outcome& o) {
-  uint64_t elapsed = uv_now(&app_.loop_) - started_;
-  auto& m = Metrics::get();
-  m.outcomes.with({std::string(core::to_string(o.status)), o.reason}).inc();
-  m.duration.observe(static_cast<double>(elapsed) / 1000.0);
-
-  EventContext ctx{job_.id, entry_.id, job_.account, job_.mailbox, job_.to_email, 1, static_cast<int64_t>(elapsed),
-                   wall_ms()};
-  std::string code = o.reply.code ? std::to_string(o.reply.code) : "";
-  core::log_info("delivery", {{"job", job_.id},
-                              {"mailbox", job_.mailbox},
-                              {"status", core::to_string(o.status)},
-                              {"phase", o.phase},
-                              {"reason", o.reason},
-                              {"code", code},
-                              {"enhanced", o.reply.enhanced},
-                              {"reply", o.reply.text},
-                              {"host", o.host},
-                              {"ip", o.ip}});
-  app_.publisher_->publish_and_ack(entry_.id, result_event(ctx, o), [this](bool ok) {
-    if (!ok) core::log_error("publish_failed", {{"entry", entry_.id}, {"job", job_.id}});
-    app_.finish(this);
-  });
+  return rc;
 }
 
 core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
-  if (auto r = queue::parse_redis_url(cfg.redis_url); !r) return core::Err{cfg.path + ": [redis] url: " + r.error()};
+  if (auto r = redis_config(cfg); !r) return core::Err{r.error()};
   if (auto p = dns::AddressPolicy::create(cfg.allow_private_targets); !p)
     return core::Err{cfg.path + ": [security] allow_private_targets: " + p.error()};
   if (auto k = store::SecretBox::from_key_file(cfg.secret_key_file); !k)
@@ -306,6 +111,11 @@ smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m) const {
 }
 
 App::~App() { uv_loop_close(&loop_); }
+
+int64_t App::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 // Loads what validate_config has already checked, and starts the public unsubscribe listener.
 bool App::start_compliance() {
@@ -400,21 +210,44 @@ bool App::start() {
   mxc.session.tls = tls_;
   mx_ = std::make_unique<smtp::MxDelivery>(*resolver_, *pool_, mxc);
 
-  auto redis_cfg = queue::parse_redis_url(cfg_.redis_url).value();
-  redis_ = queue::RedisClient::create(&loop_, redis_cfg);
+  // Results, acks and the retry set go through a client that reconnects by itself; the blocking
+  // reads have their own connection, which the consumer re-creates after a failure.
+  auto redis_cfg = redis_config(cfg_).value();
+  redis_cfg.name = "consumer";
+  auto main_redis_cfg = redis_cfg;
+  main_redis_cfg.name = "main";
+  main_redis_cfg.reconnect = true;
+  redis_ = queue::RedisClient::create(&loop_, main_redis_cfg);
   queue::PublisherConfig pc;
   pc.stream = cfg_.stream;
   pc.group = cfg_.group;
   pc.results = cfg_.results_stream;
   pc.dead = cfg_.dead_stream;
   pc.results_maxlen = static_cast<size_t>(cfg_.results_maxlen);
+  pc.done_prefix = cfg_.done_prefix;
+  // A marker must outlive every copy of its job: the oldest a job can get, plus a day.
+  pc.done_ttl_ms = cfg_.retry_max_age_ms + 86'400'000;
   publisher_ = std::make_unique<queue::Publisher>(*redis_, pc);
+  retry_policy_.schedule_ms = cfg_.retry_schedule_ms;
+  retry_policy_.max_age_ms = cfg_.retry_max_age_ms;
+  queue::SchedulerConfig sc;
+  sc.stream = cfg_.stream;
+  sc.group = cfg_.group;
+  sc.retry = cfg_.retry_set;
+  sc.results = cfg_.results_stream;
+  sc.dead = cfg_.dead_stream;
+  sc.results_maxlen = static_cast<size_t>(cfg_.results_maxlen);
+  scheduler_ = std::make_unique<queue::Scheduler>(&loop_, *redis_, sc);
+  scheduler_->start([this] { return now_ms(); });
+  lag_ = std::make_unique<queue::LagMonitor>(&loop_, *redis_, queue::LagMonitorConfig{cfg_.stream, cfg_.group, cfg_.retry_set},
+                                             [this] { return now_ms(); });
   queue::ConsumerConfig cc;
   cc.stream = cfg_.stream;
   cc.group = cfg_.group;
   cc.consumer = cfg_.consumer;
   cc.block_ms = cfg_.block_ms;
   cc.max_inflight = static_cast<size_t>(cfg_.max_inflight);
+  cc.claim_idle_ms = cfg_.claim_idle_s * 1000;
   consumer_ = queue::Consumer::create(&loop_, redis_cfg, cc, [this](queue::StreamEntry e) { on_entry(std::move(e)); });
 
   router_ = std::make_unique<admin::Router>();
@@ -535,7 +368,11 @@ void App::begin_drain(const char* why) {
     // Past the bound: end what is still running. Aborted sessions end deferred and are
     // published and acked like any other outcome.
     core::log_warn("drain_timeout", {{"inflight", std::to_string(inflight_.size())}});
-    for (auto& [id, d] : inflight_) d->abort("shutdown");
+    // abort() may finish a delivery at once, which erases it from inflight_.
+    std::vector<Delivery*> running;
+    for (auto& [id, d] : inflight_) running.push_back(d);
+    for (auto* d : running)
+      if (inflight_.count(d->entry_id())) d->abort();
   });
   maybe_finish_drain();
 }
@@ -555,6 +392,8 @@ void App::shutdown() {
   http_ = nullptr;
   if (compliance_ && compliance_->http) compliance_->http->close();
   if (compliance_) compliance_->http = nullptr;
+  scheduler_.reset();
+  lag_.reset();
   mx_.reset();
   if (pool_) pool_->shutdown();  // idle pooled connections would keep the loop running
   if (resolver_) resolver_->close();

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/result.h"
@@ -12,10 +13,13 @@
 #include "daemon/config.h"
 #include "dns/address_policy.h"
 #include "queue/consumer.h"
+#include "queue/retry_policy.h"
 #include "core/tls_context.h"
 #include "smtp/mx_delivery.h"
 #include "smtp/session.h"
+#include "smtp/dkim.h"
 #include "smtp/session_pool.h"
+#include "smtp/unsubscribe_token.h"
 #include "store/mailboxes.h"
 #include "store/secret_box.h"
 
@@ -30,6 +34,8 @@ class Resolver;
 namespace queue {
 class RedisClient;
 class Publisher;
+class Scheduler;
+class LagMonitor;
 }  // namespace queue
 namespace store {
 class PgConnection;
@@ -53,6 +59,14 @@ class App {
 
  private:
   friend class Delivery;
+  // What issue 7 adds to every send: our unsubscribe tokens and their public listener, DKIM
+  // signers by sending domain (lower-case).
+  struct Compliance {
+    std::optional<smtp::UnsubscribeTokens> tokens;
+    std::map<std::string, smtp::DkimSigner> signers;
+    admin::HttpServer* http = nullptr;
+  };
+  int64_t now_ms() const;  // wall clock
   bool start();
   bool start_compliance();
   void on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r);
@@ -81,8 +95,10 @@ class App {
   queue::Consumer* consumer_ = nullptr;
   std::unique_ptr<admin::Router> router_;
   admin::HttpServer* http_ = nullptr;
-  struct Compliance;  // unsubscribe tokens and listener, DKIM signers, postal addresses (app.cpp)
   std::unique_ptr<Compliance> compliance_;
+  queue::RetryPolicy retry_policy_;
+  std::unique_ptr<queue::Scheduler> scheduler_;  // the retry set and its promoter
+  std::unique_ptr<queue::LagMonitor> lag_;
   core::TimerHandle drain_timer_;
   std::map<std::string, store::Mailbox> mailboxes_;
   std::map<std::string, Delivery*> inflight_;  // by stream entry id

@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 
 #include "core/log.h"
+#include "queue/retry_policy.h"
 
 namespace deliverd::daemon {
 namespace {
@@ -43,6 +44,30 @@ class Reader {
         auto v = el.value<std::string>();
         if (!v) return fail(el, table, key, "must be a list of strings");
         out.push_back(*v);
+      }
+    }
+  }
+  void duration(const char* table, const char* key, int64_t& out, int64_t lo_ms) {
+    if (auto* n = find(table, key)) {
+      auto v = n->value<std::string>();
+      if (!v) return fail(*n, table, key, "must be a duration string such as \"90s\", \"5m\", \"1h\" or \"3d\"");
+      auto ms = queue::parse_duration_ms(*v);
+      if (!ms) return fail(*n, table, key, ms.error());
+      if (*ms < lo_ms) return fail(*n, table, key, "must be at least " + std::to_string(lo_ms) + " ms");
+      out = *ms;
+    }
+  }
+  void duration_list(const char* table, const char* key, std::vector<int64_t>& out, int64_t lo_ms) {
+    if (auto* n = find(table, key)) {
+      auto* arr = n->as_array();
+      if (!arr || arr->empty()) return fail(*n, table, key, "must be a non-empty list of durations (\"1m\", \"1h\" …)");
+      out.clear();
+      for (auto& el : *arr) {
+        auto v = el.value<std::string>();
+        auto ms = v ? queue::parse_duration_ms(*v) : core::Result<int64_t, std::string>(core::Err{std::string("must be a string")});
+        if (!ms) return fail(el, table, key, ms.error());
+        if (*ms < lo_ms) return fail(el, table, key, "each delay must be at least " + std::to_string(lo_ms) + " ms");
+        out.push_back(*ms);
       }
     }
   }
@@ -129,7 +154,8 @@ core::Result<Config, std::string> load_config(const std::string& path) {
       {"daemon", {"hostname", "log_level", "shutdown_grace_s"}},
       {"redis",
        {"url", "stream", "group", "consumer", "results_stream", "dead_stream", "results_maxlen", "max_inflight",
-        "block_ms"}},
+        "block_ms", "claim_idle_s", "password_file", "ca_file", "retry_set", "done_prefix"}},
+      {"retry", {"schedule", "max_age"}},
       {"postgres", {"conninfo"}},
       {"admin", {"listen"}},
       {"security", {"allow_private_targets", "secret_key_file"}},
@@ -156,6 +182,13 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.integer("redis", "results_maxlen", c.results_maxlen, 1000, 1000000000);
   r.integer("redis", "max_inflight", c.max_inflight, 1, 100000);
   r.integer("redis", "block_ms", c.block_ms, 10, 60000);
+  r.integer("redis", "claim_idle_s", c.claim_idle_s, 1, 7 * 86400);
+  r.str("redis", "password_file", c.redis_password_file);
+  r.str("redis", "ca_file", c.redis_ca_file);
+  r.str("redis", "retry_set", c.retry_set);
+  r.str("redis", "done_prefix", c.done_prefix);
+  r.duration_list("retry", "schedule", c.retry_schedule_ms, 100);
+  r.duration("retry", "max_age", c.retry_max_age_ms, 1000);
 
   r.str("postgres", "conninfo", c.pg_conninfo);
   r.str("admin", "listen", c.admin_listen);
@@ -240,6 +273,8 @@ core::Result<Config, std::string> load_config(const std::string& path) {
           "must start with redis:// or rediss://");
   r.check(!c.stream.empty() && !c.group.empty() && !c.consumer.empty(), "redis", "stream",
           "stream, group and consumer must not be empty");
+  r.check(!c.retry_set.empty() && !c.done_prefix.empty(), "redis", "retry_set",
+          "retry_set and done_prefix must not be empty");
   r.check(!c.admin_listen.empty() && c.admin_listen.find(':') != std::string::npos, "admin", "listen",
           "must be HOST:PORT");
   r.check(!c.secret_key_file.empty(), "security", "secret_key_file",

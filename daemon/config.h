@@ -1,6 +1,7 @@
 #pragma once
 // deliverd.toml, loaded and validated once at start-up (and on reload). Every error names the
 // file, the line and the key, so an operator can fix it without reading the code.
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,6 +28,17 @@ struct Config {
   int results_maxlen = 1000000;
   int max_inflight = 512;
   int block_ms = 1000;
+  // Entries left idle this long by a consumer are taken over by another (XAUTOCLAIM); a live
+  // daemon renews its own every third of it. Longer than [smtp] session_timeout_s by default.
+  int claim_idle_s = 2400;
+  std::string redis_password_file;  // overrides a password in the URL; keeps it out of the config
+  std::string redis_ca_file;        // extra CA bundle for rediss://
+  std::string retry_set = "deliverd:retry";
+  std::string done_prefix = "deliverd:done:";
+
+  // [retry]
+  std::vector<int64_t> retry_schedule_ms = {60'000, 300'000, 900'000, 3'600'000, 10'800'000, 21'600'000};
+  int64_t retry_max_age_ms = 72LL * 3'600'000;
 
   // [postgres]
   std::string pg_conninfo = "host=127.0.0.1 dbname=deliverd";

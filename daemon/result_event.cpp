@@ -38,10 +38,9 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
   w.field("enhanced", o.reply.enhanced).field("text", o.reply.text).end_object();
   w.field("detail", o.detail).field("host", o.host).field("ip", o.ip);
   w.key("tls").begin_object().field("version", o.tls_version).field("cipher", o.tls_cipher).end_object();
-  w.field("attempt", ctx.attempt)
-      .field("duration_ms", static_cast<int64_t>(ctx.duration_ms))
-      .field("ts", format_rfc3339_ms(ctx.now_ms))
-      .end_object();
+  w.field("attempt", ctx.attempt);
+  if (ctx.next_attempt_ms) w.field("next_attempt_at", format_rfc3339_ms(ctx.next_attempt_ms));
+  w.field("duration_ms", static_cast<int64_t>(ctx.duration_ms)).field("ts", format_rfc3339_ms(ctx.now_ms)).end_object();
   return w.take();
 }
 

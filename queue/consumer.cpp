@@ -1,6 +1,7 @@
 #include "queue/consumer.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "core/log.h"
 #include "core/metrics.h"
@@ -11,6 +12,14 @@ namespace {
 core::Counter& consumed_counter() {
   static core::Counter& c =
       core::Registry::global().counter("deliverd_jobs_consumed_total", "Stream entries handed to the daemon").get();
+  return c;
+}
+
+core::Counter& claimed_counter() {
+  static core::Counter& c = core::Registry::global()
+                                .counter("deliverd_jobs_reclaimed_total",
+                                         "Stream entries taken over from consumers that left them idle (XAUTOCLAIM)")
+                                .get();
   return c;
 }
 
@@ -52,9 +61,14 @@ Consumer::Consumer(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConf
     : loop_(loop), redis_cfg_(redis), cfg_(cfg), on_entry_(std::move(cb)) {
   if (cfg_.max_inflight == 0) cfg_.max_inflight = 1;
   if (cfg_.consumer.empty()) cfg_.consumer = "deliverd";
+  if (cfg_.read_batch == 0) cfg_.read_batch = 1;
+  if (cfg_.claim_idle_ms < 1) cfg_.claim_idle_ms = 1;
   uv_timer_init(loop, &retry_timer_);
   retry_timer_.data = this;
+  uv_timer_init(loop, &claim_timer_);
+  claim_timer_.data = this;
   consumed_counter();
+  claimed_counter();
   inflight_gauge();
 }
 
@@ -80,7 +94,7 @@ void Consumer::open() {
 
 void Consumer::create_group() {
   RedisClient* c = client_;
-  c->command({"XGROUP", "CREATE", cfg_.stream, cfg_.group, "$", "MKSTREAM"}, [this, c](const RedisReply& r) {
+  c->command({"XGROUP", "CREATE", cfg_.stream, cfg_.group, "0", "MKSTREAM"}, [this, c](const RedisReply& r) {
     if (client_ != c || r.connection_error) return;  // the disconnect handler deals with it
     if (r.is_error() && r.error_code() != "BUSYGROUP") return reset("XGROUP CREATE: " + r.str);
     retry_ms_ = cfg_.retry_min_ms;
@@ -90,14 +104,17 @@ void Consumer::create_group() {
     pending_cursor_ = "0";
     core::log_info("queue_consumer_ready",
                    {{"stream", cfg_.stream}, {"group", cfg_.group}, {"consumer", cfg_.consumer}});
+    // A third of the claim idle time: leases are renewed well before anyone may take them.
+    const auto interval = static_cast<uint64_t>(std::clamp(cfg_.claim_idle_ms / 3, 100, 60000));
+    uv_timer_start(&claim_timer_, on_claim_timer, interval, interval);
     read();
   });
 }
 
 void Consumer::read() {
   if (!running_ || closed_ || read_outstanding_ || delivering_ || !client_ || !client_->connected()) return;
-  if (inflight_.size() >= cfg_.max_inflight) return;  // done() resumes
-  const std::string count = std::to_string(cfg_.max_inflight - inflight_.size());
+  if (held() >= cfg_.max_inflight) return;  // done() resumes
+  const std::string count = std::to_string(std::min(cfg_.max_inflight - held(), cfg_.read_batch));
   std::vector<std::string> argv = {"XREADGROUP", "GROUP", cfg_.group, cfg_.consumer, "COUNT", count};
   int timeout = 0;
   if (phase_ == Phase::New) {
@@ -135,8 +152,44 @@ void Consumer::on_read(const RedisReply& reply) {
       phase_ = Phase::New;
     } else {
       pending_cursor_ = entries.back().id;
+      return recover(std::move(entries));
     }
   }
+  hand_out(std::move(entries));
+  read();
+}
+
+void Consumer::recover(std::vector<StreamEntry> entries) {
+  std::erase_if(entries, [this](const StreamEntry& e) { return inflight_.count(e.id) > 0; });
+  if (entries.empty()) return read();
+  // One range query for the batch (entries come sorted by id); COUNT covers every entry of ours
+  // that can lie in the range: those in flight plus this batch.
+  const std::string count = std::to_string(inflight_.size() + entries.size() + 16);
+  recovering_ += entries.size();
+  RedisClient* c = client_;
+  const size_t n = entries.size();
+  // The argument list must not read `entries` once the callback has moved it away.
+  std::vector<std::string> argv = {"XPENDING", cfg_.stream, cfg_.group, entries.front().id, entries.back().id, count,
+                                   cfg_.consumer};
+  c->command(std::move(argv),
+             [this, c, n, entries = std::move(entries)](const RedisReply& r) mutable {
+               if (client_ != c) return;
+               recovering_ -= n;
+               if (r.connection_error) return;
+               if (r.type == RedisReply::Type::Array) {
+                 std::unordered_map<std::string_view, long long> counts;
+                 for (const auto& p : r.elements)
+                   if (p.type == RedisReply::Type::Array && p.elements.size() == 4)
+                     counts[p.elements[0].str] = p.elements[3].integer;
+                 for (auto& e : entries)
+                   if (auto it = counts.find(e.id); it != counts.end()) e.deliveries = static_cast<int>(it->second);
+               }
+               hand_out(std::move(entries));
+               read();
+             });
+}
+
+void Consumer::hand_out(std::vector<StreamEntry> entries) {
   // While handing out a batch, done() must not start a read sized before the batch was counted.
   delivering_ = true;
   for (auto& entry : entries) {
@@ -147,7 +200,69 @@ void Consumer::on_read(const RedisReply& reply) {
     on_entry_(std::move(entry));
   }
   delivering_ = false;
-  read();
+}
+
+void Consumer::on_claim_timer(uv_timer_t* t) { static_cast<Consumer*>(t->data)->claim_tick(); }
+
+void Consumer::claim_tick() {
+  if (!running_ || closed_ || !ready_ || !client_ || !client_->connected()) return;
+  renew_leases();
+  autoclaim();
+}
+
+void Consumer::renew_leases() {
+  if (inflight_.empty()) return;
+  // XCLAIM … 0 … JUSTID resets the idle time of entries we still own without counting a
+  // delivery; chunks keep each command small.
+  std::vector<std::string> argv;
+  auto flush = [&] {
+    if (argv.size() > 5) client_->command(argv, [](const RedisReply&) {});
+    argv = {"XCLAIM", cfg_.stream, cfg_.group, cfg_.consumer, "0"};
+  };
+  flush();
+  for (const auto& id : inflight_) {
+    argv.push_back(id);
+    if (argv.size() >= 5 + 500) {
+      argv.push_back("JUSTID");
+      flush();
+    }
+  }
+  if (argv.size() > 5) {
+    argv.push_back("JUSTID");
+    flush();
+  }
+}
+
+void Consumer::autoclaim() {
+  if (claim_outstanding_ || held() >= cfg_.max_inflight) return;
+  const std::string count = std::to_string(std::min(cfg_.max_inflight - held(), cfg_.read_batch));
+  claim_outstanding_ = true;
+  RedisClient* c = client_;
+  c->command({"XAUTOCLAIM", cfg_.stream, cfg_.group, cfg_.consumer, std::to_string(cfg_.claim_idle_ms), claim_cursor_,
+              "COUNT", count},
+             [this, c](const RedisReply& r) {
+               if (client_ != c) return;
+               claim_outstanding_ = false;
+               if (r.connection_error) return;
+               // [next cursor, [entries…], [deleted ids…]] (Redis 7); entries as in XREADGROUP.
+               if (r.is_error() || r.type != RedisReply::Type::Array || r.elements.size() < 2 ||
+                   r.elements[1].type != RedisReply::Type::Array) {
+                 core::log_warn("queue_autoclaim_failed", {{"stream", cfg_.stream}, {"reason", r.str}});
+                 return;
+               }
+               claim_cursor_ = r.elements[0].str.empty() ? "0-0" : r.elements[0].str;
+               std::vector<StreamEntry> entries;
+               for (const auto& e : r.elements[1].elements) {
+                 StreamEntry entry;
+                 if (parse_entry(e, entry)) entries.push_back(std::move(entry));
+               }
+               if (entries.empty()) return;
+               claimed_counter().inc(static_cast<double>(entries.size()));
+               core::log_warn("queue_entries_reclaimed",
+                              {{"stream", cfg_.stream}, {"count", std::to_string(entries.size())},
+                               {"first", entries.front().id}});
+               recover(std::move(entries));
+             });
 }
 
 void Consumer::done(const std::string& entry_id) {
@@ -163,6 +278,9 @@ void Consumer::drop_client() {
   client_ = nullptr;
   ready_ = false;
   read_outstanding_ = false;
+  claim_outstanding_ = false;
+  recovering_ = 0;  // their callbacks were dropped with the client; the entries stay pending
+  uv_timer_stop(&claim_timer_);
 }
 
 void Consumer::reset(const std::string& reason) {
@@ -193,8 +311,12 @@ void Consumer::close() {
   inflight_gauge().dec(static_cast<double>(inflight_.size()));
   inflight_.clear();
   on_entry_ = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_),
-           [](uv_handle_t* h) { delete static_cast<Consumer*>(h->data); });
+  auto closed = [](uv_handle_t* h) {
+    auto* self = static_cast<Consumer*>(h->data);
+    if (--self->open_timers_ == 0) delete self;
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&claim_timer_), closed);
 }
 
 }  // namespace deliverd::queue

@@ -20,6 +20,10 @@ struct ConsumerConfig {
   std::string stream = "deliverd:jobs", group = "deliverd", consumer;  // consumer: unique per daemon, stable across restarts
   int block_ms = 1000;
   size_t max_inflight = 256;
+  size_t read_batch = 64;  // entries per read: bounds one reply's size whatever max_inflight is
+  // Entries of another consumer idle this long are taken over (XAUTOCLAIM). Our own in-flight
+  // entries are touched (XCLAIM … JUSTID) every third of it, so a slow delivery is never taken.
+  int claim_idle_ms = 2400 * 1000;
   int retry_min_ms = 250;   // reconnect backoff after a failure, doubling up to retry_max_ms
   int retry_max_ms = 5000;
 };
@@ -27,6 +31,9 @@ struct ConsumerConfig {
 struct StreamEntry {
   std::string id;
   std::vector<std::pair<std::string, std::string>> fields;  // empty if the entry was deleted meanwhile
+  // How many times the group has handed this entry out, this time included. Above 1 the entry
+  // was being processed by a daemon that died (or it was reclaimed) — see Delivery's poison check.
+  int deliveries = 1;
   const std::string* field(std::string_view name) const;     // first field of that name, or nullptr
 };
 
@@ -37,8 +44,10 @@ class Consumer {
   static Consumer* create(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConfig& cfg,
                           std::function<void(StreamEntry)> on_entry);
 
-  // Connects, creates the group (XGROUP CREATE … $ MKSTREAM; BUSYGROUP is fine), hands out this
-  // consumer's own pending entries first (those a previous run held), then new ones. On a
+  // Connects, creates the group (XGROUP CREATE … 0 MKSTREAM, so jobs queued before the first
+  // start are not skipped; BUSYGROUP is fine), hands out this
+  // consumer's own pending entries first (those a previous run held), then new ones, and every
+  // claim interval takes over entries other consumers left idle for claim_idle_ms. On a
   // connection failure it reconnects with backoff and starts over from the pending entries.
   void start();
   // Stops reading at once (the blocking read's connection is closed). Entries already handed
@@ -62,9 +71,17 @@ class Consumer {
   void create_group();
   void read();
   void on_read(const RedisReply& reply);
+  // Entries that were handed out before (own pending, claimed): their delivery counts are looked
+  // up, then they are handed out.
+  void recover(std::vector<StreamEntry> entries);
+  void hand_out(std::vector<StreamEntry> entries);
+  void claim_tick();
+  void renew_leases();
+  void autoclaim();
   void reset(const std::string& reason);
   void drop_client();
   static void on_retry(uv_timer_t* t);
+  static void on_claim_timer(uv_timer_t* t);
 
   uv_loop_t* loop_;
   RedisConfig redis_cfg_;
@@ -79,8 +96,14 @@ class Consumer {
   bool closed_ = false;
   bool read_outstanding_ = false;
   bool delivering_ = false;
+  bool claim_outstanding_ = false;
+  size_t recovering_ = 0;  // entries whose delivery counts are being looked up
+  size_t held() const { return inflight_.size() + recovering_; }
+  std::string claim_cursor_ = "0-0";
   int retry_ms_ = 0;
   uv_timer_t retry_timer_{};
+  uv_timer_t claim_timer_{};
+  int open_timers_ = 2;
 };
 
 }  // namespace deliverd::queue

@@ -99,6 +99,8 @@ class JobParser {
 
   core::Result<Job, JobError> parse(std::string_view json) {
     if (json.size() > max_body_ * 3 + 65536) return core::Err{fail("job", "document too large")};
+    // Checked on its own so the producer is told which of the two rules the document broke.
+    if (!simdjson::validate_utf8(json.data(), json.size())) return core::Err{fail("job", "not valid UTF-8")};
     simdjson::padded_string padded(json);
     // One parser per thread: its buffers are reused across jobs instead of reallocated.
     thread_local od::parser parser;

@@ -9,11 +9,14 @@ namespace {
 // OOM) raises and stops the script before the XACK, so an entry is never acked without its
 // event. (MULTI/EXEC would still run the XACK after a run-time XADD error.) Redis caches the
 // compiled script by its SHA, so sending the body each time costs only the bytes.
-// KEYS: target stream, job stream. ARGV: maxlen, group, entry id, field, value, field, value…
+// KEYS: target stream, job stream, marker key. ARGV: maxlen, group, entry id, marker TTL in ms
+// ("0": no marker), field, value, field, value… The XADD comes first, so a failing XADD leaves
+// neither marker nor ack behind (scripts are not rolled back).
 constexpr const char* kAddAndAck = R"lua(
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', ARGV[4]) end
 return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 )lua";
 
@@ -23,18 +26,40 @@ Publisher::Publisher(RedisClient& client, PublisherConfig cfg) : client_(client)
 
 void Publisher::publish_and_ack(const std::string& entry_id, const std::string& event_json,
                                 std::function<void(bool ok)> cb) {
-  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, std::move(cb));
+  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, "", std::move(cb));
+}
+
+void Publisher::publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id,
+                                          const std::string& event_json, std::function<void(bool ok)> cb) {
+  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, cfg_.done_prefix + job_id,
+              std::move(cb));
+}
+
+void Publisher::is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) {
+  client_.command({"EXISTS", cfg_.done_prefix + job_id}, [cb = std::move(cb)](const RedisReply& r) {
+    if (r.type != RedisReply::Type::Integer) return cb(core::Err{"EXISTS: " + r.str});
+    cb(r.integer > 0);
+  });
+}
+
+void Publisher::ack(const std::string& entry_id, std::function<void(bool ok)> cb) {
+  client_.command({"XACK", cfg_.stream, cfg_.group, entry_id}, [cb = std::move(cb), entry_id](const RedisReply& r) {
+    const bool ok = r.type == RedisReply::Type::Integer;
+    if (!ok) core::log_warn("queue_ack_failed", {{"entry", entry_id}, {"reason", r.str}});
+    if (cb) cb(ok);
+  });
 }
 
 void Publisher::dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                                     std::function<void(bool ok)> cb) {
-  add_and_ack(cfg_.dead, cfg_.dead_maxlen, {"job", payload, "reason", reason}, entry_id, std::move(cb));
+  add_and_ack(cfg_.dead, cfg_.dead_maxlen, {"job", payload, "reason", reason}, entry_id, "", std::move(cb));
 }
 
 void Publisher::add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
-                            const std::string& entry_id, std::function<void(bool ok)> cb) {
-  std::vector<std::string> argv = {"EVAL", kAddAndAck, "2", target, cfg_.stream, std::to_string(maxlen), cfg_.group,
-                                   entry_id};
+                            const std::string& entry_id, const std::string& marker, std::function<void(bool ok)> cb) {
+  std::vector<std::string> argv = {"EVAL", kAddAndAck, "3", target, cfg_.stream, marker.empty() ? cfg_.done_prefix : marker,
+                                   std::to_string(maxlen), cfg_.group, entry_id,
+                                   marker.empty() ? "0" : std::to_string(cfg_.done_ttl_ms)};
   for (auto& f : fields) argv.push_back(std::move(f));
   // The callback holds copies, not `this`: the publisher may be gone when the reply arrives.
   client_.command(std::move(argv), [cb = std::move(cb), entry_id, target](const RedisReply& r) {

@@ -5,10 +5,12 @@
 // XADD succeeded: a failure or a lost connection leaves the entry pending (re-processed later),
 // never acked without its event.
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "core/result.h"
 #include "queue/redis_client.h"
 
 namespace deliverd::queue {
@@ -17,6 +19,8 @@ struct PublisherConfig {
   std::string stream = "deliverd:jobs", group = "deliverd", results = "deliverd:results", dead = "deliverd:dead";
   size_t results_maxlen = 1000000;  // XADD … MAXLEN ~ N
   size_t dead_maxlen = 100000;
+  std::string done_prefix = "deliverd:done:";      // + job id: the idempotency marker
+  int64_t done_ttl_ms = 96LL * 3600 * 1000;         // longer than a job can live (max_age + a day)
 };
 
 class Publisher {
@@ -29,6 +33,19 @@ class Publisher {
   // cb(true) once both were applied; cb(false) on any error (the entry then stays pending).
   void publish_and_ack(const std::string& entry_id, const std::string& event_json, std::function<void(bool ok)> cb);
 
+  // The same for a delivered job, and in the same script the idempotency marker done:{job_id}
+  // is set, so a marker exists exactly when the delivered event does. It is written one Redis
+  // round trip after the server's 250 for DATA; a crash inside that window is the only way a
+  // message can be sent twice (docs/job-schema.md "Delivery guarantees").
+  void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event_json,
+                                 std::function<void(bool ok)> cb);
+
+  // Whether job_id has been delivered (its marker exists). Error = the answer is unknown.
+  void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb);
+
+  // XACK alone: for an entry whose job was already delivered (its event is on the results stream).
+  void ack(const std::string& entry_id, std::function<void(bool ok)> cb);
+
   // XADD dead MAXLEN ~ N * job <payload> reason <reason>, then XACK; cb as above.
   void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                            std::function<void(bool ok)> cb);
@@ -37,7 +54,7 @@ class Publisher {
 
  private:
   void add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
-                   const std::string& entry_id, std::function<void(bool ok)> cb);
+                   const std::string& entry_id, const std::string& marker, std::function<void(bool ok)> cb);
   RedisClient& client_;
   PublisherConfig cfg_;
 };

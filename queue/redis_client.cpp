@@ -1,12 +1,37 @@
 #include "queue/redis_client.h"
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
+#include "core/log.h"
+#include "core/metrics.h"
+
 namespace deliverd::queue {
 namespace {
+
+// A password file is one secret, not a data set; anything bigger is a wrong path.
+constexpr size_t kMaxPasswordFileBytes = 64 * 1024;
+
+core::Family<core::Gauge>& connected_gauge() {
+  static auto& f = core::Registry::global().gauge(
+      "deliverd_redis_connected", "1 while the named Redis connection is up (handshake done), 0 while it is down",
+      {"conn"});
+  return f;
+}
+
+core::Family<core::Counter>& reconnects_counter() {
+  static auto& f = core::Registry::global().counter(
+      "deliverd_redis_reconnects_total", "Redis connections the client re-established by itself after a failure",
+      {"conn"});
+  return f;
+}
 
 RedisReply convert(const redisReply* r) {
   RedisReply out;
@@ -149,14 +174,61 @@ core::Result<RedisConfig, std::string> parse_redis_url(std::string_view url) {
   return cfg;
 }
 
+core::Result<core::Ok, std::string> apply_password_file(RedisConfig& cfg, const std::string& path) {
+  const std::string what = "redis password_file " + path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return core::Err{what + ": cannot open: " + std::strerror(errno)};
+  std::string data;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      return core::Err{what + ": cannot read: " + std::strerror(e)};
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > kMaxPasswordFileBytes) {
+      ::close(fd);
+      explicit_bzero(data.data(), data.size());
+      return core::Err{what + ": larger than " + std::to_string(kMaxPasswordFileBytes) + " bytes"};
+    }
+  }
+  ::close(fd);
+  explicit_bzero(buf, sizeof buf);
+  while (!data.empty() && (data.back() == '\n' || data.back() == '\r')) data.pop_back();
+  if (data.empty()) return core::Err{what + " is empty"};
+  cfg.password = std::move(data);
+  return core::Ok{};
+}
+
+int reconnect_delay_ms(const RedisConfig& cfg, int attempt, double jitter01) {
+  const double lo = std::max(1, cfg.reconnect_min_ms);
+  const double hi = std::max(lo, static_cast<double>(cfg.reconnect_max_ms));
+  double base = lo;
+  for (int i = 1; i < attempt && base < hi; ++i) base *= 2;
+  base = std::min(base, hi);
+  // Jitter spreads the reconnects of a fleet that lost the same Redis at the same moment.
+  const double j = std::clamp(jitter01, 0.0, 1.0);
+  return std::max(1, static_cast<int>(std::lround(base * (0.8 + 0.4 * j))));
+}
+
 RedisClient* RedisClient::create(uv_loop_t* loop, const RedisConfig& cfg) { return new RedisClient(loop, cfg); }
 
-RedisClient::RedisClient(uv_loop_t* loop, const RedisConfig& cfg) : loop_(loop), cfg_(cfg) {
+RedisClient::RedisClient(uv_loop_t* loop, const RedisConfig& cfg)
+    : loop_(loop), cfg_(cfg), rng_(static_cast<unsigned>(uv_hrtime() ^ reinterpret_cast<uintptr_t>(this))) {
   reader_ = redisReaderCreate();
   uv_timer_init(loop, &timeout_timer_);
   uv_timer_init(loop, &defer_timer_);
+  uv_timer_init(loop, &reconnect_timer_);
   timeout_timer_.data = this;
   defer_timer_.data = this;
+  reconnect_timer_.data = this;
+  // Both series exist (at 0) from the start, so a scrape shows a connection that never came up.
+  connected_gauge().with({cfg_.name});
+  reconnects_counter().with({cfg_.name});
 }
 
 RedisClient::~RedisClient() {
@@ -164,39 +236,74 @@ RedisClient::~RedisClient() {
 }
 
 void RedisClient::connect(ConnectCallback cb) {
-  auto defer_failure = [this, &cb](const std::string& reason) {
+  auto defer_failure = [this](ConnectCallback cb, const std::string& reason) {
     defer([cb = std::move(cb), reason](const RedisReply&) { cb(false, reason); }, connection_error(reason));
   };
-  if (state_ != State::Idle) return defer_failure("connect() called twice");
-  if (cfg_.tls) return defer_failure("rediss:// (TLS) is not supported yet");
-  sockaddr_storage addr{};
+  if (state_ != State::Idle) return defer_failure(std::move(cb), "connect() called twice");
+  // Configuration errors: retrying cannot help, so the client is dead even with reconnect.
+  auto config_failure = [&](const std::string& reason) {
+    state_ = State::Failed;
+    core::log_warn("redis_disconnected", {{"conn", cfg_.name}, {"reason", reason}});
+    defer_failure(std::move(cb), reason);
+    for (auto& p : waiting_) defer(std::move(p.cb), connection_error(reason));
+    waiting_.clear();
+  };
   const std::string host = cfg_.host == "localhost" ? "127.0.0.1" : cfg_.host;
-  if (uv_ip4_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-      uv_ip6_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0)
-    return defer_failure("redis host must be an IP address or localhost, got '" + cfg_.host + "'");
+  if (uv_ip4_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&addr_)) != 0 &&
+      uv_ip6_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&addr_)) != 0)
+    return config_failure("redis host must be an IP address or localhost, got '" + cfg_.host + "'");
+  if (cfg_.tls) {
+    tls_ctx_ = cfg_.tls_context;
+    if (!tls_ctx_) {
+      core::TlsClientOptions opts;
+      opts.ca_file = cfg_.ca_file;
+      auto ctx = core::TlsContext::client(opts);
+      if (!ctx) return config_failure("redis TLS: " + ctx.error());
+      tls_ctx_ = std::move(*ctx);
+    }
+  }
   connect_cb_ = std::move(cb);
+  start_attempt();
+}
+
+void RedisClient::start_attempt() {
   state_ = State::Connecting;
+  // A reply half-received on the previous connection must not prefix the new one's.
+  if (reader_) redisReaderFree(reader_);
+  reader_ = redisReaderCreate();
+  partial_reply_bytes_ = 0;
+  handshake_replies_ = 0;
   stream_ = core::TcpStream::create(loop_, this);
   uv_timer_start(&timeout_timer_, on_timer, static_cast<uint64_t>(cfg_.connect_timeout_ms), 0);
-  int rc = stream_->connect(reinterpret_cast<const sockaddr*>(&addr));
+  const int rc = stream_->connect(reinterpret_cast<const sockaddr*>(&addr_));
   if (rc != 0) {
     // Reported on a later iteration, like every other failure, never from inside connect().
     stream_->close();
     stream_ = nullptr;
-    state_ = State::Failed;
     uv_timer_stop(&timeout_timer_);
-    cb = std::move(connect_cb_);
-    connect_cb_ = nullptr;
     const std::string reason = std::string("connect failed: ") + uv_strerror(rc);
-    defer_failure(reason);
-    for (auto& p : waiting_) defer(std::move(p.cb), connection_error(reason));
-    waiting_.clear();
+    defer([this, reason](const RedisReply&) { fail(reason); }, RedisReply{});
   }
 }
 
 void RedisClient::on_connected(int status) {
   if (state_ != State::Connecting) return;
   if (status != 0) return fail(std::string("connect failed: ") + uv_strerror(status));
+  if (!cfg_.tls) return send_handshake();
+  state_ = State::TlsHandshake;
+  core::TlsClientParams p;
+  p.ctx = tls_ctx_;
+  p.server_name = cfg_.tls_server_name.empty() ? cfg_.host : cfg_.tls_server_name;
+  p.verify = true;  // never off: the password and every job cross this connection
+  p.session_key = "redis|" + p.server_name + ":" + std::to_string(cfg_.port);
+  // The outcome arrives through on_tls_handshake(), possibly before this returns.
+  if (int rc = stream_->start_tls_client(p); rc != 0 && state_ == State::TlsHandshake)
+    fail(std::string("redis TLS: cannot start: ") + uv_strerror(rc));
+}
+
+void RedisClient::on_tls_handshake(bool ok, const std::string& error) {
+  if (state_ != State::TlsHandshake) return;
+  if (!ok) return fail("redis TLS: " + error);
   send_handshake();
 }
 
@@ -211,17 +318,6 @@ void RedisClient::send_handshake() {
   }
   if (cfg_.db != 0) steps.emplace_back("SELECT", std::vector<std::string>{"SELECT", std::to_string(cfg_.db)});
   handshake_replies_ = steps.size();
-  auto become_ready = [this] {
-    state_ = State::Ready;
-    uv_timer_stop(&timeout_timer_);
-    flush_waiting();
-    if (state_ != State::Ready) return;
-    arm_timer();
-    if (auto cb = std::move(connect_cb_)) {
-      connect_cb_ = nullptr;
-      cb(true, {});
-    }
-  };
   if (steps.empty()) return become_ready();
   for (auto& [what, argv] : steps) {
     std::vector<const char*> ptrs;
@@ -238,7 +334,7 @@ void RedisClient::send_handshake() {
     redisFreeCommand(wire);
     p.timeout_ms = cfg_.connect_timeout_ms;
     // The password never reaches the log: only the server's error text is reported.
-    p.cb = [this, what = what, become_ready](const RedisReply& r) {
+    p.cb = [this, what = what](const RedisReply& r) {
       if (r.connection_error) return;
       if (r.is_error()) return fail(what + " failed: " + r.str);
       if (--handshake_replies_ == 0) become_ready();
@@ -248,9 +344,47 @@ void RedisClient::send_handshake() {
   }
 }
 
+void RedisClient::become_ready() {
+  state_ = State::Ready;
+  uv_timer_stop(&timeout_timer_);
+  set_connected(true);
+  if (in_outage_) {
+    in_outage_ = false;
+    reconnects_counter().with({cfg_.name}).inc();
+    core::log_info("redis_reconnected", {{"conn", cfg_.name},
+                                         {"reason", outage_reason_},
+                                         {"attempts", std::to_string(attempt_)},
+                                         {"tls", cfg_.tls ? "yes" : "no"}});
+  } else {
+    core::log_info("redis_connected", {{"conn", cfg_.name}, {"tls", cfg_.tls ? "yes" : "no"}});
+  }
+  attempt_ = 0;
+  outage_reason_.clear();
+  flush_waiting();
+  if (state_ != State::Ready) return;
+  arm_timer();
+  if (auto cb = std::move(connect_cb_)) {
+    connect_cb_ = nullptr;
+    cb(true, {});
+    if (state_ != State::Ready) return;
+  }
+  // A copy: the handler may close() this client, which resets on_connect_.
+  if (auto handler = on_connect_) handler();
+}
+
+void RedisClient::set_connected(bool up) {
+  if (up == counted_connected_) return;
+  counted_connected_ = up;
+  // inc/dec rather than set: two clients sharing a name must not overwrite each other.
+  connected_gauge().with({cfg_.name}).inc(up ? 1 : -1);
+}
+
 void RedisClient::command(std::vector<std::string> argv, ReplyCallback cb, int timeout_ms) {
   if (state_ == State::Closed) return;
   if (state_ == State::Failed) return defer(std::move(cb), connection_error("not connected"));
+  // Between a failure and the next handshake a reconnecting client answers at once rather than
+  // queueing: callers see the outage instead of piling up work behind it.
+  if (in_outage_) return defer(std::move(cb), connection_error("not connected (reconnecting)"));
   if (argv.empty()) return defer(std::move(cb), connection_error("empty command"));
   if (pending() >= cfg_.max_pending_commands)
     return defer(std::move(cb), connection_error("too many pending commands"));
@@ -322,6 +456,8 @@ void RedisClient::dispatch(const RedisReply& reply) {
 }
 
 void RedisClient::on_end(int status) {
+  if (state_ == State::TlsHandshake)
+    return fail("redis TLS: connection closed during the handshake (" + std::string(uv_strerror(status)) + ")");
   fail(status == UV_EOF ? std::string("connection closed by server") : std::string(uv_strerror(status)));
 }
 
@@ -338,7 +474,7 @@ void RedisClient::arm_timer() {
 
 void RedisClient::on_timer(uv_timer_t* t) {
   auto* self = static_cast<RedisClient*>(t->data);
-  if (self->state_ == State::Connecting || self->state_ == State::Handshake)
+  if (self->state_ == State::Connecting || self->state_ == State::TlsHandshake || self->state_ == State::Handshake)
     return self->fail("connect timeout after " + std::to_string(self->cfg_.connect_timeout_ms) + " ms");
   if (self->state_ != State::Ready || self->inflight_.empty()) return;
   if (uv_now(self->loop_) >= self->inflight_.front().deadline)
@@ -347,11 +483,21 @@ void RedisClient::on_timer(uv_timer_t* t) {
 }
 
 void RedisClient::fail(const std::string& reason) {
-  if (state_ == State::Failed || state_ == State::Closed) return;
-  state_ = State::Failed;
+  if (state_ == State::Failed || state_ == State::Closed || state_ == State::Backoff) return;
+  state_ = cfg_.reconnect ? State::Backoff : State::Failed;
   uv_timer_stop(&timeout_timer_);
   if (stream_) stream_->close();
   stream_ = nullptr;
+  set_connected(false);
+  const bool new_outage = !in_outage_;
+  if (new_outage) {
+    in_outage_ = true;
+    outage_reason_ = reason;
+    core::log_warn("redis_disconnected", {{"conn", cfg_.name}, {"reason", reason}});
+  } else {
+    core::log_debug("redis_reconnect_failed",
+                    {{"conn", cfg_.name}, {"reason", reason}, {"attempt", std::to_string(attempt_)}});
+  }
   // Taken out first: callbacks may issue commands (answered later) or close() this client.
   std::deque<Pending> pending = std::move(inflight_);
   for (auto& p : waiting_) pending.push_back(std::move(p));
@@ -367,10 +513,24 @@ void RedisClient::fail(const std::string& reason) {
     if (p.cb) p.cb(err);
   }
   if (state_ == State::Closed) return;
-  if (auto cb = std::move(on_disconnect_)) {
-    on_disconnect_ = nullptr;
-    cb(reason);
+  if (new_outage && on_disconnect_) {
+    auto handler = on_disconnect_;  // a copy: the handler may close() this client
+    handler(reason);
   }
+  if (state_ == State::Backoff) schedule_reconnect();
+}
+
+void RedisClient::schedule_reconnect() {
+  ++attempt_;
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  const int delay = reconnect_delay_ms(cfg_, attempt_, unit(rng_));
+  uv_timer_start(&reconnect_timer_, on_reconnect_timer, static_cast<uint64_t>(delay), 0);
+}
+
+void RedisClient::on_reconnect_timer(uv_timer_t* t) {
+  auto* self = static_cast<RedisClient*>(t->data);
+  if (self->state_ != State::Backoff) return;
+  self->start_attempt();
 }
 
 void RedisClient::defer(ReplyCallback cb, RedisReply reply) {
@@ -396,12 +556,16 @@ void RedisClient::close() {
   deferred_.clear();
   connect_cb_ = nullptr;
   on_disconnect_ = nullptr;
+  on_connect_ = nullptr;
   if (stream_) stream_->close();
   stream_ = nullptr;
+  set_connected(false);
   uv_timer_stop(&timeout_timer_);
   uv_timer_stop(&defer_timer_);
+  uv_timer_stop(&reconnect_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timeout_timer_), on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&defer_timer_), on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&reconnect_timer_), on_handle_closed);
 }
 
 void RedisClient::on_handle_closed(uv_handle_t* h) {

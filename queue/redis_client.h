@@ -1,19 +1,22 @@
 #pragma once
 // A Redis connection on the loop. hiredis is used only as the RESP codec (redisFormatCommandArgv,
-// redisReader); the bytes travel over core::TcpStream so that TLS (rediss://) can slot in under
-// the stream later without touching this class's users.
+// redisReader); the bytes travel over core::TcpStream, which is what lets rediss:// (TLS, verified)
+// work with hiredis 0.14, whose own I/O knows no TLS.
 #include <uv.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/result.h"
 #include "core/tcp_stream.h"
+#include "core/tls_context.h"
 
 struct redisReader;
 
@@ -22,15 +25,37 @@ namespace deliverd::queue {
 struct RedisConfig {
   std::string host = "127.0.0.1";
   int port = 6379;
-  std::string username, password;
+  std::string username, password;  // AUTH user pass (ACL) when username is set, AUTH pass otherwise
   int db = 0;
-  bool tls = false;  // parsed from rediss://; the connection refuses it until TLS lands
+  bool tls = false;     // rediss://: TLS 1.2+, certificate and host (or IP SAN) always verified
+  std::string ca_file;  // extra CA bundle trusted besides the system's; "" = system CAs only
+  // The name the certificate must carry when it differs from host (host is an IP literal because
+  // names are not resolved here, while the certificate may name the server by DNS name).
+  std::string tls_server_name;
+  // Optional shared context: owners that make many clients (the Consumer recreates its own) pass
+  // one so the CA store is loaded once and TLS sessions resume. Null: made from ca_file at connect().
+  std::shared_ptr<core::TlsContext> tls_context;
+  std::string name = "main";  // the conn label of metrics and logs
   int connect_timeout_ms = 5000;
   int command_timeout_ms = 10000;
   // Bounds (STYLE §4): bytes of one reply still being received, and commands awaiting a reply.
   size_t max_reply_bytes = 512 * 1024 * 1024;
   size_t max_pending_commands = 100000;
+  // The client reconnects by itself after a failure (false: the owner makes a new client, as the
+  // Consumer does). Delay before attempt n (1-based): min(max, min·2^(n-1)), ±20 % jitter.
+  bool reconnect = false;
+  int reconnect_min_ms = 100;
+  int reconnect_max_ms = 5000;
 };
+
+// Reads the password from a file (a systemd credential, a Kubernetes secret …) into cfg.password.
+// One trailing line ending (\n, \r\n, or several) is stripped. An unreadable, oversized or empty
+// file is an error naming the path; the password itself never appears in errors or logs.
+core::Result<core::Ok, std::string> apply_password_file(RedisConfig& cfg, const std::string& path);
+
+// The backoff before reconnect attempt `attempt` (1-based). jitter01 is a uniform random number in
+// [0, 1): 0 gives -20 %, 0.5 the nominal delay, just under 1 gives +20 %. Never below 1 ms.
+int reconnect_delay_ms(const RedisConfig& cfg, int attempt, double jitter01);
 
 // redis://[user[:pass]@]host[:port][/db]; rediss:// sets tls. User and password may be
 // percent-encoded; "[::1]" spells an IPv6 host. Errors are messages for the config loader.
@@ -59,10 +84,13 @@ class RedisClient : private core::StreamHandler {
   // Heap object (STYLE §1): freed some time after close(), never deleted by the owner.
   static RedisClient* create(uv_loop_t* loop, const RedisConfig& cfg);
 
-  // Connects to cfg.host (an IP literal or "localhost"; names are not resolved here), then
-  // sends AUTH and SELECT as configured. cb runs once: ok after the handshake, or with the
-  // reason. Commands issued before that wait and are sent once the handshake succeeded.
-  // Only one connect per client; a later issue adds reconnect, for now make a new client.
+  // Connects to cfg.host (an IP literal or "localhost"; names are not resolved here), runs the
+  // TLS handshake for rediss://, then sends AUTH and SELECT as configured. cb runs once: ok after
+  // the first handshake, or with the reason of the first failure ("redis TLS: certificate verify
+  // failed: …", "AUTH failed: WRONGPASS …"). Commands issued before that wait and are sent once
+  // the handshake succeeded. Called once per client. With cfg.reconnect the client keeps trying
+  // after a failed first attempt too (except for configuration errors: bad host, bad CA file);
+  // the connect handler tells when it got through.
   void connect(ConnectCallback cb);
 
   // Queues a command; replies arrive in FIFO order. Never throws and never calls back from
@@ -79,16 +107,26 @@ class RedisClient : private core::StreamHandler {
   // such as MULTI … EXEC).
   bool has_room_for(size_t n) const { return pending() + n <= cfg_.max_pending_commands; }
 
-  // Called once when an established or connecting client fails (not on close()).
+  // Called when an established or connecting client fails (not on close()), after every pending
+  // callback got its connection_error reply. Without reconnect that happens once; with reconnect
+  // once per outage (the failed attempts of one outage do not call it again).
   void set_disconnect_handler(std::function<void(const std::string& reason)> cb) { on_disconnect_ = std::move(cb); }
+  // Called after every successful handshake: the first connect (after connect()'s callback) and
+  // every reconnect, so the owner can redo per-connection set-up (XGROUP CREATE, SUBSCRIBE …).
+  void set_connect_handler(std::function<void()> cb) { on_connect_ = std::move(cb); }
+  const std::string& name() const { return cfg_.name; }
 
-  // Idempotent. Pending callbacks are DROPPED (destroyed without being called): close() is
+  // While a reconnecting client is down (between a failure and the next successful handshake),
+  // command() fails fast: the Error reply (connection_error set) comes on a later loop turn.
+
+  // Idempotent; also stops reconnecting. Pending callbacks are DROPPED (destroyed without being called): close() is
   // what an owner calls while tearing itself down, so calling back into it would be unsafe.
   // Connection failures, by contrast, call every pending callback with an Error reply.
   void close();
 
  private:
-  enum class State { Idle, Connecting, Handshake, Ready, Failed, Closed };
+  // Backoff: waiting for the reconnect timer (reconnect only). Failed: dead for good.
+  enum class State { Idle, Connecting, TlsHandshake, Handshake, Ready, Backoff, Failed, Closed };
   struct Pending {
     ReplyCallback cb;
     uint64_t deadline = 0;  // loop time in ms; 0 while not yet written
@@ -102,8 +140,13 @@ class RedisClient : private core::StreamHandler {
   void on_connected(int status) override;
   void on_data(std::string_view bytes) override;
   void on_end(int status) override;
+  void on_tls_handshake(bool ok, const std::string& error) override;
 
+  void start_attempt();
   void send_handshake();
+  void become_ready();
+  void set_connected(bool up);
+  void schedule_reconnect();
   void write_pending(Pending p);
   void flush_waiting();
   void dispatch(const RedisReply& reply);
@@ -112,6 +155,7 @@ class RedisClient : private core::StreamHandler {
   void defer(ReplyCallback cb, RedisReply reply);
   static void on_timer(uv_timer_t* t);
   static void on_deferred(uv_timer_t* t);
+  static void on_reconnect_timer(uv_timer_t* t);
   static void on_handle_closed(uv_handle_t* h);
 
   uv_loop_t* loop_;
@@ -122,13 +166,22 @@ class RedisClient : private core::StreamHandler {
   size_t partial_reply_bytes_ = 0;
   ConnectCallback connect_cb_;
   std::function<void(const std::string&)> on_disconnect_;
+  std::function<void()> on_connect_;
+  sockaddr_storage addr_{};  // resolved once by connect(), reused by every reconnect
+  std::shared_ptr<core::TlsContext> tls_ctx_;
+  bool counted_connected_ = false;  // this client holds +1 in the connected gauge
+  bool in_outage_ = false;          // lost the connection and not yet back (reconnect)
+  std::string outage_reason_;
+  int attempt_ = 0;  // reconnect attempts in the current outage
+  std::minstd_rand rng_;
   size_t handshake_replies_ = 0;  // AUTH/SELECT replies still expected before Ready
   std::deque<Pending> waiting_;   // queued before Ready, not yet written
   std::deque<Pending> inflight_;  // written, awaiting a reply (FIFO)
   std::deque<std::pair<ReplyCallback, RedisReply>> deferred_;
   uv_timer_t timeout_timer_{};
   uv_timer_t defer_timer_{};
-  int open_handles_ = 2;
+  uv_timer_t reconnect_timer_{};
+  int open_handles_ = 3;
 };
 
 }  // namespace deliverd::queue

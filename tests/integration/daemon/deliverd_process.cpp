@@ -32,8 +32,8 @@ DeliverdProcess::DeliverdProcess(Options o) : o_(std::move(o)) {
   write_file(config_, "[daemon]\nhostname = \"deliverd.test\"\nlog_level = \"info\"\nshutdown_grace_s = " +
                           std::to_string(o_.shutdown_grace_s) +
                           "\n\n[redis]\nurl = \"redis://127.0.0.1:" + std::to_string(o_.redis_port) +
-                          "\"\nconsumer = \"test-consumer\"\nmax_inflight = " + std::to_string(o_.max_inflight) +
-                          "\nblock_ms = 200\n\n[postgres]\nconninfo = \"" + o_.pg_conninfo +
+                          "\"\nconsumer = \"" + o_.consumer + "\"\nmax_inflight = " + std::to_string(o_.max_inflight) +
+                          "\nblock_ms = 200\n" + o_.redis_extra + "\n\n[postgres]\nconninfo = \"" + o_.pg_conninfo +
                           "\"\n\n[admin]\nlisten = \"127.0.0.1:" + std::to_string(admin_port_) +
                           "\"\n\n[security]\nsecret_key_file = \"" + dir_.file("secret.key") +
                           "\"\nallow_private_targets = [" + allow + "]\n\n[smtp]\nconnect_timeout_s = " + t +
@@ -138,8 +138,8 @@ DaemonStack::DaemonStack(const std::function<void(DeliverdProcess::Options&)>& c
   if (daemon_->cli({"migrate"}, &out) != 0) throw std::runtime_error("migrate failed: " + out);
 }
 
-std::map<std::string, ResultEvent> events_by_job(RedisServer& redis) {
-  std::map<std::string, ResultEvent> out;
+std::vector<ResultEvent> all_events(RedisServer& redis) {
+  std::vector<ResultEvent> out;
   simdjson::dom::parser parser;
   for (const auto& entry : redis.xrange("deliverd:results")) {
     simdjson::dom::element e = parser.parse(entry.fields.at("event"));
@@ -152,9 +152,34 @@ std::map<std::string, ResultEvent> events_by_job(RedisServer& redis) {
     auto code = e["reply"]["code"].get_int64();
     if (!code.error()) ev.code = code.value();
     ev.enhanced = std::string(e["reply"]["enhanced"].get_string().value());
-    out[ev.job_id] = ev;
+    ev.attempt = static_cast<int>(e["attempt"].get_int64().value());
+    auto next = e["next_attempt_at"].get_string();
+    if (!next.error()) ev.next_attempt_at = std::string(next.value());
+    ev.entry_ms = std::atoll(entry.id.c_str());
+    out.push_back(std::move(ev));
   }
   return out;
+}
+
+std::map<std::string, ResultEvent> events_by_job(RedisServer& redis) {
+  std::map<std::string, ResultEvent> out;
+  for (auto& ev : all_events(redis)) out[ev.job_id] = ev;
+  return out;
+}
+
+std::map<std::string, ResultEvent> wait_for_final_events(RedisServer& redis, const std::vector<std::string>& ids,
+                                                         int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    auto all = events_by_job(redis);
+    size_t found = 0;
+    for (const auto& id : ids) {
+      auto it = all.find(id);
+      found += it != all.end() && it->second.status != "deferred";
+    }
+    if (found == ids.size() || now_ms() > deadline) return all;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 std::map<std::string, ResultEvent> wait_for_events(RedisServer& redis, const std::vector<std::string>& ids,

@@ -23,6 +23,8 @@ class DeliverdProcess {
     int max_inflight = 256;
     int shutdown_grace_s = 10;
     int smtp_timeout_s = 10;  // every SMTP phase; tests shorten RFC 5321's minutes
+    std::string consumer = "test-consumer";
+    std::string redis_extra;  // appended inside [redis]
     std::string extra_toml;   // appended verbatim
   };
   explicit DeliverdProcess(Options o);
@@ -68,10 +70,18 @@ class DaemonStack {
 
 // One outcome event of the results stream (docs/job-schema.md), the fields tests look at.
 struct ResultEvent {
-  std::string job_id, status, phase, reason, detail, enhanced;
+  std::string job_id, status, phase, reason, detail, enhanced, next_attempt_at;
   int64_t code = 0;
+  int attempt = 0;
+  int64_t entry_ms = 0;  // when it was published (the results entry id's time)
 };
+// Every event of the results stream, oldest first.
+std::vector<ResultEvent> all_events(RedisServer& redis);
+// The latest event of each job.
 std::map<std::string, ResultEvent> events_by_job(RedisServer& redis);
+// Waits until every id has a final (not deferred) event; returns the latest event by job id.
+std::map<std::string, ResultEvent> wait_for_final_events(RedisServer& redis, const std::vector<std::string>& ids,
+                                                         int timeout_ms = 60000);
 // Waits until every id has an event (or timeout_ms passes); returns all events by job id.
 std::map<std::string, ResultEvent> wait_for_events(RedisServer& redis, const std::vector<std::string>& ids,
                                                    int timeout_ms = 60000);

@@ -17,7 +17,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/metrics.h"
 #include "tests/integration/fixtures/redis_server.h"
+#include "tests/integration/fixtures/test_ca.h"
 #include "tests/integration/queue/test_loop.h"
 
 namespace deliverd::queue {
@@ -429,6 +431,283 @@ TEST(RedisClient, CloseFromInsideACallbackIsSafe) {
     });
   loop.run_for(200);
   EXPECT_EQ(called, 1);
+}
+
+// ---- TLS (rediss://) ----
+
+RedisConfig tls_config(const RedisServer& redis, const std::string& ca_file) {
+  auto parsed = parse_redis_url(redis.tls_url());
+  EXPECT_TRUE(parsed.ok());
+  RedisConfig cfg = parsed.value();
+  cfg.ca_file = ca_file;
+  return cfg;
+}
+
+double connected_value(const std::string& name) {
+  return core::Registry::global().gauge("deliverd_redis_connected", "", {"conn"}).with({name}).value();
+}
+double reconnects_value(const std::string& name) {
+  return core::Registry::global().counter("deliverd_redis_reconnects_total", "", {"conn"}).with({name}).value();
+}
+
+// Runs one command and the loop until its reply came.
+RedisReply run_command(TestLoop& loop, RedisClient* c, std::vector<std::string> argv) {
+  RedisReply reply;
+  bool done = false;
+  c->command(std::move(argv), [&](const RedisReply& r) {
+    reply = r;
+    done = true;
+  });
+  EXPECT_TRUE(loop.run_until([&] { return done; }));
+  return reply;
+}
+
+// Connects and returns the connect callback's error ("" when it succeeded).
+std::string connect_error(TestLoop& loop, RedisClient* c) {
+  bool done = false;
+  std::string error;
+  c->connect([&](bool ok, const std::string& e) {
+    done = true;
+    error = ok ? std::string() : e;
+    if (!ok && error.empty()) error = "(failed without a reason)";
+  });
+  EXPECT_TRUE(loop.run_until([&] { return done; }));
+  return error;
+}
+
+TEST(RedisClientTls, VerifiedConnectionToAnIpLiteralRunsCommands) {
+  RedisServer redis(RedisServer::Options{{}, true});
+  TestLoop loop;
+  RedisConfig cfg = tls_config(redis, redis.ca_file());
+  ASSERT_EQ(cfg.host, "127.0.0.1");  // the certificate carries only IP:127.0.0.1
+  cfg.name = "tls-ok";
+  EXPECT_EQ(connected_value("tls-ok"), 0);
+  RedisClient* c = connect_client(loop, cfg);
+  ASSERT_TRUE(c->connected());
+  EXPECT_EQ(connected_value("tls-ok"), 1);
+  EXPECT_EQ(run_command(loop, c, {"PING"}).str, "PONG");
+  // Big enough to span many TLS records, binary-safe.
+  std::string value(300000, 'v');
+  value[7] = '\0';
+  EXPECT_EQ(run_command(loop, c, {"SET", "over-tls", value}).str, "OK");
+  EXPECT_EQ(run_command(loop, c, {"GET", "over-tls"}).str, value);
+  EXPECT_EQ(redis.command({"STRLEN", "over-tls"}), "300000");  // the plain port sees the same data
+  c->close();
+  EXPECT_EQ(connected_value("tls-ok"), 0);
+}
+
+TEST(RedisClientTls, UntrustedCertificateFailsWithTheVerifyReason) {
+  RedisServer redis(RedisServer::Options{{}, true});
+  deliverd::testing::TestCa other;
+  TestLoop loop;
+  RedisClient* c = RedisClient::create(loop.get(), tls_config(redis, other.ca_file()));
+  bool cmd_failed = false;
+  c->command({"PING"}, [&](const RedisReply& r) { cmd_failed = r.connection_error; });
+  const std::string error = connect_error(loop, c);
+  EXPECT_EQ(error.rfind("redis TLS: certificate verify failed:", 0), 0u) << error;
+  EXPECT_TRUE(loop.run_until([&] { return cmd_failed; })) << "the queued command is failed, not sent in clear";
+  EXPECT_FALSE(c->connected());
+  c->close();
+}
+
+TEST(RedisClientTls, NameTheCertificateDoesNotCarryIsRefused) {
+  RedisServer redis(RedisServer::Options{{}, true});
+  TestLoop loop;
+  for (const std::string name : {"localhost", "redis.example.org", "127.0.0.2"}) {
+    RedisConfig cfg = tls_config(redis, redis.ca_file());
+    cfg.tls_server_name = name;
+    RedisClient* c = RedisClient::create(loop.get(), cfg);
+    const std::string error = connect_error(loop, c);
+    EXPECT_EQ(error.rfind("redis TLS: certificate verify failed:", 0), 0u) << name << ": " << error;
+    c->close();
+  }
+}
+
+TEST(RedisClientTls, MissingCaFileIsAConfigurationError) {
+  TestLoop loop;
+  RedisConfig cfg = parse_redis_url("rediss://127.0.0.1:1").value();
+  cfg.ca_file = "/nonexistent/ca.pem";
+  RedisClient* c = RedisClient::create(loop.get(), cfg);
+  const std::string error = connect_error(loop, c);
+  EXPECT_NE(error.find("/nonexistent/ca.pem"), std::string::npos) << error;
+  c->close();
+}
+
+TEST(RedisClientTls, AclUserOverTlsAndWrongPasswordSurfacesTheServerError) {
+  RedisServer redis(RedisServer::Options{{}, true});
+  redis.add_acl_user("deliverd", "pw-good");
+  TestLoop loop;
+  RedisConfig cfg = tls_config(redis, redis.ca_file());
+  cfg.username = "deliverd";
+  cfg.password = "pw-good";
+  cfg.db = 1;
+  RedisClient* good = connect_client(loop, cfg);
+  EXPECT_EQ(run_command(loop, good, {"ACL", "WHOAMI"}).str, "deliverd");
+  EXPECT_EQ(run_command(loop, good, {"SET", "who", "acl"}).str, "OK");
+  EXPECT_EQ(redis.command({"SELECT", "1"}), "OK");
+  EXPECT_EQ(redis.command({"GET", "who"}), "acl");
+  good->close();
+
+  cfg.password = "pw-BAD-guess";
+  RedisClient* bad = RedisClient::create(loop.get(), cfg);
+  const std::string error = connect_error(loop, bad);
+  EXPECT_NE(error.find("AUTH failed: WRONGPASS"), std::string::npos) << error;
+  EXPECT_EQ(error.find("pw-BAD-guess"), std::string::npos) << "the password must not appear in errors";
+  bad->close();
+}
+
+TEST(RedisClient, PasswordWithoutUserSendsPlainAuth) {
+  RedisServer redis({"--requirepass", "only-pass"});
+  TestLoop loop;
+  RedisConfig cfg = config_for(redis.port());
+  cfg.password = "only-pass";
+  RedisClient* c = connect_client(loop, cfg);
+  EXPECT_EQ(run_command(loop, c, {"ACL", "WHOAMI"}).str, "default");
+  c->close();
+}
+
+// ---- reconnect ----
+
+struct Watch {
+  int connects = 0, disconnects = 0;
+  std::string reason;
+  void attach(RedisClient* c) {
+    c->set_connect_handler([this] { ++connects; });
+    c->set_disconnect_handler([this](const std::string& r) {
+      ++disconnects;
+      reason = r;
+    });
+  }
+};
+
+RedisConfig reconnecting(RedisConfig cfg, const std::string& name) {
+  cfg.reconnect = true;
+  cfg.reconnect_min_ms = 50;
+  cfg.reconnect_max_ms = 400;
+  cfg.name = name;
+  return cfg;
+}
+
+TEST(RedisClientReconnect, ComesBackByItselfAfterTheServerRestarts) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = RedisClient::create(loop.get(), reconnecting(config_for(redis.port()), "reconnect-plain"));
+  Watch w;
+  w.attach(c);
+  ASSERT_EQ(connect_error(loop, c), "");
+  EXPECT_EQ(w.connects, 1) << "the connect handler also runs after the first handshake";
+  EXPECT_EQ(run_command(loop, c, {"PING"}).str, "PONG");
+  const double reconnects_before = reconnects_value("reconnect-plain");
+
+  int pending_errors = 0;
+  c->command(
+      {"BLPOP", "nothing", "30"}, [&](const RedisReply& r) { pending_errors += r.connection_error; }, 40000);
+  for (int i = 0; i < 10; ++i) c->command({"PING"}, [&](const RedisReply& r) { pending_errors += r.connection_error; });
+  loop.run_for(50);
+  redis.kill();
+  ASSERT_TRUE(loop.run_until([&] { return w.disconnects == 1 && pending_errors == 11; }));
+  EXPECT_FALSE(c->connected());
+  EXPECT_EQ(connected_value("reconnect-plain"), 0);
+
+  // While down, commands are answered at once (a later loop turn) instead of waiting.
+  const RedisReply down = run_command(loop, c, {"PING"});
+  EXPECT_TRUE(down.connection_error);
+  EXPECT_EQ(c->pending(), 0u);
+  loop.run_for(400);  // several attempts fail meanwhile
+  EXPECT_EQ(w.disconnects, 1) << "failed attempts of one outage do not call the handler again";
+  EXPECT_EQ(w.connects, 1);
+
+  redis.restart(false);
+  ASSERT_TRUE(loop.run_until([&] { return w.connects == 2; }));
+  EXPECT_TRUE(c->connected());
+  EXPECT_EQ(run_command(loop, c, {"PING"}).str, "PONG");
+  EXPECT_EQ(reconnects_value("reconnect-plain"), reconnects_before + 1);
+  EXPECT_EQ(connected_value("reconnect-plain"), 1);
+
+  // And a second outage is handled the same way.
+  redis.kill();
+  ASSERT_TRUE(loop.run_until([&] { return w.disconnects == 2; }));
+  redis.restart(false);
+  ASSERT_TRUE(loop.run_until([&] { return w.connects == 3; }));
+  EXPECT_EQ(reconnects_value("reconnect-plain"), reconnects_before + 2);
+  c->close();
+  EXPECT_EQ(connected_value("reconnect-plain"), 0);
+}
+
+TEST(RedisClientReconnect, RepeatsTheTlsAuthAndSelectHandshake) {
+  RedisServer redis(RedisServer::Options{{"--requirepass", "pw"}, true});
+  TestLoop loop;
+  RedisConfig cfg = tls_config(redis, redis.ca_file());
+  cfg.password = "pw";
+  cfg.db = 3;
+  RedisClient* c = RedisClient::create(loop.get(), reconnecting(cfg, "reconnect-tls"));
+  Watch w;
+  w.attach(c);
+  ASSERT_EQ(connect_error(loop, c), "");
+  redis.kill();
+  ASSERT_TRUE(loop.run_until([&] { return w.disconnects == 1; }));
+  redis.restart(false);
+  ASSERT_TRUE(loop.run_until([&] { return w.connects == 2; }));
+  EXPECT_EQ(run_command(loop, c, {"SET", "after", "reconnect"}).str, "OK");
+  EXPECT_EQ(redis.command({"SELECT", "3"}), "OK");
+  EXPECT_EQ(redis.command({"GET", "after"}), "reconnect") << "SELECT was sent again";
+  c->close();
+}
+
+TEST(RedisClientReconnect, FirstConnectFailureReportsThenKeepsTrying) {
+  RedisServer redis;
+  redis.kill();
+  TestLoop loop;
+  RedisClient* c = RedisClient::create(loop.get(), reconnecting(config_for(redis.port()), "reconnect-first"));
+  Watch w;
+  w.attach(c);
+  EXPECT_NE(connect_error(loop, c).find("connect failed"), std::string::npos);
+  EXPECT_EQ(w.disconnects, 1);
+  redis.restart(false);
+  ASSERT_TRUE(loop.run_until([&] { return w.connects == 1; }));
+  EXPECT_EQ(run_command(loop, c, {"PING"}).str, "PONG");
+  c->close();
+}
+
+TEST(RedisClientReconnect, CloseDuringBackoffStopsReconnecting) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = RedisClient::create(loop.get(), reconnecting(config_for(redis.port()), "reconnect-close"));
+  Watch w;
+  w.attach(c);
+  ASSERT_EQ(connect_error(loop, c), "");
+  redis.kill();
+  ASSERT_TRUE(loop.run_until([&] { return w.disconnects == 1; }));
+  c->close();
+  redis.restart(false);
+  loop.run_for(500);
+  EXPECT_EQ(w.connects, 1);
+  // Only the fixture's own helper connection is there.
+  const std::string clients = redis.command({"CLIENT", "LIST"});
+  size_t n = 0;
+  for (size_t at = clients.find("id="); at != std::string::npos; at = clients.find("id=", at + 1)) ++n;
+  EXPECT_EQ(n, 1u) << clients;
+}
+
+TEST(RedisClientReconnect, WithoutReconnectTheClientStaysDown) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisConfig cfg = config_for(redis.port());
+  cfg.name = "no-reconnect";
+  RedisClient* c = RedisClient::create(loop.get(), cfg);
+  Watch w;
+  w.attach(c);
+  ASSERT_EQ(connect_error(loop, c), "");
+  const double before = reconnects_value("no-reconnect");
+  redis.kill();
+  ASSERT_TRUE(loop.run_until([&] { return w.disconnects == 1; }));
+  redis.restart(false);
+  loop.run_for(500);
+  EXPECT_FALSE(c->connected());
+  EXPECT_EQ(w.connects, 1);
+  EXPECT_EQ(reconnects_value("no-reconnect"), before);
+  EXPECT_TRUE(run_command(loop, c, {"PING"}).connection_error);
+  c->close();
 }
 
 }  // namespace

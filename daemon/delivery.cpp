@@ -1,0 +1,357 @@
+#include "daemon/delivery.h"
+
+#include <cctype>
+#include <charconv>
+#include <random>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "daemon/app.h"
+#include "daemon/result_event.h"
+#include "queue/publisher.h"
+#include "queue/retry_policy.h"
+#include "queue/scheduler.h"
+#include "smtp/composer.h"
+#include "smtp/dkim.h"
+#include "smtp/unsubscribe_token.h"
+#include "store/pg_connection.h"
+#include "store/suppressions.h"
+
+namespace deliverd::daemon {
+namespace {
+
+struct Metrics {
+  core::Family<core::Counter>& outcomes;
+  core::Family<core::Counter>& dead_letters;
+  core::Counter& duplicates;
+  core::Counter& redis_write_retries;
+  core::Histogram& duration;
+  static Metrics& get() {
+    auto& r = core::Registry::global();
+    static Metrics m{
+        r.counter("deliverd_outcomes_total", "Final and deferred outcomes of delivery attempts, by status and reason",
+                  {"status", "reason"}),
+        r.counter("deliverd_dead_letters_total", "Jobs that could not be parsed or validated", {}),
+        r.counter("deliverd_duplicates_skipped_total",
+                  "Jobs not sent because their idempotency marker showed them delivered already")
+            .get(),
+        r.counter("deliverd_redis_write_retries_total",
+                  "Outcome, retry-set and ack writes retried because Redis could not take them")
+            .get(),
+        r.histogram("deliverd_delivery_duration_seconds", "Time from taking a job to its outcome",
+                    {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
+            .get(),
+    };
+    return m;
+  }
+};
+
+core::Outcome policy_outcome(core::Status status, std::string reason, std::string detail) {
+  core::Outcome o;
+  o.status = status;
+  o.phase = "policy";
+  o.reason = std::move(reason);
+  o.detail = std::move(detail);
+  return o;
+}
+
+bool parse_positive(const std::string* text, int64_t& out) {
+  if (!text) return true;  // absent: keep the default
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), out);
+  return ec == std::errc() && end == text->data() + text->size() && out > 0;
+}
+
+constexpr uint64_t kBackoffMinMs = 100;
+constexpr uint64_t kBackoffMaxMs = 5000;
+
+}  // namespace
+
+Delivery::Delivery(App& app, queue::StreamEntry entry)
+    : app_(app), entry_(std::move(entry)), started_(uv_now(&app.loop_)) {
+  Metrics::get();
+}
+
+void Delivery::abort() {
+  aborted_ = true;
+  if (resolve_id_) {
+    app_.resolver_->cancel(resolve_id_);
+    resolve_id_ = 0;
+    return done(policy_outcome(core::Status::Deferred, "aborted", "the daemon stopped before the name was resolved"));
+  }
+  // Pooled sessions are not owned by one delivery: past the drain bound all of them end
+  // (deferred, "aborted") and each delivery then publishes its outcome as usual.
+  if (sending_ && app_.pool_) app_.pool_->shutdown();
+  if (pending_write_) {
+    backoff_.reset();
+    pending_write_ = nullptr;
+    release();
+  }
+}
+
+bool Delivery::read_retry_fields(std::string& error) {
+  int64_t attempt = 1;
+  first_seen_ms_ = queue::entry_id_ms(entry_.id);
+  if (!parse_positive(entry_.field("attempt"), attempt) || attempt > 1000) {
+    error = "stream field \"attempt\" is not a positive number";
+    return false;
+  }
+  if (!parse_positive(entry_.field("first_seen"), first_seen_ms_)) {
+    error = "stream field \"first_seen\" is not a positive number";
+    return false;
+  }
+  attempt_ = static_cast<int>(attempt);
+  return true;
+}
+
+void Delivery::start() {
+  payload_ = entry_.field("job");
+  if (entry_.deliveries > kMaxDeliveries)
+    return dead_letter("deliverd took this entry " + std::to_string(entry_.deliveries) +
+                       " times without finishing it (the daemon crashed or failed while processing it)");
+  if (!payload_) return dead_letter("missing stream field \"job\"");
+  auto parsed = queue::parse_job(*payload_);
+  if (!parsed) return dead_letter(parsed.error().to_string());
+  job_ = std::move(parsed).value();
+  if (std::string error; !read_retry_fields(error)) return dead_letter(error);
+
+  const int64_t now = app_.now_ms();
+  if (job_.expires_at_ms && job_.expires_at_ms <= now)
+    return done(policy_outcome(core::Status::Expired, "expired", "expires_at has passed"));
+  if (job_.not_before_ms > now) {
+    // Its first attempt is in the future: the job waits in the retry set, not in memory, and
+    // its max age counts from then.
+    first_seen_ms_ = std::max(first_seen_ms_, job_.not_before_ms);
+    return postpone(job_.not_before_ms, nullptr);
+  }
+  if (now - first_seen_ms_ >= app_.retry_policy_.max_age_ms)
+    return done(policy_outcome(core::Status::Expired, "max_age", "the job is older than [retry] max_age"));
+
+  auto mbx = app_.mailboxes_.find(job_.mailbox);
+  if (mbx == app_.mailboxes_.end() || mbx->second.account != job_.account)
+    return done(policy_outcome(core::Status::Rejected, "unknown_mailbox",
+                               "mailbox " + job_.mailbox + " is not registered for account " + job_.account));
+  mailbox_ = mbx->second;
+  if (mailbox_.paused)
+    return done(policy_outcome(core::Status::Deferred, "mailbox_paused", "mailbox " + mailbox_.id + " is paused"));
+  if (!dns::port_allowed(mailbox_.smtp_port))
+    return done(policy_outcome(core::Status::Rejected, "port_refused",
+                               "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
+  check_done();
+}
+
+// The idempotency marker is checked before anything is sent: an entry redelivered after a crash,
+// or a producer's duplicate of a delivered job, is acked without sending again.
+void Delivery::check_done() {
+  app_.publisher_->is_done(job_.id, [this](core::Result<bool, std::string> r) {
+    if (!r) {
+      // Unknown is not "no": sending now could send twice. Wait for Redis.
+      if (aborted_) return release();
+      return after_backoff([this] { check_done(); });
+    }
+    if (!*r) return check_suppression();
+    Metrics::get().duplicates.inc();
+    core::log_info("job_already_delivered", {{"job", job_.id}, {"entry", entry_.id}});
+    persist([this](auto cb) { app_.publisher_->ack(entry_.id, std::move(cb)); });
+  });
+}
+
+void Delivery::check_suppression() {
+  // The suppression list is checked before anything is composed or sent (DESIGN.md policy gate).
+  store::is_suppressed(*app_.pg_, job_.account, job_.to_email, [this](core::Result<bool, std::string> r) {
+    if (!r) return done(policy_outcome(core::Status::Deferred, "suppression_check_failed", r.error()));
+    if (*r)
+      return done(policy_outcome(core::Status::Suppressed, "suppressed",
+                                 "the address is on the suppression list of account " + job_.account));
+    compose_and_send();
+  });
+}
+
+void Delivery::compose_and_send() {
+  const Config& cfg = app_.cfg_;
+  App::Compliance& comp = *app_.compliance_;
+  smtp::MessageSpec spec;
+  spec.from_email = mailbox_.email;
+  spec.from_name = job_.from_name;
+  spec.to_email = job_.to_email;
+  spec.to_name = job_.to_name;
+  spec.reply_to = job_.reply_to;
+  spec.subject = job_.subject;
+  spec.text = job_.text;
+  spec.headers = job_.headers;
+  spec.message_id_domain = cfg.hostname;
+  spec.html = job_.html;
+  spec.raw = job_.raw;
+  spec.campaign = job_.campaign;
+  if (!job_.campaign.empty()) {
+    spec.unsubscribe_url = job_.unsubscribe_url;
+    spec.unsubscribe_mailto = job_.unsubscribe_mailto.empty() ? cfg.unsubscribe_mailto : job_.unsubscribe_mailto;
+    if (spec.unsubscribe_url.empty() && comp.tokens && !cfg.unsubscribe_base_url.empty())
+      spec.unsubscribe_url =
+          cfg.unsubscribe_base_url + "/u/" + comp.tokens->issue({job_.account, job_.to_email, job_.campaign});
+    auto postal = cfg.account_postal_addresses.find(job_.account);
+    spec.postal_address = postal != cfg.account_postal_addresses.end() ? postal->second : cfg.postal_address;
+  }
+  auto now = static_cast<std::time_t>(app_.now_ms() / 1000);
+  auto composed = smtp::compose(spec, now);
+  if (!composed) return done(policy_outcome(core::Status::Rejected, "invalid_message", composed.error()));
+  message_ = std::move(composed).value();
+  std::string from_domain = mailbox_.email.substr(mailbox_.email.rfind('@') + 1);
+  for (auto& ch : from_domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (auto signer = comp.signers.find(from_domain); signer != comp.signers.end()) {
+    auto signed_message = signer->second.sign(message_, now);
+    if (!signed_message) return done(policy_outcome(core::Status::Failed, "dkim_failed", signed_message.error()));
+    message_ = std::move(signed_message).value();
+  }
+
+  if (mailbox_.mode == "mx" || mailbox_.mode == "direct") return send_mx();
+  resolve_id_ = app_.resolver_->resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
+    resolve_id_ = 0;
+    resolved(r);
+  });
+}
+
+void Delivery::resolved(const dns::ResolvedHost& r) {
+  if (auto failure = dns::resolve_failure_outcome(r)) {
+    // The mailbox's own submission server not resolving is a fault of the mailbox, not of the
+    // recipient: it must not bounce (and later suppress) the recipient.
+    if (failure->status == core::Status::Bounced) failure->status = core::Status::Failed;
+    return done(*failure);
+  }
+  sockaddr_storage addr = dns::with_port(r.allowed.front(), mailbox_.smtp_port);
+
+  smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
+  smtp::Route route;
+  route.key = "mbx:" + mailbox_.id;
+  route.cfg = app_.mailbox_session_config(mailbox_);
+  route.addr = addr;
+  route.host = mailbox_.smtp_host;
+  sending_ = true;
+  app_.pool_->submit(std::move(route), std::move(env), [this](const core::Outcome& o) {
+    sending_ = false;
+    done(o);
+  });
+}
+
+void Delivery::send_mx() {
+  std::string domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
+  smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
+  sending_ = true;
+  app_.mx_->deliver(domain, std::move(env), [this](const core::Outcome& o) {
+    sending_ = false;
+    done(o);
+  });
+}
+
+void Delivery::dead_letter(const std::string& reason) {
+  Metrics::get().dead_letters.get().inc();
+  core::log_warn("job_dead_lettered", {{"entry", entry_.id}, {"reason", reason}});
+  persist([this, reason](auto cb) {
+    app_.publisher_->dead_letter_and_ack(entry_.id, payload_ ? *payload_ : std::string(), reason, std::move(cb));
+  });
+}
+
+void Delivery::done(const core::Outcome& o) {
+  if (o.status == core::Status::Deferred) return retry_later(o);
+  publish(o);
+}
+
+void Delivery::retry_later(const core::Outcome& o) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  const double unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  auto next = queue::next_retry(app_.retry_policy_, attempt_, app_.now_ms(), first_seen_ms_, job_.expires_at_ms, unit);
+  if (!next.give_up) {
+    Metrics::get().outcomes.with({"deferred", o.reason}).inc();
+    const std::string ev = event(o, next.due_ms);
+    log_outcome(o);
+    queue::RetryItem item{*payload_, attempt_ + 1, first_seen_ms_};
+    return persist([this, item, due = next.due_ms, ev](auto cb) {
+      app_.scheduler_->defer_and_ack(entry_.id, item, due, ev, std::move(cb));
+    });
+  }
+  // No retry fits before the job's end: its last deferral becomes its final outcome. A paused
+  // mailbox that never resumed is a policy refusal rather than an expiry (DESIGN.md "Outcomes").
+  core::Outcome final = o;
+  final.status = o.reason == "mailbox_paused" ? core::Status::Rejected : core::Status::Expired;
+  final.detail = (next.why == "expires_at" ? "no retry possible before expires_at; last attempt: "
+                                           : "no retry possible within [retry] max_age; last attempt: ") +
+                 o.reason + (o.detail.empty() ? "" : " (" + o.detail + ")");
+  if (final.status == core::Status::Expired) final.reason = next.why == "expires_at" ? "expired" : "max_age";
+  publish(final);
+}
+
+void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
+  std::string ev;
+  if (event_outcome) {
+    Metrics::get().outcomes.with({"deferred", event_outcome->reason}).inc();
+    ev = event(*event_outcome, due_ms);
+  }
+  queue::RetryItem item{*payload_, attempt_, first_seen_ms_};
+  persist([this, item, due_ms, ev](auto cb) { app_.scheduler_->defer_and_ack(entry_.id, item, due_ms, ev, std::move(cb)); });
+}
+
+void Delivery::publish(const core::Outcome& o, int64_t next_attempt_ms) {
+  auto& m = Metrics::get();
+  m.outcomes.with({std::string(core::to_string(o.status)), o.reason}).inc();
+  m.duration.observe(static_cast<double>(uv_now(&app_.loop_) - started_) / 1000.0);
+  log_outcome(o);
+  std::string ev = event(o, next_attempt_ms);
+  if (o.status == core::Status::Delivered)
+    return persist([this, ev](auto cb) { app_.publisher_->publish_delivered_and_ack(entry_.id, job_.id, ev, std::move(cb)); });
+  persist([this, ev](auto cb) { app_.publisher_->publish_and_ack(entry_.id, ev, std::move(cb)); });
+}
+
+void Delivery::log_outcome(const core::Outcome& o) const {
+  std::string code = o.reply.code ? std::to_string(o.reply.code) : "";
+  core::log_info("delivery", {{"job", job_.id},
+                              {"mailbox", job_.mailbox},
+                              {"attempt", std::to_string(attempt_)},
+                              {"status", core::to_string(o.status)},
+                              {"phase", o.phase},
+                              {"reason", o.reason},
+                              {"code", code},
+                              {"enhanced", o.reply.enhanced},
+                              {"reply", o.reply.text},
+                              {"host", o.host},
+                              {"ip", o.ip}});
+}
+
+std::string Delivery::event(const core::Outcome& o, int64_t next_attempt_ms) const {
+  EventContext ctx{job_.id,
+                   entry_.id,
+                   job_.account,
+                   job_.mailbox,
+                   job_.to_email,
+                   attempt_,
+                   static_cast<int64_t>(uv_now(&app_.loop_) - started_),
+                   app_.now_ms(),
+                   next_attempt_ms};
+  return result_event(ctx, o);
+}
+
+void Delivery::persist(std::function<void(std::function<void(bool)>)> write) {
+  write([this, write](bool ok) {
+    if (ok) return app_.finish(this);
+    if (aborted_) return release();
+    after_backoff([this, write] { persist(write); });
+  });
+}
+
+void Delivery::after_backoff(std::function<void()> next) {
+  Metrics::get().redis_write_retries.inc();
+  backoff_ms_ = std::clamp<uint64_t>(backoff_ms_ * 2, kBackoffMinMs, kBackoffMaxMs);
+  pending_write_ = std::move(next);
+  backoff_ = core::TimerHandle(&app_.loop_);
+  backoff_->start(backoff_ms_, [this] {
+    auto run = std::move(pending_write_);
+    pending_write_ = nullptr;
+    run();
+  });
+}
+
+void Delivery::release() {
+  core::log_warn("job_left_pending", {{"job", job_.id}, {"entry", entry_.id},
+                                      {"note", "Redis could not take its outcome before shutdown; it will be retaken"}});
+  app_.finish(this);
+}
+
+}  // namespace deliverd::daemon

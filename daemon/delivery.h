@@ -1,0 +1,75 @@
+#pragma once
+// One job from the moment it is taken off the stream until its outcome is written to Redis and
+// its entry acked (or, when Redis cannot be reached before the daemon stops, left pending for a
+// later run). The steps, in order: poison check → parse → expiry and not_before → mailbox →
+// idempotency marker → suppression → compose and sign → send → outcome → publish / retry set.
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/outcome.h"
+#include "core/timer.h"
+#include "dns/resolver.h"
+#include "queue/consumer.h"
+#include "queue/job.h"
+#include "store/mailboxes.h"
+
+namespace deliverd::daemon {
+
+class App;
+
+// A stream entry handed out more often than this was being processed when a daemon died each
+// time: it is dead-lettered instead of taking the next daemon down with it.
+inline constexpr int kMaxDeliveries = 3;
+
+class Delivery {
+ public:
+  Delivery(App& app, queue::StreamEntry entry);
+  void start();
+  // Drain bound reached: end what is running; Redis writes that keep failing give up and leave
+  // the entry pending.
+  void abort();
+  const std::string& entry_id() const { return entry_.id; }
+
+ private:
+  bool read_retry_fields(std::string& error);
+  void check_done();
+  void check_suppression();
+  void compose_and_send();
+  void resolved(const dns::ResolvedHost& r);
+  void send_mx();
+  void done(const core::Outcome& o);
+  // Deferred: into the retry set (attempt + 1), or expired when no retry fits before the end.
+  void retry_later(const core::Outcome& o);
+  // Into the retry set at due_ms without using up an attempt (not_before, policy deferrals).
+  void postpone(int64_t due_ms, const core::Outcome* event);
+  void publish(const core::Outcome& o, int64_t next_attempt_ms = 0);
+  void dead_letter(const std::string& reason);
+  // Runs a Redis write until it succeeds (the entry's fate must reach Redis), backing off while
+  // Redis is away; after abort() a failure leaves the entry pending instead.
+  void persist(std::function<void(std::function<void(bool ok)>)> write);
+  void after_backoff(std::function<void()> next);
+  void release();
+  void log_outcome(const core::Outcome& o) const;
+  std::string event(const core::Outcome& o, int64_t next_attempt_ms) const;
+
+  App& app_;
+  queue::StreamEntry entry_;
+  uint64_t started_;
+  const std::string* payload_ = nullptr;  // the "job" field of entry_
+  queue::Job job_;
+  int attempt_ = 1;
+  int64_t first_seen_ms_ = 0;
+  store::Mailbox mailbox_;
+  std::string message_;
+  dns::Resolver::RequestId resolve_id_ = 0;
+  bool sending_ = false;  // handed to the session pool / MX delivery; done() will follow
+  bool aborted_ = false;
+  core::TimerHandle backoff_;
+  uint64_t backoff_ms_ = 0;
+  std::function<void()> pending_write_;  // the write waiting for backoff_ to fire
+};
+
+}  // namespace deliverd::daemon

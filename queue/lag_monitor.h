@@ -1,0 +1,36 @@
+#pragma once
+// Queue lag as metrics, polled every few seconds: stream length, entries pending in the group,
+// age of the oldest pending entry (from its id's time), and jobs waiting in the retry set.
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "queue/redis_client.h"
+
+namespace deliverd::queue {
+
+struct LagMonitorConfig {
+  std::string stream = "deliverd:jobs", group = "deliverd", retry = "deliverd:retry";
+  int interval_ms = 5000;
+};
+
+class LagMonitor {
+ public:
+  LagMonitor(uv_loop_t* loop, RedisClient& client, LagMonitorConfig cfg, std::function<int64_t()> now_ms);
+  ~LagMonitor();
+  LagMonitor(const LagMonitor&) = delete;
+  LagMonitor& operator=(const LagMonitor&) = delete;
+  void poll();  // also runs every interval_ms
+
+ private:
+  RedisClient& client_;
+  LagMonitorConfig cfg_;
+  std::function<int64_t()> now_ms_;
+  uv_timer_t* timer_ = nullptr;
+  std::shared_ptr<LagMonitor*> self_ = std::make_shared<LagMonitor*>(this);
+};
+
+}  // namespace deliverd::queue

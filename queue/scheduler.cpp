@@ -1,0 +1,117 @@
+#include "queue/scheduler.h"
+
+#include "core/json_writer.h"
+#include "core/log.h"
+#include "core/metrics.h"
+
+namespace deliverd::queue {
+namespace {
+
+// KEYS: retry set, results stream, job stream. ARGV: due, member, results maxlen, group, entry, event.
+// The ZADD comes first: if it fails the script stops before anything else was written.
+constexpr const char* kDeferAndAck = R"lua(
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[6] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[6]) end
+return redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+)lua";
+
+// KEYS: retry set, job stream, dead stream. ARGV: now, batch, dead maxlen.
+// A member that is not one of ours (someone ZADDed by hand) goes to the dead letters rather than
+// blocking the head of the set forever.
+constexpr const char* kPromote = R"lua(
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  local ok, item = pcall(cjson.decode, m)
+  if ok and type(item) == 'table' and type(item.job) == 'string' and type(item.attempt) == 'string'
+     and type(item.first_seen) == 'string' then
+    redis.call('XADD', KEYS[2], '*', 'job', item.job, 'attempt', item.attempt, 'first_seen', item.first_seen)
+  else
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'job', m, 'reason', 'retry set member is not a deliverd retry item')
+  end
+  redis.call('ZREM', KEYS[1], m)
+end
+return #due
+)lua";
+
+core::Counter& promoted_counter() {
+  static core::Counter& c =
+      core::Registry::global().counter("deliverd_retry_promoted_total", "Deferred jobs moved from the retry set back to the stream").get();
+  return c;
+}
+
+}  // namespace
+
+std::string encode_retry_item(const RetryItem& item) {
+  core::JsonWriter w;
+  // Numbers as strings: Redis's Lua (5.1, doubles) would print a millisecond time in exponent form.
+  w.begin_object()
+      .field("job", item.payload)
+      .field("attempt", std::to_string(item.attempt))
+      .field("first_seen", std::to_string(item.first_seen_ms))
+      .end_object();
+  return w.take();
+}
+
+Scheduler::Scheduler(uv_loop_t* loop, RedisClient& client, SchedulerConfig cfg) : client_(client), cfg_(std::move(cfg)) {
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop, timer_);
+  timer_->data = this;
+  promoted_counter();
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::defer_and_ack(const std::string& entry_id, const RetryItem& item, int64_t due_ms,
+                              const std::string& event_json, std::function<void(bool ok)> cb) {
+  client_.command({"EVAL", kDeferAndAck, "3", cfg_.retry, cfg_.results, cfg_.stream, std::to_string(due_ms),
+                   encode_retry_item(item), std::to_string(cfg_.results_maxlen), cfg_.group, entry_id, event_json},
+                  [cb = std::move(cb), entry_id](const RedisReply& r) {
+                    const bool ok = r.type == RedisReply::Type::Integer;
+                    if (!ok) core::log_warn("retry_schedule_failed", {{"entry", entry_id}, {"reason", r.str}});
+                    if (cb) cb(ok);
+                  });
+}
+
+void Scheduler::start(std::function<int64_t()> now_ms) {
+  now_ms_ = std::move(now_ms);
+  if (timer_) uv_timer_start(timer_, on_timer, 0, static_cast<uint64_t>(cfg_.poll_ms));
+}
+
+void Scheduler::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<Scheduler*>(t->data);
+  if (!self->promoting_) self->promote_once();
+}
+
+void Scheduler::promote_once(std::function<void(long long)> cb) {
+  if (!client_.connected()) {
+    if (cb) cb(-1);
+    return;
+  }
+  promoting_ = true;
+  const int64_t now = now_ms_ ? now_ms_() : 0;
+  client_.command({"EVAL", kPromote, "3", cfg_.retry, cfg_.stream, cfg_.dead, std::to_string(now),
+                   std::to_string(cfg_.batch), std::to_string(cfg_.dead_maxlen)},
+                  [ref = self_, cb = std::move(cb)](const RedisReply& r) {
+                    Scheduler* self = *ref;
+                    long long moved = r.type == RedisReply::Type::Integer ? r.integer : -1;
+                    if (moved < 0 && !r.connection_error) core::log_warn("retry_promote_failed", {{"reason", r.str}});
+                    if (moved > 0) promoted_counter().inc(static_cast<double>(moved));
+                    if (self) {
+                      self->promoting_ = false;
+                      // A full batch means more are due: keep going without waiting for the timer.
+                      if (moved > 0 && static_cast<size_t>(moved) == self->cfg_.batch) self->promote_once();
+                    }
+                    if (cb) cb(moved);
+                  });
+}
+
+void Scheduler::stop() {
+  *self_ = nullptr;
+  if (!timer_) return;
+  timer_->data = nullptr;
+  uv_timer_stop(timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  timer_ = nullptr;
+}
+
+}  // namespace deliverd::queue

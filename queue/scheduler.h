@@ -1,0 +1,68 @@
+#pragma once
+// The retry set (DESIGN.md "Redis keys": deliverd:retry, score = due time in ms). A deferred job
+// leaves the stream and waits there; a promoter on every daemon moves due jobs back onto the
+// stream. Both moves are single Lua scripts, so a job is never in neither place nor in both, and
+// several daemons can promote at once without duplicating anything.
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "queue/redis_client.h"
+
+namespace deliverd::queue {
+
+struct SchedulerConfig {
+  std::string stream = "deliverd:jobs", group = "deliverd", retry = "deliverd:retry", results = "deliverd:results",
+              dead = "deliverd:dead";
+  size_t results_maxlen = 1000000;
+  size_t dead_maxlen = 100000;
+  int poll_ms = 1000;   // how often due jobs are looked for
+  size_t batch = 500;   // jobs moved per script run (a run blocks Redis for its duration)
+};
+
+// What travels with a job between attempts. On the stream these are the fields `job`,
+// `attempt` and `first_seen` of the entry.
+struct RetryItem {
+  std::string payload;  // the job JSON exactly as the producer wrote it
+  int attempt = 1;      // the attempt the job will make next
+  int64_t first_seen_ms = 0;
+};
+
+class Scheduler {
+ public:
+  // The client must outlive the scheduler; callbacks of commands in flight do not touch it.
+  Scheduler(uv_loop_t* loop, RedisClient& client, SchedulerConfig cfg);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Atomically: the item into the retry set at due_ms, the event (if not empty) onto the results
+  // stream, and the stream entry acked. cb(false) leaves the entry pending and the set unchanged.
+  void defer_and_ack(const std::string& entry_id, const RetryItem& item, int64_t due_ms, const std::string& event_json,
+                     std::function<void(bool ok)> cb);
+
+  // Starts promoting due jobs every poll_ms, with now_ms() as the clock (injected for tests).
+  void start(std::function<int64_t()> now_ms);
+  // Runs one promotion now; cb gets how many jobs were moved, or -1 on error.
+  void promote_once(std::function<void(long long moved)> cb = nullptr);
+  void stop();
+
+ private:
+  static void on_timer(uv_timer_t* t);
+  RedisClient& client_;
+  SchedulerConfig cfg_;
+  std::function<int64_t()> now_ms_;
+  uv_timer_t* timer_ = nullptr;  // freed in its close callback
+  // Replies may arrive after stop(): they reach the scheduler only through this, cleared by stop().
+  std::shared_ptr<Scheduler*> self_ = std::make_shared<Scheduler*>(this);
+  bool promoting_ = false;
+};
+
+// The retry-set member for an item: a JSON object, so identical deferrals of one job collapse.
+std::string encode_retry_item(const RetryItem& item);
+
+}  // namespace deliverd::queue
