@@ -29,9 +29,10 @@ DeliverdProcess::DeliverdProcess(Options o) : o_(std::move(o)) {
   std::string allow;
   for (const auto& c : o_.allow_private_targets) allow += (allow.empty() ? "\"" : ", \"") + c + "\"";
   std::string t = std::to_string(o_.smtp_timeout_s);
+  std::string redis_url = o_.redis_url.empty() ? "redis://127.0.0.1:" + std::to_string(o_.redis_port) : o_.redis_url;
   write_file(config_, "[daemon]\nhostname = \"deliverd.test\"\nlog_level = \"info\"\nshutdown_grace_s = " +
                           std::to_string(o_.shutdown_grace_s) +
-                          "\n\n[redis]\nurl = \"redis://127.0.0.1:" + std::to_string(o_.redis_port) +
+                          "\n\n[redis]\nurl = \"" + redis_url +
                           "\"\nconsumer = \"" + o_.consumer + "\"\nmax_inflight = " + std::to_string(o_.max_inflight) +
                           "\nblock_ms = 200\n" + o_.redis_extra + "\n\n[postgres]\nconninfo = \"" + o_.pg_conninfo +
                           "\"\n\n[admin]\nlisten = \"127.0.0.1:" + std::to_string(admin_port_) +

@@ -18,6 +18,7 @@ class DeliverdProcess {
  public:
   struct Options {
     int redis_port = 0;
+    std::string redis_url;  // default: redis://127.0.0.1:<redis_port>
     std::string pg_conninfo;
     std::vector<std::string> allow_private_targets = {"127.0.0.0/8"};
     int max_inflight = 256;

@@ -332,3 +332,30 @@ TEST(RedisOutage, RestartingRedisMidRunLosesNothing) {
   EXPECT_NE(metrics.find("deliverd_redis_connected{conn=\"main\"} 1"), std::string::npos);
   EXPECT_LT(all_events(stack.redis).size(), 3000u + 1);  // nothing published twice
 }
+
+TEST(RedisTls, DeliversThroughRedissWithAnAclUserAndAPasswordFile) {
+  auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
+  RedisServer redis(RedisServer::Options{{}, /*tls=*/true});
+  redis.add_acl_user("deliverd", "pw-from-a-file");
+  PostgresServer pg;
+  TempDir dir("deliverd-redis-tls");
+  write_file(dir.file("redis.pw"), "pw-from-a-file\n");
+  DeliverdProcess::Options o;
+  o.redis_url = "rediss://deliverd@127.0.0.1:" + std::to_string(redis.tls_port());
+  o.redis_extra = "password_file = \"" + dir.file("redis.pw") + "\"\nca_file = \"" + redis.ca_file() + "\"\n";
+  o.pg_conninfo = pg.conninfo();
+  DeliverdProcess d(o);
+  std::string out;
+  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  d.add_mailbox("mbx", "acct_1", "alice@acme.example", sink->host(), kMailPort);
+  d.start();
+  auto ids = job_ids("tls-", 50);
+  redis.xadd_jobs(kStream, jobs_for(ids, "mbx"));
+  wait_for_final_events(redis, ids, 30000);
+  expect_exactly_one_final(redis, ids, "delivered");
+  EXPECT_EQ(redis.xpending_count(kStream, kGroup), 0);
+  EXPECT_EQ(d.log().find("pw-from-a-file"), std::string::npos);  // the password is never logged
+  EXPECT_NE(d.log().find("event=redis_connected conn=main tls=yes"), std::string::npos) << d.log();
+
+  // A wrong CA or password is refused with its reason: redis_client_test covers those.
+}
