@@ -37,6 +37,12 @@ core::Family<core::Counter>& connections_rejected() {
   return f;
 }
 
+core::Family<core::Counter>& tls_failures() {
+  static auto& f = core::Registry::global().counter("deliverd_http_tls_handshake_failures_total",
+                                                    "HTTPS connections closed because the TLS handshake failed");
+  return f;
+}
+
 class NullHandler : public core::StreamHandler {
  public:
   void on_data(std::string_view) override {}
@@ -101,6 +107,14 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
     close_now();
   }
 
+  void on_tls_handshake(bool ok, const std::string& error) override {
+    if (ok) return;
+    auto self = shared_from_this();
+    tls_failures().get().inc();
+    core::log_info("http_tls_handshake_failed", {{"peer", peer_ip_}, {"error", error}});
+    close_now();
+  }
+
   void close_now() {
     if (closed_) return;
     closed_ = true;
@@ -124,11 +138,14 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
 
   void on_timeout(Phase phase) {
     switch (phase) {
-      case Phase::Idle: return close_now();
-      case Phase::Reading: return send_error(json_error(408, "request_timeout", "request not received in time"));
+      case Phase::Idle:
+        return close_now();
+      case Phase::Reading:
+        return send_error(json_error(408, "request_timeout", "request not received in time"));
       case Phase::Handling:
         return send_error(json_error(503, "handler_timeout", "the request took too long to answer"));
-      case Phase::Lingering: return linger_tick();
+      case Phase::Lingering:
+        return linger_tick();
     }
   }
 
@@ -251,7 +268,16 @@ core::Result<HttpServer*, std::string> HttpServer::start(uv_loop_t* loop, const 
   sockaddr_storage addr{};
   if (!parse_listen(config.listen, addr))
     return core::Err("invalid listen address '" + config.listen + "' (want ip:port or [ipv6]:port)");
+  std::shared_ptr<core::TlsContext> tls;
+  if (!config.tls_cert_file.empty() || !config.tls_key_file.empty()) {
+    if (config.tls_cert_file.empty() || config.tls_key_file.empty())
+      return core::Err(std::string("TLS needs both a certificate file and a key file"));
+    auto ctx = core::TlsContext::server({config.tls_cert_file, config.tls_key_file});
+    if (!ctx) return core::Err("cannot load the TLS certificate or key: " + ctx.error());
+    tls = *ctx;
+  }
   auto* s = new HttpServer(config, router);
+  s->tls_ = std::move(tls);
   uv_tcp_init(loop, &s->listener_);
   s->listener_.data = s;
   int rc = uv_tcp_bind(&s->listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
@@ -264,11 +290,13 @@ core::Result<HttpServer*, std::string> HttpServer::start(uv_loop_t* loop, const 
   int len = sizeof bound;
   uv_tcp_getsockname(&s->listener_, reinterpret_cast<sockaddr*>(&bound), &len);
   s->port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+                                               : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   requests_total();
   connections_open().get();
   connections_rejected().get();
-  core::log_info("http_listening", {{"listen", config.listen}, {"port", std::to_string(s->port_)}});
+  tls_failures().get();
+  core::log_info("http_listening",
+                 {{"listen", config.listen}, {"port", std::to_string(s->port_)}, {"tls", s->tls_ ? "on" : "off"}});
   return s;
 }
 
@@ -290,6 +318,7 @@ void HttpServer::on_connection() {
   if (!stream) return;
   connections_.emplace(conn.get(), conn);
   conn->start(stream);
+  if (tls_ && stream->start_tls_server(tls_) != 0) return conn->close_now();
   if (connections_.size() > config_.max_connections) conn->reject();
 }
 
@@ -303,7 +332,8 @@ void HttpServer::close() {
   auto conns = std::move(connections_);
   connections_.clear();
   for (auto& [ptr, conn] : conns) conn->close_now();
-  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), [](uv_handle_t* h) { delete static_cast<HttpServer*>(h->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener_),
+           [](uv_handle_t* h) { delete static_cast<HttpServer*>(h->data); });
 }
 
 }  // namespace deliverd::admin

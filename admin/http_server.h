@@ -4,7 +4,7 @@
 // connection are answered in order, one handler at a time. Limits: header bytes (→ 431), body
 // bytes (→ 413), a per-request read deadline (→ 408), an idle keep-alive timeout, a handler
 // deadline (→ 503) and a connection cap (→ 503). Malformed requests get 400 and the connection
-// is closed.
+// is closed. Optional TLS from a certificate and key file.
 #include <uv.h>
 
 #include <cstddef>
@@ -16,6 +16,7 @@
 #include "admin/http_types.h"
 #include "admin/router.h"
 #include "core/result.h"
+#include "core/tls_context.h"
 
 namespace deliverd::admin {
 
@@ -25,6 +26,8 @@ struct HttpServerConfig {
   int idle_timeout_ms = 30000, read_timeout_ms = 10000;
   int handler_timeout_ms = 30000;
   size_t max_connections = 1024;
+  // Both set: HTTPS (TLS 1.2+, core::TlsContext::server); a failed handshake closes the connection.
+  std::string tls_cert_file, tls_key_file;
 };
 
 class HttpConnection;
@@ -53,6 +56,7 @@ class HttpServer {  // heap object freed after close() (STYLE.md §1)
   int port_ = 0;
   bool closing_ = false;
   std::unordered_map<HttpConnection*, std::shared_ptr<HttpConnection>> connections_;
+  std::shared_ptr<core::TlsContext> tls_;  // null: plaintext
 };
 
 }  // namespace deliverd::admin

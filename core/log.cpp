@@ -1,13 +1,63 @@
 #include "core/log.h"
 
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <mutex>
+#include <set>
 #include <string>
+#include <unordered_map>
+
+#include "core/json_writer.h"
 
 namespace deliverd::core {
 namespace {
-LogLevel g_level = LogLevel::Info;
 
 constexpr std::string_view kNames[] = {"debug", "info", "warn", "error"};
+// Distinct (event, level) keys tracked for rate limiting; events are compile-time names, so this
+// is far above what the code can produce, and a full table only stops limiting new keys.
+constexpr size_t kMaxTrackedEvents = 4096;
+constexpr int64_t kWindowMs = 1000;
+
+int64_t real_monotonic_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+int64_t real_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Window {
+  int64_t start_ms = 0;
+  int count = 0;
+  int64_t suppressed = 0;
+};
+
+struct State {
+  std::mutex mu;
+  LogLevel level = LogLevel::Info;
+  LogFormat format = LogFormat::KeyValue;
+  LogTimestamps ts_mode = LogTimestamps::Auto;
+  bool ts_decided = false;
+  bool ts_on = true;
+  int64_t (*mono)() = real_monotonic_ms;
+  int64_t (*wall)() = real_unix_ms;
+  // Key: level digit + event name.
+  std::unordered_map<std::string, Window> windows;
+  int64_t last_sweep_ms = 0;
+  int repeat_limit = kLogRepeatLimit;
+  std::set<std::string, std::less<>> exempt{"delivery", "job_dead_lettered", "job_already_delivered", "unsubscribed"};
+};
+
+State& state() {
+  static State s;
+  return s;
+}
 
 // Values with spaces, quotes or control bytes are quoted and escaped so one event stays one line.
 void append_value(std::string& out, std::string_view v) {
@@ -41,10 +91,90 @@ void append_value(std::string& out, std::string_view v) {
   }
   out.push_back('"');
 }
+
+std::string rfc3339(int64_t unix_ms) {
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  // Sized for any int fields so the compiler can prove the output fits.
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(unix_ms % 1000));
+  return buf;
+}
+
+// Caller holds the mutex.
+bool timestamps_on(State& s) {
+  if (!s.ts_decided) {
+    s.ts_on = s.ts_mode == LogTimestamps::Always || (s.ts_mode == LogTimestamps::Auto && !stderr_is_journal());
+    s.ts_decided = true;
+  }
+  return s.ts_on;
+}
+
+// Caller holds the mutex.
+void write_line(State& s, LogLevel level, std::string_view event, std::initializer_list<LogField> fields,
+                std::string_view extra_key = {}, std::string_view extra_value = {}, const int64_t* count = nullptr) {
+  std::string line;
+  line.reserve(160);
+  std::string_view lvl = kNames[static_cast<int>(level)];
+  bool ts = timestamps_on(s);
+  if (s.format == LogFormat::Json) {
+    JsonWriter w;
+    w.begin_object();
+    if (ts) w.field("ts", std::string_view(rfc3339(s.wall())));
+    w.field("level", lvl).field("event", event);
+    if (!extra_key.empty()) w.field(extra_key, extra_value);
+    if (count) w.field("count", *count);
+    for (const auto& [k, v] : fields) w.field(k, v);
+    w.end_object();
+    line = w.take();
+  } else {
+    if (ts) line.append("ts=").append(rfc3339(s.wall())).push_back(' ');
+    line.append("level=").append(lvl).append(" event=");
+    append_value(line, event);
+    if (!extra_key.empty()) {
+      line.append(" ").append(extra_key).push_back('=');
+      append_value(line, extra_value);
+    }
+    if (count) line.append(" count=").append(std::to_string(*count));
+    for (const auto& [k, v] : fields) {
+      line.push_back(' ');
+      line.append(k).push_back('=');
+      append_value(line, v);
+    }
+  }
+  line.push_back('\n');
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+// Caller holds the mutex. Reports and forgets windows that have ended.
+void sweep(State& s, int64_t now, bool force) {
+  s.last_sweep_ms = now;
+  for (auto it = s.windows.begin(); it != s.windows.end();) {
+    if (!force && now - it->second.start_ms < kWindowMs) {
+      ++it;
+      continue;
+    }
+    if (it->second.suppressed > 0) {
+      int64_t count = it->second.suppressed;
+      auto level = static_cast<LogLevel>(it->first[0] - '0');
+      write_line(s, level, "log_suppressed", {}, "suppressed_event", std::string_view(it->first).substr(1), &count);
+    }
+    it = s.windows.erase(it);
+  }
+}
+
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
-LogLevel log_level() { return g_level; }
+void set_log_level(LogLevel level) {
+  std::lock_guard lk(state().mu);
+  state().level = level;
+}
+LogLevel log_level() {
+  std::lock_guard lk(state().mu);
+  return state().level;
+}
 
 bool parse_log_level(std::string_view name, LogLevel& out) {
   for (int i = 0; i < 4; ++i) {
@@ -56,19 +186,103 @@ bool parse_log_level(std::string_view name, LogLevel& out) {
   return false;
 }
 
-void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
-  if (level < g_level) return;
-  std::string line;
-  line.reserve(128);
-  line.append("level=").append(kNames[static_cast<int>(level)]).append(" event=");
-  append_value(line, event);
-  for (const auto& [k, v] : fields) {
-    line.push_back(' ');
-    line.append(k).push_back('=');
-    append_value(line, v);
-  }
-  line.push_back('\n');
-  std::fwrite(line.data(), 1, line.size(), stderr);
+void set_log_format(LogFormat format) {
+  std::lock_guard lk(state().mu);
+  state().format = format;
 }
+LogFormat log_format() {
+  std::lock_guard lk(state().mu);
+  return state().format;
+}
+bool parse_log_format(std::string_view name, LogFormat& out) {
+  if (name == "kv" || name == "keyvalue" || name == "key=value" || name == "logfmt") {
+    out = LogFormat::KeyValue;
+    return true;
+  }
+  if (name == "json") {
+    out = LogFormat::Json;
+    return true;
+  }
+  return false;
+}
+
+void set_log_timestamps(LogTimestamps mode) {
+  std::lock_guard lk(state().mu);
+  state().ts_mode = mode;
+  state().ts_decided = false;
+}
+
+bool stderr_is_journal() {
+  const char* js = std::getenv("JOURNAL_STREAM");
+  if (!js || !*js) return false;
+  uintmax_t dev = 0, ino = 0;
+  if (std::sscanf(js, "%" SCNuMAX ":%" SCNuMAX, &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (::fstat(2, &st) != 0) return false;
+  return static_cast<uintmax_t>(st.st_dev) == dev && static_cast<uintmax_t>(st.st_ino) == ino;
+}
+
+void set_log_rate_limit_exempt(std::initializer_list<std::string_view> events) {
+  std::lock_guard lk(state().mu);
+  state().exempt.clear();
+  for (auto e : events) state().exempt.emplace(e);
+}
+
+void set_log_repeat_limit(int per_second) {
+  std::lock_guard lk(state().mu);
+  state().repeat_limit = per_second;
+}
+
+void flush_log_suppressed(bool force) {
+  State& s = state();
+  std::lock_guard lk(s.mu);
+  sweep(s, s.mono(), force);
+}
+
+void log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+  State& s = state();
+  std::lock_guard lk(s.mu);
+  if (level < s.level) return;
+  int64_t now = s.mono();
+  if (now - s.last_sweep_ms >= kWindowMs) sweep(s, now, false);
+
+  if (s.repeat_limit <= 0 || s.exempt.count(event)) {
+    write_line(s, level, event, fields);
+    return;
+  }
+  std::string key;
+  key.reserve(event.size() + 1);
+  key.push_back(static_cast<char>('0' + static_cast<int>(level)));
+  key.append(event);
+  auto it = s.windows.find(key);
+  if (it == s.windows.end() && s.windows.size() < kMaxTrackedEvents) it = s.windows.emplace(key, Window{now, 0, 0}).first;
+  if (it != s.windows.end()) {
+    Window& w = it->second;
+    if (now - w.start_ms >= kWindowMs) {
+      // This key's window ended between sweeps: report it before starting the next one.
+      if (w.suppressed > 0) {
+        int64_t count = w.suppressed;
+        write_line(s, level, "log_suppressed", {}, "suppressed_event", event, &count);
+      }
+      w = Window{now, 0, 0};
+    }
+    if (++w.count > s.repeat_limit) {
+      ++w.suppressed;
+      return;
+    }
+  }
+  write_line(s, level, event, fields);
+}
+
+namespace detail {
+void set_log_clocks_for_test(int64_t (*monotonic_ms)(), int64_t (*unix_ms)()) {
+  State& s = state();
+  std::lock_guard lk(s.mu);
+  s.mono = monotonic_ms ? monotonic_ms : real_monotonic_ms;
+  s.wall = unix_ms ? unix_ms : real_unix_ms;
+  s.windows.clear();
+  s.last_sweep_ms = 0;
+}
+}  // namespace detail
 
 }  // namespace deliverd::core

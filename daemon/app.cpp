@@ -1,7 +1,5 @@
 #include "daemon/app.h"
 
-#include <systemd/sd-daemon.h>
-
 #include <cctype>
 #include <chrono>
 #include <cstring>
@@ -9,12 +7,16 @@
 #include <optional>
 
 #include "admin/admin_routes.h"
+#include "admin/api_routes.h"
+#include "admin/mailbox_probe.h"
 #include "admin/http_server.h"
 #include "admin/unsubscribe_routes.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "daemon/delivery.h"
+#include "daemon/notify.h"
 #include "dns/resolver.h"
+#include "policy/gate.h"
 #include "queue/job.h"
 #include "queue/lag_monitor.h"
 #include "queue/scheduler.h"
@@ -71,6 +73,19 @@ core::Result<queue::RedisConfig, std::string> redis_config(const Config& cfg) {
   return rc;
 }
 
+// The [[dkim]] keys by sending domain (lower-case).
+core::Result<std::map<std::string, smtp::DkimSigner>, std::string> load_dkim_signers(const Config& cfg) {
+  std::map<std::string, smtp::DkimSigner> signers;
+  for (const auto& k : cfg.dkim) {
+    smtp::DkimAlgorithm alg{};
+    smtp::parse_dkim_algorithm(k.algorithm, alg);
+    auto signer = smtp::DkimSigner::from_key_file(k.domain, k.selector, alg, k.key_file);
+    if (!signer) return core::Err{cfg.path + ": [[dkim]] " + signer.error()};
+    signers.emplace(signer->domain(), std::move(signer).value());
+  }
+  return signers;
+}
+
 core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
   if (auto r = redis_config(cfg); !r) return core::Err{r.error()};
   if (auto p = dns::AddressPolicy::create(cfg.allow_private_targets); !p)
@@ -86,12 +101,7 @@ core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
       return core::Err{cfg.path + ": [unsubscribe] key_file: " + t.error()};
   if (!cfg.unsubscribe_mailto.empty() && !queue::is_plausible_email(cfg.unsubscribe_mailto))
     return core::Err{cfg.path + ": [unsubscribe] mailto: not an email address"};
-  for (const auto& k : cfg.dkim) {
-    smtp::DkimAlgorithm alg{};
-    smtp::parse_dkim_algorithm(k.algorithm, alg);
-    if (auto s = smtp::DkimSigner::from_key_file(k.domain, k.selector, alg, k.key_file); !s)
-      return core::Err{cfg.path + ": [[dkim]] " + s.error()};
-  }
+  if (auto s = load_dkim_signers(cfg); !s) return core::Err{s.error()};
   return core::Ok{};
 }
 
@@ -122,12 +132,7 @@ bool App::start_compliance() {
   compliance_ = std::make_unique<Compliance>();
   if (!cfg_.unsubscribe_key_file.empty())
     compliance_->tokens = smtp::UnsubscribeTokens::from_key_file(cfg_.unsubscribe_key_file).value();
-  for (const auto& k : cfg_.dkim) {
-    smtp::DkimAlgorithm alg{};
-    smtp::parse_dkim_algorithm(k.algorithm, alg);
-    auto signer = smtp::DkimSigner::from_key_file(k.domain, k.selector, alg, k.key_file).value();
-    compliance_->signers.emplace(signer.domain(), std::move(signer));
-  }
+  compliance_->signers = load_dkim_signers(cfg_).value();
   if (cfg_.unsubscribe_listen.empty()) return true;
   admin::Router router;
   admin::add_unsubscribe_routes(router, *compliance_->tokens,
@@ -157,6 +162,9 @@ bool App::start() {
   core::LogLevel level = core::LogLevel::Info;
   core::parse_log_level(cfg_.log_level, level);
   core::set_log_level(level);
+  core::LogFormat format = core::LogFormat::KeyValue;
+  core::parse_log_format(cfg_.log_format, format);
+  core::set_log_format(format);
 
   if (auto v = validate_config(cfg_); !v) {
     core::log_error("config_invalid", {{"error", v.error()}});
@@ -266,6 +274,7 @@ bool App::start() {
   reg.gauge_fn("deliverd_mailboxes_loaded", "Mailboxes loaded from PostgreSQL",
                [this] { return static_cast<double>(mailboxes_.size()); });
 
+  notifier_ = Notifier::open(&loop_);
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sighup_);
@@ -275,6 +284,7 @@ bool App::start() {
   uv_signal_start(&sighup_, on_signal, SIGHUP);
 
   pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  start_api();
   pg_->connect([this](bool ok, const std::string& err) {
     if (!ok) {
       core::log_error("postgres_connect_failed", {{"error", err}});
@@ -283,10 +293,66 @@ bool App::start() {
     }
     store::load_mailboxes(*pg_, *secrets_, [this](auto r) { on_mailboxes(std::move(r)); });
   });
+  pg_policy_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  gate_ = std::make_unique<policy::Gate>(&loop_, *redis_, *pg_policy_, cfg_.policy, [this] { return now_ms(); });
+  pg_policy_->connect([this](bool ok, const std::string& err) {
+    if (!ok) {
+      core::log_error("postgres_connect_failed", {{"error", err}, {"conn", "policy"}});
+      exit_code_ = 1;
+      return begin_drain("postgres unavailable");
+    }
+    gate_->start([](core::Result<core::Ok, std::string> r) {
+      if (!r) core::log_warn("policy_load_failed", {{"error", r.error()}, {"note", "jobs are deferred until it loads"}});
+    });
+  });
+  redis_->set_connect_handler([this] { maybe_ready(); });
   redis_->connect([](bool ok, const std::string& err) {
     if (!ok) core::log_error("redis_connect_failed", {{"error", err}});
   });
   return true;
+}
+
+// The /v1 admin API (docs/admin-api.md) on the admin listener, over the daemon's own parts.
+void App::start_api() {
+  admin::MailboxProberConfig pc;
+  pc.helo_name = cfg_.hostname;
+  prober_ = std::make_unique<admin::MailboxProber>(&loop_, resolver_, policy_.get(), tls_, pc);
+  admin::ApiDeps deps;
+  deps.loop = &loop_;
+  deps.pg = pg_;
+  deps.secrets = secrets_.get();
+  deps.inject = [this](const std::string& job, std::function<void(core::Result<std::string, std::string>)> cb) {
+    if (!redis_) return cb(core::Err{std::string("redis is not available")});
+    redis_->command({"XADD", cfg_.stream, "*", "job", job}, [cb](const queue::RedisReply& r) {
+      if (r.type == queue::RedisReply::Type::String) return cb(r.str);
+      cb(core::Err{"XADD: " + r.str});
+    });
+  };
+  deps.test_mailbox = [this](const admin::MailboxProbeRequest& req, std::function<void(admin::MailboxTestResult)> cb) {
+    prober_->probe(req, std::move(cb));
+  };
+  deps.mailboxes_changed = [this] { reload_mailboxes(); };
+  deps.breaker_reset = [this](const std::string& id, std::function<void(bool)> cb) {
+    if (!gate_) return cb(false);
+    gate_->resume(id, [this, cb](core::Result<core::Ok, std::string> r) {
+      if (!r) core::log_warn("mailbox_resume_failed", {{"error", r.error()}});
+      reload_mailboxes();
+      cb(r.ok());
+    });
+  };
+  admin::add_api_routes(*router_, std::move(deps));
+}
+
+// After the API changed a mailbox: the daemon's copy is replaced once the new list is read.
+void App::reload_mailboxes() {
+  if (!pg_ || draining_) return;
+  store::load_mailboxes(*pg_, *secrets_, [this](core::Result<std::vector<store::Mailbox>, std::string> r) {
+    if (!r) return core::log_error("mailbox_reload_failed", {{"error", r.error()}});
+    std::map<std::string, store::Mailbox> fresh;
+    for (auto& m : *r) fresh[m.id] = std::move(m);
+    mailboxes_ = std::move(fresh);
+    core::log_info("mailboxes_reloaded", {{"mailboxes", std::to_string(mailboxes_.size())}});
+  });
 }
 
 void App::on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r) {
@@ -301,8 +367,22 @@ void App::on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r)
                              {"admin", cfg_.admin_listen},
                              {"stream", cfg_.stream},
                              {"consumer", cfg_.consumer}});
+  mailboxes_loaded_ = true;
   consumer_->start();
-  sd_notify(0, "READY=1\nSTATUS=consuming jobs");
+  maybe_ready();
+}
+
+// READY=1 once PostgreSQL has answered (mailboxes loaded), Redis is connected and the listeners
+// are bound (they were bound in start()); then STATUS= every few seconds.
+void App::maybe_ready() {
+  if (ready_sent_ || draining_ || !mailboxes_loaded_ || !redis_ || !redis_->connected()) return;
+  ready_sent_ = true;
+  notifier_->ready("consuming jobs");
+  status_timer_ = core::TimerHandle(&loop_);
+  status_timer_->start_repeating(5000, [this] {
+    notifier_->status(running_status(pool_ ? pool_->open_sessions() : 0, inflight_.size(),
+                                     lag_ ? lag_->oldest_pending_age_s() : 0.0));
+  });
 }
 
 void App::on_entry(queue::StreamEntry entry) {
@@ -322,14 +402,18 @@ void App::finish(Delivery* d) {
 void App::readiness(std::function<void(std::vector<std::pair<std::string, bool>>)> done) {
   struct Probe {
     std::function<void(std::vector<std::pair<std::string, bool>>)> done;
-    bool redis = false, postgres = false;
+    bool redis = false, postgres = false, consumer = false, policy = false;
     int waiting = 2;
     void complete() {
-      if (--waiting == 0) done({{"redis", redis}, {"postgres", postgres}});
+      if (--waiting == 0)
+        done({{"redis", redis}, {"redis_consumer", consumer}, {"postgres", postgres}, {"policy", policy}});
     }
   };
   auto p = std::make_shared<Probe>();
   p->done = std::move(done);
+  // The blocking reads' own connection: up and the group known (false while it reconnects).
+  p->consumer = consumer_ && consumer_->connected();
+  p->policy = gate_ && gate_->ready();  // the suppression list is in memory
   if (redis_ && redis_->connected()) {
     redis_->command({"PING"}, [p](const queue::RedisReply& r) {
       p->redis = !r.is_error();
@@ -350,18 +434,78 @@ void App::readiness(std::function<void(std::vector<std::pair<std::string, bool>>
 
 void App::on_signal(uv_signal_t* s, int signum) {
   auto* self = static_cast<App*>(s->data);
-  if (signum == SIGHUP) {
-    core::log_warn("reload_not_supported", {{"note", "restart the service to apply configuration changes"}});
-    return;
-  }
+  if (signum == SIGHUP) return self->reload();
   self->begin_drain(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+// SIGHUP: re-read the file and apply what can change without dropping a session or a job. A file
+// that fails validation is refused and the running configuration stays as it was.
+void App::reload() {
+  if (draining_) return;
+  if (notifier_) notifier_->reloading();
+  auto refuse = [this](const std::string& error) {
+    core::log_error("reload_refused", {{"error", error}, {"note", "still running with the previous configuration"}});
+    if (notifier_) notifier_->ready("configuration reload refused; previous configuration kept");
+  };
+  auto loaded = load_config(cfg_.path);
+  if (!loaded) return refuse(loaded.error());
+  Config next = std::move(loaded).value();
+  if (auto v = validate_config(next); !v) return refuse(v.error());
+  auto signers = load_dkim_signers(next);
+  if (!signers) return refuse(signers.error());
+
+  // Connections, listeners, names and keys are bound at start: a change there needs a restart.
+  std::vector<std::string> fixed;
+  auto keep = [&fixed](auto& now, const auto& was, const char* key) {
+    if (now == was) return;
+    fixed.push_back(key);
+    now = was;
+  };
+  keep(next.redis_url, cfg_.redis_url, "[redis] url");
+  keep(next.redis_password_file, cfg_.redis_password_file, "[redis] password_file");
+  keep(next.redis_ca_file, cfg_.redis_ca_file, "[redis] ca_file");
+  keep(next.stream, cfg_.stream, "[redis] stream");
+  keep(next.group, cfg_.group, "[redis] group");
+  keep(next.consumer, cfg_.consumer, "[redis] consumer");
+  keep(next.results_stream, cfg_.results_stream, "[redis] results_stream");
+  keep(next.dead_stream, cfg_.dead_stream, "[redis] dead_stream");
+  keep(next.retry_set, cfg_.retry_set, "[redis] retry_set");
+  keep(next.done_prefix, cfg_.done_prefix, "[redis] done_prefix");
+  keep(next.pg_conninfo, cfg_.pg_conninfo, "[postgres] conninfo");
+  keep(next.admin_listen, cfg_.admin_listen, "[admin] listen");
+  keep(next.secret_key_file, cfg_.secret_key_file, "[security] secret_key_file");
+  keep(next.unsubscribe_listen, cfg_.unsubscribe_listen, "[unsubscribe] listen");
+  keep(next.unsubscribe_key_file, cfg_.unsubscribe_key_file, "[unsubscribe] key_file");
+  keep(next.dns_servers, cfg_.dns_servers, "[dns] servers");
+  keep(next.hostname, cfg_.hostname, "[daemon] hostname");
+  for (const auto& key : fixed) core::log_warn("reload_needs_restart", {{"key", key}, {"note", "kept its old value"}});
+
+  core::LogLevel level = core::LogLevel::Info;
+  core::parse_log_level(next.log_level, level);
+  core::set_log_level(level);
+  core::LogFormat format = core::LogFormat::KeyValue;
+  core::parse_log_format(next.log_format, format);
+  core::set_log_format(format);
+  *policy_ = dns::AddressPolicy::create(next.allow_private_targets).value();
+  resolver_->set_policy(policy_.get());
+  tls_ = core::TlsContext::client({next.smtp_ca_file}).value();
+  retry_policy_.schedule_ms = next.retry_schedule_ms;
+  retry_policy_.max_age_ms = next.retry_max_age_ms;
+  compliance_->signers = std::move(signers).value();
+  if (gate_) gate_->reconfigure(next.policy);
+  if (consumer_) consumer_->set_max_inflight(static_cast<size_t>(next.max_inflight));
+  cfg_ = std::move(next);
+  session_config_ = session_config(cfg_);
+  core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
+  if (notifier_) notifier_->ready("configuration reloaded");
 }
 
 void App::begin_drain(const char* why) {
   if (draining_) return;
   draining_ = true;
   core::log_info("draining", {{"why", why}, {"inflight", std::to_string(inflight_.size())}});
-  sd_notify(0, "STOPPING=1\nSTATUS=draining in-flight deliveries");
+  status_timer_.reset();
+  if (notifier_) notifier_->stopping();
   if (consumer_) consumer_->stop();
   drain_timer_ = core::TimerHandle(&loop_);
   drain_timer_->start(static_cast<uint64_t>(cfg_.shutdown_grace_s) * 1000, [this] {
@@ -386,6 +530,9 @@ void App::maybe_finish_drain() {
 
 void App::shutdown() {
   drain_timer_.reset();
+  status_timer_.reset();
+  if (notifier_) notifier_->close();
+  notifier_ = nullptr;
   if (consumer_) consumer_->close();
   consumer_ = nullptr;
   if (http_) http_->close();
@@ -395,9 +542,13 @@ void App::shutdown() {
   scheduler_.reset();
   lag_.reset();
   mx_.reset();
+  prober_.reset();
   if (pool_) pool_->shutdown();  // idle pooled connections would keep the loop running
   if (resolver_) resolver_->close();
   resolver_ = nullptr;
+  if (gate_) gate_->close();
+  if (pg_policy_) pg_policy_->close();
+  pg_policy_ = nullptr;
   if (pg_) pg_->close();
   pg_ = nullptr;
   if (redis_) redis_->close();
@@ -414,6 +565,7 @@ int App::run() {
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
   core::log_info("stopped", {{"exit_code", std::to_string(exit_code_)}});
+  core::flush_log_suppressed(true);
   return exit_code_;
 }
 

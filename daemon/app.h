@@ -26,6 +26,7 @@
 namespace deliverd {
 namespace admin {
 class HttpServer;
+class MailboxProber;
 class Router;
 }  // namespace admin
 namespace dns {
@@ -40,11 +41,15 @@ class LagMonitor;
 namespace store {
 class PgConnection;
 }
+namespace policy {
+class Gate;
+}
 }  // namespace deliverd
 
 namespace deliverd::daemon {
 
 class Delivery;
+class Notifier;
 
 // Checks what load_config cannot: values parsed by the modules themselves (Redis URL, CIDRs,
 // listen address, key file). Used by `check-config` and before `run` starts anything.
@@ -69,9 +74,13 @@ class App {
   int64_t now_ms() const;  // wall clock
   bool start();
   bool start_compliance();
+  void start_api();
+  void reload_mailboxes();
   void on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r);
   void on_entry(queue::StreamEntry entry);
   void finish(Delivery* d);
+  void maybe_ready();
+  void reload();
   void begin_drain(const char* why);
   void maybe_finish_drain();
   void shutdown();
@@ -90,16 +99,23 @@ class App {
   std::unique_ptr<store::SecretBox> secrets_;
   dns::Resolver* resolver_ = nullptr;
   store::PgConnection* pg_ = nullptr;
+  store::PgConnection* pg_policy_ = nullptr;  // the gate's own: it LISTENs for suppression changes
+  std::unique_ptr<policy::Gate> gate_;
   queue::RedisClient* redis_ = nullptr;
   std::unique_ptr<queue::Publisher> publisher_;
   queue::Consumer* consumer_ = nullptr;
   std::unique_ptr<admin::Router> router_;
+  std::unique_ptr<admin::MailboxProber> prober_;  // the admin API's mailbox connection test
   admin::HttpServer* http_ = nullptr;
   std::unique_ptr<Compliance> compliance_;
   queue::RetryPolicy retry_policy_;
   std::unique_ptr<queue::Scheduler> scheduler_;  // the retry set and its promoter
   std::unique_ptr<queue::LagMonitor> lag_;
   core::TimerHandle drain_timer_;
+  Notifier* notifier_ = nullptr;    // sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING
+  core::TimerHandle status_timer_;  // refreshes STATUS= while running
+  bool ready_sent_ = false;
+  bool mailboxes_loaded_ = false;
   std::map<std::string, store::Mailbox> mailboxes_;
   std::map<std::string, Delivery*> inflight_;  // by stream entry id
   bool draining_ = false;

@@ -35,6 +35,28 @@ class Reader {
         out = static_cast<int>(*v);
     }
   }
+  void real(const char* table, const char* key, double& out, double lo, double hi) {
+    if (auto* n = find(table, key)) {
+      auto v = n->value<double>();
+      if (!v) return fail(*n, table, key, "must be a number");
+      if (*v < lo || *v > hi) return fail(*n, table, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+      out = *v;
+    }
+  }
+  void int_list(const char* table, const char* key, std::vector<int>& out, long lo, long hi) {
+    if (auto* n = find(table, key)) {
+      auto* arr = n->as_array();
+      if (!arr || arr->empty()) return fail(*n, table, key, "must be a non-empty list of integers");
+      out.clear();
+      for (auto& el : *arr) {
+        auto v = el.value<int64_t>();
+        if (!v || !el.is_integer()) return fail(el, table, key, "must be a list of integers");
+        if (*v < lo || *v > hi)
+          return fail(el, table, key, "each must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+        out.push_back(static_cast<int>(*v));
+      }
+    }
+  }
   void str_list(const char* table, const char* key, std::vector<std::string>& out) {
     if (auto* n = find(table, key)) {
       auto* arr = n->as_array();
@@ -151,11 +173,15 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   }
   Reader r(path, root);
   r.reject_unknown({
-      {"daemon", {"hostname", "log_level", "shutdown_grace_s"}},
+      {"daemon", {"hostname", "log_level", "log_format", "shutdown_grace_s"}},
       {"redis",
        {"url", "stream", "group", "consumer", "results_stream", "dead_stream", "results_maxlen", "max_inflight",
         "block_ms", "claim_idle_s", "password_file", "ca_file", "retry_set", "done_prefix"}},
       {"retry", {"schedule", "max_age"}},
+      {"policy",
+       {"ramp_start", "ramp_step", "ramp_max", "per_hour", "per_minute", "min_gap_s", "jitter_s", "breaker_failures",
+        "breaker_open_minutes", "quota_open_minutes", "auth_disable_after", "bounce_window", "bounce_rate",
+        "paused_retry_s", "destination_max_connections", "destination_per_minute"}},
       {"postgres", {"conninfo"}},
       {"admin", {"listen"}},
       {"security", {"allow_private_targets", "secret_key_file"}},
@@ -171,6 +197,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
 
   r.str("daemon", "hostname", c.hostname);
   r.str("daemon", "log_level", c.log_level);
+  r.str("daemon", "log_format", c.log_format);
   r.integer("daemon", "shutdown_grace_s", c.shutdown_grace_s, 0, 3600);
 
   r.str("redis", "url", c.redis_url);
@@ -189,6 +216,26 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.str("redis", "done_prefix", c.done_prefix);
   r.duration_list("retry", "schedule", c.retry_schedule_ms, 100);
   r.duration("retry", "max_age", c.retry_max_age_ms, 1000);
+
+  auto& pol = c.policy;
+  r.integer("policy", "ramp_start", pol.ramp_start, 0, 100000);
+  r.integer("policy", "ramp_step", pol.ramp_step, 0, 100000);
+  r.integer("policy", "ramp_max", pol.ramp_max, 0, 1000000);
+  r.integer("policy", "per_hour", pol.per_hour, 0, 1000000);
+  r.integer("policy", "per_minute", pol.per_minute, 0, 100000);
+  r.integer("policy", "min_gap_s", pol.min_gap_s, 0, 86400);
+  r.integer("policy", "jitter_s", pol.jitter_s, 0, 86400);
+  r.integer("policy", "breaker_failures", pol.breaker_failures, 1, 1000);
+  r.int_list("policy", "breaker_open_minutes", pol.breaker_open_minutes, 1, 7 * 24 * 60);
+  r.integer("policy", "quota_open_minutes", pol.quota_open_minutes, 1, 7 * 24 * 60);
+  r.integer("policy", "auth_disable_after", pol.auth_disable_after, 1, 1000);
+  r.integer("policy", "bounce_window", pol.bounce_window, 1, 100000);
+  r.real("policy", "bounce_rate", pol.bounce_rate, 0.0, 1.0);
+  r.integer("policy", "paused_retry_s", pol.paused_retry_s, 1, 86400);
+  r.integer("policy", "destination_max_connections", pol.destination_max_connections, 0, 100000);
+  r.integer("policy", "destination_per_minute", pol.destination_per_minute, 0, 1000000);
+  if (r.error().empty())
+    if (auto v = policy::validate(pol); !v) r.check(false, "policy", "ramp_start", v.error());
 
   r.str("postgres", "conninfo", c.pg_conninfo);
   r.str("admin", "listen", c.admin_listen);
@@ -268,6 +315,8 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   if (c.consumer.empty()) c.consumer = c.hostname;
   core::LogLevel level;
   r.check(core::parse_log_level(c.log_level, level), "daemon", "log_level", "must be debug, info, warn or error");
+  core::LogFormat format;
+  r.check(core::parse_log_format(c.log_format, format), "daemon", "log_format", "must be kv or json");
   r.check(valid_hostname(c.hostname), "daemon", "hostname", "must be a DNS host name");
   r.check(c.redis_url.rfind("redis://", 0) == 0 || c.redis_url.rfind("rediss://", 0) == 0, "redis", "url",
           "must start with redis:// or rediss://");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "policy/policy_config.h"
 
 namespace deliverd::daemon {
 
@@ -16,6 +17,7 @@ struct Config {
   // [daemon]
   std::string hostname;            // EHLO name and Message-ID domain; default: the host's name
   std::string log_level = "info";  // debug | info | warn | error
+  std::string log_format = "kv";   // kv (key=value) | json
   int shutdown_grace_s = 30;       // SIGTERM: how long in-flight deliveries may take to finish
 
   // [redis]
@@ -39,6 +41,9 @@ struct Config {
   // [retry]
   std::vector<int64_t> retry_schedule_ms = {60'000, 300'000, 900'000, 3'600'000, 10'800'000, 21'600'000};
   int64_t retry_max_age_ms = 72LL * 3'600'000;
+
+  // [policy] (docs/policy.md): ramp-up, pacing, breakers, bounce guard, destination throttle
+  policy::PolicyConfig policy;
 
   // [postgres]
   std::string pg_conninfo = "host=127.0.0.1 dbname=deliverd";

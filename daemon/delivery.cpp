@@ -14,8 +14,8 @@
 #include "smtp/composer.h"
 #include "smtp/dkim.h"
 #include "smtp/unsubscribe_token.h"
+#include "store/delivery_events.h"
 #include "store/pg_connection.h"
-#include "store/suppressions.h"
 
 namespace deliverd::daemon {
 namespace {
@@ -131,8 +131,6 @@ void Delivery::start() {
     return done(policy_outcome(core::Status::Rejected, "unknown_mailbox",
                                "mailbox " + job_.mailbox + " is not registered for account " + job_.account));
   mailbox_ = mbx->second;
-  if (mailbox_.paused)
-    return done(policy_outcome(core::Status::Deferred, "mailbox_paused", "mailbox " + mailbox_.id + " is paused"));
   if (!dns::port_allowed(mailbox_.smtp_port))
     return done(policy_outcome(core::Status::Rejected, "port_refused",
                                "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
@@ -148,21 +146,32 @@ void Delivery::check_done() {
       if (aborted_) return release();
       return after_backoff([this] { check_done(); });
     }
-    if (!*r) return check_suppression();
+    if (!*r) return admit();
     Metrics::get().duplicates.inc();
     core::log_info("job_already_delivered", {{"job", job_.id}, {"entry", entry_.id}});
     persist([this](auto cb) { app_.publisher_->ack(entry_.id, std::move(cb)); });
   });
 }
 
-void Delivery::check_suppression() {
-  // The suppression list is checked before anything is composed or sent (DESIGN.md policy gate).
-  store::is_suppressed(*app_.pg_, job_.account, job_.to_email, [this](core::Result<bool, std::string> r) {
-    if (!r) return done(policy_outcome(core::Status::Deferred, "suppression_check_failed", r.error()));
-    if (*r)
-      return done(policy_outcome(core::Status::Suppressed, "suppressed",
-                                 "the address is on the suppression list of account " + job_.account));
-    compose_and_send();
+// The policy gate (policy/gate.h): suppression list (in memory, kept current by NOTIFY), paused
+// or disabled mailbox, breaker, ramp-up slot, destination throttle. A job that may not go now
+// waits in the retry set until its slot without using up an attempt.
+void Delivery::admit() {
+  std::string mx_domain;
+  if (mailbox_.mode == "mx" || mailbox_.mode == "direct") mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
+  app_.gate_->admit({job_.account, mailbox_, job_.to_email, mx_domain}, [this](const policy::Decision& d) {
+    switch (d.verdict) {
+      case policy::Verdict::Allow:
+        admitted_ = d;
+        return compose_and_send();
+      case policy::Verdict::Defer: {
+        core::Outcome o = d.outcome();
+        return postpone(d.until_ms, &o);
+      }
+      case policy::Verdict::Suppressed:
+      case policy::Verdict::Reject:
+        return done(d.outcome());
+    }
   });
 }
 
@@ -226,6 +235,7 @@ void Delivery::resolved(const dns::ResolvedHost& r) {
   route.addr = addr;
   route.host = mailbox_.smtp_host;
   sending_ = true;
+  attempted_ = true;
   app_.pool_->submit(std::move(route), std::move(env), [this](const core::Outcome& o) {
     sending_ = false;
     done(o);
@@ -236,6 +246,7 @@ void Delivery::send_mx() {
   std::string domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
   smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
   sending_ = true;
+  attempted_ = true;
   app_.mx_->deliver(domain, std::move(env), [this](const core::Outcome& o) {
     sending_ = false;
     done(o);
@@ -251,6 +262,13 @@ void Delivery::dead_letter(const std::string& reason) {
 }
 
 void Delivery::done(const core::Outcome& o) {
+  if (admitted_) {
+    // Breaker, bounce guard and hard-bounce suppression learn from real attempts only; a job
+    // dropped before sending just gives its destination slot back.
+    if (attempted_) app_.gate_->learn(mailbox_, job_.to_email, o, &*admitted_);
+    else app_.gate_->release(*admitted_);
+    admitted_.reset();
+  }
   if (o.status == core::Status::Deferred) return retry_later(o);
   publish(o);
 }
@@ -280,6 +298,16 @@ void Delivery::retry_later(const core::Outcome& o) {
 }
 
 void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
+  const bool past_expiry = job_.expires_at_ms && due_ms >= job_.expires_at_ms;
+  if (past_expiry || due_ms - first_seen_ms_ >= app_.retry_policy_.max_age_ms) {
+    core::Outcome final = event_outcome ? *event_outcome : policy_outcome(core::Status::Expired, "", "");
+    final.status = event_outcome && event_outcome->reason == "mailbox_paused" ? core::Status::Rejected
+                                                                              : core::Status::Expired;
+    final.detail = std::string(past_expiry ? "the job would wait past its expires_at" : "the job would wait past [retry] max_age") +
+                   (event_outcome ? " (" + event_outcome->reason + ")" : "");
+    if (final.status == core::Status::Expired) final.reason = past_expiry ? "expired" : "max_age";
+    return publish(final);
+  }
   std::string ev;
   if (event_outcome) {
     Metrics::get().outcomes.with({"deferred", event_outcome->reason}).inc();
@@ -301,6 +329,7 @@ void Delivery::publish(const core::Outcome& o, int64_t next_attempt_ms) {
 }
 
 void Delivery::log_outcome(const core::Outcome& o) const {
+  record(o);
   std::string code = o.reply.code ? std::to_string(o.reply.code) : "";
   core::log_info("delivery", {{"job", job_.id},
                               {"mailbox", job_.mailbox},
@@ -313,6 +342,31 @@ void Delivery::log_outcome(const core::Outcome& o) const {
                               {"reply", o.reply.text},
                               {"host", o.host},
                               {"ip", o.ip}});
+}
+
+// The outcome also goes to PostgreSQL (delivery_events) for the admin API's "get outcome" and
+// GDPR export. Best effort: the results stream stays the record of truth.
+void Delivery::record(const core::Outcome& o) const {
+  if (!app_.pg_) return;
+  store::DeliveryEvent e;
+  e.job_id = job_.id;
+  e.account = job_.account;
+  e.mailbox = job_.mailbox;
+  e.recipient = job_.to_email;
+  e.status = std::string(core::to_string(o.status));
+  e.reply_code = o.reply.code;
+  e.enhanced_code = o.reply.enhanced;
+  e.reply_text = o.reply.text;
+  e.host = o.host;
+  e.ip = o.ip;
+  e.tls_version = o.tls_version;
+  e.tls_cipher = o.tls_cipher;
+  e.detail = o.reason.empty() ? o.detail : o.reason + (o.detail.empty() ? "" : ": " + o.detail);
+  e.attempt = attempt_;
+  e.duration_ms = static_cast<int64_t>(uv_now(&app_.loop_) - started_);
+  store::insert_delivery_event(*app_.pg_, e, [id = job_.id](core::Result<core::Ok, std::string> r) {
+    if (!r) core::log_warn("delivery_event_not_stored", {{"job", id}, {"error", r.error()}});
+  });
 }
 
 std::string Delivery::event(const core::Outcome& o, int64_t next_attempt_ms) const {

@@ -7,11 +7,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/outcome.h"
 #include "core/timer.h"
 #include "dns/resolver.h"
+#include "policy/gate.h"
 #include "queue/consumer.h"
 #include "queue/job.h"
 #include "store/mailboxes.h"
@@ -36,7 +38,7 @@ class Delivery {
  private:
   bool read_retry_fields(std::string& error);
   void check_done();
-  void check_suppression();
+  void admit();
   void compose_and_send();
   void resolved(const dns::ResolvedHost& r);
   void send_mx();
@@ -52,7 +54,8 @@ class Delivery {
   void persist(std::function<void(std::function<void(bool ok)>)> write);
   void after_backoff(std::function<void()> next);
   void release();
-  void log_outcome(const core::Outcome& o) const;
+  void log_outcome(const core::Outcome& o) const;  // and record() it
+  void record(const core::Outcome& o) const;
   std::string event(const core::Outcome& o, int64_t next_attempt_ms) const;
 
   App& app_;
@@ -66,6 +69,8 @@ class Delivery {
   std::string message_;
   dns::Resolver::RequestId resolve_id_ = 0;
   bool sending_ = false;  // handed to the session pool / MX delivery; done() will follow
+  bool attempted_ = false;  // an SMTP attempt was made: its outcome teaches the policy gate
+  std::optional<policy::Decision> admitted_;  // the gate's Allow (holds a destination lease in MX mode)
   bool aborted_ = false;
   core::TimerHandle backoff_;
   uint64_t backoff_ms_ = 0;

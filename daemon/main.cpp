@@ -1,13 +1,12 @@
-// deliverd: outbound mail delivery daemon. Subcommands: run, check-config, migrate, mailbox add, version.
-#include <openssl/opensslv.h>
-#include <uv.h>
+// deliverd: outbound mail delivery daemon. Subcommands: run, check-config, migrate, mailbox add,
+// suppress add|remove|list, version.
 
-#include <ares.h>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -15,10 +14,14 @@
 #include "daemon/app.h"
 #include "daemon/cli.h"
 #include "daemon/config.h"
+#include "daemon/key_command.h"
+#include "daemon/status_command.h"
+#include "daemon/version_info.h"
 #include "dns/address_policy.h"
 #include "store/mailboxes.h"
 #include "store/migrations.h"
 #include "store/secret_box.h"
+#include "store/suppressions.h"
 
 #ifndef DELIVERD_VERSION
 #define DELIVERD_VERSION "0.0.0"
@@ -131,6 +134,27 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
   m.mode = a.get("mode", "relay");
   if (m.mode != "relay" && m.mode != "mx")
     return fail("mailbox add: --mode must be relay or mx, got \"" + m.mode + "\"");
+  // Sending-policy overrides; without them the mailbox follows the [policy] defaults.
+  const std::pair<const char*, std::optional<int>*> counts[] = {
+      {"ramp-start", &m.ramp_start}, {"ramp-step", &m.ramp_step}, {"ramp-max", &m.ramp_max},
+      {"min-gap-s", &m.min_gap_s},   {"per-hour", &m.per_hour},   {"per-minute", &m.per_minute}};
+  for (const auto& [flag, field] : counts) {
+    if (!a.has(flag)) continue;
+    const std::string v = a.get(flag);
+    size_t used = 0;
+    int n = -1;
+    try {
+      n = std::stoi(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != v.size() || v.empty() || n < 0)
+      return fail(std::string("mailbox add: --") + flag + " must be a whole number >= 0, got \"" + v + "\"");
+    *field = n;
+  }
+  m.warmup_start = a.get("warmup-start");
+  m.timezone = a.get("timezone");
+  if (auto valid = store::validate_mailbox(m); !valid) return fail("mailbox add: " + valid.error());
   auto box = store::SecretBox::from_key_file(cfg.secret_key_file);
   if (!box) return fail("[security] secret_key_file: " + box.error());
   auto r = store::add_mailbox(cfg.pg_conninfo, m, *box);
@@ -140,10 +164,99 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
   return 0;
 }
 
-int cmd_version(const daemon::ParsedArgs&) {
-  std::printf("deliverd %s\nlibuv %s\nc-ares %s\n%s\n", DELIVERD_VERSION, uv_version_string(),
-              ares_version(nullptr), OPENSSL_VERSION_TEXT);
+int cmd_suppress_add(const daemon::ParsedArgs& a) {
+  daemon::Config cfg;
+  if (!load(a, cfg)) return 2;
+  if (!a.has("account")) return fail("suppress add: --account is required (use * for every account)");
+  if (!a.has("address")) return fail("suppress add: the ADDRESS is required");
+  auto r = store::add_suppression_blocking(cfg.pg_conninfo,
+                                           {a.get("account"), a.get("address"), a.get("reason", "manual"), "cli"});
+  if (!r) return fail("suppress add: " + r.error());
+  std::printf("%s %s for account %s\n", store::normalize_address(a.get("address")).c_str(),
+              *r ? "suppressed" : "was already suppressed", a.get("account").c_str());
   return 0;
+}
+
+int cmd_suppress_remove(const daemon::ParsedArgs& a) {
+  daemon::Config cfg;
+  if (!load(a, cfg)) return 2;
+  if (!a.has("account")) return fail("suppress remove: --account is required");
+  if (!a.has("address")) return fail("suppress remove: the ADDRESS is required");
+  auto r = store::remove_suppression_blocking(cfg.pg_conninfo, a.get("account"), a.get("address"));
+  if (!r) return fail("suppress remove: " + r.error());
+  if (!*r) {
+    std::fprintf(stderr, "deliverd: suppress remove: %s is not suppressed for account %s\n",
+                 store::normalize_address(a.get("address")).c_str(), a.get("account").c_str());
+    return 1;
+  }
+  std::printf("%s removed from account %s\n", store::normalize_address(a.get("address")).c_str(),
+              a.get("account").c_str());
+  return 0;
+}
+
+int cmd_suppress_list(const daemon::ParsedArgs& a) {
+  daemon::Config cfg;
+  if (!load(a, cfg)) return 2;
+  if (!a.has("account")) return fail("suppress list: --account is required");
+  size_t limit = 100;
+  if (a.has("limit")) {
+    const std::string v = a.get("limit");
+    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+      return fail("suppress list: --limit must be a whole number, got \"" + v + "\"");
+    limit = std::stoul(v);
+  }
+  auto r = store::list_suppressions_blocking(cfg.pg_conninfo, a.get("account"), a.get("address"), limit);
+  if (!r) return fail("suppress list: " + r.error());
+  for (const auto& s : *r)
+    std::printf("%s\t%s\t%s\t%s\n", s.row.address.c_str(), s.row.reason.c_str(), s.row.source.c_str(),
+                s.created_at.c_str());
+  return 0;
+}
+
+// "suppress add --account A bob@x.org": the one bare argument is the address, passed on as
+// --address so that the shared option parser sees only options.
+std::vector<std::string> address_as_option(const std::vector<std::string>& args,
+                                           const std::vector<OptionSpec>& specs) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& x = args[i];
+    if (x.rfind("--", 0) == 0) {
+      out.push_back(x);
+      bool takes = false;
+      for (const auto& s : specs)
+        if (x.substr(2) == s.name) takes = s.takes_value;
+      if (takes && i + 1 < args.size()) out.push_back(args[++i]);
+      continue;
+    }
+    out.push_back("--address");
+    out.push_back(x);
+  }
+  return out;
+}
+
+int cmd_version(const daemon::ParsedArgs&) {
+  std::fputs(daemon::version_report().c_str(), stdout);
+  return 0;
+}
+
+int cmd_status(const daemon::ParsedArgs& a) {
+  std::string listen = a.get("admin");
+  if (listen.empty()) {
+    // Only the listener is needed: no key files are opened, so an operator without them can ask.
+    auto cfg = daemon::load_config(a.get("config", "/etc/deliverd/deliverd.toml"));
+    if (!cfg) return fail(cfg.error());
+    listen = cfg->admin_listen;
+  }
+  return daemon::run_status(listen, std::cout);
+}
+
+int cmd_key_create(const daemon::ParsedArgs& a) {
+  daemon::Config cfg;
+  if (!load(a, cfg)) return 2;
+  std::vector<std::string> args = {"create"};
+  for (const char* opt : {"role", "account", "scopes", "expires", "name"})
+    if (a.has(opt)) args.insert(args.end(), {std::string("--") + opt, a.get(opt)});
+  return daemon::run_key_command(args, cfg.pg_conninfo, std::cout, std::cerr);
 }
 
 const std::vector<Command>& commands() {
@@ -167,8 +280,53 @@ const std::vector<Command>& commands() {
         {"password-file", true, "file holding the AUTH password"},
         {"oauth-token-file", true, "file holding an OAuth access token for AUTH XOAUTH2 (Gmail, Microsoft 365)"},
         {"mode", true, "relay (through --smtp-host, default) | mx (straight to the recipient's MX)"},
+        {"ramp-start", true, "ramp-up: sends allowed on the first day (default [policy] ramp_start)"},
+        {"ramp-step", true, "ramp-up: added per day (default [policy] ramp_step)"},
+        {"ramp-max", true, "ramp-up: daily limit once warmed up (default [policy] ramp_max)"},
+        {"warmup-start", true, "YYYY-MM-DD, day 0 of the ramp-up (default: the first day it sends)"},
+        {"min-gap-s", true, "seconds between two sends, before jitter (default [policy] min_gap_s)"},
+        {"per-hour", true, "sends per hour (default [policy] per_hour; 0 = no cap)"},
+        {"per-minute", true, "sends per minute (default [policy] per_minute; 0 = no cap)"},
+        {"timezone", true, "IANA zone of the mailbox's days, e.g. Europe/Berlin (default UTC)"},
         kHelpOpt},
        cmd_mailbox_add},
+      {"suppress add",
+       "Suppress ADDRESS for --account (\"*\" = every account); every daemon stops mailing it at once.",
+       {kConfigOpt,
+        {"account", true, "tenant, or * for the global list"},
+        {"address", true, "the address (may also be given as the last argument)"},
+        {"reason", true, "why (default manual)"},
+        kHelpOpt},
+       cmd_suppress_add},
+      {"suppress remove",
+       "Remove ADDRESS from the suppression list of --account.",
+       {kConfigOpt,
+        {"account", true, "tenant, or * for the global list"},
+        {"address", true, "the address (may also be given as the last argument)"},
+        kHelpOpt},
+       cmd_suppress_remove},
+      {"suppress list",
+       "List the suppressions of --account, newest first (or only ADDRESS).",
+       {kConfigOpt,
+        {"account", true, "tenant, or * for the global list"},
+        {"address", true, "only this address (may also be given as the last argument)"},
+        {"limit", true, "at most this many rows (default 100)"},
+        kHelpOpt},
+       cmd_suppress_list},
+      {"key create",
+       "Create an admin API key; the token is printed once (docs/admin-api.md).",
+       {kConfigOpt,
+        {"role", true, "owner | admin | user | readonly"},
+        {"account", true, "the account a user or readonly key is bound to"},
+        {"scopes", true, "narrower than the role, e.g. \"mailboxes:read suppressions:write\""},
+        {"expires", true, "RFC 3339 time or a duration from now (90d, 12h)"},
+        {"name", true, "a label for the key"},
+        kHelpOpt},
+       cmd_key_create},
+      {"status",
+       "Show whether the running daemon is ready, and a summary of its metrics.",
+       {kConfigOpt, {"admin", true, "HOST:PORT of the admin listener (default: [admin] listen)"}, kHelpOpt},
+       cmd_status},
       {"version", "Print the version of deliverd and its libraries.", {kHelpOpt}, cmd_version},
   };
   return cmds;
@@ -197,6 +355,7 @@ int main(int argc, char** argv) {
     std::string given = words == 1 ? args[0] : args[0] + " " + args[1];
     if (given != c.name) continue;
     std::vector<std::string> rest(args.begin() + static_cast<long>(words), args.end());
+    if (c.name.rfind("suppress ", 0) == 0) rest = address_as_option(rest, c.options);
     auto parsed = daemon::parse_args(rest, c.options);
     if (!parsed) {
       fail(c.name + ": " + parsed.error());

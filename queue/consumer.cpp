@@ -271,6 +271,11 @@ void Consumer::done(const std::string& entry_id) {
   read();
 }
 
+void Consumer::set_max_inflight(size_t n) {
+  cfg_.max_inflight = n ? n : 1;
+  read();
+}
+
 bool Consumer::connected() const { return ready_ && client_ && client_->connected(); }
 
 void Consumer::drop_client() {

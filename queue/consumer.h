@@ -56,6 +56,8 @@ class Consumer {
   // Frees the slot of an entry handed out by on_entry; unknown ids are ignored.
   void done(const std::string& entry_id);
   size_t inflight() const { return inflight_.size(); }
+  // Reload: a lower bound takes effect as entries finish, a higher one at once.
+  void set_max_inflight(size_t n);
   // Connected and the group exists: reading (or ready to read once a slot frees up).
   bool connected() const;
   // Idempotent; no on_entry call after it.

@@ -57,8 +57,11 @@ void LagMonitor::poll() {
     g.pending.set(static_cast<double>(r.elements[0].integer));
     LagMonitor* self = *ref;
     int64_t oldest = entry_id_ms(r.elements[1].str);
-    if (!self || r.elements[0].integer == 0 || oldest == 0) return g.oldest.set(0);
-    g.oldest.set(static_cast<double>(std::max<int64_t>(0, self->now_ms_() - oldest)) / 1000.0);
+    if (!self) return;
+    self->oldest_pending_age_s_ = r.elements[0].integer == 0 || oldest == 0
+                                      ? 0.0
+                                      : static_cast<double>(std::max<int64_t>(0, self->now_ms_() - oldest)) / 1000.0;
+    g.oldest.set(self->oldest_pending_age_s_);
   });
 }
 

@@ -24,12 +24,15 @@ class LagMonitor {
   LagMonitor(const LagMonitor&) = delete;
   LagMonitor& operator=(const LagMonitor&) = delete;
   void poll();  // also runs every interval_ms
+  // From the last poll: age of the oldest pending entry (the queue lag operators watch).
+  double oldest_pending_age_s() const { return oldest_pending_age_s_; }
 
  private:
   RedisClient& client_;
   LagMonitorConfig cfg_;
   std::function<int64_t()> now_ms_;
   uv_timer_t* timer_ = nullptr;
+  double oldest_pending_age_s_ = 0;
   std::shared_ptr<LagMonitor*> self_ = std::make_shared<LagMonitor*>(this);
 };
 

@@ -70,7 +70,50 @@ Mailbox row_to_mailbox(const PgResult& r, size_t i) {
   m.username = text(6);
   m.mode = text(8);
   m.paused = text(9) == "t";
+  if (row.size() > 22) {
+    auto opt_int = [&](size_t c) -> std::optional<int> {
+      if (!row[c]) return std::nullopt;
+      return std::atoi(row[c]->c_str());
+    };
+    m.ramp_start = opt_int(11);
+    m.ramp_step = opt_int(12);
+    m.ramp_max = opt_int(13);
+    m.warmup_start = text(14);
+    m.min_gap_s = opt_int(15);
+    m.per_hour = opt_int(16);
+    m.per_minute = opt_int(17);
+    m.timezone = text(18);
+    m.window_days = opt_int(19);
+    m.window_start_hour = opt_int(20);
+    m.window_end_hour = opt_int(21);
+    m.disabled = text(22) == "t";
+  }
   return m;
+}
+
+bool valid_date(std::string_view d) {
+  if (d.size() != 10 || d[4] != '-' || d[7] != '-') return false;
+  for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9})
+    if (!std::isdigit(static_cast<unsigned char>(d[i]))) return false;
+  int year = std::atoi(std::string(d.substr(0, 4)).c_str());
+  int month = (d[5] - '0') * 10 + (d[6] - '0'), day = (d[8] - '0') * 10 + (d[9] - '0');
+  if (month < 1 || month > 12 || day < 1) return false;
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return day <= kDays[month - 1] + (month == 2 && leap ? 1 : 0);
+}
+
+// IANA zone names: "UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5".
+bool valid_timezone(std::string_view z) {
+  if (z.empty() || z.size() > 64 || z.front() == '/' || z.find("..") != z.npos) return false;
+  return std::all_of(z.begin(), z.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '/' || c == '_' || c == '-' || c == '+';
+  });
+}
+
+std::optional<std::string> opt_text(const std::optional<int>& v) {
+  if (!v) return std::nullopt;
+  return std::to_string(*v);
 }
 
 }  // namespace
@@ -100,6 +143,21 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
       m.password.find_first_of("\r\n") != std::string::npos)
     return core::Err(std::string("password: at most 1024 bytes, without NUL, CR or LF"));
   if (!m.password.empty() && m.username.empty()) return core::Err(std::string("username: required with a password"));
+  const std::pair<const char*, const std::optional<int>*> counts[] = {
+      {"ramp_start", &m.ramp_start}, {"ramp_step", &m.ramp_step}, {"ramp_max", &m.ramp_max},
+      {"min_gap_s", &m.min_gap_s},   {"per_hour", &m.per_hour},   {"per_minute", &m.per_minute}};
+  for (const auto& [name, v] : counts)
+    if (*v && (**v < 0 || **v > 1000000)) return core::Err(std::string(name) + ": must be between 0 and 1000000");
+  if (!m.warmup_start.empty() && !valid_date(m.warmup_start))
+    return core::Err("warmup_start: '" + m.warmup_start + "' is not a date like 2026-11-29");
+  if (!m.timezone.empty() && !valid_timezone(m.timezone))
+    return core::Err("timezone: '" + m.timezone + "' is not an IANA zone name like Europe/Berlin");
+  if (m.window_days && (*m.window_days < 0 || *m.window_days > 127))
+    return core::Err(std::string("window_days: a bit mask 0-127 (bit 0 = Monday)"));
+  if (m.window_start_hour && (*m.window_start_hour < 0 || *m.window_start_hour > 23))
+    return core::Err(std::string("window_start_hour: 0-23"));
+  if (m.window_end_hour && (*m.window_end_hour < 1 || *m.window_end_hour > 24))
+    return core::Err(std::string("window_end_hour: 1-24"));
   return core::Ok{};
 }
 
@@ -116,14 +174,26 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
   if (!m.username.empty()) username = m.username;
   PgResult r = pg->exec(
       "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
-      " oauth_token_enc)"
-      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bytea, $9, $10, $11::bytea)"
+      " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start, min_gap_s, per_hour, per_minute, timezone,"
+      " window_days, window_start_hour, window_end_hour, disabled)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bytea, $9, $10, $11::bytea, $12, $13, $14, $15::date, $16, $17, $18,"
+      " $19, $20, $21, $22, $23)"
       " ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, email = EXCLUDED.email,"
       " smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port, security = EXCLUDED.security,"
       " username = EXCLUDED.username, password_enc = EXCLUDED.password_enc, mode = EXCLUDED.mode,"
-      " paused = EXCLUDED.paused, oauth_token_enc = EXCLUDED.oauth_token_enc, updated_at = now()",
+      " paused = EXCLUDED.paused, oauth_token_enc = EXCLUDED.oauth_token_enc, ramp_start = EXCLUDED.ramp_start,"
+      " ramp_step = EXCLUDED.ramp_step, ramp_max = EXCLUDED.ramp_max, warmup_start = EXCLUDED.warmup_start,"
+      " min_gap_s = EXCLUDED.min_gap_s, per_hour = EXCLUDED.per_hour, per_minute = EXCLUDED.per_minute,"
+      " timezone = EXCLUDED.timezone, window_days = EXCLUDED.window_days,"
+      " window_start_hour = EXCLUDED.window_start_hour, window_end_hour = EXCLUDED.window_end_hour,"
+      " disabled = EXCLUDED.disabled, updated_at = now()",
       {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), m.security, username, password_enc,
-       m.mode == "direct" ? std::string("mx") : m.mode, m.paused ? "true" : "false", oauth_token_enc});
+       m.mode == "direct" ? std::string("mx") : m.mode, m.paused ? "true" : "false", oauth_token_enc,
+       opt_text(m.ramp_start), opt_text(m.ramp_step), opt_text(m.ramp_max),
+       m.warmup_start.empty() ? std::optional<std::string>() : m.warmup_start, opt_text(m.min_gap_s),
+       opt_text(m.per_hour), opt_text(m.per_minute),
+       m.timezone.empty() ? std::optional<std::string>() : m.timezone, opt_text(m.window_days),
+       opt_text(m.window_start_hour), opt_text(m.window_end_hour), m.disabled ? "true" : "false"});
   if (!r.ok) {
     if (r.sqlstate == "42P01") return core::Err("mailboxes table missing: run `deliverd migrate` first");
     return core::Err("cannot save mailbox " + m.id + ": " + r.error);
@@ -135,7 +205,8 @@ void load_mailboxes(PgConnection& pg, const SecretBox& box,
                     std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
   pg.query(
       "SELECT id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
-      " oauth_token_enc FROM mailboxes ORDER BY id",
+      " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start::text, min_gap_s, per_hour, per_minute,"
+      " timezone, window_days, window_start_hour, window_end_hour, disabled FROM mailboxes ORDER BY id",
       {}, [box, cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot load mailboxes: " + r.error));
         std::vector<Mailbox> out;
@@ -160,6 +231,20 @@ void load_mailboxes(PgConnection& pg, const SecretBox& box,
         }
         cb(std::move(out));
       });
+}
+
+void set_mailbox_flags(PgConnection& pg, const std::string& id, std::optional<bool> paused, std::optional<bool> disabled,
+                       std::function<void(core::Result<bool, std::string>)> cb) {
+  auto flag = [](std::optional<bool> b) -> std::optional<std::string> {
+    if (!b) return std::nullopt;
+    return std::string(*b ? "true" : "false");
+  };
+  pg.query("UPDATE mailboxes SET paused = COALESCE($2::boolean, paused), disabled = COALESCE($3::boolean, disabled),"
+           " updated_at = now() WHERE id = $1",
+           {id, flag(paused), flag(disabled)}, [cb = std::move(cb)](const PgResult& r) {
+             if (!r.ok) return cb(core::Err("cannot update mailbox flags: " + r.error));
+             cb(r.affected > 0);
+           });
 }
 
 }  // namespace deliverd::store

@@ -3,6 +3,7 @@
 // load the daemon runs on the loop. Passwords are sealed with SecretBox before they reach the
 // database (the mailbox id is the associated data) and are never logged.
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,14 @@ struct Mailbox {
   std::string oauth_token;     // XOAUTH2 access token; plaintext, memory only; used instead of password
   std::string mode = "relay";  // relay (through smtp_host) | mx (to the recipient's MX; "direct" is an alias)
   bool paused = false;
+  // Sending-policy overrides (policy/); unset means the daemon's [policy] default.
+  std::optional<int> ramp_start, ramp_step, ramp_max;  // day-d limit = min(max, start + step·d)
+  std::string warmup_start;                            // "YYYY-MM-DD" (day 0), "" = the day it was added
+  std::optional<int> min_gap_s, per_hour, per_minute;
+  std::string timezone;            // IANA name ("Europe/Berlin") for the day and window; "" = UTC
+  std::optional<int> window_days;  // bit 0 = Monday … bit 6 = Sunday; unset = every day
+  std::optional<int> window_start_hour, window_end_hour;  // [start, end) local hours; unset = all day
+  bool disabled = false;                                  // repeated AUTH failures; only an operator clears it
 };
 
 // The SMTP ports a mailbox may use (DESIGN.md "Security rules").
@@ -34,5 +43,10 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
 // (wrong key, tampered) fails the whole load with an error naming the mailbox.
 void load_mailboxes(PgConnection& pg, const SecretBox& box,
                     std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb);
+
+// Async: sets the policy flags of one mailbox (nullopt leaves a flag as it is). cb gets whether
+// the mailbox exists.
+void set_mailbox_flags(PgConnection& pg, const std::string& id, std::optional<bool> paused,
+                       std::optional<bool> disabled, std::function<void(core::Result<bool, std::string>)> cb);
 
 }  // namespace deliverd::store

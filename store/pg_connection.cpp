@@ -240,7 +240,8 @@ void PgConnection::on_socket(int status, int events) {
 
 void PgConnection::read_results() {
   if (!PQconsumeInput(conn_)) return connection_lost(conn_error());
-  while (PGnotify* n = PQnotifies(conn_)) PQfreemem(n);
+  deliver_notifications();
+  if (state_ != State::Ready) return;
   if (!in_flight_) {
     if (PQstatus(conn_) == CONNECTION_BAD) connection_lost(conn_error());
     return;
@@ -260,6 +261,19 @@ void PgConnection::read_results() {
       partial_ = std::move(copy);
       have_partial_ = true;
     }
+  }
+  // PQgetResult may have parsed notifications that arrived behind the query's result.
+  if (state_ == State::Ready) deliver_notifications();
+}
+
+void PgConnection::deliver_notifications() {
+  while (state_ == State::Ready && conn_) {
+    PGnotify* n = PQnotifies(conn_);
+    if (!n) break;
+    std::string channel = n->relname ? n->relname : "";
+    std::string payload = n->extra ? n->extra : "";
+    PQfreemem(n);
+    if (on_notify_) on_notify_(channel, payload);
   }
 }
 
@@ -303,6 +317,7 @@ void PgConnection::connection_lost(const std::string& error) {
   // A timed-out query is abandoned with its connection: PQcancel would block the loop.
   bool had_query = in_flight_;
   drop_connection();
+  if (on_lost_) defer([this, error] { if (on_lost_) on_lost_(error); });
   if (had_query) finish_query(error_result(error));
 }
 

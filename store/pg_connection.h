@@ -51,6 +51,15 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   bool connected() const { return state_ == State::Ready; }
   size_t queued() const { return queue_.size(); }
 
+  // LISTEN/NOTIFY: every notification libpq has parsed is handed over after each read from the
+  // socket (the connection is watched for reading even when idle). Issue "LISTEN chan" with
+  // query(); it does not survive a reconnect, so listeners re-issue it from the lost handler.
+  using NotifyHandler = std::function<void(const std::string& channel, const std::string& payload)>;
+  void set_notify_handler(NotifyHandler fn) { on_notify_ = std::move(fn); }
+  // Called (later, on the loop) when an established connection is lost; the next query
+  // reconnects. Notifications sent meanwhile are missed, so a listener reloads its state.
+  void set_lost_handler(std::function<void(const std::string& error)> fn) { on_lost_ = std::move(fn); }
+
   // Idempotent. No callback runs after it; the object is freed once libuv has closed its handles.
   void close();
 
@@ -81,6 +90,7 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   void defer(std::function<void()> fn);
   void run_deferred();
   void release_handle();
+  void deliver_notifications();
   std::string conn_error() const;
 
   static void on_poll_cb(uv_poll_t* h, int status, int events);
@@ -106,6 +116,8 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   PgResult partial_;
   bool have_partial_ = false;
   int open_handles_ = 0;
+  NotifyHandler on_notify_;
+  std::function<void(const std::string&)> on_lost_;
 };
 
 // bytea in text format: "\x…" hex (what PostgreSQL sends and accepts). decode returns nullopt

@@ -2,6 +2,8 @@
 
 #include <openssl/sha.h>
 
+#include "store/pg_blocking.h"
+
 namespace deliverd::store {
 
 std::string normalize_address(std::string_view a) {
@@ -41,11 +43,92 @@ void is_suppressed(PgConnection& pg, const std::string& account, const std::stri
                    std::function<void(core::Result<bool, std::string>)> cb) {
   std::string normalized = normalize_address(address);
   if (normalized.empty()) return cb(core::Err{std::string("not an address: ") + address});
-  pg.query("SELECT 1 FROM suppressions WHERE account = $1 AND address_sha256 = $2::bytea",
+  pg.query("SELECT 1 FROM suppressions WHERE account IN ($1, '*') AND address_sha256 = $2::bytea",
            {account, encode_bytea(address_sha256(normalized))}, [cb = std::move(cb)](const PgResult& r) {
              if (!r.ok) return cb(core::Err{"cannot check suppressions: " + r.error});
              cb(!r.rows.empty());
            });
+}
+
+void remove_suppression(PgConnection& pg, const std::string& account, const std::string& address,
+                        std::function<void(core::Result<bool, std::string>)> cb) {
+  std::string normalized = normalize_address(address);
+  if (account.empty() || normalized.empty())
+    return cb(core::Err{std::string("suppression needs an account and an address")});
+  pg.query("DELETE FROM suppressions WHERE account = $1 AND address_sha256 = $2::bytea",
+           {account, encode_bytea(address_sha256(normalized))}, [cb = std::move(cb)](const PgResult& r) {
+             if (!r.ok) return cb(core::Err{"cannot remove suppression: " + r.error});
+             cb(r.affected > 0);
+           });
+}
+
+void load_suppression_hashes(
+    PgConnection& pg, size_t max_rows,
+    std::function<void(core::Result<std::vector<std::pair<std::string, std::string>>, std::string>)> cb) {
+  // One row more than allowed tells "exactly at the bound" from "over it".
+  pg.query("SELECT account, address_sha256 FROM suppressions LIMIT $1", {std::to_string(max_rows + 1)},
+           [cb = std::move(cb), max_rows](const PgResult& r) {
+             if (!r.ok) return cb(core::Err{"cannot load suppressions: " + r.error});
+             if (r.rows.size() > max_rows)
+               return cb(core::Err{"more than " + std::to_string(max_rows) + " suppressions (raise the bound)"});
+             std::vector<std::pair<std::string, std::string>> out;
+             out.reserve(r.rows.size());
+             for (const auto& row : r.rows) {
+               auto hash = decode_bytea(row[1].value_or(""));
+               if (!row[0] || !hash || hash->size() != 32) continue;
+               out.emplace_back(*row[0], std::move(*hash));
+             }
+             cb(std::move(out));
+           });
+}
+
+core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const Suppression& s) {
+  std::string address = normalize_address(s.address);
+  if (s.account.empty() || address.empty()) return core::Err{"not an address: '" + s.address + "'"};
+  auto pg = detail::BlockingPg::connect(conninfo);
+  if (!pg) return core::Err(pg.error());
+  PgResult r = pg->exec(
+      "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
+      " VALUES ($1, $2, $3::bytea, $4, $5) ON CONFLICT (account, address_sha256) DO NOTHING",
+      {s.account, address, encode_bytea(address_sha256(address)), s.reason, s.source});
+  if (!r.ok) return core::Err{"cannot add suppression: " + r.error};
+  return r.affected > 0;
+}
+
+core::Result<bool, std::string> remove_suppression_blocking(const std::string& conninfo, const std::string& account,
+                                                            const std::string& address) {
+  std::string normalized = normalize_address(address);
+  if (account.empty() || normalized.empty()) return core::Err{"not an address: '" + address + "'"};
+  auto pg = detail::BlockingPg::connect(conninfo);
+  if (!pg) return core::Err(pg.error());
+  PgResult r = pg->exec("DELETE FROM suppressions WHERE account = $1 AND address_sha256 = $2::bytea",
+                        {account, encode_bytea(address_sha256(normalized))});
+  if (!r.ok) return core::Err{"cannot remove suppression: " + r.error};
+  return r.affected > 0;
+}
+
+core::Result<std::vector<ListedSuppression>, std::string> list_suppressions_blocking(const std::string& conninfo,
+                                                                                     const std::string& account,
+                                                                                     const std::string& address,
+                                                                                     size_t limit) {
+  std::optional<std::string> hash;
+  if (!address.empty()) {
+    std::string normalized = normalize_address(address);
+    if (normalized.empty()) return core::Err{"not an address: '" + address + "'"};
+    hash = encode_bytea(address_sha256(normalized));
+  }
+  auto pg = detail::BlockingPg::connect(conninfo);
+  if (!pg) return core::Err(pg.error());
+  PgResult r = pg->exec(
+      "SELECT account, address, reason, source, created_at::text FROM suppressions WHERE account = $1"
+      " AND ($2::bytea IS NULL OR address_sha256 = $2::bytea) ORDER BY created_at DESC, address LIMIT $3",
+      {account, hash, std::to_string(limit)});
+  if (!r.ok) return core::Err{"cannot list suppressions: " + r.error};
+  std::vector<ListedSuppression> out;
+  for (const auto& row : r.rows)
+    out.push_back(
+        {{row[0].value_or(""), row[1].value_or(""), row[2].value_or(""), row[3].value_or("")}, row[4].value_or("")});
+  return out;
 }
 
 }  // namespace deliverd::store

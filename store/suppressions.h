@@ -1,15 +1,22 @@
 #pragma once
-// The per-account suppression list in PostgreSQL: addresses that must not be mailed again.
-// Minimal by design (the policy module later adds LISTEN/NOTIFY and an in-memory set); both
-// calls are async on the loop through PgConnection.
+// The suppression list in PostgreSQL: addresses that must not be mailed again, per account, plus
+// the global list (account "*", kGlobalAccount) that holds for every account. The async calls run
+// on the loop through PgConnection; the *_blocking ones are for the command line only. Every
+// change is announced on the channel kSuppressionChannel (trigger from migration 0004), which is
+// how policy/ keeps its in-memory copy current.
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/result.h"
 #include "store/pg_connection.h"
 
 namespace deliverd::store {
+
+inline constexpr std::string_view kGlobalAccount = "*";
+inline constexpr std::string_view kSuppressionChannel = "deliverd_suppressions";
 
 struct Suppression {
   std::string account, address;
@@ -17,8 +24,14 @@ struct Suppression {
   std::string source;  // "one_click", "bounce", "api", …
 };
 
+struct ListedSuppression {
+  Suppression row;
+  std::string created_at;
+};
+
 // Trims surrounding white space and lower-cases the domain; the local part is kept as given
-// (RFC 5321 2.4: it may be case-sensitive). "" if there is no '@' with text on both sides.
+// (RFC 5321 2.4: it may be case-sensitive; plus-addressing stays). "" if there is no '@' with
+// text on both sides.
 std::string normalize_address(std::string_view address);
 // SHA-256 of the normalised address, 32 raw bytes.
 std::string address_sha256(std::string_view normalized);
@@ -27,8 +40,27 @@ std::string address_sha256(std::string_view normalized);
 // when a row was inserted, false when it was already there, or an error.
 void add_suppression(PgConnection& pg, const Suppression& s, std::function<void(core::Result<bool, std::string>)> cb);
 
-// cb gets whether the account has suppressed the address, or an error.
+// cb gets true when a row was removed, false when there was none.
+void remove_suppression(PgConnection& pg, const std::string& account, const std::string& address,
+                        std::function<void(core::Result<bool, std::string>)> cb);
+
+// cb gets whether the account (or the global list) has suppressed the address, or an error.
 void is_suppressed(PgConnection& pg, const std::string& account, const std::string& address,
                    std::function<void(core::Result<bool, std::string>)> cb);
+
+// Every (account, SHA-256) pair, at most max_rows (more is an error: the bound protects memory).
+void load_suppression_hashes(
+    PgConnection& pg, size_t max_rows,
+    std::function<void(core::Result<std::vector<std::pair<std::string, std::string>>, std::string>)> cb);
+
+// Blocking, for `deliverd suppress add|remove|list`.
+core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const Suppression& s);
+core::Result<bool, std::string> remove_suppression_blocking(const std::string& conninfo, const std::string& account,
+                                                            const std::string& address);
+// Newest first; address "" lists the account, otherwise only that address.
+core::Result<std::vector<ListedSuppression>, std::string> list_suppressions_blocking(const std::string& conninfo,
+                                                                                     const std::string& account,
+                                                                                     const std::string& address,
+                                                                                     size_t limit);
 
 }  // namespace deliverd::store

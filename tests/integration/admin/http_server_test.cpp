@@ -1,5 +1,7 @@
 // The admin HTTP server over real loopback sockets: the server runs on a libuv loop in the test
 // thread, a plain blocking-socket client runs in a second thread.
+#include "admin/http_server.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -11,10 +13,10 @@
 #include <thread>
 
 #include "admin/admin_routes.h"
-#include "admin/http_server.h"
 #include "core/metrics.h"
 #include "core/timer.h"
 #include "tests/integration/fixtures/process.h"
+#include "tests/integration/fixtures/test_ca.h"
 
 namespace deliverd::admin {
 namespace {
@@ -369,6 +371,90 @@ TEST_F(ServerTest, MetricsEndpointPassesPromtool) {
   std::string out;
   int rc = testing::run_command({"sh", "-c", "promtool check metrics < " + dir.file("metrics.txt")}, &out);
   EXPECT_EQ(rc, 0) << out << "\n" << body;
+}
+
+TEST_F(ServerTest, BadChunkingIs400AndClosed) {
+  run([](int port) {
+    const std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (const std::string& body : {std::string("zz\r\nhello\r\n0\r\n\r\n"),   // not hex
+                                    std::string("\r\nhello\r\n0\r\n\r\n"),     // no size at all
+                                    std::string("ffffffffffffffffff\r\n")}) {  // size overflows
+      Client c(port);
+      ASSERT_TRUE(c.send(head + body + get("/healthz")));
+      auto r = c.read_reply();
+      ASSERT_TRUE(r) << body;
+      EXPECT_TRUE(r->status == 400 || r->status == 413) << r->status << " for " << body;
+      EXPECT_TRUE(c.closed_by_server()) << body;  // the pipelined GET is not answered
+    }
+    // Both framings at once is a smuggling attempt (RFC 9112 6.1): refused.
+    Client both(port);
+    ASSERT_TRUE(
+        both.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "0\r\n\r\n"));
+    auto r = both.read_reply();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    // Good chunking still works.
+    Client ok(port);
+    ASSERT_TRUE(ok.send(head + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"));
+    auto g = ok.read_reply();
+    ASSERT_TRUE(g);
+    EXPECT_EQ(g->status, 200);
+    EXPECT_EQ(g->body, "hello world");
+  });
+}
+
+TEST_F(ServerTest, TenThousandKeepAliveRequestsOnOneConnection) {
+  run([](int port) {
+    Client c(port);
+    int ok = 0;
+    for (int batch = 0; batch < 100; ++batch) {
+      std::string reqs;
+      for (int i = 0; i < 100; ++i) reqs += get("/healthz");
+      ASSERT_TRUE(c.send(reqs));
+      for (int i = 0; i < 100; ++i) {
+        auto r = c.read_reply();
+        ASSERT_TRUE(r) << "after " << ok;
+        ok += r->status == 200 && r->body == "ok\n";
+      }
+    }
+    EXPECT_EQ(ok, 10000);
+  });
+}
+
+TEST_F(ServerTest, ServesHttpsWithTheConfiguredCertificate) {
+  deliverd::testing::TestCa ca;
+  config_.tls_cert_file = ca.good().cert_file;
+  config_.tls_key_file = ca.good().key_file;
+  run([&](int port) {
+    std::string out;
+    int rc = deliverd::testing::run_command({"curl", "-sS", "--max-time", "20", "--cacert", ca.ca_file(),
+                                             "https://localhost:" + std::to_string(port) + "/healthz"},
+                                            &out);
+    EXPECT_EQ(rc, 0) << out;
+    EXPECT_EQ(out, "ok\n");
+    // Plaintext on the TLS port gets no HTTP answer.
+    Client plain(port);
+    ASSERT_TRUE(plain.send(get("/healthz")));
+    EXPECT_FALSE(plain.read_reply());
+  });
+}
+
+TEST(HttpServerStart, TlsNeedsReadableCertificateAndKey) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  Router router;
+  HttpServerConfig cfg;
+  cfg.listen = "127.0.0.1:0";
+  cfg.tls_cert_file = "/nonexistent/cert.pem";
+  auto half = HttpServer::start(&loop, cfg, router);
+  ASSERT_FALSE(half.ok());
+  cfg.tls_key_file = "/nonexistent/key.pem";
+  auto missing = HttpServer::start(&loop, cfg, router);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().find("TLS"), std::string::npos);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
 TEST(HttpServerStart, BadOrBusyAddressIsAnError) {

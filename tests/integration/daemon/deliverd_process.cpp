@@ -37,7 +37,8 @@ DeliverdProcess::DeliverdProcess(Options o) : o_(std::move(o)) {
                           "\nblock_ms = 200\n" + o_.redis_extra + "\n\n[postgres]\nconninfo = \"" + o_.pg_conninfo +
                           "\"\n\n[admin]\nlisten = \"127.0.0.1:" + std::to_string(admin_port_) +
                           "\"\n\n[security]\nsecret_key_file = \"" + dir_.file("secret.key") +
-                          "\"\nallow_private_targets = [" + allow + "]\n\n[smtp]\nconnect_timeout_s = " + t +
+                          "\"\nallow_private_targets = [" + allow + "]\n\n[policy]\n" + o_.policy_toml +
+                          "\n[smtp]\nconnect_timeout_s = " + t +
                           "\nbanner_timeout_s = " + t + "\ncommand_timeout_s = " + t + "\ndata_timeout_s = " + t +
                           "\ndata_end_timeout_s = " + t + "\n" + o_.extra_toml);
 }
@@ -79,6 +80,8 @@ void DeliverdProcess::start() {
 }
 
 bool DeliverdProcess::running() { return proc_.running(); }
+
+void DeliverdProcess::signal(int sig) { proc_.signal(sig); }
 
 int DeliverdProcess::stop(int sig, int timeout_ms) {
   proc_.signal(sig);

@@ -26,6 +26,10 @@ class DeliverdProcess {
     int smtp_timeout_s = 10;  // every SMTP phase; tests shorten RFC 5321's minutes
     std::string consumer = "test-consumer";
     std::string redis_extra;  // appended inside [redis]
+    // [policy]: daemon tests deliver thousands of jobs through one mailbox, so ramp-up and pacing
+    // are opened wide unless a test is about them (policy tests set their own).
+    std::string policy_toml =
+        "ramp_start = 100000\nramp_max = 1000000\nper_hour = 0\nper_minute = 0\nmin_gap_s = 0\njitter_s = 0\n";
     std::string extra_toml;   // appended verbatim
   };
   explicit DeliverdProcess(Options o);
@@ -41,6 +45,8 @@ class DeliverdProcess {
   // Sends sig and waits for exit; returns the exit code (or 128+signal).
   int stop(int sig = 15, int timeout_ms = 30000);
   bool running();
+  // Sends sig without waiting (SIGHUP: reload).
+  void signal(int sig);
   int admin_port() const { return admin_port_; }
   // GET on the admin listener; returns the body and sets *status (0 if it could not connect).
   std::string http_get(const std::string& path, int* status = nullptr) const;

@@ -153,14 +153,14 @@ TEST_F(EndToEnd, PermanentRcptFailureBounces) {
 }
 
 TEST_F(EndToEnd, TransientRcptFailureDefers) {
-  ResultEvent e = outcome_of(make_job("rcpt-451", "acct_1", "mbx_451", "bob@example.org"), "rcpt-451");
+  ResultEvent e = outcome_of(make_job("rcpt-451", "acct_1", "mbx_451", "carol@example.org"), "rcpt-451");
   EXPECT_EQ(e.status, "deferred");
   EXPECT_EQ(e.phase, "rcpt");
   EXPECT_EQ(e.code, 451);
 }
 
 TEST_F(EndToEnd, ServerClosingMidDataDefers) {
-  ResultEvent e = outcome_of(make_job("drop-data", "acct_1", "mbx_drop", "bob@example.org"), "drop-data");
+  ResultEvent e = outcome_of(make_job("drop-data", "acct_1", "mbx_drop", "dave@example.org"), "drop-data");
   EXPECT_EQ(e.status, "deferred");
   EXPECT_TRUE(e.phase == "data" || e.phase == "body") << e.phase;
 }

@@ -317,6 +317,86 @@ TEST_F(StoreTest, CloseWithQueriesPendingMakesNoCallbacks) {
   EXPECT_EQ(called, 0);
 }
 
+TEST_F(StoreTest, NotificationsReachTheHandlerWhileIdle) {
+  Pg pg{PgConnection::create(loop_.get(), conninfo_)};
+  std::vector<std::pair<std::string, std::string>> got;
+  pg->set_notify_handler([&](const std::string& ch, const std::string& payload) { got.emplace_back(ch, payload); });
+  ASSERT_TRUE(run_query(pg, "LISTEN chan_a").ok);
+  // From another session, while this connection has nothing in flight.
+  PgResult self_notify = run_query(pg, "SELECT pg_notify('chan_a', 'from me')");
+  ASSERT_TRUE(self_notify.ok) << self_notify.error;
+  std::string db = conninfo_.substr(conninfo_.find("dbname=") + 7);
+  db = db.substr(0, db.find(' '));
+  server_->exec("NOTIFY chan_a, 'hello'", db);
+  server_->exec("NOTIFY chan_b, 'not listened'", db);
+  ASSERT_TRUE(loop_.run_until([&] { return got.size() >= 2; }, 10000));
+  EXPECT_EQ(got[0], std::make_pair(std::string("chan_a"), std::string("from me")));
+  EXPECT_EQ(got[1], std::make_pair(std::string("chan_a"), std::string("hello")));
+  EXPECT_EQ(got.size(), 2u);
+}
+
+TEST_F(StoreTest, LostHandlerRunsWhenTheServerDropsAnIdleConnection) {
+  Pg pg{PgConnection::create(loop_.get(), conninfo_)};
+  std::string lost;
+  pg->set_lost_handler([&](const std::string& e) { lost = e.empty() ? "?" : e; });
+  PgResult pid = run_query(pg, "SELECT pg_backend_pid()");
+  ASSERT_TRUE(pid.ok) << pid.error;
+  server_->exec("SELECT pg_terminate_backend(" + *pid.rows[0][0] + ")");
+  ASSERT_TRUE(loop_.run_until([&] { return !lost.empty(); }, 10000));
+  EXPECT_TRUE(run_query(pg, "SELECT 1").ok) << "the next query reconnects";
+}
+
+TEST_F(StoreTest, MailboxPolicyOverridesRoundTrip) {
+  ASSERT_TRUE(migrate(conninfo_).ok());
+  SecretBox box = test_box();
+  Mailbox m;
+  m.id = "mbx_p";
+  m.account = "acct";
+  m.email = "p@acme.example";
+  m.smtp_host = "smtp.acme.example";
+  m.ramp_start = 8;
+  m.ramp_max = 80;
+  m.warmup_start = "2026-02-28";
+  m.per_minute = 0;
+  m.timezone = "Europe/Berlin";
+  m.window_days = 31;
+  m.window_start_hour = 8;
+  m.window_end_hour = 18;
+  Mailbox bad = m;
+  bad.warmup_start = "2026-02-29";
+  ASSERT_FALSE(add_mailbox(conninfo_, bad, box).ok());
+  bad = m;
+  bad.timezone = "../etc/passwd";
+  ASSERT_FALSE(add_mailbox(conninfo_, bad, box).ok());
+  ASSERT_TRUE(add_mailbox(conninfo_, m, box).ok());
+
+  Pg pg{PgConnection::create(loop_.get(), conninfo_)};
+  std::optional<core::Result<std::vector<Mailbox>, std::string>> got;
+  load_mailboxes(*pg, box, [&](core::Result<std::vector<Mailbox>, std::string> r) { got = std::move(r); });
+  ASSERT_TRUE(loop_.run_until([&] { return got.has_value(); }));
+  ASSERT_TRUE(got->ok()) << got->error();
+  const Mailbox& l = got->value().at(0);
+  EXPECT_EQ(l.ramp_start, 8);
+  EXPECT_FALSE(l.ramp_step.has_value());
+  EXPECT_EQ(l.ramp_max, 80);
+  EXPECT_EQ(l.warmup_start, "2026-02-28");
+  EXPECT_EQ(l.per_minute, 0);
+  EXPECT_FALSE(l.per_hour.has_value());
+  EXPECT_EQ(l.timezone, "Europe/Berlin");
+  EXPECT_EQ(l.window_days, 31);
+  EXPECT_EQ(l.window_end_hour, 18);
+  EXPECT_FALSE(l.disabled);
+
+  std::optional<core::Result<bool, std::string>> set;
+  set_mailbox_flags(*pg, "mbx_p", std::nullopt, true, [&](core::Result<bool, std::string> r) { set = std::move(r); });
+  ASSERT_TRUE(loop_.run_until([&] { return set.has_value(); }));
+  ASSERT_TRUE(set->ok() && set->value());
+  PgResult flags = run_query(pg, "SELECT paused, disabled FROM mailboxes WHERE id = 'mbx_p'");
+  ASSERT_TRUE(flags.ok) << flags.error;
+  EXPECT_EQ(flags.rows[0][0], "f");
+  EXPECT_EQ(flags.rows[0][1], "t");
+}
+
 TEST(StoreServerDown, ConnectAndQueryFailAsValues) {
   Loop loop;
   PostgresServer server;

@@ -1,0 +1,291 @@
+// /v1/accounts/{account}/suppressions, /v1/messages, /v1/accounts/{account} (export, erase).
+#include "admin/api_internal.h"
+#include "queue/job.h"
+#include "store/accounts.h"
+#include "store/delivery_events.h"
+#include "store/suppressions.h"
+
+namespace deliverd::admin::detail {
+namespace {
+
+std::string to_hex(std::string_view raw) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+std::optional<std::string> from_hex(std::string_view h) {
+  if (h.size() % 2) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    auto v = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    int hi = v(h[i]), lo = v(h[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
+int page_limit(const CallPtr& call, const std::map<std::string, std::string>& q) {
+  int limit = 100;
+  if (auto it = q.find("limit"); it != q.end()) {
+    if (it->second.empty() || it->second.size() > 6 || it->second.find_first_not_of("0123456789") != std::string::npos)
+      return -1;
+    limit = std::stoi(it->second);
+  }
+  if (limit < 1 || limit > call->ctx->deps.max_page) return -1;
+  return limit;
+}
+
+// ---- suppressions ----
+
+void list_suppressions(CallPtr call) {
+  if (!call->check_account(path_param(call->req, "account"))) return;
+  auto q = parse_query(call->req.query);
+  int limit = page_limit(call, q);
+  if (limit < 0) return call->error(400, "invalid_query", "limit: 1-" + std::to_string(call->ctx->deps.max_page));
+  std::optional<std::string> after;
+  if (auto it = q.find("after"); it != q.end()) {
+    auto raw = from_hex(it->second);
+    if (!raw || raw->size() != 32)
+      return call->error(400, "invalid_query", "after: the next cursor of a previous page");
+    after = store::encode_bytea(*raw);
+  }
+  call->pg().query(
+      "SELECT address, address_sha256, reason, source,"
+      " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+      " FROM suppressions WHERE account = $1 AND ($2::bytea IS NULL OR address_sha256 > $2::bytea)"
+      " ORDER BY address_sha256 LIMIT $3::integer",
+      {call->account, after, std::to_string(limit + 1)}, [call, limit](const store::PgResult& r) {
+        if (!r.ok) return call->error(500, "internal_error", "cannot list suppressions");
+        core::JsonWriter w;
+        w.begin_object().key("items").begin_array();
+        std::string last;
+        size_t n = std::min(r.rows.size(), static_cast<size_t>(limit));
+        for (size_t i = 0; i < n; ++i) {
+          const auto& row = r.rows[i];
+          last = to_hex(store::decode_bytea(row[1].value_or("")).value_or(""));
+          w.begin_object().key("address");
+          if (row[0])
+            w.value(*row[0]);
+          else
+            w.null();
+          w.field("address_sha256", last)
+              .field("reason", row[2].value_or(""))
+              .field("source", row[3].value_or(""))
+              .field("created_at", row[4].value_or(""))
+              .end_object();
+        }
+        w.end_array().key("next");
+        if (r.rows.size() > n)
+          w.value(last);
+        else
+          w.null();
+        w.end_object();
+        call->ok_json(200, w.take());
+      });
+}
+
+void add_suppression(CallPtr call) {
+  if (!call->check_account(path_param(call->req, "account"))) return;
+  auto body = parse_json_object(call->req.body);
+  if (!body) return call->error(400, "invalid_body", body.error());
+  store::Suppression s;
+  s.account = call->account;
+  s.reason = "manual";
+  s.source = "api";
+  std::optional<std::string> err = read_string(*body, "address", s.address, queue::kMaxEmailLength);
+  if (!err) err = read_string(*body, "reason", s.reason, 64);
+  if (err) return call->error(400, "invalid_body", *err);
+  s.address = store::normalize_address(s.address);
+  if (s.address.empty() || !queue::is_plausible_email(s.address))
+    return call->error(400, "invalid_body", "address: required, an email address");
+  call->target = s.address;
+  store::add_suppression(call->pg(), s, [call, address = s.address](core::Result<bool, std::string> r) {
+    if (!r) return call->error(500, "internal_error", "cannot add the suppression");
+    core::JsonWriter w;
+    w.begin_object().field("address", address).field("added", *r).field("suppressed", true).end_object();
+    call->ok_json(*r ? 201 : 200, w.take());
+  });
+}
+
+void check_suppression(CallPtr call) {
+  if (!call->check_account(path_param(call->req, "account"))) return;
+  std::string address = store::normalize_address(path_param(call->req, "address"));
+  if (address.empty()) return call->error(400, "invalid_address", "not an email address");
+  store::is_suppressed(call->pg(), call->account, address, [call, address](core::Result<bool, std::string> r) {
+    if (!r) return call->error(500, "internal_error", "cannot check the suppression list");
+    core::JsonWriter w;
+    w.begin_object().field("address", address).field("suppressed", *r).end_object();
+    call->ok_json(200, w.take());
+  });
+}
+
+void remove_suppression(CallPtr call) {
+  if (!call->check_account(path_param(call->req, "account"))) return;
+  std::string address = store::normalize_address(path_param(call->req, "address"));
+  if (address.empty()) return call->error(400, "invalid_address", "not an email address");
+  call->target = address;
+  call->pg().query("DELETE FROM suppressions WHERE account = $1 AND address_sha256 = $2::bytea",
+                   {call->account, store::encode_bytea(store::address_sha256(address))},
+                   [call](const store::PgResult& r) {
+                     if (!r.ok) return call->error(500, "internal_error", "cannot remove the suppression");
+                     if (r.affected == 0) return call->error(404, "not_found", "the address is not suppressed");
+                     Response resp;
+                     resp.status = 204;
+                     call->reply(std::move(resp));
+                   });
+}
+
+// ---- messages ----
+
+void inject_message(CallPtr call) {
+  if (!call->ctx->deps.inject) return call->error(501, "not_implemented", "message injection is not configured");
+  auto job = queue::parse_job(call->req.body, call->ctx->deps.max_job_bytes);
+  if (!job) {
+    core::JsonWriter w;
+    w.begin_object()
+        .key("error")
+        .begin_object()
+        .field("code", "invalid_job")
+        .field("message", job.error().to_string())
+        .field("field", job.error().field)
+        .end_object()
+        .end_object();
+    return call->ok_json(422, w.take());
+  }
+  call->target = job->id;
+  if (!call->check_account(job->account)) return;
+  // The mailbox must belong to the job's account, or a key could send through another's mailbox.
+  call->pg().query("SELECT account FROM mailboxes WHERE id = $1", {job->mailbox},
+                   [call, id = job->id, mailbox = job->mailbox](const store::PgResult& r) {
+                     if (!r.ok) return call->error(500, "internal_error", "cannot check the mailbox");
+                     if (r.rows.empty() || r.rows[0][0].value_or("") != call->account)
+                       return call->error(422, "invalid_job", "mailbox: no such mailbox in this account");
+                     call->ctx->deps.inject(call->req.body, [call, id](core::Result<std::string, std::string> res) {
+                       if (!res) return call->error(503, "unavailable", "the job could not be queued: " + res.error());
+                       core::JsonWriter w;
+                       w.begin_object().field("id", id).field("stream_id", *res).field("status", "queued").end_object();
+                       call->ok_json(202, w.take());
+                     });
+                   });
+}
+
+void get_message(CallPtr call) {
+  std::string id = path_param(call->req, "id");
+  store::delivery_events_for_job(call->pg(), id,
+                                 [call, id](core::Result<std::vector<store::DeliveryEvent>, std::string> r) {
+                                   if (!r) return call->error(500, "internal_error", "cannot read delivery events");
+                                   std::vector<store::DeliveryEvent> mine;
+                                   for (auto& e : *r)
+                                     if (call->who.may_see_account(e.account)) mine.push_back(std::move(e));
+                                   if (mine.empty())
+                                     return call->error(404, "not_found", "no outcome for this message yet");
+                                   core::JsonWriter w;
+                                   w.begin_object()
+                                       .field("id", id)
+                                       .field("account", mine.back().account)
+                                       .field("status", mine.back().status)
+                                       .key("outcome")
+                                       .raw(store::delivery_event_json(mine.back()))
+                                       .key("events")
+                                       .begin_array();
+                                   for (const auto& e : mine) w.raw(store::delivery_event_json(e));
+                                   w.end_array().end_object();
+                                   call->ok_json(200, w.take());
+                                 });
+}
+
+// ---- accounts ----
+
+void export_account(CallPtr call) {
+  if (!call->check_account(path_param(call->req, "account"))) return;
+  store::export_account(call->pg(), call->account, [call](core::Result<std::string, std::string> r) {
+    if (!r) return call->error(500, "internal_error", r.error());
+    Response resp;
+    resp.body = std::move(*r);
+    resp.headers.emplace_back("Content-Disposition", "attachment; filename=\"account-export.json\"");
+    call->reply(std::move(resp));
+  });
+}
+
+void erase_account(CallPtr call) {
+  if (!call->check_account(path_param(call->req, "account"))) return;
+  call->target = call->account;
+  store::erase_account(call->pg(), call->account, [call](core::Result<store::EraseCounts, std::string> r) {
+    if (!r) return call->error(500, "internal_error", "cannot erase the account");
+    if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+    core::JsonWriter w;
+    w.begin_object()
+        .field("account", call->account)
+        .key("erased")
+        .begin_object()
+        .field("mailboxes", r->mailboxes)
+        .field("delivery_events", r->delivery_events)
+        .field("api_keys", r->api_keys)
+        .field("suppressions_reduced_to_hash", r->suppressions_hashed)
+        .field("audit_rows_scrubbed", r->audit_rows_scrubbed)
+        .end_object()
+        .end_object();
+    call->ok_json(200, w.take());
+  });
+}
+
+void erase_address(CallPtr call) {
+  if (!call->check_account(path_param(call->req, "account"))) return;
+  auto body = parse_json_object(call->req.body);
+  if (!body) return call->error(400, "invalid_body", body.error());
+  std::string address;
+  if (auto err = read_string(*body, "address", address, queue::kMaxEmailLength))
+    return call->error(400, "invalid_body", *err);
+  address = store::normalize_address(address);
+  if (address.empty()) return call->error(400, "invalid_body", "address: required, an email address");
+  // The audit row names the hash: writing the address down would undo the erasure.
+  call->target = "sha256:" + to_hex(store::address_sha256(address));
+  store::erase_address(call->pg(), call->account, address, [call](core::Result<int64_t, std::string> r) {
+    if (!r) return call->error(500, "internal_error", "cannot erase the address");
+    core::JsonWriter w;
+    w.begin_object()
+        .field("address_sha256", call->target.substr(7))
+        .field("delivery_events_scrubbed", *r)
+        .field("suppressed", true)
+        .end_object();
+    call->ok_json(200, w.take());
+  });
+}
+
+}  // namespace
+
+void add_suppression_routes(Router& router, const std::shared_ptr<ApiContext>& ctx) {
+  const std::string base = "/v1/accounts/{account}/suppressions";
+  add_route(router, ctx, "GET", base, Resource::Suppressions, Access::Read, "suppression.list", list_suppressions);
+  add_route(router, ctx, "POST", base, Resource::Suppressions, Access::Write, "suppression.add", add_suppression);
+  add_route(router, ctx, "GET", base + "/{address}", Resource::Suppressions, Access::Read, "suppression.check",
+            check_suppression);
+  add_route(router, ctx, "DELETE", base + "/{address}", Resource::Suppressions, Access::Write, "suppression.remove",
+            remove_suppression);
+}
+
+void add_message_routes(Router& router, const std::shared_ptr<ApiContext>& ctx) {
+  add_route(router, ctx, "POST", "/v1/messages", Resource::Messages, Access::Write, "message.inject", inject_message);
+  add_route(router, ctx, "GET", "/v1/messages/{id}", Resource::Messages, Access::Read, "message.get", get_message);
+}
+
+void add_account_routes(Router& router, const std::shared_ptr<ApiContext>& ctx) {
+  add_route(router, ctx, "GET", "/v1/accounts/{account}/export", Resource::Accounts, Access::Read, "account.export",
+            export_account);
+  add_route(router, ctx, "DELETE", "/v1/accounts/{account}", Resource::Accounts, Access::Write, "account.erase",
+            erase_account);
+  add_route(router, ctx, "POST", "/v1/accounts/{account}/erase-address", Resource::Accounts, Access::Write,
+            "account.erase_address", erase_address);
+}
+
+}  // namespace deliverd::admin::detail

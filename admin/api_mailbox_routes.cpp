@@ -1,0 +1,417 @@
+// /v1/mailboxes: list, get (with what the policy engine knows), create and update (after a
+// connection test), delete, pause, resume, breaker reset, test again. Secrets are sealed with
+// SecretBox before they reach the database and never appear in an answer.
+#include "admin/api_internal.h"
+#include "dns/address_policy.h"
+#include "store/mailboxes.h"
+
+namespace deliverd::admin::detail {
+namespace {
+
+struct MailboxRow {
+  store::Mailbox m;
+  ImapSettings imap;
+  bool has_password = false, has_oauth = false, has_imap_password = false;
+  std::string created_at, updated_at;
+};
+
+constexpr const char* kSelect =
+    "SELECT id, account, email, smtp_host, smtp_port, security, coalesce(username, ''), password_enc, mode, paused,"
+    " disabled, oauth_token_enc, coalesce(imap_host, ''), coalesce(imap_port, 0), coalesce(imap_username, ''),"
+    " imap_password_enc, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM mailboxes";
+
+// Opens the secrets only when a box is given; a secret that does not open is an error.
+core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<std::string>>& row,
+                                               const store::SecretBox* box) {
+  auto s = [&](size_t i) { return row[i].value_or(""); };
+  MailboxRow r;
+  r.m.id = s(0);
+  r.m.account = s(1);
+  r.m.email = s(2);
+  r.m.smtp_host = s(3);
+  r.m.smtp_port = std::stoi(s(4));
+  r.m.security = s(5);
+  r.m.username = s(6);
+  r.m.mode = s(8);
+  r.m.paused = s(9) == "t";
+  r.m.disabled = s(10) == "t";
+  r.imap.host = s(12);
+  r.imap.port = std::stoi(s(13));
+  r.imap.username = s(14);
+  r.created_at = s(16);
+  r.updated_at = s(17);
+  r.has_password = row[7].has_value();
+  r.has_oauth = row[11].has_value();
+  r.has_imap_password = row[15].has_value();
+  if (box) {
+    const std::pair<size_t, std::string> secrets[] = {{7, ""}, {11, "/oauth"}, {15, "/imap"}};
+    std::string* dest[] = {&r.m.password, &r.m.oauth_token, &r.imap.password};
+    for (size_t k = 0; k < 3; ++k) {
+      if (!row[secrets[k].first]) continue;
+      auto sealed = store::decode_bytea(*row[secrets[k].first]);
+      if (!sealed) return core::Err("a secret of mailbox " + r.m.id + " is not bytea");
+      auto plain = box->open(*sealed, r.m.id + secrets[k].second);
+      if (!plain) return core::Err("a secret of mailbox " + r.m.id + " does not open: " + plain.error());
+      *dest[k] = std::move(*plain);
+    }
+  }
+  return r;
+}
+
+void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* live) {
+  w.begin_object()
+      .field("id", r.m.id)
+      .field("account", r.m.account)
+      .field("email", r.m.email)
+      .field("smtp_host", r.m.smtp_host)
+      .field("smtp_port", r.m.smtp_port)
+      .field("security", r.m.security)
+      .field("username", r.m.username)
+      .field("mode", r.m.mode)
+      .field("paused", r.m.paused)
+      .field("disabled", r.m.disabled)
+      .field("has_password", r.has_password)
+      .field("has_oauth_token", r.has_oauth)
+      .key("imap");
+  if (r.imap.empty()) {
+    w.null();
+  } else {
+    w.begin_object()
+        .field("host", r.imap.host)
+        .field("port", r.imap.port)
+        .field("username", r.imap.username)
+        .field("has_password", r.has_imap_password)
+        .end_object();
+  }
+  w.field("created_at", r.created_at).field("updated_at", r.updated_at);
+  if (live) {
+    w.key("today").begin_object();
+    w.key("sent");
+    live->sent_today >= 0 ? w.value(live->sent_today) : w.null();
+    w.key("limit");
+    live->limit_today >= 0 ? w.value(live->limit_today) : w.null();
+    w.end_object().key("breaker");
+    live->breaker.empty() ? w.null() : w.value(live->breaker);
+  }
+  w.end_object();
+}
+
+// Loads one mailbox the caller may see; answers 404 itself otherwise.
+void load_mailbox(const CallPtr& call, bool with_secrets, std::function<void(MailboxRow)> next) {
+  std::string id = path_param(call->req, "id");
+  call->target = id;
+  call->pg().query(std::string(kSelect) + " WHERE id = $1", {id}, [call, with_secrets, next](const store::PgResult& r) {
+    if (!r.ok) return call->error(500, "internal_error", "cannot read the mailbox");
+    if (r.rows.empty()) return call->error(404, "not_found", "no such mailbox");
+    auto row = from_row(r.rows[0], with_secrets ? call->ctx->deps.secrets : nullptr);
+    if (!row) return call->error(500, "internal_error", row.error());
+    if (!call->who.may_see_account(row->m.account)) return call->error(404, "not_found", "no such mailbox");
+    call->account = row->m.account;
+    next(std::move(*row));
+  });
+}
+
+constexpr std::string_view kPortPolicy = "port_policy: ";
+
+// A refused port is a failed connection test (step port_policy), like a refused address.
+void field_error(const CallPtr& call, const std::string& err) {
+  if (err.rfind(kPortPolicy, 0) == 0) {
+    core::JsonWriter w;
+    w.begin_object()
+        .key("error")
+        .begin_object()
+        .field("code", "mailbox_test_failed")
+        .field("message", err.substr(kPortPolicy.size()))
+        .field("step", "port_policy")
+        .end_object()
+        .end_object();
+    return call->ok_json(422, w.take());
+  }
+  call->error(400, "invalid_body", err);
+}
+
+// Applies the body's fields to m; the error names the field.
+std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool creating) {
+  std::optional<std::string> err;
+  if (creating) {
+    if (!err) err = read_string(o, "id", r.m.id, 128);
+    if (!err) err = read_string(o, "account", r.m.account, 128);
+  } else if (o.has("id") || o.has("account")) {
+    return std::string("id and account cannot be changed");
+  }
+  if (!err) err = read_string(o, "email", r.m.email, 254);
+  if (!err) err = read_string(o, "smtp_host", r.m.smtp_host, 253);
+  if (!err) err = read_int(o, "smtp_port", r.m.smtp_port);
+  if (!err) err = read_string(o, "security", r.m.security, 16);
+  if (!err) err = read_string(o, "username", r.m.username, 256);
+  if (!err) err = read_string(o, "password", r.m.password, 1024);
+  if (!err) err = read_string(o, "oauth_token", r.m.oauth_token, 8192);
+  if (!err) err = read_string(o, "mode", r.m.mode, 16);
+  if (err) return err;
+  if (const JsonValue* v = o.get("imap")) {
+    if (v->type == JsonValue::Type::Null) {
+      r.imap = {};
+    } else if (v->type != JsonValue::Type::Object) {
+      return std::string("imap: must be an object or null");
+    } else {
+      ImapSettings im = r.imap;
+      if (!err) err = read_string(v->object, "host", im.host, 253);
+      if (!err) err = read_int(v->object, "port", im.port);
+      if (!err) err = read_string(v->object, "username", im.username, 256);
+      if (!err) err = read_string(v->object, "password", im.password, 1024);
+      if (err) return "imap." + *err;
+      if (im.host.empty()) return std::string("imap.host: required");
+      if (im.port != 993 && im.port != 143) return std::string("imap.port: 993 (TLS) or 143 (STARTTLS)");
+      if (im.username.empty() || im.password.empty()) return std::string("imap.username and imap.password: required");
+      if (im.password.find_first_of(std::string("\r\n\0", 3)) != std::string::npos ||
+          im.username.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
+        return std::string("imap: username and password may not hold NUL, CR or LF");
+      r.imap = std::move(im);
+    }
+  }
+  if (r.m.mode == "direct") r.m.mode = "mx";
+  if (!dns::port_allowed(r.m.smtp_port) || !store::allowed_smtp_port(r.m.smtp_port))
+    return std::string(kPortPolicy) + "smtp_port " + std::to_string(r.m.smtp_port) +
+           " is refused by the port policy (use 25, 465, 587 or 2525)";
+  if (auto v = store::validate_mailbox(r.m); !v) return v.error();
+  return std::nullopt;
+}
+
+void probe_failed(const CallPtr& call, const MailboxTestResult& t) {
+  core::JsonWriter w;
+  w.begin_object()
+      .key("error")
+      .begin_object()
+      .field("code", "mailbox_test_failed")
+      .field("message", t.message)
+      .field("step", t.step)
+      .end_object()
+      .end_object();
+  call->ok_json(422, w.take());
+}
+
+void run_probe(const CallPtr& call, const MailboxRow& row, std::function<void()> passed) {
+  if (!call->ctx->deps.test_mailbox) return call->error(501, "not_implemented", "mailbox tests are not configured");
+  MailboxProbeRequest req{row.m, row.imap};
+  call->ctx->deps.test_mailbox(req, [call, passed](MailboxTestResult t) {
+    if (!t.ok) return probe_failed(call, t);
+    passed();
+  });
+}
+
+std::optional<std::string> sealed(const CallPtr& call, const std::string& plain, const std::string& ad) {
+  if (plain.empty()) return std::nullopt;
+  return store::encode_bytea(call->ctx->deps.secrets->seal(plain, ad));
+}
+
+void save(const CallPtr& call, MailboxRow row, bool creating) {
+  const store::Mailbox& m = row.m;
+  auto opt = [](const std::string& s) -> std::optional<std::string> {
+    if (s.empty()) return std::nullopt;
+    return s;
+  };
+  std::vector<std::optional<std::string>> params = {
+      m.id,
+      m.account,
+      m.email,
+      m.smtp_host,
+      std::to_string(m.smtp_port),
+      m.security,
+      opt(m.username),
+      sealed(call, m.password, m.id),
+      m.mode,
+      sealed(call, m.oauth_token, m.id + "/oauth"),
+      opt(row.imap.host),
+      row.imap.empty() ? std::nullopt : std::optional<std::string>(std::to_string(row.imap.port)),
+      opt(row.imap.username),
+      sealed(call, row.imap.password, m.id + "/imap")};
+  std::string sql =
+      creating
+          ? "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode,"
+            " oauth_token_enc, imap_host, imap_port, imap_username, imap_password_enc)"
+            " VALUES ($1, $2, $3, $4, $5::integer, $6, $7, $8::bytea, $9, $10::bytea, $11, $12::integer, $13, "
+            "$14::bytea)"
+            " ON CONFLICT (id) DO NOTHING"
+          : "UPDATE mailboxes SET email = $3, smtp_host = $4, smtp_port = $5::integer, security = $6, username = $7,"
+            " password_enc = $8::bytea, mode = $9, oauth_token_enc = $10::bytea, imap_host = $11,"
+            " imap_port = $12::integer, imap_username = $13, imap_password_enc = $14::bytea, updated_at = now()"
+            " WHERE id = $1 AND account = $2";
+  call->pg().query(std::move(sql), std::move(params), [call, creating, id = m.id](const store::PgResult& r) {
+    if (!r.ok) return call->error(500, "internal_error", "cannot save the mailbox");
+    if (r.affected == 0)
+      return creating ? call->error(409, "conflict", "a mailbox with this id exists")
+                      : call->error(404, "not_found", "no such mailbox");
+    if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+    call->pg().query(std::string(kSelect) + " WHERE id = $1", {id}, [call, creating](const store::PgResult& r2) {
+      if (!r2.ok || r2.rows.empty()) return call->error(500, "internal_error", "cannot read the mailbox back");
+      auto row2 = from_row(r2.rows[0], nullptr);
+      if (!row2) return call->error(500, "internal_error", row2.error());
+      core::JsonWriter w;
+      mailbox_json(w, *row2, nullptr);
+      call->ok_json(creating ? 201 : 200, w.take());
+    });
+  });
+}
+
+void list_mailboxes(CallPtr call) {
+  auto q = parse_query(call->req.query);
+  std::string account = call->who.account;
+  if (auto it = q.find("account"); it != q.end()) {
+    if (!call->check_account(it->second)) return;
+    account = it->second;
+  }
+  std::optional<std::string> acct;
+  if (!account.empty()) acct = account;
+  std::string after = q.count("after") ? q["after"] : "";
+  int limit = 100;
+  if (auto it = q.find("limit"); it != q.end()) {
+    if (it->second.empty() || it->second.size() > 6 ||
+        it->second.find_first_not_of("0123456789") != std::string::npos || std::stoi(it->second) < 1 ||
+        std::stoi(it->second) > call->ctx->deps.max_page)
+      return call->error(400, "invalid_query", "limit: 1-" + std::to_string(call->ctx->deps.max_page));
+    limit = std::stoi(it->second);
+  }
+  call->pg().query(
+      std::string(kSelect) + " WHERE ($1::text IS NULL OR account = $1) AND id > $2 ORDER BY id LIMIT $3::integer",
+      {acct, after, std::to_string(limit + 1)}, [call, limit](const store::PgResult& r) {
+        if (!r.ok) return call->error(500, "internal_error", "cannot list mailboxes");
+        core::JsonWriter w;
+        w.begin_object().key("items").begin_array();
+        std::string last;
+        size_t n = std::min(r.rows.size(), static_cast<size_t>(limit));
+        for (size_t i = 0; i < n; ++i) {
+          auto row = from_row(r.rows[i], nullptr);
+          if (!row) continue;
+          last = row->m.id;
+          mailbox_json(w, *row, nullptr);
+        }
+        w.end_array().key("next");
+        r.rows.size() > n ? w.value(last) : w.null();
+        w.end_object();
+        call->ok_json(200, w.take());
+      });
+}
+
+void get_mailbox(CallPtr call) {
+  load_mailbox(call, false, [call](MailboxRow row) {
+    auto answer = [call, row](MailboxLive live) {
+      core::JsonWriter w;
+      mailbox_json(w, row, &live);
+      call->ok_json(200, w.take());
+    };
+    if (!call->ctx->deps.mailbox_live) return answer({});
+    call->ctx->deps.mailbox_live(row.m.id, answer);
+  });
+}
+
+void create_mailbox(CallPtr call) {
+  if (!call->ctx->deps.secrets) return call->error(501, "not_implemented", "no secret key is configured");
+  auto body = parse_json_object(call->req.body);
+  if (!body) return call->error(400, "invalid_body", body.error());
+  MailboxRow row;
+  row.m.account = call->who.account;
+  if (auto err = apply_fields(*body, row, true)) return field_error(call, *err);
+  call->target = row.m.id;
+  if (!call->check_account(row.m.account)) return;
+  // A duplicate id is refused before the (slow, outbound) connection test.
+  call->pg().query("SELECT 1 FROM mailboxes WHERE id = $1", {row.m.id}, [call, row](const store::PgResult& r) {
+    if (!r.ok) return call->error(500, "internal_error", "cannot check the mailbox id");
+    if (!r.rows.empty()) return call->error(409, "conflict", "a mailbox with this id exists");
+    run_probe(call, row, [call, row] { save(call, row, true); });
+  });
+}
+
+void update_mailbox(CallPtr call) {
+  if (!call->ctx->deps.secrets) return call->error(501, "not_implemented", "no secret key is configured");
+  auto body = parse_json_object(call->req.body);
+  if (!body) return call->error(400, "invalid_body", body.error());
+  load_mailbox(call, true, [call, body = std::move(*body)](MailboxRow row) {
+    MailboxRow before = row;
+    if (auto err = apply_fields(body, row, false)) return field_error(call, *err);
+    bool connection_changed = row.m.smtp_host != before.m.smtp_host || row.m.smtp_port != before.m.smtp_port ||
+                              row.m.security != before.m.security || row.m.username != before.m.username ||
+                              row.m.password != before.m.password || row.m.oauth_token != before.m.oauth_token ||
+                              row.imap.host != before.imap.host || row.imap.port != before.imap.port ||
+                              row.imap.username != before.imap.username || row.imap.password != before.imap.password;
+    if (!connection_changed) return save(call, row, false);
+    run_probe(call, row, [call, row] { save(call, row, false); });
+  });
+}
+
+void delete_mailbox(CallPtr call) {
+  load_mailbox(call, false, [call](MailboxRow row) {
+    call->pg().query("DELETE FROM mailboxes WHERE id = $1", {row.m.id}, [call](const store::PgResult& r) {
+      if (!r.ok) return call->error(500, "internal_error", "cannot delete the mailbox");
+      if (r.affected == 0) return call->error(404, "not_found", "no such mailbox");
+      if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+      Response resp;
+      resp.status = 204;
+      call->reply(std::move(resp));
+    });
+  });
+}
+
+void set_flags(CallPtr call, bool paused) {
+  load_mailbox(call, false, [call, paused](MailboxRow row) {
+    // Resuming also clears "disabled" (set after repeated AUTH failures): that is the operator's call.
+    std::optional<bool> disabled;
+    if (!paused) disabled = false;
+    store::set_mailbox_flags(call->pg(), row.m.id, paused, disabled, [call, paused](core::Result<bool, std::string> r) {
+      if (!r) return call->error(500, "internal_error", "cannot change the mailbox");
+      if (!*r) return call->error(404, "not_found", "no such mailbox");
+      if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+      core::JsonWriter w;
+      w.begin_object().field("id", call->target).field("paused", paused).end_object();
+      call->ok_json(200, w.take());
+    });
+  });
+}
+
+void breaker_reset(CallPtr call) {
+  if (!call->ctx->deps.breaker_reset) return call->error(501, "not_implemented", "breakers are not configured");
+  load_mailbox(call, false, [call](MailboxRow row) {
+    call->ctx->deps.breaker_reset(row.m.id, [call](bool ok) {
+      if (!ok) return call->error(503, "unavailable", "the breaker could not be reset");
+      core::JsonWriter w;
+      w.begin_object().field("id", call->target).field("breaker", "closed").end_object();
+      call->ok_json(200, w.take());
+    });
+  });
+}
+
+void test_mailbox(CallPtr call) {
+  if (!call->ctx->deps.secrets) return call->error(501, "not_implemented", "no secret key is configured");
+  if (!call->ctx->deps.test_mailbox) return call->error(501, "not_implemented", "mailbox tests are not configured");
+  load_mailbox(call, true, [call](MailboxRow row) {
+    call->ctx->deps.test_mailbox(MailboxProbeRequest{row.m, row.imap}, [call](MailboxTestResult t) {
+      core::JsonWriter w;
+      w.begin_object().field("id", call->target).field("ok", t.ok);
+      w.key("step");
+      t.step.empty() ? w.null() : w.value(t.step);
+      w.field("message", t.message).end_object();
+      call->ok_json(200, w.take());
+    });
+  });
+}
+
+}  // namespace
+
+void add_mailbox_routes(Router& router, const std::shared_ptr<ApiContext>& ctx) {
+  using R = Resource;
+  using A = Access;
+  add_route(router, ctx, "GET", "/v1/mailboxes", R::Mailboxes, A::Read, "mailbox.list", list_mailboxes);
+  add_route(router, ctx, "POST", "/v1/mailboxes", R::Mailboxes, A::Write, "mailbox.create", create_mailbox);
+  add_route(router, ctx, "GET", "/v1/mailboxes/{id}", R::Mailboxes, A::Read, "mailbox.get", get_mailbox);
+  add_route(router, ctx, "PATCH", "/v1/mailboxes/{id}", R::Mailboxes, A::Write, "mailbox.update", update_mailbox);
+  add_route(router, ctx, "DELETE", "/v1/mailboxes/{id}", R::Mailboxes, A::Write, "mailbox.delete", delete_mailbox);
+  add_route(router, ctx, "POST", "/v1/mailboxes/{id}/pause", R::Mailboxes, A::Write, "mailbox.pause",
+            [](CallPtr c) { set_flags(std::move(c), true); });
+  add_route(router, ctx, "POST", "/v1/mailboxes/{id}/resume", R::Mailboxes, A::Write, "mailbox.resume",
+            [](CallPtr c) { set_flags(std::move(c), false); });
+  add_route(router, ctx, "POST", "/v1/mailboxes/{id}/breaker-reset", R::Mailboxes, A::Write, "mailbox.breaker_reset",
+            breaker_reset);
+  add_route(router, ctx, "POST", "/v1/mailboxes/{id}/test", R::Mailboxes, A::Write, "mailbox.test", test_mailbox);
+}
+
+}  // namespace deliverd::admin::detail

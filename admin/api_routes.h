@@ -1,0 +1,48 @@
+#pragma once
+// The authenticated admin API under /v1 (docs/admin-api.md, docs/openapi.yaml). Everything the
+// daemon owns (the database, the secret box, the job stream, the policy engine, the prober)
+// comes in through ApiDeps, which daemon/app.cpp fills; tests fill it with their own.
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "admin/auth.h"
+#include "admin/mailbox_probe.h"
+#include "admin/router.h"
+#include "core/result.h"
+#include "store/pg_connection.h"
+#include "store/secret_box.h"
+
+namespace deliverd::admin {
+
+// What the policy engine knows about a mailbox right now; -1 / "" when unknown.
+struct MailboxLive {
+  int64_t sent_today = -1, limit_today = -1;
+  std::string breaker;  // "closed", "open", "half_open"
+};
+
+struct ApiDeps {
+  uv_loop_t* loop = nullptr;
+  store::PgConnection* pg = nullptr;          // required
+  const store::SecretBox* secrets = nullptr;  // required for mailbox create/update/test
+  // XADD of one validated job to the jobs stream; answers the stream entry id or an error.
+  std::function<void(const std::string& job_json, std::function<void(core::Result<std::string, std::string>)>)> inject;
+  // The connection test (MailboxProber::probe in the daemon). Unset: mailbox create/test answer 501.
+  std::function<void(const MailboxProbeRequest&, std::function<void(MailboxTestResult)>)> test_mailbox;
+  // Called after a mailbox was created, changed, paused, resumed or deleted, so the daemon reloads.
+  std::function<void()> mailboxes_changed;
+  std::function<void(const std::string& mailbox_id, std::function<void(MailboxLive)>)> mailbox_live;
+  std::function<void(const std::string& mailbox_id, std::function<void(bool ok)>)> breaker_reset;
+  AuthConfig auth;
+  size_t max_job_bytes = 10 * 1024 * 1024;  // as queue::parse_job's max_bytes
+  int max_page = 1000;                      // largest page of a list
+};
+
+// Registers every /v1 route. Throws std::invalid_argument at start-up when a required dependency
+// is missing.
+void add_api_routes(Router& router, ApiDeps deps);
+
+}  // namespace deliverd::admin

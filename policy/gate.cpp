@@ -1,0 +1,546 @@
+#include "policy/gate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "policy/scripts.h"
+#include "policy/signals.h"
+#include "store/suppressions.h"
+
+namespace deliverd::policy {
+namespace {
+
+constexpr int64_t kDayMs = 86'400'000;
+constexpr size_t kMaxBufferedChanges = 100000;
+
+core::Family<core::Counter>& decisions() {
+  static auto& f = core::Registry::global().counter("deliverd_policy_decisions_total",
+                                                    "Policy decisions before a send, by decision and reason.",
+                                                    {"decision", "reason"});
+  return f;
+}
+core::Family<core::Counter>& breaker_transitions() {
+  static auto& f = core::Registry::global().counter("deliverd_policy_breaker_transitions_total",
+                                                    "Mailbox circuit breaker transitions seen by this daemon.", {"to"});
+  return f;
+}
+core::Family<core::Gauge>& breaker_state() {
+  static auto& f = core::Registry::global().gauge(
+      "deliverd_policy_breaker_state", "Last breaker state this daemon saw per mailbox: 0 closed, 1 half-open, 2 open.",
+      {"mailbox"});
+  return f;
+}
+core::Family<core::Counter>& mailbox_actions() {
+  static auto& f = core::Registry::global().counter(
+      "deliverd_policy_mailbox_actions_total",
+      "Mailboxes paused by the bounce guard or disabled after repeated AUTH failures.", {"action", "reason"});
+  return f;
+}
+core::Family<core::Counter>& suppression_events() {
+  static auto& f = core::Registry::global().counter(
+      "deliverd_policy_suppression_events_total",
+      "Suppression list changes applied in memory (insert, delete, truncate), reloads and hard-bounce adds.",
+      {"event"});
+  return f;
+}
+core::Family<core::Counter>& errors() {
+  static auto& f = core::Registry::global().counter("deliverd_policy_errors_total",
+                                                    "Policy errors (Redis, PostgreSQL, bad notifications).", {"what"});
+  return f;
+}
+
+int breaker_gauge_value(const std::string& state) {
+  if (state == "open") return 2;
+  if (state == "half_open") return 1;
+  return 0;
+}
+
+std::string ms_text(int64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+std::string_view to_string(Verdict v) {
+  switch (v) {
+    case Verdict::Allow:
+      return "allow";
+    case Verdict::Suppressed:
+      return "suppressed";
+    case Verdict::Reject:
+      return "reject";
+    case Verdict::Defer:
+      return "defer";
+  }
+  return "defer";
+}
+
+core::Outcome Decision::outcome() const {
+  core::Outcome o;
+  o.phase = "policy";
+  o.reason = reason;
+  switch (verdict) {
+    case Verdict::Allow:
+      o.status = core::Status::Delivered;  // not an outcome: the send goes ahead
+      break;
+    case Verdict::Suppressed:
+      o.status = core::Status::Suppressed;
+      o.detail = "suppressed";
+      break;
+    case Verdict::Reject: {
+      o.status = core::Status::Rejected;
+      std::string r = reason;
+      std::replace(r.begin(), r.end(), '_', ' ');
+      o.detail = "rejected: " + r;
+      break;
+    }
+    case Verdict::Defer: {
+      o.status = core::Status::Deferred;
+      std::string r = reason;
+      std::replace(r.begin(), r.end(), '_', ' ');
+      if (reason == "ramp_up") r = "ramp-up";
+      o.detail = "deferred: " + r + (detail.empty() ? "" : " (" + detail + ")") + " until " + std::to_string(until_ms);
+      break;
+    }
+  }
+  return o;
+}
+
+Gate::Gate(uv_loop_t* loop, queue::RedisClient& redis, store::PgConnection& pg, PolicyConfig cfg,
+           std::function<int64_t()> now_ms)
+    : loop_(loop),
+      redis_(redis),
+      pg_(pg),
+      cfg_(std::move(cfg)),
+      now_ms_(std::move(now_ms)),
+      reload_timer_(loop),
+      soon_timer_(loop),
+      rng_(std::random_device{}()) {
+  core::Registry::global().gauge_fn("deliverd_policy_suppressions", "Suppressions held in memory (all accounts).",
+                                    [alive = std::weak_ptr<Alive>(alive_), this] {
+                                      auto a = alive.lock();
+                                      return a && a->yes ? static_cast<double>(set_.size()) : 0.0;
+                                    });
+}
+
+Gate::~Gate() { close(); }
+
+void Gate::close() {
+  if (closed_) return;
+  closed_ = true;
+  alive_->yes = false;
+  reload_timer_.reset();
+  soon_timer_.reset();
+  soon_.clear();
+  pg_.set_notify_handler({});
+  pg_.set_lost_handler({});
+}
+
+std::string Gate::key(const std::string& mailbox_id, std::string_view what) const {
+  std::string k = cfg_.redis_prefix;
+  k.append("mbx:").append(mailbox_id).append(":").append(what);
+  return k;
+}
+
+int64_t Gate::rand_upto(int64_t max_inclusive) {
+  if (max_inclusive <= 0) return 0;
+  return std::uniform_int_distribution<int64_t>(0, max_inclusive)(rng_);
+}
+
+const TimeZone& Gate::zone(const std::string& name) {
+  auto it = zones_.find(name);
+  if (it != zones_.end()) return it->second;
+  auto z = TimeZone::load(cfg_.zoneinfo_dir, name);
+  if (!z) {
+    // A mailbox with an unknown zone keeps sending on UTC days rather than not at all.
+    core::log_warn("policy_timezone_unknown", {{"timezone", name}, {"error", z.error()}});
+    errors().with({"timezone"}).inc();
+    return zones_.emplace(name, TimeZone::utc()).first->second;
+  }
+  return zones_.emplace(name, std::move(*z)).first->second;
+}
+
+core::Result<core::Ok, std::string> Gate::preload_zone(const std::string& name) {
+  if (zones_.count(name)) return core::Ok{};
+  auto z = TimeZone::load(cfg_.zoneinfo_dir, name);
+  if (!z) return core::Err(z.error());
+  zones_.emplace(name, std::move(*z));
+  return core::Ok{};
+}
+
+bool Gate::is_suppressed(std::string_view account, std::string_view address) const {
+  return set_.contains(account, address);
+}
+
+// ---- suppression list ----------------------------------------------------------------------
+
+void Gate::start(std::function<void(core::Result<core::Ok, std::string>)> cb) {
+  start_cb_ = std::move(cb);
+  pg_.set_notify_handler(
+      [this](const std::string& channel, const std::string& payload) { on_notify(channel, payload); });
+  pg_.set_lost_handler([this](const std::string& error) {
+    // Notifications sent while we were away are lost: reload all once the connection is back.
+    core::log_warn("policy_suppressions_connection_lost", {{"error", error}});
+    schedule_reload();
+  });
+  load_suppressions();
+}
+
+void Gate::load_suppressions() {
+  if (closed_) return;
+  if (loading_) {
+    reload_again_ = true;
+    return;
+  }
+  loading_ = true;
+  reload_again_ = false;
+  buffered_.clear();
+  auto alive = alive_;
+  // LISTEN before the snapshot: a change that commits while the snapshot is read is buffered
+  // and replayed on top of it, so nothing falls between the two.
+  pg_.query("LISTEN " + std::string(store::kSuppressionChannel), {}, [this, alive](const store::PgResult& r) {
+    if (!alive->yes) return;
+    if (!r.ok) {
+      loading_ = false;
+      errors().with({"suppression_load"}).inc();
+      core::log_warn("policy_suppressions_listen_failed", {{"error", r.error}});
+      if (start_cb_) std::exchange(start_cb_, {})(core::Err("cannot LISTEN: " + r.error));
+      return schedule_reload();
+    }
+    store::load_suppression_hashes(pg_, cfg_.max_suppressions, [this, alive](auto rows) {
+      if (!alive->yes) return;
+      loading_ = false;
+      if (!rows) {
+        errors().with({"suppression_load"}).inc();
+        core::log_warn("policy_suppressions_load_failed", {{"error", rows.error()}});
+        if (start_cb_) std::exchange(start_cb_, {})(core::Err(rows.error()));
+        return schedule_reload();
+      }
+      set_.replace(std::move(*rows));
+      bool truncated = false;
+      for (const auto& c : buffered_) {
+        if (c.op == SuppressionSet::Op::Truncate) truncated = true;
+        set_.apply(c);
+      }
+      buffered_.clear();
+      loaded_ = true;
+      reload_failures_ = 0;
+      suppression_events().with({"reload"}).inc();
+      core::log_info("policy_suppressions_loaded", {{"count", std::to_string(set_.size())}});
+      if (start_cb_) std::exchange(start_cb_, {})(core::Ok{});
+      if (truncated || reload_again_) load_suppressions();
+    });
+  });
+}
+
+void Gate::schedule_reload() {
+  if (closed_) return;
+  int shift = std::min(reload_failures_++, 5);
+  uint64_t delay = static_cast<uint64_t>(cfg_.reload_backoff_ms) << shift;  // 1 s … 32 s
+  reload_timer_->start(delay, [this] { load_suppressions(); });
+}
+
+void Gate::on_notify(const std::string& channel, const std::string& payload) {
+  if (channel != store::kSuppressionChannel) return;
+  SuppressionSet::Change c;
+  if (!SuppressionSet::parse_notification(payload, c)) {
+    errors().with({"notification"}).inc();
+    core::log_warn("policy_bad_notification", {{"payload", payload.substr(0, 100)}});
+    return;
+  }
+  static const char* kNames[] = {"insert", "delete", "truncate"};
+  suppression_events().with({kNames[static_cast<int>(c.op)]}).inc();
+  if (loading_) {
+    if (buffered_.size() < kMaxBufferedChanges)
+      buffered_.push_back(std::move(c));
+    else
+      reload_again_ = true;  // too many to replay: take a fresh snapshot afterwards
+    return;
+  }
+  if (c.op == SuppressionSet::Op::Truncate) {
+    set_.clear();
+    return load_suppressions();
+  }
+  set_.apply(c);
+}
+
+// ---- admit ---------------------------------------------------------------------------------
+
+void Gate::finish(DecisionCallback& cb, const Decision& d, const std::string& mailbox_id) {
+  decisions().with({std::string(to_string(d.verdict)), d.reason}).inc();
+  if (d.verdict != Verdict::Allow)
+    core::log_debug("policy_decision", {{"mailbox", mailbox_id},
+                                        {"decision", to_string(d.verdict)},
+                                        {"reason", d.reason},
+                                        {"detail", d.detail},
+                                        {"until_ms", ms_text(d.until_ms)}});
+  cb(d);
+}
+
+void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
+  if (closed_) return;
+  const store::Mailbox& m = req.mailbox;
+  const int64_t now = now_ms_();
+  auto answer_later = [this, id = m.id](DecisionCallback cb, Decision d) {
+    // Never call back from inside admit(): the caller may not expect re-entry.
+    soon_.push_back([this, id, cb = std::move(cb), d]() mutable { finish(cb, d, id); });
+    if (soon_.size() == 1)
+      soon_timer_->start(0, [this] {
+        auto fns = std::move(soon_);
+        soon_.clear();
+        for (auto& fn : fns) {
+          if (closed_) return;
+          fn();
+        }
+      });
+  };
+  Decision d;
+  if (m.disabled) {
+    d.verdict = Verdict::Reject;
+    d.reason = "mailbox_disabled";
+    return answer_later(std::move(cb), d);
+  }
+  if (m.paused) {
+    d.until_ms = now + cfg_.paused_retry_s * 1000LL + rand_upto(cfg_.defer_spread_ms);
+    d.reason = "mailbox_paused";
+    return answer_later(std::move(cb), d);
+  }
+  if (!loaded_) {
+    d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
+    d.reason = "policy_unavailable";
+    d.detail = "suppression list not loaded";
+    return answer_later(std::move(cb), d);
+  }
+  if (set_.contains(req.account, req.to_email) ||
+      (req.account != m.account && set_.contains(m.account, req.to_email))) {
+    d.verdict = Verdict::Suppressed;
+    d.reason = "suppressed";
+    return answer_later(std::move(cb), d);
+  }
+
+  const MailboxPolicy p = effective_policy(cfg_, m);
+  const TimeZone& tz = zone(p.timezone);
+  SendWindow w{p.window_days, p.window_start_hour, p.window_end_hour};
+  int64_t open = next_window_open_ms(tz, w, now);
+  if (open != now) {
+    d.reason = "outside_window";
+    d.detail = open < 0 ? "the window never opens" : "";
+    d.until_ms = (open < 0 ? now + kDayMs : open) + rand_upto(cfg_.defer_spread_ms);
+    return answer_later(std::move(cb), d);
+  }
+
+  const LocalDay today = local_day(tz, now);
+  std::string day_ends = ms_text(today.end_ms);
+  for (int k = 2; k <= cfg_.reservation_days; ++k) day_ends += "," + ms_text(local_day_start_ms(tz, today.day + k));
+  const int64_t gap_ms = p.min_gap_s * 1000LL, jitter_max = p.jitter_s * 1000LL;
+  const bool dest = !req.mx_domain.empty() && (cfg_.destination_max_connections > 0 || cfg_.destination_per_minute > 0);
+  std::string lease = dest && cfg_.destination_max_connections > 0
+                          ? std::to_string(now) + "-" + std::to_string(++lease_seq_) + "-" + std::to_string(rng_())
+                          : std::string();
+  std::string dst_prefix = cfg_.redis_prefix + "dst:" + (dest ? req.mx_domain : std::string("-"));
+  std::vector<std::string> argv = {"EVAL",
+                                   std::string(scripts::kAdmit),
+                                   "9",
+                                   key(m.id, "state"),
+                                   key(m.id, "day:" + std::to_string(today.day)),
+                                   key(m.id, "gcra:h"),
+                                   key(m.id, "gcra:m"),
+                                   key(m.id, "next"),
+                                   key(m.id, "resv"),
+                                   key(m.id, "warmup"),
+                                   dst_prefix + ":gcra",
+                                   dst_prefix + ":conn",
+                                   ms_text(now),
+                                   std::to_string(today.day),
+                                   day_ends,
+                                   "",
+                                   std::to_string(p.ramp_start),
+                                   std::to_string(p.ramp_step),
+                                   std::to_string(p.ramp_max),
+                                   p.warmup_day ? std::to_string(*p.warmup_day) : std::string(),
+                                   std::to_string(p.per_hour),
+                                   std::to_string(p.per_minute),
+                                   ms_text(gap_ms),
+                                   ms_text(rand_upto(jitter_max)),
+                                   ms_text(jitter_max),
+                                   ms_text(cfg_.probe_timeout_s * 1000LL),
+                                   ms_text(cfg_.paused_retry_s * 1000LL),
+                                   ms_text(rand_upto(cfg_.defer_spread_ms)),
+                                   std::to_string(dest ? cfg_.destination_per_minute : 0),
+                                   std::to_string(dest ? cfg_.destination_max_connections : 0),
+                                   ms_text(cfg_.destination_lease_s * 1000LL),
+                                   lease.empty() ? std::string("-") : lease,
+                                   ms_text(cfg_.destination_retry_ms),
+                                   ms_text(3 * kDayMs)};
+  redis_.command(std::move(argv), [this, alive = alive_, id = m.id, now, lease, domain = req.mx_domain,
+                                   cb = std::move(cb)](const queue::RedisReply& r) mutable {
+    if (!alive->yes) return;
+    Decision d;
+    if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 4 ||
+        r.elements[0].type != queue::RedisReply::Type::Integer) {
+      errors().with({"redis"}).inc();
+      core::log_warn("policy_admit_failed", {{"mailbox", id}, {"error", r.is_error() ? r.str : "unexpected reply"}});
+      d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
+      d.reason = "policy_unavailable";
+      d.detail = r.is_error() ? r.str : "unexpected reply";
+      return finish(cb, d, id);
+    }
+    const long long verdict = r.elements[0].integer;
+    d.until_ms = r.elements[1].integer;
+    d.reason = r.elements[2].str;
+    d.detail = r.elements[3].str;
+    if (verdict == 1) {
+      d.verdict = Verdict::Allow;
+      d.until_ms = 0;
+      if (!lease.empty()) {
+        d.lease = lease;
+        d.lease_domain = domain;
+      }
+      if (d.detail == "probe") {
+        breaker_transitions().with({"half_open"}).inc();
+        breaker_state().with({id}).set(1);
+      }
+    } else if (verdict == 2) {
+      d.verdict = Verdict::Reject;
+    } else {
+      d.verdict = Verdict::Defer;
+    }
+    finish(cb, d, id);
+  });
+}
+
+// ---- learn ---------------------------------------------------------------------------------
+
+void Gate::release(const Decision& admitted) {
+  if (closed_ || admitted.lease.empty()) return;
+  redis_.command({"EVAL", std::string(scripts::kRelease), "1",
+                  cfg_.redis_prefix + "dst:" + admitted.lease_domain + ":conn", admitted.lease},
+                 [](const queue::RedisReply& r) {
+                   if (r.is_error()) errors().with({"redis"}).inc();
+                 });
+}
+
+void Gate::learn(const store::Mailbox& m, const std::string& to_email, const core::Outcome& o, const Decision* admitted,
+                 std::function<void(const LearnResult&)> done) {
+  if (closed_) return;
+  if (admitted) release(*admitted);
+  const Signal sig = breaker_signal(o);
+  const bool hard = is_hard_bounce(o);
+  LearnResult base;
+  if (hard) {
+    // Local first, so this daemon's very next admit refuses it; the row (and its NOTIFY) follows.
+    std::string normalized = store::normalize_address(to_email);
+    if (!normalized.empty()) {
+      base.suppressed_now = !set_.contains_hash(m.account, store::address_sha256(normalized));
+      set_.insert(m.account, store::address_sha256(normalized));
+      suppression_events().with({"hard_bounce"}).inc();
+      store::add_suppression(pg_, {m.account, to_email, "hard_bounce", "bounce"},
+                             [](core::Result<bool, std::string> r) {
+                               if (!r) {
+                                 errors().with({"suppression_add"}).inc();
+                                 core::log_warn("policy_suppression_add_failed", {{"error", r.error()}});
+                               }
+                             });
+    }
+  }
+  std::string durations;
+  for (int mins : cfg_.breaker_open_minutes) {
+    if (!durations.empty()) durations += ",";
+    durations += std::to_string(mins * 60000LL);
+  }
+  const int pause_at = std::max(1, static_cast<int>(std::ceil(cfg_.bounce_rate * cfg_.bounce_window - 1e-9)));
+  std::vector<std::string> argv = {"EVAL",
+                                   std::string(scripts::kLearn),
+                                   "2",
+                                   key(m.id, "state"),
+                                   key(m.id, "sends"),
+                                   ms_text(now_ms_()),
+                                   std::string(to_string(sig)),
+                                   std::to_string(cfg_.breaker_failures),
+                                   durations,
+                                   ms_text(cfg_.quota_open_minutes * 60000LL),
+                                   std::to_string(cfg_.auth_disable_after),
+                                   counts_as_send(o) ? "1" : "0",
+                                   hard ? "1" : "0",
+                                   std::to_string(cfg_.bounce_window),
+                                   std::to_string(pause_at),
+                                   ms_text(30 * kDayMs)};
+  redis_.command(std::move(argv), [this, alive = alive_, id = m.id, base,
+                                   done = std::move(done)](const queue::RedisReply& r) mutable {
+    if (!alive->yes) return;
+    LearnResult res = base;
+    if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 9) {
+      errors().with({"redis"}).inc();
+      res.ok = false;
+      res.error = r.is_error() ? r.str : "unexpected reply";
+      core::log_warn("policy_learn_failed", {{"mailbox", id}, {"error", res.error}});
+      if (done) done(res);
+      return;
+    }
+    res.breaker_state = r.elements[0].str;
+    res.open_until_ms = r.elements[1].integer;
+    res.trips = static_cast<int>(r.elements[2].integer);
+    res.auth_failures = static_cast<int>(r.elements[3].integer);
+    res.window_sends = static_cast<int>(r.elements[4].integer);
+    res.window_bounces = static_cast<int>(r.elements[5].integer);
+    const std::string& changed = r.elements[6].str;
+    res.disabled_now = r.elements[7].integer == 1;
+    res.paused_now = r.elements[8].integer == 1;
+    breaker_state().with({id}).set(breaker_gauge_value(res.breaker_state));
+    if (!changed.empty()) {
+      breaker_transitions().with({changed}).inc();
+      core::log_info(
+          changed == "open" ? "breaker_opened" : "breaker_closed",
+          {{"mailbox", id}, {"trips", std::to_string(res.trips)}, {"open_until_ms", ms_text(res.open_until_ms)}});
+    }
+    if (res.paused_now) {
+      mailbox_actions().with({"paused", "bounce_guard"}).inc();
+      core::log_warn("mailbox_paused", {{"mailbox", id},
+                                        {"reason", "bounce_guard"},
+                                        {"hard_bounces", std::to_string(res.window_bounces)},
+                                        {"window", std::to_string(cfg_.bounce_window)}});
+      store::set_mailbox_flags(pg_, id, true, std::nullopt, [id](core::Result<bool, std::string> u) {
+        if (!u) core::log_error("mailbox_pause_store_failed", {{"mailbox", id}, {"error", u.error()}});
+      });
+    }
+    if (res.disabled_now) {
+      mailbox_actions().with({"disabled", "auth_failures"}).inc();
+      core::log_warn("mailbox_disabled",
+                     {{"mailbox", id}, {"reason", "auth_failures"}, {"count", std::to_string(res.auth_failures)}});
+      store::set_mailbox_flags(pg_, id, std::nullopt, true, [id](core::Result<bool, std::string> u) {
+        if (!u) core::log_error("mailbox_disable_store_failed", {{"mailbox", id}, {"error", u.error()}});
+      });
+    }
+    if (done) done(res);
+  });
+}
+
+void Gate::resume(const std::string& mailbox_id, std::function<void(core::Result<core::Ok, std::string>)> cb) {
+  if (closed_) return;
+  redis_.command({"EVAL", std::string(scripts::kResume), "2", key(mailbox_id, "state"), key(mailbox_id, "sends")},
+                 [this, alive = alive_, mailbox_id, cb = std::move(cb)](const queue::RedisReply& r) mutable {
+                   if (!alive->yes) return;
+                   if (r.is_error()) return cb(core::Err("cannot resume in Redis: " + r.str));
+                   store::set_mailbox_flags(pg_, mailbox_id, false, false,
+                                            [alive, mailbox_id, cb = std::move(cb)](core::Result<bool, std::string> u) {
+                                              if (!alive->yes) return;
+                                              if (!u) return cb(core::Err(u.error()));
+                                              if (!*u) return cb(core::Err("no mailbox " + mailbox_id));
+                                              breaker_state().with({mailbox_id}).set(0);
+                                              core::log_info("mailbox_resumed", {{"mailbox", mailbox_id}});
+                                              cb(core::Ok{});
+                                            });
+                 });
+}
+
+}  // namespace deliverd::policy
+
+namespace deliverd::policy {
+
+void Gate::reconfigure(PolicyConfig cfg) {
+  cfg.redis_prefix = cfg_.redis_prefix;
+  cfg.max_suppressions = cfg_.max_suppressions;
+  cfg_ = std::move(cfg);
+}
+
+}  // namespace deliverd::policy

@@ -1,0 +1,148 @@
+#pragma once
+// The sending-policy gate: one per daemon. Before a send, admit() answers Allow, Suppressed,
+// Reject or Defer(until); after an attempt, learn() feeds the breaker, the bounce guard and the
+// suppression list. Limits and breaker state live in Redis (atomic Lua, the time an argument),
+// so every daemon of the fleet enforces one limit; the suppression list is held in memory and
+// kept current through PostgreSQL LISTEN/NOTIFY.
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/outcome.h"
+#include "core/result.h"
+#include "core/timer.h"
+#include "policy/policy_config.h"
+#include "policy/suppression_set.h"
+#include "policy/time_zone.h"
+#include "queue/redis_client.h"
+#include "store/mailboxes.h"
+#include "store/pg_connection.h"
+
+namespace deliverd::policy {
+
+enum class Verdict { Allow, Suppressed, Reject, Defer };
+std::string_view to_string(Verdict v);
+
+struct Decision {
+  Verdict verdict = Verdict::Defer;
+  int64_t until_ms = 0;  // Defer: when to try again (the retry set's due time)
+  // Allow: "ok"; Suppressed: "suppressed"; Reject: "mailbox_disabled";
+  // Defer: "ramp_up", "breaker_open", "destination_throttle", "outside_window", "mailbox_paused",
+  // "policy_unavailable".
+  std::string reason;
+  std::string detail;  // finer cause: "daily_limit", "min_gap", "per_hour", "probe", "probe_in_flight", …
+  // MX mode with a connection limit: the slot to give back (learn() or release() does).
+  std::string lease, lease_domain;
+
+  bool allowed() const { return verdict == Verdict::Allow; }
+  // The outcome a stopped job ends with (phase "policy"): suppressed / rejected / deferred.
+  core::Outcome outcome() const;
+};
+
+struct AdmitRequest {
+  std::string account;
+  const store::Mailbox& mailbox;  // with its policy overrides; read during admit() only
+  std::string to_email;
+  std::string mx_domain;  // MX mode: the recipient's domain for the destination throttle; "" otherwise
+};
+
+struct LearnResult {
+  bool ok = true;
+  std::string error;
+  std::string breaker_state;  // closed | open | half_open
+  int64_t open_until_ms = 0;
+  int trips = 0, auth_failures = 0;
+  int window_sends = 0, window_bounces = 0;
+  bool paused_now = false, disabled_now = false, suppressed_now = false;
+};
+
+class Gate {
+ public:
+  using DecisionCallback = std::function<void(const Decision&)>;
+
+  // pg should be a connection of the gate's own: it sets that connection's notify and lost
+  // handlers and LISTENs on it. redis and pg must outlive the gate (or close() it first).
+  Gate(uv_loop_t* loop, queue::RedisClient& redis, store::PgConnection& pg, PolicyConfig cfg,
+       std::function<int64_t()> now_ms);
+  ~Gate();
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+
+  // LISTENs for suppression changes and loads the list into memory; cb runs once, after the
+  // first load (or its error; loading is then retried in the background). Until a load has
+  // succeeded, admit() defers with "policy_unavailable": an unchecked send could mail an
+  // address that opted out.
+  void start(std::function<void(core::Result<core::Ok, std::string>)> cb);
+
+  // Suppression (memory), disabled/paused, sending window, then one Lua call: breaker, ramp-up
+  // slot (taken when granted), destination throttle. cb runs later, on the loop, exactly once
+  // (unless close() came first).
+  void admit(const AdmitRequest& req, DecisionCallback cb);
+
+  // After an attempt. admitted (optional) releases its destination lease. done (optional) gets
+  // what changed, once the Redis and PostgreSQL updates were issued.
+  void learn(const store::Mailbox& mailbox, const std::string& to_email, const core::Outcome& outcome,
+             const Decision* admitted = nullptr, std::function<void(const LearnResult&)> done = {});
+  // Gives back a destination connection slot without an outcome (the job was dropped).
+  void release(const Decision& admitted);
+
+  // An operator's resume: clears paused, disabled and the breaker in Redis and PostgreSQL.
+  void resume(const std::string& mailbox_id, std::function<void(core::Result<core::Ok, std::string>)> cb);
+
+  // Reload: new limits apply from the next admit (counters in Redis are kept). The Redis key
+  // prefix and the suppression bound stay as they were at start.
+  void reconfigure(PolicyConfig cfg);
+
+  bool is_suppressed(std::string_view account, std::string_view address) const;
+  bool ready() const { return loaded_; }
+  size_t suppression_count() const { return set_.size(); }
+
+  // Loads a zone now (start-up), so the first admit for it does not read the disk on the loop.
+  core::Result<core::Ok, std::string> preload_zone(const std::string& name);
+
+  // Idempotent; no callback runs after it.
+  void close();
+
+ private:
+  struct Alive {
+    bool yes = true;
+  };
+
+  void load_suppressions();
+  void schedule_reload();
+  void on_notify(const std::string& channel, const std::string& payload);
+  void finish(DecisionCallback& cb, const Decision& d, const std::string& mailbox_id);
+  const TimeZone& zone(const std::string& name);
+  int64_t rand_upto(int64_t max_inclusive);
+  std::string key(const std::string& mailbox_id, std::string_view what) const;
+
+  uv_loop_t* loop_;
+  queue::RedisClient& redis_;
+  store::PgConnection& pg_;
+  PolicyConfig cfg_;
+  std::function<int64_t()> now_ms_;
+  std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
+  bool closed_ = false;
+
+  SuppressionSet set_;
+  bool loaded_ = false, loading_ = false, reload_again_ = false;
+  std::vector<SuppressionSet::Change> buffered_;  // notifications that arrived during a load
+  std::function<void(core::Result<core::Ok, std::string>)> start_cb_;
+  core::TimerHandle reload_timer_;
+  core::TimerHandle soon_timer_;  // answers decided without Redis, on the next loop turn
+  std::vector<std::function<void()>> soon_;
+  int reload_failures_ = 0;
+
+  std::map<std::string, TimeZone> zones_;
+  std::mt19937_64 rng_;
+  uint64_t lease_seq_ = 0;
+};
+
+}  // namespace deliverd::policy

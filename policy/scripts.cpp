@@ -1,0 +1,217 @@
+#include "policy/scripts.h"
+
+namespace deliverd::policy::scripts {
+
+// KEYS: 1 state hash, 2 today's send counter, 3 GCRA per hour, 4 GCRA per minute, 5 next allowed
+//       send (min gap), 6 reservations (zset of hint times), 7 warm-up day, 8 destination GCRA,
+//       9 destination connection leases (zset).
+// ARGV: 1 now, 2 today (local day number), 3 the ends of today and the following days of the
+//       reservation horizon ("t1,t2,…", local midnights as UTC ms), 4 unused, 5 ramp start,
+//       6 ramp step, 7 ramp max, 8 warm-up day ("" = first day seen), 9 per hour, 10 per minute,
+//       11 min gap ms, 12 this send's jitter ms, 13 max jitter ms, 14 probe timeout ms,
+//       15 paused retry ms, 16 spread ms (random, this call), 17 destination per minute,
+//       18 destination max connections, 19 lease ms, 20 lease token, 21 destination retry ms,
+//       22 day counter TTL ms.
+// Returns {verdict (1 allow, 0 defer, 2 reject), until ms, reason, detail}.
+//
+// A refused caller is handed the time of a slot that will exist (a reservation, not a lock):
+// reservations are spaced by the sustained rate and never exceed today's or tomorrow's
+// remaining capacity of the day they fall on, over a horizon of a few days, so N queued jobs
+// come back one by one instead of all at once. Callers beyond the horizon's capacity come back
+// when it ends, spread by ARGV[16].
+const std::string_view kAdmit = R"lua(
+local now = tonumber(ARGV[1])
+local spread = tonumber(ARGV[16])
+local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until', 'disabled', 'paused')
+if st[4] == '1' then return {2, 0, 'mailbox_disabled', ''} end
+if st[5] == '1' then return {0, now + tonumber(ARGV[15]) + spread, 'mailbox_paused', ''} end
+local state = st[1] or 'closed'
+local probe = false
+if state == 'open' then
+  local ou = tonumber(st[2]) or 0
+  if now < ou then return {0, ou + spread, 'breaker_open', 'open'} end
+  probe = true
+elseif state == 'half_open' then
+  local pu = tonumber(st[3]) or 0
+  if now < pu then return {0, pu + spread, 'breaker_open', 'probe_in_flight'} end
+  probe = true
+end
+
+local today = tonumber(ARGV[2])
+local ends = {}
+for e in string.gmatch(ARGV[3], '%d+') do ends[#ends + 1] = tonumber(e) end
+local day_end, horizon_end = ends[1], ends[#ends]
+local rstart, rstep, rmax = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local wd = ARGV[8]
+if wd == '' then
+  redis.call('SET', KEYS[7], ARGV[2], 'NX')
+  wd = redis.call('GET', KEYS[7])
+end
+wd = tonumber(wd)
+local function limit_for(day)
+  local d = day - wd
+  if d < 0 then return 0 end
+  return math.min(rmax, rstart + rstep * d)
+end
+local lim_today = limit_for(today)
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+local gap, jit, jmax = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+
+local t0, why = now, ''
+local function later(t, w)
+  if t > t0 then t0 = t; why = w end
+end
+local function gcra(key, per, window)
+  if per <= 0 then return now, nil, 0 end
+  local T = math.floor(window / per)
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  return tat - (per - 1) * T, tat + T, T
+end
+if used >= lim_today then later(day_end, 'daily_limit') end
+later(tonumber(redis.call('GET', KEYS[5]) or '0'), 'min_gap')
+local h_at, h_tat, h_T = gcra(KEYS[3], tonumber(ARGV[9]), 3600000)
+local m_at, m_tat, m_T = gcra(KEYS[4], tonumber(ARGV[10]), 60000)
+later(h_at, 'per_hour')
+later(m_at, 'per_minute')
+
+if t0 <= now then
+  local dmax, dper = tonumber(ARGV[18]), tonumber(ARGV[17])
+  if dmax > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now)
+    if redis.call('ZCARD', KEYS[9]) >= dmax then
+      return {0, now + tonumber(ARGV[21]), 'destination_throttle', 'connections'}
+    end
+  end
+  local d_tat = nil
+  if dper > 0 then
+    local at, tat = gcra(KEYS[8], dper, 60000)
+    if at > now then return {0, at, 'destination_throttle', 'per_minute'} end
+    d_tat = tat
+  end
+  redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[22])
+  redis.call('SET', KEYS[5], now + gap + jit, 'PX', gap + jit + 1000)
+  if h_tat then redis.call('SET', KEYS[3], h_tat, 'PX', h_tat - now) end
+  if m_tat then redis.call('SET', KEYS[4], m_tat, 'PX', m_tat - now) end
+  if d_tat then redis.call('SET', KEYS[8], d_tat, 'PX', d_tat - now) end
+  if dmax > 0 then
+    redis.call('ZADD', KEYS[9], now + tonumber(ARGV[19]), ARGV[20])
+    redis.call('PEXPIRE', KEYS[9], ARGV[19])
+  end
+  local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1)
+  if #due > 0 then redis.call('ZREM', KEYS[6], due[1]) end
+  if probe then
+    redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[14]))
+  end
+  return {1, 0, 'ok', probe and 'probe' or ''}
+end
+
+local spacing = math.max(gap + jmax, h_T, m_T, 1)
+local grace = math.max(spacing, 60000)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. string.format('%d', now - grace))
+local cursor = t0
+local last = redis.call('ZRANGE', KEYS[6], -1, -1, 'WITHSCORES')
+if #last > 0 then cursor = math.max(cursor, tonumber(last[2]) + spacing) end
+local function reserve(t)
+  redis.call('ZADD', KEYS[6], t, string.format('%d', t))
+  redis.call('PEXPIRE', KEYS[6], horizon_end - now + 86400000)
+  return {0, t, 'ramp_up', why}
+end
+-- Day k of the horizon is [ends[k-1], ends[k]) (today: up to ends[1]); its free capacity is its
+-- limit less what was sent (today) and what is already reserved.
+for k = 1, #ends do
+  local ks = (k == 1) and 0 or ends[k - 1]
+  local ke = ends[k]
+  if cursor < ke then
+    if cursor < ks then cursor = ks end
+    local n = redis.call('ZCOUNT', KEYS[6], ks, '(' .. string.format('%d', ke))
+    local free = limit_for(today + k - 1) - n
+    if k == 1 then free = free - used end
+    if free > 0 then return reserve(cursor) end
+    cursor = ke
+    if #last > 0 then cursor = math.max(cursor, tonumber(last[2]) + spacing) end
+  end
+end
+if why == '' then why = 'daily_limit' end
+return {0, horizon_end + spread, 'ramp_up', why}
+)lua";
+
+// KEYS: 1 state hash, 2 recent sends (list of "1" hard bounce / "0" other, newest first).
+// ARGV: 1 now, 2 signal (neutral|success|failure|auth_failure|quota), 3 failures to open,
+//       4 open durations ms "60000,300000,…", 5 quota open ms, 6 AUTH failures to disable,
+//       7 counts as send (1/0), 8 hard bounce (1/0), 9 window, 10 bounces in the window that pause,
+//       11 recent-sends TTL ms.
+// Returns {state, open until, trips, auth failures, window length, bounces, transition
+// ("open"/"closed"/""), disabled now (1/0), paused now (1/0)}.
+const std::string_view kLearn = R"lua(
+local now, sig = tonumber(ARGV[1]), ARGV[2]
+local h = redis.call('HMGET', KEYS[1], 'state', 'fails', 'trips', 'auth_fails', 'open_until', 'paused', 'disabled')
+local state = h[1] or 'closed'
+local fails, trips, auth = tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0')
+local ou = tonumber(h[5] or '0')
+local durs = {}
+for d in string.gmatch(ARGV[4], '%d+') do durs[#durs + 1] = tonumber(d) end
+local changed = ''
+local function open_for(ms)
+  state = 'open'; ou = math.max(ou, now + ms); fails = 0; changed = 'open'
+end
+local function trip()
+  trips = trips + 1
+  open_for(durs[math.min(trips, #durs)])
+end
+if sig == 'success' then
+  fails = 0; auth = 0
+  if state ~= 'closed' then state = 'closed'; trips = 0; changed = 'closed' end
+elseif sig == 'failure' or sig == 'auth_failure' or sig == 'quota' then
+  if sig == 'auth_failure' then auth = auth + 1 end
+  if sig == 'quota' then
+    if state == 'closed' then trips = trips + 1 end
+    open_for(tonumber(ARGV[5]))
+  elseif state == 'half_open' then
+    trip()
+  elseif state == 'closed' then
+    fails = fails + 1
+    if fails >= tonumber(ARGV[3]) then trip() end
+  end
+elseif state == 'half_open' then
+  -- The probe ended without a verdict on the mailbox (a recipient fault): let another through.
+  redis.call('HSET', KEYS[1], 'probe_until', 0)
+end
+redis.call('HSET', KEYS[1], 'state', state, 'fails', fails, 'trips', trips, 'auth_fails', auth, 'open_until', ou)
+local disabled_now = 0
+if auth >= tonumber(ARGV[6]) and h[7] ~= '1' then
+  redis.call('HSET', KEYS[1], 'disabled', '1')
+  disabled_now = 1
+end
+if ARGV[7] == '1' then
+  redis.call('LPUSH', KEYS[2], ARGV[8])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[9]) - 1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[11])
+end
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+local bounces = 0
+for _, v in ipairs(items) do
+  if v == '1' then bounces = bounces + 1 end
+end
+local paused_now = 0
+if ARGV[8] == '1' and h[6] ~= '1' and bounces >= tonumber(ARGV[10]) then
+  redis.call('HSET', KEYS[1], 'paused', '1')
+  redis.call('DEL', KEYS[2])
+  paused_now = 1
+end
+return {state, ou, trips, auth, #items, bounces, changed, disabled_now, paused_now}
+)lua";
+
+// KEYS: 1 destination connection leases. ARGV: 1 lease token.
+const std::string_view kRelease = R"lua(
+return redis.call('ZREM', KEYS[1], ARGV[1])
+)lua";
+
+// An operator's resume: clears pause, disable and the breaker. KEYS: 1 state hash, 2 recent sends.
+const std::string_view kResume = R"lua(
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+)lua";
+
+}  // namespace deliverd::policy::scripts

@@ -1,0 +1,75 @@
+#include "policy/suppression_set.h"
+
+#include "store/suppressions.h"
+
+namespace deliverd::policy {
+
+void SuppressionSet::insert(const std::string& account, const std::string& sha256) {
+  if (by_account_[account].insert(sha256).second) ++size_;
+}
+
+void SuppressionSet::erase(const std::string& account, const std::string& sha256) {
+  auto it = by_account_.find(account);
+  if (it == by_account_.end()) return;
+  if (it->second.erase(sha256)) --size_;
+  if (it->second.empty()) by_account_.erase(it);
+}
+
+void SuppressionSet::replace(std::vector<std::pair<std::string, std::string>> rows) {
+  clear();
+  for (auto& [account, sha] : rows) insert(account, sha);
+}
+
+void SuppressionSet::clear() {
+  by_account_.clear();
+  size_ = 0;
+}
+
+bool SuppressionSet::contains_hash(std::string_view account, const std::string& sha256) const {
+  for (std::string_view a : {account, store::kGlobalAccount}) {
+    auto it = by_account_.find(std::string(a));
+    if (it != by_account_.end() && it->second.count(sha256)) return true;
+  }
+  return false;
+}
+
+bool SuppressionSet::contains(std::string_view account, std::string_view address) const {
+  if (size_ == 0) return false;
+  std::string normalized = store::normalize_address(address);
+  if (normalized.empty()) return false;
+  return contains_hash(account, store::address_sha256(normalized));
+}
+
+bool SuppressionSet::parse_notification(std::string_view p, Change& out) {
+  if (p.size() < 3 || p[1] != '|') return false;
+  if (p[0] == 'T') {
+    out = {Op::Truncate, {}, {}};
+    return true;
+  }
+  if (p[0] != 'I' && p[0] != 'D') return false;
+  std::string_view rest = p.substr(2);
+  size_t bar = rest.find('|');
+  if (bar != 64 || bar + 1 >= rest.size()) return false;
+  std::string sha;
+  sha.reserve(32);
+  auto nib = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < 64; i += 2) {
+    int hi = nib(rest[i]), lo = nib(rest[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    sha.push_back(static_cast<char>(hi << 4 | lo));
+  }
+  out = {p[0] == 'I' ? Op::Insert : Op::Delete, std::string(rest.substr(65)), std::move(sha)};
+  return true;
+}
+
+void SuppressionSet::apply(const Change& c) {
+  if (c.op == Op::Insert) insert(c.account, c.sha256);
+  if (c.op == Op::Delete) erase(c.account, c.sha256);
+  if (c.op == Op::Truncate) clear();
+}
+
+}  // namespace deliverd::policy

@@ -1,0 +1,481 @@
+// policy::Gate against a real Redis and a real PostgreSQL, on a simulated clock: a month of
+// warm-up, two daemons sharing one limit, the breaker's timings, the bounce guard, AUTH
+// disabling, and suppressions that take effect through LISTEN/NOTIFY.
+#include "policy/gate.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <queue>
+#include <tuple>
+
+#include "policy/ramp.h"
+#include "store/migrations.h"
+#include "store/suppressions.h"
+#include "tests/integration/fixtures/postgres_server.h"
+#include "tests/integration/fixtures/redis_server.h"
+#include "tests/integration/queue/test_loop.h"
+
+namespace deliverd::policy {
+namespace {
+
+using deliverd::testing::PostgresServer;
+using deliverd::testing::RedisServer;
+using deliverd::testing::TestLoop;
+
+constexpr int64_t kMinute = 60'000;
+constexpr int64_t kDay = 86'400'000;
+
+int64_t utc_ms(int y, unsigned m, unsigned d) { return days_from_civil(y, m, d) * kDay; }
+
+store::Mailbox mailbox(const std::string& id, const std::string& account = "acct_1") {
+  store::Mailbox m;
+  m.id = id;
+  m.account = account;
+  m.email = id + "@sender.example";
+  m.smtp_host = "smtp.sender.example";
+  return m;
+}
+
+core::Outcome outcome(core::Status s, std::string phase, std::string fault, int code = 0, std::string enhanced = "") {
+  core::Outcome o;
+  o.status = s;
+  o.phase = std::move(phase);
+  o.fault = std::move(fault);
+  o.reply.code = code;
+  o.reply.enhanced = std::move(enhanced);
+  return o;
+}
+const core::Outcome kDelivered = outcome(core::Status::Delivered, "body", "success", 250, "2.0.0");
+const core::Outcome k421 = outcome(core::Status::Deferred, "banner", "throttled", 421, "4.7.0");
+const core::Outcome kRefused = outcome(core::Status::Deferred, "connect", "mailbox");
+const core::Outcome kAuth535 = outcome(core::Status::Failed, "auth", "policy_auth", 535, "5.7.8");
+const core::Outcome kNoSuchUser = outcome(core::Status::Bounced, "rcpt", "recipient_permanent", 550, "5.1.1");
+
+class GateTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    redis_ = new RedisServer();
+    pg_server_ = new PostgresServer();
+  }
+  static void TearDownTestSuite() {
+    delete redis_;
+    delete pg_server_;
+    redis_ = nullptr;
+    pg_server_ = nullptr;
+  }
+  void SetUp() override {
+    static int n = 0;
+    db_ = "policy" + std::to_string(++n);
+    conninfo_ = pg_server_->create_database(db_);
+    auto v = store::migrate(conninfo_);
+    ASSERT_TRUE(v.ok()) << v.error();
+    redis_->command({"FLUSHALL"});
+  }
+  void TearDown() override {
+    for (auto& g : gates_) g.reset();
+    for (auto* c : clients_) c->close();
+    for (auto* p : pgs_) p->close();
+  }
+
+  // One "daemon": its own Redis client, PostgreSQL connection and gate.
+  Gate& make_gate(PolicyConfig cfg, bool start = true) {
+    queue::RedisConfig rc;
+    rc.port = redis_->port();
+    auto* client = queue::RedisClient::create(loop_.get(), rc);
+    bool connected = false;
+    client->connect([&](bool ok, const std::string& e) {
+      EXPECT_TRUE(ok) << e;
+      connected = true;
+    });
+    EXPECT_TRUE(loop_.run_until([&] { return connected; }));
+    clients_.push_back(client);
+    auto* pg = store::PgConnection::create(loop_.get(), conninfo_);
+    pgs_.push_back(pg);
+    gates_.push_back(std::make_unique<Gate>(loop_.get(), *client, *pg, std::move(cfg), [this] { return now_; }));
+    Gate& g = *gates_.back();
+    if (start) {
+      bool started = false;
+      g.start([&](core::Result<core::Ok, std::string> r) {
+        EXPECT_TRUE(r.ok()) << r.error();
+        started = true;
+      });
+      EXPECT_TRUE(loop_.run_until([&] { return started; }));
+    }
+    return g;
+  }
+
+  Decision admit(Gate& g, const store::Mailbox& m, const std::string& to = "rcpt@example.org") {
+    std::optional<Decision> d;
+    g.admit({m.account, m, to, ""}, [&](const Decision& x) { d = x; });
+    EXPECT_TRUE(loop_.run_until([&] { return d.has_value(); })) << "admit never answered";
+    return d.value_or(Decision{});
+  }
+
+  LearnResult learn(Gate& g, const store::Mailbox& m, const core::Outcome& o,
+                    const std::string& to = "rcpt@example.org") {
+    std::optional<LearnResult> r;
+    g.learn(m, to, o, nullptr, [&](const LearnResult& x) { r = x; });
+    EXPECT_TRUE(loop_.run_until([&] { return r.has_value(); })) << "learn never finished";
+    return r.value_or(LearnResult{});
+  }
+
+  std::string sql_value(const std::string& sql) {
+    std::optional<std::string> out;
+    store::PgConnection* pg = pgs_.empty() ? nullptr : pgs_.front();
+    EXPECT_NE(pg, nullptr);
+    pg->query(sql, {}, [&](const store::PgResult& r) {
+      EXPECT_TRUE(r.ok) << r.error;
+      out = r.ok && !r.rows.empty() ? r.rows[0][0].value_or("NULL") : std::string("(none)");
+    });
+    EXPECT_TRUE(loop_.run_until([&] { return out.has_value(); }));
+    return out.value_or("");
+  }
+
+  static PolicyConfig no_pacing() {
+    PolicyConfig c;
+    c.ramp_start = 1000;
+    c.ramp_max = 1000;
+    c.per_hour = c.per_minute = 0;
+    c.min_gap_s = c.jitter_s = 0;
+    c.defer_spread_ms = 0;
+    return c;
+  }
+
+  static RedisServer* redis_;
+  static PostgresServer* pg_server_;
+  TestLoop loop_;
+  std::string db_, conninfo_;
+  int64_t now_ = utc_ms(2026, 11, 2) + 9 * 3'600'000;
+  std::vector<queue::RedisClient*> clients_;
+  std::vector<store::PgConnection*> pgs_;
+  std::vector<std::unique_ptr<Gate>> gates_;
+};
+RedisServer* GateTest::redis_ = nullptr;
+PostgresServer* GateTest::pg_server_ = nullptr;
+
+// ---- warm-up -------------------------------------------------------------------------------
+
+TEST_F(GateTest, ThirtyDayWarmupOfThreeMailboxesFollowsTheScheduleExactly) {
+  PolicyConfig cfg;  // defaults: 5 + 2·d up to 40, 10/h, 2/min, 60 s gap + up to 30 s jitter
+  Gate& gate = make_gate(cfg);
+  std::vector<store::Mailbox> boxes = {mailbox("mbx_a"), mailbox("mbx_b"), mailbox("mbx_c")};
+  for (auto& b : boxes) b.warmup_start = "2026-11-02";
+  // The third has its own schedule and lives in New York: its days are New York days.
+  boxes[2].ramp_start = 3;
+  boxes[2].ramp_step = 3;
+  boxes[2].ramp_max = 30;
+  boxes[2].timezone = "America/New_York";
+  auto ny = TimeZone::load("/usr/share/zoneinfo", "America/New_York");
+  ASSERT_TRUE(ny.ok()) << ny.error();
+  std::vector<TimeZone> zones = {TimeZone::utc(), TimeZone::utc(), *ny};
+  const int64_t warmup_day = *parse_date("2026-11-02");
+
+  const int64_t start = utc_ms(2026, 11, 2);
+  const int64_t end = start + 31 * kDay;
+  now_ = start;
+  // (due, sequence, mailbox): deferred jobs come back at their until_ms, as from the retry set.
+  using Job = std::tuple<int64_t, int, size_t>;
+  std::priority_queue<Job, std::vector<Job>, std::greater<>> due;
+  int seq = 0;
+  for (size_t b = 0; b < boxes.size(); ++b)
+    for (int i = 0; i < 1000; ++i) due.emplace(start, seq++, b);
+
+  std::vector<std::vector<int64_t>> sent(boxes.size());
+  long admits = 0;
+  while (!due.empty() && std::get<0>(due.top()) < end) {
+    auto [t, s, b] = due.top();
+    due.pop();
+    now_ = t;
+    Decision d = admit(gate, boxes[b]);
+    ++admits;
+    if (d.verdict == Verdict::Allow) {
+      sent[b].push_back(t);
+      continue;
+    }
+    ASSERT_EQ(d.verdict, Verdict::Defer) << d.reason;
+    ASSERT_EQ(d.reason, "ramp_up") << d.detail;
+    ASSERT_GT(d.until_ms, t) << "a deferral must move the job forward";
+    due.emplace(d.until_ms, s, b);
+  }
+
+  for (size_t b = 0; b < boxes.size(); ++b) {
+    MailboxPolicy p = effective_policy(cfg, boxes[b]);
+    std::map<int64_t, int> per_day;
+    for (int64_t t : sent[b]) ++per_day[local_day(zones[b], t).day - warmup_day];
+    EXPECT_EQ(per_day.count(-1), 0u) << boxes[b].id << " sent before its warm-up started";
+    for (int64_t d = 0; d < 30; ++d)
+      EXPECT_EQ(per_day[d], day_limit(p.ramp_start, p.ramp_step, p.ramp_max, d)) << boxes[b].id << " day " << d;
+    for (size_t i = 1; i < sent[b].size(); ++i)
+      ASSERT_GE(sent[b][i] - sent[b][i - 1], p.min_gap_s * 1000LL) << boxes[b].id << " send " << i;
+  }
+  // No spinning: a job is either handed the time of a slot (reservation) or told to come back
+  // after the 7-day reservation horizon, so over 31 days it is admitted about 6 times at most.
+  size_t total = sent[0].size() + sent[1].size() + sent[2].size();
+  EXPECT_LT(admits, 3000L * 6) << "admits " << admits << " for " << total << " sends";
+  std::printf("30-day warm-up: %zu sends, %ld admits\n", total, admits);
+}
+
+TEST_F(GateTest, TwoDaemonsShareOneDailyLimit) {
+  PolicyConfig cfg = no_pacing();
+  cfg.ramp_start = 20;
+  cfg.ramp_step = 0;
+  cfg.ramp_max = 20;
+  Gate& a = make_gate(cfg);
+  Gate& b = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_shared");
+  m.warmup_start = "2026-11-01";
+  for (int day = 0; day < 2; ++day) {
+    now_ = utc_ms(2026, 11, 2) + day * kDay + 3'600'000;
+    int answered = 0, allowed = 0;
+    for (int i = 0; i < 100; ++i) {
+      Gate& g = i % 2 ? a : b;
+      // All in flight at once, interleaved on two connections.
+      g.admit({m.account, m, "r" + std::to_string(i) + "@example.org", ""}, [&](const Decision& d) {
+        ++answered;
+        if (d.allowed()) ++allowed;
+      });
+    }
+    ASSERT_TRUE(loop_.run_until([&] { return answered == 100; }));
+    EXPECT_EQ(allowed, 20) << "day " << day;
+  }
+}
+
+// ---- breaker -------------------------------------------------------------------------------
+
+TEST_F(GateTest, BreakerOpensHalfOpensAndClosesWithTheRightTimings) {
+  PolicyConfig cfg = no_pacing();
+  cfg.bounce_rate = 1.0;  // keep the bounce guard out of this test
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_br");
+
+  // Recipient faults never trip it.
+  for (int i = 0; i < 12; ++i)
+    EXPECT_EQ(learn(g, m, kNoSuchUser, "u" + std::to_string(i) + "@x.org").breaker_state, "closed");
+  EXPECT_TRUE(admit(g, m).allowed());
+
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(learn(g, m, k421).breaker_state, "closed");
+  EXPECT_TRUE(admit(g, m).allowed());
+  LearnResult opened = learn(g, m, kRefused);
+  EXPECT_EQ(opened.breaker_state, "open");
+  EXPECT_EQ(opened.open_until_ms, now_ + 1 * kMinute);
+
+  const std::vector<int64_t> durations = {1, 5, 15};
+  const std::vector<core::Outcome> probe_failures = {kRefused, kAuth535};
+  for (size_t trip = 0; trip < durations.size(); ++trip) {
+    const int64_t opened_at = now_;
+    now_ = opened_at + durations[trip] * kMinute - 1;
+    Decision shut = admit(g, m);
+    EXPECT_EQ(shut.verdict, Verdict::Defer);
+    EXPECT_EQ(shut.reason, "breaker_open");
+    EXPECT_EQ(shut.until_ms, opened_at + durations[trip] * kMinute) << "trip " << trip;
+
+    now_ = opened_at + durations[trip] * kMinute;
+    Decision probe = admit(g, m);
+    ASSERT_TRUE(probe.allowed()) << probe.reason;
+    EXPECT_EQ(probe.detail, "probe");
+    Decision second = admit(g, m);
+    EXPECT_EQ(second.reason, "breaker_open") << "only one probe while half-open";
+    EXPECT_EQ(second.detail, "probe_in_flight");
+
+    if (trip < probe_failures.size()) {
+      LearnResult again = learn(g, m, probe_failures[trip]);
+      EXPECT_EQ(again.breaker_state, "open");
+      EXPECT_EQ(again.open_until_ms, now_ + durations[trip + 1] * kMinute) << "trip " << trip;
+    } else {
+      EXPECT_EQ(learn(g, m, kDelivered).breaker_state, "closed");
+    }
+  }
+  EXPECT_TRUE(admit(g, m).allowed());
+  EXPECT_TRUE(admit(g, m).allowed());
+  // Closed again: the next run of failures starts over at one minute.
+  for (int i = 0; i < 4; ++i) learn(g, m, k421);
+  LearnResult reopened = learn(g, m, k421);
+  EXPECT_EQ(reopened.breaker_state, "open");
+  EXPECT_EQ(reopened.open_until_ms, now_ + kMinute);
+}
+
+TEST_F(GateTest, QuotaReplyOpensTheBreakerForTheProviderWindow) {
+  PolicyConfig cfg = no_pacing();
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_quota");
+  LearnResult r = learn(g, m, outcome(core::Status::Deferred, "mail", "mailbox", 550, "5.4.5"));
+  EXPECT_EQ(r.breaker_state, "open");
+  EXPECT_EQ(r.open_until_ms, now_ + cfg.quota_open_minutes * kMinute);
+  now_ += 23 * 3'600'000;
+  EXPECT_EQ(admit(g, m).reason, "breaker_open");
+}
+
+TEST_F(GateTest, TenAuthFailuresDisableTheMailboxUntilResumed) {
+  PolicyConfig cfg = no_pacing();
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_auth");
+  store::SecretBox box = store::SecretBox::from_key(std::array<unsigned char, 32>{});
+  ASSERT_TRUE(store::add_mailbox(conninfo_, m, box).ok());
+
+  LearnResult last;
+  for (int i = 0; i < 10; ++i) {
+    // Each failure after the fifth comes from a probe once the breaker lets one through.
+    if (i >= 5) {
+      now_ += 61 * kMinute;
+      ASSERT_TRUE(admit(g, m).allowed()) << "probe " << i;
+    }
+    last = learn(g, m, kAuth535);
+    EXPECT_EQ(last.disabled_now, i == 9) << i;
+  }
+  EXPECT_EQ(last.auth_failures, 10);
+  now_ += 61 * kMinute;
+  Decision d = admit(g, m);
+  EXPECT_EQ(d.verdict, Verdict::Reject);
+  EXPECT_EQ(d.reason, "mailbox_disabled");
+  EXPECT_EQ(d.outcome().status, core::Status::Rejected);
+  EXPECT_TRUE(
+      loop_.run_until([&] { return sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_auth'") == "t"; }));
+
+  bool resumed = false;
+  g.resume(m.id, [&](core::Result<core::Ok, std::string> r) {
+    EXPECT_TRUE(r.ok()) << r.error();
+    resumed = true;
+  });
+  ASSERT_TRUE(loop_.run_until([&] { return resumed; }));
+  EXPECT_TRUE(admit(g, m).allowed());
+  EXPECT_EQ(sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_auth'"), "f");
+}
+
+// ---- bounce guard ----------------------------------------------------------------------------
+
+TEST_F(GateTest, BounceGuardPausesAtFivePercentOfTheLastFifty) {
+  PolicyConfig cfg = no_pacing();
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_bounce");
+  store::SecretBox box = store::SecretBox::from_key(std::array<unsigned char, 32>{});
+  ASSERT_TRUE(store::add_mailbox(conninfo_, m, box).ok());
+  for (int i = 0; i < 47; ++i) EXPECT_FALSE(learn(g, m, kDelivered).paused_now);
+  EXPECT_FALSE(learn(g, m, kNoSuchUser, "gone1@example.org").paused_now);
+  LearnResult second = learn(g, m, kNoSuchUser, "gone2@example.org");
+  EXPECT_FALSE(second.paused_now) << "2 of 50 is 4%";
+  EXPECT_EQ(second.window_bounces, 2);
+  LearnResult third = learn(g, m, kNoSuchUser, "gone3@example.org");
+  EXPECT_TRUE(third.paused_now) << "3 of 50 is 6%";
+  EXPECT_TRUE(third.suppressed_now);
+
+  Decision d = admit(g, m);
+  EXPECT_EQ(d.verdict, Verdict::Defer);
+  EXPECT_EQ(d.reason, "mailbox_paused");
+  EXPECT_TRUE(
+      loop_.run_until([&] { return sql_value("SELECT paused FROM mailboxes WHERE id = 'mbx_bounce'") == "t"; }));
+  // Each hard bounce suppressed its address for the account.
+  EXPECT_TRUE(loop_.run_until([&] {
+    return sql_value("SELECT count(*) FROM suppressions WHERE account = 'acct_1' AND reason = 'hard_bounce'") == "3";
+  }));
+  EXPECT_TRUE(g.is_suppressed("acct_1", "gone1@example.org"));
+}
+
+// ---- suppressions ----------------------------------------------------------------------------
+
+std::string insert_sql(const std::string& account, const std::string& address) {
+  return "INSERT INTO suppressions (account, address, address_sha256, reason, source) VALUES ('" + account + "', '" +
+         address + "', sha256(convert_to('" + address + "', 'UTF8')), 'unsubscribed', 'test')";
+}
+
+TEST_F(GateTest, AnAddressSuppressedInPostgresStopsTheVeryNextSend) {
+  Gate& g = make_gate(no_pacing());
+  store::Mailbox m = mailbox("mbx_s");
+  EXPECT_TRUE(admit(g, m, "bob@example.org").allowed());
+
+  pg_server_->exec(insert_sql("acct_1", "bob@example.org"), db_);
+  ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_1", "bob@EXAMPLE.org"); }, 10000))
+      << "the NOTIFY never arrived";
+  // Five jobs queued for him: none goes out, each ends suppressed.
+  for (int i = 0; i < 5; ++i) {
+    Decision d = admit(g, m, "bob@Example.org");
+    EXPECT_EQ(d.verdict, Verdict::Suppressed);
+    EXPECT_EQ(d.outcome().status, core::Status::Suppressed);
+    EXPECT_EQ(d.outcome().reason, "suppressed");
+  }
+  EXPECT_TRUE(admit(g, mailbox("mbx_other", "acct_2"), "bob@example.org").allowed()) << "other accounts unaffected";
+
+  pg_server_->exec("DELETE FROM suppressions WHERE address = 'bob@example.org'", db_);
+  ASSERT_TRUE(loop_.run_until([&] { return !g.is_suppressed("acct_1", "bob@example.org"); }, 10000));
+  EXPECT_TRUE(admit(g, m, "bob@example.org").allowed());
+}
+
+TEST_F(GateTest, GlobalSuppressionHoldsForEveryAccountAndLoadsAtStart) {
+  pg_server_->exec(insert_sql("*", "trap@example.net"), db_);
+  pg_server_->exec(insert_sql("acct_9", "early@example.net"), db_);
+  Gate& g = make_gate(no_pacing());
+  EXPECT_EQ(g.suppression_count(), 2u);
+  EXPECT_EQ(admit(g, mailbox("m1", "acct_1"), "trap@example.net").verdict, Verdict::Suppressed);
+  EXPECT_EQ(admit(g, mailbox("m2", "acct_2"), "trap@EXAMPLE.net").verdict, Verdict::Suppressed);
+  EXPECT_EQ(admit(g, mailbox("m9", "acct_9"), "early@example.net").verdict, Verdict::Suppressed);
+  pg_server_->exec(insert_sql("*", "late@example.net"), db_);
+  ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_5", "late@example.net"); }, 10000));
+}
+
+TEST_F(GateTest, SuppressionsMissedWhileDisconnectedArriveWithTheReload) {
+  PolicyConfig cfg = no_pacing();
+  cfg.reload_backoff_ms = 100;
+  Gate& g = make_gate(cfg);
+  // Cut the gate's connection, then change the list while it is gone.
+  pg_server_->exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db_ +
+                       "' AND pid <> pg_backend_pid()",
+                   db_);
+  pg_server_->exec(insert_sql("acct_1", "missed@example.org"), db_);
+  ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_1", "missed@example.org"); }, 15000));
+  // And it listens again afterwards.
+  pg_server_->exec(insert_sql("acct_1", "after@example.org"), db_);
+  ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_1", "after@example.org"); }, 10000));
+}
+
+TEST_F(GateTest, NothingIsSentBeforeTheListIsLoaded) {
+  Gate& g = make_gate(no_pacing(), /*start=*/false);
+  Decision d = admit(g, mailbox("m"), "x@example.org");
+  EXPECT_EQ(d.verdict, Verdict::Defer);
+  EXPECT_EQ(d.reason, "policy_unavailable");
+  EXPECT_GT(d.until_ms, now_);
+}
+
+TEST_F(GateTest, SendingWindowDefersToItsOpening) {
+  Gate& g = make_gate(no_pacing());
+  store::Mailbox m = mailbox("mbx_w");
+  m.window_days = 0b0011111;  // Monday-Friday
+  m.window_start_hour = 9;
+  m.window_end_hour = 17;
+  now_ = utc_ms(2026, 11, 28) + 12 * 3'600'000;  // Saturday noon
+  Decision d = admit(g, m);
+  EXPECT_EQ(d.reason, "outside_window");
+  EXPECT_EQ(d.until_ms, utc_ms(2026, 11, 30) + 9 * 3'600'000);
+  now_ = d.until_ms;
+  EXPECT_TRUE(admit(g, m).allowed());
+}
+
+TEST_F(GateTest, DestinationThrottleLimitsConnectionsAcrossDaemons) {
+  PolicyConfig cfg = no_pacing();
+  cfg.destination_max_connections = 2;
+  Gate& a = make_gate(cfg);
+  Gate& b = make_gate(cfg);
+  store::Mailbox m1 = mailbox("mx1"), m2 = mailbox("mx2");
+  std::optional<Decision> d1, d2, d3;
+  a.admit({m1.account, m1, "a@gmail.example", "gmail.example"}, [&](const Decision& d) { d1 = d; });
+  b.admit({m2.account, m2, "b@gmail.example", "gmail.example"}, [&](const Decision& d) { d2 = d; });
+  ASSERT_TRUE(loop_.run_until([&] { return d1 && d2; }));
+  ASSERT_TRUE(d1->allowed() && d2->allowed());
+  Decision third = admit(a, m1, "c@gmail.example");  // not MX mode: no destination limit
+  EXPECT_TRUE(third.allowed());
+  a.admit({m1.account, m1, "d@gmail.example", "gmail.example"}, [&](const Decision& d) { d3 = d; });
+  ASSERT_TRUE(loop_.run_until([&] { return d3.has_value(); }));
+  EXPECT_EQ(d3->reason, "destination_throttle");
+  EXPECT_TRUE(admit(a, m1, "e@other.example").allowed());
+  learn(b, m2, kDelivered);  // without the decision: the lease stays
+  b.release(*d2);
+  std::optional<Decision> d4;
+  loop_.run_for(50);
+  a.admit({m1.account, m1, "d@gmail.example", "gmail.example"}, [&](const Decision& d) { d4 = d; });
+  ASSERT_TRUE(loop_.run_until([&] { return d4.has_value(); }));
+  EXPECT_TRUE(d4->allowed()) << d4->reason;
+}
+
+}  // namespace
+}  // namespace deliverd::policy
