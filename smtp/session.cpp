@@ -410,7 +410,8 @@ void Session::start_auth() {
 }
 
 void Session::auth_reply(const core::Reply& r) {
-  if (r.code == 235) return start_transaction();
+  // RFC 4954 says 235; like Postfix's client, any 2xx counts (Postfix's own smtp-sink says 250).
+  if (r.code / 100 == 2) return start_transaction();
   if (r.code == 334) {
     ++auth_step_;
     if (auth_mech_ == "LOGIN" && auth_step_ == 1) {
