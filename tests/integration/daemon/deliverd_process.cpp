@@ -67,7 +67,7 @@ void DeliverdProcess::add_mailbox(const std::string& id, const std::string& acco
 void DeliverdProcess::start() {
   std::string out;
   if (cli({"migrate"}, &out) != 0) throw std::runtime_error("migrate failed: " + out);
-  proc_ = Process({binary(), "run", "--config", config_}, dir_.file("deliverd.log"));
+  proc_ = Process({binary(), "run", "--config", config_}, dir_.file("deliverd.log"), o_.env);
   long long deadline = now_ms() + 30000;
   while (now_ms() < deadline) {
     int status = 0;

@@ -31,6 +31,7 @@ class DeliverdProcess {
     std::string policy_toml =
         "ramp_start = 100000\nramp_max = 1000000\nper_hour = 0\nper_minute = 0\nmin_gap_s = 0\njitter_s = 0\n";
     std::string extra_toml;   // appended verbatim
+    std::map<std::string, std::string> env;  // extra environment of `deliverd run`
   };
   explicit DeliverdProcess(Options o);
   ~DeliverdProcess();
