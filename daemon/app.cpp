@@ -260,6 +260,9 @@ bool App::start() {
 
   router_ = std::make_unique<admin::Router>();
   admin::add_health_routes(*router_, [this](auto done) { readiness(std::move(done)); });
+  // The server keeps its own copy of the router: every route is added before it starts.
+  pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  start_api();
   admin::HttpServerConfig hc;
   hc.listen = cfg_.admin_listen;
   auto http = admin::HttpServer::start(&loop_, hc, *router_);
@@ -283,8 +286,6 @@ bool App::start() {
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
 
-  pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
-  start_api();
   pg_->connect([this](bool ok, const std::string& err) {
     if (!ok) {
       core::log_error("postgres_connect_failed", {{"error", err}});
@@ -332,6 +333,13 @@ void App::start_api() {
     prober_->probe(req, std::move(cb));
   };
   deps.mailboxes_changed = [this] { reload_mailboxes(); };
+  deps.mailbox_live = [this](const std::string& id, std::function<void(admin::MailboxLive)> cb) {
+    auto m = mailboxes_.find(id);
+    if (!gate_ || m == mailboxes_.end()) return cb(admin::MailboxLive{});
+    gate_->mailbox_status(m->second, [cb](const policy::Gate::MailboxStatus& s) {
+      cb(admin::MailboxLive{s.sent_today, s.limit_today, s.breaker});
+    });
+  };
   deps.breaker_reset = [this](const std::string& id, std::function<void(bool)> cb) {
     if (!gate_) return cb(false);
     gate_->resume(id, [this, cb](core::Result<core::Ok, std::string> r) {

@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "policy/ramp.h"
 #include "policy/scripts.h"
 #include "policy/signals.h"
 #include "store/suppressions.h"
@@ -536,6 +537,31 @@ void Gate::resume(const std::string& mailbox_id, std::function<void(core::Result
 }  // namespace deliverd::policy
 
 namespace deliverd::policy {
+
+void Gate::mailbox_status(const store::Mailbox& m, std::function<void(const MailboxStatus&)> cb) {
+  const int64_t now = now_ms_();
+  const MailboxPolicy p = effective_policy(cfg_, m);
+  const LocalDay today = local_day(zone(p.timezone), now);
+  // One read-only script: the day counter, warm-up day 0 (when not configured) and the breaker.
+  static constexpr const char* kStatus = R"lua(
+local st = redis.call('HMGET', KEYS[3], 'state', 'open_until')
+return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '', st[1] or 'closed'}
+)lua";
+  redis_.command({"EVAL", kStatus, "3", key(m.id, "day:" + std::to_string(today.day)), key(m.id, "warmup"),
+                  key(m.id, "state")},
+                 [p, today, cb = std::move(cb)](const queue::RedisReply& r) {
+                   MailboxStatus s;
+                   if (r.type == queue::RedisReply::Type::Array && r.elements.size() == 3) {
+                     s.sent_today = std::atoll(r.elements[0].str.c_str());
+                     int64_t day0 = p.warmup_day ? *p.warmup_day
+                                    : r.elements[1].str.empty() ? today.day
+                                                                : std::atoll(r.elements[1].str.c_str());
+                     s.limit_today = day_limit(p.ramp_start, p.ramp_step, p.ramp_max, std::max<int64_t>(0, today.day - day0));
+                     s.breaker = r.elements[2].str;
+                   }
+                   cb(s);
+                 });
+}
 
 void Gate::reconfigure(PolicyConfig cfg) {
   cfg.redis_prefix = cfg_.redis_prefix;

@@ -96,6 +96,14 @@ class Gate {
   // An operator's resume: clears paused, disabled and the breaker in Redis and PostgreSQL.
   void resume(const std::string& mailbox_id, std::function<void(core::Result<core::Ok, std::string>)> cb);
 
+  // What the admin API shows for a mailbox: sends today (its local day), today's ramp-up limit,
+  // breaker state (closed | open | half_open). -1 / "" when Redis could not be asked.
+  struct MailboxStatus {
+    int64_t sent_today = -1, limit_today = -1;
+    std::string breaker;
+  };
+  void mailbox_status(const store::Mailbox& mailbox, std::function<void(const MailboxStatus&)> cb);
+
   // Reload: new limits apply from the next admit (counters in Redis are kept). The Redis key
   // prefix and the suppression bound stay as they were at start.
   void reconfigure(PolicyConfig cfg);
