@@ -281,7 +281,8 @@ void Delivery::retry_later(const core::Outcome& o) {
     Metrics::get().outcomes.with({"deferred", o.reason}).inc();
     const std::string ev = event(o, next.due_ms);
     log_outcome(o);
-    queue::RetryItem item{*payload_, attempt_ + 1, first_seen_ms_};
+    queue::RetryItem item{*payload_, attempt_ + 1, first_seen_ms_,
+                          o.reason + (o.reply.code ? " " + std::to_string(o.reply.code) + " " + o.reply.text : "")};
     return persist([this, item, due = next.due_ms, ev](auto cb) {
       app_.scheduler_->defer_and_ack(entry_.id, item, due, ev, std::move(cb));
     });
@@ -313,7 +314,7 @@ void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
     Metrics::get().outcomes.with({"deferred", event_outcome->reason}).inc();
     ev = event(*event_outcome, due_ms);
   }
-  queue::RetryItem item{*payload_, attempt_, first_seen_ms_};
+  queue::RetryItem item{*payload_, attempt_, first_seen_ms_, event_outcome ? event_outcome->reason : "not_before"};
   persist([this, item, due_ms, ev](auto cb) { app_.scheduler_->defer_and_ack(entry_.id, item, due_ms, ev, std::move(cb)); });
 }
 

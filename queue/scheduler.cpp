@@ -48,6 +48,7 @@ std::string encode_retry_item(const RetryItem& item) {
       .field("job", item.payload)
       .field("attempt", std::to_string(item.attempt))
       .field("first_seen", std::to_string(item.first_seen_ms))
+      .field("last", item.last_outcome)
       .end_object();
   return w.take();
 }

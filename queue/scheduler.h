@@ -30,6 +30,7 @@ struct RetryItem {
   std::string payload;  // the job JSON exactly as the producer wrote it
   int attempt = 1;      // the attempt the job will make next
   int64_t first_seen_ms = 0;
+  std::string last_outcome;  // why the previous attempt was deferred, for operators reading the set
 };
 
 class Scheduler {
