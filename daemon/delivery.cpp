@@ -100,7 +100,29 @@ bool Delivery::read_retry_fields(std::string& error) {
     return false;
   }
   attempt_ = static_cast<int>(attempt);
+  if (const std::string* code = entry_.field("last_code")) {
+    int64_t value = 0;
+    if (!parse_positive(code, value) || value < 200 || value > 599) {
+      error = "stream field \"last_code\" is not an SMTP reply code";
+      return false;
+    }
+    last_reply_.code = static_cast<int>(value);
+    if (const std::string* enhanced = entry_.field("last_enhanced")) last_reply_.enhanced = *enhanced;
+    if (const std::string* text = entry_.field("last_text")) last_reply_.text = *text;
+  }
   return true;
+}
+
+// A job can reach its end while it waits in the retry set; its final outcome still carries the
+// reply that made it wait, so the producer learns why it never went out.
+core::Outcome Delivery::ended_while_waiting(std::string reason, std::string detail) const {
+  core::Outcome o = policy_outcome(core::Status::Expired, std::move(reason), std::move(detail));
+  if (last_reply_.code) {
+    o.reply = last_reply_;
+    o.detail += "; last attempt: " + std::to_string(last_reply_.code) +
+                (last_reply_.enhanced.empty() ? "" : " " + last_reply_.enhanced) + " " + last_reply_.text;
+  }
+  return o;
 }
 
 void Delivery::start() {
@@ -116,7 +138,7 @@ void Delivery::start() {
 
   const int64_t now = app_.now_ms();
   if (job_.expires_at_ms && job_.expires_at_ms <= now)
-    return done(policy_outcome(core::Status::Expired, "expired", "expires_at has passed"));
+    return done(ended_while_waiting("expired", "expires_at has passed"));
   if (job_.not_before_ms > now) {
     // Its first attempt is in the future: the job waits in the retry set, not in memory, and
     // its max age counts from then.
@@ -124,7 +146,7 @@ void Delivery::start() {
     return postpone(job_.not_before_ms, nullptr);
   }
   if (now - first_seen_ms_ >= app_.retry_policy_.max_age_ms)
-    return done(policy_outcome(core::Status::Expired, "max_age", "the job is older than [retry] max_age"));
+    return done(ended_while_waiting("max_age", "the job is older than [retry] max_age"));
 
   auto mbx = app_.mailboxes_.find(job_.mailbox);
   if (mbx == app_.mailboxes_.end() || mbx->second.account != job_.account)
@@ -282,7 +304,8 @@ void Delivery::retry_later(const core::Outcome& o) {
     const std::string ev = event(o, next.due_ms);
     log_outcome(o);
     queue::RetryItem item{*payload_, attempt_ + 1, first_seen_ms_,
-                          o.reason + (o.reply.code ? " " + std::to_string(o.reply.code) + " " + o.reply.text : "")};
+                          o.reason + (o.reply.code ? " " + std::to_string(o.reply.code) + " " + o.reply.text : ""),
+                          o.reply.code ? o.reply : last_reply_};
     return persist([this, item, due = next.due_ms, ev](auto cb) {
       app_.scheduler_->defer_and_ack(entry_.id, item, due, ev, std::move(cb));
     });
@@ -314,7 +337,8 @@ void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
     Metrics::get().outcomes.with({"deferred", event_outcome->reason}).inc();
     ev = event(*event_outcome, due_ms);
   }
-  queue::RetryItem item{*payload_, attempt_, first_seen_ms_, event_outcome ? event_outcome->reason : "not_before"};
+  queue::RetryItem item{*payload_, attempt_, first_seen_ms_, event_outcome ? event_outcome->reason : "not_before",
+                        last_reply_};
   persist([this, item, due_ms, ev](auto cb) { app_.scheduler_->defer_and_ack(entry_.id, item, due_ms, ev, std::move(cb)); });
 }
 

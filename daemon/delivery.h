@@ -57,6 +57,7 @@ class Delivery {
   void log_outcome(const core::Outcome& o) const;  // and record() it
   void record(const core::Outcome& o) const;
   std::string event(const core::Outcome& o, int64_t next_attempt_ms) const;
+  core::Outcome ended_while_waiting(std::string reason, std::string detail) const;
 
   App& app_;
   queue::StreamEntry entry_;
@@ -65,6 +66,7 @@ class Delivery {
   queue::Job job_;
   int attempt_ = 1;
   int64_t first_seen_ms_ = 0;
+  core::Reply last_reply_;  // the previous attempt's reply, carried through the retry set
   store::Mailbox mailbox_;
   std::string message_;
   dns::Resolver::RequestId resolve_id_ = 0;

@@ -24,7 +24,11 @@ for _, m in ipairs(due) do
   local ok, item = pcall(cjson.decode, m)
   if ok and type(item) == 'table' and type(item.job) == 'string' and type(item.attempt) == 'string'
      and type(item.first_seen) == 'string' then
-    redis.call('XADD', KEYS[2], '*', 'job', item.job, 'attempt', item.attempt, 'first_seen', item.first_seen)
+    local fields = {'job', item.job, 'attempt', item.attempt, 'first_seen', item.first_seen}
+    for _, k in ipairs({'last_code', 'last_enhanced', 'last_text'}) do
+      if type(item[k]) == 'string' then table.insert(fields, k); table.insert(fields, item[k]) end
+    end
+    redis.call('XADD', KEYS[2], '*', unpack(fields))
   else
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'job', m, 'reason', 'retry set member is not a deliverd retry item')
   end
@@ -48,8 +52,13 @@ std::string encode_retry_item(const RetryItem& item) {
       .field("job", item.payload)
       .field("attempt", std::to_string(item.attempt))
       .field("first_seen", std::to_string(item.first_seen_ms))
-      .field("last", item.last_outcome)
-      .end_object();
+      .field("last", item.last_outcome);
+  if (item.last_reply.code) {
+    w.field("last_code", std::to_string(item.last_reply.code))
+        .field("last_enhanced", item.last_reply.enhanced)
+        .field("last_text", item.last_reply.text);
+  }
+  w.end_object();
   return w.take();
 }
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "core/outcome.h"
 #include "queue/redis_client.h"
 
 namespace deliverd::queue {
@@ -25,12 +26,14 @@ struct SchedulerConfig {
 };
 
 // What travels with a job between attempts. On the stream these are the fields `job`,
-// `attempt` and `first_seen` of the entry.
+// `attempt`, `first_seen` and, after an SMTP reply, `last_code`, `last_enhanced`, `last_text`.
 struct RetryItem {
   std::string payload;  // the job JSON exactly as the producer wrote it
   int attempt = 1;      // the attempt the job will make next
   int64_t first_seen_ms = 0;
   std::string last_outcome;  // why the previous attempt was deferred, for operators reading the set
+  // The previous attempt's reply: a job that reaches its end while waiting still reports it.
+  core::Reply last_reply;
 };
 
 class Scheduler {

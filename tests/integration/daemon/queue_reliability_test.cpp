@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "queue/scheduler.h"
 #include "tests/integration/daemon/deliverd_process.h"
 #include "tests/integration/fixtures/scripted_smtp_server.h"
 #include "tests/integration/fixtures/smtp_sink.h"
@@ -139,6 +140,30 @@ TEST(Retries, NotBeforeWaitsInTheRetrySetAndExpiryEndsRetries) {
   EXPECT_EQ(finals["doomed"].reason, "expired");
   EXPECT_EQ(finals["doomed"].code, 451);  // the last attempt's reply goes with the final outcome
   EXPECT_NE(finals["doomed"].detail.find("expires_at"), std::string::npos) << finals["doomed"].detail;
+  EXPECT_EQ(stack.redis.xpending_count(kStream, kGroup), 0);
+}
+
+// The promoter runs once a second, so a retry due just before expires_at can reach the stream
+// just after it: the final outcome must still carry the reply that made the job wait.
+TEST(Retries, AJobThatExpiresWhileWaitingReportsItsLastReply) {
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx", "acct_1", "alice@acme.example", "127.0.0.1", kMailPort);
+  d.start();
+
+  const long long now = wall_ms();
+  deliverd::queue::RetryItem item{make_job("waited", "acct_1", "mbx", "bob@example.org",
+                                           ",\"expires_at\":\"" + rfc3339(now - 2000) + "\""),
+                                  3, now - 60000, "rcpt_deferred 451 greylisted", {451, "4.7.1", "greylisted"}};
+  stack.redis.command({"ZADD", "deliverd:retry", std::to_string(now - 1000), deliverd::queue::encode_retry_item(item)});
+
+  auto finals = wait_for_final_events(stack.redis, {"waited"}, 20000);
+  EXPECT_EQ(finals["waited"].status, "expired") << d.log();
+  EXPECT_EQ(finals["waited"].reason, "expired");
+  EXPECT_EQ(finals["waited"].attempt, 3);
+  EXPECT_EQ(finals["waited"].code, 451);
+  EXPECT_NE(finals["waited"].detail.find("greylisted"), std::string::npos) << finals["waited"].detail;
+  EXPECT_EQ(stack.redis.integer({"ZCARD", "deliverd:retry"}), 0);
   EXPECT_EQ(stack.redis.xpending_count(kStream, kGroup), 0);
 }
 

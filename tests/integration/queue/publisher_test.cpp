@@ -6,48 +6,12 @@
 
 #include <string>
 
-#include "tests/integration/fixtures/redis_server.h"
-#include "tests/integration/queue/test_loop.h"
+#include "tests/integration/queue/pending_entry.h"
 
 namespace deliverd::queue {
 namespace {
 
-using deliverd::testing::RedisServer;
-using deliverd::testing::TestLoop;
-
-struct Fixture {
-  RedisServer redis;
-  TestLoop loop;
-  RedisClient* client = nullptr;
-  std::string entry;
-
-  Fixture() {
-    redis.command({"XGROUP", "CREATE", "deliverd:jobs", "deliverd", "$", "MKSTREAM"});
-    entry = redis.xadd_job("deliverd:jobs", R"({"v":1,"id":"j1"})");
-    // Deliver it to a consumer so that it is pending.
-    redis.command({"XREADGROUP", "GROUP", "deliverd", "c", "COUNT", "1", "STREAMS", "deliverd:jobs", ">"});
-    RedisConfig cfg;
-    cfg.port = redis.port();
-    client = RedisClient::create(loop.get(), cfg);
-    bool ready = false;
-    client->connect([&](bool ok, const std::string& e) {
-      EXPECT_TRUE(ok) << e;
-      ready = true;
-    });
-    EXPECT_TRUE(loop.run_until([&] { return ready; }));
-  }
-  ~Fixture() { client->close(); }
-
-  bool run(const std::function<void(std::function<void(bool)>)>& op) {
-    bool done = false, result = false;
-    op([&](bool ok) {
-      done = true;
-      result = ok;
-    });
-    EXPECT_TRUE(loop.run_until([&] { return done; }));
-    return result;
-  }
-};
+using Fixture = deliverd::testing::PendingEntry;
 
 TEST(Publisher, PublishesTheEventThenAcks) {
   Fixture f;

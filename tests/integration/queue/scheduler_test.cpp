@@ -1,0 +1,98 @@
+// Scheduler against a real redis-server: a deferral moves the entry into the retry set in one
+// step, and the promoter puts it back on the stream with everything the next attempt needs.
+#include "queue/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/integration/queue/pending_entry.h"
+
+namespace deliverd::queue {
+namespace {
+
+using Fixture = deliverd::testing::PendingEntry;
+
+RetryItem greylisted_item() {
+  RetryItem item{R"({"v":1,"id":"j1"})", 2, 1700000000000, "rcpt_deferred 451 greylisted", {}};
+  item.last_reply = core::Reply{451, "4.7.1", "greylisted, come back later"};
+  return item;
+}
+
+// Starts the promoter with a clock stopped at now_ms and waits until the retry set holds `left`.
+bool promote_until(Fixture& f, Scheduler& s, int64_t now_ms, long long left) {
+  s.start([now_ms] { return now_ms; });
+  return f.loop.run_until([&] { return f.redis.integer({"ZCARD", "deliverd:retry"}) == left; });
+}
+
+TEST(Scheduler, DeferralAcksTheEntryAndPublishesTheEventInOneStep) {
+  Fixture f;
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  const std::string event = R"({"v":1,"job_id":"j1","status":"deferred"})";
+  EXPECT_TRUE(f.run([&](auto cb) { s.defer_and_ack(f.entry, greylisted_item(), 5000, event, cb); }));
+  EXPECT_EQ(f.redis.xpending_count("deliverd:jobs", "deliverd"), 0);
+  EXPECT_EQ(f.redis.command({"ZSCORE", "deliverd:retry", encode_retry_item(greylisted_item())}), "5000");
+  auto results = f.redis.xrange("deliverd:results");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].fields["event"], event);
+  s.stop();
+}
+
+TEST(Scheduler, FailedDeferralLeavesTheEntryPendingAndTheSetUnchanged) {
+  Fixture f;
+  f.redis.command({"SET", "deliverd:retry", "not a sorted set"});
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  EXPECT_FALSE(f.run([&](auto cb) { s.defer_and_ack(f.entry, greylisted_item(), 5000, "{}", cb); }));
+  EXPECT_EQ(f.redis.xpending_count("deliverd:jobs", "deliverd"), 1);
+  EXPECT_EQ(f.redis.xlen("deliverd:results"), 0);
+  s.stop();
+}
+
+TEST(Scheduler, PromotesOnlyDueItemsWithAttemptFirstSeenAndTheLastReply) {
+  Fixture f;
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  RetryItem later = greylisted_item();
+  later.payload = R"({"v":1,"id":"j2"})";
+  ASSERT_TRUE(f.run([&](auto cb) { s.defer_and_ack(f.entry, greylisted_item(), 1000, "", cb); }));
+  f.redis.command({"ZADD", "deliverd:retry", "9000", encode_retry_item(later)});
+  const size_t before = f.redis.xrange("deliverd:jobs").size();
+  ASSERT_TRUE(promote_until(f, s, 5000, 1)) << "the item due at 9000 stays";
+
+  auto jobs = f.redis.xrange("deliverd:jobs");
+  ASSERT_EQ(jobs.size(), before + 1);
+  auto& back = jobs.back().fields;
+  EXPECT_EQ(back["job"], R"({"v":1,"id":"j1"})");
+  EXPECT_EQ(back["attempt"], "2");
+  EXPECT_EQ(back["first_seen"], "1700000000000");
+  EXPECT_EQ(back["last_code"], "451");
+  EXPECT_EQ(back["last_enhanced"], "4.7.1");
+  EXPECT_EQ(back["last_text"], "greylisted, come back later");
+  s.stop();
+}
+
+TEST(Scheduler, AnItemWithoutAReplyCarriesNoReplyFields) {
+  Fixture f;
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  RetryItem waiting{R"({"v":1,"id":"j3"})", 1, 1700000000000, "not_before", {}};
+  ASSERT_TRUE(f.run([&](auto cb) { s.defer_and_ack(f.entry, waiting, 1000, "", cb); }));
+  ASSERT_TRUE(promote_until(f, s, 5000, 0));
+  auto back = f.redis.xrange("deliverd:jobs").back().fields;
+  EXPECT_EQ(back["attempt"], "1");
+  EXPECT_EQ(back.count("last_code"), 0u);
+  s.stop();
+}
+
+TEST(Scheduler, AForeignMemberIsDeadLetteredInsteadOfBlockingTheSet) {
+  Fixture f;
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  f.redis.command({"ZADD", "deliverd:retry", "1", "hand-written junk"});
+  ASSERT_TRUE(promote_until(f, s, 5000, 0));
+  auto dead = f.redis.xrange("deliverd:dead");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].fields["job"], "hand-written junk");
+  EXPECT_NE(dead[0].fields["reason"].find("not a deliverd retry item"), std::string::npos);
+  s.stop();
+}
+
+}  // namespace
+}  // namespace deliverd::queue
