@@ -339,9 +339,7 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
                           ? std::to_string(now) + "-" + std::to_string(++lease_seq_) + "-" + std::to_string(rng_())
                           : std::string();
   std::string dst_prefix = cfg_.redis_prefix + "dst:" + (dest ? req.mx_domain : std::string("-"));
-  std::vector<std::string> argv = {"EVAL",
-                                   std::string(scripts::kAdmit),
-                                   "9",
+  std::vector<std::string> argv = {"9",
                                    key(m.id, "state"),
                                    key(m.id, "day:" + std::to_string(today.day)),
                                    key(m.id, "gcra:h"),
@@ -373,7 +371,7 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
                                    lease.empty() ? std::string("-") : lease,
                                    ms_text(cfg_.destination_retry_ms),
                                    ms_text(3 * kDayMs)};
-  redis_.command(std::move(argv), [this, alive = alive_, id = m.id, now, lease, domain = req.mx_domain,
+  redis_.eval(scripts::kAdmit, std::move(argv), [this, alive = alive_, id = m.id, now, lease, domain = req.mx_domain,
                                    cb = std::move(cb)](const queue::RedisReply& r) mutable {
     if (!alive->yes) return;
     Decision d;
@@ -414,7 +412,7 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
 
 void Gate::release(const Decision& admitted) {
   if (closed_ || admitted.lease.empty()) return;
-  redis_.command({"EVAL", std::string(scripts::kRelease), "1",
+  redis_.eval(scripts::kRelease, {"1",
                   cfg_.redis_prefix + "dst:" + admitted.lease_domain + ":conn", admitted.lease},
                  [](const queue::RedisReply& r) {
                    if (r.is_error()) errors().with({"redis"}).inc();
@@ -450,9 +448,7 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
     durations += std::to_string(mins * 60000LL);
   }
   const int pause_at = std::max(1, static_cast<int>(std::ceil(cfg_.bounce_rate * cfg_.bounce_window - 1e-9)));
-  std::vector<std::string> argv = {"EVAL",
-                                   std::string(scripts::kLearn),
-                                   "2",
+  std::vector<std::string> argv = {"2",
                                    key(m.id, "state"),
                                    key(m.id, "sends"),
                                    ms_text(now_ms_()),
@@ -466,7 +462,7 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
                                    std::to_string(cfg_.bounce_window),
                                    std::to_string(pause_at),
                                    ms_text(30 * kDayMs)};
-  redis_.command(std::move(argv), [this, alive = alive_, id = m.id, base,
+  redis_.eval(scripts::kLearn, std::move(argv), [this, alive = alive_, id = m.id, base,
                                    done = std::move(done)](const queue::RedisReply& r) mutable {
     if (!alive->yes) return;
     LearnResult res = base;
@@ -518,7 +514,7 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
 
 void Gate::resume(const std::string& mailbox_id, std::function<void(core::Result<core::Ok, std::string>)> cb) {
   if (closed_) return;
-  redis_.command({"EVAL", std::string(scripts::kResume), "2", key(mailbox_id, "state"), key(mailbox_id, "sends")},
+  redis_.eval(scripts::kResume, {"2", key(mailbox_id, "state"), key(mailbox_id, "sends")},
                  [this, alive = alive_, mailbox_id, cb = std::move(cb)](const queue::RedisReply& r) mutable {
                    if (!alive->yes) return;
                    if (r.is_error()) return cb(core::Err("cannot resume in Redis: " + r.str));
@@ -543,11 +539,11 @@ void Gate::mailbox_status(const store::Mailbox& m, std::function<void(const Mail
   const MailboxPolicy p = effective_policy(cfg_, m);
   const LocalDay today = local_day(zone(p.timezone), now);
   // One read-only script: the day counter, warm-up day 0 (when not configured) and the breaker.
-  static constexpr const char* kStatus = R"lua(
+  static const queue::LuaScript kStatus{R"lua(
 local st = redis.call('HMGET', KEYS[3], 'state', 'open_until')
 return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '', st[1] or 'closed'}
-)lua";
-  redis_.command({"EVAL", kStatus, "3", key(m.id, "day:" + std::to_string(today.day)), key(m.id, "warmup"),
+)lua"};
+  redis_.eval(kStatus, {"3", key(m.id, "day:" + std::to_string(today.day)), key(m.id, "warmup"),
                   key(m.id, "state")},
                  [p, today, cb = std::move(cb)](const queue::RedisReply& r) {
                    MailboxStatus s;

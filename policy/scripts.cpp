@@ -19,7 +19,7 @@ namespace deliverd::policy::scripts {
 // remaining capacity of the day they fall on, over a horizon of a few days, so N queued jobs
 // come back one by one instead of all at once. Callers beyond the horizon's capacity come back
 // when it ends, spread by ARGV[16].
-const std::string_view kAdmit = R"lua(
+const queue::LuaScript kAdmit{R"lua(
 local now = tonumber(ARGV[1])
 local spread = tonumber(ARGV[16])
 local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until', 'disabled', 'paused')
@@ -135,7 +135,7 @@ for k = 1, #ends do
 end
 if why == '' then why = 'daily_limit' end
 return {0, horizon_end + spread, 'ramp_up', why}
-)lua";
+)lua"};
 
 // KEYS: 1 state hash, 2 recent sends (list of "1" hard bounce / "0" other, newest first).
 // ARGV: 1 now, 2 signal (neutral|success|failure|auth_failure|quota), 3 failures to open,
@@ -144,7 +144,7 @@ return {0, horizon_end + spread, 'ramp_up', why}
 //       11 recent-sends TTL ms.
 // Returns {state, open until, trips, auth failures, window length, bounces, transition
 // ("open"/"closed"/""), disabled now (1/0), paused now (1/0)}.
-const std::string_view kLearn = R"lua(
+const queue::LuaScript kLearn{R"lua(
 local now, sig = tonumber(ARGV[1]), ARGV[2]
 local h = redis.call('HMGET', KEYS[1], 'state', 'fails', 'trips', 'auth_fails', 'open_until', 'paused', 'disabled')
 local state = h[1] or 'closed'
@@ -201,17 +201,17 @@ if ARGV[8] == '1' and h[6] ~= '1' and bounces >= tonumber(ARGV[10]) then
   paused_now = 1
 end
 return {state, ou, trips, auth, #items, bounces, changed, disabled_now, paused_now}
-)lua";
+)lua"};
 
 // KEYS: 1 destination connection leases. ARGV: 1 lease token.
-const std::string_view kRelease = R"lua(
+const queue::LuaScript kRelease{R"lua(
 return redis.call('ZREM', KEYS[1], ARGV[1])
-)lua";
+)lua"};
 
 // An operator's resume: clears pause, disable and the breaker. KEYS: 1 state hash, 2 recent sends.
-const std::string_view kResume = R"lua(
+const queue::LuaScript kResume{R"lua(
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1
-)lua";
+)lua"};
 
 }  // namespace deliverd::policy::scripts

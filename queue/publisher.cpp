@@ -12,13 +12,13 @@ namespace {
 // KEYS: target stream, job stream, marker key. ARGV: maxlen, group, entry id, marker TTL in ms
 // ("0": no marker), field, value, field, value… The XADD comes first, so a failing XADD leaves
 // neither marker nor ack behind (scripts are not rolled back).
-constexpr const char* kAddAndAck = R"lua(
+const LuaScript kAddAndAck{R"lua(
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', ARGV[4]) end
 return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-)lua";
+)lua"};
 
 }  // namespace
 
@@ -57,12 +57,12 @@ void Publisher::dead_letter_and_ack(const std::string& entry_id, const std::stri
 
 void Publisher::add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
                             const std::string& entry_id, const std::string& marker, std::function<void(bool ok)> cb) {
-  std::vector<std::string> argv = {"EVAL", kAddAndAck, "3", target, cfg_.stream, marker.empty() ? cfg_.done_prefix : marker,
+  std::vector<std::string> argv = {"3", target, cfg_.stream, marker.empty() ? cfg_.done_prefix : marker,
                                    std::to_string(maxlen), cfg_.group, entry_id,
                                    marker.empty() ? "0" : std::to_string(cfg_.done_ttl_ms)};
   for (auto& f : fields) argv.push_back(std::move(f));
   // The callback holds copies, not `this`: the publisher may be gone when the reply arrives.
-  client_.command(std::move(argv), [cb = std::move(cb), entry_id, target](const RedisReply& r) {
+  client_.eval(kAddAndAck, std::move(argv), [cb = std::move(cb), entry_id, target](const RedisReply& r) {
     // XACK's count: 1, or 0 if the entry was no longer pending (acked elsewhere) — both are done.
     const bool ok = r.type == RedisReply::Type::Integer;
     if (!ok) core::log_warn("queue_ack_failed", {{"target", target}, {"entry", entry_id}, {"reason", r.str}});

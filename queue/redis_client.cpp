@@ -380,6 +380,28 @@ void RedisClient::set_connected(bool up) {
 }
 
 void RedisClient::command(std::vector<std::string> argv, ReplyCallback cb, int timeout_ms) {
+  send(argv, std::move(cb), timeout_ms);
+}
+
+void RedisClient::eval(const LuaScript& script, std::vector<std::string> args, ReplyCallback cb, int timeout_ms) {
+  // Kept until the reply: a NOSCRIPT answer re-sends the same arguments behind the body.
+  auto argv = std::make_shared<std::vector<std::string>>();
+  argv->reserve(args.size() + 2);
+  argv->push_back("EVALSHA");
+  argv->push_back(script.sha1());
+  for (auto& a : args) argv->push_back(std::move(a));
+  send(*argv, [this, argv, &script, cb = std::move(cb), timeout_ms](const RedisReply& r) mutable {
+    // The client is alive here: it is the one calling back (close() drops callbacks instead).
+    if (r.is_error() && !r.connection_error && r.error_code() == "NOSCRIPT") {
+      (*argv)[0] = "EVAL";
+      (*argv)[1] = script.body();
+      return send(*argv, std::move(cb), timeout_ms);
+    }
+    if (cb) cb(r);
+  }, timeout_ms);
+}
+
+void RedisClient::send(const std::vector<std::string>& argv, ReplyCallback cb, int timeout_ms) {
   if (state_ == State::Closed) return;
   if (state_ == State::Failed) return defer(std::move(cb), connection_error("not connected"));
   // Between a failure and the next handshake a reconnecting client answers at once rather than

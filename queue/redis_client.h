@@ -17,6 +17,7 @@
 #include "core/result.h"
 #include "core/tcp_stream.h"
 #include "core/tls_context.h"
+#include "queue/lua_script.h"
 
 struct redisReader;
 
@@ -101,6 +102,12 @@ class RedisClient : private core::StreamHandler {
   // reply that never came leaves the RESP stream out of step.
   void command(std::vector<std::string> argv, ReplyCallback cb, int timeout_ms = 0);
 
+  // Runs a script: EVALSHA, and on NOSCRIPT the same call once more as EVAL (which also caches
+  // it on the server). args start with numkeys, as after the script in EVAL. The script must
+  // outlive the call (scripts are static). A call that needed EVAL may complete after commands
+  // queued behind it: callers do not rely on order between independent script calls.
+  void eval(const LuaScript& script, std::vector<std::string> args, ReplyCallback cb, int timeout_ms = 0);
+
   bool connected() const { return state_ == State::Ready; }
   size_t pending() const { return waiting_.size() + inflight_.size(); }
   // Whether n more commands fit under max_pending_commands (for groups that must not be split,
@@ -147,6 +154,7 @@ class RedisClient : private core::StreamHandler {
   void become_ready();
   void set_connected(bool up);
   void schedule_reconnect();
+  void send(const std::vector<std::string>& argv, ReplyCallback cb, int timeout_ms);
   void write_pending(Pending p);
   void flush_waiting();
   void dispatch(const RedisReply& reply);

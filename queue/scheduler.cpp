@@ -9,16 +9,16 @@ namespace {
 
 // KEYS: retry set, results stream, job stream. ARGV: due, member, results maxlen, group, entry, event.
 // The ZADD comes first: if it fails the script stops before anything else was written.
-constexpr const char* kDeferAndAck = R"lua(
+const LuaScript kDeferAndAck{R"lua(
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[6] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[6]) end
 return redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
-)lua";
+)lua"};
 
 // KEYS: retry set, job stream, dead stream. ARGV: now, batch, dead maxlen.
 // A member that is not one of ours (someone ZADDed by hand) goes to the dead letters rather than
 // blocking the head of the set forever.
-constexpr const char* kPromote = R"lua(
+const LuaScript kPromote{R"lua(
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do
   local ok, item = pcall(cjson.decode, m)
@@ -35,7 +35,7 @@ for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
-)lua";
+)lua"};
 
 core::Counter& promoted_counter() {
   static core::Counter& c =
@@ -73,7 +73,7 @@ Scheduler::~Scheduler() { stop(); }
 
 void Scheduler::defer_and_ack(const std::string& entry_id, const RetryItem& item, int64_t due_ms,
                               const std::string& event_json, std::function<void(bool ok)> cb) {
-  client_.command({"EVAL", kDeferAndAck, "3", cfg_.retry, cfg_.results, cfg_.stream, std::to_string(due_ms),
+  client_.eval(kDeferAndAck, {"3", cfg_.retry, cfg_.results, cfg_.stream, std::to_string(due_ms),
                    encode_retry_item(item), std::to_string(cfg_.results_maxlen), cfg_.group, entry_id, event_json},
                   [cb = std::move(cb), entry_id](const RedisReply& r) {
                     const bool ok = r.type == RedisReply::Type::Integer;
@@ -99,7 +99,7 @@ void Scheduler::promote_once(std::function<void(long long)> cb) {
   }
   promoting_ = true;
   const int64_t now = now_ms_ ? now_ms_() : 0;
-  client_.command({"EVAL", kPromote, "3", cfg_.retry, cfg_.stream, cfg_.dead, std::to_string(now),
+  client_.eval(kPromote, {"3", cfg_.retry, cfg_.stream, cfg_.dead, std::to_string(now),
                    std::to_string(cfg_.batch), std::to_string(cfg_.dead_maxlen)},
                   [ref = self_, cb = std::move(cb)](const RedisReply& r) {
                     Scheduler* self = *ref;

@@ -171,6 +171,56 @@ TEST(RedisClient, PipelinesAThousandCommandsInOrder) {
   c->close();
 }
 
+// calls=N of one command in INFO commandstats (0 if it never ran).
+long long calls_of(RedisServer& redis, const std::string& command) {
+  const std::string info = redis.command({"INFO", "commandstats"});
+  const std::string key = "cmdstat_" + command + ":calls=";
+  auto pos = info.find(key);
+  return pos == std::string::npos ? 0 : std::atoll(info.c_str() + pos + key.size());
+}
+
+TEST(RedisClient, ScriptsRunByHashAndTheBodyIsSentOnlyWhenTheServerLacksIt) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisClient* c = connect_client(loop, config_for(redis.port()));
+  static const LuaScript incr{"return redis.call('INCRBY', KEYS[1], ARGV[1])"};
+  std::vector<long long> got;
+  auto run = [&](const std::string& by) {
+    c->eval(incr, {"1", "n", by}, [&](const RedisReply& r) { got.push_back(r.is_error() ? -1 : r.integer); });
+  };
+  run("5");
+  ASSERT_TRUE(loop.run_until([&] { return got.size() == 1; }));
+  EXPECT_EQ(got[0], 5);
+  EXPECT_EQ(redis.command({"SCRIPT", "EXISTS", incr.sha1()}), "[1]") << "our hash is the server's name for it";
+  EXPECT_EQ(calls_of(redis, "eval"), 1);
+
+  for (int i = 0; i < 100; ++i) run("1");
+  ASSERT_TRUE(loop.run_until([&] { return got.size() == 101; }));
+  EXPECT_EQ(got.back(), 105);
+  EXPECT_EQ(calls_of(redis, "eval"), 1) << "the body went once";
+
+  // A restarted or flushed server has forgotten it: the next call still succeeds.
+  redis.command({"SCRIPT", "FLUSH"});
+  run("10");
+  ASSERT_TRUE(loop.run_until([&] { return got.size() == 102; }));
+  EXPECT_EQ(got.back(), 115);
+  EXPECT_EQ(calls_of(redis, "eval"), 2);
+
+  // A script error is the caller's reply, not a reason to resend.
+  static const LuaScript broken{"return redis.call('NOSUCHCOMMAND')"};
+  RedisReply error;
+  bool done = false;
+  c->eval(broken, {"0"}, [&](const RedisReply& r) {
+    error = r;
+    done = true;
+  });
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_TRUE(error.is_error());
+  EXPECT_FALSE(error.connection_error);
+  EXPECT_TRUE(c->connected());
+  c->close();
+}
+
 TEST(RedisClient, CommandsIssuedBeforeConnectWaitForTheHandshake) {
   RedisServer redis({"--requirepass", "s3cret"});
   TestLoop loop;
