@@ -15,79 +15,15 @@
 #include "admin/admin_routes.h"
 #include "core/metrics.h"
 #include "core/timer.h"
+#include "tests/integration/admin/http_client.h"
 #include "tests/integration/fixtures/process.h"
 #include "tests/integration/fixtures/test_ca.h"
 
 namespace deliverd::admin {
 namespace {
 
-struct HttpReply {
-  int status = 0;
-  std::string headers, body;
-  bool has_header(const std::string& line) const { return headers.find(line) != std::string::npos; }
-};
-
-class Client {
- public:
-  explicit Client(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{10, 0};  // generous: only a broken server takes this long
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~Client() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  bool send(const std::string& s) {
-    size_t off = 0;
-    while (off < s.size()) {
-      ssize_t n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      off += static_cast<size_t>(n);
-    }
-    return true;
-  }
-  // One response (Content-Length framed); nullopt on EOF, error or timeout.
-  std::optional<HttpReply> read_reply(bool head_request = false) {
-    size_t end;
-    while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
-      if (!fill()) return std::nullopt;
-    HttpReply r;
-    r.headers = buf_.substr(0, end + 2);
-    if (r.headers.rfind("HTTP/1.1 ", 0) != 0) return std::nullopt;
-    r.status = std::stoi(r.headers.substr(9, 3));
-    size_t len = 0;
-    size_t cl = r.headers.find("Content-Length: ");
-    if (cl != std::string::npos && !head_request) len = std::stoul(r.headers.substr(cl + 16));
-    while (buf_.size() < end + 4 + len)
-      if (!fill()) return std::nullopt;
-    r.body = buf_.substr(end + 4, len);
-    buf_.erase(0, end + 4 + len);
-    return r;
-  }
-  // True when the server closed the connection (EOF or reset) with nothing more to read.
-  bool closed_by_server() {
-    if (!buf_.empty()) return false;
-    char c;
-    ssize_t n = ::recv(fd_, &c, 1, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
-  }
-
- private:
-  bool fill() {
-    char tmp[8192];
-    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-    if (n <= 0) return false;
-    buf_.append(tmp, static_cast<size_t>(n));
-    return true;
-  }
-  int fd_;
-  bool connected_ = false;
-  std::string buf_;
-};
+using testclient::Client;
+using testclient::HttpReply;
 
 std::string get(const std::string& path, const std::string& extra = "") {
   return "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra + "\r\n";
