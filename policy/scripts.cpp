@@ -69,7 +69,9 @@ local function gcra(key, per, window)
   return tat - (per - 1) * T, tat + T, T
 end
 if used >= lim_today then later(day_end, 'daily_limit') end
-later(tonumber(redis.call('GET', KEYS[5]) or '0'), 'min_gap')
+-- Without a gap there is nothing to wait for: a caller whose clock is a millisecond behind the
+-- last sender's (another daemon, or a call that reached Redis out of order) must not be deferred.
+if gap + jmax > 0 then later(tonumber(redis.call('GET', KEYS[5]) or '0'), 'min_gap') end
 local h_at, h_tat, h_T = gcra(KEYS[3], tonumber(ARGV[9]), 3600000)
 local m_at, m_tat, m_T = gcra(KEYS[4], tonumber(ARGV[10]), 60000)
 later(h_at, 'per_hour')
@@ -91,7 +93,7 @@ if t0 <= now then
   end
   redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[22])
-  redis.call('SET', KEYS[5], now + gap + jit, 'PX', gap + jit + 1000)
+  if gap + jit > 0 then redis.call('SET', KEYS[5], now + gap + jit, 'PX', gap + jit + 1000) end
   if h_tat then redis.call('SET', KEYS[3], h_tat, 'PX', h_tat - now) end
   if m_tat then redis.call('SET', KEYS[4], m_tat, 'PX', m_tat - now) end
   if d_tat then redis.call('SET', KEYS[8], d_tat, 'PX', d_tat - now) end
