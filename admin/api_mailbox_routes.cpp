@@ -1,5 +1,5 @@
 // /v1/mailboxes: list, get (with what the policy engine knows), create and update (after a
-// connection test), delete, pause, resume, breaker reset, test again. Secrets are sealed with
+// connection test; policy overrides need none), delete, pause, resume, breaker reset, test again. Secrets are sealed with
 // SecretBox before they reach the database and never appear in an answer.
 #include "admin/api_internal.h"
 #include "dns/address_policy.h"
@@ -19,7 +19,35 @@ constexpr const char* kSelect =
     "SELECT id, account, email, smtp_host, smtp_port, security, coalesce(username, ''), password_enc, mode, paused,"
     " disabled, oauth_token_enc, coalesce(imap_host, ''), coalesce(imap_port, 0), coalesce(imap_username, ''),"
     " imap_password_enc, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-    " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM mailboxes";
+    " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ramp_start, ramp_step, ramp_max,"
+    " coalesce(warmup_start::text, ''), min_gap_s, per_hour, per_minute, coalesce(timezone, ''), window_days,"
+    " window_start_hour, window_end_hour FROM mailboxes";
+
+// The per-mailbox overrides of [policy] (store::Mailbox): their names under "policy" in JSON and
+// their columns in kSelect. Unset means the daemon's default.
+struct IntOverride {
+  const char* name;
+  std::optional<int> store::Mailbox::*field;
+  size_t column;
+};
+constexpr IntOverride kIntOverrides[] = {
+    {"ramp_start", &store::Mailbox::ramp_start, 18},
+    {"ramp_step", &store::Mailbox::ramp_step, 19},
+    {"ramp_max", &store::Mailbox::ramp_max, 20},
+    {"min_gap_s", &store::Mailbox::min_gap_s, 22},
+    {"per_hour", &store::Mailbox::per_hour, 23},
+    {"per_minute", &store::Mailbox::per_minute, 24},
+    {"window_days", &store::Mailbox::window_days, 26},
+    {"window_start_hour", &store::Mailbox::window_start_hour, 27},
+    {"window_end_hour", &store::Mailbox::window_end_hour, 28}};
+struct TextOverride {
+  const char* name;
+  std::string store::Mailbox::*field;
+  size_t column;
+  const char* sql_cast;
+};
+constexpr TextOverride kTextOverrides[] = {{"warmup_start", &store::Mailbox::warmup_start, 21, "::date"},
+                                           {"timezone", &store::Mailbox::timezone, 25, ""}};
 
 // Opens the secrets only when a box is given; a secret that does not open is an error.
 core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<std::string>>& row,
@@ -44,6 +72,9 @@ core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<s
   r.has_password = row[7].has_value();
   r.has_oauth = row[11].has_value();
   r.has_imap_password = row[15].has_value();
+  for (const auto& o : kIntOverrides)
+    if (row[o.column]) r.m.*o.field = std::stoi(*row[o.column]);
+  for (const auto& o : kTextOverrides) r.m.*o.field = s(o.column);
   if (box) {
     const std::pair<size_t, std::string> secrets[] = {{7, ""}, {11, "/oauth"}, {15, "/imap"}};
     std::string* dest[] = {&r.m.password, &r.m.oauth_token, &r.imap.password};
@@ -84,6 +115,16 @@ void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* l
         .field("has_password", r.has_imap_password)
         .end_object();
   }
+  w.key("policy").begin_object();
+  for (const auto& o : kIntOverrides) {
+    w.key(o.name);
+    r.m.*o.field ? w.value(*(r.m.*o.field)) : w.null();
+  }
+  for (const auto& o : kTextOverrides) {
+    w.key(o.name);
+    (r.m.*o.field).empty() ? w.null() : w.value(r.m.*o.field);
+  }
+  w.end_object();
   w.field("created_at", r.created_at).field("updated_at", r.updated_at);
   if (live) {
     w.key("today").begin_object();
@@ -131,6 +172,39 @@ void field_error(const CallPtr& call, const std::string& err) {
   call->error(400, "invalid_body", err);
 }
 
+// Applies "policy": a number or string sets an override, null clears it, absent keeps it.
+std::optional<std::string> apply_policy(const JsonObject& o, store::Mailbox& m) {
+  for (const auto& [name, value] : o.fields) {
+    const bool clear = value->type == JsonValue::Type::Null;
+    bool known = false;
+    for (const auto& ov : kIntOverrides) {
+      if (name != ov.name) continue;
+      known = true;
+      int n = 0;
+      if (clear) {
+        (m.*ov.field).reset();
+      } else if (auto e = read_int(o, name, n)) {
+        return e;
+      } else {
+        m.*ov.field = n;
+      }
+    }
+    for (const auto& ov : kTextOverrides) {
+      if (name != ov.name) continue;
+      known = true;
+      if (clear) {
+        (m.*ov.field).clear();
+      } else if (auto e = read_string(o, name, m.*ov.field, 64)) {
+        return e;
+      } else if ((m.*ov.field).empty()) {
+        return name + ": use null, not \"\", to clear it";
+      }
+    }
+    if (!known) return name + ": not a policy setting";
+  }
+  return std::nullopt;
+}
+
 // Applies the body's fields to m; the error names the field.
 std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool creating) {
   std::optional<std::string> err;
@@ -169,6 +243,10 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
         return std::string("imap: username and password may not hold NUL, CR or LF");
       r.imap = std::move(im);
     }
+  }
+  if (const JsonValue* v = o.get("policy")) {
+    if (v->type != JsonValue::Type::Object) return std::string("policy: must be an object");
+    if (auto e = apply_policy(v->object, r.m)) return "policy." + *e;
   }
   if (r.m.mode == "direct") r.m.mode = "mx";
   if (!dns::port_allowed(r.m.smtp_port) || !store::allowed_smtp_port(r.m.smtp_port))
@@ -226,17 +304,32 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
       row.imap.empty() ? std::nullopt : std::optional<std::string>(std::to_string(row.imap.port)),
       opt(row.imap.username),
       sealed(call, row.imap.password, m.id + "/imap")};
+  // The overrides' JSON names are their column names.
+  std::string policy_columns, policy_values, policy_sets;
+  auto add_policy = [&](const char* name, std::optional<std::string> value, const char* cast) {
+    params.push_back(std::move(value));
+    const std::string param = "$" + std::to_string(params.size()) + cast;
+    policy_columns += std::string(", ") + name;
+    policy_values += ", " + param;
+    policy_sets += std::string(", ") + name + " = " + param;
+  };
+  for (const auto& o : kIntOverrides)
+    add_policy(o.name, m.*o.field ? std::optional<std::string>(std::to_string(*(m.*o.field))) : std::nullopt,
+               "::integer");
+  for (const auto& o : kTextOverrides)
+    add_policy(o.name, opt(m.*o.field), o.sql_cast);
   std::string sql =
       creating
           ? "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode,"
-            " oauth_token_enc, imap_host, imap_port, imap_username, imap_password_enc)"
-            " VALUES ($1, $2, $3, $4, $5::integer, $6, $7, $8::bytea, $9, $10::bytea, $11, $12::integer, $13, "
-            "$14::bytea)"
-            " ON CONFLICT (id) DO NOTHING"
+            " oauth_token_enc, imap_host, imap_port, imap_username, imap_password_enc" +
+                policy_columns +
+                ") VALUES ($1, $2, $3, $4, $5::integer, $6, $7, $8::bytea, $9, $10::bytea, $11, $12::integer, $13,"
+                " $14::bytea" +
+                policy_values + ") ON CONFLICT (id) DO NOTHING"
           : "UPDATE mailboxes SET email = $3, smtp_host = $4, smtp_port = $5::integer, security = $6, username = $7,"
             " password_enc = $8::bytea, mode = $9, oauth_token_enc = $10::bytea, imap_host = $11,"
-            " imap_port = $12::integer, imap_username = $13, imap_password_enc = $14::bytea, updated_at = now()"
-            " WHERE id = $1 AND account = $2";
+            " imap_port = $12::integer, imap_username = $13, imap_password_enc = $14::bytea" +
+                policy_sets + ", updated_at = now() WHERE id = $1 AND account = $2";
   call->pg().query(std::move(sql), std::move(params), [call, creating, id = m.id](const store::PgResult& r) {
     if (!r.ok) return call->error(500, "internal_error", "cannot save the mailbox");
     if (r.affected == 0)

@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -45,7 +46,8 @@ class ApiTest : public ::testing::Test {
     box_ = std::make_unique<store::SecretBox>(store::SecretBox::from_key(key));
     deps_.loop = &loop_;
     deps_.secrets = box_.get();
-    deps_.test_mailbox = [](const MailboxProbeRequest& r, std::function<void(MailboxTestResult)> done) {
+    deps_.test_mailbox = [this](const MailboxProbeRequest& r, std::function<void(MailboxTestResult)> done) {
+      ++probes_;
       MailboxTestResult t;
       t.ok = r.mailbox.password != "wrong";
       if (!t.ok) {
@@ -140,6 +142,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<store::SecretBox> box_;
   HttpServer* server_ = nullptr;
   std::vector<std::string> injected_;
+  std::atomic<int> probes_{0};  // connection tests run (on the loop thread)
   std::function<void()> on_stop_;  // runs on the loop when the client is done
   std::vector<std::pair<std::string, std::string>> router_routes_;
 };

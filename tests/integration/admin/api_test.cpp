@@ -395,6 +395,53 @@ TEST_F(ApiTest, MailboxSecretsAreSealedAndNeverReturned) {
   EXPECT_EQ(*imap, "Imap-Secret");
 }
 
+TEST_F(ApiTest, PolicyOverridesAreSetShownAndClearedWithoutAConnectionTest) {
+  std::string key = make_key("user", "acct_a");
+  run([&](int port) {
+    Client c(port);
+    auto r = c.request("POST", "/v1/mailboxes", key,
+                       R"({"id": "mbx_r", "email": "r@acme.example", "smtp_host": "smtp.acme.example",)"
+                       R"( "smtp_port": 587, "username": "r", "password": "Sup3r-Secret",)"
+                       R"( "policy": {"ramp_start": 5, "ramp_step": 3, "warmup_start": "2026-11-01"}})");
+    ASSERT_EQ(r.status, 201) << r.body;
+    EXPECT_NE(r.body.find(R"("policy":{"ramp_start":5,"ramp_step":3,"ramp_max":null,)"), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(R"("warmup_start":"2026-11-01","timezone":null})"), std::string::npos) << r.body;
+    const int probes_after_create = probes_;
+
+    r = c.request("PATCH", "/v1/mailboxes/mbx_r", key,
+                  R"({"policy": {"ramp_start": null, "ramp_max": 40, "min_gap_s": 90, "timezone": "Europe/Berlin",)"
+                  R"( "window_days": 31, "window_start_hour": 8, "window_end_hour": 18}})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(probes_, probes_after_create) << "a policy change needs no connection test";
+    auto g = c.request("GET", "/v1/mailboxes/mbx_r", key);
+    EXPECT_NE(g.body.find(R"("policy":{"ramp_start":null,"ramp_step":3,"ramp_max":40,"min_gap_s":90,)"),
+              std::string::npos)
+        << g.body;
+    EXPECT_NE(g.body.find(R"("window_days":31,"window_start_hour":8,"window_end_hour":18,)"), std::string::npos);
+    EXPECT_NE(g.body.find(R"("timezone":"Europe/Berlin"})"), std::string::npos);
+
+    // Bad values are refused with the field's name, and nothing changes.
+    const std::pair<const char*, const char*> bad[] = {
+        {R"({"policy": {"ramp_max": -1}})", "ramp_max"},
+        {R"({"policy": {"ramp_max": "ten"}})", "policy.ramp_max"},
+        {R"({"policy": {"warmup_start": "2026-02-30"}})", "warmup_start"},
+        {R"({"policy": {"timezone": "../etc/passwd"}})", "timezone"},
+        {R"({"policy": {"timezone": ""}})", "policy.timezone"},
+        {R"({"policy": {"window_end_hour": 25}})", "window_end_hour"},
+        {R"({"policy": {"daily_limit": 10}})", "policy.daily_limit: not a policy setting"},
+        {R"({"policy": 5})", "policy: must be an object"}};
+    for (const auto& [body, field] : bad) {
+      auto b = c.request("PATCH", "/v1/mailboxes/mbx_r", key, body);
+      EXPECT_EQ(b.status, 400) << body << " " << b.body;
+      EXPECT_NE(b.body.find(field), std::string::npos) << body << " " << b.body;
+    }
+  });
+  auto row = rows("SELECT coalesce(ramp_start::text, 'null'), ramp_step, ramp_max, min_gap_s, timezone, warmup_start,"
+                  " window_days FROM mailboxes WHERE id = 'mbx_r'");
+  ASSERT_EQ(row.size(), 1u);
+  EXPECT_EQ(row[0], (std::vector<std::string>{"null", "3", "40", "90", "Europe/Berlin", "2026-11-01", "31"}));
+}
+
 TEST_F(ApiTest, ExportThenEraseLeavesOnlySuppressionHashes) {
   std::string admin = make_key("admin");
   std::string own_key_id;
