@@ -262,6 +262,7 @@ bool App::start() {
   admin::add_health_routes(*router_, [this](auto done) { readiness(std::move(done)); });
   // The server keeps its own copy of the router: every route is added before it starts.
   pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
   start_api();
   admin::HttpServerConfig hc;
   hc.listen = cfg_.admin_listen;
@@ -275,7 +276,7 @@ bool App::start() {
 
   auto& reg = core::Registry::global();
   reg.gauge_fn("deliverd_mailboxes_loaded", "Mailboxes loaded from PostgreSQL",
-               [this] { return static_cast<double>(mailboxes_.size()); });
+               [this] { return static_cast<double>(mailboxes_ ? mailboxes_->size() : 0); });
 
   notifier_ = Notifier::open(&loop_);
   uv_signal_init(&loop_, &sigterm_);
@@ -292,7 +293,7 @@ bool App::start() {
       exit_code_ = 1;
       return begin_drain("postgres unavailable");
     }
-    store::load_mailboxes(*pg_, *secrets_, [this](auto r) { on_mailboxes(std::move(r)); });
+    mailboxes_->start([this](auto r) { on_mailboxes(std::move(r)); });
   });
   pg_policy_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
   gate_ = std::make_unique<policy::Gate>(&loop_, *redis_, *pg_policy_, cfg_.policy, [this] { return now_ms(); });
@@ -332,11 +333,13 @@ void App::start_api() {
   deps.test_mailbox = [this](const admin::MailboxProbeRequest& req, std::function<void(admin::MailboxTestResult)> cb) {
     prober_->probe(req, std::move(cb));
   };
-  deps.mailboxes_changed = [this] { reload_mailboxes(); };
+  // The table's trigger tells every daemon (this one too); refreshing here as well makes the
+  // change visible to this daemon's next job without waiting for the notification.
+  deps.mailboxes_changed = [this] { mailboxes_->refresh(); };
   deps.mailbox_live = [this](const std::string& id, std::function<void(admin::MailboxLive)> cb) {
-    auto m = mailboxes_.find(id);
-    if (!gate_ || m == mailboxes_.end()) return cb(admin::MailboxLive{});
-    gate_->mailbox_status(m->second, [cb](const policy::Gate::MailboxStatus& s) {
+    const store::Mailbox* m = mailboxes_->find(id);
+    if (!gate_ || !m) return cb(admin::MailboxLive{});
+    gate_->mailbox_status(*m, [cb](const policy::Gate::MailboxStatus& s) {
       cb(admin::MailboxLive{s.sent_today, s.limit_today, s.breaker});
     });
   };
@@ -344,34 +347,20 @@ void App::start_api() {
     if (!gate_) return cb(false);
     gate_->resume(id, [this, cb](core::Result<core::Ok, std::string> r) {
       if (!r) core::log_warn("mailbox_resume_failed", {{"error", r.error()}});
-      reload_mailboxes();
+      mailboxes_->refresh();
       cb(r.ok());
     });
   };
   admin::add_api_routes(*router_, std::move(deps));
 }
 
-// After the API changed a mailbox: the daemon's copy is replaced once the new list is read.
-void App::reload_mailboxes() {
-  if (!pg_ || draining_) return;
-  store::load_mailboxes(*pg_, *secrets_, [this](core::Result<std::vector<store::Mailbox>, std::string> r) {
-    if (!r) return core::log_error("mailbox_reload_failed", {{"error", r.error()}});
-    std::map<std::string, store::Mailbox> fresh;
-    for (auto& m : *r) fresh[m.id] = std::move(m);
-    mailboxes_ = std::move(fresh);
-    core::log_info("mailboxes_reloaded", {{"mailboxes", std::to_string(mailboxes_.size())}});
-  });
-}
-
-void App::on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r) {
+void App::on_mailboxes(core::Result<size_t, std::string> r) {
   if (draining_) return;
   if (!r) {
-    core::log_error("mailbox_load_failed", {{"error", r.error()}});
-    exit_code_ = 1;
+    exit_code_ = 1;  // the directory logged why
     return begin_drain("mailboxes could not be loaded");
   }
-  for (auto& m : *r) mailboxes_[m.id] = std::move(m);
-  core::log_info("started", {{"mailboxes", std::to_string(mailboxes_.size())},
+  core::log_info("started", {{"mailboxes", std::to_string(*r)},
                              {"admin", cfg_.admin_listen},
                              {"stream", cfg_.stream},
                              {"consumer", cfg_.consumer}});
@@ -504,6 +493,7 @@ void App::reload() {
   if (consumer_) consumer_->set_max_inflight(static_cast<size_t>(next.max_inflight));
   cfg_ = std::move(next);
   session_config_ = session_config(cfg_);
+  mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
   core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
   if (notifier_) notifier_->ready("configuration reloaded");
 }
@@ -557,6 +547,7 @@ void App::shutdown() {
   if (gate_) gate_->close();
   if (pg_policy_) pg_policy_->close();
   pg_policy_ = nullptr;
+  mailboxes_.reset();  // before its connection goes
   if (pg_) pg_->close();
   pg_ = nullptr;
   if (redis_) redis_->close();

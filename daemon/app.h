@@ -11,6 +11,7 @@
 #include "core/result.h"
 #include "core/timer.h"
 #include "daemon/config.h"
+#include "daemon/mailbox_directory.h"
 #include "dns/address_policy.h"
 #include "queue/consumer.h"
 #include "queue/retry_policy.h"
@@ -75,8 +76,7 @@ class App {
   bool start();
   bool start_compliance();
   void start_api();
-  void reload_mailboxes();
-  void on_mailboxes(core::Result<std::vector<store::Mailbox>, std::string> r);
+  void on_mailboxes(core::Result<size_t, std::string> r);
   void on_entry(queue::StreamEntry entry);
   void finish(Delivery* d);
   void maybe_ready();
@@ -116,7 +116,7 @@ class App {
   core::TimerHandle status_timer_;  // refreshes STATUS= while running
   bool ready_sent_ = false;
   bool mailboxes_loaded_ = false;
-  std::map<std::string, store::Mailbox> mailboxes_;
+  std::unique_ptr<MailboxDirectory> mailboxes_;  // on pg_, which it LISTENs on
   std::map<std::string, Delivery*> inflight_;  // by stream entry id
   bool draining_ = false;
   bool stopped_ = false;

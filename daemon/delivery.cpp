@@ -148,11 +148,23 @@ void Delivery::start() {
   if (now - first_seen_ms_ >= app_.retry_policy_.max_age_ms)
     return done(ended_while_waiting("max_age", "the job is older than [retry] max_age"));
 
-  auto mbx = app_.mailboxes_.find(job_.mailbox);
-  if (mbx == app_.mailboxes_.end() || mbx->second.account != job_.account)
+  find_mailbox(false);
+}
+
+// A job may name a mailbox created a moment ago (the platform adds it, then queues its first
+// job): before refusing an unknown mailbox, the list is read once more.
+void Delivery::find_mailbox(bool refreshed) {
+  const store::Mailbox* mbx = app_.mailboxes_->find(job_.mailbox);
+  if (!mbx && !refreshed) {
+    return app_.mailboxes_->refresh([this] {
+      if (aborted_) return release();
+      find_mailbox(true);
+    });
+  }
+  if (!mbx || mbx->account != job_.account)
     return done(policy_outcome(core::Status::Rejected, "unknown_mailbox",
                                "mailbox " + job_.mailbox + " is not registered for account " + job_.account));
-  mailbox_ = mbx->second;
+  mailbox_ = *mbx;
   if (!dns::port_allowed(mailbox_.smtp_port))
     return done(policy_outcome(core::Status::Rejected, "port_refused",
                                "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
@@ -429,7 +441,7 @@ void Delivery::after_backoff(std::function<void()> next) {
 
 void Delivery::release() {
   core::log_warn("job_left_pending", {{"job", job_.id}, {"entry", entry_.id},
-                                      {"note", "Redis could not take its outcome before shutdown; it will be retaken"}});
+                                      {"note", "not finished before shutdown; the entry stays pending and will be retaken"}});
   app_.finish(this);
 }
 

@@ -58,6 +58,7 @@ class Delivery {
   void record(const core::Outcome& o) const;
   std::string event(const core::Outcome& o, int64_t next_attempt_ms) const;
   core::Outcome ended_while_waiting(std::string reason, std::string detail) const;
+  void find_mailbox(bool refreshed);
 
   App& app_;
   queue::StreamEntry entry_;

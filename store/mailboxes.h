@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -30,6 +31,9 @@ struct Mailbox {
   std::optional<int> window_start_hour, window_end_hour;  // [start, end) local hours; unset = all day
   bool disabled = false;                                  // repeated AUTH failures; only an operator clears it
 };
+
+// Every change to the table is announced on this channel (trigger from migration 0006).
+inline constexpr std::string_view kMailboxChannel = "deliverd_mailboxes";
 
 // The SMTP ports a mailbox may use (DESIGN.md "Security rules").
 bool allowed_smtp_port(int port);

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "tests/integration/daemon/deliverd_process.h"
 #include "tests/integration/fixtures/aiosmtpd_server.h"
@@ -333,5 +334,52 @@ TEST(EndToEndTls, XOAuth2OverImplicitTlsAndMxMode) {
   for (const auto& c : mx.commands()) rcpt |= c == "RCPT TO:<carol@mxdomain.test>";
   EXPECT_TRUE(rcpt);
   EXPECT_EQ(d.log().find(ao.oauth_token), std::string::npos);
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+}
+
+// Mailboxes change while the daemon runs — the platform writes the table, `deliverd mailbox
+// add` too — and each change reaches the daemon through the table's NOTIFY, or, for a job that
+// names a mailbox the daemon has not seen yet, through one more read before it is refused.
+TEST(MailboxChanges, ReachTheRunningDaemonWithoutARestart) {
+  SmtpSink first(SmtpSink::Options::at_mail_port(kMailPort));
+  SmtpSink second(SmtpSink::Options::at_mail_port(kMailPort));
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx_a", "acct_1", "alice@acme.example", first.host(), kMailPort);
+  d.start();
+  const std::string reloads = "deliverd_mailbox_reloads_total{result=\"ok\"}";
+  auto wait_for_reload_after = [&](double before) {
+    const long long deadline = now_ms() + 20000;
+    while (d.metric(reloads) <= before && now_ms() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return d.metric(reloads) > before;
+  };
+
+  // An UPDATE by someone else: the next job goes to the new host.
+  double before = d.metric(reloads);
+  stack.pg.exec("UPDATE mailboxes SET smtp_host = '" + second.host() + "' WHERE id = 'mbx_a'");
+  ASSERT_TRUE(wait_for_reload_after(before)) << d.log();
+  stack.redis.xadd_job("deliverd:jobs", make_job("moved", "acct_1", "mbx_a", "bob@example.org"));
+  EXPECT_EQ(wait_for_final_events(stack.redis, {"moved"}, 20000)["moved"].status, "delivered") << d.log();
+  EXPECT_EQ(first.message_count(), 0u);
+  EXPECT_EQ(second.message_count(), 1u);
+
+  // A mailbox added with notifications switched off, its job queued at once: the daemon reads
+  // the table again before it would refuse the job.
+  stack.pg.exec("ALTER TABLE mailboxes DISABLE TRIGGER mailboxes_notify");
+  d.add_mailbox("mbx_new", "acct_1", "nina@acme.example", first.host(), kMailPort);
+  stack.redis.xadd_job("deliverd:jobs", make_job("fresh", "acct_1", "mbx_new", "bob@example.org"));
+  EXPECT_EQ(wait_for_final_events(stack.redis, {"fresh"}, 20000)["fresh"].status, "delivered") << d.log();
+  EXPECT_EQ(first.message_count(), 1u);
+  stack.pg.exec("ALTER TABLE mailboxes ENABLE TRIGGER mailboxes_notify");
+
+  // A DELETE: the mailbox's next job is refused.
+  before = d.metric(reloads);
+  stack.pg.exec("DELETE FROM mailboxes WHERE id = 'mbx_new'");
+  ASSERT_TRUE(wait_for_reload_after(before)) << d.log();
+  stack.redis.xadd_job("deliverd:jobs", make_job("gone", "acct_1", "mbx_new", "bob@example.org"));
+  auto gone = wait_for_final_events(stack.redis, {"gone"}, 20000)["gone"];
+  EXPECT_EQ(gone.status, "rejected");
+  EXPECT_EQ(gone.reason, "unknown_mailbox");
+  EXPECT_EQ(first.message_count(), 1u);
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
 }

@@ -1,0 +1,61 @@
+#pragma once
+// The daemon's copy of the mailboxes table. Anyone may change the table — the platform's web
+// app, `deliverd mailbox add`, another daemon's admin API, the policy gate pausing a mailbox —
+// and migration 0006 announces each change on kMailboxChannel, so every daemon reads the list
+// again at once. A connection lost is a notification possibly missed: the list is read again
+// when it is back.
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "core/timer.h"
+#include "store/mailboxes.h"
+#include "store/pg_connection.h"
+#include "store/secret_box.h"
+
+namespace deliverd::daemon {
+
+class MailboxDirectory {
+ public:
+  // pg and box must outlive the directory; it sets pg's notify and lost handlers.
+  MailboxDirectory(uv_loop_t* loop, store::PgConnection& pg, const store::SecretBox& box);
+  ~MailboxDirectory();
+  MailboxDirectory(const MailboxDirectory&) = delete;
+  MailboxDirectory& operator=(const MailboxDirectory&) = delete;
+
+  // LISTENs, then loads (in that order, so no change falls between the two). cb runs once with
+  // the first load's result; later loads that fail keep the previous list.
+  void start(std::function<void(core::Result<size_t, std::string>)> cb);
+
+  const store::Mailbox* find(const std::string& id) const;
+  size_t size() const { return mailboxes_.size(); }
+
+  // Reads the table again. `then` runs after a load that began after this call (so it sees
+  // every change committed before it), whether that load succeeded or not. Calls made while a
+  // load runs share the next one.
+  void refresh(std::function<void()> then = {});
+
+ private:
+  void load();
+  void listen_again();
+
+  uv_loop_t* loop_;
+  store::PgConnection& pg_;
+  const store::SecretBox& box_;
+  std::map<std::string, store::Mailbox> mailboxes_;
+  std::function<void(core::Result<size_t, std::string>)> start_cb_;
+  bool loading_ = false;
+  bool stale_ = false;                          // a change arrived during the running load
+  std::vector<std::function<void()>> waiting_;  // for the next load to begin
+  core::TimerHandle relisten_timer_;
+  int relisten_failures_ = 0;
+  // Replies may arrive after destruction (the connection outlives us): they check this first.
+  std::shared_ptr<MailboxDirectory*> self_ = std::make_shared<MailboxDirectory*>(this);
+};
+
+}  // namespace deliverd::daemon
