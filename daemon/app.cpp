@@ -120,6 +120,26 @@ smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m) const {
   return s;
 }
 
+smtp::PoolConfig App::pool_config() const {
+  smtp::PoolConfig p;
+  p.max_sessions = static_cast<size_t>(cfg_.smtp_max_sessions);
+  p.max_sessions_per_key = static_cast<size_t>(cfg_.smtp_max_sessions_per_destination);
+  p.max_messages_per_connection = static_cast<size_t>(cfg_.smtp_max_messages_per_connection);
+  p.idle_timeout_ms = static_cast<uint64_t>(cfg_.smtp_idle_timeout_s) * 1000;
+  return p;
+}
+
+smtp::MxConfig App::mx_config() const {
+  smtp::MxConfig m;
+  m.port = cfg_.smtp_mx_port;
+  m.max_attempts = static_cast<size_t>(cfg_.smtp_mx_max_attempts);
+  m.session = session_config_;
+  m.session.security = smtp::Security::StartTls;
+  m.session.tls_policy = smtp::tls_policy_from_name(cfg_.smtp_mx_tls).value_or(smtp::TlsPolicy::Opportunistic);
+  m.session.tls = tls_;
+  return m;
+}
+
 App::~App() { uv_loop_close(&loop_); }
 
 int64_t App::now_ms() const {
@@ -203,20 +223,8 @@ bool App::start() {
   }
 
   tls_ = core::TlsContext::client({cfg_.smtp_ca_file}).value();
-  smtp::PoolConfig spc;
-  spc.max_sessions = static_cast<size_t>(cfg_.smtp_max_sessions);
-  spc.max_sessions_per_key = static_cast<size_t>(cfg_.smtp_max_sessions_per_destination);
-  spc.max_messages_per_connection = static_cast<size_t>(cfg_.smtp_max_messages_per_connection);
-  spc.idle_timeout_ms = static_cast<uint64_t>(cfg_.smtp_idle_timeout_s) * 1000;
-  pool_ = std::make_unique<smtp::SessionPool>(&loop_, spc);
-  smtp::MxConfig mxc;
-  mxc.port = cfg_.smtp_mx_port;
-  mxc.max_attempts = static_cast<size_t>(cfg_.smtp_mx_max_attempts);
-  mxc.session = session_config_;
-  mxc.session.security = smtp::Security::StartTls;
-  mxc.session.tls_policy = smtp::tls_policy_from_name(cfg_.smtp_mx_tls).value_or(smtp::TlsPolicy::Opportunistic);
-  mxc.session.tls = tls_;
-  mx_ = std::make_unique<smtp::MxDelivery>(*resolver_, *pool_, mxc);
+  pool_ = std::make_unique<smtp::SessionPool>(&loop_, pool_config());
+  mx_ = std::make_unique<smtp::MxDelivery>(*resolver_, *pool_, mx_config());
 
   // Results, acks and the retry set go through a client that reconnects by itself; the blocking
   // reads have their own connection, which the consumer re-creates after a failure.
@@ -493,6 +501,8 @@ void App::reload() {
   if (consumer_) consumer_->set_max_inflight(static_cast<size_t>(next.max_inflight));
   cfg_ = std::move(next);
   session_config_ = session_config(cfg_);
+  if (pool_) pool_->reconfigure(pool_config());
+  if (mx_) mx_->reconfigure(mx_config());
   mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
   core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
   if (notifier_) notifier_->ready("configuration reloaded");

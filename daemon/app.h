@@ -90,6 +90,8 @@ class App {
   Config cfg_;
   smtp::SessionConfig session_config_;
   smtp::SessionConfig mailbox_session_config(const store::Mailbox& m) const;
+  smtp::PoolConfig pool_config() const;  // from cfg_, at start and on reload
+  smtp::MxConfig mx_config() const;
   std::shared_ptr<core::TlsContext> tls_;       // SMTP client TLS: system CAs + [smtp] ca_file
   std::unique_ptr<smtp::SessionPool> pool_;     // connection reuse per mailbox / MX domain
   std::unique_ptr<smtp::MxDelivery> mx_;        // mailboxes in mode "mx"

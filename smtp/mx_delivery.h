@@ -28,6 +28,9 @@ class MxDelivery {
 
   // rcpt_domain is the part after '@' of env.rcpt_to. done runs exactly once (asynchronously).
   void deliver(const std::string& rcpt_domain, Envelope env, Session::Done done);
+  // A reload's new settings (port, attempts, timeouts, TLS policy and CA): attempts started
+  // from now on use them.
+  void reconfigure(MxConfig cfg) { cfg_ = std::move(cfg); }
 
  private:
   struct Job;

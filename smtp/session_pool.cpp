@@ -42,10 +42,18 @@ bool stale_connection(const core::Outcome& o) {
 
 }  // namespace
 
-SessionPool::SessionPool(uv_loop_t* loop, PoolConfig cfg) : loop_(loop), cfg_(cfg) {
+SessionPool::SessionPool(uv_loop_t* loop, PoolConfig cfg) : loop_(loop) { set_config(cfg); }
+
+void SessionPool::set_config(PoolConfig cfg) {
+  cfg_ = cfg;
   if (cfg_.max_sessions == 0) cfg_.max_sessions = 1;
   if (cfg_.max_sessions_per_key == 0) cfg_.max_sessions_per_key = 1;
   if (cfg_.max_messages_per_connection == 0) cfg_.max_messages_per_connection = 1;
+}
+
+void SessionPool::reconfigure(PoolConfig cfg) {
+  set_config(cfg);
+  pump();
 }
 
 SessionPool::~SessionPool() { shutdown(); }

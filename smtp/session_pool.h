@@ -52,6 +52,9 @@ class SessionPool {
   void shutdown();
   // Politely QUITs idle connections (for draining on TERM).
   void close_idle();
+  // A reload's new limits. A raised limit is used at once by queued messages; sessions beyond a
+  // lowered one are not cut, they end with their current message or their idle time.
+  void reconfigure(PoolConfig cfg);
 
   size_t open_sessions() const { return sessions_.size(); }
   size_t idle_sessions() const;
@@ -70,6 +73,7 @@ class SessionPool {
   void on_idle(Session* s);
   void on_closed(Session* s);
   void pump();
+  void set_config(PoolConfig cfg);
   Session::Done wrap(Pending& p, bool reused);
   bool others_waiting(const std::string& key) const;
   size_t key_open(const std::string& key) const;

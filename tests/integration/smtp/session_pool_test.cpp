@@ -83,6 +83,31 @@ TEST(SessionPool, ReusesOneConnectionWithRsetBetweenMessages) {
   EXPECT_EQ(cmds.back(), "QUIT");
 }
 
+TEST(SessionPool, ARaisedCapFromAReloadOpensSessionsForQueuedMessages) {
+  ScriptedSmtpServer srv;
+  Loop l;
+  PoolConfig pc;
+  pc.max_sessions = 1;
+  pc.max_sessions_per_key = 1;
+  pc.idle_timeout_ms = 100;
+  int delivered = 0;
+  {
+    SessionPool pool(&l.loop, pc);
+    for (int i = 0; i < 4; ++i)
+      pool.submit(route_to("mbx:" + std::to_string(i), "127.0.0.1", srv.port()), envelope("m"),
+                  [&](const core::Outcome& o) { delivered += o.status == core::Status::Delivered; });
+    EXPECT_EQ(pool.open_sessions(), 1u);
+    EXPECT_EQ(pool.queued(), 3u);
+    pc.max_sessions = 4;
+    pool.reconfigure(pc);
+    EXPECT_EQ(pool.open_sessions(), 4u);
+    EXPECT_EQ(pool.queued(), 0u);
+    l.run();
+  }
+  EXPECT_EQ(delivered, 4);
+  EXPECT_EQ(count(srv.commands(), "CONNECT"), 4u);
+}
+
 TEST(SessionPool, CapsMessagesPerConnection) {
   ScriptedSmtpServer srv;
   Loop l;
