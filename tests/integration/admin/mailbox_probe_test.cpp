@@ -96,16 +96,18 @@ TEST_F(ProbeTest, GoodCredentialsAreSavedWrongOnesAndRefusedTargetsAreNot) {
   EXPECT_EQ(smtp.message_count(), 0u);  // a test never sends mail
 }
 
-// tests/integration/admin/imap_stub.py on port 143 (STARTTLS) of a free loopback address.
+// tests/integration/admin/imap_stub.py on a loopback address: port 143 speaks STARTTLS, 993 TLS
+// from the first byte.
 class ImapStub {
  public:
-  ImapStub(const deliverd::testing::TestCa::Cert& cert, const std::string& host) {
+  ImapStub(const deliverd::testing::TestCa::Cert& cert, const std::string& host, int port = 143) {
     const char* src = std::getenv("DELIVERD_SOURCE_DIR");
     std::string script = std::string(src ? src : ".") + "/tests/integration/admin/imap_stub.py";
-    proc_ = deliverd::testing::Process(
-        {"/usr/bin/python3", script, "--host", host, "--port", "143", "--cert", cert.cert_file, "--key", cert.key_file,
-         "--user", "alice", "--password", "imap-pass", "--dir", dir_.path()},
-        dir_.file("stub.log"));
+    std::vector<std::string> argv = {"/usr/bin/python3", script, "--host", host, "--port", std::to_string(port),
+                                     "--cert", cert.cert_file, "--key", cert.key_file, "--user", "alice",
+                                     "--password", "imap-pass", "--dir", dir_.path()};
+    if (port == 993) argv.push_back("--implicit-tls");
+    proc_ = deliverd::testing::Process(argv, dir_.file("stub.log"));
     if (!deliverd::testing::wait_for_ready_file(proc_, dir_.file("ready"), 15000))
       throw std::runtime_error("imap_stub did not start: " + deliverd::testing::read_file(dir_.file("stub.log")));
   }
@@ -146,6 +148,43 @@ TEST_F(ProbeTest, ImapLoginIsCheckedOverStartTls) {
   EXPECT_NE(imap.log().find("LOGIN alice fail"), std::string::npos) << imap.log();
   EXPECT_NE(imap.log().find("LOGIN alice ok"), std::string::npos) << imap.log();
   EXPECT_EQ(scalar("SELECT string_agg(id, ',') FROM mailboxes"), "mbx_imap");
+}
+
+TEST_F(ProbeTest, ImapLoginIsCheckedOverImplicitTlsOn993) {
+  deliverd::testing::AiosmtpdServer::Options o;
+  o.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
+  o.port = kSubmissionPort;
+  deliverd::testing::AiosmtpdServer smtp(o);
+  deliverd::testing::TestCa ca;
+  std::string good_ip = deliverd::testing::free_loopback_ip(993);
+  ImapStub good(ca.issue("imap", {good_ip}, 2), good_ip, 993);
+  // A certificate for another name: the TLS step must refuse it before any LOGIN is sent.
+  std::string wrong_ip = deliverd::testing::free_loopback_ip(993);
+  ImapStub wrong_name(ca.issue("imap-other", {"192.0.2.7"}, 2), wrong_ip, 993);
+  use_prober({"127.0.0.0/8"}, ca.ca_file());
+  std::string key = make_key("user", "acct_a");
+  auto body = [&](const std::string& id, const std::string& imap_ip, const std::string& imap_password) {
+    std::string m = mailbox(id, o.host, kSubmissionPort, "s3cret-pass");
+    m.pop_back();
+    return m + R"(, "imap": {"host": ")" + imap_ip + R"(", "port": 993, "username": "alice", "password": ")" +
+           imap_password + R"("}})";
+  };
+  run([&](int port) {
+    Client c(port);
+    auto r = c.request("POST", "/v1/mailboxes", key, body("mbx_993_name", wrong_ip, "imap-pass"));
+    EXPECT_EQ(r.status, 422) << r.body;
+    EXPECT_NE(r.body.find("\"step\":\"imap_tls\""), std::string::npos) << r.body;
+    r = c.request("POST", "/v1/mailboxes", key, body("mbx_993_bad", good_ip, "nope"));
+    EXPECT_EQ(r.status, 422) << r.body;
+    EXPECT_NE(r.body.find("\"step\":\"imap_login\""), std::string::npos) << r.body;
+    r = c.request("POST", "/v1/mailboxes", key, body("mbx_993", good_ip, "imap-pass"));
+    EXPECT_EQ(r.status, 201) << r.body;
+    EXPECT_NE(r.body.find("\"port\":993"), std::string::npos) << r.body;
+  });
+  EXPECT_EQ(wrong_name.log().find("LOGIN"), std::string::npos) << wrong_name.log();
+  EXPECT_NE(good.log().find("LOGIN alice fail"), std::string::npos) << good.log();
+  EXPECT_NE(good.log().find("LOGIN alice ok"), std::string::npos) << good.log();
+  EXPECT_EQ(scalar("SELECT string_agg(id, ',') FROM mailboxes"), "mbx_993");
 }
 
 TEST_F(ProbeTest, PrivateAddressIsRefusedBySsrfPolicy) {
