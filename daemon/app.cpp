@@ -271,6 +271,7 @@ bool App::start() {
   // The server keeps its own copy of the router: every route is added before it starts.
   pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
   mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
+  events_ = std::make_unique<store::DeliveryEventWriter>(*pg_);
   start_api();
   admin::HttpServerConfig hc;
   hc.listen = cfg_.admin_listen;
@@ -532,11 +533,18 @@ void App::begin_drain(const char* why) {
 void App::maybe_finish_drain() {
   if (!inflight_.empty() || stopped_) return;
   stopped_ = true;
-  // Let the loop run one more turn so the last acks' callbacks unwind before handles close.
+  // The last outcomes' rows may still be on their way to PostgreSQL: a short, bounded wait.
+  if (events_ && !events_->idle()) {
+    drain_timer_ = core::TimerHandle(&loop_);
+    drain_timer_->start(5000, [this] { shutdown(); });
+    return events_->when_idle([this] { shutdown(); });
+  }
   shutdown();
 }
 
 void App::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
   drain_timer_.reset();
   status_timer_.reset();
   if (notifier_) notifier_->close();
@@ -557,7 +565,8 @@ void App::shutdown() {
   if (gate_) gate_->close();
   if (pg_policy_) pg_policy_->close();
   pg_policy_ = nullptr;
-  mailboxes_.reset();  // before its connection goes
+  mailboxes_.reset();  // before their connection goes
+  events_.reset();
   if (pg_) pg_->close();
   pg_ = nullptr;
   if (redis_) redis_->close();

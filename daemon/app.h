@@ -21,6 +21,7 @@
 #include "smtp/dkim.h"
 #include "smtp/session_pool.h"
 #include "smtp/unsubscribe_token.h"
+#include "store/delivery_events.h"
 #include "store/mailboxes.h"
 #include "store/secret_box.h"
 
@@ -119,6 +120,8 @@ class App {
   bool ready_sent_ = false;
   bool mailboxes_loaded_ = false;
   std::unique_ptr<MailboxDirectory> mailboxes_;  // on pg_, which it LISTENs on
+  std::unique_ptr<store::DeliveryEventWriter> events_;  // delivery_events rows, batched, on pg_
+  bool shut_down_ = false;
   std::map<std::string, Delivery*> inflight_;  // by stream entry id
   bool draining_ = false;
   bool stopped_ = false;

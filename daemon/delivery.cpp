@@ -384,7 +384,7 @@ void Delivery::log_outcome(const core::Outcome& o) const {
 // The outcome also goes to PostgreSQL (delivery_events) for the admin API's "get outcome" and
 // GDPR export. Best effort: the results stream stays the record of truth.
 void Delivery::record(const core::Outcome& o) const {
-  if (!app_.pg_) return;
+  if (!app_.events_) return;
   store::DeliveryEvent e;
   e.job_id = job_.id;
   e.account = job_.account;
@@ -401,9 +401,7 @@ void Delivery::record(const core::Outcome& o) const {
   e.detail = o.reason.empty() ? o.detail : o.reason + (o.detail.empty() ? "" : ": " + o.detail);
   e.attempt = attempt_;
   e.duration_ms = static_cast<int64_t>(uv_now(&app_.loop_) - started_);
-  store::insert_delivery_event(*app_.pg_, e, [id = job_.id](core::Result<core::Ok, std::string> r) {
-    if (!r) core::log_warn("delivery_event_not_stored", {{"job", id}, {"error", r.error()}});
-  });
+  app_.events_->add(std::move(e));
 }
 
 std::string Delivery::event(const core::Outcome& o, int64_t next_attempt_ms) const {
