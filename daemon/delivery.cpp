@@ -156,7 +156,7 @@ void Delivery::start() {
 void Delivery::find_mailbox(bool refreshed) {
   const store::Mailbox* mbx = app_.mailboxes_->find(job_.mailbox);
   if (!mbx && !refreshed) {
-    return app_.mailboxes_->refresh([this] {
+    return app_.mailboxes_->refresh(job_.mailbox, [this] {
       if (aborted_) return release();
       find_mailbox(true);
     });

@@ -31,8 +31,9 @@ MailboxDirectory::~MailboxDirectory() {
 
 void MailboxDirectory::start(std::function<void(core::Result<size_t, std::string>)> cb) {
   start_cb_ = std::move(cb);
-  pg_.set_notify_handler([this](const std::string& channel, const std::string&) {
-    if (channel == store::kMailboxChannel) refresh();
+  pg_.set_notify_handler([this](const std::string& channel, const std::string& id) {
+    if (channel != store::kMailboxChannel) return;
+    id.empty() ? refresh() : refresh(id);
   });
   pg_.set_lost_handler([this](const std::string& error) {
     core::log_warn("mailboxes_connection_lost", {{"error", error}, {"note", "the list is read again once it is back"}});
@@ -71,27 +72,38 @@ const store::Mailbox* MailboxDirectory::find(const std::string& id) const {
 }
 
 void MailboxDirectory::refresh(std::function<void()> then) {
+  full_ = true;
   if (then) waiting_.push_back(std::move(then));
-  if (loading_) {
-    stale_ = true;
-    return;
-  }
-  load();
+  if (!loading_) load();
+}
+
+void MailboxDirectory::refresh(const std::string& id, std::function<void()> then) {
+  ids_.insert(id);
+  if (then) waiting_.push_back(std::move(then));
+  if (!loading_) load();
 }
 
 void MailboxDirectory::load() {
   loading_ = true;
-  stale_ = false;
-  store::load_mailboxes(pg_, box_, [ref = self_, waiters = std::exchange(waiting_, {})](auto r) {
+  const bool full = full_ || ids_.size() > kMaxRows;
+  std::vector<std::string> ids(ids_.begin(), ids_.end());
+  full_ = false;
+  ids_.clear();
+  auto done = [ref = self_, full, ids, waiters = std::exchange(waiting_, {})](
+                  core::Result<std::vector<store::Mailbox>, std::string> r) {
     MailboxDirectory* self = *ref;
     if (!self) return;
     self->loading_ = false;
     if (r) {
       loads().with({"ok"}).inc();
-      std::map<std::string, store::Mailbox> fresh;
-      for (auto& m : *r) fresh[m.id] = std::move(m);
-      self->mailboxes_ = std::move(fresh);
-      core::log_info("mailboxes_loaded", {{"mailboxes", std::to_string(self->mailboxes_.size())}});
+      if (full) self->mailboxes_.clear();
+      for (const auto& id : ids) self->mailboxes_.erase(id);  // rows gone stay gone
+      for (auto& m : *r) {
+        std::string id = m.id;
+        self->mailboxes_[id] = std::move(m);
+      }
+      core::log_info("mailboxes_loaded", {{"read", full ? "all" : std::to_string(ids.size())},
+                                          {"mailboxes", std::to_string(self->mailboxes_.size())}});
     } else {
       loads().with({"error"}).inc();
       core::log_error("mailbox_load_failed", {{"error", r.error()}, {"note", "the previous list stays in use"}});
@@ -105,8 +117,12 @@ void MailboxDirectory::load() {
       w();
       if (!*ref) return;
     }
-    if (self->stale_ || !self->waiting_.empty()) self->load();
-  });
+    if (self->full_ || !self->ids_.empty()) self->load();
+  };
+  if (full)
+    store::load_mailboxes(pg_, box_, std::move(done));
+  else
+    store::load_mailboxes_by_id(pg_, box_, ids, std::move(done));
 }
 
 }  // namespace deliverd::daemon

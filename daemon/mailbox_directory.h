@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,10 +36,12 @@ class MailboxDirectory {
   const store::Mailbox* find(const std::string& id) const;
   size_t size() const { return mailboxes_.size(); }
 
-  // Reads the table again. `then` runs after a load that began after this call (so it sees
-  // every change committed before it), whether that load succeeded or not. Calls made while a
-  // load runs share the next one.
+  // Reads the whole table again. `then` runs after a load that began after this call (so it
+  // sees every change committed before it), whether that load succeeded or not. Calls made while
+  // a load runs share the next one.
   void refresh(std::function<void()> then = {});
+  // The same for one mailbox: its row is read again (and dropped if it is gone).
+  void refresh(const std::string& id, std::function<void()> then = {});
 
  private:
   void load();
@@ -49,8 +52,11 @@ class MailboxDirectory {
   const store::SecretBox& box_;
   std::map<std::string, store::Mailbox> mailboxes_;
   std::function<void(core::Result<size_t, std::string>)> start_cb_;
+  // What the next load reads: everything, or these rows (beyond kMaxRows, everything).
+  static constexpr size_t kMaxRows = 100;
+  bool full_ = false;
+  std::set<std::string> ids_;
   bool loading_ = false;
-  bool stale_ = false;                          // a change arrived during the running load
   std::vector<std::function<void()>> waiting_;  // for the next load to begin
   core::TimerHandle relisten_timer_;
   int relisten_failures_ = 0;

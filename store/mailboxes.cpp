@@ -201,13 +201,16 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
   return core::Ok{};
 }
 
-void load_mailboxes(PgConnection& pg, const SecretBox& box,
-                    std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
+namespace {
+
+void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string& where,
+                      std::vector<std::optional<std::string>> params,
+                      std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
   pg.query(
       "SELECT id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
       " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start::text, min_gap_s, per_hour, per_minute,"
-      " timezone, window_days, window_start_hour, window_end_hour, disabled FROM mailboxes ORDER BY id",
-      {}, [box, cb = std::move(cb)](const PgResult& r) {
+      " timezone, window_days, window_start_hour, window_end_hour, disabled FROM mailboxes" + where + " ORDER BY id",
+      std::move(params), [box, cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot load mailboxes: " + r.error));
         std::vector<Mailbox> out;
         out.reserve(r.rows.size());
@@ -231,6 +234,25 @@ void load_mailboxes(PgConnection& pg, const SecretBox& box,
         }
         cb(std::move(out));
       });
+}
+
+}  // namespace
+
+void load_mailboxes(PgConnection& pg, const SecretBox& box,
+                    std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
+  select_mailboxes(pg, box, "", {}, std::move(cb));
+}
+
+void load_mailboxes_by_id(PgConnection& pg, const SecretBox& box, const std::vector<std::string>& ids,
+                          std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
+  std::string where = " WHERE id IN (";
+  std::vector<std::optional<std::string>> params;
+  for (const auto& id : ids) {
+    params.push_back(id);
+    where += (params.size() > 1 ? ", $" : "$") + std::to_string(params.size());
+  }
+  if (params.empty()) where += "NULL";
+  select_mailboxes(pg, box, where + ")", std::move(params), std::move(cb));
 }
 
 void set_mailbox_flags(PgConnection& pg, const std::string& id, std::optional<bool> paused, std::optional<bool> disabled,

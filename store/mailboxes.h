@@ -32,7 +32,8 @@ struct Mailbox {
   bool disabled = false;                                  // repeated AUTH failures; only an operator clears it
 };
 
-// Every change to the table is announced on this channel (trigger from migration 0006).
+// Every change to the table is announced on this channel (trigger from migration 0006): the
+// payload is the id of a row that changed, or "" when the whole table may have (TRUNCATE).
 inline constexpr std::string_view kMailboxChannel = "deliverd_mailboxes";
 
 // The SMTP ports a mailbox may use (DESIGN.md "Security rules").
@@ -47,6 +48,9 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
 // (wrong key, tampered) fails the whole load with an error naming the mailbox.
 void load_mailboxes(PgConnection& pg, const SecretBox& box,
                     std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb);
+// The same for some mailboxes only; an id without a row is simply not in the answer.
+void load_mailboxes_by_id(PgConnection& pg, const SecretBox& box, const std::vector<std::string>& ids,
+                          std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb);
 
 // Async: sets the policy flags of one mailbox (nullopt leaves a flag as it is). cb gets whether
 // the mailbox exists.

@@ -381,5 +381,11 @@ TEST(MailboxChanges, ReachTheRunningDaemonWithoutARestart) {
   EXPECT_EQ(gone.status, "rejected");
   EXPECT_EQ(gone.reason, "unknown_mailbox");
   EXPECT_EQ(first.message_count(), 1u);
+
+  // TRUNCATE names no row: everything is read again, and nothing is left.
+  before = d.metric(reloads);
+  stack.pg.exec("TRUNCATE mailboxes");
+  ASSERT_TRUE(wait_for_reload_after(before)) << d.log();
+  EXPECT_EQ(d.metric("deliverd_mailboxes_loaded"), 0) << d.log();
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
 }

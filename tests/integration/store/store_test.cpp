@@ -211,6 +211,17 @@ TEST_F(StoreTest, LoadMailboxesDecryptsPasswordsAsync) {
   EXPECT_TRUE(list[1].paused);
   EXPECT_EQ(list[2].password, "");
 
+  // Some rows only: an id without a row is simply absent.
+  got.reset();
+  load_mailboxes_by_id(*pg, box, {"mbx_3", "mbx_nope", "mbx_1"},
+                       [&](core::Result<std::vector<Mailbox>, std::string> r) { got = std::move(r); });
+  ASSERT_TRUE(loop_.run_until([&] { return got.has_value(); }));
+  ASSERT_TRUE(got->ok()) << got->error();
+  ASSERT_EQ(got->value().size(), 2u);
+  EXPECT_EQ(got->value()[0].id, "mbx_1");
+  EXPECT_EQ(got->value()[0].password, std::string("pw-1\x01\xc3\xa9", 7));
+  EXPECT_EQ(got->value()[1].id, "mbx_3");
+
   // With the wrong key the load fails and names the mailbox.
   got.reset();
   SecretBox wrong = test_box(10);
