@@ -37,6 +37,23 @@ class ProbeTest : public ApiTest {
     on_stop_ = [this] { resolver_->close(); };
   }
 
+  // aiosmtpd on the submission port of a loopback address of its own.
+  static deliverd::testing::AiosmtpdServer::Options submission_server() {
+    deliverd::testing::AiosmtpdServer::Options o;
+    o.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
+    o.port = kSubmissionPort;
+    return o;
+  }
+
+  // The body of a mailbox that also names an IMAP server, user alice.
+  static std::string with_imap(const std::string& id, const std::string& smtp_host, const std::string& imap_host,
+                               int imap_port, const std::string& imap_password) {
+    std::string m = mailbox(id, smtp_host, kSubmissionPort, "s3cret-pass");
+    m.pop_back();
+    return m + R"(, "imap": {"host": ")" + imap_host + R"(", "port": )" + std::to_string(imap_port) +
+           R"(, "username": "alice", "password": ")" + imap_password + R"("}})";
+  }
+
   static std::string mailbox(const std::string& id, const std::string& host, int port, const std::string& password) {
     return R"({"id": ")" + id + R"(", "email": "alice@acme.example", "smtp_host": ")" + host + R"(", "smtp_port": )" +
            std::to_string(port) +
@@ -51,9 +68,7 @@ class ProbeTest : public ApiTest {
 };
 
 TEST_F(ProbeTest, GoodCredentialsAreSavedWrongOnesAndRefusedTargetsAreNot) {
-  deliverd::testing::AiosmtpdServer::Options o;
-  o.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
-  o.port = kSubmissionPort;
+  auto o = submission_server();
   deliverd::testing::AiosmtpdServer smtp(o);
   std::string closed_ip = deliverd::testing::free_loopback_ip(kSubmissionPort);  // nothing listens there
   use_prober({"127.0.0.0/8"});
@@ -120,9 +135,7 @@ class ImapStub {
 };
 
 TEST_F(ProbeTest, ImapLoginIsCheckedOverStartTls) {
-  deliverd::testing::AiosmtpdServer::Options o;
-  o.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
-  o.port = kSubmissionPort;
+  auto o = submission_server();
   deliverd::testing::AiosmtpdServer smtp(o);
   deliverd::testing::TestCa ca;
   std::string imap_ip = deliverd::testing::free_loopback_ip(143);
@@ -130,10 +143,7 @@ TEST_F(ProbeTest, ImapLoginIsCheckedOverStartTls) {
   use_prober({"127.0.0.0/8"}, ca.ca_file());
   std::string key = make_key("user", "acct_a");
   auto body = [&](const std::string& id, const std::string& imap_password) {
-    std::string m = mailbox(id, o.host, kSubmissionPort, "s3cret-pass");
-    m.pop_back();
-    return m + R"(, "imap": {"host": ")" + imap_ip + R"(", "port": 143, "username": "alice", "password": ")" +
-           imap_password + R"("}})";
+    return with_imap(id, o.host, imap_ip, 143, imap_password);
   };
   run([&](int port) {
     Client c(port);
@@ -151,9 +161,7 @@ TEST_F(ProbeTest, ImapLoginIsCheckedOverStartTls) {
 }
 
 TEST_F(ProbeTest, ImapLoginIsCheckedOverImplicitTlsOn993) {
-  deliverd::testing::AiosmtpdServer::Options o;
-  o.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
-  o.port = kSubmissionPort;
+  auto o = submission_server();
   deliverd::testing::AiosmtpdServer smtp(o);
   deliverd::testing::TestCa ca;
   std::string good_ip = deliverd::testing::free_loopback_ip(993);
@@ -164,10 +172,7 @@ TEST_F(ProbeTest, ImapLoginIsCheckedOverImplicitTlsOn993) {
   use_prober({"127.0.0.0/8"}, ca.ca_file());
   std::string key = make_key("user", "acct_a");
   auto body = [&](const std::string& id, const std::string& imap_ip, const std::string& imap_password) {
-    std::string m = mailbox(id, o.host, kSubmissionPort, "s3cret-pass");
-    m.pop_back();
-    return m + R"(, "imap": {"host": ")" + imap_ip + R"(", "port": 993, "username": "alice", "password": ")" +
-           imap_password + R"("}})";
+    return with_imap(id, o.host, imap_ip, 993, imap_password);
   };
   run([&](int port) {
     Client c(port);
@@ -188,9 +193,7 @@ TEST_F(ProbeTest, ImapLoginIsCheckedOverImplicitTlsOn993) {
 }
 
 TEST_F(ProbeTest, PrivateAddressIsRefusedBySsrfPolicy) {
-  deliverd::testing::AiosmtpdServer::Options o;
-  o.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
-  o.port = kSubmissionPort;
+  auto o = submission_server();
   deliverd::testing::AiosmtpdServer smtp(o);
   use_prober({});  // the production default: no allow list
   std::string key = make_key("user", "acct_a");
