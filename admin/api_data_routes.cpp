@@ -1,5 +1,6 @@
 // /v1/accounts/{account}/suppressions, /v1/messages, /v1/accounts/{account} (export, erase).
 #include "admin/api_internal.h"
+#include "core/hex.h"
 #include "queue/job.h"
 #include "store/accounts.h"
 #include "store/delivery_events.h"
@@ -7,32 +8,6 @@
 
 namespace deliverd::admin::detail {
 namespace {
-
-std::string to_hex(std::string_view raw) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
-
-std::optional<std::string> from_hex(std::string_view h) {
-  if (h.size() % 2) return std::nullopt;
-  std::string out;
-  for (size_t i = 0; i < h.size(); i += 2) {
-    auto v = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    int hi = v(h[i]), lo = v(h[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
-  }
-  return out;
-}
 
 int page_limit(const CallPtr& call, const std::map<std::string, std::string>& q) {
   int limit = 100;
@@ -54,7 +29,7 @@ void list_suppressions(CallPtr call) {
   if (limit < 0) return call->error(400, "invalid_query", "limit: 1-" + std::to_string(call->ctx->deps.max_page));
   std::optional<std::string> after;
   if (auto it = q.find("after"); it != q.end()) {
-    auto raw = from_hex(it->second);
+    auto raw = core::from_hex(it->second);
     if (!raw || raw->size() != 32)
       return call->error(400, "invalid_query", "after: the next cursor of a previous page");
     after = store::encode_bytea(*raw);
@@ -72,7 +47,7 @@ void list_suppressions(CallPtr call) {
         size_t n = std::min(r.rows.size(), static_cast<size_t>(limit));
         for (size_t i = 0; i < n; ++i) {
           const auto& row = r.rows[i];
-          last = to_hex(store::decode_bytea(row[1].value_or("")).value_or(""));
+          last = core::to_hex(store::decode_bytea(row[1].value_or("")).value_or(""));
           w.begin_object().key("address");
           if (row[0])
             w.value(*row[0]);
@@ -249,7 +224,7 @@ void erase_address(CallPtr call) {
   address = store::normalize_address(address);
   if (address.empty()) return call->error(400, "invalid_body", "address: required, an email address");
   // The audit row names the hash: writing the address down would undo the erasure.
-  call->target = "sha256:" + to_hex(store::address_sha256(address));
+  call->target = "sha256:" + core::to_hex(store::address_sha256(address));
   store::erase_address(call->pg(), call->account, address, [call](core::Result<int64_t, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot erase the address");
     core::JsonWriter w;

@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "core/hex.h"
+
 namespace deliverd::queue {
 
 LuaScript::LuaScript(std::string_view body) : body_(body) {
@@ -11,12 +13,7 @@ LuaScript::LuaScript(std::string_view body) : body_(body) {
   unsigned int len = 0;
   if (EVP_Digest(body_.data(), body_.size(), digest, &len, EVP_sha1(), nullptr) != 1)
     throw std::runtime_error("SHA-1 is not available from OpenSSL");
-  static constexpr char kHex[] = "0123456789abcdef";
-  sha1_.reserve(2 * len);
-  for (unsigned int i = 0; i < len; ++i) {
-    sha1_ += kHex[digest[i] >> 4];
-    sha1_ += kHex[digest[i] & 0xf];
-  }
+  sha1_ = core::to_hex(std::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
 }  // namespace deliverd::queue

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <random>
 
+#include "core/hex.h"
+
 namespace deliverd::smtp {
 namespace {
 
@@ -188,13 +190,7 @@ std::string random_hex(size_t bytes) {
     std::random_device rd;
     for (size_t i = got; i < bytes; ++i) raw[i] = static_cast<char>(rd());
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (char c : raw) {
-    out += kHex[(static_cast<unsigned char>(c) >> 4) & 15];
-    out += kHex[static_cast<unsigned char>(c) & 15];
-  }
-  return out;
+  return core::to_hex(raw);
 }
 
 // Splits on CRLF, bare LF and bare CR alike so the output has one line-ending convention.

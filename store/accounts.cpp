@@ -2,22 +2,13 @@
 
 #include <memory>
 
+#include "core/hex.h"
 #include "core/json_writer.h"
 #include "store/delivery_events.h"
 #include "store/suppressions.h"
 
 namespace deliverd::store {
 namespace {
-
-std::string hex(std::string_view raw) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
 
 std::string cell(const std::vector<std::optional<std::string>>& row, size_t i) {
   return row.size() > i && row[i] ? *row[i] : std::string();
@@ -97,7 +88,7 @@ void export_account(PgConnection& pg, const std::string& account,
               for (const auto& row : r.rows) {
                 st->w.begin_object();
                 nullable(st->w, "address", row[0]);
-                st->w.field("address_sha256", hex(decode_bytea(cell(row, 1)).value_or("")))
+                st->w.field("address_sha256", core::to_hex(decode_bytea(cell(row, 1)).value_or("")))
                     .field("reason", cell(row, 2))
                     .field("source", cell(row, 3))
                     .field("created_at", cell(row, 4))

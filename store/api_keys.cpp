@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 
+#include "core/hex.h"
 #include "store/pg_blocking.h"
 
 namespace deliverd::store {
@@ -16,14 +17,7 @@ std::string random_hex(size_t bytes) {
   // A key from a failed CSPRNG would be guessable: refusing to go on is the only safe answer.
   if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
     throw std::runtime_error("RAND_bytes failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes * 2);
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
+  return core::to_hex(raw);
 }
 
 bool all_lower_hex(std::string_view s) {

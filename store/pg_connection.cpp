@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "core/hex.h"
+
 namespace deliverd::store {
 
 struct PgConnection::PollBox {
@@ -364,33 +366,11 @@ void PgConnection::close() {
 
 void PgConnection::on_defer_closed(uv_handle_t* h) { static_cast<PgConnection*>(h->data)->release_handle(); }
 
-std::string encode_bytea(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\\x";
-  out.reserve(2 + bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
+std::string encode_bytea(std::string_view bytes) { return "\\x" + core::to_hex(bytes); }
 
 std::optional<std::string> decode_bytea(std::string_view text) {
-  if (text.size() < 2 || text[0] != '\\' || text[1] != 'x' || text.size() % 2 != 0) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve((text.size() - 2) / 2);
-  for (size_t i = 2; i < text.size(); i += 2) {
-    int hi = nibble(text[i]), lo = nibble(text[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out.push_back(static_cast<char>(hi << 4 | lo));
-  }
-  return out;
+  if (text.size() < 2 || text[0] != '\\' || text[1] != 'x') return std::nullopt;
+  return core::from_hex(text.substr(2));
 }
 
 }  // namespace deliverd::store

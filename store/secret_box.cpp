@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/hex.h"
 #include "core/log.h"
 
 namespace deliverd::store {
@@ -79,12 +80,7 @@ core::Result<SecretBox, std::string> SecretBox::from_key_file(const std::string&
 std::string SecretBox::generate_hex_key() {
   unsigned char key[32];
   if (RAND_bytes(key, sizeof key) != 1) throw std::runtime_error("RAND_bytes failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : key) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
+  std::string out = core::to_hex(std::string_view(reinterpret_cast<const char*>(key), sizeof key));
   OPENSSL_cleanse(key, sizeof key);
   return out;
 }
