@@ -19,7 +19,7 @@ constexpr uint64_t kRelistenMs = 1000;  // after a lost connection; doubles up t
 }  // namespace
 
 MailboxDirectory::MailboxDirectory(uv_loop_t* loop, store::PgConnection& pg, const store::SecretBox& box)
-    : loop_(loop), pg_(pg), box_(box), relisten_timer_(loop) {
+    : pg_(pg), box_(box), relisten_timer_(loop) {
   loads();
 }
 

@@ -47,7 +47,6 @@ class MailboxDirectory {
   void load();
   void listen_again();
 
-  uv_loop_t* loop_;
   store::PgConnection& pg_;
   const store::SecretBox& box_;
   std::map<std::string, store::Mailbox> mailboxes_;
