@@ -346,6 +346,7 @@ void RedisClient::send_handshake() {
 
 void RedisClient::become_ready() {
   state_ = State::Ready;
+  scripts_loaded_.clear();  // a new connection, perhaps to a restarted server
   uv_timer_stop(&timeout_timer_);
   set_connected(true);
   if (in_outage_) {
@@ -384,6 +385,11 @@ void RedisClient::command(std::vector<std::string> argv, ReplyCallback cb, int t
 }
 
 void RedisClient::eval(const LuaScript& script, std::vector<std::string> args, ReplyCallback cb, int timeout_ms) {
+  // SCRIPT LOAD in the same pipeline before this connection's first EVALSHA of a script: the
+  // hash is known by the time the EVALSHA runs, so script calls run in the order they were made.
+  // NOSCRIPT is then left for a server that forgets scripts mid-connection (SCRIPT FLUSH, a
+  // failover behind a proxy), where the re-sent call may run after calls made later.
+  if (scripts_loaded_.insert(script.sha1()).second) send({"SCRIPT", "LOAD", script.body()}, nullptr, timeout_ms);
   // Kept until the reply: a NOSCRIPT answer re-sends the same arguments behind the body.
   auto argv = std::make_shared<std::vector<std::string>>();
   argv->reserve(args.size() + 2);

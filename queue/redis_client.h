@@ -12,6 +12,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "core/result.h"
@@ -102,10 +103,9 @@ class RedisClient : private core::StreamHandler {
   // reply that never came leaves the RESP stream out of step.
   void command(std::vector<std::string> argv, ReplyCallback cb, int timeout_ms = 0);
 
-  // Runs a script: EVALSHA, and on NOSCRIPT the same call once more as EVAL (which also caches
-  // it on the server). args start with numkeys, as after the script in EVAL. The script must
-  // outlive the call (scripts are static). A call that needed EVAL may complete after commands
-  // queued behind it: callers do not rely on order between independent script calls.
+  // Runs a script by its hash (EVALSHA), after a SCRIPT LOAD the first time the connection uses
+  // it; on NOSCRIPT the call is sent once more as EVAL. args start with numkeys, as after the
+  // script in EVAL. The script must outlive the call (scripts are static).
   void eval(const LuaScript& script, std::vector<std::string> args, ReplyCallback cb, int timeout_ms = 0);
 
   bool connected() const { return state_ == State::Ready; }
@@ -182,6 +182,7 @@ class RedisClient : private core::StreamHandler {
   std::string outage_reason_;
   int attempt_ = 0;  // reconnect attempts in the current outage
   std::minstd_rand rng_;
+  std::unordered_set<std::string> scripts_loaded_;  // SHA-1s sent with SCRIPT LOAD on this connection
   size_t handshake_replies_ = 0;  // AUTH/SELECT replies still expected before Ready
   std::deque<Pending> waiting_;   // queued before Ready, not yet written
   std::deque<Pending> inflight_;  // written, awaiting a reply (FIFO)
