@@ -201,7 +201,7 @@ TEST(EndToEndNoAllowList, LoopbackTargetIsRejectedAndNothingIsSent) {
 // SIGTERM while deliveries are in flight against a slow server: they finish, are acked, exit 0.
 TEST(EndToEndShutdown, SigtermFinishesInFlightDeliveriesAndExitsZero) {
   SmtpSink::Options so = SmtpSink::Options::at_mail_port(kMailPort);
-  so.extra_args = {"-w", "1"};  // one second before each DATA reply
+  so.extra_args = {"-w", "3"};  // three seconds before each DATA reply
   SmtpSink sink(so);
   DaemonStack stack;
   RedisServer& redis = stack.redis;
@@ -215,11 +215,13 @@ TEST(EndToEndShutdown, SigtermFinishesInFlightDeliveriesAndExitsZero) {
   }
   redis.xadd_jobs("deliverd:jobs", jobs);
   // Wait until the daemon itself holds the jobs (read and in delivery, none finished yet: the
-  // sink waits a second before each DATA reply), then stop it.
+  // sink waits three seconds before each DATA reply), then stop it. The sample that ended the
+  // wait is the one checked: a second read could already see the first deliveries done.
   long long deadline = now_ms() + 10000;
-  while (d.metric("deliverd_queue_inflight") < 20 && now_ms() < deadline)
+  double inflight = 0;
+  while ((inflight = d.metric("deliverd_queue_inflight")) < 20 && now_ms() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_EQ(d.metric("deliverd_queue_inflight"), 20) << d.log();
+  ASSERT_EQ(inflight, 20) << d.log();
   EXPECT_EQ(d.stop(SIGTERM, 30000), 0) << d.log();
   auto all = events_by_job(redis);
   size_t delivered = 0;
