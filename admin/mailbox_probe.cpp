@@ -1,28 +1,196 @@
 #include "admin/mailbox_probe.h"
 
-#include <openssl/evp.h>
-
-#include <memory>
-#include <optional>
+#include <array>
+#include <string_view>
+#include <utility>
 
 #include "core/log.h"
 #include "core/tcp_stream.h"
 #include "core/timer.h"
-#include "smtp/ehlo.h"
-#include "smtp/reply_parser.h"
 
 namespace deliverd::admin {
 namespace {
 
-constexpr size_t kMaxImapLine = 8192;
+// The steps the answer names (MailboxTestResult::step), for each protocol: the API's vocabulary.
+enum class Step { Resolve, PortPolicy, Ssrf, Connect, Tls, Auth, Protocol, Timeout };
+enum class Proto { Smtp, Imap };
 
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
+struct StepName {
+  std::string_view smtp, imap;
+};
+constexpr std::array<StepName, 8> kStepNames = {{
+    {"resolve", "imap_resolve"},
+    {"port_policy", "imap_port_policy"},
+    {"ssrf", "imap_ssrf"},
+    {"connect", "imap_connect"},
+    {"tls", "imap_tls"},
+    {"auth", "imap_login"},
+    {"smtp", "imap_login"},
+    {"timeout", "timeout"},
+}};
+
+std::string_view step_name(Proto p, Step s) {
+  const StepName& n = kStepNames[static_cast<size_t>(s)];
+  return p == Proto::Smtp ? n.smtp : n.imap;
 }
+
+// One check (SMTP or IMAP) of one target: port policy, resolve (the resolver's AddressPolicy vets
+// every address), then the protocol's own exchange with exactly the vetted address, under one
+// deadline. Heap object: it frees itself once it has answered; callbacks that may still be on
+// the stack hold a Depth so nothing is touched after delete.
+class Check {
+ public:
+  using Done = std::function<void(MailboxTestResult)>;
+  struct Target {
+    std::string host;
+    int port = 0;
+    int timeout_ms = 0;
+  };
+  virtual ~Check() = default;
+
+  // May answer before it returns (port policy).
+  void start(dns::Resolver* resolver) {
+    Depth d(this);
+    timer_->start(static_cast<uint64_t>(target_.timeout_ms), [this] {
+      Depth d(this);
+      fail(Step::Timeout, std::string(proto_ == Proto::Imap ? "IMAP" : "SMTP") + " check did not finish in time");
+    });
+    if (!dns::port_allowed(target_.port))
+      return fail(Step::PortPolicy, "port " + std::to_string(target_.port) + " is not allowed");
+    resolver_ = resolver;
+    resolve_id_ = resolver->resolve_host(target_.host, [this](const dns::ResolvedHost& r) {
+      resolve_id_ = 0;
+      Depth d(this);
+      resolved(r);
+    });
+  }
+
+ protected:
+  Check(uv_loop_t* loop, Proto proto, Target target, Done done)
+      : loop_(loop), proto_(proto), target_(std::move(target)), done_(std::move(done)), timer_(loop) {}
+
+  // Starts the protocol exchange with the vetted address (port set).
+  virtual void connect(const sockaddr_storage& addr) = 0;
+  // Drops the exchange without calling back: the check has answered (or timed out).
+  virtual void abandon() = 0;
+
+  struct Depth {
+    explicit Depth(Check* c) : c(c) { ++c->depth_; }
+    ~Depth() {
+      if (--c->depth_ == 0 && c->finished_) delete c;
+    }
+    Check* c;
+  };
+
+  void fail(Step step, std::string message) {
+    finish(MailboxTestResult{false, std::string(step_name(proto_, step)), std::move(message)});
+  }
+  void pass() { finish(MailboxTestResult{true, "", "ok"}); }
+  bool finished() const { return finished_; }
+
+  uv_loop_t* loop_;
+  Proto proto_;
+  Target target_;
+  std::string ip_;  // the vetted address connected to
+
+ private:
+  void resolved(const dns::ResolvedHost& r) {
+    if (r.allowed.empty()) {
+      if (!r.refused.empty() || r.error == "refused_by_policy") {
+        std::string why = r.refused.empty() ? r.error : r.refused.front().first + " is " + r.refused.front().second;
+        return fail(Step::Ssrf, target_.host + ": address refused by policy (" + why + ")");
+      }
+      return fail(Step::Resolve, target_.host + ": " + (r.error.empty() ? "no address" : r.error));
+    }
+    sockaddr_storage addr = dns::with_port(r.allowed.front(), target_.port);
+    ip_ = dns::address_to_string(reinterpret_cast<const sockaddr*>(&addr));
+    connect(addr);
+  }
+
+  void finish(MailboxTestResult r) {
+    if (finished_) return;
+    finished_ = true;
+    timer_.reset();
+    if (resolve_id_ != 0) resolver_->cancel(resolve_id_);
+    abandon();
+    auto done = std::move(done_);
+    // Every caller holds a Depth: the last one to leave frees the check.
+    done(std::move(r));
+  }
+
+  Done done_;
+  core::TimerHandle timer_;
+  dns::Resolver* resolver_ = nullptr;
+  dns::Resolver::RequestId resolve_id_ = 0;
+  int depth_ = 0;
+  bool finished_ = false;
+};
+
+// SMTP: the delivery session itself, in probe mode. Its outcome is mapped onto the probe's steps.
+class SmtpCheck final : public Check {
+ public:
+  SmtpCheck(uv_loop_t* loop, Target target, smtp::SessionConfig cfg, Done done)
+      : Check(loop, Proto::Smtp, std::move(target), std::move(done)), cfg_(std::move(cfg)) {}
+
+ private:
+  void connect(const sockaddr_storage& addr) override {
+    session_ = smtp::Session::probe(loop_, cfg_, reinterpret_cast<const sockaddr*>(&addr), target_.host,
+                                    [this](const core::Outcome& o) {
+                                      session_ = nullptr;  // freed by itself after this call
+                                      Depth d(this);
+                                      if (finished()) return;
+                                      if (o.status == core::Status::Delivered) return pass();
+                                      Step s = step_of(o);
+                                      fail(s, message(s, o));
+                                    });
+  }
+
+  void abandon() override {
+    if (auto* s = std::exchange(session_, nullptr)) s->abort("connection test ended");
+  }
+
+  static Step step_of(const core::Outcome& o) {
+    if (o.reason == "timeout" || o.reason == "session_timeout") return Step::Timeout;
+    if (o.reason == "starttls_unavailable") return Step::Tls;  // found in the EHLO reply
+    switch (smtp::phase_from_name(o.phase).value_or(smtp::Phase::Ehlo)) {
+      case smtp::Phase::Connect:
+      case smtp::Phase::Banner:
+        return Step::Connect;
+      case smtp::Phase::Tls:
+      case smtp::Phase::StartTls:
+        return Step::Tls;
+      case smtp::Phase::Auth:
+        return Step::Auth;
+      default:
+        return Step::Protocol;
+    }
+  }
+
+  std::string message(Step s, const core::Outcome& o) const {
+    std::string reply = o.reply.code ? std::to_string(o.reply.code) + " " + o.reply.text : "";
+    switch (s) {
+      case Step::Connect:
+        if (!reply.empty()) return "unexpected greeting: " + reply;
+        if (o.phase == "banner") return "the server closed the connection (" + o.detail + ")";
+        return "cannot connect to " + ip_ + ": " + o.detail;
+      case Step::Tls:
+        if (!reply.empty()) return "STARTTLS refused: " + reply;
+        if (o.phase == "tls") return "TLS handshake failed: " + o.detail;
+        return o.detail;
+      case Step::Auth:
+        return reply.empty() ? o.detail : "authentication failed: " + reply;
+      case Step::Protocol:
+        return reply.empty() ? o.detail : o.phase + " refused: " + reply;
+      default:
+        return o.detail;
+    }
+  }
+
+  smtp::SessionConfig cfg_;
+  smtp::Session* session_ = nullptr;
+};
+
+constexpr size_t kMaxImapLine = 8192;
 
 // RFC 3501 quoted string; CR, LF and NUL were refused before we got here.
 std::string imap_quote(std::string_view s) {
@@ -34,323 +202,154 @@ std::string imap_quote(std::string_view s) {
   return out + "\"";
 }
 
-// One connection check (SMTP or IMAP). Heap object: it frees itself once it has answered.
-class Check : public core::StreamHandler {
+// IMAP: 993 implicit TLS or 143 STARTTLS, LOGIN (only once TLS is up), LOGOUT.
+class ImapCheck final : public Check, private core::StreamHandler {
  public:
-  enum class Proto { Smtp, Imap };
-  struct Params {
-    Proto proto;
-    std::string host;
-    int port;
-    bool implicit_tls, starttls;
-    std::string username, password, oauth_token;
-    std::string helo_name;
-    int timeout_ms;
-  };
-
-  static void run(uv_loop_t* loop, dns::Resolver* resolver, std::shared_ptr<core::TlsContext> tls, Params p,
-                  std::function<void(MailboxTestResult)> done) {
-    auto* c = new Check(loop, std::move(tls), std::move(p), std::move(done));
-    Depth d(c);
-    c->start(resolver);
-  }
+  ImapCheck(uv_loop_t* loop, Target target, std::shared_ptr<core::TlsContext> tls, std::string username,
+            std::string password, Done done)
+      : Check(loop, Proto::Imap, std::move(target), std::move(done)),
+        tls_(std::move(tls)),
+        username_(std::move(username)),
+        password_(std::move(password)) {}
 
  private:
-  enum class Step { Resolve, Connect, Tls, Greeting, Ehlo, StartTls, Auth, Quit, ImapStartTls, ImapLogin, ImapLogout };
+  enum class State { Connect, Tls, Greeting, StartTls, Login, Logout };
 
-  Check(uv_loop_t* loop, std::shared_ptr<core::TlsContext> tls, Params p, std::function<void(MailboxTestResult)> done)
-      : loop_(loop), tls_(std::move(tls)), p_(std::move(p)), done_(std::move(done)), timer_(loop) {}
-
-  // finish() may run inside a stream or resolver callback; the object is freed only when the
-  // outermost callback has returned, so no member is touched after delete.
-  struct Depth {
-    explicit Depth(Check* c) : c(c) { ++c->depth_; }
-    ~Depth() {
-      if (--c->depth_ == 0 && c->finished_) delete c;
-    }
-    Check* c;
-  };
-
-  std::string prefixed(std::string_view step) const {
-    return (p_.proto == Proto::Imap ? "imap_" : "") + std::string(step);
-  }
-
-  void start(dns::Resolver* resolver) {
-    timer_->start(static_cast<uint64_t>(p_.timeout_ms), [this] {
-      finish(false, "timeout",
-             std::string(p_.proto == Proto::Imap ? "IMAP" : "SMTP") + " check did not finish in time");
-    });
-    if (!dns::port_allowed(p_.port))
-      return finish(false, prefixed("port_policy"), "port " + std::to_string(p_.port) + " is not allowed");
-    step_ = Step::Resolve;
-    // The resolver answers asynchronously; finish() may have run (timeout) before it does.
-    std::weak_ptr<bool> alive = alive_;
-    resolver->resolve_host(p_.host, [this, alive](const dns::ResolvedHost& r) {
-      if (alive.expired()) return;
-      Depth d(this);
-      on_resolved(r);
-    });
-  }
-
-  void on_resolved(const dns::ResolvedHost& r) {
-    if (r.allowed.empty()) {
-      if (!r.refused.empty() || r.error == "refused_by_policy") {
-        std::string why = r.refused.empty() ? r.error : r.refused.front().first + " is " + r.refused.front().second;
-        return finish(false, prefixed("ssrf"), p_.host + ": address refused by policy (" + why + ")");
-      }
-      return finish(false, prefixed("resolve"), p_.host + ": " + (r.error.empty() ? "no address" : r.error));
-    }
-    sockaddr_storage addr = dns::with_port(r.allowed.front(), p_.port);
-    ip_ = dns::address_to_string(reinterpret_cast<const sockaddr*>(&addr));
-    step_ = Step::Connect;
+  void connect(const sockaddr_storage& addr) override {
     stream_ = core::TcpStream::create(loop_, this);
     int rc = stream_->connect(reinterpret_cast<const sockaddr*>(&addr));
-    if (rc != 0) return finish(false, prefixed("connect"), "cannot connect to " + ip_ + ": " + uv_strerror(rc));
+    if (rc != 0) fail(Step::Connect, "cannot connect to " + ip_ + ": " + uv_strerror(rc));
+  }
+
+  void abandon() override {
+    if (auto* s = std::exchange(stream_, nullptr)) s->close();
   }
 
   void on_connected(int status) override {
     Depth d(this);
-    if (status != 0) return finish(false, prefixed("connect"), "cannot connect to " + ip_ + ": " + uv_strerror(status));
-    if (p_.implicit_tls) return begin_tls();
-    step_ = Step::Greeting;
+    if (status != 0) return fail(Step::Connect, "cannot connect to " + ip_ + ": " + uv_strerror(status));
+    if (target_.port == 993) return begin_tls();
+    state_ = State::Greeting;
   }
 
   void begin_tls() {
-    step_ = Step::Tls;
+    state_ = State::Tls;
     core::TlsClientParams params;
     params.ctx = tls_;
-    params.server_name = p_.host;
+    params.server_name = target_.host;
     params.verify = true;
-    if (!tls_ || stream_->start_tls_client(params) != 0) return finish(false, prefixed("tls"), "cannot start TLS");
+    if (!tls_ || stream_->start_tls_client(params) != 0) return fail(Step::Tls, "cannot start TLS");
   }
 
   void on_tls_handshake(bool ok, const std::string& error) override {
     Depth d(this);
-    if (!ok) return finish(false, prefixed("tls"), "TLS handshake failed: " + error);
+    if (!ok) return fail(Step::Tls, "TLS handshake failed: " + error);
     tls_on_ = true;
-    if (p_.proto == Proto::Smtp) {
-      if (p_.implicit_tls) {
-        step_ = Step::Greeting;
-      } else {
-        send("EHLO " + p_.helo_name + "\r\n");
-        step_ = Step::Ehlo;
-      }
-    } else {
-      if (p_.implicit_tls)
-        step_ = Step::Greeting;
-      else
-        imap_login();
-    }
+    if (target_.port == 993)
+      state_ = State::Greeting;
+    else
+      login();
   }
 
   void on_end(int status) override {
     Depth d(this);
-    finish(false, step_ == Step::Connect || step_ == Step::Greeting ? prefixed("connect") : prefixed(step_name()),
-           "the server closed the connection (" + std::string(uv_strerror(status)) + ")");
+    Step s = state_ == State::Connect || state_ == State::Greeting ? Step::Connect
+             : state_ == State::Tls || state_ == State::StartTls   ? Step::Tls
+                                                                   : Step::Auth;
+    fail(s, "the server closed the connection (" + std::string(uv_strerror(status)) + ")");
   }
 
   void on_data(std::string_view bytes) override {
-    if (finished_) return;
     Depth d(this);
-    if (p_.proto == Proto::Smtp) {
-      parser_.feed(bytes);
-      while (!finished_) {
-        auto r = parser_.next();
-        if (!r) return finish(false, "smtp", "malformed reply: " + std::string(smtp::to_string(r.error())));
-        if (!*r) break;
-        smtp_reply(**r);
-      }
-    } else {
-      line_buf_.append(bytes);
-      size_t eol;
-      while (!finished_ && (eol = line_buf_.find("\r\n")) != std::string::npos) {
-        std::string line = line_buf_.substr(0, eol);
-        line_buf_.erase(0, eol + 2);
-        imap_line(line);
-      }
-      if (!finished_ && line_buf_.size() > kMaxImapLine) finish(false, "imap_login", "IMAP line too long");
+    if (finished()) return;
+    line_buf_.append(bytes);
+    size_t eol;
+    while (!finished() && (eol = line_buf_.find("\r\n")) != std::string::npos) {
+      std::string line = line_buf_.substr(0, eol);
+      line_buf_.erase(0, eol + 2);
+      on_line(line);
     }
-  }
-
-  std::string step_name() const {
-    switch (step_) {
-      case Step::Tls:
-      case Step::StartTls:
-      case Step::ImapStartTls:
-        return "tls";
-      case Step::Auth:
-        return "auth";
-      case Step::ImapLogin:
-      case Step::ImapLogout:
-        return "login";
-      default:
-        return p_.proto == Proto::Smtp ? "smtp" : "login";
-    }
+    if (!finished() && line_buf_.size() > kMaxImapLine) fail(Step::Auth, "IMAP line too long");
   }
 
   void send(std::string s) {
-    if (stream_->write(std::move(s)) != 0) finish(false, prefixed("connect"), "write failed");
+    if (stream_->write(std::move(s)) != 0) fail(Step::Connect, "write failed");
   }
 
-  // ---- SMTP ----
-  void smtp_reply(const core::Reply& r) {
-    std::string text = std::to_string(r.code) + " " + r.text;
-    switch (step_) {
-      case Step::Greeting:
-        if (r.code != 220) return finish(false, "connect", "unexpected greeting: " + text);
-        send("EHLO " + p_.helo_name + "\r\n");
-        step_ = Step::Ehlo;
-        return;
-      case Step::Ehlo: {
-        if (r.code != 250) return finish(false, "smtp", "EHLO refused: " + text);
-        caps_ = smtp::parse_ehlo(r);
-        if (p_.starttls && !tls_on_) {
-          if (!caps_.starttls) return finish(false, "tls", "the server does not offer STARTTLS");
-          send("STARTTLS\r\n");
-          step_ = Step::StartTls;
-          return;
-        }
-        return smtp_auth();
-      }
-      case Step::StartTls:
-        if (r.code != 220) return finish(false, "tls", "STARTTLS refused: " + text);
-        parser_.reset();
-        return begin_tls();
-      case Step::Auth:
-        if (r.code == 235) return smtp_quit();
-        if (r.code == 334 && mech_ == "LOGIN" && auth_step_ < 2) {
-          send(base64(auth_step_++ == 0 ? p_.username : p_.password) + "\r\n");
-          return;
-        }
-        if (r.code == 334) {  // XOAUTH2's error challenge: an empty line fetches the final reply
-          send("\r\n");
-          return;
-        }
-        return finish(false, "auth", "authentication failed: " + text);
-      case Step::Quit:
-        return finish(true, "", "");
-      default:
-        return;
-    }
-  }
-
-  void smtp_auth() {
-    if (p_.username.empty()) return smtp_quit();
-    std::string cmd;
-    if (!p_.oauth_token.empty() && caps_.supports_auth("XOAUTH2")) {
-      mech_ = "XOAUTH2";
-      cmd = "AUTH XOAUTH2 " + base64("user=" + p_.username + "\x01" + "auth=Bearer " + p_.oauth_token + "\x01\x01");
-    } else if (p_.oauth_token.empty() && caps_.supports_auth("PLAIN")) {
-      mech_ = "PLAIN";
-      cmd = "AUTH PLAIN " + base64(std::string(1, '\0') + p_.username + std::string(1, '\0') + p_.password);
-    } else if (p_.oauth_token.empty() && caps_.supports_auth("LOGIN")) {
-      mech_ = "LOGIN";
-      cmd = "AUTH LOGIN";
-    } else {
-      return finish(false, "auth", "the server offers no AUTH mechanism we can use");
-    }
-    step_ = Step::Auth;
-    send(cmd + "\r\n");
-  }
-
-  void smtp_quit() {
-    step_ = Step::Quit;
-    send("QUIT\r\n");
-  }
-
-  // ---- IMAP ----
-  void imap_line(const std::string& line) {
-    if (step_ == Step::Greeting) {
+  void on_line(const std::string& line) {
+    if (state_ == State::Greeting) {
       if (line.rfind("* OK", 0) == 0 || line.rfind("* PREAUTH", 0) == 0) {
-        if (!p_.implicit_tls && !tls_on_) {
-          step_ = Step::ImapStartTls;
-          send("a1 STARTTLS\r\n");
-          return;
+        if (!tls_on_) {
+          state_ = State::StartTls;
+          return send("a1 STARTTLS\r\n");
         }
-        return imap_login();
+        return login();
       }
-      return finish(false, "imap_connect", "unexpected IMAP greeting: " + line.substr(0, 200));
+      return fail(Step::Connect, "unexpected IMAP greeting: " + line.substr(0, 200));
     }
     if (line.rfind("* ", 0) == 0) return;  // untagged data
     auto tagged_ok = [&](std::string_view tag) { return line.rfind(std::string(tag) + " OK", 0) == 0; };
-    switch (step_) {
-      case Step::ImapStartTls:
-        if (!tagged_ok("a1")) return finish(false, "imap_tls", "STARTTLS refused: " + line.substr(0, 200));
-        line_buf_.clear();
+    switch (state_) {
+      case State::StartTls:
+        if (!tagged_ok("a1")) return fail(Step::Tls, "STARTTLS refused: " + line.substr(0, 200));
+        if (!line_buf_.empty()) return fail(Step::Tls, "data after the STARTTLS reply");
         return begin_tls();
-      case Step::ImapLogin:
-        if (!tagged_ok("a2")) return finish(false, "imap_login", "LOGIN failed: " + line.substr(0, 200));
-        step_ = Step::ImapLogout;
-        send("a3 LOGOUT\r\n");
-        return;
-      case Step::ImapLogout:
-        return finish(true, "", "");
+      case State::Login:
+        if (!tagged_ok("a2")) return fail(Step::Auth, "LOGIN failed: " + line.substr(0, 200));
+        state_ = State::Logout;
+        return send("a3 LOGOUT\r\n");
+      case State::Logout:
+        return pass();
       default:
         return;
     }
   }
 
-  void imap_login() {
-    step_ = Step::ImapLogin;
-    send("a2 LOGIN " + imap_quote(p_.username) + " " + imap_quote(p_.password) + "\r\n");
+  void login() {
+    // Never in plaintext: the password would be readable on the way.
+    if (!tls_on_) return fail(Step::Tls, "LOGIN is sent only over TLS");
+    state_ = State::Login;
+    send("a2 LOGIN " + imap_quote(username_) + " " + imap_quote(password_) + "\r\n");
   }
 
-  void finish(bool ok, std::string step, std::string message) {
-    if (finished_) return;
-    finished_ = true;
-    timer_.reset();
-    if (stream_) stream_->close();
-    alive_.reset();
-    MailboxTestResult r{ok, ok ? "" : std::move(step), ok ? "ok" : std::move(message)};
-    auto done = std::move(done_);
-    // No stream callback reaches us after close() (core/tcp_stream.h); inside one, Depth frees us.
-    if (depth_ == 0) delete this;
-    done(std::move(r));
-  }
-
-  uv_loop_t* loop_;
   std::shared_ptr<core::TlsContext> tls_;
-  Params p_;
-  std::function<void(MailboxTestResult)> done_;
-  core::TimerHandle timer_;
+  std::string username_, password_;
   core::TcpStream* stream_ = nullptr;
-  smtp::ReplyParser parser_;
-  smtp::EhloCapabilities caps_;
-  std::string line_buf_, ip_, mech_;
-  int auth_step_ = 0;
-  int depth_ = 0;
-  Step step_ = Step::Resolve;
+  std::string line_buf_;
+  State state_ = State::Connect;
   bool tls_on_ = false;
-  bool finished_ = false;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
+
+void log_result(const std::string& mailbox, const MailboxTestResult& r) {
+  core::log_info("mailbox_probe", {{"mailbox", mailbox}, {"ok", r.ok ? "true" : "false"}, {"step", r.step}});
+}
 
 }  // namespace
 
-MailboxProber::MailboxProber(uv_loop_t* loop, dns::Resolver* resolver, const dns::AddressPolicy* policy,
-                             std::shared_ptr<core::TlsContext> tls_client, MailboxProberConfig config)
-    : loop_(loop), resolver_(resolver), policy_(policy), tls_(std::move(tls_client)), config_(std::move(config)) {}
+MailboxProber::MailboxProber(uv_loop_t* loop, dns::Resolver* resolver, MailboxProberConfig config)
+    : loop_(loop), resolver_(resolver), config_(std::move(config)) {}
 
 void MailboxProber::probe(const MailboxProbeRequest& req, std::function<void(MailboxTestResult)> done) {
   const store::Mailbox& m = req.mailbox;
-  Check::Params smtp{Check::Proto::Smtp, m.smtp_host, m.smtp_port,   m.security == "tls", m.security == "starttls",
-                     m.username,         m.password,  m.oauth_token, config_.helo_name,   config_.timeout_ms};
-  // The address policy is the resolver's; policy_ is kept for the day the resolver has none.
-  (void)policy_;
-  auto after_smtp = [this, req, done](MailboxTestResult r) {
+  smtp::SessionConfig base = config_.smtp;
+  base.tls = config_.tls;
+  smtp::SessionConfig cfg =
+      smtp::submission_config(std::move(base), smtp::security_from_name(m.security).value_or(smtp::Security::StartTls),
+                              smtp::Credentials{m.username, m.password, m.oauth_token});
+  auto after_smtp = [loop = loop_, resolver = resolver_, config = config_, req, done](MailboxTestResult r) {
     if (!r.ok || req.imap.empty()) {
-      core::log_info("mailbox_probe", {{"mailbox", req.mailbox.id}, {"ok", r.ok ? "true" : "false"}, {"step", r.step}});
+      log_result(req.mailbox.id, r);
       return done(std::move(r));
     }
-    Check::Params imap{Check::Proto::Imap,   req.imap.host,     req.imap.port,     req.imap.port == 993,
-                       req.imap.port == 143, req.imap.username, req.imap.password, "",
-                       config_.helo_name,    config_.timeout_ms};
-    Check::run(loop_, resolver_, tls_, imap, [done, id = req.mailbox.id](MailboxTestResult r2) {
-      core::log_info("mailbox_probe", {{"mailbox", id}, {"ok", r2.ok ? "true" : "false"}, {"step", r2.step}});
-      done(std::move(r2));
-    });
+    auto* imap = new ImapCheck(loop, {req.imap.host, req.imap.port, config.timeout_ms}, config.tls, req.imap.username,
+                               req.imap.password, [done, id = req.mailbox.id](MailboxTestResult r2) {
+                                 log_result(id, r2);
+                                 done(std::move(r2));
+                               });
+    imap->start(resolver);
   };
-  Check::run(loop_, resolver_, tls_, smtp, std::move(after_smtp));
+  auto* smtp = new SmtpCheck(loop_, {m.smtp_host, m.smtp_port, config_.timeout_ms}, std::move(cfg), after_smtp);
+  smtp->start(resolver_);
 }
 
 }  // namespace deliverd::admin

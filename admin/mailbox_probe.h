@@ -1,8 +1,10 @@
 #pragma once
-// The connection test a mailbox must pass before it is saved (and again on demand): resolve the
-// SMTP host, check the port and every address against the policies, connect, negotiate TLS,
-// authenticate, QUIT; then, when IMAP settings are given, the same for IMAP LOGIN (993 implicit
-// TLS, 143 STARTTLS) and LOGOUT. The answer names the step that failed.
+// The connection test a mailbox must pass before it is saved (and again on demand). It takes the
+// path a delivery takes: port policy, resolve through the daemon's resolver (its AddressPolicy
+// vets every address), then smtp::Session::probe() to exactly the vetted address, which runs the
+// delivery session's own banner, EHLO, TLS and AUTH code and says QUIT. When IMAP settings are
+// given, the same for IMAP LOGIN (993 implicit TLS, 143 STARTTLS) and LOGOUT. What is the probe's
+// own is the answer: the step that failed, named as the API documents it.
 #include <uv.h>
 
 #include <functional>
@@ -10,8 +12,8 @@
 #include <string>
 
 #include "core/tls_context.h"
-#include "dns/address_policy.h"
 #include "dns/resolver.h"
+#include "smtp/session.h"
 #include "store/mailboxes.h"
 
 namespace deliverd::admin {
@@ -38,21 +40,25 @@ struct MailboxTestResult {
 
 struct MailboxProberConfig {
   int timeout_ms = 12000;  // for each of the SMTP and IMAP checks (both fit the 30 s handler deadline)
-  std::string helo_name = "localhost";
+  // Client TLS for both checks: the system CAs plus [smtp] ca_file, as deliveries use.
+  std::shared_ptr<core::TlsContext> tls;
+  // The daemon's session settings (timeouts, HELO name, the plaintext-AUTH lab override); the
+  // mailbox's security and credentials are applied with smtp::submission_config, as for a send.
+  smtp::SessionConfig smtp;
 };
 
-// Lives on one loop; the resolver, policy and TLS context must outlive it.
+// Lives on one loop; the resolver must outlive it and every check it started.
 class MailboxProber {
  public:
-  MailboxProber(uv_loop_t* loop, dns::Resolver* resolver, const dns::AddressPolicy* policy,
-                std::shared_ptr<core::TlsContext> tls_client, MailboxProberConfig config = {});
+  MailboxProber(uv_loop_t* loop, dns::Resolver* resolver, MailboxProberConfig config);
+  // `done` is called exactly once; it may be called before probe() returns (port policy).
   void probe(const MailboxProbeRequest& req, std::function<void(MailboxTestResult)> done);
+  // On reload: later checks use these settings; checks under way keep theirs.
+  void reconfigure(MailboxProberConfig config) { config_ = std::move(config); }
 
  private:
   uv_loop_t* loop_;
   dns::Resolver* resolver_;
-  const dns::AddressPolicy* policy_;
-  std::shared_ptr<core::TlsContext> tls_;
   MailboxProberConfig config_;
 };
 

@@ -112,12 +112,17 @@ App::App(Config cfg) : cfg_(std::move(cfg)) {
 
 smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m) const {
   smtp::SessionConfig s = session_config_;
-  s.security = smtp::security_from_name(m.security).value_or(smtp::Security::StartTls);
-  s.tls_policy = smtp::TlsPolicy::Required;  // a mailbox's own server: its certificate must check out
   s.tls = tls_;
-  s.relay = true;
-  s.auth = smtp::Credentials{m.username, m.password, m.oauth_token};
-  return s;
+  return smtp::submission_config(std::move(s), smtp::security_from_name(m.security).value_or(smtp::Security::StartTls),
+                                 smtp::Credentials{m.username, m.password, m.oauth_token});
+}
+
+// The connection test runs the sessions deliveries run: same settings, same TLS trust.
+admin::MailboxProberConfig App::prober_config() const {
+  admin::MailboxProberConfig pc;
+  pc.tls = tls_;
+  pc.smtp = session_config_;
+  return pc;
 }
 
 smtp::PoolConfig App::pool_config() const {
@@ -325,9 +330,7 @@ bool App::start() {
 
 // The /v1 admin API (docs/admin-api.md) on the admin listener, over the daemon's own parts.
 void App::start_api() {
-  admin::MailboxProberConfig pc;
-  pc.helo_name = cfg_.hostname;
-  prober_ = std::make_unique<admin::MailboxProber>(&loop_, resolver_, policy_.get(), tls_, pc);
+  prober_ = std::make_unique<admin::MailboxProber>(&loop_, resolver_, prober_config());
   admin::ApiDeps deps;
   deps.loop = &loop_;
   deps.pg = pg_;
@@ -504,6 +507,7 @@ void App::reload() {
   session_config_ = session_config(cfg_);
   if (pool_) pool_->reconfigure(pool_config());
   if (mx_) mx_->reconfigure(mx_config());
+  if (prober_) prober_->reconfigure(prober_config());
   mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
   core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
   if (notifier_) notifier_->ready("configuration reloaded");

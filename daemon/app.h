@@ -29,6 +29,7 @@ namespace deliverd {
 namespace admin {
 class HttpServer;
 class MailboxProber;
+struct MailboxProberConfig;
 class Router;
 }  // namespace admin
 namespace dns {
@@ -93,6 +94,7 @@ class App {
   smtp::SessionConfig mailbox_session_config(const store::Mailbox& m) const;
   smtp::PoolConfig pool_config() const;  // from cfg_, at start and on reload
   smtp::MxConfig mx_config() const;
+  admin::MailboxProberConfig prober_config() const;
   std::shared_ptr<core::TlsContext> tls_;       // SMTP client TLS: system CAs + [smtp] ca_file
   std::unique_ptr<smtp::SessionPool> pool_;     // connection reuse per mailbox / MX domain
   std::unique_ptr<smtp::MxDelivery> mx_;        // mailboxes in mode "mx"

@@ -118,12 +118,20 @@ std::optional<TlsPolicy> tls_policy_from_name(std::string_view s) {
   return std::nullopt;
 }
 
+SessionConfig submission_config(SessionConfig base, Security security, Credentials auth) {
+  base.security = security;
+  base.tls_policy = TlsPolicy::Required;  // a mailbox's own server: its certificate must check out
+  base.relay = true;
+  base.auth = std::move(auth);
+  return base;
+}
+
 Session::Guard::~Guard() {
   if (--s->depth_ == 0 && s->finished_) delete s;
 }
 
-Session::Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, Envelope env, Done done,
-                 SessionHooks hooks)
+Session::Session(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host, Envelope env,
+                 Done done, SessionHooks hooks)
     : cfg_(cfg),
       host_(std::move(host)),
       env_(std::move(env)),
@@ -133,44 +141,55 @@ Session::Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, En
       total_timer_(loop),
       parser_(ReplyLimits{cfg.max_reply_line, cfg.max_reply_bytes}) {
   metrics().active.inc();
+  int port = 0;
+  ip_ = address_string(vetted_addr, &port);
+  in_transaction_ = true;
+  if (cfg_.tls_name.empty()) cfg_.tls_name = host_;
+  // The resumption key names the peer exactly: the certificate name and the address connected to.
+  tls_key_ = cfg_.tls_name + "@" + ip_ + ":" + std::to_string(port);
 }
 
 Session::~Session() { metrics().active.dec(); }
 
 Session* Session::start(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host_name,
                         Envelope env, Done done, SessionHooks hooks) {
-  auto* s = new Session(loop, cfg, std::move(host_name), std::move(env), std::move(done), std::move(hooks));
-  int port = 0;
-  s->ip_ = address_string(vetted_addr, &port);
-  s->in_transaction_ = true;
-  if (s->cfg_.tls_name.empty()) s->cfg_.tls_name = s->host_;
-  // The resumption key names the peer exactly: the certificate name and the address connected to.
-  s->tls_key_ = s->cfg_.tls_name + "@" + s->ip_ + ":" + std::to_string(port);
-  // Failures found here are reported from the loop, so `done` never runs inside start().
-  auto fail_soon = [s](core::Status st, std::string reason, std::string detail) {
-    s->phase_timer_->start(0, [s, st, reason, detail] {
-      Guard g(s);
-      s->fail(st, reason, detail);
-    });
-  };
+  auto* s =
+      new Session(loop, cfg, vetted_addr, std::move(host_name), std::move(env), std::move(done), std::move(hooks));
   if (!safe_path(s->env_.mail_from) || s->env_.rcpt_to.empty() || !safe_path(s->env_.rcpt_to)) {
-    fail_soon(core::Status::Rejected, "invalid_envelope", "envelope address contains forbidden characters");
+    s->fail_soon(core::Status::Rejected, "invalid_envelope", "envelope address contains forbidden characters");
     return s;
   }
-  if (cfg.security != Security::None && !cfg.tls) {
-    fail_soon(core::Status::Failed, "tls_unconfigured", "TLS requested but no TLS context given");
-    return s;
-  }
-  s->total_timer_->start(cfg.total_ms, [s] {
-    Guard g(s);
-    if (!s->in_transaction_) return s->close_session();
-    s->fail(core::Status::Deferred, "session_timeout", "session exceeded " + std::to_string(s->cfg_.total_ms) + " ms");
-  });
-  s->stream_ = core::TcpStream::create(loop, s);
-  s->enter(Phase::Connect);
-  if (int rc = s->stream_->connect(vetted_addr); rc != 0)
-    fail_soon(core::Status::Deferred, io_reason(rc), uv_strerror(rc));
+  s->open(loop, vetted_addr);
   return s;
+}
+
+Session* Session::probe(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host_name,
+                        Done done) {
+  auto* s = new Session(loop, cfg, vetted_addr, std::move(host_name), Envelope{}, std::move(done), SessionHooks{});
+  s->probe_ = true;
+  s->open(loop, vetted_addr);
+  return s;
+}
+
+void Session::fail_soon(core::Status status, std::string reason, std::string detail) {
+  phase_timer_->start(0, [this, status, reason = std::move(reason), detail = std::move(detail)] {
+    Guard g(this);
+    fail(status, reason, detail);
+  });
+}
+
+void Session::open(uv_loop_t* loop, const sockaddr* vetted_addr) {
+  if (cfg_.security != Security::None && !cfg_.tls)
+    return fail_soon(core::Status::Failed, "tls_unconfigured", "TLS requested but no TLS context given");
+  total_timer_->start(cfg_.total_ms, [this] {
+    Guard g(this);
+    if (!in_transaction_) return close_session();
+    fail(core::Status::Deferred, "session_timeout", "session exceeded " + std::to_string(cfg_.total_ms) + " ms");
+  });
+  stream_ = core::TcpStream::create(loop, this);
+  enter(Phase::Connect);
+  if (int rc = stream_->connect(vetted_addr); rc != 0)
+    fail_soon(core::Status::Deferred, io_reason(rc), uv_strerror(rc));
 }
 
 void Session::abort(std::string why) {
@@ -376,11 +395,26 @@ void Session::after_ehlo() {
     }
   }
   if (!cfg_.auth.empty()) return start_auth();
+  if (probe_) return probe_passed(core::Reply{});
   start_transaction();
+}
+
+bool Session::credentials_protected() const {
+  if (cfg_.allow_plaintext_auth) return true;
+  return tls_on_ && stream_ && stream_->tls_info().verified;
 }
 
 void Session::start_auth() {
   const Credentials& c = cfg_.auth;
+  if (!credentials_protected()) {
+    // Plaintext, or opportunistic TLS that anyone in the path could have terminated: a secret
+    // sent now could be read. Nothing of it leaves the process.
+    enter(Phase::Auth);
+    send("QUIT\r\n");
+    return fail(core::Status::Failed, "auth_needs_tls",
+                "credentials are sent only over TLS with a verified certificate, and this connection has none", {},
+                std::string(to_string(Fault::PolicyAuth)));
+  }
   std::string cmd;
   if (!c.oauth_token.empty()) {
     if (caps_.supports_auth("XOAUTH2")) {
@@ -411,7 +445,7 @@ void Session::start_auth() {
 
 void Session::auth_reply(const core::Reply& r) {
   // RFC 4954 says 235; like Postfix's client, any 2xx counts (Postfix's own smtp-sink says 250).
-  if (r.code / 100 == 2) return start_transaction();
+  if (r.code / 100 == 2) return probe_ ? probe_passed(r) : start_transaction();
   if (r.code == 334) {
     ++auth_step_;
     if (auth_mech_ == "LOGIN" && auth_step_ == 1) {
@@ -471,6 +505,16 @@ void Session::succeed(const core::Reply& r) {
   o.reply = r;
   o.fault = to_string(Fault::Success);
   report(std::move(o), true);
+}
+
+void Session::probe_passed(const core::Reply& r) {
+  core::Outcome o;
+  o.status = core::Status::Delivered;  // nothing was sent: this server would take mail from us
+  o.phase = to_string(phase_);
+  o.reason = "probe_passed";
+  o.reply = r;
+  o.fault = to_string(Fault::Success);
+  report(std::move(o), true);  // then QUIT, as after a message
 }
 
 void Session::fail_reply(const core::Reply& r, std::string reason) {

@@ -4,6 +4,9 @@
 // naming the phase. Covers implicit TLS (RFC 8314) and STARTTLS (RFC 3207), AUTH PLAIN / LOGIN /
 // XOAUTH2, PIPELINING (RFC 2920) for MAIL/RCPT/DATA, SIZE, 8BITMIME and SMTPUTF8. With
 // SessionHooks::idle set, a connection outlives its first message and can carry more (RSET first).
+// Session::probe() runs the same exchange up to AUTH and says QUIT: the mailbox connection test.
+// Credentials go only over TLS whose certificate was verified (SessionConfig::allow_plaintext_auth
+// is the lab override).
 #include <uv.h>
 
 #include <array>
@@ -93,7 +96,16 @@ struct SessionConfig {
   Credentials auth;                       // empty: no AUTH
   bool pipelining = true;                 // pipeline MAIL/RCPT/DATA when the server offers it
   bool relay = true;                      // the server is the mailbox's own (fault attribution, classifier.h)
+  // Lab rigs only: AUTH on a connection without verified TLS. Otherwise such a session ends
+  // failed/auth_needs_tls before any credential is sent.
+  bool allow_plaintext_auth = false;
 };
+
+// A session to a mailbox's own submission server (relay mode): TLS as the mailbox says with the
+// certificate always verified for the host name, and the mailbox's credentials. base carries the
+// daemon's settings (timeouts, HELO name, TLS context). Deliveries and the connection test both
+// build their sessions here.
+SessionConfig submission_config(SessionConfig base, Security security, Credentials auth);
 
 struct Envelope {
   std::string mail_from, rcpt_to;
@@ -119,6 +131,14 @@ class Session final : private core::StreamHandler {
   static Session* start(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host_name,
                         Envelope env, Done done, SessionHooks hooks = {});
 
+  // The connection test: connect, banner, EHLO, TLS as configured, AUTH when cfg.auth is set, then
+  // QUIT; no message. `done` is called exactly once, never from inside probe(): status delivered
+  // with reason "probe_passed" (phase auth, or ehlo without credentials) when the server would
+  // take mail from us, else the failure exactly as a delivery would have met it. The session
+  // frees itself after QUIT; the pointer is valid only until done.
+  static Session* probe(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host_name,
+                        Done done);
+
   // Ends promptly: the current message (if any) ends deferred, reason "aborted"; then closes.
   void abort(std::string why);
   // Next message on an idle connection: RSET, then MAIL/RCPT/DATA.
@@ -133,8 +153,12 @@ class Session final : private core::StreamHandler {
   const EhloCapabilities& capabilities() const { return caps_; }
 
  private:
-  Session(uv_loop_t* loop, const SessionConfig& cfg, std::string host, Envelope env, Done done, SessionHooks hooks);
+  Session(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host, Envelope env,
+          Done done, SessionHooks hooks);
   ~Session() override;
+  void open(uv_loop_t* loop, const sockaddr* vetted_addr);  // arms the session timer and connects
+  // Failures found before the loop runs are reported from it, so `done` never runs inside start().
+  void fail_soon(core::Status status, std::string reason, std::string detail);
 
   // StreamHandler
   void on_connected(int status) override;
@@ -147,6 +171,8 @@ class Session final : private core::StreamHandler {
   void after_ehlo();
   void start_auth();
   void auth_reply(const core::Reply& r);
+  bool credentials_protected() const;  // TLS with a verified certificate, or the lab override
+  void probe_passed(const core::Reply& r);
   void start_transaction();
   void start_tls();
   void send(std::string bytes);
@@ -182,6 +208,7 @@ class Session final : private core::StreamHandler {
   bool tls_on_ = false;
   bool pipelined_ = false;  // the current MAIL/RCPT/DATA went out as one group
   bool in_transaction_ = false;
+  bool probe_ = false;  // Session::probe(): stop after AUTH (or EHLO), no transaction
   size_t messages_ = 0;
   int depth_ = 0;
   bool closing_ = false;   // QUIT sent or connection ending; no more messages

@@ -4,8 +4,11 @@
 
 #include "dns/address_policy.h"
 #include "dns/resolver.h"
+#include "smtp/session.h"
 #include "tests/integration/admin/api_fixture.h"
 #include "tests/integration/fixtures/aiosmtpd_server.h"
+#include "tests/integration/fixtures/imap_stub.h"
+#include "tests/integration/fixtures/scripted_smtp_server.h"
 #include "tests/integration/fixtures/test_ca.h"
 
 namespace deliverd::admin::testing {
@@ -13,35 +16,50 @@ namespace {
 
 constexpr int kSubmissionPort = 2525;  // one the port policy allows; peers differ by address
 
+deliverd::testing::TestCa& test_ca() {
+  static deliverd::testing::TestCa ca;  // one CA per binary: key generation is not free
+  return ca;
+}
+
+std::shared_ptr<core::TlsContext> client_tls(const std::string& ca_file) {
+  core::TlsClientOptions topts;
+  if (!ca_file.empty()) {
+    topts.ca_file = ca_file;
+    topts.use_system_roots = false;
+  }
+  auto tls = core::TlsContext::client(topts);
+  EXPECT_TRUE(tls) << tls.error();
+  return *tls;
+}
+
 class ProbeTest : public ApiTest {
  public:
-  // The real prober, with loopback allowed (as a test's allow_private_targets would) or not.
-  void use_prober(std::vector<std::string> allow, const std::string& ca_file = "") {
+  // The real prober, with loopback allowed (as a test's allow_private_targets would) or not. It
+  // trusts the test CA, which signs every submission server's certificate.
+  void use_prober(std::vector<std::string> allow, const std::string& ca_file = test_ca().ca_file()) {
     auto policy = dns::AddressPolicy::create(allow);
     ASSERT_TRUE(policy) << policy.error();
     policy_ = std::make_unique<dns::AddressPolicy>(*policy);
     resolver_ = dns::Resolver::create(&loop_, dns::ResolverConfig{}, policy_.get());
-    core::TlsClientOptions topts;
-    if (!ca_file.empty()) {
-      topts.ca_file = ca_file;
-      topts.use_system_roots = false;
-    }
-    auto tls = core::TlsContext::client(topts);
-    ASSERT_TRUE(tls) << tls.error();
     MailboxProberConfig cfg;
     cfg.timeout_ms = 10000;
-    prober_ = std::make_unique<MailboxProber>(&loop_, resolver_, policy_.get(), *tls, cfg);
+    cfg.tls = client_tls(ca_file);
+    prober_ = std::make_unique<MailboxProber>(&loop_, resolver_, cfg);
     deps_.test_mailbox = [this](const MailboxProbeRequest& r, std::function<void(MailboxTestResult)> done) {
       prober_->probe(r, std::move(done));
     };
     on_stop_ = [this] { resolver_->close(); };
   }
 
-  // aiosmtpd on the submission port of a loopback address of its own.
+  // aiosmtpd on the submission port of a loopback address of its own, STARTTLS before AUTH with
+  // a certificate for that address (credentials never travel in plaintext).
   static deliverd::testing::AiosmtpdServer::Options submission_server() {
     deliverd::testing::AiosmtpdServer::Options o;
     o.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
     o.port = kSubmissionPort;
+    auto cert = test_ca().issue("smtp", {o.host}, 2);
+    o.cert_file = cert.cert_file;
+    o.key_file = cert.key_file;
     return o;
   }
 
@@ -57,7 +75,7 @@ class ProbeTest : public ApiTest {
   static std::string mailbox(const std::string& id, const std::string& host, int port, const std::string& password) {
     return R"({"id": ")" + id + R"(", "email": "alice@acme.example", "smtp_host": ")" + host + R"(", "smtp_port": )" +
            std::to_string(port) +
-           R"(, "security": "none", "username": "alice@acme.example",)"
+           R"(, "security": "starttls", "username": "alice@acme.example",)"
            R"( "password": ")" +
            password + R"("})";
   }
@@ -111,33 +129,12 @@ TEST_F(ProbeTest, GoodCredentialsAreSavedWrongOnesAndRefusedTargetsAreNot) {
   EXPECT_EQ(smtp.message_count(), 0u);  // a test never sends mail
 }
 
-// tests/integration/admin/imap_stub.py on a loopback address: port 143 speaks STARTTLS, 993 TLS
-// from the first byte.
-class ImapStub {
- public:
-  ImapStub(const deliverd::testing::TestCa::Cert& cert, const std::string& host, int port = 143) {
-    const char* src = std::getenv("DELIVERD_SOURCE_DIR");
-    std::string script = std::string(src ? src : ".") + "/tests/integration/admin/imap_stub.py";
-    std::vector<std::string> argv = {"/usr/bin/python3", script, "--host", host, "--port", std::to_string(port),
-                                     "--cert", cert.cert_file, "--key", cert.key_file, "--user", "alice",
-                                     "--password", "imap-pass", "--dir", dir_.path()};
-    if (port == 993) argv.push_back("--implicit-tls");
-    proc_ = deliverd::testing::Process(argv, dir_.file("stub.log"));
-    if (!deliverd::testing::wait_for_ready_file(proc_, dir_.file("ready"), 15000))
-      throw std::runtime_error("imap_stub did not start: " + deliverd::testing::read_file(dir_.file("stub.log")));
-  }
-  ~ImapStub() { proc_.stop(1000); }
-  std::string log() const { return deliverd::testing::read_file(dir_.file("imap.log")); }
-
- private:
-  deliverd::testing::TempDir dir_{"deliverd-imap"};
-  deliverd::testing::Process proc_;
-};
+using deliverd::testing::ImapStub;
 
 TEST_F(ProbeTest, ImapLoginIsCheckedOverStartTls) {
   auto o = submission_server();
   deliverd::testing::AiosmtpdServer smtp(o);
-  deliverd::testing::TestCa ca;
+  auto& ca = test_ca();
   std::string imap_ip = deliverd::testing::free_loopback_ip(143);
   ImapStub imap(ca.issue("imap", {imap_ip}, 2), imap_ip);
   use_prober({"127.0.0.0/8"}, ca.ca_file());
@@ -163,7 +160,7 @@ TEST_F(ProbeTest, ImapLoginIsCheckedOverStartTls) {
 TEST_F(ProbeTest, ImapLoginIsCheckedOverImplicitTlsOn993) {
   auto o = submission_server();
   deliverd::testing::AiosmtpdServer smtp(o);
-  deliverd::testing::TestCa ca;
+  auto& ca = test_ca();
   std::string good_ip = deliverd::testing::free_loopback_ip(993);
   ImapStub good(ca.issue("imap", {good_ip}, 2), good_ip, 993);
   // A certificate for another name: the TLS step must refuse it before any LOGIN is sent.
@@ -207,6 +204,182 @@ TEST_F(ProbeTest, PrivateAddressIsRefusedBySsrfPolicy) {
   });
   EXPECT_EQ(scalar("SELECT count(*) FROM mailboxes"), "0");
   EXPECT_TRUE(smtp.auth_log().empty());
+}
+
+// The prober and the delivery session are one client: the tests below run the prober without the
+// API against the scripted server, whose log of received lines shows what reached the server.
+struct ScriptedSubmission {
+  explicit ScriptedSubmission(const std::string& steps, const std::string& cert_label = "")
+      : ip(deliverd::testing::free_loopback_ip(kSubmissionPort)),
+        server(
+            script(steps, cert_label.empty() ? std::vector<std::string>{} : std::vector<std::string>{ip}, cert_label),
+            {ip, kSubmissionPort}) {}
+  // TLS (STARTTLS) with a certificate for `names`; no names: a plaintext server.
+  static std::string script(const std::string& steps, const std::vector<std::string>& names, const std::string& label) {
+    if (label.empty()) return R"({"steps": )" + steps + "}";
+    auto cert = test_ca().issue(label, names, 2);
+    return R"({"tls": {"cert": ")" + cert.cert_file + R"(", "key": ")" + cert.key_file + R"("}, "steps": )" + steps +
+           "}";
+  }
+  bool received(const std::string& prefix) const {
+    for (const auto& c : server.commands())
+      if (c.rfind(prefix, 0) == 0) return true;
+    return false;
+  }
+  std::string ip;
+  deliverd::testing::ScriptedSmtpServer server;
+};
+
+constexpr const char* kEhloWithAuth =
+    R"(["250-scripted.test", "250-STARTTLS", "250-AUTH PLAIN LOGIN XOAUTH2", "250 ENHANCEDSTATUSCODES"])";
+
+store::Mailbox submission_mailbox(const std::string& host, const std::string& security) {
+  store::Mailbox m;
+  m.id = "mbx_probe";
+  m.account = "acct_a";
+  m.email = "alice@acme.example";
+  m.smtp_host = host;
+  m.smtp_port = kSubmissionPort;
+  m.security = security;
+  m.username = "alice@acme.example";
+  m.password = "s3cret-pass";
+  return m;
+}
+
+// One connection test on a loop of its own; loopback allowed.
+MailboxTestResult probe_once(const store::Mailbox& m, bool allow_plaintext_auth = false) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  auto policy = dns::AddressPolicy::create({"127.0.0.0/8"});
+  EXPECT_TRUE(policy);
+  dns::Resolver* resolver = dns::Resolver::create(&loop, dns::ResolverConfig{}, &*policy);
+  MailboxProberConfig cfg;
+  cfg.timeout_ms = 10000;
+  cfg.tls = client_tls(test_ca().ca_file());
+  cfg.smtp.allow_plaintext_auth = allow_plaintext_auth;
+  MailboxProber prober(&loop, resolver, cfg);
+  MailboxTestResult result;
+  int calls = 0;
+  prober.probe(MailboxProbeRequest{m, {}}, [&](MailboxTestResult r) {
+    result = std::move(r);
+    ++calls;
+    resolver->close();
+  });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  EXPECT_EQ(calls, 1);
+  return result;
+}
+
+// The same server and mailbox through the delivery path: what a send would meet.
+core::Outcome deliver_once(const ScriptedSubmission& srv, const store::Mailbox& m) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  smtp::SessionConfig base;
+  base.tls = client_tls(test_ca().ca_file());
+  auto cfg = smtp::submission_config(base, *smtp::security_from_name(m.security),
+                                     smtp::Credentials{m.username, m.password, m.oauth_token});
+  sockaddr_in addr{};
+  uv_ip4_addr(srv.ip.c_str(), kSubmissionPort, &addr);
+  core::Outcome out;
+  smtp::Session::start(&loop, cfg, reinterpret_cast<const sockaddr*>(&addr), srv.ip,
+                       smtp::Envelope{m.email, "bob@example.org", "Subject: hi\r\n\r\nhello\r\n"},
+                       [&](const core::Outcome& o) { out = o; });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  return out;
+}
+
+TEST(ProbeSession, AuthAnsweredWith250PassesTheProbeAsItPassesDelivery) {
+  ScriptedSubmission srv(R"({"EHLO": )" + std::string(kEhloWithAuth) + R"(, "*": "250 2.7.0 authenticated"})", "smtp");
+  auto m = submission_mailbox(srv.ip, "starttls");
+  auto r = probe_once(m);
+  EXPECT_TRUE(r.ok) << r.step << ": " << r.message << srv.server.log();
+  EXPECT_EQ(r.step, "");
+  EXPECT_TRUE(srv.received("AUTH PLAIN "));
+  EXPECT_TRUE(srv.received("QUIT"));
+  EXPECT_FALSE(srv.received("MAIL")) << "a connection test never sends mail";
+  auto o = deliver_once(srv, m);
+  EXPECT_EQ(o.status, core::Status::Delivered) << o.phase << "/" << o.reason << " " << o.detail;
+}
+
+TEST(ProbeSession, PlaintextAuthIsRefusedAndThePasswordNeverArrives) {
+  ScriptedSubmission srv(R"({"EHLO": ["250-plain.test", "250 AUTH PLAIN LOGIN"], "*": "235 2.7.0 ok"})");
+  auto m = submission_mailbox(srv.ip, "none");
+  auto r = probe_once(m);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.step, "auth");
+  EXPECT_NE(r.message.find("TLS"), std::string::npos) << r.message;
+  // The delivery session refuses the same way, with a reason that says why.
+  auto o = deliver_once(srv, m);
+  EXPECT_EQ(o.status, core::Status::Failed);
+  EXPECT_EQ(o.phase, "auth");
+  EXPECT_EQ(o.reason, "auth_needs_tls");
+  EXPECT_EQ(o.fault, "policy_auth");
+  std::string received;
+  for (const auto& c : srv.server.commands()) received += c + "\n";
+  EXPECT_EQ(received.find("AUTH"), std::string::npos) << received;
+  EXPECT_EQ(received.find("s3cret-pass"), std::string::npos) << received;
+  EXPECT_EQ(received.find("czNjcmV0LXBhc3M"), std::string::npos) << received;  // base64 of it
+  EXPECT_EQ(received.find("AGFsaWNl"), std::string::npos) << received;         // AUTH PLAIN's "\0alice"
+  // The lab override sends it.
+  r = probe_once(m, true);
+  EXPECT_TRUE(r.ok) << r.step << ": " << r.message;
+  EXPECT_TRUE(srv.received("AUTH PLAIN "));
+}
+
+TEST(ProbeSession, StartTlsRefusalStopsAtTlsBeforeAnyAuth) {
+  ScriptedSubmission srv(
+      R"({"EHLO": )" + std::string(kEhloWithAuth) + R"(, "STARTTLS": "454 4.7.0 TLS not available"})", "smtp");
+  auto r = probe_once(submission_mailbox(srv.ip, "starttls"));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.step, "tls");
+  EXPECT_NE(r.message.find("454"), std::string::npos) << r.message;
+  EXPECT_TRUE(srv.received("STARTTLS"));
+  EXPECT_FALSE(srv.received("AUTH"));
+}
+
+TEST(ProbeSession, StartTlsNotOfferedStopsAtTls) {
+  ScriptedSubmission srv(R"({"EHLO": ["250-plain.test", "250 AUTH PLAIN LOGIN"]})");
+  auto r = probe_once(submission_mailbox(srv.ip, "starttls"));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.step, "tls");
+  EXPECT_NE(r.message.find("STARTTLS"), std::string::npos) << r.message;
+  EXPECT_FALSE(srv.received("AUTH"));
+}
+
+TEST(ProbeSession, CertificateForAnotherNameStopsAtTlsBeforeAnyAuth) {
+  deliverd::testing::TestCa& ca = test_ca();
+  std::string ip = deliverd::testing::free_loopback_ip(kSubmissionPort);
+  auto other = ca.issue("smtp-other", {"192.0.2.7"}, 2);
+  deliverd::testing::ScriptedSmtpServer server(R"({"tls": {"cert": ")" + other.cert_file + R"(", "key": ")" +
+                                                   other.key_file + R"("}, "steps": {"EHLO": )" + kEhloWithAuth + "}}",
+                                               {ip, kSubmissionPort});
+  auto r = probe_once(submission_mailbox(ip, "starttls"));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.step, "tls");
+  EXPECT_NE(r.message.find("TLS handshake failed"), std::string::npos) << r.message;
+  for (const auto& c : server.commands()) EXPECT_EQ(c.rfind("AUTH", 0), std::string::npos) << c;
+}
+
+TEST(ProbeSession, XOAuth2ErrorChallengeIsAnsweredThenReportedAsAuth) {
+  // Google's way: 334 with a base64 JSON error, and the final 535 only after an empty line.
+  ScriptedSubmission srv(R"({"EHLO": )" + std::string(kEhloWithAuth) +
+                             R"(, "*": [{"reply": "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=", "times": 1},)"
+                             R"( "535 5.7.8 Username and Password not accepted"]})",
+                         "smtp");
+  auto m = submission_mailbox(srv.ip, "starttls");
+  m.password.clear();
+  m.oauth_token = "ya29.expired";
+  auto r = probe_once(m);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.step, "auth");
+  EXPECT_NE(r.message.find("535"), std::string::npos) << r.message;
+  auto cmds = srv.server.commands();
+  size_t i = 0;
+  while (i < cmds.size() && cmds[i].rfind("AUTH XOAUTH2 ", 0) != 0) ++i;
+  ASSERT_LT(i + 1, cmds.size()) << srv.server.log();
+  EXPECT_EQ(cmds[i + 1], "");  // the empty line that asks for the final reply
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""A minimal IMAP4rev1 server for the mailbox probe tests: greeting, CAPABILITY, STARTTLS (143) or
-TLS on connect (993), LOGIN for one account (only over TLS), LOGOUT. Logs "LOGIN user ok|fail"."""
+"""A minimal IMAP4rev1 server for the mailbox probe and IMAP client tests: greeting, CAPABILITY,
+STARTTLS (143) or TLS on connect (993), LOGIN for one account (only over TLS), SELECT of an empty
+INBOX, NOOP, IDLE, LOGOUT. Logs "LOGIN user ok|fail" and every command verb. Faults on demand:
+--close-on VERB drops the connection when VERB arrives; --bye-on VERB answers it with
+"* BYE [UNAVAILABLE]" and closes."""
 import argparse
 import os
 import shlex
@@ -19,6 +22,8 @@ def main():
     ap.add_argument("--password", required=True)
     ap.add_argument("--implicit-tls", action="store_true")
     ap.add_argument("--dir", required=True)
+    ap.add_argument("--close-on", default="")
+    ap.add_argument("--bye-on", default="")
     args = ap.parse_args()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
@@ -55,6 +60,12 @@ def main():
             tag, _, rest = line.partition(" ")
             cmd, _, argstr = rest.partition(" ")
             cmd = cmd.upper()
+            log("CMD %s" % cmd)
+            if cmd == args.close_on.upper():
+                return
+            if cmd == args.bye_on.upper():
+                send("* BYE [UNAVAILABLE] Temporary problem, try again later")
+                return
             if cmd == "STARTTLS" and not state["tls"]:
                 send(tag + " OK begin TLS now")
                 state["sock"] = ctx.wrap_socket(state["sock"], server_side=True)
@@ -74,8 +85,24 @@ def main():
                 send(tag + " OK LOGOUT completed")
                 return
             elif cmd == "CAPABILITY":
-                send("* CAPABILITY IMAP4rev1")
+                send("* CAPABILITY IMAP4rev1 IDLE" if state["tls"] else "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED")
                 send(tag + " OK CAPABILITY completed")
+            elif cmd in ("SELECT", "EXAMINE"):
+                send("* 0 EXISTS")
+                send("* OK [UIDVALIDITY 42] UIDs valid")
+                send(tag + " OK [READ-WRITE] done")
+            elif cmd == "NOOP":
+                send(tag + " OK NOOP completed")
+            elif cmd == "IDLE":
+                send("+ idling")
+                while True:
+                    done = readline()
+                    if done is None:
+                        return
+                    log("CMD %s" % done.strip().upper())
+                    if done.strip().upper() == "DONE":
+                        break
+                send(tag + " OK IDLE terminated")
             else:
                 send(tag + " BAD unknown command")
 
