@@ -78,8 +78,6 @@ std::optional<std::string> read_int(const JsonObject& o, const std::string& k, i
 std::optional<std::string> read_bool(const JsonObject& o, const std::string& k, bool& out);
 
 std::map<std::string, std::string> parse_query(std::string_view query);
-// %XX decoding ('+' stays '+': paths are not forms); nullopt when malformed or decoding to NUL.
-std::optional<std::string> percent_decode(std::string_view s);
 // A path parameter, decoded; "" when missing or malformed.
 std::string path_param(const Request& req, std::string_view name);
 

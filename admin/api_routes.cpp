@@ -7,6 +7,7 @@
 #include "admin/api_internal.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/percent.h"
 #include "store/audit_log.h"
 
 namespace deliverd::admin {
@@ -166,29 +167,6 @@ std::optional<std::string> read_bool(const JsonObject& o, const std::string& k, 
   return std::nullopt;
 }
 
-std::optional<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  auto hexval = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    if (i + 2 >= s.size()) return std::nullopt;
-    int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return out;
-}
-
 std::map<std::string, std::string> parse_query(std::string_view query) {
   std::map<std::string, std::string> out;
   while (!query.empty()) {
@@ -196,8 +174,8 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
     std::string_view pair = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     size_t eq = pair.find('=');
-    auto k = percent_decode(pair.substr(0, eq));
-    auto v = percent_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    auto k = core::percent_decode(pair.substr(0, eq));
+    auto v = core::percent_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
     if (k && v && !k->empty()) out.emplace(*k, *v);
   }
   return out;
@@ -206,7 +184,7 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
 std::string path_param(const Request& req, std::string_view name) {
   const std::string* p = req.param(name);
   if (!p) return {};
-  return percent_decode(*p).value_or("");
+  return core::percent_decode(*p).value_or("");
 }
 
 }  // namespace detail

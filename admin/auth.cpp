@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/ascii.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "store/api_keys.h"
@@ -98,7 +99,7 @@ void Authenticator::authenticate(const Request& req, Callback cb) {
   const std::string* h = req.header("Authorization");
   if (!h) return refuse(ip, "", "missing", 401, "unauthorized", "an Authorization: Bearer key is required", cb);
   std::string_view v = trim(*h);
-  if (v.size() < 7 || !header_name_equal(v.substr(0, 7), "Bearer "))
+  if (v.size() < 7 || !core::istarts_with(v, "Bearer "))
     return refuse(ip, "", "malformed", 401, "unauthorized", "the Authorization header must be 'Bearer <key>'", cb);
   std::string token(trim(v.substr(7)));
   auto prefix = store::api_key_prefix(token);

@@ -1,8 +1,7 @@
 #include "admin/http_types.h"
 
 #include <algorithm>
-#include <cctype>
-
+#include "core/ascii.h"
 #include "core/json_writer.h"
 
 namespace deliverd::admin {
@@ -10,15 +9,9 @@ namespace {
 bool has_crlf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
 }  // namespace
 
-bool header_name_equal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-           return std::tolower(x) == std::tolower(y);
-         });
-}
-
 const std::string* Request::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
-    if (header_name_equal(k, name)) return &v;
+    if (core::iequals(k, name)) return &v;
   return nullptr;
 }
 

@@ -37,7 +37,6 @@ using Handler = std::function<void(const Request&, Respond)>;
 // {"error":{"code":"…","message":"…"}}
 Response json_error(int status, std::string_view code, std::string_view message);
 std::string_view reason_phrase(int status);
-bool header_name_equal(std::string_view a, std::string_view b);
 
 // The bytes on the wire. HEAD requests get headers only.
 std::string serialize_response(const Response& r, bool keep_alive, bool head_request, bool http10);

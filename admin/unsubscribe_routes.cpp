@@ -5,41 +5,15 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/ascii.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/percent.h"
 
 namespace deliverd::admin {
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = lower(c);
-  return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string form_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
+constexpr core::PercentDecoding kForm{.plus_is_space = true};
 
 bool urlencoded_one_click(std::string_view body) {
   while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.remove_suffix(1);
@@ -48,8 +22,8 @@ bool urlencoded_one_click(std::string_view body) {
     size_t amp = body.find('&', pos);
     std::string_view pair = body.substr(pos, amp == std::string_view::npos ? std::string_view::npos : amp - pos);
     size_t eq = pair.find('=');
-    if (eq != std::string_view::npos && form_decode(pair.substr(0, eq)) == "List-Unsubscribe" &&
-        form_decode(pair.substr(eq + 1)) == "One-Click")
+    if (eq != std::string_view::npos && core::percent_decode(pair.substr(0, eq), kForm) == "List-Unsubscribe" &&
+        core::percent_decode(pair.substr(eq + 1), kForm) == "One-Click")
       return true;
     if (amp == std::string_view::npos) break;
     pos = amp + 1;
@@ -59,7 +33,7 @@ bool urlencoded_one_click(std::string_view body) {
 
 // The boundary parameter of a multipart Content-Type, unquoted; "" if absent.
 std::string boundary_of(std::string_view content_type) {
-  std::string lc = to_lower(content_type);
+  std::string lc = core::ascii_lowercase(content_type);
   size_t at = lc.find("boundary=");
   if (at == std::string::npos) return "";
   std::string_view v = content_type.substr(at + 9);
@@ -83,7 +57,7 @@ bool multipart_one_click(std::string_view content_type, std::string_view body) {
     std::string_view part = body.substr(start, next - start);
     size_t hdr_end = part.find("\r\n\r\n");
     if (hdr_end != std::string_view::npos) {
-      std::string headers = to_lower(part.substr(0, hdr_end));
+      std::string headers = core::ascii_lowercase(part.substr(0, hdr_end));
       std::string_view value = part.substr(hdr_end + 4);
       while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.remove_suffix(1);
       bool named = headers.find("name=\"list-unsubscribe\"") != std::string::npos ||
@@ -150,7 +124,7 @@ struct Metrics {
 }  // namespace
 
 bool is_one_click_body(const std::string* content_type, const std::string& body) {
-  std::string ct = content_type ? to_lower(*content_type) : "";
+  std::string ct = content_type ? core::ascii_lowercase(*content_type) : "";
   if (ct.rfind("multipart/form-data", 0) == 0) return multipart_one_click(*content_type, body);
   // RFC 8058 mandates the POST body; some senders omit the Content-Type, so urlencoded is the default.
   return urlencoded_one_click(body);

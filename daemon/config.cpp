@@ -5,6 +5,7 @@
 #include <set>
 #include <toml++/toml.h>
 
+#include "core/ascii.h"
 #include "core/log.h"
 #include "queue/retry_policy.h"
 
@@ -145,7 +146,7 @@ std::string system_hostname() {
 bool valid_hostname(const std::string& h) {
   if (h.empty() || h.size() > 253) return false;
   for (char c : h)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.')) return false;
+    if (!(core::ascii_is_alnum(c) || c == '-' || c == '.')) return false;
   return h.front() != '.' && h.front() != '-' && h.back() != '.';
 }
 

@@ -1,9 +1,9 @@
 #include "daemon/delivery.h"
 
-#include <cctype>
 #include <charconv>
 #include <random>
 
+#include "core/ascii.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "daemon/app.h"
@@ -238,8 +238,7 @@ void Delivery::compose_and_send() {
   auto composed = smtp::compose(spec, now);
   if (!composed) return done(policy_outcome(core::Status::Rejected, "invalid_message", composed.error()));
   message_ = std::move(composed).value();
-  std::string from_domain = mailbox_.email.substr(mailbox_.email.rfind('@') + 1);
-  for (auto& ch : from_domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  std::string from_domain = core::ascii_lowercase(mailbox_.email.substr(mailbox_.email.rfind('@') + 1));
   if (auto signer = comp.signers.find(from_domain); signer != comp.signers.end()) {
     auto signed_message = signer->second.sign(message_, now);
     if (!signed_message) return done(policy_outcome(core::Status::Failed, "dkim_failed", signed_message.error()));

@@ -5,11 +5,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+
+#include "core/ascii.h"
 
 namespace deliverd::daemon {
 namespace {
@@ -73,14 +74,6 @@ int connect_to(const std::string& host, const std::string& port, Clock::time_poi
   }
   ::freeaddrinfo(res);
   return fd;
-}
-
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
-      return false;
-  return true;
 }
 
 // Decodes a chunked body; false if it is malformed.
@@ -165,8 +158,8 @@ HttpReply http_get(const std::string& admin_listen, const std::string& path, int
     line_start += 2;
     size_t line_end = head.find("\r\n", line_start);
     std::string_view line = head.substr(line_start, line_end == std::string_view::npos ? head.npos : line_end - line_start);
-    if (iequals_prefix(line, "transfer-encoding:") && line.find("chunked") != std::string_view::npos) chunked = true;
-    if (iequals_prefix(line, "content-length:")) {
+    if (core::istarts_with(line, "transfer-encoding:") && line.find("chunked") != std::string_view::npos) chunked = true;
+    if (core::istarts_with(line, "content-length:")) {
       size_t len = std::strtoul(std::string(line.substr(15)).c_str(), nullptr, 10);
       if (len < body.size()) body = body.substr(0, len);
     }

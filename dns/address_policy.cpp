@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "core/ascii.h"
+
 
 namespace deliverd::dns {
 
@@ -113,17 +115,6 @@ IpAddress from_v4_word(uint32_t a) {
   ip.bytes[2] = static_cast<uint8_t>(a >> 8);
   ip.bytes[3] = static_cast<uint8_t>(a);
   return ip;
-}
-
-bool ieq(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // One part of an inet_aton-style address: decimal, 0-prefixed octal or 0x-prefixed hex.
@@ -322,7 +313,7 @@ std::optional<sockaddr_storage> parse_ip_literal(std::string_view host) {
   if (host.front() == '[') {
     if (host.back() != ']') return std::nullopt;
     host = host.substr(1, host.size() - 2);
-    if (host.size() >= 5 && ieq(host.substr(0, 5), "ipv6:")) {
+    if (core::istarts_with(host, "ipv6:")) {
       host.remove_prefix(5);
       v6_tag = true;
     }

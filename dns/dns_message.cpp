@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/ascii.h"
+
 namespace deliverd::dns {
 
 namespace {
@@ -68,10 +70,10 @@ std::optional<std::string> normalize_host_name(std::string_view host) {
       out.push_back('.');
       continue;
     }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    bool ok = core::ascii_is_alnum(c) || c == '-' || c == '_';
     if (!ok) return std::nullopt;
     if (++label_len > 63) return std::nullopt;
-    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    out.push_back(core::ascii_lower(c));
   }
   if (label_len == 0) return std::nullopt;
   std::string_view last = std::string_view(out).substr(last_label_start);

@@ -1,5 +1,6 @@
 #include "policy/suppression_set.h"
 
+#include "core/hex.h"
 #include "store/suppressions.h"
 
 namespace deliverd::policy {
@@ -50,19 +51,9 @@ bool SuppressionSet::parse_notification(std::string_view p, Change& out) {
   std::string_view rest = p.substr(2);
   size_t bar = rest.find('|');
   if (bar != 64 || bar + 1 >= rest.size()) return false;
-  std::string sha;
-  sha.reserve(32);
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < 64; i += 2) {
-    int hi = nib(rest[i]), lo = nib(rest[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    sha.push_back(static_cast<char>(hi << 4 | lo));
-  }
-  out = {p[0] == 'I' ? Op::Insert : Op::Delete, std::string(rest.substr(65)), std::move(sha)};
+  auto sha = core::from_hex(rest.substr(0, 64));
+  if (!sha) return false;
+  out = {p[0] == 'I' ? Op::Insert : Op::Delete, std::string(rest.substr(65)), std::move(*sha)};
   return true;
 }
 

@@ -5,6 +5,8 @@
 #include <array>
 #include <cstring>
 
+#include "core/ascii.h"
+
 namespace deliverd::queue {
 namespace {
 
@@ -29,17 +31,6 @@ bool is_identifier(std::string_view s) {
   if (s.empty() || s.size() > kMaxIdLength) return false;
   for (unsigned char c : s)
     if (c < 0x21 || c > 0x7e) return false;
-  return true;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
   return true;
 }
 
@@ -280,9 +271,9 @@ class JobParser {
       const std::string name = "headers." + key.substr(0, 80);
       if (!is_header_name(key)) return error(name, "not a valid header name");
       for (auto reserved : kReservedHeaders)
-        if (iequals(key, reserved)) return error(name, "header is set by deliverd and may not be given");
+        if (core::iequals(key, reserved)) return error(name, "header is set by deliverd and may not be given");
       for (const auto& h : job_.headers)
-        if (iequals(h.first, key)) return error(name, "duplicate header");
+        if (core::iequals(h.first, key)) return error(name, "duplicate header");
       if (job_.headers.size() >= kMaxExtraHeaders)
         return error("headers", "more than " + std::to_string(kMaxExtraHeaders) + " headers");
       od::value& hv = f.value();
@@ -316,7 +307,7 @@ class JobParser {
         std::string s;
         if (!get_string(fv, "unsubscribe.mailto", s)) return false;
         // Producers write both "unsub@x" and "mailto:unsub@x"; we keep the bare address.
-        if (s.size() >= 7 && iequals(std::string_view(s).substr(0, 7), "mailto:")) s.erase(0, 7);
+        if (core::istarts_with(s, "mailto:")) s.erase(0, 7);
         if (has_cr_or_lf(s)) return error("unsubscribe.mailto", "must not contain CR or LF");
         if (s.size() > kMaxEmailLength || !is_plausible_email(s))
           return error("unsubscribe.mailto", "not a valid email address");

@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/percent.h"
 
 namespace deliverd::queue {
 namespace {
@@ -72,29 +73,6 @@ RedisReply connection_error(const std::string& reason) {
   return r;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out.push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return true;
-}
-
 bool parse_uint(std::string_view s, long max, long& out) {
   if (s.empty() || s.size() > 9) return false;
   out = 0;
@@ -135,10 +113,16 @@ core::Result<RedisConfig, std::string> parse_redis_url(std::string_view url) {
     std::string_view userinfo = authority.substr(0, at);
     authority = authority.substr(at + 1);
     const size_t colon = userinfo.find(':');
-    if (!percent_decode(userinfo.substr(0, colon), cfg.username))
-      return core::Err{std::string("redis URL: bad percent-encoding in user")};
-    if (colon != std::string_view::npos && !percent_decode(userinfo.substr(colon + 1), cfg.password))
-      return core::Err{std::string("redis URL: bad percent-encoding in password")};
+    // Passwords are bytes to Redis; only the URL's own syntax is decoded away.
+    constexpr core::PercentDecoding kBytes{.allow_nul = true};
+    auto user = core::percent_decode(userinfo.substr(0, colon), kBytes);
+    if (!user) return core::Err{std::string("redis URL: bad percent-encoding in user")};
+    cfg.username = std::move(*user);
+    if (colon != std::string_view::npos) {
+      auto password = core::percent_decode(userinfo.substr(colon + 1), kBytes);
+      if (!password) return core::Err{std::string("redis URL: bad percent-encoding in password")};
+      cfg.password = std::move(*password);
+    }
   }
 
   std::string_view host = authority, port;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "core/ascii.h"
+
 namespace deliverd::smtp {
 namespace {
 
@@ -36,15 +38,6 @@ constexpr std::array<KnownReply, 22> kKnown = {{
     {0, "", "sending limit", Fault::Mailbox, Status::Deferred, "sending_limit_text"},
 }};
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool icontains(std::string_view hay, std::string_view needle) {
-  if (needle.empty()) return true;
-  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
-                        [](char a, char b) { return lower(a) == lower(b); });
-  return it != hay.end();
-}
-
 bool recipient_phase(std::string_view phase) { return phase == "rcpt" || phase == "body"; }
 
 }  // namespace
@@ -76,7 +69,7 @@ Classification classify(const core::Reply& r, std::string_view phase, bool relay
   for (const auto& k : kKnown) {
     if (k.code != 0 && k.code != r.code) continue;
     if (!k.enhanced.empty() && k.enhanced != r.enhanced) continue;
-    if (!icontains(r.text, k.text)) continue;
+    if (!core::icontains(r.text, k.text)) continue;
     return {k.fault, k.status, k.rule};
   }
   bool permanent = r.code >= 500;

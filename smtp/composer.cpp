@@ -7,7 +7,10 @@
 #include <cstdint>
 #include <random>
 
+#include "core/ascii.h"
+#include "core/base64.h"
 #include "core/hex.h"
+#include "core/utf8.h"
 
 namespace deliverd::smtp {
 namespace {
@@ -15,17 +18,6 @@ namespace {
 constexpr size_t kMaxLine = 998;      // RFC 5322 2.1.1: MUST
 constexpr size_t kFoldAt = 78;        // RFC 5322 2.1.1: SHOULD
 constexpr size_t kWordBytes = 42;     // raw bytes per encoded word: "=?UTF-8?B?" + 56 + "?=" = 68 chars
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
-
-bool is_ascii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
 
 bool has_crlf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
 
@@ -37,7 +29,7 @@ bool has_control(std::string_view s) {
 }
 
 bool is_atext(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  if (core::ascii_is_alnum(c)) return true;
   return std::string_view("!#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;
 }
 
@@ -55,7 +47,7 @@ core::Result<core::Ok, std::string> check_address(std::string_view field, std::s
   auto err = [&](std::string_view why) { return core::Err{std::string(field) + ": " + std::string(why)}; };
   if (a.empty()) return err("missing");
   if (has_crlf(a)) return err("contains CR or LF");
-  if (!is_ascii(a)) return err("non-ASCII address needs SMTPUTF8 (not supported)");
+  if (!core::is_ascii(a)) return err("non-ASCII address needs SMTPUTF8 (not supported)");
   if (a.size() > 254) return err("longer than 254 characters");
   size_t at = a.rfind('@');
   if (at == std::string_view::npos) return err("missing '@'");
@@ -72,39 +64,8 @@ core::Result<core::Ok, std::string> check_address(std::string_view field, std::s
 core::Result<core::Ok, std::string> check_text(std::string_view field, std::string_view v) {
   if (has_crlf(v)) return core::Err{std::string(field) + ": contains CR or LF"};
   if (has_control(v)) return core::Err{std::string(field) + ": contains a control character"};
-  if (!is_valid_utf8(v)) return core::Err{std::string(field) + ": not valid UTF-8"};
+  if (!core::is_valid_utf8(v)) return core::Err{std::string(field) + ": not valid UTF-8"};
   return core::Ok{};
-}
-
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (size_t rest = in.size() - i; rest > 0) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-    if (rest == 2) v |= uint32_t(uint8_t(in[i + 1])) << 8;
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-size_t utf8_sequence_length(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if ((lead & 0xE0) == 0xC0) return 2;
-  if ((lead & 0xF0) == 0xE0) return 3;
-  if ((lead & 0xF8) == 0xF0) return 4;
-  return 1;  // invalid; callers validate first
 }
 
 // Header "Name: value", folded at spaces so lines stay near 78 where the words allow.
@@ -160,7 +121,7 @@ core::Result<std::string, std::string> mailbox_header(std::string_view header, s
                                                       std::string_view name, std::string_view email) {
   if (name.empty()) return std::string(header) + ": " + std::string(email) + "\r\n";
   if (auto r = check_text(name_field, name); !r) return core::Err{r.error()};
-  std::string phrase = is_ascii(name) ? quote_display_name(name) : encode_words(name);
+  std::string phrase = core::is_ascii(name) ? quote_display_name(name) : encode_words(name);
   std::string out = std::string(header) + ": " + phrase;
   // The address goes on its own folded line when the phrase is long, keeping lines short.
   out += (out.size() - out.rfind('\n') + email.size() + 3 > kFoldAt) ? "\r\n <" : " <";
@@ -174,8 +135,8 @@ bool is_structural(std::string_view name) {
   static constexpr std::string_view kReserved[] = {"from", "to", "subject", "date", "message-id", "mime-version",
                                                    "reply-to"};
   for (auto r : kReserved)
-    if (iequals(name, r)) return true;
-  return name.size() >= 8 && iequals(name.substr(0, 8), "content-");
+    if (core::iequals(name, r)) return true;
+  return core::istarts_with(name, "content-");
 }
 
 std::string random_hex(size_t bytes) {
@@ -221,31 +182,6 @@ std::string normalize_crlf(std::string_view text) {
 
 }  // namespace
 
-bool is_valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n = utf8_sequence_length(c);
-    if (n == 1 || i + n > s.size()) return false;
-    uint32_t cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
-    for (size_t k = 1; k < n; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8.
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    i += n;
-  }
-  return true;
-}
-
 std::string rfc5322_date(std::time_t t) {
   static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -265,14 +201,14 @@ std::string encode_words(std::string_view utf8) {
     // Whole characters only: RFC 2047 5 forbids splitting a character across encoded words.
     size_t end = i;
     while (end < utf8.size()) {
-      size_t n = utf8_sequence_length(static_cast<unsigned char>(utf8[end]));
+      size_t n = core::utf8_sequence_length(static_cast<unsigned char>(utf8[end]));
       if (end + n - i > kWordBytes || end + n > utf8.size()) break;
       end += n;
     }
     if (end == i) end = std::min(utf8.size(), i + 1);
     if (!out.empty()) out += "\r\n ";
     out += "=?UTF-8?B?";
-    out += base64(utf8.substr(i, end - i));
+    out += core::base64_encode(utf8.substr(i, end - i));
     out += "?=";
     i = end;
   }
@@ -387,13 +323,6 @@ std::string list_unsubscribe_value(const MessageSpec& m) {
   return v;
 }
 
-size_t ifind(std::string_view hay, std::string_view needle) {
-  if (needle.size() > hay.size()) return std::string_view::npos;
-  for (size_t i = hay.size() - needle.size() + 1; i-- > 0;)
-    if (iequals(hay.substr(i, needle.size()), needle)) return i;
-  return std::string_view::npos;
-}
-
 bool contains(std::string_view hay, std::string_view needle) {
   return !needle.empty() && hay.find(needle) != std::string_view::npos;
 }
@@ -430,7 +359,7 @@ std::string with_html_footer(const MessageSpec& m, std::string_view html) {
   std::string out(html);
   if (f.empty()) return out;
   f = "\n<div style=\"margin-top:24px;font-size:12px;color:#666\">" + f + "</div>\n";
-  size_t body_end = ifind(out, "</body>");
+  size_t body_end = core::irfind(out, "</body>");
   if (body_end == std::string::npos) out += f;
   else out.insert(body_end, f);
   return out;
@@ -439,8 +368,8 @@ std::string with_html_footer(const MessageSpec& m, std::string_view html) {
 bool is_reserved_extra(std::string_view name, bool campaign) {
   static constexpr std::string_view kAlso[] = {"cc", "bcc", "sender", "return-path", "dkim-signature", "received"};
   for (auto r : kAlso)
-    if (iequals(name, r)) return true;
-  if (campaign && (iequals(name, "list-unsubscribe") || iequals(name, "list-unsubscribe-post"))) return true;
+    if (core::iequals(name, r)) return true;
+  if (campaign && (core::iequals(name, "list-unsubscribe") || core::iequals(name, "list-unsubscribe-post"))) return true;
   return is_structural(name);
 }
 
@@ -453,7 +382,7 @@ core::Result<core::Ok, std::string> check_unsubscribe(const MessageSpec& m) {
     if (auto r = check_url("unsubscribe.url", m.unsubscribe_url); !r) return core::Err{r.error()};
   if (!m.unsubscribe_mailto.empty())
     if (auto r = check_address("unsubscribe.mailto", m.unsubscribe_mailto); !r) return core::Err{r.error()};
-  if (!m.postal_address.empty() && !is_valid_utf8(m.postal_address))
+  if (!m.postal_address.empty() && !core::is_valid_utf8(m.postal_address))
     return core::Err{std::string("postal_address: not valid UTF-8")};
   return core::Ok{};
 }
@@ -492,12 +421,12 @@ core::Result<std::string, std::string> compose_raw(const MessageSpec& m, std::ti
     if (colon == std::string_view::npos) return err("line \"" + std::string(line.substr(0, 40)) + "\" is not a header field");
     std::string_view name = line.substr(0, colon);
     while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-    have_from |= iequals(name, "from");
-    have_date |= iequals(name, "date");
-    have_id |= iequals(name, "message-id");
-    have_mime |= iequals(name, "mime-version");
-    have_ctype |= iequals(name, "content-type");
-    have_lu |= iequals(name, "list-unsubscribe");
+    have_from |= core::iequals(name, "from");
+    have_date |= core::iequals(name, "date");
+    have_id |= core::iequals(name, "message-id");
+    have_mime |= core::iequals(name, "mime-version");
+    have_ctype |= core::iequals(name, "content-type");
+    have_lu |= core::iequals(name, "list-unsubscribe");
   }
   std::string add;
   if (!have_date) add += "Date: " + rfc5322_date(now) + "\r\n";
@@ -524,12 +453,12 @@ core::Result<std::string, std::string> compose_raw(const MessageSpec& m, std::ti
 core::Result<std::string, std::string> header_field(std::string_view name, std::string_view value,
                                                     std::string_view field) {
   if (auto r = check_text(field, value); !r) return core::Err{r.error()};
-  if (is_ascii(value)) return folded_header(name, value, field);
+  if (core::is_ascii(value)) return folded_header(name, value, field);
   return std::string(name) + ": " + encode_words(value) + "\r\n";
 }
 
 std::string base64_lines(std::string_view bytes) {
-  std::string b = base64(bytes), out;
+  std::string b = core::base64_encode(bytes), out;
   out.reserve(b.size() + b.size() / 76 * 2 + 2);
   for (size_t i = 0; i < b.size(); i += 76) {
     out.append(b, i, 76);
@@ -566,7 +495,7 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg) {
       in_header = false;
       continue;
     }
-    if (!is_ascii(line) || has_control(line)) return err("header line " + std::to_string(line_no) + " has non-ASCII or control characters");
+    if (!core::is_ascii(line) || has_control(line)) return err("header line " + std::to_string(line_no) + " has non-ASCII or control characters");
     if (line.front() == ' ' || line.front() == '\t') {
       if (first) return err("the header starts with a continuation line");
       if (line.find_first_not_of(" \t") == std::string_view::npos)
@@ -580,7 +509,7 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg) {
         !std::all_of(name.begin(), name.end(), [](char c) { return c >= 33 && c <= 126; }))
       return err("header line " + std::to_string(line_no) + " is not a \"Name: value\" field");
     for (auto& c : counts)
-      if (iequals(name, c.name)) ++c.n;
+      if (core::iequals(name, c.name)) ++c.n;
   }
   for (const auto& c : counts) {
     if (c.n > 1) return err("header field " + std::string(c.name) + " appears " + std::to_string(c.n) + " times");
@@ -599,8 +528,8 @@ core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t
   if (!valid_domain(id_domain)) return core::Err{std::string("message_id_domain: invalid domain")};
   if (!m.raw.empty()) return compose_raw(m, now);
   if (auto r = check_text("subject", m.subject); !r) return core::Err{r.error()};
-  if (!is_valid_utf8(m.text)) return core::Err{std::string("text: not valid UTF-8")};
-  if (!is_valid_utf8(m.html)) return core::Err{std::string("html: not valid UTF-8")};
+  if (!core::is_valid_utf8(m.text)) return core::Err{std::string("text: not valid UTF-8")};
+  if (!core::is_valid_utf8(m.html)) return core::Err{std::string("html: not valid UTF-8")};
 
   std::string out;
   out += "Date: " + rfc5322_date(now) + "\r\n";

@@ -45,7 +45,6 @@ std::string rfc5322_date(std::time_t t);                   // "Thu, 01 Jan 1970 
 std::string encode_words(std::string_view utf8);           // RFC 2047 B words joined by "\r\n "
 std::string quoted_printable(std::string_view crlf_text);  // RFC 2045 6.7, hard breaks kept as CRLF
 std::string base64_lines(std::string_view bytes);          // RFC 2045 6.8, 76-character lines
-bool is_valid_utf8(std::string_view s);
 // "Name: value\r\n" folded near 78 columns; non-ASCII values become encoded words. Errors name
 // `field` (CR/LF, controls, invalid UTF-8, a word too long for 998).
 core::Result<std::string, std::string> header_field(std::string_view name, std::string_view value,

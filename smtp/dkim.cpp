@@ -9,25 +9,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/ascii.h"
+#include "core/base64.h"
+
 namespace deliverd::smtp {
 namespace {
 
 bool is_wsp(char c) { return c == ' ' || c == '\t'; }
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = lower(c);
-  return out;
-}
-
-std::string b64(const unsigned char* data, size_t len) {
-  std::string out(4 * ((len + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(len));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
 
 std::string sha256(std::string_view data) {
   unsigned char md[SHA256_DIGEST_LENGTH];
@@ -40,8 +28,7 @@ bool valid_labels(std::string_view s) {
   if (s.empty() || s.size() > 253 || s.front() == '.' || s.back() == '.' || s.find("..") != std::string_view::npos)
     return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-           c == '_';
+    return core::ascii_is_alnum(c) || c == '-' || c == '.' || c == '_';
   });
 }
 
@@ -91,7 +78,7 @@ std::string_view to_string(DkimAlgorithm a) {
 }
 
 std::string dkim_relaxed_header(std::string_view name, std::string_view value) {
-  std::string out = to_lower(name);
+  std::string out = core::ascii_lowercase(name);
   while (!out.empty() && is_wsp(out.back())) out.pop_back();
   out += ':';
   std::string v;
@@ -158,7 +145,7 @@ core::Result<DkimSigner, std::string> DkimSigner::from_pem(std::string domain, s
   } else if (id != EVP_PKEY_ED25519) {
     return core::Err{what + ": ed25519-sha256 needs an Ed25519 key"};
   }
-  return DkimSigner(to_lower(domain), std::move(selector), algorithm, std::move(key));
+  return DkimSigner(core::ascii_lowercase(domain), std::move(selector), algorithm, std::move(key));
 }
 
 core::Result<DkimSigner, std::string> DkimSigner::from_key_file(std::string domain, std::string selector,
@@ -182,7 +169,7 @@ core::Result<std::string, std::string> DkimSigner::signature(std::string_view me
   for (auto name : kDkimSignedHeaders) {
     // The last instance is the one a verifier picks first (RFC 6376 5.4.2).
     for (auto it = fields.rbegin(); it != fields.rend(); ++it) {
-      if (to_lower(it->name) != name) continue;
+      if (!core::iequals(it->name, name)) continue;
       signed_headers += dkim_relaxed_header(it->name, it->value);
       h_tag += (h_tag.empty() ? "" : ":") + std::string(name);
       break;
@@ -194,7 +181,7 @@ core::Result<std::string, std::string> DkimSigner::signature(std::string_view me
   std::string value = " v=1; a=" + std::string(to_string(algorithm_)) + "; c=relaxed/relaxed; d=" + domain_ +
                       "; s=" + selector_ + ";\r\n\tt=" + std::to_string(static_cast<long long>(now)) +
                       "; h=" + h_tag + ";\r\n\tbh=" +
-                      b64(reinterpret_cast<const unsigned char*>(bh.data()), bh.size()) + ";\r\n\tb=";
+                      core::base64_encode(bh) + ";\r\n\tb=";
   std::string data = signed_headers + dkim_relaxed_header("DKIM-Signature", value);
   data.resize(data.size() - 2);  // the signature field itself is hashed without its CRLF (3.7)
 
@@ -219,7 +206,7 @@ core::Result<std::string, std::string> DkimSigner::signature(std::string_view me
   if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, in, input.size()) != 1)
     return core::Err{"dkim: signing with the key for " + domain_ + " failed"};
   sig.resize(len);
-  std::string b = b64(reinterpret_cast<const unsigned char*>(sig.data()), sig.size());
+  std::string b = core::base64_encode(sig);
 
   std::string out = "DKIM-Signature:" + value;
   for (size_t i = 0; i < b.size(); i += 72) {

@@ -2,27 +2,15 @@
 
 #include <algorithm>
 
+#include "core/ascii.h"
+
 namespace deliverd::smtp {
 namespace {
 
-bool is_alnum(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-
-std::string to_upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = upper(c);
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return upper(x) == upper(y); });
-}
-
 // ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
 bool valid_keyword(std::string_view k) {
-  if (k.empty() || !is_alnum(k[0])) return false;
-  return std::all_of(k.begin(), k.end(), [](char c) { return is_alnum(c) || c == '-'; });
+  if (k.empty() || !core::ascii_is_alnum(k[0])) return false;
+  return std::all_of(k.begin(), k.end(), [](char c) { return core::ascii_is_alnum(c) || c == '-'; });
 }
 
 std::vector<std::string_view> split_words(std::string_view s) {
@@ -50,7 +38,7 @@ bool parse_u64(std::string_view s, uint64_t& out) {
 
 void add_mechanisms(EhloCapabilities& caps, const std::vector<std::string_view>& words, size_t from) {
   for (size_t i = from; i < words.size() && caps.auth_mechanisms.size() < kMaxEhloKeywords; ++i) {
-    std::string m = to_upper(words[i]);
+    std::string m = core::ascii_uppercase(words[i]);
     if (std::find(caps.auth_mechanisms.begin(), caps.auth_mechanisms.end(), m) == caps.auth_mechanisms.end())
       caps.auth_mechanisms.push_back(std::move(m));
   }
@@ -59,12 +47,12 @@ void add_mechanisms(EhloCapabilities& caps, const std::vector<std::string_view>&
 }  // namespace
 
 bool EhloCapabilities::has(std::string_view keyword) const {
-  return std::any_of(keywords.begin(), keywords.end(), [&](const std::string& k) { return iequals(k, keyword); });
+  return std::any_of(keywords.begin(), keywords.end(), [&](const std::string& k) { return core::iequals(k, keyword); });
 }
 
 bool EhloCapabilities::supports_auth(std::string_view mechanism) const {
   return std::any_of(auth_mechanisms.begin(), auth_mechanisms.end(),
-                     [&](const std::string& m) { return iequals(m, mechanism); });
+                     [&](const std::string& m) { return core::iequals(m, mechanism); });
 }
 
 EhloCapabilities parse_ehlo(const core::Reply& reply) {
@@ -84,7 +72,7 @@ EhloCapabilities parse_ehlo(const core::Reply& reply) {
     if (words.empty()) continue;
     std::string_view kw = words[0];
     // Old servers announce "AUTH=LOGIN PLAIN" for clients that predate RFC 2554.
-    bool legacy_auth = kw.size() > 5 && iequals(kw.substr(0, 5), "AUTH=");
+    bool legacy_auth = kw.size() > 5 && core::istarts_with(kw, "AUTH=");
     if (legacy_auth) {
       std::vector<std::string_view> mechs{kw.substr(5)};
       mechs.insert(mechs.end(), words.begin() + 1, words.end());
@@ -92,7 +80,7 @@ EhloCapabilities parse_ehlo(const core::Reply& reply) {
       continue;
     }
     if (!valid_keyword(kw)) continue;
-    std::string key = to_upper(kw);
+    std::string key = core::ascii_uppercase(kw);
     if (caps.keywords.size() < kMaxEhloKeywords && !caps.has(key)) caps.keywords.push_back(key);
 
     if (key == "PIPELINING") caps.pipelining = true;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/ascii.h"
 #include "core/log.h"
 
 namespace deliverd::smtp {
@@ -48,9 +49,7 @@ void MxDelivery::finish(const std::shared_ptr<Job>& job, core::Outcome o) {
 
 void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::Done done) {
   auto job = std::make_shared<Job>();
-  job->domain = rcpt_domain;
-  std::transform(job->domain.begin(), job->domain.end(), job->domain.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  job->domain = core::ascii_lowercase(rcpt_domain);
   job->env = std::move(env);
   job->done = std::move(done);
   auto id = std::make_shared<dns::Resolver::RequestId>(0);

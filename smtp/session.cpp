@@ -1,9 +1,8 @@
 #include "smtp/session.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 
+#include "core/base64.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "smtp/classifier.h"
@@ -75,14 +74,6 @@ std::string io_reason(int status) {
 
 bool has_8bit(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
-}
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
 }
 
 }  // namespace
@@ -419,14 +410,14 @@ void Session::start_auth() {
   if (!c.oauth_token.empty()) {
     if (caps_.supports_auth("XOAUTH2")) {
       auth_mech_ = "XOAUTH2";
-      cmd = "AUTH XOAUTH2 " + base64("user=" + c.username +
+      cmd = "AUTH XOAUTH2 " + core::base64_encode("user=" + c.username +
                                      "\x01"
                                      "auth=Bearer " +
                                      c.oauth_token + "\x01\x01");
     }
   } else if (caps_.supports_auth("PLAIN")) {
     auth_mech_ = "PLAIN";
-    cmd = "AUTH PLAIN " + base64(std::string(1, '\0') + c.username + std::string(1, '\0') + c.password);
+    cmd = "AUTH PLAIN " + core::base64_encode(std::string(1, '\0') + c.username + std::string(1, '\0') + c.password);
   } else if (caps_.supports_auth("LOGIN")) {
     auth_mech_ = "LOGIN";
     cmd = "AUTH LOGIN";
@@ -449,11 +440,11 @@ void Session::auth_reply(const core::Reply& r) {
   if (r.code == 334) {
     ++auth_step_;
     if (auth_mech_ == "LOGIN" && auth_step_ == 1) {
-      send(base64(cfg_.auth.username) + "\r\n");
+      send(core::base64_encode(cfg_.auth.username) + "\r\n");
       return enter(Phase::Auth);
     }
     if (auth_mech_ == "LOGIN" && auth_step_ == 2) {
-      send(base64(cfg_.auth.password) + "\r\n");
+      send(core::base64_encode(cfg_.auth.password) + "\r\n");
       return enter(Phase::Auth);
     }
     if (auth_mech_ == "XOAUTH2" && auth_step_ == 1) {

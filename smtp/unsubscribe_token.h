@@ -21,8 +21,7 @@ class UnsubscribeTokens {
  public:
   static constexpr size_t kMaxTokenLength = 1024;
 
-  // The file holds exactly 32 raw bytes, or 64 hex characters (surrounding whitespace ignored),
-  // like [security] secret_key_file. Errors name the file, never the key.
+  // The file as core::read_key_file reads it, like [security] secret_key_file.
   static core::Result<UnsubscribeTokens, std::string> from_key_file(const std::string& path);
   static UnsubscribeTokens from_key(const std::array<unsigned char, 32>& key) { return UnsubscribeTokens(key); }
 
@@ -41,8 +40,5 @@ class UnsubscribeTokens {
   std::string mac(std::string_view payload) const;
   std::array<unsigned char, 32> key_;
 };
-
-std::string base64url(std::string_view bytes);                 // no padding
-core::Result<std::string, std::string> base64url_decode(std::string_view s);
 
 }  // namespace deliverd::smtp

@@ -3,31 +3,18 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <sys/stat.h>
 
-#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/hex.h"
-#include "core/log.h"
+#include "core/key_file.h"
 
 namespace deliverd::store {
 namespace {
 
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 }  // namespace
 
@@ -40,41 +27,11 @@ SecretBox SecretBox::from_key(std::array<unsigned char, 32> key) {
 }
 
 core::Result<SecretBox, std::string> SecretBox::from_key_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return core::Err(std::string("cannot read key file ") + path + ": " + std::strerror(errno));
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 0077) != 0)
-    core::log_warn("key_file_permissive", {{"path", path}, {"hint", "chmod 600 or 400"}});
-
-  std::array<unsigned char, 32> key{};
-  if (data.size() == key.size()) {
-    std::memcpy(key.data(), data.data(), key.size());
-  } else {
-    size_t b = 0, e = data.size();
-    while (b < e && is_space(data[b])) ++b;
-    while (e > b && is_space(data[e - 1])) --e;
-    std::string_view hex(data.data() + b, e - b);
-    if (hex.empty()) {
-      OPENSSL_cleanse(data.data(), data.size());
-      return core::Err(std::string("key file ") + path + " is empty");
-    }
-    bool ok = hex.size() == 64;
-    for (size_t i = 0; ok && i < 32; ++i) {
-      int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-      if (hi < 0 || lo < 0) ok = false;
-      else key[i] = static_cast<unsigned char>(hi << 4 | lo);
-    }
-    if (!ok) {
-      size_t n = data.size();
-      OPENSSL_cleanse(data.data(), data.size());
-      OPENSSL_cleanse(key.data(), key.size());
-      return core::Err(std::string("key file ") + path + " must hold 32 raw bytes or 64 hex characters (it has " +
-                       std::to_string(n) + " bytes)");
-    }
-  }
-  OPENSSL_cleanse(data.data(), data.size());
-  return from_key(key);
+  auto key = core::read_key_file(path);
+  if (!key) return core::Err(key.error());
+  SecretBox box = from_key(*key);
+  OPENSSL_cleanse(key->data(), key->size());
+  return box;
 }
 
 std::string SecretBox::generate_hex_key() {

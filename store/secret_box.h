@@ -18,8 +18,7 @@ class SecretBox {
   static constexpr size_t kTagBytes = 16;
   static constexpr size_t kOverhead = 1 + kNonceBytes + kTagBytes;
 
-  // The file holds exactly 32 raw bytes, or 64 hex characters (surrounding whitespace ignored).
-  // Errors name the file and the problem, never the key material.
+  // The file as core::read_key_file reads it: 32 raw bytes or 64 hex characters.
   static core::Result<SecretBox, std::string> from_key_file(const std::string& path);
   static SecretBox from_key(std::array<unsigned char, 32> key);
   // A fresh random key as 64 hex characters (for `deliverd key generate`).

@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include "core/ascii.h"
 #include "store/pg_blocking.h"
 
 namespace deliverd::store {
@@ -11,10 +12,7 @@ std::string normalize_address(std::string_view a) {
   while (!a.empty() && (a.back() == ' ' || a.back() == '\t')) a.remove_suffix(1);
   size_t at = a.rfind('@');
   if (at == std::string_view::npos || at == 0 || at + 1 == a.size()) return "";
-  std::string out(a);
-  for (size_t i = at + 1; i < out.size(); ++i)
-    if (out[i] >= 'A' && out[i] <= 'Z') out[i] = static_cast<char>(out[i] - 'A' + 'a');
-  return out;
+  return std::string(a.substr(0, at + 1)) + core::ascii_lowercase(a.substr(at + 1));
 }
 
 std::string address_sha256(std::string_view normalized) {

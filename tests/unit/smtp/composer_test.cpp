@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "core/utf8.h"
+
 namespace deliverd::smtp {
 namespace {
 
@@ -280,8 +282,8 @@ TEST(Composer, InvalidUtf8IsRefused) {
   m = basic();
   m.text = "overlong \xc0\xaf";
   EXPECT_EQ(compose(m, kNow).error().rfind("text:", 0), 0u);
-  EXPECT_TRUE(is_valid_utf8("\xf0\x9f\x98\x80 ok"));
-  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));  // a surrogate
+  EXPECT_TRUE(core::is_valid_utf8("\xf0\x9f\x98\x80 ok"));
+  EXPECT_FALSE(core::is_valid_utf8("\xed\xa0\x80"));  // a surrogate
 }
 
 MessageSpec campaign() {
