@@ -154,6 +154,33 @@ void inject_message(CallPtr call) {
                    });
 }
 
+// No event rows: either retention removed them (a marker says so, with the last status) or the
+// message has no outcome yet (or is not visible to this key).
+void aged_out_or_unknown(CallPtr call, const std::string& id) {
+  store::aged_out_jobs(call->pg(), id, [call, id](core::Result<std::vector<store::AgedOutJob>, std::string> r) {
+    if (!r) return call->error(500, "internal_error", "cannot read delivery events");
+    for (const auto& a : *r) {
+      if (!call->who.may_see_account(a.account)) continue;
+      core::JsonWriter w;
+      w.begin_object()
+          .key("error")
+          .begin_object()
+          .field("code", "aged_out")
+          .field("message", "the outcome of this message is older than the retention of delivery events "
+                            "([postgres] events_retention_days) and its rows were removed")
+          .field("id", id)
+          .field("account", a.account)
+          .field("last_status", a.last_status)
+          .field("last_event_at", a.last_event_at)
+          .field("aged_out_at", a.aged_at)
+          .end_object()
+          .end_object();
+      return call->ok_json(410, w.take());
+    }
+    call->error(404, "not_found", "no outcome for this message yet");
+  });
+}
+
 void get_message(CallPtr call) {
   std::string id = path_param(call->req, "id");
   store::delivery_events_for_job(call->pg(), id,
@@ -162,8 +189,7 @@ void get_message(CallPtr call) {
                                    std::vector<store::DeliveryEvent> mine;
                                    for (auto& e : *r)
                                      if (call->who.may_see_account(e.account)) mine.push_back(std::move(e));
-                                   if (mine.empty())
-                                     return call->error(404, "not_found", "no outcome for this message yet");
+                                   if (mine.empty()) return aged_out_or_unknown(call, id);
                                    core::JsonWriter w;
                                    w.begin_object()
                                        .field("id", id)

@@ -277,6 +277,10 @@ bool App::start() {
   pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
   mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
   events_ = std::make_unique<store::DeliveryEventWriter>(*pg_);
+  store::RetentionConfig retention;
+  retention.days = cfg_.events_retention_days;
+  events_retention_ = std::make_unique<store::DeliveryEventRetention>(*pg_, retention);
+  events_retention_->start();
   start_api();
   admin::HttpServerConfig hc;
   hc.listen = cfg_.admin_listen;
@@ -503,6 +507,7 @@ void App::reload() {
   compliance_->signers = std::move(signers).value();
   if (gate_) gate_->reconfigure(next.policy);
   if (consumer_) consumer_->set_max_inflight(static_cast<size_t>(next.max_inflight));
+  if (events_retention_) events_retention_->set_days(next.events_retention_days);
   cfg_ = std::move(next);
   session_config_ = session_config(cfg_);
   if (pool_) pool_->reconfigure(pool_config());
@@ -570,6 +575,7 @@ void App::shutdown() {
   if (pg_policy_) pg_policy_->close();
   pg_policy_ = nullptr;
   mailboxes_.reset();  // before their connection goes
+  events_retention_.reset();
   events_.reset();
   if (pg_) pg_->close();
   pg_ = nullptr;

@@ -123,6 +123,7 @@ class App {
   bool mailboxes_loaded_ = false;
   std::unique_ptr<MailboxDirectory> mailboxes_;  // on pg_, which it LISTENs on
   std::unique_ptr<store::DeliveryEventWriter> events_;  // delivery_events rows, batched, on pg_
+  std::unique_ptr<store::DeliveryEventRetention> events_retention_;  // [postgres] events_retention_days, on pg_
   bool shut_down_ = false;
   std::map<std::string, Delivery*> inflight_;  // by stream entry id
   bool draining_ = false;

@@ -183,7 +183,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
        {"ramp_start", "ramp_step", "ramp_max", "per_hour", "per_minute", "min_gap_s", "jitter_s", "breaker_failures",
         "breaker_open_minutes", "quota_open_minutes", "auth_disable_after", "bounce_window", "bounce_rate",
         "paused_retry_s", "destination_max_connections", "destination_per_minute"}},
-      {"postgres", {"conninfo"}},
+      {"postgres", {"conninfo", "events_retention_days"}},
       {"admin", {"listen"}},
       {"security", {"allow_private_targets", "secret_key_file"}},
       {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries"}},
@@ -239,6 +239,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
     if (auto v = policy::validate(pol); !v) r.check(false, "policy", "ramp_start", v.error());
 
   r.str("postgres", "conninfo", c.pg_conninfo);
+  r.integer("postgres", "events_retention_days", c.events_retention_days, 0, 36500);
   r.str("admin", "listen", c.admin_listen);
   r.str_list("security", "allow_private_targets", c.allow_private_targets);
   r.str("security", "secret_key_file", c.secret_key_file);

@@ -47,6 +47,7 @@ struct Config {
 
   // [postgres]
   std::string pg_conninfo = "host=127.0.0.1 dbname=deliverd";
+  int events_retention_days = 90;  // delivery_events rows older than this are removed; 0 = kept
 
   // [admin]
   std::string admin_listen = "127.0.0.1:8025";

@@ -6,6 +6,7 @@
 #include "core/ascii.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/utf8.h"
 #include "daemon/app.h"
 #include "daemon/result_event.h"
 #include "queue/publisher.h"
@@ -108,7 +109,7 @@ bool Delivery::read_retry_fields(std::string& error) {
     }
     last_reply_.code = static_cast<int>(value);
     if (const std::string* enhanced = entry_.field("last_enhanced")) last_reply_.enhanced = *enhanced;
-    if (const std::string* text = entry_.field("last_text")) last_reply_.text = *text;
+    if (const std::string* text = entry_.field("last_text")) last_reply_.text = core::unescape_utf8_lossless(*text);
   }
   return true;
 }

@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "core/json_writer.h"
+#include "core/utf8.h"
 
 namespace deliverd::daemon {
 
@@ -35,9 +36,19 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
   } else {
     w.key("code").null();
   }
-  w.field("enhanced", o.reply.enhanced).field("text", o.reply.text).end_object();
-  w.field("detail", o.detail).field("host", o.host).field("ip", o.ip);
-  w.key("tls").begin_object().field("version", o.tls_version).field("cipher", o.tls_cipher).end_object();
+  // What the peer sent is any bytes: kept losslessly (\xNN, \\) rather than replaced.
+  using core::escape_utf8_lossless;
+  w.field("enhanced", escape_utf8_lossless(o.reply.enhanced))
+      .field("text", escape_utf8_lossless(o.reply.text))
+      .end_object();
+  w.field("detail", escape_utf8_lossless(o.detail))
+      .field("host", escape_utf8_lossless(o.host))
+      .field("ip", escape_utf8_lossless(o.ip));
+  w.key("tls")
+      .begin_object()
+      .field("version", escape_utf8_lossless(o.tls_version))
+      .field("cipher", escape_utf8_lossless(o.tls_cipher))
+      .end_object();
   w.field("attempt", ctx.attempt);
   if (ctx.next_attempt_ms) w.field("next_attempt_at", format_rfc3339_ms(ctx.next_attempt_ms));
   w.field("duration_ms", static_cast<int64_t>(ctx.duration_ms)).field("ts", format_rfc3339_ms(ctx.now_ms)).end_object();

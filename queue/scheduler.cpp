@@ -3,6 +3,7 @@
 #include "core/json_writer.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/utf8.h"
 
 namespace deliverd::queue {
 namespace {
@@ -56,7 +57,7 @@ std::string encode_retry_item(const RetryItem& item) {
   if (item.last_reply.code) {
     w.field("last_code", std::to_string(item.last_reply.code))
         .field("last_enhanced", item.last_reply.enhanced)
-        .field("last_text", item.last_reply.text);
+        .field("last_text", core::escape_utf8_lossless(item.last_reply.text));
   }
   w.end_object();
   return w.take();

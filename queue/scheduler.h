@@ -26,7 +26,8 @@ struct SchedulerConfig {
 };
 
 // What travels with a job between attempts. On the stream these are the fields `job`,
-// `attempt`, `first_seen` and, after an SMTP reply, `last_code`, `last_enhanced`, `last_text`.
+// `attempt`, `first_seen` and, after an SMTP reply, `last_code`, `last_enhanced`, `last_text`
+// (the text through core::escape_utf8_lossless, since JSON cannot carry a peer's raw bytes).
 struct RetryItem {
   std::string payload;  // the job JSON exactly as the producer wrote it
   int attempt = 1;      // the attempt the job will make next

@@ -138,6 +138,7 @@ void erase_account(PgConnection& pg, const std::string& account,
   pg.query(
       "WITH m AS (DELETE FROM mailboxes WHERE account = $1 RETURNING 1),"
       " e AS (DELETE FROM delivery_events WHERE account = $1 RETURNING 1),"
+      " t AS (DELETE FROM delivery_event_tombstones WHERE account = $1 RETURNING 1),"
       " k AS (DELETE FROM api_keys WHERE account = $1 RETURNING 1),"
       " s AS (UPDATE suppressions SET address = NULL WHERE account = $1 AND address IS NOT NULL RETURNING 1),"
       // The account's own keys were its users acting: their key ids and addresses go too.
@@ -146,7 +147,8 @@ void erase_account(PgConnection& pg, const std::string& account,
       "   key_id = CASE WHEN key_id IN (SELECT id FROM own) THEN NULL ELSE key_id END,"
       "   peer_ip = CASE WHEN key_id IN (SELECT id FROM own) THEN NULL ELSE peer_ip END"
       "   WHERE account = $1 RETURNING 1)"
-      " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM e), (SELECT count(*) FROM k),"
+      // Aged-out markers count with the rows they stand for.
+      " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM e) + (SELECT count(*) FROM t), (SELECT count(*) FROM k),"
       " (SELECT count(*) FROM s), (SELECT count(*) FROM a)",
       {account}, [cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot erase account: " + r.error));

@@ -4,6 +4,7 @@
 #include <iterator>
 
 #include "core/json_writer.h"
+#include "core/utf8.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "store/suppressions.h"
@@ -53,12 +54,18 @@ void read_events(PgConnection& pg, std::string sql, std::vector<std::optional<st
 
 }  // namespace
 
-void insert_delivery_events(PgConnection& pg, const std::vector<DeliveryEvent>& events,
-                            std::function<void(core::Result<core::Ok, std::string>)> cb) {
+namespace {
+
+// The server refused the statement (it has a SQLSTATE), as opposed to the connection failing.
+bool refused_by_server(const PgResult& r) { return !r.ok && !r.sqlstate.empty(); }
+
+void insert_rows(PgConnection& pg, const std::vector<DeliveryEvent>& events, std::function<void(const PgResult&)> cb) {
   auto opt = [](const std::string& s) -> std::optional<std::string> {
     if (s.empty()) return std::nullopt;
     return s;
   };
+  // Text a peer chose: any bytes, stored as valid UTF-8 without losing one.
+  auto peer = [&](const std::string& s) { return opt(core::escape_utf8_lossless(s)); };
   constexpr size_t kColumnsPerRow = 16;
   std::string sql =
       "INSERT INTO delivery_events (job_id, account, mailbox, recipient, recipient_sha256, status, reply_code,"
@@ -78,11 +85,18 @@ void insert_delivery_events(PgConnection& pg, const std::vector<DeliveryEvent>& 
     for (auto& v : std::vector<std::optional<std::string>>{
              e.job_id, e.account, opt(e.mailbox), opt(e.recipient), hash, e.status,
              e.reply_code ? std::optional<std::string>(std::to_string(e.reply_code)) : std::nullopt,
-             opt(e.enhanced_code), opt(e.reply_text), opt(e.host), opt(e.ip), opt(e.tls_version), opt(e.tls_cipher),
-             std::to_string(e.attempt), std::to_string(e.duration_ms), opt(e.detail)})
+             peer(e.enhanced_code), peer(e.reply_text), peer(e.host), peer(e.ip), peer(e.tls_version),
+             peer(e.tls_cipher), std::to_string(e.attempt), std::to_string(e.duration_ms), peer(e.detail)})
       params.push_back(std::move(v));
   }
-  pg.query(std::move(sql), std::move(params), [cb = std::move(cb)](const PgResult& r) {
+  pg.query(std::move(sql), std::move(params), std::move(cb));
+}
+
+}  // namespace
+
+void insert_delivery_events(PgConnection& pg, const std::vector<DeliveryEvent>& events,
+                            std::function<void(core::Result<core::Ok, std::string>)> cb) {
+  insert_rows(pg, events, [cb = std::move(cb)](const PgResult& r) {
     if (!r.ok) return cb(core::Err("cannot write delivery events: " + r.error));
     cb(core::Ok{});
   });
@@ -96,6 +110,9 @@ core::Family<core::Counter>& written() {
       "Delivery event rows for PostgreSQL, by result (written, failed, dropped: beyond the buffer)", {"result"});
   return f;
 }
+
+constexpr uint64_t kRetryMinMs = 1000;
+constexpr uint64_t kRetryMaxMs = 30000;
 
 }  // namespace
 
@@ -121,7 +138,13 @@ void DeliveryEventWriter::when_idle(std::function<void()> done) {
   idle_waiters_.push_back(std::move(done));
 }
 
+void DeliveryEventWriter::finished() {
+  writing_ = false;
+  write_next();
+}
+
 void DeliveryEventWriter::write_next() {
+  if (writing_) return;
   if (buffered_.empty()) {
     for (auto& w : std::exchange(idle_waiters_, {})) w();
     return;
@@ -131,16 +154,58 @@ void DeliveryEventWriter::write_next() {
   std::vector<DeliveryEvent> batch(std::make_move_iterator(buffered_.begin()),
                                    std::make_move_iterator(buffered_.begin() + static_cast<std::ptrdiff_t>(n)));
   buffered_.erase(buffered_.begin(), buffered_.begin() + static_cast<std::ptrdiff_t>(n));
-  insert_delivery_events(pg_, batch, [ref = self_, n, first = batch.front().job_id](core::Result<core::Ok, std::string> r) {
+  auto rows = std::make_shared<std::vector<DeliveryEvent>>(std::move(batch));
+  insert_rows(pg_, *rows, [ref = self_, rows](const PgResult& r) {
     DeliveryEventWriter* self = *ref;
     if (!self) return;
-    self->writing_ = false;
-    written().with({r ? "written" : "failed"}).inc(static_cast<double>(n));
-    if (!r)
-      core::log_warn("delivery_events_not_stored",
-                     {{"rows", std::to_string(n)}, {"first_job", first}, {"error", r.error()}});
-    self->write_next();
+    if (r.ok) {
+      self->retry_ms_ = 0;
+      written().with({"written"}).inc(static_cast<double>(rows->size()));
+      return self->finished();
+    }
+    if (refused_by_server(r) && rows->size() > 1) {
+      // One row the server will not take must not cost the others theirs.
+      core::log_warn("delivery_events_batch_refused",
+                     {{"rows", std::to_string(rows->size())}, {"error", r.error}, {"note", "writing them one by one"}});
+      return self->write_rows_alone(std::move(*rows));
+    }
+    if (refused_by_server(r)) {
+      written().with({"failed"}).inc();
+      core::log_warn("delivery_event_not_stored", {{"job", rows->front().job_id}, {"error", r.error}});
+      return self->finished();
+    }
+    // No verdict on the rows (the connection failed): keep them, in order, and try again later.
+    // Past the buffer's bound the newest are the ones dropped, as add() does.
+    self->retry_ms_ = std::clamp<uint64_t>(self->retry_ms_ * 2, kRetryMinMs, kRetryMaxMs);
+    core::log_warn("delivery_events_deferred", {{"rows", std::to_string(rows->size())},
+                                                {"error", r.error},
+                                                {"retry_ms", std::to_string(self->retry_ms_)}});
+    self->buffered_.insert(self->buffered_.begin(), std::make_move_iterator(rows->begin()),
+                           std::make_move_iterator(rows->end()));
+    if (self->buffered_.size() > self->max_buffered_) {
+      const size_t over = self->buffered_.size() - self->max_buffered_;
+      written().with({"dropped"}).inc(static_cast<double>(over));
+      self->buffered_.resize(self->max_buffered_);
+    }
+    // Made when first needed: a writer that never retries holds no handle on the loop.
+    if (!self->retry_timer_) self->retry_timer_ = core::TimerHandle(self->pg_.loop());
+    self->retry_timer_->start(self->retry_ms_, [self] { self->finished(); });
   });
+}
+
+void DeliveryEventWriter::write_rows_alone(std::vector<DeliveryEvent> batch) {
+  auto left = std::make_shared<size_t>(batch.size());
+  for (auto& e : batch) {
+    std::vector<DeliveryEvent> one;
+    one.push_back(std::move(e));
+    insert_rows(pg_, one, [ref = self_, left, job = one.front().job_id](const PgResult& r) {
+      DeliveryEventWriter* self = *ref;
+      if (!self) return;
+      written().with({r.ok ? "written" : "failed"}).inc();
+      if (!r.ok) core::log_warn("delivery_event_not_stored", {{"job", job}, {"error", r.error}});
+      if (--*left == 0) self->finished();
+    });
+  }
 }
 
 void delivery_events_for_job(PgConnection& pg, const std::string& job_id,
@@ -155,6 +220,136 @@ void delivery_events_for_account(PgConnection& pg, const std::string& account, i
               std::string("SELECT ") + kColumns +
                   " FROM delivery_events WHERE account = $1 AND id > $2::bigint ORDER BY id LIMIT $3::integer",
               {account, std::to_string(after_id), std::to_string(limit)}, std::move(cb));
+}
+
+// ---- retention -----------------------------------------------------------------------------
+
+namespace {
+
+core::Family<core::Counter>& pruned() {
+  static auto& f = core::Registry::global().counter(
+      "deliverd_delivery_events_pruned_total",
+      "Rows removed by [postgres] events_retention_days (events, and the aged-out markers kept after them)",
+      {"table"});
+  return f;
+}
+
+// One batch: the oldest `batch` rows by id are looked at (no index on created_at is needed, and
+// a pass with nothing old to remove reads only that many index entries); those past the horizon
+// go, and each job among them leaves its last status behind. Ids grow with insertion time, so
+// the oldest rows are at the front. The advisory lock keeps two daemons off the same rows.
+constexpr const char* kPruneSql =
+    "WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtext('deliverd.delivery_events_retention')) AS ok),"
+    " old AS (SELECT e.id FROM delivery_events e, lock WHERE lock.ok ORDER BY e.id LIMIT $2::integer),"
+    " gone AS (DELETE FROM delivery_events d USING old WHERE d.id = old.id"
+    "   AND d.created_at < now() - make_interval(days => $1::integer)"
+    "   RETURNING d.id, d.job_id, d.account, d.status, d.created_at),"
+    " last AS (SELECT DISTINCT ON (job_id, account) job_id, account, status, created_at FROM gone"
+    "   ORDER BY job_id, account, id DESC),"
+    " marked AS (INSERT INTO delivery_event_tombstones (job_id, account, last_status, last_event_at)"
+    "   SELECT job_id, account, status, created_at FROM last"
+    "   ON CONFLICT (job_id, account) DO UPDATE SET last_status = EXCLUDED.last_status,"
+    "     last_event_at = EXCLUDED.last_event_at, aged_at = now()"
+    "   WHERE delivery_event_tombstones.last_event_at <= EXCLUDED.last_event_at RETURNING 1)"
+    " SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM gone), (SELECT count(*) FROM marked)";
+
+// The markers themselves last as long as the rows did.
+constexpr const char* kPruneTombstonesSql =
+    "DELETE FROM delivery_event_tombstones WHERE (job_id, account) IN"
+    " (SELECT job_id, account FROM delivery_event_tombstones"
+    "  WHERE aged_at < now() - make_interval(days => $1::integer) ORDER BY aged_at LIMIT $2::integer)";
+
+int64_t cell_int(const PgResult& r, size_t col) {
+  if (r.rows.empty() || r.rows[0].size() <= col || !r.rows[0][col]) return 0;
+  return std::stoll(*r.rows[0][col]);
+}
+
+}  // namespace
+
+DeliveryEventRetention::DeliveryEventRetention(PgConnection& pg, RetentionConfig cfg)
+    : pg_(pg), cfg_(cfg) {
+  cfg_.batch = std::max<size_t>(1, cfg_.batch);
+  pruned();
+}
+
+DeliveryEventRetention::~DeliveryEventRetention() { *self_ = nullptr; }
+
+void DeliveryEventRetention::start(uint64_t first_ms) {
+  if (!timer_) timer_ = core::TimerHandle(pg_.loop());
+  timer_->start(first_ms, [this] {
+    run_pass([this](int64_t, int64_t) { start(cfg_.interval_ms); });
+  });
+}
+
+void DeliveryEventRetention::run_pass(std::function<void(int64_t, int64_t)> done) {
+  if (cfg_.days <= 0 || running_) {
+    if (done) done(0, 0);
+    return;
+  }
+  running_ = true;
+  next_batch(0, 0, std::move(done));
+}
+
+void DeliveryEventRetention::next_batch(int64_t rows, int64_t tombstones, std::function<void(int64_t, int64_t)> done) {
+  const std::vector<std::optional<std::string>> params = {std::to_string(cfg_.days), std::to_string(cfg_.batch)};
+  pg_.query(kPruneSql, params, [ref = self_, rows, tombstones, done = std::move(done)](const PgResult& r) mutable {
+    DeliveryEventRetention* self = *ref;
+    if (!self) return;
+    auto fail = [&](const std::string& error) {
+      self->running_ = false;
+      core::log_warn("delivery_events_prune_failed", {{"error", error}});
+      if (done) done(-1, -1);
+    };
+    if (!r.ok) return fail(r.error);
+    const int64_t looked = cell_int(r, 0), removed = cell_int(r, 1);
+    rows += removed;
+    pruned().with({"delivery_events"}).inc(static_cast<double>(removed));
+    // Every row looked at was old: there may be more. A pause first, so other queries get the
+    // connection and the table between two batches.
+    if (removed > 0 && removed == looked) {
+      if (!self->timer_) self->timer_ = core::TimerHandle(self->pg_.loop());
+      return self->timer_->start(self->cfg_.pause_ms, [self, rows, tombstones, done = std::move(done)]() mutable {
+        self->next_batch(rows, tombstones, std::move(done));
+      });
+    }
+    const std::vector<std::optional<std::string>> tp = {std::to_string(self->cfg_.days),
+                                                        std::to_string(self->cfg_.batch)};
+    self->pg_.query(kPruneTombstonesSql, tp, [ref, rows, tombstones, done = std::move(done)](const PgResult& t) mutable {
+      DeliveryEventRetention* self = *ref;
+      if (!self) return;
+      self->running_ = false;
+      if (!t.ok) {
+        core::log_warn("delivery_events_prune_failed", {{"error", t.error}});
+        if (done) done(-1, -1);
+        return;
+      }
+      tombstones += t.affected;
+      pruned().with({"tombstones"}).inc(static_cast<double>(t.affected));
+      if (rows > 0 || tombstones > 0)
+        core::log_info("delivery_events_pruned", {{"rows", std::to_string(rows)},
+                                                  {"tombstones", std::to_string(tombstones)},
+                                                  {"retention_days", std::to_string(self->cfg_.days)}});
+      if (done) done(rows, tombstones);
+    });
+  });
+}
+
+void aged_out_jobs(PgConnection& pg, const std::string& job_id,
+                   std::function<void(core::Result<std::vector<AgedOutJob>, std::string>)> cb) {
+  pg.query(
+      "SELECT job_id, account, last_status,"
+      " to_char(last_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+      " to_char(aged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+      " FROM delivery_event_tombstones WHERE job_id = $1 LIMIT 100",
+      {job_id}, [cb = std::move(cb)](const PgResult& r) {
+        if (!r.ok) return cb(core::Err("cannot read aged-out markers: " + r.error));
+        std::vector<AgedOutJob> out;
+        for (const auto& row : r.rows) {
+          auto s = [&](size_t i) { return row.size() > i && row[i] ? *row[i] : std::string(); };
+          out.push_back({s(0), s(1), s(2), s(3), s(4)});
+        }
+        cb(std::move(out));
+      });
 }
 
 std::string delivery_event_json(const DeliveryEvent& e) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "core/timer.h"
 #include "store/pg_connection.h"
 
 namespace deliverd::store {
@@ -24,18 +25,22 @@ struct DeliveryEvent {
   std::string created_at;  // RFC 3339, filled on reads
 };
 
-// One multi-row INSERT (one round trip, one commit) for all of them.
+// One multi-row INSERT (one round trip, one commit) for all of them. Peer text (reply, enhanced
+// code, host, IP, TLS names, detail) is stored through core::escape_utf8_lossless, so bytes that
+// are not UTF-8 (a Latin-1 reply) and NUL cannot make PostgreSQL refuse the row.
 void insert_delivery_events(PgConnection& pg, const std::vector<DeliveryEvent>& events,
                             std::function<void(core::Result<core::Ok, std::string>)> cb);
 
 // How the daemon appends its events: while one INSERT is on its way, new events gather and go
 // together in the next one, so the cost is one round trip and one commit per batch rather than
-// per outcome, and the rate of outcomes cannot outrun the connection's queue. Rows are best
-// effort (the results stream is the record of truth): a batch that fails is logged and counted
-// (deliverd_delivery_events_total{result}) and so are events beyond max_buffered.
+// per outcome, and the rate of outcomes cannot outrun the connection's queue. A batch the server
+// refuses is written again row by row, so one bad row costs only itself; a batch that failed
+// because the connection did (no server verdict) is kept and tried again after a pause. Rows are
+// best effort (the results stream is the record of truth): every row is counted by how it ended
+// (deliverd_delivery_events_total{result}), and so are events beyond max_buffered.
 class DeliveryEventWriter {
  public:
-  // pg must outlive the writer.
+  // pg must outlive the writer (the writer's retry timer runs on pg's loop).
   explicit DeliveryEventWriter(PgConnection& pg, size_t max_batch = 500, size_t max_buffered = 100000);
   ~DeliveryEventWriter();
   DeliveryEventWriter(const DeliveryEventWriter&) = delete;
@@ -48,14 +53,64 @@ class DeliveryEventWriter {
 
  private:
   void write_next();
+  void write_rows_alone(std::vector<DeliveryEvent> batch);
+  void finished();
   PgConnection& pg_;
   size_t max_batch_, max_buffered_;
   std::vector<DeliveryEvent> buffered_;
   bool writing_ = false;
+  uint64_t retry_ms_ = 0;
+  core::TimerHandle retry_timer_;
   std::vector<std::function<void()>> idle_waiters_;
   // Replies may arrive after destruction (the connection outlives us): they check this first.
   std::shared_ptr<DeliveryEventWriter*> self_ = std::make_shared<DeliveryEventWriter*>(this);
 };
+
+// Retention ([postgres] events_retention_days): rows older than that are removed in batches of
+// `batch`, oldest first, one statement each, with a pause between batches so the table's other
+// users are not held up; once a pass finds nothing more to remove it waits `interval_ms`. The
+// last status of each job whose rows go is kept in delivery_event_tombstones (no recipient, no
+// reply) for as long again, which is how a lookup tells an aged-out message from an unknown one.
+// Several daemons may run this: an advisory lock lets one pass run at a time.
+struct RetentionConfig {
+  int days = 90;  // 0: keep every row
+  size_t batch = 5000;
+  uint64_t interval_ms = 3'600'000;
+  uint64_t pause_ms = 200;
+};
+
+class DeliveryEventRetention {
+ public:
+  // pg must outlive it; its timer runs on pg's loop.
+  DeliveryEventRetention(PgConnection& pg, RetentionConfig cfg);
+  ~DeliveryEventRetention();
+  DeliveryEventRetention(const DeliveryEventRetention&) = delete;
+  DeliveryEventRetention& operator=(const DeliveryEventRetention&) = delete;
+  // The first pass starts after first_ms.
+  void start(uint64_t first_ms = 60'000);
+  // Reload: applies from the next pass.
+  void set_days(int days) { cfg_.days = days; }
+  // One pass now (every batch until nothing old is left); done gets the rows and tombstones
+  // removed, or -1 on an error.
+  void run_pass(std::function<void(int64_t rows, int64_t tombstones)> done = {});
+
+ private:
+  void next_batch(int64_t rows, int64_t tombstones, std::function<void(int64_t, int64_t)> done);
+  PgConnection& pg_;
+  RetentionConfig cfg_;
+  core::TimerHandle timer_;
+  bool running_ = false;
+  std::shared_ptr<DeliveryEventRetention*> self_ = std::make_shared<DeliveryEventRetention*>(this);
+};
+
+// The aged-out marker of a job, if its rows were removed by retention.
+struct AgedOutJob {
+  std::string job_id, account, last_status;
+  std::string last_event_at, aged_at;  // RFC 3339
+};
+void aged_out_jobs(PgConnection& pg, const std::string& job_id,
+                   std::function<void(core::Result<std::vector<AgedOutJob>, std::string>)> cb);
+
 // Every event of a job, oldest first (the last one is the current outcome).
 void delivery_events_for_job(PgConnection& pg, const std::string& job_id,
                              std::function<void(core::Result<std::vector<DeliveryEvent>, std::string>)> cb);

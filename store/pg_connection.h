@@ -49,6 +49,7 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   void query(std::string sql, std::vector<std::optional<std::string>> params, std::function<void(const PgResult&)> cb);
 
   bool connected() const { return state_ == State::Ready; }
+  uv_loop_t* loop() const { return loop_; }
   size_t queued() const { return queue_.size(); }
 
   // LISTEN/NOTIFY: every notification libpq has parsed is handed over after each read from the

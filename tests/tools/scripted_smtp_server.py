@@ -15,6 +15,7 @@ STEP is a reply string ("550 5.1.1 no such user"; "\\n" separates lines) or an o
   delay_ms     wait before acting
   split        send the reply one byte per packet
   bytes        payload for "garbage" (latin-1 string)
+  encoding     how a reply's text becomes bytes (default "utf-8"; "latin-1" sends é as the byte E9)
   size         line length for "huge_line" (default 1 MiB)
   close_after  close the connection after replying
 "close_after_each_command" closes after every reply to a command (not after the banner).
@@ -138,7 +139,7 @@ class Server:
         else:
             reply = step.get("reply", "250 ok")
             lines = reply if isinstance(reply, list) else reply.split("\n")
-            data = "".join(line.rstrip("\r") + "\r\n" for line in lines).encode("utf-8")
+            data = "".join(line.rstrip("\r") + "\r\n" for line in lines).encode(step.get("encoding", "utf-8"))
         if step.get("split"):
             for i in range(len(data)):
                 writer.write(data[i:i + 1])

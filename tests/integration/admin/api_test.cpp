@@ -317,6 +317,25 @@ TEST_F(ApiTest, MessagesAreValidatedLikeTheStreamAndOutcomesAreReadBack) {
   EXPECT_NE(injected_[0].find("job-7"), std::string::npos);
 }
 
+TEST_F(ApiTest, AMessageWhoseOutcomeAgedOutSaysSoWithItsLastStatus) {
+  std::string key = make_key("user", "acct_a");
+  // What retention leaves behind once a job's rows are gone (store/delivery_events.h).
+  rows(
+      "INSERT INTO delivery_event_tombstones (job_id, account, last_status, last_event_at, aged_at) VALUES"
+      " ('job-old', 'acct_a', 'bounced', '2026-01-02T03:04:05Z', '2026-04-02T00:00:00Z') RETURNING 1");
+  run([&](int port) {
+    Client c(port);
+    auto r = c.request("GET", "/v1/messages/job-old", key);
+    EXPECT_EQ(r.status, 410) << r.body;
+    EXPECT_NE(r.body.find("\"code\":\"aged_out\""), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("\"last_status\":\"bounced\""), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("\"last_event_at\":\"2026-01-02T03:04:05.000Z\""), std::string::npos) << r.body;
+    // Another account's key learns nothing, not even that the job existed.
+    EXPECT_EQ(c.request("GET", "/v1/messages/job-old", make_key("user", "acct_b")).status, 404);
+    EXPECT_EQ(c.request("GET", "/v1/messages/job-never", key).status, 404);
+  });
+}
+
 TEST_F(ApiTest, InjectedJobsReachTheRedisStream) {
   deliverd::testing::RedisServer redis;
   auto cfg = queue::parse_redis_url(redis.url());

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "core/metrics.h"
+#include "core/utf8.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
 #include "tests/integration/fixtures/postgres_server.h"
@@ -101,6 +102,158 @@ TEST(DeliveryEventWriter, ManyEventsGoInFewBatchesAndNoneIsLost) {
   pg.exec(
       "DO $$ BEGIN IF (SELECT count(DISTINCT job_id) FROM delivery_events WHERE recipient_sha256 IS NOT NULL) <> 5001"
       " THEN RAISE EXCEPTION 'rows missing'; END IF; END $$");
+}
+
+// One cluster for the tests below, a fresh database each: initdb is the slow part.
+class EventsDb : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new deliverd::testing::PostgresServer(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    static int n = 0;
+    db_ = "events" + std::to_string(++n);
+    conninfo_ = server_->create_database(db_);
+    ASSERT_TRUE(migrate(conninfo_));
+  }
+  std::string scalar(const std::string& sql) const { return server_->scalar(sql, db_); }
+  void exec(const std::string& sql) const { server_->exec(sql, db_); }
+  static deliverd::testing::PostgresServer* server_;
+  std::string db_, conninfo_;
+};
+deliverd::testing::PostgresServer* EventsDb::server_ = nullptr;
+
+DeliveryEvent event_for(const std::string& job, const std::string& status = "delivered") {
+  DeliveryEvent e;
+  e.job_id = job;
+  e.account = "acct";
+  e.mailbox = "mbx";
+  e.recipient = job + "@example.org";
+  e.status = status;
+  e.reply_code = 250;
+  return e;
+}
+
+TEST_F(EventsDb, PeerBytesThatAreNotUtf8AreStoredEscapedAndReadBackLosslessly) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  PgConnection* c = PgConnection::create(&loop, conninfo_);
+  DeliveryEvent e = event_for("latin1");
+  e.reply_text = "Message accept\xe9 pour livraison \\ ok";  // Latin-1 é, a literal backslash
+  e.host = std::string("mx.caf") + '\xe9' + ".example";
+  e.detail = std::string("nul\0byte", 8);
+  bool inserted = false;
+  std::vector<DeliveryEvent> back;
+  insert_delivery_events(*c, {e}, [&](core::Result<core::Ok, std::string> r) { inserted = r.ok(); });
+  delivery_events_for_job(*c, "latin1", [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
+    if (r) back = *r;
+    c->close();
+  });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  ASSERT_TRUE(inserted);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].reply_text, "Message accept\\xe9 pour livraison \\\\ ok");
+  EXPECT_EQ(back[0].host, "mx.caf\\xe9.example");
+  EXPECT_EQ(back[0].detail, "nul\\x00byte");
+  EXPECT_EQ(core::unescape_utf8_lossless(back[0].reply_text), e.reply_text);
+  EXPECT_EQ(core::unescape_utf8_lossless(back[0].detail), e.detail);
+}
+
+TEST_F(EventsDb, ARowTheServerRefusesCostsTheWriterOnlyThatRow) {
+  // Something the server still refuses after escaping, for one row of the batch.
+  exec("ALTER TABLE delivery_events ADD CONSTRAINT test_refuses_poison CHECK (job_id <> 'poison')");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  PgConnection* c = PgConnection::create(&loop, conninfo_);
+  const double written_before = events_total("written"), failed_before = events_total("failed");
+  {
+    DeliveryEventWriter w(*c, 50, 5000);
+    // The first add goes alone; the next 50 wait and go as one batch that holds the poison row.
+    for (int i = 0; i < 51; ++i) w.add(event_for(i == 20 ? "poison" : "ok" + std::to_string(i)));
+    w.when_idle([&] { c->close(); });
+    uv_run(&loop, UV_RUN_DEFAULT);
+    EXPECT_TRUE(w.idle());
+  }
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  EXPECT_EQ(events_total("written") - written_before, 50);
+  EXPECT_EQ(events_total("failed") - failed_before, 1);
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events"), "50");
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events WHERE job_id = 'poison'"), "0");
+}
+
+TEST_F(EventsDb, RetentionRemovesOldRowsInBatchesAndKeepsTheLastStatusOfTheirJob) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  PgConnection* c = PgConnection::create(&loop, conninfo_);
+  std::vector<DeliveryEvent> rows;
+  for (int i = 0; i < 25; ++i) {
+    rows.push_back(event_for("old" + std::to_string(i), "deferred"));
+    rows.push_back(event_for("old" + std::to_string(i), i % 2 ? "bounced" : "delivered"));
+  }
+  for (int i = 0; i < 5; ++i) rows.push_back(event_for("new" + std::to_string(i)));
+  bool inserted = false;
+  insert_delivery_events(*c, rows, [&](core::Result<core::Ok, std::string> r) {
+    inserted = r.ok();
+    c->close();
+  });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_TRUE(inserted);
+  exec("UPDATE delivery_events SET created_at = now() - interval '91 days' + id * interval '1 second'"
+       " WHERE job_id LIKE 'old%'");
+
+  c = PgConnection::create(&loop, conninfo_);
+  int64_t removed = -2, tombstones = -2;
+  std::vector<AgedOutJob> aged, unknown;
+  {
+    RetentionConfig rc;
+    rc.days = 90;
+    rc.batch = 7;  // several batches, the last one partly old
+    rc.pause_ms = 1;
+    DeliveryEventRetention retention(*c, rc);
+    retention.run_pass([&](int64_t r, int64_t t) {
+      removed = r;
+      tombstones = t;
+      aged_out_jobs(*c, "old3", [&](core::Result<std::vector<AgedOutJob>, std::string> a) {
+        if (a) aged = *a;
+        aged_out_jobs(*c, "new1", [&](core::Result<std::vector<AgedOutJob>, std::string> b) {
+          if (b) unknown = *b;
+          c->close();
+        });
+      });
+    });
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  EXPECT_EQ(removed, 50);
+  EXPECT_EQ(tombstones, 0);  // the markers are new
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events"), "5");
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_event_tombstones"), "25");
+  ASSERT_EQ(aged.size(), 1u);
+  EXPECT_EQ(aged[0].account, "acct");
+  EXPECT_EQ(aged[0].last_status, "bounced");  // the job's last row, not its first
+  EXPECT_TRUE(unknown.empty());
+
+  // The markers last as long again, then go too.
+  exec("UPDATE delivery_event_tombstones SET aged_at = now() - interval '91 days'");
+  c = PgConnection::create(&loop, conninfo_);
+  {
+    RetentionConfig rc;
+    rc.days = 90;
+    DeliveryEventRetention retention(*c, rc);
+    retention.run_pass([&](int64_t r, int64_t t) {
+      removed = r;
+      tombstones = t;
+      c->close();
+    });
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // the retention's timer closes
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  EXPECT_EQ(removed, 0);
+  EXPECT_EQ(tombstones, 25);
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_event_tombstones"), "0");
 }
 
 }  // namespace

@@ -391,3 +391,55 @@ TEST(MailboxChanges, ReachTheRunningDaemonWithoutARestart) {
   EXPECT_EQ(d.metric("deliverd_mailboxes_loaded"), 0) << d.log();
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
 }
+
+// A server answering in Latin-1 (common among older MTAs): every outcome still has its row in
+// PostgreSQL and its event on the results stream, with the bytes kept as \xNN.
+TEST(EndToEndBadBytes, Latin1RepliesCostNoRowAndNoEvent) {
+  ScriptedSmtpServer::Options so;
+  so.host = free_loopback_ip(kMailPort);
+  so.port = kMailPort;
+  ScriptedSmtpServer latin1(
+      R"({"steps": {"DOT": {"reply": "250 2.0.0 Message accept\u00e9 pour livraison", "encoding": "latin-1"}}})", so);
+  so.host = free_loopback_ip(kMailPort);
+  ScriptedSmtpServer refusing(
+      R"({"steps": {"RCPT": {"reply": "550 5.1.1 Destinataire inconnu: bo\u00eete ferm\u00e9e", "encoding": "latin-1"}}})",
+      so);
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx_l1", "acct_1", "alice@acme.example", latin1.host(), kMailPort);
+  d.add_mailbox("mbx_l1_550", "acct_1", "alice@acme.example", refusing.host(), kMailPort);
+  d.start();
+  std::vector<std::string> ids, jobs;
+  for (int i = 0; i < 40; ++i) {
+    ids.push_back("latin1-" + std::to_string(i));
+    // Two bounces only: a third would trip the bounce guard (3 in a window of 50) and pause it.
+    jobs.push_back(make_job(ids.back(), "acct_1", i % 20 == 19 ? "mbx_l1_550" : "mbx_l1",
+                            "r" + std::to_string(i) + "@example.org"));
+  }
+  stack.redis.xadd_jobs("deliverd:jobs", jobs);
+  auto finals = wait_for_final_events(stack.redis, ids, 60000);
+  ASSERT_EQ(finals.size(), ids.size()) << d.log();
+  for (const auto& id : ids) {
+    const bool bounced = std::stoi(id.substr(7)) % 20 == 19;
+    EXPECT_EQ(finals[id].status, bounced ? "bounced" : "delivered") << id;
+  }
+  // The event keeps the byte losslessly (the JSON text holds \\xe9).
+  bool saw_escaped = false;
+  for (const auto& e : stack.redis.xrange("deliverd:results"))
+    saw_escaped = saw_escaped || e.fields.at("event").find("accept\\\\xe9 pour") != std::string::npos;
+  EXPECT_TRUE(saw_escaped);
+  // Rows are written in the background: wait for all of them.
+  std::string rows;
+  for (long long deadline = now_ms() + 30000; now_ms() < deadline;) {
+    rows = stack.pg.scalar("SELECT count(*) FROM delivery_events WHERE job_id LIKE 'latin1-%'");
+    if (rows == "40") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(rows, "40") << d.log();
+  EXPECT_EQ(stack.pg.scalar("SELECT count(*) FROM delivery_events WHERE reply_text LIKE '%accept\\\\xe9 pour%'"), "38");
+  EXPECT_EQ(stack.pg.scalar("SELECT count(*) FROM delivery_events WHERE status = 'bounced'"
+                            " AND reply_text LIKE '%bo\\\\xeete ferm\\\\xe9e%'"),
+            "2");
+  EXPECT_LE(d.metric("deliverd_delivery_events_total{result=\"failed\"}"), 0) << "no row may fail";
+  EXPECT_EQ(d.stop(SIGTERM), 0);
+}
