@@ -505,7 +505,10 @@ void App::reload() {
   retry_policy_.schedule_ms = next.retry_schedule_ms;
   retry_policy_.max_age_ms = next.retry_max_age_ms;
   compliance_->signers = std::move(signers).value();
-  if (gate_) gate_->reconfigure(next.policy);
+  if (gate_) {
+    gate_->reconfigure(next.policy);
+    gate_->reload_zones();  // off the loop; the table in use serves until the new one is in
+  }
   if (consumer_) consumer_->set_max_inflight(static_cast<size_t>(next.max_inflight));
   if (events_retention_) events_retention_->set_days(next.events_retention_days);
   cfg_ = std::move(next);

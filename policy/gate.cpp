@@ -116,6 +116,7 @@ Gate::Gate(uv_loop_t* loop, queue::RedisClient& redis, store::PgConnection& pg, 
       now_ms_(std::move(now_ms)),
       reload_timer_(loop),
       soon_timer_(loop),
+      zones_(ZoneTable::load(cfg_.zoneinfo_dir)),
       rng_(std::random_device{}()) {
   core::Registry::global().gauge_fn("deliverd_policy_suppressions", "Suppressions held in memory (all accounts).",
                                     [alive = std::weak_ptr<Alive>(alive_), this] {
@@ -149,24 +150,52 @@ int64_t Gate::rand_upto(int64_t max_inclusive) {
 }
 
 const TimeZone& Gate::zone(const std::string& name) {
-  auto it = zones_.find(name);
-  if (it != zones_.end()) return it->second;
-  auto z = TimeZone::load(cfg_.zoneinfo_dir, name);
-  if (!z) {
-    // A mailbox with an unknown zone keeps sending on UTC days rather than not at all.
-    core::log_warn("policy_timezone_unknown", {{"timezone", name}, {"error", z.error()}});
+  if (const TimeZone* z = zones_ ? zones_->find(name) : nullptr) return *z;
+  // A mailbox with an unknown zone keeps sending on UTC days rather than not at all.
+  static const TimeZone utc = TimeZone::utc();
+  if (unknown_zones_.size() < 1000 && unknown_zones_.insert(name).second) {
+    core::log_warn("policy_timezone_unknown",
+                   {{"timezone", name}, {"dir", cfg_.zoneinfo_dir}, {"note", "its days are UTC days"}});
     errors().with({"timezone"}).inc();
-    return zones_.emplace(name, TimeZone::utc()).first->second;
   }
-  return zones_.emplace(name, std::move(*z)).first->second;
+  return utc;
 }
 
-core::Result<core::Ok, std::string> Gate::preload_zone(const std::string& name) {
-  if (zones_.count(name)) return core::Ok{};
-  auto z = TimeZone::load(cfg_.zoneinfo_dir, name);
-  if (!z) return core::Err(z.error());
-  zones_.emplace(name, std::move(*z));
-  return core::Ok{};
+namespace {
+
+struct ZoneReload {
+  uv_work_t work{};
+  std::string dir;
+  std::shared_ptr<const ZoneTable> table;
+  std::weak_ptr<void> alive;
+  std::function<void(std::shared_ptr<const ZoneTable>)> apply;
+};
+
+}  // namespace
+
+void Gate::reload_zones(std::function<void()> done) {
+  if (closed_) return;
+  auto* job = new ZoneReload;
+  job->work.data = job;
+  job->dir = cfg_.zoneinfo_dir;
+  job->alive = alive_;
+  job->apply = [this, done = std::move(done)](std::shared_ptr<const ZoneTable> t) {
+    core::log_info("policy_timezones_loaded", {{"zones", std::to_string(t->size())}, {"dir", t->dir()}});
+    zones_ = std::move(t);
+    unknown_zones_.clear();
+    if (done) done();
+  };
+  uv_queue_work(
+      loop_, &job->work,
+      [](uv_work_t* w) {
+        auto* j = static_cast<ZoneReload*>(w->data);
+        j->table = ZoneTable::load(j->dir);
+      },
+      [](uv_work_t* w, int status) {
+        std::unique_ptr<ZoneReload> j(static_cast<ZoneReload*>(w->data));
+        auto alive = std::static_pointer_cast<Alive>(j->alive.lock());
+        if (status == 0 && alive && alive->yes) j->apply(std::move(j->table));
+      });
 }
 
 bool Gate::is_suppressed(std::string_view account, std::string_view address) const {

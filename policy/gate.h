@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -112,8 +113,11 @@ class Gate {
   bool ready() const { return loaded_; }
   size_t suppression_count() const { return set_.size(); }
 
-  // Loads a zone now (start-up), so the first admit for it does not read the disk on the loop.
-  core::Result<core::Ok, std::string> preload_zone(const std::string& name);
+  // The zones of [policy] zoneinfo_dir are read when the gate is made (start-up); this reads
+  // them again off the loop (a worker thread) and swaps the new table in when it is done, so a
+  // mailbox's first send in a zone never waits for the disk. done (optional) runs after the swap.
+  void reload_zones(std::function<void()> done = {});
+  size_t zone_count() const { return zones_ ? zones_->size() : 0; }
 
   // Idempotent; no callback runs after it.
   void close();
@@ -148,7 +152,8 @@ class Gate {
   std::vector<std::function<void()>> soon_;
   int reload_failures_ = 0;
 
-  std::map<std::string, TimeZone> zones_;
+  std::shared_ptr<const ZoneTable> zones_;
+  std::set<std::string> unknown_zones_;  // named by a mailbox but not in the table (logged once)
   std::mt19937_64 rng_;
   uint64_t lease_seq_ = 0;
 };

@@ -1,35 +1,53 @@
 #include "policy/time_zone.h"
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
-#include <iterator>
+#include <system_error>
 
 #include "policy/ramp.h"
 
 namespace deliverd::policy {
 namespace {
 
-constexpr int64_t kDayMs = 86'400'000;
 
-uint32_t be32(const unsigned char* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 |
-         p[3];
-}
-int64_t be64(const unsigned char* p) {
-  return static_cast<int64_t>(static_cast<uint64_t>(be32(p)) << 32 | be32(p + 4));
-}
+using Seconds = cctz::time_point<cctz::seconds>;
+
+Seconds from_unix(int64_t s) { return Seconds(cctz::seconds(s)); }
+int64_t to_unix(const Seconds& t) { return t.time_since_epoch().count(); }
 
 int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
+const cctz::civil_day kEpochDay(1970, 1, 1);
+
+// The UTC instant of a local wall-clock time on `day`: where the offset changes skip that time
+// (clocks forward), the instant of the change, which is the first local time after it; where
+// they repeat it (clocks back), its first occurrence.
+int64_t local_instant_ms(const TimeZone& tz, int64_t day, int hour) {
+  const cctz::civil_second cs = cctz::civil_second(kEpochDay + day) + int64_t{hour} * 3600;
+  const cctz::time_zone::civil_lookup cl = tz.zone().lookup(cs);
+  const Seconds t = cl.kind == cctz::time_zone::civil_lookup::SKIPPED ? cl.trans : cl.pre;
+  return to_unix(t) * 1000;
+}
+
+bool is_tzif(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string_view(magic, 4) == "TZif";
+}
+
 }  // namespace
+
+TimeZone::TimeZone() : tz_(cctz::utc_time_zone()) {}
 
 TimeZone TimeZone::fixed(int32_t offset_s) {
   TimeZone z;
   z.name_ = "fixed";
-  z.initial_offset_ = offset_s;
+  z.tz_ = cctz::fixed_time_zone(cctz::seconds(offset_s));
   return z;
 }
 
@@ -37,66 +55,53 @@ core::Result<TimeZone, std::string> TimeZone::load(const std::string& dir, const
   if (name.empty() || name == "UTC" || name == "Etc/UTC") return utc();
   if (name.front() == '/' || name.find("..") != std::string::npos || name.size() > 64)
     return core::Err("time zone '" + name + "': not a zone name");
-  std::ifstream in(dir + "/" + name, std::ios::binary);
-  if (!in) return core::Err("time zone '" + name + "': not found in " + dir);
-  std::vector<unsigned char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto bad = [&] { return core::Err("time zone '" + name + "': not a TZif file"); };
-  if (buf.size() < 44 || buf[0] != 'T' || buf[1] != 'Z' || buf[2] != 'i' || buf[3] != 'f') return bad();
-  const bool v2 = buf[4] >= '2';
-  // Header: magic, version, 15 reserved, then six counts.
-  auto counts = [&](size_t at, uint32_t c[6]) {
-    for (int i = 0; i < 6; ++i) c[i] = be32(&buf[at + 20 + static_cast<size_t>(i) * 4]);
-  };
-  uint32_t c[6];  // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
-  counts(0, c);
-  size_t at = 44;
-  size_t time_size = 4;
-  if (v2) {
-    // Skip the 32-bit block; the 64-bit one after the second header is the one to read.
-    at += c[3] * 4 + c[3] + c[4] * 6 + c[5] + c[2] * 8 + c[1] + c[0];
-    if (buf.size() < at + 44) return bad();
-    counts(at, c);
-    at += 44;
-    time_size = 8;
-  }
-  const size_t need = c[3] * time_size + c[3] + c[4] * 6;
-  if (c[4] == 0 || buf.size() < at + need) return bad();
-  const unsigned char* times = &buf[at];
-  const unsigned char* idx = times + c[3] * time_size;
-  const unsigned char* types = idx + c[3];
-  auto type_offset = [&](size_t t) { return static_cast<int32_t>(be32(types + t * 6)); };
+  const std::string path = dir + "/" + name;
+  if (!std::filesystem::is_regular_file(path)) return core::Err("time zone '" + name + "': not found in " + dir);
   TimeZone z;
   z.name_ = name;
-  z.initial_offset_ = type_offset(0);
-  for (uint32_t i = 0; i < c[3]; ++i) {
-    int64_t t = time_size == 8 ? be64(times + i * 8) : static_cast<int32_t>(be32(times + i * 4));
-    size_t ti = idx[i];
-    if (ti >= c[4]) return bad();
-    z.transitions_.push_back(t);
-    z.offsets_after_.push_back(type_offset(ti));
-  }
-  if (!std::is_sorted(z.transitions_.begin(), z.transitions_.end())) return bad();
+  // "file:" makes cctz read exactly this path rather than prefixing its own TZDIR.
+  if (!cctz::load_time_zone("file:" + path, &z.tz_)) return core::Err("time zone '" + name + "': not a TZif file");
   return z;
 }
 
-int32_t TimeZone::offset_at(int64_t utc_s) const {
-  auto it = std::upper_bound(transitions_.begin(), transitions_.end(), utc_s);
-  if (it == transitions_.begin()) return initial_offset_;
-  return offsets_after_[static_cast<size_t>(it - transitions_.begin() - 1)];
+int32_t TimeZone::offset_at(int64_t utc_s) const { return tz_.lookup(from_unix(utc_s)).offset; }
+
+std::shared_ptr<const ZoneTable> ZoneTable::load(const std::string& dir) {
+  auto table = std::make_shared<ZoneTable>();
+  table->dir_ = dir;
+  table->zones_.emplace("", TimeZone::utc());
+  table->zones_.emplace("UTC", TimeZone::utc());
+  table->zones_.emplace("Etc/UTC", TimeZone::utc());
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string rel = p.lexically_relative(dir).generic_string();
+    if (it->is_directory(ec)) {
+      // The same zones again, as POSIX-only and leap-second variants.
+      if (rel == "posix" || rel == "right") it.disable_recursion_pending();
+      continue;
+    }
+    if (table->zones_.count(rel) || !it->is_regular_file(ec) || !is_tzif(p)) continue;
+    if (auto z = TimeZone::load(dir, rel)) table->zones_.emplace(rel, std::move(*z));
+  }
+  return table;
 }
 
-int64_t local_day_start_ms(const TimeZone& tz, int64_t day) {
-  // The offset at local midnight depends on the instant we are looking for: two rounds settle it
-  // (DST changes happen at night but not at midnight in practice).
-  int64_t guess = day * 86400 - tz.offset_at(day * 86400);
-  guess = day * 86400 - tz.offset_at(guess);
-  return guess * 1000;
+const TimeZone* ZoneTable::find(const std::string& name) const {
+  auto it = zones_.find(name);
+  return it == zones_.end() ? nullptr : &it->second;
 }
+
+int64_t local_day_start_ms(const TimeZone& tz, int64_t day) { return local_instant_ms(tz, day, 0); }
 
 LocalDay local_day(const TimeZone& tz, int64_t utc_ms) {
   LocalDay d;
-  d.local_ms = utc_ms + static_cast<int64_t>(tz.offset_at(floor_div(utc_ms, 1000))) * 1000;
-  d.day = floor_div(d.local_ms, kDayMs);
+  const int64_t s = floor_div(utc_ms, 1000);
+  const cctz::civil_second cs = cctz::convert(from_unix(s), tz.zone());
+  d.day = cctz::civil_day(cs) - kEpochDay;
+  d.local_ms = (cs - cctz::civil_second(kEpochDay)) * 1000 + (utc_ms - s * 1000);
   d.weekday = weekday_from_days(d.day);
   d.start_ms = local_day_start_ms(tz, d.day);
   d.end_ms = local_day_start_ms(tz, d.day + 1);
@@ -111,8 +116,7 @@ int64_t next_window_open_ms(const TimeZone& tz, const SendWindow& w, int64_t now
   for (int64_t k = 0; k <= 7; ++k) {
     int64_t day = today.day + k;
     if (!(w.days & (1 << weekday_from_days(day)))) continue;
-    int64_t base = local_day_start_ms(tz, day);
-    int64_t open = base + start_h * 3'600'000LL, close = base + end_h * 3'600'000LL;
+    int64_t open = local_instant_ms(tz, day, start_h), close = local_instant_ms(tz, day, end_h);
     if (now_ms < close) return std::max(open, now_ms);
   }
   return -1;
