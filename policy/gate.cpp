@@ -371,12 +371,14 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
   std::vector<std::string> argv = {"9",
                                    key(m.id, "state"),
                                    key(m.id, "day:" + std::to_string(today.day)),
-                                   key(m.id, "gcra:h"),
-                                   key(m.id, "gcra:m"),
+                                   // Microsecond arrival times: not the millisecond keys of
+                                   // earlier releases, which a rolling upgrade still writes.
+                                   key(m.id, "gcra_us:h"),
+                                   key(m.id, "gcra_us:m"),
                                    key(m.id, "next"),
                                    key(m.id, "resv"),
                                    key(m.id, "warmup"),
-                                   dst_prefix + ":gcra",
+                                   dst_prefix + ":gcra_us",
                                    dst_prefix + ":conn",
                                    ms_text(now),
                                    std::to_string(today.day),

@@ -2,9 +2,9 @@
 
 namespace deliverd::policy::scripts {
 
-// KEYS: 1 state hash, 2 today's send counter, 3 GCRA per hour, 4 GCRA per minute, 5 next allowed
-//       send (min gap), 6 reservations (zset of hint times), 7 warm-up day, 8 destination GCRA,
-//       9 destination connection leases (zset).
+// KEYS: 1 state hash, 2 today's send counter, 3 GCRA per hour, 4 GCRA per minute (both in µs),
+//       5 next allowed send (min gap), 6 reservations (zset of hint times), 7 warm-up day,
+//       8 destination GCRA (µs), 9 destination connection leases (zset).
 // ARGV: 1 now, 2 today (local day number), 3 the ends of today and the following days of the
 //       reservation horizon ("t1,t2,…", local midnights as UTC ms), 4 unused, 5 ramp start,
 //       6 ramp step, 7 ramp max, 8 warm-up day ("" = first day seen), 9 per hour, 10 per minute,
@@ -61,12 +61,19 @@ local t0, why = now, ''
 local function later(t, w)
   if t > t0 then t0 = t; why = w end
 end
+-- GCRA in microseconds, so a rate above one per millisecond (per_minute > 60000) still has an
+-- interval; the theoretical arrival time is stored as an integer count of microseconds. Returns
+-- the first allowed time (ms, rounded up), the new arrival time (µs) and the interval (ms).
+local now_us = now * 1000
 local function gcra(key, per, window)
   if per <= 0 then return now, nil, 0 end
-  local T = math.floor(window / per)
+  local T = math.max(1, math.floor(window * 1000 / per))
   local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  return tat - (per - 1) * T, tat + T, T
+  if tat < now_us then tat = now_us end
+  return math.ceil((tat - (per - 1) * T) / 1000), tat + T, T / 1000
+end
+local function set_tat(key, tat)
+  redis.call('SET', key, string.format('%d', tat), 'PX', math.max(1, math.ceil((tat - now_us) / 1000)))
 end
 if used >= lim_today then later(day_end, 'daily_limit') end
 -- Without a gap there is nothing to wait for: a caller whose clock is a millisecond behind the
@@ -94,9 +101,9 @@ if t0 <= now then
   redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[22])
   if gap + jit > 0 then redis.call('SET', KEYS[5], now + gap + jit, 'PX', gap + jit + 1000) end
-  if h_tat then redis.call('SET', KEYS[3], h_tat, 'PX', h_tat - now) end
-  if m_tat then redis.call('SET', KEYS[4], m_tat, 'PX', m_tat - now) end
-  if d_tat then redis.call('SET', KEYS[8], d_tat, 'PX', d_tat - now) end
+  if h_tat then set_tat(KEYS[3], h_tat) end
+  if m_tat then set_tat(KEYS[4], m_tat) end
+  if d_tat then set_tat(KEYS[8], d_tat) end
   if dmax > 0 then
     redis.call('ZADD', KEYS[9], now + tonumber(ARGV[19]), ARGV[20])
     redis.call('PEXPIRE', KEYS[9], ARGV[19])
@@ -109,7 +116,7 @@ if t0 <= now then
   return {1, 0, 'ok', probe and 'probe' or ''}
 end
 
-local spacing = math.max(gap + jmax, h_T, m_T, 1)
+local spacing = math.max(gap + jmax, math.ceil(h_T), math.ceil(m_T), 1)
 local grace = math.max(spacing, 60000)
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. string.format('%d', now - grace))
 local cursor = t0

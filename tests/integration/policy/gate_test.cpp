@@ -489,5 +489,106 @@ TEST_F(GateTest, DestinationThrottleLimitsConnectionsAcrossDaemons) {
   EXPECT_TRUE(d4->allowed()) << d4->reason;
 }
 
+// ---- every accepted limit works -------------------------------------------------------------
+
+// The upper bounds daemon/config.cpp accepts for [policy] (and store::validate_mailbox for a
+// mailbox's own overrides) against the real admit script: a send is allowed or deferred to a
+// real time, never refused as "policy_unavailable" because a script step failed.
+TEST_F(GateTest, EveryLimitAtTheBoundCheckConfigAllowsAdmitsOrDefersForReal) {
+  struct Case {
+    const char* name;
+    std::function<void(PolicyConfig&, store::Mailbox&)> set;
+    bool mx;
+    int allowed;  // of three admits at one instant
+  };
+  const Case cases[] = {
+      {"per_minute = 100000", [](PolicyConfig& c, store::Mailbox&) { c.per_minute = 100000; }, false, 3},
+      {"per_hour = 1000000", [](PolicyConfig& c, store::Mailbox&) { c.per_hour = 1000000; }, false, 3},
+      {"both at their maximum",
+       [](PolicyConfig& c, store::Mailbox&) {
+         c.per_minute = 100000;
+         c.per_hour = 1000000;
+       },
+       false, 3},
+      {"mailbox per_minute = 1000000", [](PolicyConfig&, store::Mailbox& m) { m.per_minute = 1000000; }, false, 3},
+      {"mailbox per_hour = 1000000", [](PolicyConfig&, store::Mailbox& m) { m.per_hour = 1000000; }, false, 3},
+      {"ramp_start = 100000, ramp_max = 1000000",
+       [](PolicyConfig& c, store::Mailbox&) {
+         c.ramp_start = 100000;
+         c.ramp_step = 100000;
+         c.ramp_max = 1000000;
+       },
+       false, 3},
+      {"mailbox ramp_max = 1000000", [](PolicyConfig&, store::Mailbox& m) { m.ramp_start = m.ramp_max = 1000000; },
+       false, 3},
+      {"destination_per_minute = 1000000", [](PolicyConfig& c, store::Mailbox&) { c.destination_per_minute = 1000000; },
+       true, 3},
+      {"destination_max_connections = 100000",
+       [](PolicyConfig& c, store::Mailbox&) { c.destination_max_connections = 100000; }, true, 3},
+      {"min_gap_s = jitter_s = 86400",
+       [](PolicyConfig& c, store::Mailbox&) { c.min_gap_s = c.jitter_s = 86400; }, false, 1},
+      {"mailbox min_gap_s = 1000000", [](PolicyConfig&, store::Mailbox& m) { m.min_gap_s = 1000000; }, false, 1},
+      {"ramp_max = 0", [](PolicyConfig& c, store::Mailbox&) { c.ramp_start = c.ramp_max = 0; }, false, 0},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    PolicyConfig cfg = no_pacing();
+    store::Mailbox m = mailbox("bound" + std::to_string(n++));
+    c.set(cfg, m);
+    ASSERT_TRUE(validate(cfg).ok()) << c.name;
+    ASSERT_TRUE(store::validate_mailbox(m).ok()) << c.name;
+    Gate& g = make_gate(cfg);
+    int allowed = 0;
+    for (int i = 0; i < 3; ++i) {
+      std::optional<Decision> d;
+      g.admit({m.account, m, "r" + std::to_string(i) + "@example.org", c.mx ? "example.org" : ""},
+              [&](const Decision& x) { d = x; });
+      ASSERT_TRUE(loop_.run_until([&] { return d.has_value(); })) << c.name;
+      EXPECT_NE(d->reason, "policy_unavailable") << c.name << ": " << d->detail;
+      if (d->allowed()) {
+        ++allowed;
+        g.release(*d);
+      } else {
+        EXPECT_EQ(d->verdict, Verdict::Defer) << c.name;
+        EXPECT_GT(d->until_ms, now_) << c.name;
+      }
+    }
+    EXPECT_EQ(allowed, c.allowed) << c.name;
+  }
+}
+
+// The interval is kept in microseconds: 7 per minute is one every 8571.43 ms, so once the burst
+// is spent the next send is due 8572 ms later (rounded up, never early), not 8571.
+TEST_F(GateTest, RateIntervalsAreExactBelowAMillisecondAndAboveIt) {
+  PolicyConfig cfg = no_pacing();
+  cfg.per_minute = 7;
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_rate");
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(admit(g, m, "r" + std::to_string(i) + "@example.org").allowed()) << i;
+  Decision d = admit(g, m, "late@example.org");
+  ASSERT_EQ(d.verdict, Verdict::Defer) << d.reason;
+  EXPECT_EQ(d.reason, "ramp_up");
+  EXPECT_EQ(d.detail, "per_minute");
+  EXPECT_EQ(d.until_ms, now_ + 8572);
+
+  // One per hour: the second send waits the whole hour.
+  PolicyConfig hourly = no_pacing();
+  hourly.per_hour = 1;
+  Gate& h = make_gate(hourly);
+  store::Mailbox m2 = mailbox("mbx_hourly");
+  ASSERT_TRUE(admit(h, m2).allowed());
+  Decision d2 = admit(h, m2, "second@example.org");
+  EXPECT_EQ(d2.detail, "per_hour");
+  EXPECT_EQ(d2.until_ms, now_ + 3'600'000);
+
+  // 100,000 per minute is one every 600 µs (0 ms when counted in whole milliseconds, which made
+  // the script's SET … PX 0 fail): the burst goes, each send one arrival time further on.
+  PolicyConfig fast = no_pacing();
+  fast.per_minute = 100000;
+  Gate& f = make_gate(fast);
+  store::Mailbox m3 = mailbox("mbx_fast");
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(admit(f, m3, "f" + std::to_string(i) + "@example.org").allowed()) << i;
+}
+
 }  // namespace
 }  // namespace deliverd::policy
