@@ -80,9 +80,9 @@ void add_suppression(CallPtr call) {
   std::optional<std::string> err = read_string(*body, "address", s.address, queue::kMaxEmailLength);
   if (!err) err = read_string(*body, "reason", s.reason, 64);
   if (err) return call->error(400, "invalid_body", *err);
-  s.address = store::normalize_address(s.address);
-  if (s.address.empty() || !queue::is_plausible_email(s.address))
-    return call->error(400, "invalid_body", "address: required, an email address");
+  auto parsed = store::parse_listed_address(s.address);
+  if (!parsed) return call->error(400, "invalid_body", "address: " + parsed.error());
+  s.address = parsed->str();
   call->target = s.address;
   store::add_suppression(call->pg(), s, [call, address = s.address](core::Result<bool, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot add the suppression");

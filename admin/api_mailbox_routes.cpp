@@ -235,7 +235,9 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
       if (!err) err = read_string(v->object, "username", im.username, 256);
       if (!err) err = read_string(v->object, "password", im.password, 1024);
       if (err) return "imap." + *err;
-      if (im.host.empty()) return std::string("imap.host: required");
+      auto host = store::normalize_host(im.host);
+      if (!host) return "imap.host: '" + im.host + "': " + host.error();
+      im.host = std::move(*host);
       if (im.port != 993 && im.port != 143) return std::string("imap.port: 993 (TLS) or 143 (STARTTLS)");
       if (im.username.empty() || im.password.empty()) return std::string("imap.username and imap.password: required");
       if (im.password.find_first_of(std::string("\r\n\0", 3)) != std::string::npos ||
@@ -252,6 +254,7 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
   if (!dns::port_allowed(r.m.smtp_port) || !store::allowed_smtp_port(r.m.smtp_port))
     return std::string(kPortPolicy) + "smtp_port " + std::to_string(r.m.smtp_port) +
            " is refused by the port policy (use 25, 465, 587 or 2525)";
+  store::normalize_mailbox(r.m);
   if (auto v = store::validate_mailbox(r.m); !v) return v.error();
   return std::nullopt;
 }

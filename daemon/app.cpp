@@ -11,6 +11,7 @@
 #include "admin/mailbox_probe.h"
 #include "admin/http_server.h"
 #include "admin/unsubscribe_routes.h"
+#include "core/address.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "daemon/delivery.h"
@@ -99,8 +100,9 @@ core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
   if (!cfg.unsubscribe_key_file.empty())
     if (auto t = smtp::UnsubscribeTokens::from_key_file(cfg.unsubscribe_key_file); !t)
       return core::Err{cfg.path + ": [unsubscribe] key_file: " + t.error()};
-  if (!cfg.unsubscribe_mailto.empty() && !queue::is_plausible_email(cfg.unsubscribe_mailto))
-    return core::Err{cfg.path + ": [unsubscribe] mailto: not an email address"};
+  if (!cfg.unsubscribe_mailto.empty())
+    if (auto a = core::parse_address(cfg.unsubscribe_mailto); !a)
+      return core::Err{cfg.path + ": [unsubscribe] mailto: " + a.error()};
   if (auto s = load_dkim_signers(cfg); !s) return core::Err{s.error()};
   return core::Ok{};
 }

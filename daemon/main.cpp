@@ -154,6 +154,7 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
   }
   m.warmup_start = a.get("warmup-start");
   m.timezone = a.get("timezone");
+  store::normalize_mailbox(m);
   if (auto valid = store::validate_mailbox(m); !valid) return fail("mailbox add: " + valid.error());
   auto box = store::SecretBox::from_key_file(cfg.secret_key_file);
   if (!box) return fail("[security] secret_key_file: " + box.error());

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstring>
 
+#include "core/address.h"
 #include "core/ascii.h"
 
 namespace deliverd::queue {
@@ -167,7 +168,14 @@ class JobParser {
     if (!get_string(v, name, out)) return false;
     if (has_cr_or_lf(out)) return error(name, "must not contain CR or LF");
     if (out.size() > kMaxEmailLength) return error(name, "longer than " + std::to_string(kMaxEmailLength) + " bytes");
-    if (!is_plausible_email(out)) return error(name, "not a valid email address");
+    return address(name, out);
+  }
+
+  // Kept normalised (core/address.h), so everything downstream sees one spelling.
+  bool address(const std::string& name, std::string& inout) {
+    auto a = core::parse_address(inout);
+    if (!a) return error(name, a.error());
+    inout = a->str();
     return true;
   }
 
@@ -309,8 +317,7 @@ class JobParser {
         // Producers write both "unsub@x" and "mailto:unsub@x"; we keep the bare address.
         if (core::istarts_with(s, "mailto:")) s.erase(0, 7);
         if (has_cr_or_lf(s)) return error("unsubscribe.mailto", "must not contain CR or LF");
-        if (s.size() > kMaxEmailLength || !is_plausible_email(s))
-          return error("unsubscribe.mailto", "not a valid email address");
+        if (!address("unsubscribe.mailto", s)) return false;
         job_.unsubscribe_mailto = std::move(s);
       }
     }
@@ -391,26 +398,6 @@ bool parse_rfc3339_ms(std::string_view s, int64_t& out_ms) {
   const int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_min * 60;
   out_ms = secs * 1000 + millis;
-  return true;
-}
-
-bool is_plausible_email(std::string_view a) {
-  if (a.empty() || a.size() > kMaxEmailLength) return false;
-  const size_t at = a.rfind('@');
-  if (at == std::string_view::npos || at == 0 || at + 1 == a.size()) return false;
-  const std::string_view local = a.substr(0, at), domain = a.substr(at + 1);
-  if (local.size() > 64) return false;
-  for (unsigned char c : a)
-    if (c <= 0x20 || c == 0x7f || c == '<' || c == '>' || c == ',' || c == ';' || c == '"' || c == '(' || c == ')' ||
-        c == '\\')
-      return false;
-  if (local.find('@') != std::string_view::npos) return false;
-  if (domain.front() == '[') return domain.size() > 2 && domain.back() == ']';  // address literal
-  if (domain.find('.') == std::string_view::npos || domain.front() == '.' || domain.back() == '.' ||
-      domain.find("..") != std::string_view::npos)
-    return false;
-  for (unsigned char c : domain)
-    if (c == '[' || c == ']' || c == '@') return false;
   return true;
 }
 

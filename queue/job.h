@@ -43,7 +43,4 @@ core::Result<Job, JobError> parse_job(std::string_view json, size_t max_bytes = 
 // milliseconds; false if malformed or out of range.
 bool parse_rfc3339_ms(std::string_view s, int64_t& out_ms);
 
-// The basic syntactic address check used for to.email, reply_to and unsubscribe.mailto.
-bool is_plausible_email(std::string_view address);
-
 }  // namespace deliverd::queue

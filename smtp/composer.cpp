@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <random>
 
+#include "core/address.h"
 #include "core/ascii.h"
 #include "core/base64.h"
+#include "core/domain.h"
 #include "core/hex.h"
 #include "core/utf8.h"
 
@@ -33,32 +36,11 @@ bool is_atext(char c) {
   return std::string_view("!#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;
 }
 
-bool valid_domain(std::string_view d) {
-  if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.' || d.front() == '-') return false;
-  if (d.find("..") != std::string_view::npos) return false;
-  return std::all_of(d.begin(), d.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-  });
-}
-
-// Conservative addr-spec check: enough to keep the address from breaking the header or the
-// SMTP command it later goes into. Quoted local parts and address literals are not accepted.
-core::Result<core::Ok, std::string> check_address(std::string_view field, std::string_view a) {
-  auto err = [&](std::string_view why) { return core::Err{std::string(field) + ": " + std::string(why)}; };
-  if (a.empty()) return err("missing");
-  if (has_crlf(a)) return err("contains CR or LF");
-  if (!core::is_ascii(a)) return err("non-ASCII address needs SMTPUTF8 (not supported)");
-  if (a.size() > 254) return err("longer than 254 characters");
-  size_t at = a.rfind('@');
-  if (at == std::string_view::npos) return err("missing '@'");
-  std::string_view local = a.substr(0, at), domain = a.substr(at + 1);
-  if (local.empty() || local.size() > 64) return err("bad local part");
-  for (char c : local)
-    if (!is_atext(c) && c != '.') return err("invalid character in local part");
-  if (local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos)
-    return err("bad dots in local part");
-  if (!valid_domain(domain)) return err("invalid domain");
-  return core::Ok{};
+// The address module's verdict, with the field named: "to_email: the domain is empty".
+core::Result<core::Address, std::string> check_address(std::string_view field, std::string_view a) {
+  auto parsed = core::parse_address(a);
+  if (!parsed) return core::Err{std::string(field) + ": " + parsed.error()};
+  return parsed;
 }
 
 core::Result<core::Ok, std::string> check_text(std::string_view field, std::string_view v) {
@@ -380,8 +362,13 @@ core::Result<core::Ok, std::string> check_unsubscribe(const MessageSpec& m) {
     return core::Err{std::string("unsubscribe: campaign mail needs an unsubscribe URL or mailto address")};
   if (!m.unsubscribe_url.empty())
     if (auto r = check_url("unsubscribe.url", m.unsubscribe_url); !r) return core::Err{r.error()};
-  if (!m.unsubscribe_mailto.empty())
-    if (auto r = check_address("unsubscribe.mailto", m.unsubscribe_mailto); !r) return core::Err{r.error()};
+  if (!m.unsubscribe_mailto.empty()) {
+    auto r = check_address("unsubscribe.mailto", m.unsubscribe_mailto);
+    if (!r) return core::Err{r.error()};
+    // A mailto URI in a header field: RFC 6068 wants it ASCII, and it must not force SMTPUTF8.
+    if (r->smtputf8 || !core::is_ascii(m.unsubscribe_mailto))
+      return core::Err{std::string("unsubscribe.mailto: must be ASCII (an internationalised domain as A-labels)")};
+  }
   if (!m.postal_address.empty() && !core::is_valid_utf8(m.postal_address))
     return core::Err{std::string("postal_address: not valid UTF-8")};
   return core::Ok{};
@@ -397,13 +384,39 @@ core::Result<std::string, std::string> unsubscribe_headers(const MessageSpec& m)
   return out;
 }
 
-std::string id_domain_of(const MessageSpec& m) {
-  return m.message_id_domain.empty() ? m.from_email.substr(m.from_email.rfind('@') + 1) : m.message_id_domain;
+// The addresses as they go into the header: normalised (A-label domains), and whether one of
+// them has a UTF-8 local part, which makes this an RFC 6532 message that needs SMTPUTF8 end to
+// end (encoded words are not allowed in an addr-spec, RFC 2047 5).
+struct Addresses {
+  std::string from, to, reply_to, id_domain;
+  bool utf8 = false;
+};
+
+core::Result<Addresses, std::string> check_addresses(const MessageSpec& m) {
+  Addresses out;
+  auto take = [&out](const char* field, const std::string& given, std::string& dest) -> std::optional<std::string> {
+    auto a = check_address(field, given);
+    if (!a) return a.error();
+    dest = a->str();
+    out.utf8 |= a->smtputf8;
+    return std::nullopt;
+  };
+  if (auto e = take("from_email", m.from_email, out.from)) return core::Err{*e};
+  if (auto e = take("to_email", m.to_email, out.to)) return core::Err{*e};
+  if (!m.reply_to.empty())
+    if (auto e = take("reply_to", m.reply_to, out.reply_to)) return core::Err{*e};
+  out.id_domain = out.from.substr(out.from.rfind('@') + 1);
+  if (!m.message_id_domain.empty()) {
+    auto d = core::normalize_domain(m.message_id_domain);
+    if (!d) return core::Err{"message_id_domain: " + d.error()};
+    out.id_domain = std::move(*d);
+  }
+  return out;
 }
 
 // A producer-built message: we add only what RFC 5322 and the unsubscribe rules require and
 // leave everything else (bodies, MIME structure) byte for byte as given, bar line endings.
-core::Result<std::string, std::string> compose_raw(const MessageSpec& m, std::time_t now) {
+core::Result<std::string, std::string> compose_raw(const MessageSpec& m, const Addresses& addr, std::time_t now) {
   auto err = [](std::string why) { return core::Err{"raw: " + why}; };
   std::string raw = normalize_crlf(m.raw);
   if (raw.front() == ' ' || raw.front() == '\t') return err("the header starts with a continuation line");
@@ -431,11 +444,11 @@ core::Result<std::string, std::string> compose_raw(const MessageSpec& m, std::ti
   std::string add;
   if (!have_date) add += "Date: " + rfc5322_date(now) + "\r\n";
   if (!have_from) {
-    auto from = mailbox_header("From", "from_name", m.from_name, m.from_email);
+    auto from = mailbox_header("From", "from_name", m.from_name, addr.from);
     if (!from) return core::Err{from.error()};
     add += *from;
   }
-  if (!have_id) add += "Message-ID: <" + random_hex(16) + "@" + id_domain_of(m) + ">\r\n";
+  if (!have_id) add += "Message-ID: <" + random_hex(16) + "@" + addr.id_domain + ">\r\n";
   if (have_ctype && !have_mime) add += "MIME-Version: 1.0\r\n";
   if (!have_lu) {
     auto lu = unsubscribe_headers(m);
@@ -444,7 +457,7 @@ core::Result<std::string, std::string> compose_raw(const MessageSpec& m, std::ti
   }
   std::string out = add + raw;
   if (split == std::string::npos) out += "\r\n";
-  if (auto v = validate_message(out); !v) return err(v.error());
+  if (auto v = validate_message(out, addr.utf8); !v) return err(v.error());
   return out;
 }
 
@@ -467,7 +480,7 @@ std::string base64_lines(std::string_view bytes) {
   return out;
 }
 
-core::Result<core::Ok, std::string> validate_message(std::string_view msg) {
+core::Result<core::Ok, std::string> validate_message(std::string_view msg, bool utf8_headers) {
   auto err = [](std::string why) { return core::Err{std::move(why)}; };
   for (size_t i = 0; i < msg.size(); ++i) {
     if (msg[i] == '\r' && (i + 1 == msg.size() || msg[i + 1] != '\n')) return err("bare CR at offset " + std::to_string(i));
@@ -495,7 +508,8 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg) {
       in_header = false;
       continue;
     }
-    if (!core::is_ascii(line) || has_control(line)) return err("header line " + std::to_string(line_no) + " has non-ASCII or control characters");
+    const bool text_ok = core::is_ascii(line) || (utf8_headers && core::is_valid_utf8(line));
+    if (!text_ok || has_control(line)) return err("header line " + std::to_string(line_no) + " has non-ASCII or control characters");
     if (line.front() == ' ' || line.front() == '\t') {
       if (first) return err("the header starts with a continuation line");
       if (line.find_first_not_of(" \t") == std::string_view::npos)
@@ -519,31 +533,27 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg) {
 }
 
 core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t now) {
-  if (auto r = check_address("from_email", m.from_email); !r) return core::Err{r.error()};
-  if (auto r = check_address("to_email", m.to_email); !r) return core::Err{r.error()};
-  if (!m.reply_to.empty())
-    if (auto r = check_address("reply_to", m.reply_to); !r) return core::Err{r.error()};
+  auto addr = check_addresses(m);
+  if (!addr) return core::Err{addr.error()};
   if (auto r = check_unsubscribe(m); !r) return core::Err{r.error()};
-  std::string id_domain = id_domain_of(m);
-  if (!valid_domain(id_domain)) return core::Err{std::string("message_id_domain: invalid domain")};
-  if (!m.raw.empty()) return compose_raw(m, now);
+  if (!m.raw.empty()) return compose_raw(m, *addr, now);
   if (auto r = check_text("subject", m.subject); !r) return core::Err{r.error()};
   if (!core::is_valid_utf8(m.text)) return core::Err{std::string("text: not valid UTF-8")};
   if (!core::is_valid_utf8(m.html)) return core::Err{std::string("html: not valid UTF-8")};
 
   std::string out;
   out += "Date: " + rfc5322_date(now) + "\r\n";
-  auto from = mailbox_header("From", "from_name", m.from_name, m.from_email);
+  auto from = mailbox_header("From", "from_name", m.from_name, addr->from);
   if (!from) return core::Err{from.error()};
   out += *from;
-  auto to = mailbox_header("To", "to_name", m.to_name, m.to_email);
+  auto to = mailbox_header("To", "to_name", m.to_name, addr->to);
   if (!to) return core::Err{to.error()};
   out += *to;
-  if (!m.reply_to.empty()) out += "Reply-To: " + m.reply_to + "\r\n";
+  if (!addr->reply_to.empty()) out += "Reply-To: " + addr->reply_to + "\r\n";
   auto subject = header_field("Subject", m.subject, "subject");
   if (!subject) return core::Err{subject.error()};
   out += *subject;
-  out += "Message-ID: <" + random_hex(16) + "@" + id_domain + ">\r\n";
+  out += "Message-ID: <" + random_hex(16) + "@" + addr->id_domain + ">\r\n";
 
   bool campaign = !m.campaign.empty();
   for (const auto& [name, value] : m.headers) {
@@ -589,7 +599,7 @@ core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t
     }
     out += "--" + boundary + "--\r\n";
   }
-  if (auto v = validate_message(out); !v) return core::Err{"headers: " + v.error()};
+  if (auto v = validate_message(out, addr->utf8); !v) return core::Err{"headers: " + v.error()};
   return out;
 }
 

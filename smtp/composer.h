@@ -28,8 +28,10 @@ struct MessageSpec {
   std::string postal_address;      // footer for campaign mail; "" = none
 };
 
-// The message with CRLF line endings, no line over 998 octets. The error names the field:
-// "to_email: missing '@'", "header \"X Bad\": invalid name", …
+// The message with CRLF line endings, no line over 998 octets. Addresses are checked and
+// normalised by core/address.h; one with a UTF-8 local part goes into the header as raw UTF-8
+// (RFC 6532), so the message must then travel with SMTPUTF8. The error names the field:
+// "to_email: the address has no '@'", "header \"X Bad\": invalid name", …
 core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t now);
 
 // The DATA payload: line endings made CRLF, lines starting with "." doubled (RFC 5321 4.5.2),
@@ -37,8 +39,9 @@ core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t
 std::string dot_stuff(std::string_view message);
 
 // RFC 5322 checks on a finished message (CRLF only, lines ≤ 998, well-formed fields, exactly
-// one From and Date, at most one of each other singular field, ASCII header values).
-core::Result<core::Ok, std::string> validate_message(std::string_view message);
+// one From and Date, at most one of each other singular field, ASCII header values, or UTF-8
+// ones in a message with UTF-8 addresses, RFC 6532).
+core::Result<core::Ok, std::string> validate_message(std::string_view message, bool utf8_headers = false);
 
 // Building blocks, exposed for tests, DKIM and the fuzz target.
 std::string rfc5322_date(std::time_t t);                   // "Thu, 01 Jan 1970 00:00:00 +0000"

@@ -35,12 +35,23 @@ Metrics& metrics() {
 std::string reply_class(int code) { return std::string(1, static_cast<char>('0' + code / 100)) + "xx"; }
 
 // An envelope address goes verbatim into a command line, so anything that could end or extend
-// the command is refused before connecting.
+// the command is refused before connecting: no control character anywhere, and no space or angle
+// bracket outside the quoted local part that RFC 5321 allows them in.
 bool safe_path(std::string_view a) {
-  return a.size() <= 512 && std::none_of(a.begin(), a.end(), [](char c) {
-           auto u = static_cast<unsigned char>(c);
-           return u < 0x21 || u == 0x7f || c == '<' || c == '>';
-         });
+  if (a.size() > 512) return false;
+  bool quoted = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const auto u = static_cast<unsigned char>(a[i]);
+    if (u < 0x20 || u == 0x7f) return false;
+    if (quoted && a[i] == '\\') {  // a quoted pair: the next character is taken as it is
+      if (++i == a.size() || static_cast<unsigned char>(a[i]) < 0x20 || a[i] == 0x7f) return false;
+    } else if (a[i] == '"') {
+      quoted = !quoted;
+    } else if (!quoted && (u == 0x20 || a[i] == '<' || a[i] == '>')) {
+      return false;
+    }
+  }
+  return !quoted;
 }
 
 std::string address_string(const sockaddr* sa, int* port) {
@@ -460,7 +471,10 @@ void Session::auth_reply(const core::Reply& r) {
 }
 
 void Session::start_transaction() {
-  bool utf8 = has_8bit(env_.mail_from) || has_8bit(env_.rcpt_to);
+  // RFC 6531 3.4 and RFC 6532 3.7: UTF-8 in the envelope or in the header needs SMTPUTF8. The
+  // composer writes raw UTF-8 into the header only for an address with a UTF-8 local part.
+  const std::string_view header = std::string_view(env_.message).substr(0, env_.message.find("\r\n\r\n"));
+  const bool utf8 = has_8bit(env_.mail_from) || has_8bit(env_.rcpt_to) || has_8bit(header);
   auto refuse = [this](std::string reason, std::string detail) {
     core::Outcome o;
     o.status = core::Status::Bounced;
@@ -470,8 +484,12 @@ void Session::start_transaction() {
     o.fault = to_string(Fault::RecipientPermanent);
     report(std::move(o), true);
   };
-  if (utf8 && !caps_.smtputf8)
-    return refuse("smtputf8_unsupported", "the envelope needs SMTPUTF8 and the server does not offer it");
+  if (utf8 && !caps_.smtputf8) {
+    const std::string& who = has_8bit(env_.rcpt_to) ? env_.rcpt_to : env_.mail_from;
+    return refuse("smtputf8_unsupported",
+                  (has_8bit(who) ? who : std::string("the message header")) +
+                      " needs SMTPUTF8 (RFC 6531) and " + host_ + " does not offer it, so the message cannot be sent there");
+  }
   std::string payload = dot_stuff(env_.message);
   if (caps_.size_limit > 0 && payload.size() > caps_.size_limit)
     return refuse("message_too_large", "message of " + std::to_string(payload.size()) +

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/address.h"
+#include "core/domain.h"
 #include "store/pg_blocking.h"
 
 namespace deliverd::store {
@@ -19,43 +21,13 @@ bool valid_id(std::string_view s) {
   });
 }
 
-// Letters, digits and hyphens in dot-separated labels; no leading/trailing hyphen.
-bool valid_domain(std::string_view d) {
-  if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.') return false;
-  size_t start = 0;
-  while (start <= d.size()) {
-    size_t dot = d.find('.', start);
-    std::string_view label = d.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
-    for (unsigned char c : label)
-      if (!std::isalnum(c) && c != '-') return false;
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return true;
-}
-
-// Deliberately narrower than RFC 5322: a dot-atom local part, which is what a sending mailbox
-// has in practice, and which can go into a header and MAIL FROM without quoting.
-bool valid_email(std::string_view e) {
-  size_t at = e.rfind('@');
-  if (at == std::string_view::npos || at == 0 || e.size() > 254) return false;
-  std::string_view local = e.substr(0, at), domain = e.substr(at + 1);
-  if (local.size() > 64 || local.front() == '.' || local.back() == '.' || local.find("..") != local.npos) return false;
-  for (unsigned char c : local) {
-    if (std::isalnum(c)) continue;
-    if (std::string_view("!#$%&'*+-/=?^_`{|}~.").find(static_cast<char>(c)) == std::string_view::npos) return false;
-  }
-  return valid_domain(domain) && domain.find('.') != std::string_view::npos;
-}
-
-bool valid_host(std::string_view h) {
-  if (h.empty() || h.size() > 253) return false;
+bool is_ip_literal(std::string_view h) {
   // IPv6 literals are allowed bare (the connector brackets them); the address policy vets them.
   if (h.find(':') != std::string_view::npos)
-    return std::all_of(h.begin(), h.end(), [](unsigned char c) { return std::isxdigit(c) || c == ':' || c == '.'; });
-  return valid_domain(h);
+    return std::all_of(h.begin(), h.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; });
+  return !h.empty() && h.find_first_not_of("0123456789.") == std::string_view::npos;
 }
+
 
 Mailbox row_to_mailbox(const PgResult& r, size_t i) {
   const auto& row = r.rows[i];
@@ -124,8 +96,8 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
   if (!valid_id(m.id)) return core::Err(std::string("id: 1-128 characters of letters, digits, '_', '-', '.', ':'"));
   if (m.account.empty() || m.account.size() > 128 || has_control(m.account))
     return core::Err(std::string("account: required, at most 128 printable characters"));
-  if (!valid_email(m.email)) return core::Err("email: '" + m.email + "' is not a valid address like user@example.com");
-  if (!valid_host(m.smtp_host)) return core::Err("smtp_host: '" + m.smtp_host + "' is not a valid host name or IP");
+  if (auto a = core::parse_address(m.email); !a) return core::Err("email: '" + m.email + "': " + a.error());
+  if (auto h = normalize_host(m.smtp_host); !h) return core::Err("smtp_host: '" + m.smtp_host + "': " + h.error());
   if (!allowed_smtp_port(m.smtp_port))
     return core::Err("smtp_port: " + std::to_string(m.smtp_port) + " is not allowed (use 25, 465, 587 or 2525)");
   if (m.security != "none" && m.security != "starttls" && m.security != "tls")
@@ -159,6 +131,18 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
   if (m.window_end_hour && (*m.window_end_hour < 1 || *m.window_end_hour > 24))
     return core::Err(std::string("window_end_hour: 1-24"));
   return core::Ok{};
+}
+
+core::Result<std::string, std::string> normalize_host(std::string_view h) {
+  if (h.empty()) return core::Err(std::string("required"));
+  if (h.size() > 253) return core::Err(std::string("longer than 253 characters"));
+  if (is_ip_literal(h)) return std::string(h);
+  return core::normalize_domain(h);
+}
+
+void normalize_mailbox(Mailbox& m) {
+  if (auto a = core::parse_address(m.email)) m.email = a->str();
+  if (auto h = normalize_host(m.smtp_host)) m.smtp_host = std::move(*h);
 }
 
 core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& m, const SecretBox& box) {

@@ -40,6 +40,12 @@ inline constexpr std::string_view kMailboxChannel = "deliverd_mailboxes";
 bool allowed_smtp_port(int port);
 // Checks every field; the error names the field and what is wrong with it.
 core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m);
+// A host to connect to (smtp_host, imap.host): an IP literal as given, or a name as lower-case
+// A-labels (core/domain.h). The error says what is wrong, without the field name.
+core::Result<std::string, std::string> normalize_host(std::string_view host);
+// The spelling used inside: email normalised by core/address.h, smtp_host by normalize_host.
+// Values that do not parse are left as they are for validate_mailbox to name.
+void normalize_mailbox(Mailbox& m);
 
 // Blocking, for the command line: validates, seals the password, upserts by id.
 core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& m, const SecretBox& box);

@@ -2,17 +2,19 @@
 
 #include <openssl/sha.h>
 
-#include "core/ascii.h"
 #include "store/pg_blocking.h"
 
 namespace deliverd::store {
 
-std::string normalize_address(std::string_view a) {
+core::Result<core::Address, std::string> parse_listed_address(std::string_view a) {
   while (!a.empty() && (a.front() == ' ' || a.front() == '\t')) a.remove_prefix(1);
   while (!a.empty() && (a.back() == ' ' || a.back() == '\t')) a.remove_suffix(1);
-  size_t at = a.rfind('@');
-  if (at == std::string_view::npos || at == 0 || at + 1 == a.size()) return "";
-  return std::string(a.substr(0, at + 1)) + core::ascii_lowercase(a.substr(at + 1));
+  return core::parse_address(a);
+}
+
+std::string normalize_address(std::string_view a) {
+  auto parsed = parse_listed_address(a);
+  return parsed ? parsed->str() : std::string();
 }
 
 std::string address_sha256(std::string_view normalized) {

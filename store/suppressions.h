@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/address.h"
 #include "core/result.h"
 #include "store/pg_connection.h"
 
@@ -29,9 +30,10 @@ struct ListedSuppression {
   std::string created_at;
 };
 
-// Trims surrounding white space and lower-cases the domain; the local part is kept as given
-// (RFC 5321 2.4: it may be case-sensitive; plus-addressing stays). "" if there is no '@' with
-// text on both sides.
+// Surrounding white space trimmed, then parsed and normalised by core/address.h (domain as
+// lower-case A-labels, local part as given, plus-addressing kept). The error says what is wrong.
+core::Result<core::Address, std::string> parse_listed_address(std::string_view address);
+// parse_listed_address as text: "" when it is not an address.
 std::string normalize_address(std::string_view address);
 // SHA-256 of the normalised address, 32 raw bytes.
 std::string address_sha256(std::string_view normalized);

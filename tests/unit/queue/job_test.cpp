@@ -142,7 +142,29 @@ TEST(ParseJob, RejectsToWithoutEmail) {
 }
 TEST(ParseJob, RejectsEmailWithoutAt) { expect_rejected(replace("bob@example.org", "bob.example.org"), "to.email"); }
 TEST(ParseJob, RejectsEmailWithoutDotInDomain) { expect_rejected(replace("bob@example.org", "bob@localhost"), "to.email"); }
-TEST(ParseJob, AcceptsEmailWithAddressLiteral) { EXPECT_TRUE(parse_job(replace("bob@example.org", "bob@[192.0.2.1]")).ok()); }
+// Address literals are refused by the one address check (core/address.h): they would bypass MX
+// routing and the name rules, and the composer never accepted them anyway.
+TEST(ParseJob, RejectsEmailWithAddressLiteral) { expect_rejected(replace("bob@example.org", "bob@[192.0.2.1]"), "to.email"); }
+TEST(ParseJob, InternationalAddressesAreNormalised) {
+  auto idn = parse_job(replace("bob@example.org", "Bob@B\xc3\xbc" "cher.Example"));
+  ASSERT_TRUE(idn.ok()) << idn.error().to_string();
+  EXPECT_EQ(idn->to_email, "Bob@xn--bcher-kva.example");  // the local part as given
+  auto utf8 = parse_job(replace("bob@example.org", "j\xc3\xb6s\xc3\xa9@example.org"));
+  ASSERT_TRUE(utf8.ok()) << utf8.error().to_string();
+  EXPECT_EQ(utf8->to_email, "j\xc3\xb6s\xc3\xa9@example.org");
+  auto mailto = parse_job(with(R"("unsubscribe":{"mailto":"mailto:unsub@B\u00fccher.example"})"));
+  ASSERT_TRUE(mailto.ok()) << mailto.error().to_string();
+  EXPECT_EQ(mailto->unsubscribe_mailto, "unsub@xn--bcher-kva.example");
+}
+TEST(ParseJob, AddressErrorsSayWhatIsWrong) {
+  auto r = parse_job(replace("bob@example.org", "bob@xn--ls8h.example"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().to_string().rfind("to.email: the domain label 'xn--ls8h' is not valid IDNA2008", 0), 0u)
+      << r.error().to_string();
+  auto literal = parse_job(with(R"("reply_to":"a@[192.0.2.1]")"));
+  ASSERT_FALSE(literal.ok());
+  EXPECT_EQ(literal.error().to_string().rfind("reply_to: address literals", 0), 0u) << literal.error().to_string();
+}
 TEST(ParseJob, RejectsEmailWithSpace) { expect_rejected(replace("bob@example.org", "bob smith@example.org"), "to.email"); }
 TEST(ParseJob, RejectsEmailWithAngleBrackets) {
   expect_rejected(replace("bob@example.org", "<bob@example.org>"), "to.email");

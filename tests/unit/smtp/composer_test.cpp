@@ -275,6 +275,33 @@ TEST(Composer, InvalidAddressesAreRefusedByField) {
   EXPECT_EQ(compose(m, kNow).error().rfind("to_email:", 0), 0u);
 }
 
+TEST(Composer, IdnDomainsGoIntoTheHeaderAsALabels) {
+  auto m = basic();
+  m.to_email = "bob@B\xc3\xbc" "cher.example";
+  m.to_name.clear();
+  std::string msg = compose_ok(m);
+  EXPECT_NE(msg.find("To: bob@xn--bcher-kva.example\r\n"), std::string::npos) << msg;
+  EXPECT_TRUE(validate_message(msg).ok());  // all ASCII: no SMTPUTF8 needed
+}
+
+TEST(Composer, Utf8LocalPartsGoIntoTheHeaderRaw) {
+  auto m = basic();
+  m.to_email = "j\xc3\xb6s\xc3\xa9@example.org";
+  m.to_name = "J\xc3\xb6s\xc3\xa9";
+  std::string msg = compose_ok(m);
+  // RFC 6532: the addr-spec as UTF-8 (an encoded word is not allowed there); the name still encoded.
+  EXPECT_NE(msg.find("To: =?UTF-8?B?SsO2c8Op?= <j\xc3\xb6s\xc3\xa9@example.org>\r\n"), std::string::npos) << msg;
+  EXPECT_FALSE(validate_message(msg).ok());  // only valid as an SMTPUTF8 message
+  EXPECT_TRUE(validate_message(msg, true).ok());
+  EXPECT_FALSE(validate_message("From: a@b.example\r\nDate: x\r\nX: \xc3\r\n\r\n", true).ok());  // still UTF-8
+  m.reply_to = "r\xc3\xa9ply@example.org";
+  EXPECT_NE(compose_ok(m).find("Reply-To: r\xc3\xa9ply@example.org\r\n"), std::string::npos);
+  m = basic();
+  m.campaign = "cmp_1";
+  m.unsubscribe_mailto = "d\xc3\xa9sabonner@example.org";
+  EXPECT_EQ(compose(m, kNow).error().rfind("unsubscribe.mailto: must be ASCII", 0), 0u) << compose(m, kNow).error();
+}
+
 TEST(Composer, InvalidUtf8IsRefused) {
   auto m = basic();
   m.subject = "bad \xc3";
