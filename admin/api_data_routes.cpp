@@ -109,15 +109,13 @@ void remove_suppression(CallPtr call) {
   std::string address = store::normalize_address(path_param(call->req, "address"));
   if (address.empty()) return call->error(400, "invalid_address", "not an email address");
   call->target = address;
-  call->pg().query("DELETE FROM suppressions WHERE account = $1 AND address_sha256 = $2::bytea",
-                   {call->account, store::encode_bytea(store::address_sha256(address))},
-                   [call](const store::PgResult& r) {
-                     if (!r.ok) return call->error(500, "internal_error", "cannot remove the suppression");
-                     if (r.affected == 0) return call->error(404, "not_found", "the address is not suppressed");
-                     Response resp;
-                     resp.status = 204;
-                     call->reply(std::move(resp));
-                   });
+  store::remove_suppression(call->pg(), call->account, address, [call](core::Result<bool, std::string> r) {
+    if (!r) return call->error(500, "internal_error", "cannot remove the suppression");
+    if (!*r) return call->error(404, "not_found", "the address is not suppressed");
+    Response resp;
+    resp.status = 204;
+    call->reply(std::move(resp));
+  });
 }
 
 // ---- messages ----
@@ -250,7 +248,7 @@ void erase_address(CallPtr call) {
   address = store::normalize_address(address);
   if (address.empty()) return call->error(400, "invalid_body", "address: required, an email address");
   // The audit row names the hash: writing the address down would undo the erasure.
-  call->target = "sha256:" + core::to_hex(store::address_sha256(address));
+  call->target = "sha256:" + core::to_hex(store::suppression_hash(address));
   store::erase_address(call->pg(), call->account, address, [call](core::Result<int64_t, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot erase the address");
     core::JsonWriter w;

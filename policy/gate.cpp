@@ -459,10 +459,10 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
   LearnResult base;
   if (hard) {
     // Local first, so this daemon's very next admit refuses it; the row (and its NOTIFY) follows.
-    std::string normalized = store::normalize_address(to_email);
-    if (!normalized.empty()) {
-      base.suppressed_now = !set_.contains_hash(m.account, store::address_sha256(normalized));
-      set_.insert(m.account, store::address_sha256(normalized));
+    const std::string key = store::suppression_hash(to_email);
+    if (!key.empty()) {
+      base.suppressed_now = !set_.contains_hash(m.account, key);
+      set_.insert(m.account, key);
       suppression_events().with({"hard_bounce"}).inc();
       store::add_suppression(pg_, {m.account, to_email, "hard_bounce", "bounce"},
                              [](core::Result<bool, std::string> r) {

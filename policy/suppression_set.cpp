@@ -36,9 +36,11 @@ bool SuppressionSet::contains_hash(std::string_view account, const std::string& 
 
 bool SuppressionSet::contains(std::string_view account, std::string_view address) const {
   if (size_ == 0) return false;
-  std::string normalized = store::normalize_address(address);
-  if (normalized.empty()) return false;
-  return contains_hash(account, store::address_sha256(normalized));
+  const std::string key = store::suppression_hash(address);
+  if (key.empty()) return false;
+  if (contains_hash(account, key)) return true;
+  const std::string legacy = store::legacy_suppression_hash(address);
+  return !legacy.empty() && contains_hash(account, legacy);
 }
 
 bool SuppressionSet::parse_notification(std::string_view p, Change& out) {

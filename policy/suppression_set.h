@@ -19,7 +19,8 @@ class SuppressionSet {
   void erase(const std::string& account, const std::string& sha256);
   void replace(std::vector<std::pair<std::string, std::string>> rows);
   void clear();
-  // Normalises the address (store::normalize_address) and checks the account and the global list.
+  // Checks the account and the global list under the address's key (store::suppression_hash,
+  // so case does not matter) and, for rows from before that key, under its legacy one.
   bool contains(std::string_view account, std::string_view address) const;
   bool contains_hash(std::string_view account, const std::string& sha256) const;
   size_t size() const { return size_; }

@@ -74,9 +74,10 @@ void insert_rows(PgConnection& pg, const std::vector<DeliveryEvent>& events, std
   params.reserve(events.size() * kColumnsPerRow);
   for (size_t i = 0; i < events.size(); ++i) {
     const DeliveryEvent& e = events[i];
-    std::string normalized = normalize_address(e.recipient);
+    // The suppression key, so erasing an address finds its events whatever case they had.
+    const std::string key = suppression_hash(e.recipient);
     std::optional<std::string> hash;
-    if (!normalized.empty()) hash = encode_bytea(address_sha256(normalized));
+    if (!key.empty()) hash = encode_bytea(key);
     const size_t p = i * kColumnsPerRow;
     auto n = [&](size_t k) { return "$" + std::to_string(p + k); };
     sql += (i ? ", (" : "(") + n(1) + ", " + n(2) + ", " + n(3) + ", " + n(4) + ", " + n(5) + "::bytea, " + n(6) +

@@ -2,14 +2,31 @@
 
 #include <openssl/sha.h>
 
+#include "core/ascii.h"
 #include "store/pg_blocking.h"
 
 namespace deliverd::store {
+namespace {
 
-core::Result<core::Address, std::string> parse_listed_address(std::string_view a) {
+std::string_view trim_blanks(std::string_view a) {
   while (!a.empty() && (a.front() == ' ' || a.front() == '\t')) a.remove_prefix(1);
   while (!a.empty() && (a.back() == ' ' || a.back() == '\t')) a.remove_suffix(1);
-  return core::parse_address(a);
+  return a;
+}
+
+// The two keys an address may be listed under, as bytea parameters ($2, $3 of the queries below;
+// the same key twice where there is no legacy one). Empty when it is not an address.
+std::vector<std::optional<std::string>> key_params(std::string_view address) {
+  const std::string key = suppression_hash(address);
+  if (key.empty()) return {};
+  const std::string legacy = legacy_suppression_hash(address);
+  return {encode_bytea(key), encode_bytea(legacy.empty() ? key : legacy)};
+}
+
+}  // namespace
+
+core::Result<core::Address, std::string> parse_listed_address(std::string_view a) {
+  return core::parse_address(trim_blanks(a));
 }
 
 std::string normalize_address(std::string_view a) {
@@ -17,9 +34,28 @@ std::string normalize_address(std::string_view a) {
   return parsed ? parsed->str() : std::string();
 }
 
-std::string address_sha256(std::string_view normalized) {
+std::string address_sha256(std::string_view key) {
   unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(normalized.data()), normalized.size(), md);
+  SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), md);
+  return std::string(reinterpret_cast<char*>(md), sizeof md);
+}
+
+std::string suppression_hash(std::string_view address) {
+  auto parsed = parse_listed_address(address);
+  return parsed ? address_sha256(core::case_folded(*parsed)) : std::string();
+}
+
+std::string legacy_suppression_hash(std::string_view address) {
+  auto parsed = parse_listed_address(address);
+  if (!parsed) return {};
+  // The normalisation of before: white space trimmed, the domain's ASCII letters lower-cased.
+  const std::string_view given = trim_blanks(address);
+  const size_t at = given.rfind('@');
+  const std::string old = std::string(given.substr(0, at + 1)) + core::ascii_lowercase(given.substr(at + 1));
+  if (old == core::case_folded(*parsed)) return {};
+  // Frozen: these rows were written with plain SHA-256, whatever address_sha256 becomes.
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(old.data()), old.size(), md);
   return std::string(reinterpret_cast<char*>(md), sizeof md);
 }
 
@@ -32,7 +68,7 @@ void add_suppression(PgConnection& pg, const Suppression& s, std::function<void(
   pg.query(
       "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
       " VALUES ($1, $2, $3::bytea, $4, $5) ON CONFLICT (account, address_sha256) DO NOTHING",
-      {s.account, address, encode_bytea(address_sha256(address)), s.reason, s.source},
+      {s.account, address, encode_bytea(suppression_hash(address)), s.reason, s.source},
       [cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err{"cannot add suppression: " + r.error});
         cb(r.affected > 0);
@@ -41,10 +77,10 @@ void add_suppression(PgConnection& pg, const Suppression& s, std::function<void(
 
 void is_suppressed(PgConnection& pg, const std::string& account, const std::string& address,
                    std::function<void(core::Result<bool, std::string>)> cb) {
-  std::string normalized = normalize_address(address);
-  if (normalized.empty()) return cb(core::Err{std::string("not an address: ") + address});
-  pg.query("SELECT 1 FROM suppressions WHERE account IN ($1, '*') AND address_sha256 = $2::bytea",
-           {account, encode_bytea(address_sha256(normalized))}, [cb = std::move(cb)](const PgResult& r) {
+  auto keys = key_params(address);
+  if (keys.empty()) return cb(core::Err{std::string("not an address: ") + address});
+  pg.query("SELECT 1 FROM suppressions WHERE account IN ($1, '*') AND address_sha256 IN ($2::bytea, $3::bytea)",
+           {account, keys[0], keys[1]}, [cb = std::move(cb)](const PgResult& r) {
              if (!r.ok) return cb(core::Err{"cannot check suppressions: " + r.error});
              cb(!r.rows.empty());
            });
@@ -52,11 +88,11 @@ void is_suppressed(PgConnection& pg, const std::string& account, const std::stri
 
 void remove_suppression(PgConnection& pg, const std::string& account, const std::string& address,
                         std::function<void(core::Result<bool, std::string>)> cb) {
-  std::string normalized = normalize_address(address);
-  if (account.empty() || normalized.empty())
+  auto keys = key_params(address);
+  if (account.empty() || keys.empty())
     return cb(core::Err{std::string("suppression needs an account and an address")});
-  pg.query("DELETE FROM suppressions WHERE account = $1 AND address_sha256 = $2::bytea",
-           {account, encode_bytea(address_sha256(normalized))}, [cb = std::move(cb)](const PgResult& r) {
+  pg.query("DELETE FROM suppressions WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)",
+           {account, keys[0], keys[1]}, [cb = std::move(cb)](const PgResult& r) {
              if (!r.ok) return cb(core::Err{"cannot remove suppression: " + r.error});
              cb(r.affected > 0);
            });
@@ -83,26 +119,27 @@ void load_suppression_hashes(
 }
 
 core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const Suppression& s) {
-  std::string address = normalize_address(s.address);
-  if (s.account.empty() || address.empty()) return core::Err{"not an address: '" + s.address + "'"};
+  auto parsed = parse_listed_address(s.address);
+  if (s.account.empty() || !parsed) return core::Err{"not an address: '" + s.address + "'" + (parsed ? "" : ": " + parsed.error())};
+  const std::string address = parsed->str();
   auto pg = detail::BlockingPg::connect(conninfo);
   if (!pg) return core::Err(pg.error());
   PgResult r = pg->exec(
       "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
       " VALUES ($1, $2, $3::bytea, $4, $5) ON CONFLICT (account, address_sha256) DO NOTHING",
-      {s.account, address, encode_bytea(address_sha256(address)), s.reason, s.source});
+      {s.account, address, encode_bytea(suppression_hash(address)), s.reason, s.source});
   if (!r.ok) return core::Err{"cannot add suppression: " + r.error};
   return r.affected > 0;
 }
 
 core::Result<bool, std::string> remove_suppression_blocking(const std::string& conninfo, const std::string& account,
                                                             const std::string& address) {
-  std::string normalized = normalize_address(address);
-  if (account.empty() || normalized.empty()) return core::Err{"not an address: '" + address + "'"};
+  auto keys = key_params(address);
+  if (account.empty() || keys.empty()) return core::Err{"not an address: '" + address + "'"};
   auto pg = detail::BlockingPg::connect(conninfo);
   if (!pg) return core::Err(pg.error());
-  PgResult r = pg->exec("DELETE FROM suppressions WHERE account = $1 AND address_sha256 = $2::bytea",
-                        {account, encode_bytea(address_sha256(normalized))});
+  PgResult r = pg->exec("DELETE FROM suppressions WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)",
+                        {account, keys[0], keys[1]});
   if (!r.ok) return core::Err{"cannot remove suppression: " + r.error};
   return r.affected > 0;
 }
@@ -111,18 +148,17 @@ core::Result<std::vector<ListedSuppression>, std::string> list_suppressions_bloc
                                                                                      const std::string& account,
                                                                                      const std::string& address,
                                                                                      size_t limit) {
-  std::optional<std::string> hash;
+  std::vector<std::optional<std::string>> keys = {std::nullopt, std::nullopt};
   if (!address.empty()) {
-    std::string normalized = normalize_address(address);
-    if (normalized.empty()) return core::Err{"not an address: '" + address + "'"};
-    hash = encode_bytea(address_sha256(normalized));
+    keys = key_params(address);
+    if (keys.empty()) return core::Err{"not an address: '" + address + "'"};
   }
   auto pg = detail::BlockingPg::connect(conninfo);
   if (!pg) return core::Err(pg.error());
   PgResult r = pg->exec(
       "SELECT account, address, reason, source, created_at::text FROM suppressions WHERE account = $1"
-      " AND ($2::bytea IS NULL OR address_sha256 = $2::bytea) ORDER BY created_at DESC, address LIMIT $3",
-      {account, hash, std::to_string(limit)});
+      " AND ($2::bytea IS NULL OR address_sha256 IN ($2::bytea, $3::bytea)) ORDER BY created_at DESC, address LIMIT $4",
+      {account, keys[0], keys[1], std::to_string(limit)});
   if (!r.ok) return core::Err{"cannot list suppressions: " + r.error};
   std::vector<ListedSuppression> out;
   for (const auto& row : r.rows)

@@ -35,8 +35,18 @@ struct ListedSuppression {
 core::Result<core::Address, std::string> parse_listed_address(std::string_view address);
 // parse_listed_address as text: "" when it is not an address.
 std::string normalize_address(std::string_view address);
-// SHA-256 of the normalised address, 32 raw bytes.
-std::string address_sha256(std::string_view normalized);
+// The hash the list and the delivery events keep instead of (or next to) an address, 32 raw
+// bytes: SHA-256 today. Every stored or looked-up address hash is computed here, so changing
+// the hash (a keyed one) is a change of this one function.
+std::string address_sha256(std::string_view key);
+// The key of an address for suppression and erasure: address_sha256 of its case-folded form
+// (core::case_folded: "Bob@X.org" and "bob@x.org" are one key). "" when it is not an address.
+std::string suppression_hash(std::string_view address);
+// The key rows written before migration 0008 had: SHA-256 of the address with only its domain
+// lower-cased. Rows that migration could not re-key (erased addresses, addresses SQL cannot
+// normalise) keep it, so lookups, removals and erasure try it as well. "" when it is the same
+// as suppression_hash (every address without upper case, UTF-8 or quotes) or not an address.
+std::string legacy_suppression_hash(std::string_view address);
 
 // Idempotent: a second add for the same account and address keeps the first row. cb gets true
 // when a row was inserted, false when it was already there, or an error.
