@@ -153,18 +153,22 @@ void load_mailbox(const CallPtr& call, bool with_secrets, std::function<void(Mai
   });
 }
 
-constexpr std::string_view kPortPolicy = "port_policy: ";
+// Refusals that a connection test would give, answered as one (422 with its step) before any
+// connection: a refused port (port_policy), a special-use host name (ssrf; imap_ssrf for IMAP, as
+// the test names a refused IMAP address). apply_fields spells them "<step>: <message>".
+constexpr std::string_view kTestSteps[] = {"port_policy", "ssrf", "imap_ssrf"};
 
-// A refused port is a failed connection test (step port_policy), like a refused address.
 void field_error(const CallPtr& call, const std::string& err) {
-  if (err.rfind(kPortPolicy, 0) == 0) {
+  for (std::string_view step : kTestSteps) {
+    if (err.size() <= step.size() + 2 || err.compare(0, step.size(), step) != 0 || err.compare(step.size(), 2, ": ") != 0)
+      continue;
     core::JsonWriter w;
     w.begin_object()
         .key("error")
         .begin_object()
         .field("code", "mailbox_test_failed")
-        .field("message", err.substr(kPortPolicy.size()))
-        .field("step", "port_policy")
+        .field("message", err.substr(step.size() + 2))
+        .field("step", step)
         .end_object()
         .end_object();
     return call->ok_json(422, w.take());
@@ -238,6 +242,7 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
       auto host = store::normalize_host(im.host);
       if (!host) return "imap.host: '" + im.host + "': " + host.error();
       im.host = std::move(*host);
+      if (auto why = store::refused_host(im.host)) return "imap_ssrf: imap.host '" + im.host + "' " + *why;
       if (im.port != 993 && im.port != 143) return std::string("imap.port: 993 (TLS) or 143 (STARTTLS)");
       if (im.username.empty() || im.password.empty()) return std::string("imap.username and imap.password: required");
       if (im.password.find_first_of(std::string("\r\n\0", 3)) != std::string::npos ||
@@ -252,9 +257,10 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
   }
   if (r.m.mode == "direct") r.m.mode = "mx";
   if (!dns::port_allowed(r.m.smtp_port) || !store::allowed_smtp_port(r.m.smtp_port))
-    return std::string(kPortPolicy) + "smtp_port " + std::to_string(r.m.smtp_port) +
+    return "port_policy: smtp_port " + std::to_string(r.m.smtp_port) +
            " is refused by the port policy (use 25, 465, 587 or 2525)";
   store::normalize_mailbox(r.m);
+  if (auto why = store::refused_host(r.m.smtp_host)) return "ssrf: smtp_host '" + r.m.smtp_host + "' " + *why;
   if (auto v = store::validate_mailbox(r.m); !v) return v.error();
   return std::nullopt;
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "core/domain.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "dns/dns_message.h"
@@ -135,6 +136,16 @@ std::string combine_errors(const std::string& a, const std::string& b) {
   return "no_address";
 }
 
+// A name that must never be a target, whatever DNS would say: refused without asking, counted
+// and logged like a refused address.
+std::optional<std::string_view> refused_name(const std::string& name) {
+  auto rule = core::special_use_rule(name);
+  if (!rule) return std::nullopt;
+  metrics().refused.with({"special_use_name"}).inc();
+  core::log_warn("dns_target_refused", {{"host", name}, {"reason", "special_use_name"}, {"rule", *rule}});
+  return rule;
+}
+
 }  // namespace
 
 std::optional<core::Outcome> resolve_failure_outcome(const ResolvedHost& r) {
@@ -213,6 +224,11 @@ Resolver::RequestId Resolver::resolve_host(const std::string& host, std::functio
     return id;
   }
   auto name = normalize_host_name(host);
+  if (auto rule = name ? refused_name(*name) : std::nullopt) {
+    req.ready = ResolvedHost{host, {}, {{*name, std::string(*rule)}}, "refused_by_policy"};
+    schedule([this, id] { finish_host(id); });
+    return id;
+  }
   if (!name || pending() > cfg_.max_pending) {
     req.ready = ResolvedHost{host, {}, {}, name ? "overloaded" : "invalid_name"};
     schedule([this, id] { finish_host(id); });
@@ -277,6 +293,14 @@ Resolver::RequestId Resolver::resolve_mx(const std::string& domain, std::functio
   MxReq& req = mx_reqs_[id];
   req.cb = std::move(cb);
   auto name = normalize_host_name(domain);
+  if (auto rule = name ? refused_name(*name) : std::nullopt) {
+    MxResult r;
+    r.error = "refused_by_policy";
+    r.detail = *name + " is refused: " + std::string(*rule);
+    req.ready = r;
+    schedule([this, id] { finish_mx(id, nullptr); });
+    return id;
+  }
   if (!name || pending() > cfg_.max_pending) {
     MxResult r;
     r.error = name ? "overloaded" : "invalid_name";

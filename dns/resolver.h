@@ -44,6 +44,7 @@ struct MxResult {
   bool null_mx = false;                            // "MX 0 ." (RFC 7505): the domain takes no mail
   bool no_mx = false;  // the name exists but has no MX: use the domain itself (RFC 5321 §5.1)
   std::string error;   // as ResolvedHost::error
+  std::string detail;  // refused_by_policy: the rule the name broke
 };
 
 // The outcome a failed resolution ends with (nullopt when r.error is empty): refused_by_policy and
@@ -58,6 +59,8 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   using RequestId = uint64_t;
 
   // IP literals are answered without DNS (still policy-checked). A+AAAA; callback always asynchronous.
+  // Special-use and internal names (core::special_use_rule: localhost, *.local, single labels, …)
+  // are refused before any query, as refused_by_policy with the rule as the refused entry.
   RequestId resolve_host(const std::string& host, std::function<void(const ResolvedHost&)> cb);
   RequestId resolve_mx(const std::string& domain, std::function<void(const MxResult&)> cb);
   void cancel(RequestId id);                     // the callback will not be called

@@ -73,6 +73,10 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
       o.detail = "MX lookup for " + job->domain + " failed: " + mx.error;
       o.fault = permanent ? "recipient_permanent" : "recipient_transient";
       if (mx.error == "refused_by_policy" || mx.error == "invalid_name") o.status = core::Status::Rejected;
+      if (mx.error == "refused_by_policy") {  // as a refused address is (dns::resolve_failure_outcome)
+        o.reason = "ssrf_refused";
+        o.detail = mx.detail;
+      }
       return finish(job, o);
     }
     if (mx.no_mx || mx.hosts.empty()) {
@@ -134,6 +138,7 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
       o.phase = "resolve";
       o.reason = r.error.empty() ? "no_address" : r.error;
       o.detail = "no usable address for MX host " + host;
+      for (const auto& [ip, why] : r.refused) o.detail += "; " + ip + " refused (" + why + ")";
       o.host = host;
       o.fault = "recipient_transient";
       job->last = o;

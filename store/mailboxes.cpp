@@ -98,6 +98,7 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
     return core::Err(std::string("account: required, at most 128 printable characters"));
   if (auto a = core::parse_address(m.email); !a) return core::Err("email: '" + m.email + "': " + a.error());
   if (auto h = normalize_host(m.smtp_host); !h) return core::Err("smtp_host: '" + m.smtp_host + "': " + h.error());
+  if (auto why = refused_host(m.smtp_host)) return core::Err("smtp_host: '" + m.smtp_host + "' " + *why);
   if (!allowed_smtp_port(m.smtp_port))
     return core::Err("smtp_port: " + std::to_string(m.smtp_port) + " is not allowed (use 25, 465, 587 or 2525)");
   if (m.security != "none" && m.security != "starttls" && m.security != "tls")
@@ -138,6 +139,13 @@ core::Result<std::string, std::string> normalize_host(std::string_view h) {
   if (h.size() > 253) return core::Err(std::string("longer than 253 characters"));
   if (is_ip_literal(h)) return std::string(h);
   return core::normalize_domain(h);
+}
+
+std::optional<std::string> refused_host(std::string_view host) {
+  if (is_ip_literal(host)) return std::nullopt;
+  auto rule = core::special_use_rule(host);
+  if (!rule) return std::nullopt;
+  return "is never a target: " + std::string(*rule);
 }
 
 void normalize_mailbox(Mailbox& m) {

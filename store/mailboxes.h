@@ -43,6 +43,10 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m);
 // A host to connect to (smtp_host, imap.host): an IP literal as given, or a name as lower-case
 // A-labels (core/domain.h). The error says what is wrong, without the field name.
 core::Result<std::string, std::string> normalize_host(std::string_view host);
+// Why a (normalised) host may never be a target: a special-use or internal name
+// (core::special_use_rule), with the rule; nullopt for other names and for IP literals, which
+// the address policy vets when they are connected to.
+std::optional<std::string> refused_host(std::string_view host);
 // The spelling used inside: email normalised by core/address.h, smtp_host by normalize_host.
 // Values that do not parse are left as they are for validate_mailbox to name.
 void normalize_mailbox(Mailbox& m);

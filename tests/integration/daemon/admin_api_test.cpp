@@ -8,19 +8,6 @@
 
 using namespace deliverd::testing;
 
-namespace {
-
-std::string curl(const std::string& method, const std::string& url, const std::string& token,
-                 const std::string& body = {}) {
-  std::vector<std::string> argv = {"curl", "-s", "-X", method, "-H", "Authorization: Bearer " + token, url};
-  if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
-  std::string out;
-  run_command(argv, &out);
-  return out;
-}
-
-}  // namespace
-
 TEST(DaemonAdminApi, KeyFromTheCommandLineReadsMailboxesAndInjectsJobs) {
   auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(2525));
   DaemonStack stack;

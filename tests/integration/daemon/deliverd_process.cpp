@@ -204,6 +204,15 @@ ResultEvent wait_for_event(RedisServer& redis, const std::string& id, int timeou
   return it == all.end() ? ResultEvent{} : it->second;
 }
 
+std::string curl(const std::string& method, const std::string& url, const std::string& token,
+                 const std::string& body) {
+  std::vector<std::string> argv = {"curl", "-s", "-X", method, "-H", "Authorization: Bearer " + token, url};
+  if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
+  std::string out;
+  run_command(argv, &out);
+  return out;
+}
+
 std::string make_job(const std::string& id, const std::string& account, const std::string& mailbox,
                      const std::string& to, const std::string& extra_fields) {
   return "{\"v\":1,\"id\":\"" + id + "\",\"account\":\"" + account + "\",\"mailbox\":\"" + mailbox +

@@ -96,6 +96,10 @@ std::map<std::string, ResultEvent> wait_for_events(RedisServer& redis, const std
 // The event of one job, or an empty event (status "") after timeout_ms.
 ResultEvent wait_for_event(RedisServer& redis, const std::string& id, int timeout_ms = 30000);
 
+// An HTTP request with curl carrying an API key; the response body.
+std::string curl(const std::string& method, const std::string& url, const std::string& token,
+                 const std::string& body = {});
+
 // A minimal valid job for mailbox/account.
 std::string make_job(const std::string& id, const std::string& account, const std::string& mailbox,
                      const std::string& to, const std::string& extra_fields = "");

@@ -436,5 +436,32 @@ TEST(ResolverConfigTest, RejectsBadServersAtStartUp) {
   EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
+TEST_F(ResolverTest, SpecialUseNamesAreRefusedWithoutAQuery) {
+  make();
+  const double refused = counter("deliverd_targets_refused_total", {"reason"}, {"special_use_name"});
+  const size_t queries = server_->query_count("mail.localhost") + server_->query_count("x.localhost") +
+                         server_->query_count("printer.local") + server_->query_count("intranet");
+  auto r = host("Mail.LOCALHOST");
+  EXPECT_EQ(r.error, "refused_by_policy");
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].first, "mail.localhost");
+  EXPECT_NE(r.refused[0].second.find("RFC 6761"), std::string::npos) << r.refused[0].second;
+  auto outcome = resolve_failure_outcome(r);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->status, core::Status::Rejected);
+  EXPECT_EQ(outcome->reason, "ssrf_refused");
+  EXPECT_NE(outcome->detail.find("RFC 6761"), std::string::npos) << outcome->detail;
+  EXPECT_EQ(host("printer.local").error, "refused_by_policy");
+  EXPECT_EQ(host("intranet").error, "refused_by_policy");  // a single label: the search list's to complete
+  auto m = mx("x.localhost");
+  EXPECT_EQ(m.error, "refused_by_policy");
+  EXPECT_NE(m.detail.find("x.localhost is refused"), std::string::npos) << m.detail;
+  EXPECT_EQ(counter("deliverd_targets_refused_total", {"reason"}, {"special_use_name"}), refused + 4);
+  EXPECT_EQ(server_->query_count("mail.localhost") + server_->query_count("x.localhost") +
+                server_->query_count("printer.local") + server_->query_count("intranet"),
+            queries);
+  EXPECT_EQ(host("nope.test").error, "nxdomain");  // .test is not special here: the fixtures use it
+}
+
 }  // namespace
 }  // namespace deliverd::dns
