@@ -34,6 +34,11 @@ Result<std::string, std::string> normalize_label(std::string_view label) {
     return ascii_lowercase(label);
   }
   if (!is_valid_utf8(label)) return Err{"the domain label " + quoted(label) + " is not valid UTF-8"};
+  // libidn2 reads a C string: a NUL would cut the label short and let what follows it through.
+  // The ASCII in an internationalised label follows the same letters-digits-hyphens rule.
+  for (char c : label)
+    if (static_cast<unsigned char>(c) < 0x80 && !ascii_is_alnum(c) && c != '-')
+      return Err{"the domain label " + quoted(label) + " has a character other than letters, digits and hyphens"};
   const std::string z(label);  // libidn2 wants a NUL-terminated string
   uint8_t* out = nullptr;
   const int rc = idn2_lookup_u8(reinterpret_cast<const uint8_t*>(z.c_str()), &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
@@ -41,6 +46,9 @@ Result<std::string, std::string> normalize_label(std::string_view label) {
   if (rc != IDN2_OK)
     return Err{"the domain label " + quoted(label) + " is not valid IDNA2008 (" + idn2_strerror(rc) + ")"};
   std::string a_label(reinterpret_cast<const char*>(out));
+  for (char c : a_label)
+    if (!ascii_is_alnum(c) && c != '-' && c != '.')
+      return Err{"the domain label " + quoted(label) + " maps to a character other than letters, digits and hyphens"};
   // UTS #46 maps some characters to a dot (U+3002 and friends): that would be a second label.
   if (a_label.find('.') != std::string::npos)
     return Err{"the domain label " + quoted(label) + " holds a character that stands for a dot"};

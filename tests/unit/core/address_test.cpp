@@ -79,6 +79,9 @@ TEST(Address, RefusesWhatIsNotAMailboxAndSaysWhy) {
            {"j\xc3@example.org", "not valid UTF-8"},
            {"j\xc2\x85@example.org", "not valid UTF-8"},  // a C1 control
            {"bob@b\xc3.example", "not valid UTF-8"},
+           // Found by address_fuzz: a NUL inside an internationalised label once cut it short.
+           {std::string("bob@b\x01\0\0\0\xc3\xbc" "cher.ex", 18), "other than letters, digits and hyphens"},
+           {"bob@b_\xc3\xbc" "cher.example", "other than letters, digits and hyphens"},
        }) {
     auto a = parse_address(v.in);
     ASSERT_FALSE(a.ok()) << v.in << " was accepted as " << a->str();
