@@ -59,9 +59,13 @@ core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<s
   r.m.email = s(2);
   r.m.smtp_host = s(3);
   r.m.smtp_port = std::stoi(s(4));
-  r.m.security = s(5);
+  auto security = store::parse_security(s(5));
+  if (!security) return core::Err("mailbox " + r.m.id + ": " + security.error());
+  r.m.security = *security;
   r.m.username = s(6);
-  r.m.mode = s(8);
+  auto mode = store::parse_mode(s(8));
+  if (!mode) return core::Err("mailbox " + r.m.id + ": " + mode.error());
+  r.m.mode = *mode;
   r.m.paused = s(9) == "t";
   r.m.disabled = s(10) == "t";
   r.imap.host = s(12);
@@ -97,9 +101,9 @@ void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* l
       .field("email", r.m.email)
       .field("smtp_host", r.m.smtp_host)
       .field("smtp_port", r.m.smtp_port)
-      .field("security", r.m.security)
+      .field("security", core::to_string(r.m.security))
       .field("username", r.m.username)
-      .field("mode", r.m.mode)
+      .field("mode", store::to_string(r.m.mode))
       .field("paused", r.m.paused)
       .field("disabled", r.m.disabled)
       .field("has_password", r.has_password)
@@ -221,12 +225,19 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
   if (!err) err = read_string(o, "email", r.m.email, 254);
   if (!err) err = read_string(o, "smtp_host", r.m.smtp_host, 253);
   if (!err) err = read_int(o, "smtp_port", r.m.smtp_port);
-  if (!err) err = read_string(o, "security", r.m.security, 16);
+  std::string security(core::to_string(r.m.security)), mode(store::to_string(r.m.mode));
+  if (!err) err = read_string(o, "security", security, 16);
   if (!err) err = read_string(o, "username", r.m.username, 256);
   if (!err) err = read_string(o, "password", r.m.password, 1024);
   if (!err) err = read_string(o, "oauth_token", r.m.oauth_token, 8192);
-  if (!err) err = read_string(o, "mode", r.m.mode, 16);
+  if (!err) err = read_string(o, "mode", mode, 16);
   if (err) return err;
+  auto parsed_security = store::parse_security(security);
+  if (!parsed_security) return parsed_security.error();
+  r.m.security = *parsed_security;
+  auto parsed_mode = store::parse_mode(mode);
+  if (!parsed_mode) return parsed_mode.error();
+  r.m.mode = *parsed_mode;
   if (const JsonValue* v = o.get("imap")) {
     if (v->type == JsonValue::Type::Null) {
       r.imap = {};
@@ -255,7 +266,6 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
     if (v->type != JsonValue::Type::Object) return std::string("policy: must be an object");
     if (auto e = apply_policy(v->object, r.m)) return "policy." + *e;
   }
-  if (r.m.mode == "direct") r.m.mode = "mx";
   if (!dns::port_allowed(r.m.smtp_port) || !store::allowed_smtp_port(r.m.smtp_port))
     return "port_policy: smtp_port " + std::to_string(r.m.smtp_port) +
            " is refused by the port policy (use 25, 465, 587 or 2525)";
@@ -304,10 +314,10 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
       m.email,
       m.smtp_host,
       std::to_string(m.smtp_port),
-      m.security,
+      std::string(core::to_string(m.security)),
       opt(m.username),
       sealed(call, m.password, m.id),
-      m.mode,
+      std::string(store::to_string(m.mode)),
       sealed(call, m.oauth_token, m.id + "/oauth"),
       opt(row.imap.host),
       row.imap.empty() ? std::nullopt : std::optional<std::string>(std::to_string(row.imap.port)),

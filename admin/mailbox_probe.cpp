@@ -96,11 +96,12 @@ class Check {
  private:
   void resolved(const dns::ResolvedHost& r) {
     if (r.allowed.empty()) {
-      if (!r.refused.empty() || r.error == "refused_by_policy") {
-        std::string why = r.refused.empty() ? r.error : r.refused.front().first + " is " + r.refused.front().second;
+      if (!r.refused.empty() || r.error == dns::Code::RefusedByPolicy) {
+        std::string why = r.refused.empty() ? std::string(dns::to_string(r.error))
+                                            : r.refused.front().first + " is " + r.refused.front().second;
         return fail(Step::Ssrf, target_.host + ": address refused by policy (" + why + ")");
       }
-      return fail(Step::Resolve, target_.host + ": " + (r.error.empty() ? "no address" : r.error));
+      return fail(Step::Resolve, target_.host + ": " + (r.error == dns::Code::None ? "no address" : std::string(dns::to_string(r.error))));
     }
     sockaddr_storage addr = dns::with_port(r.allowed.front(), target_.port);
     ip_ = dns::address_to_string(reinterpret_cast<const sockaddr*>(&addr));
@@ -150,16 +151,16 @@ class SmtpCheck final : public Check {
   }
 
   static Step step_of(const core::Outcome& o) {
-    if (o.reason == "timeout" || o.reason == "session_timeout") return Step::Timeout;
-    if (o.reason == "starttls_unavailable") return Step::Tls;  // found in the EHLO reply
-    switch (smtp::phase_from_name(o.phase).value_or(smtp::Phase::Ehlo)) {
-      case smtp::Phase::Connect:
-      case smtp::Phase::Banner:
+    if (o.reason == core::Reason::Timeout || o.reason == core::Reason::SessionTimeout) return Step::Timeout;
+    if (o.reason == core::Reason::StarttlsUnavailable) return Step::Tls;  // found in the EHLO reply
+    switch (o.phase) {
+      case core::Phase::Connect:
+      case core::Phase::Banner:
         return Step::Connect;
-      case smtp::Phase::Tls:
-      case smtp::Phase::StartTls:
+      case core::Phase::Tls:
+      case core::Phase::StartTls:
         return Step::Tls;
-      case smtp::Phase::Auth:
+      case core::Phase::Auth:
         return Step::Auth;
       default:
         return Step::Protocol;
@@ -171,16 +172,16 @@ class SmtpCheck final : public Check {
     switch (s) {
       case Step::Connect:
         if (!reply.empty()) return "unexpected greeting: " + reply;
-        if (o.phase == "banner") return "the server closed the connection (" + o.detail + ")";
+        if (o.phase == core::Phase::Banner) return "the server closed the connection (" + o.detail + ")";
         return "cannot connect to " + ip_ + ": " + o.detail;
       case Step::Tls:
         if (!reply.empty()) return "STARTTLS refused: " + reply;
-        if (o.phase == "tls") return "TLS handshake failed: " + o.detail;
+        if (o.phase == core::Phase::Tls) return "TLS handshake failed: " + o.detail;
         return o.detail;
       case Step::Auth:
         return reply.empty() ? o.detail : "authentication failed: " + reply;
       case Step::Protocol:
-        return reply.empty() ? o.detail : o.phase + " refused: " + reply;
+        return reply.empty() ? o.detail : std::string(core::to_string(o.phase)) + " refused: " + reply;
       default:
         return o.detail;
     }
@@ -334,7 +335,7 @@ void MailboxProber::probe(const MailboxProbeRequest& req, std::function<void(Mai
   smtp::SessionConfig base = config_.smtp;
   base.tls = config_.tls;
   smtp::SessionConfig cfg =
-      smtp::submission_config(std::move(base), smtp::security_from_name(m.security).value_or(smtp::Security::StartTls),
+      smtp::submission_config(std::move(base), m.security,
                               smtp::Credentials{m.username, m.password, m.oauth_token});
   auto after_smtp = [loop = loop_, resolver = resolver_, config = config_, req, done](MailboxTestResult r) {
     if (!r.ok || req.imap.empty()) {

@@ -95,7 +95,7 @@ int resolve_batch(uv_loop_t* loop, Resolver* r, const std::vector<std::string>& 
   for (const auto& n : names)
     r->resolve_host(n, [&](const ResolvedHost& h) {
       ++done;
-      if (!h.error.empty()) ++failed;
+      if (h.error != deliverd::dns::Code::None) ++failed;
     });
   while (done < static_cast<int>(names.size())) uv_run(loop, UV_RUN_ONCE);
   return failed;

@@ -115,7 +115,7 @@ App::App(Config cfg) : cfg_(std::move(cfg)) {
 smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m) const {
   smtp::SessionConfig s = session_config_;
   s.tls = tls_;
-  return smtp::submission_config(std::move(s), smtp::security_from_name(m.security).value_or(smtp::Security::StartTls),
+  return smtp::submission_config(std::move(s), m.security,
                                  smtp::Credentials{m.username, m.password, m.oauth_token});
 }
 

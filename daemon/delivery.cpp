@@ -47,11 +47,11 @@ struct Metrics {
   }
 };
 
-core::Outcome policy_outcome(core::Status status, std::string reason, std::string detail) {
+core::Outcome policy_outcome(core::Status status, core::Reason reason, std::string detail) {
   core::Outcome o;
   o.status = status;
-  o.phase = "policy";
-  o.reason = std::move(reason);
+  o.phase = core::Phase::Policy;
+  o.reason = reason;
   o.detail = std::move(detail);
   return o;
 }
@@ -77,7 +77,7 @@ void Delivery::abort() {
   if (resolve_id_) {
     app_.resolver_->cancel(resolve_id_);
     resolve_id_ = 0;
-    return done(policy_outcome(core::Status::Deferred, "aborted", "the daemon stopped before the name was resolved"));
+    return done(policy_outcome(core::Status::Deferred, core::Reason::Aborted, "the daemon stopped before the name was resolved"));
   }
   // Pooled sessions are not owned by one delivery: past the drain bound all of them end
   // (deferred, "aborted") and each delivery then publishes its outcome as usual.
@@ -116,8 +116,8 @@ bool Delivery::read_retry_fields(std::string& error) {
 
 // A job can reach its end while it waits in the retry set; its final outcome still carries the
 // reply that made it wait, so the producer learns why it never went out.
-core::Outcome Delivery::ended_while_waiting(std::string reason, std::string detail) const {
-  core::Outcome o = policy_outcome(core::Status::Expired, std::move(reason), std::move(detail));
+core::Outcome Delivery::ended_while_waiting(core::Reason reason, std::string detail) const {
+  core::Outcome o = policy_outcome(core::Status::Expired, reason, std::move(detail));
   if (last_reply_.code) {
     o.reply = last_reply_;
     o.detail += "; last attempt: " + std::to_string(last_reply_.code) +
@@ -139,7 +139,7 @@ void Delivery::start() {
 
   const int64_t now = app_.now_ms();
   if (job_.expires_at_ms && job_.expires_at_ms <= now)
-    return done(ended_while_waiting("expired", "expires_at has passed"));
+    return done(ended_while_waiting(core::Reason::Expired, "expires_at has passed"));
   if (job_.not_before_ms > now) {
     // Its first attempt is in the future: the job waits in the retry set, not in memory, and
     // its max age counts from then.
@@ -147,7 +147,7 @@ void Delivery::start() {
     return postpone(job_.not_before_ms, nullptr);
   }
   if (now - first_seen_ms_ >= app_.retry_policy_.max_age_ms)
-    return done(ended_while_waiting("max_age", "the job is older than [retry] max_age"));
+    return done(ended_while_waiting(core::Reason::MaxAge, "the job is older than [retry] max_age"));
 
   find_mailbox(false);
 }
@@ -163,11 +163,11 @@ void Delivery::find_mailbox(bool refreshed) {
     });
   }
   if (!mbx || mbx->account != job_.account)
-    return done(policy_outcome(core::Status::Rejected, "unknown_mailbox",
+    return done(policy_outcome(core::Status::Rejected, core::Reason::UnknownMailbox,
                                "mailbox " + job_.mailbox + " is not registered for account " + job_.account));
   mailbox_ = *mbx;
   if (!dns::port_allowed(mailbox_.smtp_port))
-    return done(policy_outcome(core::Status::Rejected, "port_refused",
+    return done(policy_outcome(core::Status::Rejected, core::Reason::PortRefused,
                                "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
   check_done();
 }
@@ -193,7 +193,7 @@ void Delivery::check_done() {
 // waits in the retry set until its slot without using up an attempt.
 void Delivery::admit() {
   std::string mx_domain;
-  if (mailbox_.mode == "mx" || mailbox_.mode == "direct") mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
+  if (mailbox_.mode == store::Mode::Mx) mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
   app_.gate_->admit({job_.account, mailbox_, job_.to_email, mx_domain}, [this](const policy::Decision& d) {
     switch (d.verdict) {
       case policy::Verdict::Allow:
@@ -237,16 +237,16 @@ void Delivery::compose_and_send() {
   }
   auto now = static_cast<std::time_t>(app_.now_ms() / 1000);
   auto composed = smtp::compose(spec, now);
-  if (!composed) return done(policy_outcome(core::Status::Rejected, "invalid_message", composed.error()));
+  if (!composed) return done(policy_outcome(core::Status::Rejected, core::Reason::InvalidMessage, composed.error()));
   message_ = std::move(composed).value();
   std::string from_domain = core::ascii_lowercase(mailbox_.email.substr(mailbox_.email.rfind('@') + 1));
   if (auto signer = comp.signers.find(from_domain); signer != comp.signers.end()) {
     auto signed_message = signer->second.sign(message_, now);
-    if (!signed_message) return done(policy_outcome(core::Status::Failed, "dkim_failed", signed_message.error()));
+    if (!signed_message) return done(policy_outcome(core::Status::Failed, core::Reason::DkimFailed, signed_message.error()));
     message_ = std::move(signed_message).value();
   }
 
-  if (mailbox_.mode == "mx" || mailbox_.mode == "direct") return send_mx();
+  if (mailbox_.mode == store::Mode::Mx) return send_mx();
   resolve_id_ = app_.resolver_->resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
     resolve_id_ = 0;
     resolved(r);
@@ -312,11 +312,12 @@ void Delivery::retry_later(const core::Outcome& o) {
   const double unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
   auto next = queue::next_retry(app_.retry_policy_, attempt_, app_.now_ms(), first_seen_ms_, job_.expires_at_ms, unit);
   if (!next.give_up) {
-    Metrics::get().outcomes.with({"deferred", o.reason}).inc();
+    Metrics::get().outcomes.with({"deferred", std::string(core::to_string(o.reason))}).inc();
     const std::string ev = event(o, next.due_ms);
     log_outcome(o);
     queue::RetryItem item{*payload_, attempt_ + 1, first_seen_ms_,
-                          o.reason + (o.reply.code ? " " + std::to_string(o.reply.code) + " " + o.reply.text : ""),
+                          std::string(core::to_string(o.reason)) +
+                              (o.reply.code ? " " + std::to_string(o.reply.code) + " " + o.reply.text : ""),
                           o.reply.code ? o.reply : last_reply_};
     return persist([this, item, due = next.due_ms, ev](auto cb) {
       app_.scheduler_->defer_and_ack(entry_.id, item, due, ev, std::move(cb));
@@ -325,38 +326,40 @@ void Delivery::retry_later(const core::Outcome& o) {
   // No retry fits before the job's end: its last deferral becomes its final outcome. A paused
   // mailbox that never resumed is a policy refusal rather than an expiry (DESIGN.md "Outcomes").
   core::Outcome final = o;
-  final.status = o.reason == "mailbox_paused" ? core::Status::Rejected : core::Status::Expired;
-  final.detail = (next.why == "expires_at" ? "no retry possible before expires_at; last attempt: "
+  final.status = o.reason == core::Reason::MailboxPaused ? core::Status::Rejected : core::Status::Expired;
+  final.detail = (next.why == queue::GiveUp::ExpiresAt ? "no retry possible before expires_at; last attempt: "
                                            : "no retry possible within [retry] max_age; last attempt: ") +
-                 o.reason + (o.detail.empty() ? "" : " (" + o.detail + ")");
-  if (final.status == core::Status::Expired) final.reason = next.why == "expires_at" ? "expired" : "max_age";
+                 std::string(core::to_string(o.reason)) + (o.detail.empty() ? "" : " (" + o.detail + ")");
+  if (final.status == core::Status::Expired)
+    final.reason = next.why == queue::GiveUp::ExpiresAt ? core::Reason::Expired : core::Reason::MaxAge;
   publish(final);
 }
 
 void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
   const bool past_expiry = job_.expires_at_ms && due_ms >= job_.expires_at_ms;
   if (past_expiry || due_ms - first_seen_ms_ >= app_.retry_policy_.max_age_ms) {
-    core::Outcome final = event_outcome ? *event_outcome : policy_outcome(core::Status::Expired, "", "");
-    final.status = event_outcome && event_outcome->reason == "mailbox_paused" ? core::Status::Rejected
-                                                                              : core::Status::Expired;
+    core::Outcome final = event_outcome ? *event_outcome : policy_outcome(core::Status::Expired, core::Reason::None, "");
+    final.status = event_outcome && event_outcome->reason == core::Reason::MailboxPaused ? core::Status::Rejected
+                                                                                         : core::Status::Expired;
     final.detail = std::string(past_expiry ? "the job would wait past its expires_at" : "the job would wait past [retry] max_age") +
-                   (event_outcome ? " (" + event_outcome->reason + ")" : "");
-    if (final.status == core::Status::Expired) final.reason = past_expiry ? "expired" : "max_age";
+                   (event_outcome ? " (" + std::string(core::to_string(event_outcome->reason)) + ")" : "");
+    if (final.status == core::Status::Expired) final.reason = past_expiry ? core::Reason::Expired : core::Reason::MaxAge;
     return publish(final);
   }
   std::string ev;
   if (event_outcome) {
-    Metrics::get().outcomes.with({"deferred", event_outcome->reason}).inc();
+    Metrics::get().outcomes.with({"deferred", std::string(core::to_string(event_outcome->reason))}).inc();
     ev = event(*event_outcome, due_ms);
   }
-  queue::RetryItem item{*payload_, attempt_, first_seen_ms_, event_outcome ? event_outcome->reason : "not_before",
+  queue::RetryItem item{*payload_, attempt_, first_seen_ms_,
+                        std::string(core::to_string(event_outcome ? event_outcome->reason : core::Reason::NotBefore)),
                         last_reply_};
   persist([this, item, due_ms, ev](auto cb) { app_.scheduler_->defer_and_ack(entry_.id, item, due_ms, ev, std::move(cb)); });
 }
 
 void Delivery::publish(const core::Outcome& o, int64_t next_attempt_ms) {
   auto& m = Metrics::get();
-  m.outcomes.with({std::string(core::to_string(o.status)), o.reason}).inc();
+  m.outcomes.with({std::string(core::to_string(o.status)), std::string(core::to_string(o.reason))}).inc();
   m.duration.observe(static_cast<double>(uv_now(&app_.loop_) - started_) / 1000.0);
   log_outcome(o);
   std::string ev = event(o, next_attempt_ms);
@@ -372,8 +375,8 @@ void Delivery::log_outcome(const core::Outcome& o) const {
                               {"mailbox", job_.mailbox},
                               {"attempt", std::to_string(attempt_)},
                               {"status", core::to_string(o.status)},
-                              {"phase", o.phase},
-                              {"reason", o.reason},
+                              {"phase", core::to_string(o.phase)},
+                              {"reason", core::to_string(o.reason)},
                               {"code", code},
                               {"enhanced", o.reply.enhanced},
                               {"reply", o.reply.text},
@@ -398,7 +401,8 @@ void Delivery::record(const core::Outcome& o) const {
   e.ip = o.ip;
   e.tls_version = o.tls_version;
   e.tls_cipher = o.tls_cipher;
-  e.detail = o.reason.empty() ? o.detail : o.reason + (o.detail.empty() ? "" : ": " + o.detail);
+  const std::string reason(core::to_string(o.reason));
+  e.detail = reason.empty() ? o.detail : reason + (o.detail.empty() ? "" : ": " + o.detail);
   e.attempt = attempt_;
   e.duration_ms = static_cast<int64_t>(uv_now(&app_.loop_) - started_);
   app_.events_->add(std::move(e));

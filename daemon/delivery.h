@@ -57,7 +57,7 @@ class Delivery {
   void log_outcome(const core::Outcome& o) const;  // and record() it
   void record(const core::Outcome& o) const;
   std::string event(const core::Outcome& o, int64_t next_attempt_ms) const;
-  core::Outcome ended_while_waiting(std::string reason, std::string detail) const;
+  core::Outcome ended_while_waiting(core::Reason reason, std::string detail) const;
   void find_mailbox(bool refreshed);
 
   App& app_;

@@ -117,9 +117,11 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
   if (!dns::port_allowed(m.smtp_port))
     return fail("mailbox add: --smtp-port " + std::to_string(m.smtp_port) +
                 " is refused by the port policy (allowed: 25, 465, 587, 2525)");
-  m.security = a.get("security", "starttls");
-  if (m.security != "none" && m.security != "starttls" && m.security != "tls")
-    return fail("mailbox add: --security must be none, starttls or tls, got \"" + m.security + "\"");
+  const std::string security = a.get("security", "starttls");
+  auto parsed_security = core::security_from_name(security);
+  if (!parsed_security)
+    return fail("mailbox add: --security must be none, starttls or tls, got \"" + security + "\"");
+  m.security = *parsed_security;
   m.username = a.get("username");
   if (a.has("password-file")) {
     std::string err;
@@ -131,9 +133,10 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
     m.oauth_token = read_secret_file(a.get("oauth-token-file"), err);
     if (!err.empty()) return fail("mailbox add: --oauth-token-file: " + err);
   }
-  m.mode = a.get("mode", "relay");
-  if (m.mode != "relay" && m.mode != "mx")
-    return fail("mailbox add: --mode must be relay or mx, got \"" + m.mode + "\"");
+  const std::string mode = a.get("mode", "relay");
+  auto parsed_mode = store::mode_from_name(mode);
+  if (!parsed_mode) return fail("mailbox add: --mode must be relay or mx, got \"" + mode + "\"");
+  m.mode = *parsed_mode;
   // Sending-policy overrides; without them the mailbox follows the [policy] defaults.
   const std::pair<const char*, std::optional<int>*> counts[] = {
       {"ramp-start", &m.ramp_start}, {"ramp-step", &m.ramp_step}, {"ramp-max", &m.ramp_max},
@@ -161,7 +164,7 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
   auto r = store::add_mailbox(cfg.pg_conninfo, m, *box);
   if (!r) return fail("mailbox add: " + r.error());
   std::printf("mailbox %s saved (account %s, %s via %s:%d, security %s)\n", m.id.c_str(), m.account.c_str(),
-              m.email.c_str(), m.smtp_host.c_str(), m.smtp_port, m.security.c_str());
+              m.email.c_str(), m.smtp_host.c_str(), m.smtp_port, security.c_str());
   return 0;
 }
 

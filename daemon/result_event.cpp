@@ -27,9 +27,9 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
       .field("mailbox", ctx.mailbox)
       .field("to", ctx.to)
       .field("status", core::to_string(o.status))
-      .field("phase", o.phase)
-      .field("reason", o.reason)
-      .field("fault", o.fault);
+      .field("phase", core::to_string(o.phase))
+      .field("reason", core::to_string(o.reason))
+      .field("fault", core::to_string(o.fault));
   w.key("reply").begin_object();
   if (o.reply.code) {
     w.field("code", o.reply.code);

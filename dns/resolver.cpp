@@ -57,30 +57,30 @@ Metrics& metrics() {
   return m;
 }
 
-std::string ares_code(int status) {
+Code ares_code(int status) {
   switch (status) {
     case ARES_SUCCESS:
-      return "ok";
+      return Code::Ok;
     case ARES_ENOTFOUND:
-      return "nxdomain";
+      return Code::Nxdomain;
     case ARES_ENODATA:
-      return "nodata";
+      return Code::Nodata;
     case ARES_ETIMEOUT:
-      return "timeout";
+      return Code::Timeout;
     case ARES_ESERVFAIL:
-      return "servfail";
+      return Code::Servfail;
     case ARES_EREFUSED:
-      return "server_refused";
+      return Code::ServerRefused;
     case ARES_ECONNREFUSED:
-      return "connection_refused";
+      return Code::ConnectionRefused;
     case ARES_EBADRESP:
     case ARES_EFORMERR:
-      return "bad_response";
+      return Code::BadResponse;
     case ARES_ECANCELLED:
     case ARES_EDESTRUCTION:
-      return "cancelled";
+      return Code::Cancelled;
     default:
-      return "error";
+      return Code::Error;
   }
 }
 
@@ -128,12 +128,30 @@ void add_unique(std::vector<sockaddr_storage>& out, const sockaddr_storage& ss) 
 }
 
 // When no address came back, the most telling reason: an authoritative "no such name" first.
-std::string combine_errors(const std::string& a, const std::string& b) {
-  for (const char* c : {"nxdomain", "timeout", "servfail"})
+Code combine_errors(Code a, Code b) {
+  for (Code c : {Code::Nxdomain, Code::Timeout, Code::Servfail})
     if (a == c || b == c) return c;
-  if (a != "ok" && a != "nodata") return a;
-  if (b != "ok" && b != "nodata") return b;
-  return "no_address";
+  if (a != Code::Ok && a != Code::Nodata) return a;
+  if (b != Code::Ok && b != Code::Nodata) return b;
+  return Code::NoAddress;
+}
+
+// The relay host's name did not resolve: the reason an outcome names.
+core::Reason dns_reason(Code c) {
+  switch (c) {
+    case Code::Nxdomain: return core::Reason::DnsNxdomain;
+    case Code::NoAddress: return core::Reason::DnsNoAddress;
+    case Code::Timeout: return core::Reason::DnsTimeout;
+    case Code::Servfail: return core::Reason::DnsServfail;
+    case Code::ServerRefused: return core::Reason::DnsServerRefused;
+    case Code::ConnectionRefused: return core::Reason::DnsConnectionRefused;
+    case Code::BadResponse: return core::Reason::DnsBadResponse;
+    case Code::Cancelled: return core::Reason::DnsCancelled;
+    case Code::Overloaded: return core::Reason::DnsOverloaded;
+    case Code::RefusedByPolicy: return core::Reason::SsrfRefused;
+    case Code::InvalidName: return core::Reason::InvalidHost;
+    default: return core::Reason::DnsError;
+  }
 }
 
 // A name that must never be a target, whatever DNS would say: refused without asking, counted
@@ -149,24 +167,22 @@ std::optional<std::string_view> refused_name(const std::string& name) {
 }  // namespace
 
 std::optional<core::Outcome> resolve_failure_outcome(const ResolvedHost& r) {
-  if (r.error.empty()) return std::nullopt;
+  if (r.error == Code::None) return std::nullopt;
   core::Outcome o;
-  o.phase = "resolve";
+  o.phase = core::Phase::Resolve;
   o.host = r.host;
-  if (r.error == "refused_by_policy" || r.error == "invalid_name") {
+  o.reason = dns_reason(r.error);
+  if (r.error == Code::RefusedByPolicy || r.error == Code::InvalidName) {
     o.status = core::Status::Rejected;
-    o.reason = r.error == "refused_by_policy" ? "ssrf_refused" : "invalid_host";
     std::string detail = "no usable address for " + r.host;
     for (const auto& [ip, why] : r.refused) detail += "; " + ip + " refused (" + why + ")";
     o.detail = detail;
-  } else if (r.error == "nxdomain" || r.error == "no_address") {
+  } else if (r.error == Code::Nxdomain || r.error == Code::NoAddress) {
     o.status = core::Status::Bounced;
-    o.reason = "dns_" + r.error;
-    o.detail = r.host + ": " + (r.error == "nxdomain" ? "no such domain" : "no A or AAAA record");
+    o.detail = r.host + ": " + (r.error == Code::Nxdomain ? "no such domain" : "no A or AAAA record");
   } else {
     o.status = core::Status::Deferred;
-    o.reason = "dns_" + r.error;
-    o.detail = r.host + ": lookup failed (" + r.error + ")";
+    o.detail = r.host + ": lookup failed (" + std::string(to_string(r.error)) + ")";
   }
   return o;
 }
@@ -218,19 +234,19 @@ Resolver::RequestId Resolver::resolve_host(const std::string& host, std::functio
   req.host = host;
   req.cb = std::move(cb);
   if (auto lit = parse_ip_literal(host)) {
-    req.a = std::make_shared<Answer>(Answer{"ok", {*lit}, {}, false});
-    req.aaaa = std::make_shared<Answer>(Answer{"nodata", {}, {}, false});
+    req.a = std::make_shared<Answer>(Answer{Code::Ok, {*lit}, {}, false});
+    req.aaaa = std::make_shared<Answer>(Answer{Code::Nodata, {}, {}, false});
     schedule([this, id] { finish_host(id); });
     return id;
   }
   auto name = normalize_host_name(host);
   if (auto rule = name ? refused_name(*name) : std::nullopt) {
-    req.ready = ResolvedHost{host, {}, {{*name, std::string(*rule)}}, "refused_by_policy"};
+    req.ready = ResolvedHost{host, {}, {{*name, std::string(*rule)}}, Code::RefusedByPolicy};
     schedule([this, id] { finish_host(id); });
     return id;
   }
   if (!name || pending() > cfg_.max_pending) {
-    req.ready = ResolvedHost{host, {}, {}, name ? "overloaded" : "invalid_name"};
+    req.ready = ResolvedHost{host, {}, {}, name ? Code::Overloaded : Code::InvalidName};
     schedule([this, id] { finish_host(id); });
     return id;
   }
@@ -262,7 +278,8 @@ void Resolver::finish_host(RequestId id) {
     for (const auto& ans : {req.a, req.aaaa})
       if (ans)
         for (const auto& ss : ans->addrs) add_unique(addrs, ss);
-    if (addrs.empty()) out.error = combine_errors(req.a ? req.a->code : "error", req.aaaa ? req.aaaa->code : "error");
+    if (addrs.empty())
+      out.error = combine_errors(req.a ? req.a->code : Code::Error, req.aaaa ? req.aaaa->code : Code::Error);
     for (const auto& ss : addrs) {
       auto verdict = policy_ ? policy_->check(reinterpret_cast<const sockaddr*>(&ss))
                              : default_policy_.check(reinterpret_cast<const sockaddr*>(&ss));
@@ -274,7 +291,7 @@ void Resolver::finish_host(RequestId id) {
       }
     }
     if (out.allowed.empty() && !out.refused.empty()) {
-      out.error = "refused_by_policy";
+      out.error = Code::RefusedByPolicy;
       core::log_warn("dns_target_refused", {{"host", out.host},
                                             {"ip", out.refused.front().first},
                                             {"reason", out.refused.front().second},
@@ -295,7 +312,7 @@ Resolver::RequestId Resolver::resolve_mx(const std::string& domain, std::functio
   auto name = normalize_host_name(domain);
   if (auto rule = name ? refused_name(*name) : std::nullopt) {
     MxResult r;
-    r.error = "refused_by_policy";
+    r.error = Code::RefusedByPolicy;
     r.detail = *name + " is refused: " + std::string(*rule);
     req.ready = r;
     schedule([this, id] { finish_mx(id, nullptr); });
@@ -303,7 +320,7 @@ Resolver::RequestId Resolver::resolve_mx(const std::string& domain, std::functio
   }
   if (!name || pending() > cfg_.max_pending) {
     MxResult r;
-    r.error = name ? "overloaded" : "invalid_name";
+    r.error = name ? Code::Overloaded : Code::InvalidName;
     req.ready = r;
     schedule([this, id] { finish_mx(id, nullptr); });
     return id;
@@ -320,10 +337,10 @@ void Resolver::finish_mx(RequestId id, const AnswerPtr& ans) {
   MxResult out;
   if (req.ready) {
     out = std::move(*req.ready);
-  } else if (ans->code == "ok") {
+  } else if (ans->code == Code::Ok) {
     out.hosts = ans->mx;
     out.null_mx = ans->null_mx;
-  } else if (ans->code == "nodata") {
+  } else if (ans->code == Code::Nodata) {
     out.no_mx = true;
   } else {
     out.error = ans->code;
@@ -434,10 +451,10 @@ void Resolver::on_query_done(void* arg, int status, int /*timeouts*/, unsigned c
     }
   }
   ans->code = ares_code(status);
-  metrics().queries.with({type_label(ctx->type), ans->code}).inc();
-  if (ans->code == "ok") {
+  metrics().queries.with({type_label(ctx->type), std::string(to_string(ans->code))}).inc();
+  if (ans->code == Code::Ok) {
     self->cache_put(ctx->key, ans, std::min<uint32_t>(ttl, static_cast<uint32_t>(self->cfg_.max_ttl_s)));
-  } else if (ans->code == "nxdomain" || ans->code == "nodata") {
+  } else if (ans->code == Code::Nxdomain || ans->code == Code::Nodata) {
     self->cache_put(ctx->key, ans, static_cast<uint32_t>(std::min(self->cfg_.negative_ttl_s, self->cfg_.max_ttl_s)));
   }
   auto node = self->inflight_.extract(ctx->key);

@@ -20,6 +20,48 @@
 
 namespace deliverd::dns {
 
+// What a lookup came back with. The names are the metric label of deliverd_dns_queries_total and
+// the text of log lines; outcomes map them onto their own reasons (resolve_failure_outcome, MX).
+enum class Code : uint8_t {
+  None,  // success (a lookup result without error)
+  Ok,    // an answer with records (the per-question code)
+  Nxdomain,
+  Nodata,
+  Timeout,
+  Servfail,
+  ServerRefused,
+  ConnectionRefused,
+  BadResponse,
+  Cancelled,
+  Error,
+  NoAddress,        // the name exists but has neither A nor AAAA
+  RefusedByPolicy,  // every address was refused by the AddressPolicy
+  InvalidName,
+  Overloaded,  // too many lookups outstanding
+};
+
+inline constexpr core::Named<Code> kCodeNames[] = {
+    {Code::None, ""},
+    {Code::Ok, "ok"},
+    {Code::Nxdomain, "nxdomain"},
+    {Code::Nodata, "nodata"},
+    {Code::Timeout, "timeout"},
+    {Code::Servfail, "servfail"},
+    {Code::ServerRefused, "server_refused"},
+    {Code::ConnectionRefused, "connection_refused"},
+    {Code::BadResponse, "bad_response"},
+    {Code::Cancelled, "cancelled"},
+    {Code::Error, "error"},
+    {Code::NoAddress, "no_address"},
+    {Code::RefusedByPolicy, "refused_by_policy"},
+    {Code::InvalidName, "invalid_name"},
+    {Code::Overloaded, "overloaded"},
+};
+static_assert(core::in_order(kCodeNames));
+
+constexpr std::string_view to_string(Code c) { return core::name_in(kCodeNames, c); }
+constexpr std::optional<Code> code_from_name(std::string_view n) { return core::value_in(kCodeNames, n); }
+
 struct ResolverConfig {
   std::vector<std::string> servers;  // "127.0.0.1:5353", "[::1]:53", "192.0.2.1"; empty = system resolv.conf
   int timeout_ms = 3000;             // first try; c-ares doubles it on later tries
@@ -34,17 +76,15 @@ struct ResolvedHost {
   std::string host;
   std::vector<sockaddr_storage> allowed;                     // vetted; connect to exactly these (port not set)
   std::vector<std::pair<std::string, std::string>> refused;  // ip, reason
-  // "" on success, else "nxdomain", "no_address", "timeout", "servfail", "refused_by_policy",
-  // "invalid_name", "overloaded", "server_refused", "connection_refused", "bad_response", "error".
-  std::string error;
+  Code error = Code::None;  // None on success
 };
 
 struct MxResult {
   std::vector<std::pair<int, std::string>> hosts;  // preference, name (lower case, no trailing dot); sorted
   bool null_mx = false;                            // "MX 0 ." (RFC 7505): the domain takes no mail
   bool no_mx = false;  // the name exists but has no MX: use the domain itself (RFC 5321 §5.1)
-  std::string error;   // as ResolvedHost::error
-  std::string detail;  // refused_by_policy: the rule the name broke
+  Code error = Code::None;  // as ResolvedHost::error
+  std::string detail;       // refused_by_policy: the rule the name broke
 };
 
 // The outcome a failed resolution ends with (nullopt when r.error is empty): refused_by_policy and
@@ -75,7 +115,7 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
 
   // What one DNS question (name, type) came back with; shared by cache and waiters.
   struct Answer {
-    std::string code;  // "ok", "nxdomain", "nodata", "timeout", …
+    Code code = Code::Error;
     std::vector<sockaddr_storage> addrs;
     std::vector<std::pair<int, std::string>> mx;
     bool null_mx = false;

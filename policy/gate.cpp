@@ -52,9 +52,12 @@ core::Family<core::Counter>& errors() {
   return f;
 }
 
-int breaker_gauge_value(const std::string& state) {
-  if (state == "open") return 2;
-  if (state == "half_open") return 1;
+int breaker_gauge_value(Breaker state) {
+  switch (state) {
+    case Breaker::Open: return 2;
+    case Breaker::HalfOpen: return 1;
+    case Breaker::Closed: return 0;
+  }
   return 0;
 }
 
@@ -78,7 +81,7 @@ std::string_view to_string(Verdict v) {
 
 core::Outcome Decision::outcome() const {
   core::Outcome o;
-  o.phase = "policy";
+  o.phase = core::Phase::Policy;
   o.reason = reason;
   switch (verdict) {
     case Verdict::Allow:
@@ -90,17 +93,18 @@ core::Outcome Decision::outcome() const {
       break;
     case Verdict::Reject: {
       o.status = core::Status::Rejected;
-      std::string r = reason;
+      std::string r(core::to_string(reason));
       std::replace(r.begin(), r.end(), '_', ' ');
       o.detail = "rejected: " + r;
       break;
     }
     case Verdict::Defer: {
       o.status = core::Status::Deferred;
-      std::string r = reason;
+      std::string r(core::to_string(reason));
       std::replace(r.begin(), r.end(), '_', ' ');
-      if (reason == "ramp_up") r = "ramp-up";
-      o.detail = "deferred: " + r + (detail.empty() ? "" : " (" + detail + ")") + " until " + std::to_string(until_ms);
+      if (reason == core::Reason::RampUp) r = "ramp-up";
+      const std::string why = detail_text();
+      o.detail = "deferred: " + r + (why.empty() ? "" : " (" + why + ")") + " until " + std::to_string(until_ms);
       break;
     }
   }
@@ -297,12 +301,12 @@ void Gate::on_notify(const std::string& channel, const std::string& payload) {
 // ---- admit ---------------------------------------------------------------------------------
 
 void Gate::finish(DecisionCallback& cb, const Decision& d, const std::string& mailbox_id) {
-  decisions().with({std::string(to_string(d.verdict)), d.reason}).inc();
+  decisions().with({std::string(to_string(d.verdict)), std::string(core::to_string(d.reason))}).inc();
   if (d.verdict != Verdict::Allow)
     core::log_debug("policy_decision", {{"mailbox", mailbox_id},
                                         {"decision", to_string(d.verdict)},
-                                        {"reason", d.reason},
-                                        {"detail", d.detail},
+                                        {"reason", core::to_string(d.reason)},
+                                        {"detail", d.detail_text()},
                                         {"until_ms", ms_text(d.until_ms)}});
   cb(d);
 }
@@ -327,24 +331,24 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
   Decision d;
   if (m.disabled) {
     d.verdict = Verdict::Reject;
-    d.reason = "mailbox_disabled";
+    d.reason = core::Reason::MailboxDisabled;
     return answer_later(std::move(cb), d);
   }
   if (m.paused) {
     d.until_ms = now + cfg_.paused_retry_s * 1000LL + rand_upto(cfg_.defer_spread_ms);
-    d.reason = "mailbox_paused";
+    d.reason = core::Reason::MailboxPaused;
     return answer_later(std::move(cb), d);
   }
   if (!loaded_) {
     d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
-    d.reason = "policy_unavailable";
-    d.detail = "suppression list not loaded";
+    d.reason = core::Reason::PolicyUnavailable;
+    d.detail = Detail::NotLoaded;
     return answer_later(std::move(cb), d);
   }
   if (set_.contains(req.account, req.to_email) ||
       (req.account != m.account && set_.contains(m.account, req.to_email))) {
     d.verdict = Verdict::Suppressed;
-    d.reason = "suppressed";
+    d.reason = core::Reason::Suppressed;
     return answer_later(std::move(cb), d);
   }
 
@@ -353,8 +357,8 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
   SendWindow w{p.window_days, p.window_start_hour, p.window_end_hour};
   int64_t open = next_window_open_ms(tz, w, now);
   if (open != now) {
-    d.reason = "outside_window";
-    d.detail = open < 0 ? "the window never opens" : "";
+    d.reason = core::Reason::OutsideWindow;
+    d.detail = open < 0 ? Detail::WindowNeverOpens : Detail::None;
     d.until_ms = (open < 0 ? now + kDayMs : open) + rand_upto(cfg_.defer_spread_ms);
     return answer_later(std::move(cb), d);
   }
@@ -411,14 +415,16 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
       errors().with({"redis"}).inc();
       core::log_warn("policy_admit_failed", {{"mailbox", id}, {"error", r.is_error() ? r.str : "unexpected reply"}});
       d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
-      d.reason = "policy_unavailable";
-      d.detail = r.is_error() ? r.str : "unexpected reply";
+      d.reason = core::Reason::PolicyUnavailable;
+      d.detail = Detail::RedisFailed;
+      d.error = r.is_error() ? r.str : "unexpected reply";
       return finish(cb, d, id);
     }
     const long long verdict = r.elements[0].integer;
     d.until_ms = r.elements[1].integer;
-    d.reason = r.elements[2].str;
-    d.detail = r.elements[3].str;
+    // The script's names come back as text: read through the tables, like any text coming in.
+    d.reason = core::reason_from_name(r.elements[2].str).value_or(core::Reason::PolicyUnavailable);
+    d.detail = detail_from_name(r.elements[3].str).value_or(Detail::None);
     if (verdict == 1) {
       d.verdict = Verdict::Allow;
       d.until_ms = 0;
@@ -426,7 +432,7 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
         d.lease = lease;
         d.lease_domain = domain;
       }
-      if (d.detail == "probe") {
+      if (d.detail == Detail::Probe) {
         breaker_transitions().with({"half_open"}).inc();
         breaker_state().with({id}).set(1);
       }
@@ -505,20 +511,20 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
       if (done) done(res);
       return;
     }
-    res.breaker_state = r.elements[0].str;
+    res.breaker_state = breaker_from_name(r.elements[0].str).value_or(Breaker::Closed);
     res.open_until_ms = r.elements[1].integer;
     res.trips = static_cast<int>(r.elements[2].integer);
     res.auth_failures = static_cast<int>(r.elements[3].integer);
     res.window_sends = static_cast<int>(r.elements[4].integer);
     res.window_bounces = static_cast<int>(r.elements[5].integer);
-    const std::string& changed = r.elements[6].str;
+    const std::optional<Breaker> changed = breaker_from_name(r.elements[6].str);  // "" = no transition
     res.disabled_now = r.elements[7].integer == 1;
     res.paused_now = r.elements[8].integer == 1;
     breaker_state().with({id}).set(breaker_gauge_value(res.breaker_state));
-    if (!changed.empty()) {
-      breaker_transitions().with({changed}).inc();
+    if (changed) {
+      breaker_transitions().with({std::string(to_string(*changed))}).inc();
       core::log_info(
-          changed == "open" ? "breaker_opened" : "breaker_closed",
+          *changed == Breaker::Open ? "breaker_opened" : "breaker_closed",
           {{"mailbox", id}, {"trips", std::to_string(res.trips)}, {"open_until_ms", ms_text(res.open_until_ms)}});
     }
     if (res.paused_now) {

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/names.h"
 #include "core/outcome.h"
 #include "core/result.h"
 #include "core/timer.h"
@@ -31,18 +32,63 @@ namespace deliverd::policy {
 enum class Verdict { Allow, Suppressed, Reject, Defer };
 std::string_view to_string(Verdict v);
 
+// The finer cause of a decision, as the admit script names it (policy/scripts.cpp).
+enum class Detail : uint8_t {
+  None,
+  DailyLimit,
+  MinGap,
+  PerHour,
+  PerMinute,
+  Probe,          // allowed as the half-open breaker's one probe
+  ProbeInFlight,  // half-open and the probe has not ended yet
+  Open,           // the breaker is open
+  Connections,    // the destination's connection limit
+  NotLoaded,      // the suppression list is not in memory yet
+  WindowNeverOpens,
+  RedisFailed,  // the script call failed: Decision::error says how
+};
+
+inline constexpr core::Named<Detail> kDetailNames[] = {
+    {Detail::None, ""},
+    {Detail::DailyLimit, "daily_limit"},
+    {Detail::MinGap, "min_gap"},
+    {Detail::PerHour, "per_hour"},
+    {Detail::PerMinute, "per_minute"},
+    {Detail::Probe, "probe"},
+    {Detail::ProbeInFlight, "probe_in_flight"},
+    {Detail::Open, "open"},
+    {Detail::Connections, "connections"},
+    {Detail::NotLoaded, "suppression list not loaded"},
+    {Detail::WindowNeverOpens, "the window never opens"},
+    {Detail::RedisFailed, "redis_failed"},
+};
+static_assert(core::in_order(kDetailNames));
+
+constexpr std::string_view to_string(Detail d) { return core::name_in(kDetailNames, d); }
+constexpr std::optional<Detail> detail_from_name(std::string_view n) { return core::value_in(kDetailNames, n); }
+
+// A mailbox's circuit breaker, as the scripts keep it in Redis.
+enum class Breaker : uint8_t { Closed, HalfOpen, Open };
+inline constexpr core::Named<Breaker> kBreakerNames[] = {
+    {Breaker::Closed, "closed"}, {Breaker::HalfOpen, "half_open"}, {Breaker::Open, "open"}};
+static_assert(core::in_order(kBreakerNames));
+constexpr std::string_view to_string(Breaker b) { return core::name_in(kBreakerNames, b); }
+constexpr std::optional<Breaker> breaker_from_name(std::string_view n) { return core::value_in(kBreakerNames, n); }
+
 struct Decision {
   Verdict verdict = Verdict::Defer;
   int64_t until_ms = 0;  // Defer: when to try again (the retry set's due time)
-  // Allow: "ok"; Suppressed: "suppressed"; Reject: "mailbox_disabled";
-  // Defer: "ramp_up", "breaker_open", "destination_throttle", "outside_window", "mailbox_paused",
-  // "policy_unavailable".
-  std::string reason;
-  std::string detail;  // finer cause: "daily_limit", "min_gap", "per_hour", "probe", "probe_in_flight", …
+  // Allow: Ok; Suppressed: Suppressed; Reject: MailboxDisabled; Defer: RampUp, BreakerOpen,
+  // DestinationThrottle, OutsideWindow, MailboxPaused, PolicyUnavailable.
+  core::Reason reason = core::Reason::None;
+  Detail detail = Detail::None;
+  std::string error;  // Detail::RedisFailed: the error Redis gave
   // MX mode with a connection limit: the slot to give back (learn() or release() does).
   std::string lease, lease_domain;
 
   bool allowed() const { return verdict == Verdict::Allow; }
+  // The text of the detail for logs and outcomes ("" when none).
+  std::string detail_text() const { return detail == Detail::RedisFailed ? error : std::string(to_string(detail)); }
   // The outcome a stopped job ends with (phase "policy"): suppressed / rejected / deferred.
   core::Outcome outcome() const;
 };
@@ -57,7 +103,7 @@ struct AdmitRequest {
 struct LearnResult {
   bool ok = true;
   std::string error;
-  std::string breaker_state;  // closed | open | half_open
+  Breaker breaker_state = Breaker::Closed;
   int64_t open_until_ms = 0;
   int trips = 0, auth_failures = 0;
   int window_sends = 0, window_bounces = 0;

@@ -19,15 +19,16 @@ std::string_view to_string(Signal s) {
 }
 
 Signal breaker_signal(const core::Outcome& o) {
-  const std::string& f = o.fault;
-  if (o.status == core::Status::Delivered || f == "success") return Signal::Success;
+  using core::Fault;
+  const Fault f = o.fault;
+  if (o.status == core::Status::Delivered || f == Fault::Success) return Signal::Success;
   // Recipient faults never count, whatever their code (DESIGN.md: they bounce, not trip).
-  if (f == "recipient_permanent" || f == "recipient_transient") return Signal::Neutral;
-  if (f.empty()) return Signal::Neutral;  // no SMTP exchange decided it (policy, bad envelope)
+  if (f == Fault::RecipientPermanent || f == Fault::RecipientTransient) return Signal::Neutral;
+  if (f == Fault::None) return Signal::Neutral;  // no SMTP exchange decided it (policy, bad envelope)
   if (o.reply.enhanced == "5.4.5" || o.reply.enhanced == "5.2.0") return Signal::Quota;
   const bool auth_reply = o.reply.code == 535 || o.reply.code == 534 || o.reply.code == 530;
-  if (o.phase == "auth" && (f == "policy_auth" || auth_reply)) return Signal::AuthFailure;
-  if (f == "mailbox" || f == "throttled" || f == "policy_auth") return Signal::Failure;
+  if (o.phase == core::Phase::Auth && (f == Fault::PolicyAuth || auth_reply)) return Signal::AuthFailure;
+  if (f == Fault::Mailbox || f == Fault::Throttled || f == Fault::PolicyAuth) return Signal::Failure;
   return Signal::Neutral;
 }
 
@@ -39,7 +40,7 @@ bool is_hard_bounce(const core::Outcome& o) {
   if (o.status != core::Status::Bounced) return false;
   const std::string& e = o.reply.enhanced;
   if (e.rfind("5.1.", 0) == 0 || e == "5.2.1") return true;
-  if (e.empty() && o.fault == "recipient_permanent")
+  if (e.empty() && o.fault == core::Fault::RecipientPermanent)
     return o.reply.code == 550 || o.reply.code == 551 || o.reply.code == 553;
   return false;
 }

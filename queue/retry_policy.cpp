@@ -11,7 +11,7 @@ RetryDecision next_retry(const RetryPolicy& p, int attempt, int64_t now_ms, int6
   RetryDecision d;
   if (p.schedule_ms.empty()) {
     d.give_up = true;
-    d.why = "max_age";
+    d.why = GiveUp::MaxAge;
     return d;
   }
   size_t index = static_cast<size_t>(std::max(attempt, 1) - 1);
@@ -21,10 +21,10 @@ RetryDecision next_retry(const RetryPolicy& p, int attempt, int64_t now_ms, int6
   d.due_ms = now_ms + delay;
   if (expires_at_ms && d.due_ms >= expires_at_ms) {
     d.give_up = true;
-    d.why = "expires_at";
+    d.why = GiveUp::ExpiresAt;
   } else if (d.due_ms - first_seen_ms >= p.max_age_ms) {
     d.give_up = true;
-    d.why = "max_age";
+    d.why = GiveUp::MaxAge;
   }
   return d;
 }

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/names.h"
 #include "core/result.h"
 
 namespace deliverd::queue {
@@ -17,10 +18,18 @@ struct RetryPolicy {
   double jitter = 0.1;                    // ± this fraction of the delay, so retries do not arrive in herds
 };
 
+// Why a deferred job stops being retried.
+enum class GiveUp : uint8_t { None, ExpiresAt, MaxAge };
+inline constexpr core::Named<GiveUp> kGiveUpNames[] = {
+    {GiveUp::None, ""}, {GiveUp::ExpiresAt, "expires_at"}, {GiveUp::MaxAge, "max_age"}};
+static_assert(core::in_order(kGiveUpNames));
+constexpr std::string_view to_string(GiveUp g) { return core::name_in(kGiveUpNames, g); }
+constexpr std::optional<GiveUp> give_up_from_name(std::string_view n) { return core::value_in(kGiveUpNames, n); }
+
 struct RetryDecision {
   bool give_up = false;  // true: the job ends "expired" instead of being retried
   int64_t due_ms = 0;    // when the next attempt may start (when !give_up)
-  std::string why;       // when give_up: "expires_at" or "max_age"
+  GiveUp why = GiveUp::None;  // when give_up: the job's expires_at or [retry] max_age
 };
 
 // `attempt` is the attempt that just ended deferred (1-based); `unit_random` is uniform in [0, 1).

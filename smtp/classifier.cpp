@@ -38,33 +38,15 @@ constexpr std::array<KnownReply, 22> kKnown = {{
     {0, "", "sending limit", Fault::Mailbox, Status::Deferred, "sending_limit_text"},
 }};
 
-bool recipient_phase(std::string_view phase) { return phase == "rcpt" || phase == "body"; }
+bool recipient_phase(core::Phase phase) { return phase == core::Phase::Rcpt || phase == core::Phase::Body; }
 
 }  // namespace
-
-std::string_view to_string(Fault f) {
-  switch (f) {
-    case Fault::Success:
-      return "success";
-    case Fault::RecipientPermanent:
-      return "recipient_permanent";
-    case Fault::RecipientTransient:
-      return "recipient_transient";
-    case Fault::Mailbox:
-      return "mailbox";
-    case Fault::Throttled:
-      return "throttled";
-    case Fault::PolicyAuth:
-      return "policy_auth";
-  }
-  return "mailbox";
-}
 
 std::span<const KnownReply> known_replies() { return kKnown; }
 
 Fault network_fault(bool relay) { return relay ? Fault::Mailbox : Fault::RecipientTransient; }
 
-Classification classify(const core::Reply& r, std::string_view phase, bool relay) {
+Classification classify(const core::Reply& r, core::Phase phase, bool relay) {
   if (r.code >= 200 && r.code < 400) return {Fault::Success, Status::Delivered, "positive"};
   for (const auto& k : kKnown) {
     if (k.code != 0 && k.code != r.code) continue;
@@ -74,7 +56,7 @@ Classification classify(const core::Reply& r, std::string_view phase, bool relay
   }
   bool permanent = r.code >= 500;
   std::string_view enh = r.enhanced;
-  if (phase == "auth")
+  if (phase == core::Phase::Auth)
     return permanent ? Classification{Fault::PolicyAuth, Status::Failed, "auth_rejected"}
                      : Classification{Fault::Throttled, Status::Deferred, "auth_tempfail"};
   if (r.code == 421) return {Fault::Throttled, Status::Deferred, "service_closing"};

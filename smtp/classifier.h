@@ -10,16 +10,8 @@
 
 namespace deliverd::smtp {
 
-enum class Fault {
-  Success,             // 2xx/3xx: nothing wrong
-  RecipientPermanent,  // the recipient does not exist / refuses for good: bounce
-  RecipientTransient,  // the recipient's side is busy or full for now: retry later
-  Mailbox,             // the sending mailbox or its server is at fault (quota, account blocked, down)
-  Throttled,           // sending too fast (rate, concurrency, login attempts): back off
-  PolicyAuth,          // authentication or sender policy (credentials, DMARC, auth level)
-};
-
-std::string_view to_string(Fault f);
+// The classifier's verdict on whose problem a reply is; the names live with the outcome (core).
+using Fault = core::Fault;
 
 struct Classification {
   Fault fault = Fault::Success;
@@ -39,10 +31,10 @@ struct KnownReply {
 // The provider table, most specific rows first.
 std::span<const KnownReply> known_replies();
 
-// phase is the session phase name the reply answered ("rcpt", "body", "auth", "mail", …); relay is
+// phase is the phase the reply answered (rcpt, body, auth, mail, …); relay is
 // true when the server is the sending mailbox's own submission server (faults before the
 // recipient are then the mailbox's), false when it is the recipient's MX.
-Classification classify(const core::Reply& reply, std::string_view phase, bool relay);
+Classification classify(const core::Reply& reply, core::Phase phase, bool relay);
 
 // For failures without a reply (connect, TLS, timeouts): a relay server being unreachable is the
 // mailbox's fault; an MX being unreachable is the recipient domain's, transiently.

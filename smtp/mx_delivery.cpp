@@ -20,14 +20,58 @@ struct MxDelivery::Job {
   bool skip_idle = false;
 };
 
+namespace {
+
+bool greeting(core::Phase p) { return p == core::Phase::Banner || p == core::Phase::Ehlo || p == core::Phase::Helo; }
+
+// The recipient's MX lookup failed: the reason an outcome names.
+core::Reason mx_reason(dns::Code c) {
+  using R = core::Reason;
+  switch (c) {
+    case dns::Code::Nxdomain: return R::MxNxdomain;
+    case dns::Code::Timeout: return R::MxTimeout;
+    case dns::Code::Servfail: return R::MxServfail;
+    case dns::Code::ServerRefused: return R::MxServerRefused;
+    case dns::Code::ConnectionRefused: return R::MxConnectionRefused;
+    case dns::Code::BadResponse: return R::MxBadResponse;
+    case dns::Code::Cancelled: return R::MxCancelled;
+    case dns::Code::RefusedByPolicy: return R::MxRefusedByPolicy;
+    case dns::Code::InvalidName: return R::MxInvalidName;
+    case dns::Code::Overloaded: return R::MxOverloaded;
+    default: return R::MxError;
+  }
+}
+
+// An MX host's address lookup failed: the reason names the lookup's own code.
+core::Reason host_reason(dns::Code c) {
+  using R = core::Reason;
+  switch (c) {
+    case dns::Code::None: return R::NoAddress;
+    case dns::Code::Nxdomain: return R::Nxdomain;
+    case dns::Code::Timeout: return R::Timeout;
+    case dns::Code::Servfail: return R::Servfail;
+    case dns::Code::ServerRefused: return R::ServerRefused;
+    case dns::Code::ConnectionRefused: return R::ConnectionRefused;
+    case dns::Code::BadResponse: return R::BadResponse;
+    case dns::Code::Cancelled: return R::Cancelled;
+    case dns::Code::NoAddress: return R::NoAddress;
+    case dns::Code::RefusedByPolicy: return R::RefusedByPolicy;
+    case dns::Code::InvalidName: return R::InvalidName;
+    case dns::Code::Overloaded: return R::Overloaded;
+    default: return R::Error;
+  }
+}
+
+}  // namespace
+
 bool try_next_host(const core::Outcome& o) {
   if (o.status == core::Status::Delivered || o.status == core::Status::Bounced) return false;
   if (o.reply.code == 0) {  // nothing was said about the message: connect, TLS, timeouts, garbage
-    return o.phase == "connect" || o.phase == "tls" || o.phase == "banner" || o.phase == "ehlo" || o.phase == "helo" ||
-           o.phase == "starttls" || o.reason == "session_timeout";
+    return o.phase == core::Phase::Connect || o.phase == core::Phase::Tls || greeting(o.phase) || o.phase == core::Phase::StartTls ||
+           o.reason == core::Reason::SessionTimeout;
   }
   // A server that will not talk to us now (421, 4xx/5xx greeting) may have a healthier sibling.
-  return (o.phase == "banner" || o.phase == "ehlo" || o.phase == "helo") && o.reply.code >= 400 && o.reply.code < 500;
+  return greeting(o.phase) && o.reply.code >= 400 && o.reply.code < 500;
 }
 
 MxDelivery::MxDelivery(dns::Resolver& resolver, SessionPool& pool, MxConfig cfg)
@@ -57,24 +101,25 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
     if (!*alive) return;
     pending_.erase(*id);
     core::Outcome o;
-    o.phase = "resolve";
+    o.phase = core::Phase::Resolve;
     o.host = job->domain;
     if (mx.null_mx) {
       o.status = core::Status::Bounced;
-      o.reason = "null_mx";
+      o.reason = core::Reason::NullMx;
       o.detail = "the domain publishes a null MX (RFC 7505): it accepts no mail";
-      o.fault = "recipient_permanent";
+      o.fault = core::Fault::RecipientPermanent;
       return finish(job, o);
     }
-    if (!mx.error.empty() && !mx.no_mx) {
-      bool permanent = mx.error == "nxdomain";
+    if (mx.error != dns::Code::None && !mx.no_mx) {
+      bool permanent = mx.error == dns::Code::Nxdomain;
       o.status = permanent ? core::Status::Bounced : core::Status::Deferred;
-      o.reason = "mx_" + mx.error;
-      o.detail = "MX lookup for " + job->domain + " failed: " + mx.error;
-      o.fault = permanent ? "recipient_permanent" : "recipient_transient";
-      if (mx.error == "refused_by_policy" || mx.error == "invalid_name") o.status = core::Status::Rejected;
-      if (mx.error == "refused_by_policy") {  // as a refused address is (dns::resolve_failure_outcome)
-        o.reason = "ssrf_refused";
+      o.reason = mx_reason(mx.error);
+      o.detail = "MX lookup for " + job->domain + " failed: " + std::string(dns::to_string(mx.error));
+      o.fault = permanent ? core::Fault::RecipientPermanent : core::Fault::RecipientTransient;
+      if (mx.error == dns::Code::RefusedByPolicy || mx.error == dns::Code::InvalidName)
+        o.status = core::Status::Rejected;
+      if (mx.error == dns::Code::RefusedByPolicy) {  // as a refused address is (dns::resolve_failure_outcome)
+        o.reason = core::Reason::SsrfRefused;
         o.detail = mx.detail;
       }
       return finish(job, o);
@@ -92,13 +137,13 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
 void MxDelivery::try_next(std::shared_ptr<Job> job) {
   if (job->next_host >= job->hosts.size() || job->attempts >= cfg_.max_attempts) {
     core::Outcome o = job->last;
-    if (o.reason.empty()) {
+    if (o.reason == core::Reason::None) {
       o.status = core::Status::Deferred;
-      o.phase = "resolve";
-      o.reason = "no_usable_mx";
+      o.phase = core::Phase::Resolve;
+      o.reason = core::Reason::NoUsableMx;
       o.detail = "no mail exchanger of " + job->domain + " could be used";
       o.host = job->domain;
-      o.fault = "recipient_transient";
+      o.fault = core::Fault::RecipientTransient;
     }
     return finish(job, o);
   }
@@ -114,7 +159,7 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
     route.host = host;
     // The pool may reuse an open connection to this domain instead of the address given here.
     pool_.submit(std::move(route), job->env, [this, job, alive = alive_](const core::Outcome& o) {
-      if (*alive && o.reason == "no_idle_connection") {  // it closed meanwhile: connect as usual
+      if (*alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: connect as usual
         --job->attempts;
         --job->next_host;
         job->skip_idle = true;
@@ -134,13 +179,13 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
     pending_.erase(*id);
     if (r.allowed.empty()) {
       core::Outcome o;
-      o.status = r.error == "refused_by_policy" ? core::Status::Rejected : core::Status::Deferred;
-      o.phase = "resolve";
-      o.reason = r.error.empty() ? "no_address" : r.error;
+      o.status = r.error == dns::Code::RefusedByPolicy ? core::Status::Rejected : core::Status::Deferred;
+      o.phase = core::Phase::Resolve;
+      o.reason = host_reason(r.error);
       o.detail = "no usable address for MX host " + host;
       for (const auto& [ip, why] : r.refused) o.detail += "; " + ip + " refused (" + why + ")";
       o.host = host;
-      o.fault = "recipient_transient";
+      o.fault = core::Fault::RecipientTransient;
       job->last = o;
       return try_next(job);
     }

@@ -68,18 +68,34 @@ std::string address_string(const sockaddr* sa, int* port) {
   return buf;
 }
 
-std::string io_reason(int status) {
+core::Reason io_reason(int status) {
   switch (status) {
     case UV_EOF:
-      return "connection_closed";
+      return core::Reason::ConnectionClosed;
     case UV_ECONNRESET:
-      return "connection_reset";
+      return core::Reason::ConnectionReset;
     case UV_ECONNREFUSED:
-      return "connection_refused";
+      return core::Reason::ConnectionRefused;
     case UV_ETIMEDOUT:
-      return "timeout";
+      return core::Reason::Timeout;
     default:
-      return "io_error";
+      return core::Reason::IoError;
+  }
+}
+
+// A refusal (5xx) or deferral (4xx) answered in a phase without a reason of its own.
+core::Reason reply_reason(Phase p, bool permanent) {
+  using R = core::Reason;
+  switch (p) {
+    case Phase::Banner: return permanent ? R::BannerRejected : R::BannerDeferred;
+    case Phase::Ehlo: return permanent ? R::EhloRejected : R::EhloDeferred;
+    case Phase::Helo: return permanent ? R::HeloRejected : R::HeloDeferred;
+    case Phase::Mail: return permanent ? R::MailRejected : R::MailDeferred;
+    case Phase::Rcpt: return permanent ? R::RcptRejected : R::RcptDeferred;
+    case Phase::Data: return permanent ? R::DataRejected : R::DataDeferred;
+    case Phase::Body: return permanent ? R::BodyRejected : R::BodyDeferred;
+    case Phase::Rset: return permanent ? R::RsetRejected : R::RsetDeferred;
+    default: return R::ProtocolError;  // the other phases pass their own reason or never get here
   }
 }
 
@@ -88,31 +104,6 @@ bool has_8bit(std::string_view s) {
 }
 
 }  // namespace
-
-std::optional<Phase> phase_from_name(std::string_view name) {
-  for (const auto& p : kPhases)
-    if (p.name == name) return p.phase;
-  return std::nullopt;
-}
-
-std::optional<Security> security_from_name(std::string_view s) {
-  if (s == "none") return Security::None;
-  if (s == "starttls") return Security::StartTls;
-  if (s == "tls") return Security::Tls;
-  return std::nullopt;
-}
-
-std::string_view to_string(Security s) {
-  switch (s) {
-    case Security::None:
-      return "none";
-    case Security::StartTls:
-      return "starttls";
-    case Security::Tls:
-      return "tls";
-  }
-  return "none";
-}
 
 std::optional<TlsPolicy> tls_policy_from_name(std::string_view s) {
   if (s == "required") return TlsPolicy::Required;
@@ -158,7 +149,7 @@ Session* Session::start(uv_loop_t* loop, const SessionConfig& cfg, const sockadd
   auto* s =
       new Session(loop, cfg, vetted_addr, std::move(host_name), std::move(env), std::move(done), std::move(hooks));
   if (!safe_path(s->env_.mail_from) || s->env_.rcpt_to.empty() || !safe_path(s->env_.rcpt_to)) {
-    s->fail_soon(core::Status::Rejected, "invalid_envelope", "envelope address contains forbidden characters");
+    s->fail_soon(core::Status::Rejected, core::Reason::InvalidEnvelope, "envelope address contains forbidden characters");
     return s;
   }
   s->open(loop, vetted_addr);
@@ -173,8 +164,8 @@ Session* Session::probe(uv_loop_t* loop, const SessionConfig& cfg, const sockadd
   return s;
 }
 
-void Session::fail_soon(core::Status status, std::string reason, std::string detail) {
-  phase_timer_->start(0, [this, status, reason = std::move(reason), detail = std::move(detail)] {
+void Session::fail_soon(core::Status status, core::Reason reason, std::string detail) {
+  phase_timer_->start(0, [this, status, reason, detail = std::move(detail)] {
     Guard g(this);
     fail(status, reason, detail);
   });
@@ -182,11 +173,11 @@ void Session::fail_soon(core::Status status, std::string reason, std::string det
 
 void Session::open(uv_loop_t* loop, const sockaddr* vetted_addr) {
   if (cfg_.security != Security::None && !cfg_.tls)
-    return fail_soon(core::Status::Failed, "tls_unconfigured", "TLS requested but no TLS context given");
+    return fail_soon(core::Status::Failed, core::Reason::TlsUnconfigured, "TLS requested but no TLS context given");
   total_timer_->start(cfg_.total_ms, [this] {
     Guard g(this);
     if (!in_transaction_) return close_session();
-    fail(core::Status::Deferred, "session_timeout", "session exceeded " + std::to_string(cfg_.total_ms) + " ms");
+    fail(core::Status::Deferred, core::Reason::SessionTimeout, "session exceeded " + std::to_string(cfg_.total_ms) + " ms");
   });
   stream_ = core::TcpStream::create(loop, this);
   enter(Phase::Connect);
@@ -197,7 +188,7 @@ void Session::open(uv_loop_t* loop, const sockaddr* vetted_addr) {
 void Session::abort(std::string why) {
   Guard g(this);
   if (finished_) return;
-  fail(core::Status::Deferred, "aborted", std::move(why));
+  fail(core::Status::Deferred, core::Reason::Aborted, std::move(why));
 }
 
 void Session::send_next(Envelope env, Done done) {
@@ -205,8 +196,8 @@ void Session::send_next(Envelope env, Done done) {
   if (!idle()) {
     core::Outcome o;
     o.status = core::Status::Deferred;
-    o.phase = to_string(phase_);
-    o.reason = "session_unavailable";
+    o.phase = outcome_phase(phase_);
+    o.reason = core::Reason::SessionUnavailable;
     o.detail = "the connection is not idle";
     if (done) done(o);
     return;
@@ -218,8 +209,8 @@ void Session::send_next(Envelope env, Done done) {
   if (!safe_path(env_.mail_from) || env_.rcpt_to.empty() || !safe_path(env_.rcpt_to)) {
     core::Outcome o;
     o.status = core::Status::Rejected;
-    o.phase = "envelope";
-    o.reason = "invalid_envelope";
+    o.phase = core::Phase::Envelope;
+    o.reason = core::Reason::InvalidEnvelope;
     o.detail = "envelope address contains forbidden characters";
     report(std::move(o), true);
     return;
@@ -242,7 +233,7 @@ void Session::enter(Phase p) {
     Guard g(this);
     if (phase_ == Phase::Idle) return begin_quit();
     if (phase_ == Phase::Quit) return close_session();
-    fail(core::Status::Deferred, "timeout",
+    fail(core::Status::Deferred, core::Reason::Timeout,
          "nothing from the server within " + std::to_string(ms) + " ms in phase " + std::string(to_string(phase_)));
   });
 }
@@ -271,7 +262,7 @@ void Session::start_tls() {
   p.session_key = tls_key_;
   enter(Phase::Tls);
   if (int rc = stream_->start_tls_client(p); rc != 0)
-    fail(core::Status::Failed, "tls_failed", std::string("cannot start TLS: ") + uv_strerror(rc));
+    fail(core::Status::Failed, core::Reason::TlsFailed, std::string("cannot start TLS: ") + uv_strerror(rc));
 }
 
 void Session::on_tls_handshake(bool ok, const std::string& error) {
@@ -280,8 +271,8 @@ void Session::on_tls_handshake(bool ok, const std::string& error) {
   metrics().tls.with({ok ? "ok" : "failed"}).inc();
   if (!ok) {
     bool cert = error.rfind("certificate verify failed", 0) == 0;
-    return fail(core::Status::Deferred, cert ? "tls_certificate" : "tls_failed", error, {},
-                std::string(to_string(network_fault(cfg_.relay))));
+    return fail(core::Status::Deferred, cert ? core::Reason::TlsCertificate : core::Reason::TlsFailed, error, {},
+                network_fault(cfg_.relay));
   }
   tls_on_ = true;
   // RFC 3207 4.2: everything learned before TLS is discarded.
@@ -303,7 +294,7 @@ void Session::on_data(std::string_view bytes) {
   parser_.feed(bytes);
   while (!finished_) {
     auto r = parser_.next();
-    if (!r) return fail(core::Status::Deferred, "protocol_error", std::string(to_string(r.error())));
+    if (!r) return fail(core::Status::Deferred, core::Reason::ProtocolError, std::string(to_string(r.error())));
     if (!r.value()) return;
     advance(*r.value());
   }
@@ -325,7 +316,7 @@ void Session::advance(const core::Reply& r) {
     case Phase::Connect:
     case Phase::Tls:
     case Phase::Idle:
-      return fail(core::Status::Deferred, "protocol_error", "reply while none was expected", r);
+      return fail(core::Status::Deferred, core::Reason::ProtocolError, "reply while none was expected", r);
     case Phase::Banner:
       if (!positive) return fail_reply(r);
       send("EHLO " + cfg_.helo_name + "\r\n");
@@ -350,12 +341,12 @@ void Session::advance(const core::Reply& r) {
           cfg_.security = Security::None;  // this connection continues in plaintext
           return after_ehlo();
         }
-        return fail_reply(r, "starttls_failed");
+        return fail_reply(r, core::Reason::StarttlsFailed);
       }
       // Bytes queued behind the 220 were sent before TLS and must not be read as if protected
       // (the STARTTLS command injection attack).
       if (parser_.buffered() > 0)
-        return fail(core::Status::Deferred, "protocol_error", "data after the STARTTLS reply", r);
+        return fail(core::Status::Deferred, core::Reason::ProtocolError, "data after the STARTTLS reply", r);
       return start_tls();
     case Phase::Auth:
       return auth_reply(r);
@@ -391,9 +382,9 @@ void Session::after_ehlo() {
     }
     if (cfg_.tls_policy == TlsPolicy::Required) {
       send("QUIT\r\n");
-      return fail(cfg_.relay ? core::Status::Failed : core::Status::Deferred, "starttls_unavailable",
+      return fail(cfg_.relay ? core::Status::Failed : core::Status::Deferred, core::Reason::StarttlsUnavailable,
                   "TLS is required but the server does not offer STARTTLS", {},
-                  std::string(to_string(cfg_.relay ? Fault::PolicyAuth : Fault::RecipientTransient)));
+                  cfg_.relay ? core::Fault::PolicyAuth : core::Fault::RecipientTransient);
     }
   }
   if (!cfg_.auth.empty()) return start_auth();
@@ -413,32 +404,32 @@ void Session::start_auth() {
     // sent now could be read. Nothing of it leaves the process.
     enter(Phase::Auth);
     send("QUIT\r\n");
-    return fail(core::Status::Failed, "auth_needs_tls",
+    return fail(core::Status::Failed, core::Reason::AuthNeedsTls,
                 "credentials are sent only over TLS with a verified certificate, and this connection has none", {},
-                std::string(to_string(Fault::PolicyAuth)));
+                core::Fault::PolicyAuth);
   }
   std::string cmd;
   if (!c.oauth_token.empty()) {
     if (caps_.supports_auth("XOAUTH2")) {
-      auth_mech_ = "XOAUTH2";
+      auth_mech_ = AuthMech::XOauth2;
       cmd = "AUTH XOAUTH2 " + core::base64_encode("user=" + c.username +
                                      "\x01"
                                      "auth=Bearer " +
                                      c.oauth_token + "\x01\x01");
     }
   } else if (caps_.supports_auth("PLAIN")) {
-    auth_mech_ = "PLAIN";
+    auth_mech_ = AuthMech::Plain;
     cmd = "AUTH PLAIN " + core::base64_encode(std::string(1, '\0') + c.username + std::string(1, '\0') + c.password);
   } else if (caps_.supports_auth("LOGIN")) {
-    auth_mech_ = "LOGIN";
+    auth_mech_ = AuthMech::Login;
     cmd = "AUTH LOGIN";
   }
   if (cmd.empty()) {
     send("QUIT\r\n");
-    return fail(core::Status::Failed, "auth_unavailable",
+    return fail(core::Status::Failed, core::Reason::AuthUnavailable,
                 c.oauth_token.empty() ? "the server offers neither AUTH PLAIN nor LOGIN"
                                       : "the server does not offer AUTH XOAUTH2",
-                {}, std::string(to_string(Fault::PolicyAuth)));
+                {}, core::Fault::PolicyAuth);
   }
   auth_step_ = 0;
   send(cmd + "\r\n");
@@ -450,24 +441,24 @@ void Session::auth_reply(const core::Reply& r) {
   if (r.code / 100 == 2) return probe_ ? probe_passed(r) : start_transaction();
   if (r.code == 334) {
     ++auth_step_;
-    if (auth_mech_ == "LOGIN" && auth_step_ == 1) {
+    if (auth_mech_ == AuthMech::Login && auth_step_ == 1) {
       send(core::base64_encode(cfg_.auth.username) + "\r\n");
       return enter(Phase::Auth);
     }
-    if (auth_mech_ == "LOGIN" && auth_step_ == 2) {
+    if (auth_mech_ == AuthMech::Login && auth_step_ == 2) {
       send(core::base64_encode(cfg_.auth.password) + "\r\n");
       return enter(Phase::Auth);
     }
-    if (auth_mech_ == "XOAUTH2" && auth_step_ == 1) {
+    if (auth_mech_ == AuthMech::XOauth2 && auth_step_ == 1) {
       // The challenge is a JSON error; an empty line asks for the final (failure) reply.
       send("\r\n");
       return enter(Phase::Auth);
     }
     send("*\r\n");  // RFC 4954: cancel an exchange we cannot continue
-    return fail(core::Status::Failed, "auth_failed", "unexpected AUTH challenge", r,
-                std::string(to_string(Fault::PolicyAuth)));
+    return fail(core::Status::Failed, core::Reason::AuthFailed, "unexpected AUTH challenge", r,
+                core::Fault::PolicyAuth);
   }
-  fail_reply(r, r.code >= 500 ? "auth_failed" : "auth_deferred");
+  fail_reply(r, r.code >= 500 ? core::Reason::AuthFailed : core::Reason::AuthDeferred);
 }
 
 void Session::start_transaction() {
@@ -475,24 +466,24 @@ void Session::start_transaction() {
   // composer writes raw UTF-8 into the header only for an address with a UTF-8 local part.
   const std::string_view header = std::string_view(env_.message).substr(0, env_.message.find("\r\n\r\n"));
   const bool utf8 = has_8bit(env_.mail_from) || has_8bit(env_.rcpt_to) || has_8bit(header);
-  auto refuse = [this](std::string reason, std::string detail) {
+  auto refuse = [this](core::Reason reason, std::string detail) {
     core::Outcome o;
     o.status = core::Status::Bounced;
-    o.phase = to_string(Phase::Mail);
-    o.reason = std::move(reason);
+    o.phase = core::Phase::Mail;
+    o.reason = reason;
     o.detail = std::move(detail);
-    o.fault = to_string(Fault::RecipientPermanent);
+    o.fault = core::Fault::RecipientPermanent;
     report(std::move(o), true);
   };
   if (utf8 && !caps_.smtputf8) {
     const std::string& who = has_8bit(env_.rcpt_to) ? env_.rcpt_to : env_.mail_from;
-    return refuse("smtputf8_unsupported",
+    return refuse(core::Reason::Smtputf8Unsupported,
                   (has_8bit(who) ? who : std::string("the message header")) +
                       " needs SMTPUTF8 (RFC 6531) and " + host_ + " does not offer it, so the message cannot be sent there");
   }
   std::string payload = dot_stuff(env_.message);
   if (caps_.size_limit > 0 && payload.size() > caps_.size_limit)
-    return refuse("message_too_large", "message of " + std::to_string(payload.size()) +
+    return refuse(core::Reason::MessageTooLarge, "message of " + std::to_string(payload.size()) +
                                            " bytes exceeds the server's SIZE " + std::to_string(caps_.size_limit));
   std::string cmd = "MAIL FROM:<" + env_.mail_from + ">";
   if (caps_.size_advertised) cmd += " SIZE=" + std::to_string(payload.size());
@@ -509,38 +500,37 @@ void Session::start_transaction() {
 void Session::succeed(const core::Reply& r) {
   core::Outcome o;
   o.status = core::Status::Delivered;
-  o.phase = to_string(Phase::Body);
-  o.reason = "delivered";
+  o.phase = core::Phase::Body;
+  o.reason = core::Reason::Delivered;
   o.reply = r;
-  o.fault = to_string(Fault::Success);
+  o.fault = core::Fault::Success;
   report(std::move(o), true);
 }
 
 void Session::probe_passed(const core::Reply& r) {
   core::Outcome o;
   o.status = core::Status::Delivered;  // nothing was sent: this server would take mail from us
-  o.phase = to_string(phase_);
-  o.reason = "probe_passed";
+  o.phase = outcome_phase(phase_);
+  o.reason = core::Reason::ProbePassed;
   o.reply = r;
-  o.fault = to_string(Fault::Success);
+  o.fault = core::Fault::Success;
   report(std::move(o), true);  // then QUIT, as after a message
 }
 
-void Session::fail_reply(const core::Reply& r, std::string reason) {
-  std::string phase(to_string(phase_));
+void Session::fail_reply(const core::Reply& r, core::Reason reason) {
   core::Outcome o;
-  o.phase = phase;
+  o.phase = outcome_phase(phase_);
   o.reply = r;
   if (r.code < 400) {
     o.status = core::Status::Deferred;
-    o.reason = "protocol_error";
+    o.reason = core::Reason::ProtocolError;
     o.detail = "unexpected reply code " + std::to_string(r.code);
-    o.fault = to_string(network_fault(cfg_.relay));
+    o.fault = network_fault(cfg_.relay);
   } else {
-    Classification c = classify(r, phase, cfg_.relay);
+    Classification c = classify(r, o.phase, cfg_.relay);
     o.status = c.status;
-    o.fault = to_string(c.fault);
-    o.reason = reason.empty() ? phase + (r.code >= 500 ? "_rejected" : "_deferred") : std::move(reason);
+    o.fault = c.fault;
+    o.reason = reason == core::Reason::None ? reply_reason(phase_, r.code >= 500) : reason;
     o.detail =
         std::string(r.code >= 500 ? "permanent failure" : "temporary failure") + " (" + std::string(c.rule) + ")";
   }
@@ -555,20 +545,19 @@ void Session::fail_reply(const core::Reply& r, std::string reason) {
   close_session();
 }
 
-void Session::fail(core::Status status, std::string reason, std::string detail, const core::Reply& reply,
-                   std::string fault) {
+void Session::fail(core::Status status, core::Reason reason, std::string detail, const core::Reply& reply,
+                   core::Fault fault) {
   if (finished_) return;
   if (in_transaction_) {
     core::Outcome o;
     o.status = status;
-    o.phase = to_string(phase_);
-    if (reason == "invalid_envelope") o.phase = "envelope";
-    o.reason = std::move(reason);
+    o.phase = reason == core::Reason::InvalidEnvelope ? core::Phase::Envelope : outcome_phase(phase_);
+    o.reason = reason;
     o.detail = std::move(detail);
     o.reply = reply;
-    o.fault = fault.empty() && status == core::Status::Deferred ? std::string(to_string(network_fault(cfg_.relay)))
-                                                                : std::move(fault);
-    if (o.reason == "invalid_envelope" || o.reason == "aborted") o.fault.clear();
+    o.fault = fault == core::Fault::None && status == core::Status::Deferred ? network_fault(cfg_.relay) : fault;
+    // Neither says anything about the server: a bad envelope never reached it, an abort is ours.
+    if (reason == core::Reason::InvalidEnvelope || reason == core::Reason::Aborted) o.fault = core::Fault::None;
     report(std::move(o), false);
   }
   close_session();
@@ -585,11 +574,12 @@ void Session::report(core::Outcome outcome, bool reusable) {
     outcome.tls_version = info.version;
     outcome.tls_cipher = info.cipher;
   }
-  if (outcome.status != core::Status::Delivered) metrics().failures.with({outcome.phase, outcome.reason}).inc();
+  if (outcome.status != core::Status::Delivered)
+    metrics().failures.with({std::string(to_string(outcome.phase)), std::string(to_string(outcome.reason))}).inc();
   core::log_info("smtp_session_end", {{"status", core::to_string(outcome.status)},
-                                      {"phase", outcome.phase},
-                                      {"reason", outcome.reason},
-                                      {"fault", outcome.fault},
+                                      {"phase", core::to_string(outcome.phase)},
+                                      {"reason", core::to_string(outcome.reason)},
+                                      {"fault", core::to_string(outcome.fault)},
                                       {"code", std::to_string(outcome.reply.code)},
                                       {"enhanced", outcome.reply.enhanced},
                                       {"host", host_},

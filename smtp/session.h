@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "core/outcome.h"
+#include "core/security.h"
 #include "core/tcp_stream.h"
 #include "core/timer.h"
 #include "core/tls_context.h"
@@ -26,35 +27,43 @@
 
 namespace deliverd::smtp {
 
+// The session's states (STYLE.md §2). Each maps onto the outcome phase of the same name in
+// core::Phase, which also has the phases before a connection exists (policy, resolve, pool …):
+// the names live once, in core, and an outcome names where the session was.
 enum class Phase { Connect, Tls, Banner, Ehlo, Helo, StartTls, Auth, Mail, Rcpt, Data, Body, Rset, Idle, Quit };
 inline constexpr size_t kPhaseCount = 14;
 
 struct PhaseInfo {
   Phase phase;
-  std::string_view name;
+  core::Phase outcome;          // the outcome phase, and so the name in events, logs and metrics
   uint64_t default_timeout_ms;  // RFC 5321 4.5.3.2 where it names one
 };
 
-// The one table: names and default timeouts, indexed by Phase.
+// The one table: outcome phases and default timeouts, indexed by Phase.
 inline constexpr std::array<PhaseInfo, kPhaseCount> kPhases = {{
-    {Phase::Connect, "connect", 30'000},
-    {Phase::Tls, "tls", 30'000},  // the TLS handshake (implicit TLS, or after STARTTLS's 220)
-    {Phase::Banner, "banner", 300'000},
-    {Phase::Ehlo, "ehlo", 300'000},
-    {Phase::Helo, "helo", 300'000},
-    {Phase::StartTls, "starttls", 120'000},
-    {Phase::Auth, "auth", 120'000},
-    {Phase::Mail, "mail", 300'000},
-    {Phase::Rcpt, "rcpt", 300'000},
-    {Phase::Data, "data", 120'000},
-    {Phase::Body, "body", 600'000},  // sending the payload and waiting for the reply to "."
-    {Phase::Rset, "rset", 120'000},
-    {Phase::Idle, "idle", 30'000},  // a kept-open connection with nothing to send: then QUIT
-    {Phase::Quit, "quit", 10'000},
+    {Phase::Connect, core::Phase::Connect, 30'000},
+    {Phase::Tls, core::Phase::Tls, 30'000},  // the TLS handshake (implicit TLS, or after STARTTLS's 220)
+    {Phase::Banner, core::Phase::Banner, 300'000},
+    {Phase::Ehlo, core::Phase::Ehlo, 300'000},
+    {Phase::Helo, core::Phase::Helo, 300'000},
+    {Phase::StartTls, core::Phase::StartTls, 120'000},
+    {Phase::Auth, core::Phase::Auth, 120'000},
+    {Phase::Mail, core::Phase::Mail, 300'000},
+    {Phase::Rcpt, core::Phase::Rcpt, 300'000},
+    {Phase::Data, core::Phase::Data, 120'000},
+    {Phase::Body, core::Phase::Body, 600'000},  // sending the payload and waiting for the reply to "."
+    {Phase::Rset, core::Phase::Rset, 120'000},
+    {Phase::Idle, core::Phase::Idle, 30'000},  // a kept-open connection with nothing to send: then QUIT
+    {Phase::Quit, core::Phase::Quit, 10'000},
 }};
+static_assert([] {
+  for (size_t i = 0; i < kPhaseCount; ++i)
+    if (static_cast<size_t>(kPhases[i].phase) != i) return false;
+  return true;
+}());
 
-constexpr std::string_view to_string(Phase p) { return kPhases[static_cast<size_t>(p)].name; }
-std::optional<Phase> phase_from_name(std::string_view name);
+constexpr core::Phase outcome_phase(Phase p) { return kPhases[static_cast<size_t>(p)].outcome; }
+constexpr std::string_view to_string(Phase p) { return core::to_string(outcome_phase(p)); }
 
 struct PhaseTimeouts {
   std::array<uint64_t, kPhaseCount> ms = [] {
@@ -66,14 +75,11 @@ struct PhaseTimeouts {
   uint64_t operator[](Phase p) const { return ms[static_cast<size_t>(p)]; }
 };
 
-// none: plaintext. starttls: upgrade after EHLO (RFC 3207). tls: TLS from the first byte (RFC 8314, port 465).
-enum class Security { None, StartTls, Tls };
+using Security = core::Security;
 // For STARTTLS: required = the server must offer it and present a valid certificate for the name;
 // opportunistic (MX mode) = use it when offered, without verification, else continue in plaintext.
 enum class TlsPolicy { Required, Opportunistic };
 
-std::optional<Security> security_from_name(std::string_view s);
-std::string_view to_string(Security s);
 std::optional<TlsPolicy> tls_policy_from_name(std::string_view s);
 
 struct Credentials {
@@ -158,7 +164,7 @@ class Session final : private core::StreamHandler {
   ~Session() override;
   void open(uv_loop_t* loop, const sockaddr* vetted_addr);  // arms the session timer and connects
   // Failures found before the loop runs are reported from it, so `done` never runs inside start().
-  void fail_soon(core::Status status, std::string reason, std::string detail);
+  void fail_soon(core::Status status, core::Reason reason, std::string detail);
 
   // StreamHandler
   void on_connected(int status) override;
@@ -177,9 +183,9 @@ class Session final : private core::StreamHandler {
   void start_tls();
   void send(std::string bytes);
   void succeed(const core::Reply& r);
-  void fail(core::Status status, std::string reason, std::string detail, const core::Reply& reply = {},
-            std::string fault = {});
-  void fail_reply(const core::Reply& r, std::string reason = {});
+  void fail(core::Status status, core::Reason reason, std::string detail, const core::Reply& reply = {},
+            core::Fault fault = core::Fault::None);
+  void fail_reply(const core::Reply& r, core::Reason reason = core::Reason::None);
   void report(core::Outcome outcome, bool reusable);  // ends the current message
   void close_session();                               // ends the connection
   void begin_quit();
@@ -203,7 +209,7 @@ class Session final : private core::StreamHandler {
   ReplyParser parser_;
   EhloCapabilities caps_;
   Phase phase_ = Phase::Connect;
-  std::string auth_mech_;
+  enum class AuthMech { None, Plain, Login, XOauth2 } auth_mech_ = AuthMech::None;
   int auth_step_ = 0;
   bool tls_on_ = false;
   bool pipelined_ = false;  // the current MAIL/RCPT/DATA went out as one group

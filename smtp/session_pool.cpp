@@ -25,19 +25,20 @@ PoolMetrics& metrics() {
   return m;
 }
 
-core::Outcome deferred(std::string reason, std::string detail) {
+core::Outcome deferred(core::Reason reason, std::string detail) {
   core::Outcome o;
   o.status = core::Status::Deferred;
-  o.phase = "pool";
-  o.reason = std::move(reason);
+  o.phase = core::Phase::Pool;
+  o.reason = reason;
   o.detail = std::move(detail);
   return o;
 }
 
 // A reused connection that turns out dead at RSET never saw the message: try a fresh one.
 bool stale_connection(const core::Outcome& o) {
-  return o.phase == "rset" && o.reply.code == 0 &&
-         (o.reason == "connection_closed" || o.reason == "connection_reset" || o.reason == "io_error");
+  using core::Reason;
+  return o.phase == core::Phase::Rset && o.reply.code == 0 &&
+         (o.reason == Reason::ConnectionClosed || o.reason == Reason::ConnectionReset || o.reason == Reason::IoError);
 }
 
 }  // namespace
@@ -71,7 +72,7 @@ bool SessionPool::has_idle(const std::string& key) const {
 
 void SessionPool::submit(Route route, Envelope env, Session::Done done) {
   if (shut_) {
-    if (done) done(deferred("shutting_down", "the session pool is shutting down"));
+    if (done) done(deferred(core::Reason::ShuttingDown, "the session pool is shutting down"));
     return;
   }
   Pending p{std::move(route), std::move(env), std::move(done)};
@@ -83,14 +84,14 @@ void SessionPool::submit(Route route, Envelope env, Session::Done done) {
     if (s->idle()) return send_on(s, std::move(p));  // else it is already QUITting (idle timeout)
   }
   if (p.route.addr.ss_family == AF_UNSPEC) {  // the caller only wanted an open connection
-    if (p.done) p.done(deferred("no_idle_connection", "no idle connection for " + p.route.key));
+    if (p.done) p.done(deferred(core::Reason::NoIdleConnection, "no idle connection for " + p.route.key));
     return;
   }
   bool key_full = key_open(p.route.key) >= cfg_.max_sessions_per_key;
   if (!key_full && sessions_.size() < cfg_.max_sessions) return open(std::move(p));
   if (queued_ >= cfg_.max_queued) {
     metrics().refused.inc();
-    if (p.done) p.done(deferred("pool_full", "too many messages waiting for an SMTP connection"));
+    if (p.done) p.done(deferred(core::Reason::PoolFull, "too many messages waiting for an SMTP connection"));
     return;
   }
   std::string key = p.route.key;
@@ -250,7 +251,7 @@ void SessionPool::shutdown() {
   queued_ = 0;
   for (auto& [k, q] : waiting)
     for (auto& p : q)
-      if (p.done) p.done(deferred("shutting_down", "the session pool is shutting down"));
+      if (p.done) p.done(deferred(core::Reason::ShuttingDown, "the session pool is shutting down"));
   std::vector<Session*> all;
   for (auto& [s, k] : sessions_) all.push_back(s);
   for (Session* s : all)

@@ -29,7 +29,7 @@ bool is_ip_literal(std::string_view h) {
 }
 
 
-Mailbox row_to_mailbox(const PgResult& r, size_t i) {
+core::Result<Mailbox, std::string> row_to_mailbox(const PgResult& r, size_t i) {
   const auto& row = r.rows[i];
   auto text = [&](size_t c) { return row[c].value_or(std::string()); };
   Mailbox m;
@@ -38,9 +38,13 @@ Mailbox row_to_mailbox(const PgResult& r, size_t i) {
   m.email = text(2);
   m.smtp_host = text(3);
   m.smtp_port = std::atoi(text(4).c_str());
-  m.security = text(5);
+  auto security = parse_security(text(5));
+  if (!security) return core::Err("mailbox " + m.id + ": " + security.error());
+  m.security = *security;
   m.username = text(6);
-  m.mode = text(8);
+  auto mode = parse_mode(text(8));
+  if (!mode) return core::Err("mailbox " + m.id + ": " + mode.error());
+  m.mode = *mode;
   m.paused = text(9) == "t";
   if (row.size() > 22) {
     auto opt_int = [&](size_t c) -> std::optional<int> {
@@ -90,6 +94,17 @@ std::optional<std::string> opt_text(const std::optional<int>& v) {
 
 }  // namespace
 
+core::Result<Mode, std::string> parse_mode(std::string_view text) {
+  if (text == "direct") return Mode::Mx;
+  if (auto m = mode_from_name(text)) return *m;
+  return core::Err("mode: '" + std::string(text) + "' must be relay or mx");
+}
+
+core::Result<core::Security, std::string> parse_security(std::string_view text) {
+  if (auto s = core::security_from_name(text)) return *s;
+  return core::Err("security: '" + std::string(text) + "' must be none, starttls or tls");
+}
+
 bool allowed_smtp_port(int port) { return port == 25 || port == 465 || port == 587 || port == 2525; }
 
 core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
@@ -101,10 +116,6 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
   if (auto why = refused_host(m.smtp_host)) return core::Err("smtp_host: '" + m.smtp_host + "' " + *why);
   if (!allowed_smtp_port(m.smtp_port))
     return core::Err("smtp_port: " + std::to_string(m.smtp_port) + " is not allowed (use 25, 465, 587 or 2525)");
-  if (m.security != "none" && m.security != "starttls" && m.security != "tls")
-    return core::Err("security: '" + m.security + "' must be none, starttls or tls");
-  if (m.mode != "relay" && m.mode != "mx" && m.mode != "direct")
-    return core::Err("mode: '" + m.mode + "' must be relay or mx");
   if (m.oauth_token.size() > 8192 || m.oauth_token.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
     return core::Err(std::string("oauth_token: at most 8192 bytes, without NUL, CR or LF"));
   if (!m.oauth_token.empty() && m.username.empty())
@@ -179,8 +190,8 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
       " timezone = EXCLUDED.timezone, window_days = EXCLUDED.window_days,"
       " window_start_hour = EXCLUDED.window_start_hour, window_end_hour = EXCLUDED.window_end_hour,"
       " disabled = EXCLUDED.disabled, updated_at = now()",
-      {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), m.security, username, password_enc,
-       m.mode == "direct" ? std::string("mx") : m.mode, m.paused ? "true" : "false", oauth_token_enc,
+      {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), std::string(core::to_string(m.security)),
+       username, password_enc, std::string(to_string(m.mode)), m.paused ? "true" : "false", oauth_token_enc,
        opt_text(m.ramp_start), opt_text(m.ramp_step), opt_text(m.ramp_max),
        m.warmup_start.empty() ? std::optional<std::string>() : m.warmup_start, opt_text(m.min_gap_s),
        opt_text(m.per_hour), opt_text(m.per_minute),
@@ -207,7 +218,9 @@ void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string&
         std::vector<Mailbox> out;
         out.reserve(r.rows.size());
         for (size_t i = 0; i < r.rows.size(); ++i) {
-          Mailbox m = row_to_mailbox(r, i);
+          auto parsed = row_to_mailbox(r, i);
+          if (!parsed) return cb(core::Err(parsed.error()));
+          Mailbox m = std::move(parsed).value();
           if (const auto& enc = r.rows[i][7]) {
             auto sealed = decode_bytea(*enc);
             if (!sealed) return cb(core::Err("mailbox " + m.id + ": password_enc is not hex bytea"));

@@ -8,19 +8,36 @@
 #include <string_view>
 #include <vector>
 
+#include "core/names.h"
 #include "core/result.h"
+#include "core/security.h"
 #include "store/pg_connection.h"
 #include "store/secret_box.h"
 
 namespace deliverd::store {
 
+// How a mailbox's mail leaves: through its own submission server (relay) or straight to the
+// recipient's MX (mx).
+enum class Mode : uint8_t { Relay, Mx };
+
+inline constexpr core::Named<Mode> kModeNames[] = {{Mode::Relay, "relay"}, {Mode::Mx, "mx"}};
+static_assert(core::in_order(kModeNames));
+
+constexpr std::string_view to_string(Mode m) { return core::name_in(kModeNames, m); }
+constexpr std::optional<Mode> mode_from_name(std::string_view n) { return core::value_in(kModeNames, n); }
+
+// The text forms where they come in (API body, PostgreSQL row): the error names the field.
+// "direct" is accepted as an old spelling of "mx".
+core::Result<Mode, std::string> parse_mode(std::string_view text);
+core::Result<core::Security, std::string> parse_security(std::string_view text);
+
 struct Mailbox {
   std::string id, account, email, smtp_host;
   int smtp_port = 587;
-  std::string security = "starttls";  // none | starttls | tls
+  core::Security security = core::Security::StartTls;
   std::string username, password /* plaintext, memory only */;
   std::string oauth_token;     // XOAUTH2 access token; plaintext, memory only; used instead of password
-  std::string mode = "relay";  // relay (through smtp_host) | mx (to the recipient's MX; "direct" is an alias)
+  Mode mode = Mode::Relay;
   bool paused = false;
   // Sending-policy overrides (policy/); unset means the daemon's [policy] default.
   std::optional<int> ramp_start, ramp_step, ramp_max;  // day-d limit = min(max, start + step·d)

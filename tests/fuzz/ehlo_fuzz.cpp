@@ -19,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)caps.has(text);
   int code = size > 1 ? 400 + (data[0] % 200) : 550;
   std::string enhanced = size > 2 ? std::string(1, static_cast<char>('0' + code / 100)) + "." + text.substr(0, 3) : "";
-  for (const char* phase : {"rcpt", "body", "auth", "mail", "ehlo"}) {
+  using deliverd::core::Phase;
+  for (Phase phase : {Phase::Rcpt, Phase::Body, Phase::Auth, Phase::Mail, Phase::Ehlo}) {
     auto c = deliverd::smtp::classify({code, enhanced, text}, phase, size ? (data[size - 1] & 1) != 0 : false);
     if (c.rule.empty()) std::abort();
   }

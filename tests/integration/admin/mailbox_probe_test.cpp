@@ -240,7 +240,7 @@ store::Mailbox submission_mailbox(const std::string& host, const std::string& se
   m.email = "alice@acme.example";
   m.smtp_host = host;
   m.smtp_port = kSubmissionPort;
-  m.security = security;
+  m.security = core::security_from_name(security).value();
   m.username = "alice@acme.example";
   m.password = "s3cret-pass";
   return m;
@@ -277,7 +277,7 @@ core::Outcome deliver_once(const ScriptedSubmission& srv, const store::Mailbox& 
   uv_loop_init(&loop);
   smtp::SessionConfig base;
   base.tls = client_tls(test_ca().ca_file());
-  auto cfg = smtp::submission_config(base, *smtp::security_from_name(m.security),
+  auto cfg = smtp::submission_config(base, m.security,
                                      smtp::Credentials{m.username, m.password, m.oauth_token});
   sockaddr_in addr{};
   uv_ip4_addr(srv.ip.c_str(), kSubmissionPort, &addr);
@@ -313,9 +313,9 @@ TEST(ProbeSession, PlaintextAuthIsRefusedAndThePasswordNeverArrives) {
   // The delivery session refuses the same way, with a reason that says why.
   auto o = deliver_once(srv, m);
   EXPECT_EQ(o.status, core::Status::Failed);
-  EXPECT_EQ(o.phase, "auth");
-  EXPECT_EQ(o.reason, "auth_needs_tls");
-  EXPECT_EQ(o.fault, "policy_auth");
+  EXPECT_EQ(to_string(o.phase), "auth");
+  EXPECT_EQ(to_string(o.reason), "auth_needs_tls");
+  EXPECT_EQ(to_string(o.fault), "policy_auth");
   std::string received;
   for (const auto& c : srv.server.commands()) received += c + "\n";
   EXPECT_EQ(received.find("AUTH"), std::string::npos) << received;

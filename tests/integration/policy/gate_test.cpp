@@ -42,8 +42,8 @@ store::Mailbox mailbox(const std::string& id, const std::string& account = "acct
 core::Outcome outcome(core::Status s, std::string phase, std::string fault, int code = 0, std::string enhanced = "") {
   core::Outcome o;
   o.status = s;
-  o.phase = std::move(phase);
-  o.fault = std::move(fault);
+  o.phase = core::phase_from_name(phase).value();
+  o.fault = core::fault_from_name(fault).value();
   o.reply.code = code;
   o.reply.enhanced = std::move(enhanced);
   return o;
@@ -196,7 +196,7 @@ TEST_F(GateTest, ThirtyDayWarmupOfThreeMailboxesFollowsTheScheduleExactly) {
       continue;
     }
     ASSERT_EQ(d.verdict, Verdict::Defer) << d.reason;
-    ASSERT_EQ(d.reason, "ramp_up") << d.detail;
+    ASSERT_EQ(to_string(d.reason), "ramp_up") << d.detail_text();
     ASSERT_GT(d.until_ms, t) << "a deferral must move the job forward";
     due.emplace(d.until_ms, s, b);
   }
@@ -265,13 +265,13 @@ TEST_F(GateTest, BreakerOpensHalfOpensAndClosesWithTheRightTimings) {
 
   // Recipient faults never trip it.
   for (int i = 0; i < 12; ++i)
-    EXPECT_EQ(learn(g, m, kNoSuchUser, "u" + std::to_string(i) + "@x.org").breaker_state, "closed");
+    EXPECT_EQ(to_string(learn(g, m, kNoSuchUser, "u" + std::to_string(i) + "@x.org").breaker_state), "closed");
   EXPECT_TRUE(admit(g, m).allowed());
 
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(learn(g, m, k421).breaker_state, "closed");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(to_string(learn(g, m, k421).breaker_state), "closed");
   EXPECT_TRUE(admit(g, m).allowed());
   LearnResult opened = learn(g, m, kRefused);
-  EXPECT_EQ(opened.breaker_state, "open");
+  EXPECT_EQ(to_string(opened.breaker_state), "open");
   EXPECT_EQ(opened.open_until_ms, now_ + 1 * kMinute);
 
   const std::vector<int64_t> durations = {1, 5, 15};
@@ -281,23 +281,23 @@ TEST_F(GateTest, BreakerOpensHalfOpensAndClosesWithTheRightTimings) {
     now_ = opened_at + durations[trip] * kMinute - 1;
     Decision shut = admit(g, m);
     EXPECT_EQ(shut.verdict, Verdict::Defer);
-    EXPECT_EQ(shut.reason, "breaker_open");
+    EXPECT_EQ(to_string(shut.reason), "breaker_open");
     EXPECT_EQ(shut.until_ms, opened_at + durations[trip] * kMinute) << "trip " << trip;
 
     now_ = opened_at + durations[trip] * kMinute;
     Decision probe = admit(g, m);
     ASSERT_TRUE(probe.allowed()) << probe.reason;
-    EXPECT_EQ(probe.detail, "probe");
+    EXPECT_EQ(to_string(probe.detail), "probe");
     Decision second = admit(g, m);
-    EXPECT_EQ(second.reason, "breaker_open") << "only one probe while half-open";
-    EXPECT_EQ(second.detail, "probe_in_flight");
+    EXPECT_EQ(to_string(second.reason), "breaker_open") << "only one probe while half-open";
+    EXPECT_EQ(to_string(second.detail), "probe_in_flight");
 
     if (trip < probe_failures.size()) {
       LearnResult again = learn(g, m, probe_failures[trip]);
-      EXPECT_EQ(again.breaker_state, "open");
+      EXPECT_EQ(to_string(again.breaker_state), "open");
       EXPECT_EQ(again.open_until_ms, now_ + durations[trip + 1] * kMinute) << "trip " << trip;
     } else {
-      EXPECT_EQ(learn(g, m, kDelivered).breaker_state, "closed");
+      EXPECT_EQ(to_string(learn(g, m, kDelivered).breaker_state), "closed");
     }
   }
   EXPECT_TRUE(admit(g, m).allowed());
@@ -305,7 +305,7 @@ TEST_F(GateTest, BreakerOpensHalfOpensAndClosesWithTheRightTimings) {
   // Closed again: the next run of failures starts over at one minute.
   for (int i = 0; i < 4; ++i) learn(g, m, k421);
   LearnResult reopened = learn(g, m, k421);
-  EXPECT_EQ(reopened.breaker_state, "open");
+  EXPECT_EQ(to_string(reopened.breaker_state), "open");
   EXPECT_EQ(reopened.open_until_ms, now_ + kMinute);
 }
 
@@ -314,10 +314,10 @@ TEST_F(GateTest, QuotaReplyOpensTheBreakerForTheProviderWindow) {
   Gate& g = make_gate(cfg);
   store::Mailbox m = mailbox("mbx_quota");
   LearnResult r = learn(g, m, outcome(core::Status::Deferred, "mail", "mailbox", 550, "5.4.5"));
-  EXPECT_EQ(r.breaker_state, "open");
+  EXPECT_EQ(to_string(r.breaker_state), "open");
   EXPECT_EQ(r.open_until_ms, now_ + cfg.quota_open_minutes * kMinute);
   now_ += 23 * 3'600'000;
-  EXPECT_EQ(admit(g, m).reason, "breaker_open");
+  EXPECT_EQ(to_string(admit(g, m).reason), "breaker_open");
 }
 
 TEST_F(GateTest, TenAuthFailuresDisableTheMailboxUntilResumed) {
@@ -341,7 +341,7 @@ TEST_F(GateTest, TenAuthFailuresDisableTheMailboxUntilResumed) {
   now_ += 61 * kMinute;
   Decision d = admit(g, m);
   EXPECT_EQ(d.verdict, Verdict::Reject);
-  EXPECT_EQ(d.reason, "mailbox_disabled");
+  EXPECT_EQ(to_string(d.reason), "mailbox_disabled");
   EXPECT_EQ(d.outcome().status, core::Status::Rejected);
   EXPECT_TRUE(
       loop_.run_until([&] { return sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_auth'") == "t"; }));
@@ -375,7 +375,7 @@ TEST_F(GateTest, BounceGuardPausesAtFivePercentOfTheLastFifty) {
 
   Decision d = admit(g, m);
   EXPECT_EQ(d.verdict, Verdict::Defer);
-  EXPECT_EQ(d.reason, "mailbox_paused");
+  EXPECT_EQ(to_string(d.reason), "mailbox_paused");
   EXPECT_TRUE(
       loop_.run_until([&] { return sql_value("SELECT paused FROM mailboxes WHERE id = 'mbx_bounce'") == "t"; }));
   // Each hard bounce suppressed its address for the account.
@@ -405,7 +405,7 @@ TEST_F(GateTest, AnAddressSuppressedInPostgresStopsTheVeryNextSend) {
     Decision d = admit(g, m, "bob@Example.org");
     EXPECT_EQ(d.verdict, Verdict::Suppressed);
     EXPECT_EQ(d.outcome().status, core::Status::Suppressed);
-    EXPECT_EQ(d.outcome().reason, "suppressed");
+    EXPECT_EQ(to_string(d.outcome().reason), "suppressed");
   }
   EXPECT_TRUE(admit(g, mailbox("mbx_other", "acct_2"), "bob@example.org").allowed()) << "other accounts unaffected";
 
@@ -445,7 +445,7 @@ TEST_F(GateTest, NothingIsSentBeforeTheListIsLoaded) {
   Gate& g = make_gate(no_pacing(), /*start=*/false);
   Decision d = admit(g, mailbox("m"), "x@example.org");
   EXPECT_EQ(d.verdict, Verdict::Defer);
-  EXPECT_EQ(d.reason, "policy_unavailable");
+  EXPECT_EQ(to_string(d.reason), "policy_unavailable");
   EXPECT_GT(d.until_ms, now_);
 }
 
@@ -457,7 +457,7 @@ TEST_F(GateTest, SendingWindowDefersToItsOpening) {
   m.window_end_hour = 17;
   now_ = utc_ms(2026, 11, 28) + 12 * 3'600'000;  // Saturday noon
   Decision d = admit(g, m);
-  EXPECT_EQ(d.reason, "outside_window");
+  EXPECT_EQ(to_string(d.reason), "outside_window");
   EXPECT_EQ(d.until_ms, utc_ms(2026, 11, 30) + 9 * 3'600'000);
   now_ = d.until_ms;
   EXPECT_TRUE(admit(g, m).allowed());
@@ -478,7 +478,7 @@ TEST_F(GateTest, DestinationThrottleLimitsConnectionsAcrossDaemons) {
   EXPECT_TRUE(third.allowed());
   a.admit({m1.account, m1, "d@gmail.example", "gmail.example"}, [&](const Decision& d) { d3 = d; });
   ASSERT_TRUE(loop_.run_until([&] { return d3.has_value(); }));
-  EXPECT_EQ(d3->reason, "destination_throttle");
+  EXPECT_EQ(to_string(d3->reason), "destination_throttle");
   EXPECT_TRUE(admit(a, m1, "e@other.example").allowed());
   learn(b, m2, kDelivered);  // without the decision: the lease stays
   b.release(*d2);
@@ -544,7 +544,7 @@ TEST_F(GateTest, EveryLimitAtTheBoundCheckConfigAllowsAdmitsOrDefersForReal) {
       g.admit({m.account, m, "r" + std::to_string(i) + "@example.org", c.mx ? "example.org" : ""},
               [&](const Decision& x) { d = x; });
       ASSERT_TRUE(loop_.run_until([&] { return d.has_value(); })) << c.name;
-      EXPECT_NE(d->reason, "policy_unavailable") << c.name << ": " << d->detail;
+      EXPECT_NE(to_string(d->reason), "policy_unavailable") << c.name << ": " << d->detail_text();
       if (d->allowed()) {
         ++allowed;
         g.release(*d);
@@ -566,9 +566,9 @@ TEST_F(GateTest, RateIntervalsAreExactBelowAMillisecondAndAboveIt) {
   store::Mailbox m = mailbox("mbx_rate");
   for (int i = 0; i < 7; ++i) ASSERT_TRUE(admit(g, m, "r" + std::to_string(i) + "@example.org").allowed()) << i;
   Decision d = admit(g, m, "late@example.org");
-  ASSERT_EQ(d.verdict, Verdict::Defer) << d.reason;
-  EXPECT_EQ(d.reason, "ramp_up");
-  EXPECT_EQ(d.detail, "per_minute");
+  ASSERT_EQ(d.verdict, Verdict::Defer) << to_string(d.reason);
+  EXPECT_EQ(to_string(d.reason), "ramp_up");
+  EXPECT_EQ(d.detail_text(), "per_minute");
   EXPECT_EQ(d.until_ms, now_ + 8572);
 
   // One per hour: the second send waits the whole hour.
@@ -578,7 +578,7 @@ TEST_F(GateTest, RateIntervalsAreExactBelowAMillisecondAndAboveIt) {
   store::Mailbox m2 = mailbox("mbx_hourly");
   ASSERT_TRUE(admit(h, m2).allowed());
   Decision d2 = admit(h, m2, "second@example.org");
-  EXPECT_EQ(d2.detail, "per_hour");
+  EXPECT_EQ(d2.detail_text(), "per_hour");
   EXPECT_EQ(d2.until_ms, now_ + 3'600'000);
 
   // 100,000 per minute is one every 600 µs (0 ms when counted in whole milliseconds, which made

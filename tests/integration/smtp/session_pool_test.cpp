@@ -220,7 +220,7 @@ TEST(SessionPool, ShutdownEndsQueuedAndOpenMessages) {
   SessionPool pool(&l.loop, pc);
   for (int i = 0; i < 3; ++i)
     pool.submit(route_to("mbx:1", "127.0.0.1", srv.port()), envelope("m"),
-                [&](const core::Outcome& o) { reasons.push_back(o.reason); });
+                [&](const core::Outcome& o) { reasons.push_back(std::string(core::to_string(o.reason))); });
   core::Timer* t = core::Timer::create(&l.loop);
   t->start(100, [&] {
     pool.shutdown();
@@ -232,7 +232,7 @@ TEST(SessionPool, ShutdownEndsQueuedAndOpenMessages) {
   EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "aborted"), 1);
   bool refused = false;
   pool.submit(route_to("mbx:1", "127.0.0.1", srv.port()), envelope("m"),
-              [&](const core::Outcome& o) { refused = o.reason == "shutting_down"; });
+              [&](const core::Outcome& o) { refused = to_string(o.reason) == "shutting_down"; });
   EXPECT_TRUE(refused);
 }
 
@@ -281,7 +281,8 @@ TEST(SessionPool, VolumeThroughSmtpSinkWithReuseAndACap) {
                     if (o.status == core::Status::Delivered)
                       ++delivered;
                     else if (first_problem.empty())
-                      first_problem = o.phase + "/" + o.reason + " " + o.detail;
+                      first_problem = std::string(core::to_string(o.phase)) + "/" +
+                                      std::string(core::to_string(o.reason)) + " " + o.detail;
                   });
     EXPECT_EQ(pool.open_sessions(), 20u);
     l.run();
@@ -373,14 +374,14 @@ TEST_F(MxDeliveryTest, DomainWithoutMxIsItsOwnMailExchanger) {
 TEST_F(MxDeliveryTest, NullMxBounces) {
   auto o = deliver("nullmx.test");
   EXPECT_EQ(o.status, core::Status::Bounced) << o.phase << "/" << o.reason << " " << o.detail;
-  EXPECT_EQ(o.reason, "null_mx");
+  EXPECT_EQ(to_string(o.reason), "null_mx");
   EXPECT_EQ(srv_->message_count(), 0u);
 }
 
 TEST_F(MxDeliveryTest, NonexistentDomainBounces) {
   auto o = deliver("nothere.test");
   EXPECT_EQ(o.status, core::Status::Bounced) << o.phase << "/" << o.reason << " " << o.detail;
-  EXPECT_EQ(o.phase, "resolve");
+  EXPECT_EQ(to_string(o.phase), "resolve");
 }
 
 }  // namespace

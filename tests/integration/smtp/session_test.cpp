@@ -82,7 +82,7 @@ TEST(SmtpSession, DeliversToSmtpSink) {
   EXPECT_EQ(run.calls, 1);
   EXPECT_EQ(run.outcome.status, core::Status::Delivered) << run.outcome.reason << " " << run.outcome.detail;
   EXPECT_EQ(run.outcome.reply.code, 250);
-  EXPECT_EQ(run.outcome.phase, "body");
+  EXPECT_EQ(to_string(run.outcome.phase), "body");
   EXPECT_EQ(run.outcome.host, "mx.test");
   EXPECT_EQ(run.outcome.ip, "127.0.0.1");
   EXPECT_TRUE(sink.wait_for_messages(1, 10000));
@@ -143,8 +143,8 @@ TEST(SmtpSession, RecipientRejectedIsBounced) {
   ScriptedSmtpServer srv(R"({"steps": {"RCPT": "550 5.1.1 no such user"}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Bounced);
-  EXPECT_EQ(run.outcome.phase, "rcpt");
-  EXPECT_EQ(run.outcome.reason, "rcpt_rejected");
+  EXPECT_EQ(to_string(run.outcome.phase), "rcpt");
+  EXPECT_EQ(to_string(run.outcome.reason), "rcpt_rejected");
   EXPECT_EQ(run.outcome.reply.code, 550);
   EXPECT_EQ(run.outcome.reply.enhanced, "5.1.1");
   EXPECT_EQ(run.outcome.reply.text, "no such user");
@@ -155,7 +155,7 @@ TEST(SmtpSession, RecipientTempfailIsDeferred) {
   ScriptedSmtpServer srv(R"({"steps": {"RCPT": "451 4.3.0 try later"}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "rcpt");
+  EXPECT_EQ(to_string(run.outcome.phase), "rcpt");
   EXPECT_EQ(run.outcome.reply.code, 451);
   EXPECT_EQ(run.outcome.reply.enhanced, "4.3.0");
 }
@@ -172,9 +172,9 @@ TEST(SmtpSession, ConnectionClosedMidDataIsDeferred) {
   ScriptedSmtpServer srv(R"({"steps": {"BODY": {"action": "close"}}})");
   auto run = run_scripted(srv, test_config(), envelope("Subject: x\r\n\r\n" + std::string(200000, 'y') + "\r\n"));
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "body");
-  EXPECT_TRUE(run.outcome.reason == "connection_closed" || run.outcome.reason == "connection_reset" ||
-              run.outcome.reason == "io_error")
+  EXPECT_EQ(to_string(run.outcome.phase), "body");
+  EXPECT_TRUE(to_string(run.outcome.reason) == "connection_closed" || to_string(run.outcome.reason) == "connection_reset" ||
+              to_string(run.outcome.reason) == "io_error")
       << run.outcome.reason;
   EXPECT_EQ(srv.message_count(), 0u);
 }
@@ -185,8 +185,8 @@ TEST(SmtpSession, SlowBannerTimesOut) {
   cfg.timeouts[Phase::Banner] = 300;
   auto run = run_scripted(srv, cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "banner");
-  EXPECT_EQ(run.outcome.reason, "timeout");
+  EXPECT_EQ(to_string(run.outcome.phase), "banner");
+  EXPECT_EQ(to_string(run.outcome.reason), "timeout");
   EXPECT_LT(run.elapsed_ms, 4500);
 }
 
@@ -196,8 +196,8 @@ TEST(SmtpSession, MissingBannerTimesOut) {
   cfg.timeouts[Phase::Banner] = 300;
   auto run = run_scripted(srv, cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "banner");
-  EXPECT_EQ(run.outcome.reason, "timeout");
+  EXPECT_EQ(to_string(run.outcome.phase), "banner");
+  EXPECT_EQ(to_string(run.outcome.reason), "timeout");
 }
 
 TEST(SmtpSession, RepliesSplitAcrossManyPacketsAreReassembled) {
@@ -214,8 +214,8 @@ TEST(SmtpSession, MegabyteReplyLineIsAProtocolError) {
   ScriptedSmtpServer srv(R"({"steps": {"EHLO": {"action": "huge_line", "size": 1048576}}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "ehlo");
-  EXPECT_EQ(run.outcome.reason, "protocol_error");
+  EXPECT_EQ(to_string(run.outcome.phase), "ehlo");
+  EXPECT_EQ(to_string(run.outcome.reason), "protocol_error");
   EXPECT_EQ(run.outcome.detail, "line_too_long");
 }
 
@@ -223,8 +223,8 @@ TEST(SmtpSession, EndlessMultilineReplyIsAProtocolError) {
   ScriptedSmtpServer srv(R"({"steps": {"EHLO": {"action": "endless"}}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "ehlo");
-  EXPECT_EQ(run.outcome.reason, "protocol_error");
+  EXPECT_EQ(to_string(run.outcome.phase), "ehlo");
+  EXPECT_EQ(to_string(run.outcome.reason), "protocol_error");
   EXPECT_EQ(run.outcome.detail, "reply_too_large");
 }
 
@@ -232,24 +232,24 @@ TEST(SmtpSession, GarbageBannerIsAProtocolError) {
   ScriptedSmtpServer srv(R"({"steps": {"BANNER": {"action": "garbage"}}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "banner");
-  EXPECT_EQ(run.outcome.reason, "protocol_error");
+  EXPECT_EQ(to_string(run.outcome.phase), "banner");
+  EXPECT_EQ(to_string(run.outcome.reason), "protocol_error");
 }
 
 TEST(SmtpSession, ServerClosingAfterEachCommandIsDeferred) {
   ScriptedSmtpServer srv(R"({"steps": {"BANNER": "220 ok"}, "close_after_each_command": true})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "mail");  // EHLO got its reply, then the server hung up
-  EXPECT_TRUE(run.outcome.reason == "connection_closed" || run.outcome.reason == "connection_reset");
+  EXPECT_EQ(to_string(run.outcome.phase), "mail");  // EHLO got its reply, then the server hung up
+  EXPECT_TRUE(to_string(run.outcome.reason) == "connection_closed" || to_string(run.outcome.reason) == "connection_reset");
 }
 
 TEST(SmtpSession, ServerClosingAfterEhloIsDeferredInMail) {
   ScriptedSmtpServer srv(R"({"steps": {"EHLO": {"reply": "250 ok", "close_after": true}}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "mail");
-  EXPECT_TRUE(run.outcome.reason == "connection_closed" || run.outcome.reason == "connection_reset");
+  EXPECT_EQ(to_string(run.outcome.phase), "mail");
+  EXPECT_TRUE(to_string(run.outcome.reason) == "connection_closed" || to_string(run.outcome.reason) == "connection_reset");
 }
 
 TEST(SmtpSession, EhloRefusedFallsBackToHelo) {
@@ -266,7 +266,7 @@ TEST(SmtpSession, EhloAndHeloRefusedIsFailed) {
   ScriptedSmtpServer srv(R"({"steps": {"EHLO": "500 no", "HELO": "550 5.7.1 go away"}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Failed);
-  EXPECT_EQ(run.outcome.phase, "helo");
+  EXPECT_EQ(to_string(run.outcome.phase), "helo");
   EXPECT_EQ(run.outcome.reply.code, 550);
 }
 
@@ -274,7 +274,7 @@ TEST(SmtpSession, EhloTempfailIsDeferred) {
   ScriptedSmtpServer srv(R"({"steps": {"EHLO": "421 4.3.2 busy"}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "ehlo");
+  EXPECT_EQ(to_string(run.outcome.phase), "ehlo");
 }
 
 TEST(SmtpSession, PermanentErrorsBeforeRecipientAreFailed) {
@@ -288,8 +288,8 @@ TEST(SmtpSession, PermanentErrorsBeforeRecipientAreFailed) {
     ScriptedSmtpServer srv(c.script);
     auto run = run_scripted(srv);
     EXPECT_EQ(run.outcome.status, core::Status::Failed) << c.phase;
-    EXPECT_EQ(run.outcome.phase, c.phase);
-    EXPECT_EQ(run.outcome.reason, std::string(c.phase) + "_rejected");
+    EXPECT_EQ(to_string(run.outcome.phase), c.phase);
+    EXPECT_EQ(to_string(run.outcome.reason), std::string(c.phase) + "_rejected");
   }
 }
 
@@ -297,7 +297,7 @@ TEST(SmtpSession, MessageRejectedAfterDataIsBounced) {
   ScriptedSmtpServer srv(R"({"steps": {"DOT": "552 5.3.4 message too big"}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Bounced);
-  EXPECT_EQ(run.outcome.phase, "body");
+  EXPECT_EQ(to_string(run.outcome.phase), "body");
   EXPECT_EQ(run.outcome.reply.enhanced, "5.3.4");
 }
 
@@ -305,7 +305,7 @@ TEST(SmtpSession, TempfailAfterDataIsDeferred) {
   ScriptedSmtpServer srv(R"({"steps": {"DOT": "451 4.3.0 queue full"}})");
   auto run = run_scripted(srv);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "body");
+  EXPECT_EQ(to_string(run.outcome.phase), "body");
 }
 
 TEST(SmtpSession, DeliveredEvenWhenQuitGetsNoReply) {
@@ -325,8 +325,8 @@ TEST(SmtpSession, ConnectionRefusedIsDeferred) {
   auto run = run_session(port, test_config(), envelope());
   EXPECT_EQ(run.calls, 1);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "connect");
-  EXPECT_EQ(run.outcome.reason, "connection_refused");
+  EXPECT_EQ(to_string(run.outcome.phase), "connect");
+  EXPECT_EQ(to_string(run.outcome.reason), "connection_refused");
 }
 
 TEST(SmtpSession, AbortEndsPromptlyWithDeferred) {
@@ -335,7 +335,7 @@ TEST(SmtpSession, AbortEndsPromptlyWithDeferred) {
       srv.port(), test_config(10000), envelope(), [](Session* s) { s->abort("shutting down"); }, 100);
   EXPECT_EQ(run.calls, 1);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.reason, "aborted");
+  EXPECT_EQ(to_string(run.outcome.reason), "aborted");
   EXPECT_EQ(run.outcome.detail, "shutting down");
   EXPECT_LT(run.elapsed_ms, 8000);
 }
@@ -346,8 +346,8 @@ TEST(SmtpSession, TotalSessionTimeBoundsSlowServers) {
   cfg.total_ms = 400;
   auto run = run_scripted(srv, cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.reason, "session_timeout");
-  EXPECT_EQ(run.outcome.phase, "mail");
+  EXPECT_EQ(to_string(run.outcome.reason), "session_timeout");
+  EXPECT_EQ(to_string(run.outcome.phase), "mail");
 }
 
 TEST(SmtpSession, EnvelopeWithCommandInjectionIsRejectedWithoutConnecting) {
@@ -356,7 +356,7 @@ TEST(SmtpSession, EnvelopeWithCommandInjectionIsRejectedWithoutConnecting) {
   env.rcpt_to = "bob@example.org>\r\nRCPT TO:<eve@example.org";
   auto run = run_scripted(srv, test_config(), env);
   EXPECT_EQ(run.outcome.status, core::Status::Rejected);
-  EXPECT_EQ(run.outcome.phase, "envelope");
+  EXPECT_EQ(to_string(run.outcome.phase), "envelope");
   EXPECT_FALSE(contains(srv.commands(), "CONNECT"));
 }
 
@@ -393,7 +393,7 @@ TEST(SmtpSession, TwoHundredConcurrentSessionsOnOneLoop) {
                      if (o.status == core::Status::Delivered)
                        ++delivered;
                      else if (problems.size() < 5)
-                       problems.push_back(o.phase + "/" + o.reason + ": " + o.detail);
+                       problems.push_back(std::string(to_string(o.phase)) + "/" + std::string(to_string(o.reason)) + ": " + o.detail);
                    });
   }
   EXPECT_EQ(core::Registry::global().gauge("deliverd_smtp_sessions_active", "").get().value(), kSessions);

@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
         smtp::Envelope{"alice@acme.example", "bob@example.org", "Subject: x\r\n\r\ny\r\n"},
         [&](const core::Outcome& o) {
           if (o.status != core::Status::Delivered) {
-            if (++failed < 5) std::fprintf(stderr, "%s/%s %s\n", o.phase.c_str(), o.reason.c_str(), o.detail.c_str());
+            if (++failed < 5) std::fprintf(stderr, "%s/%s %s\n", std::string(core::to_string(o.phase)).c_str(),
+                           std::string(core::to_string(o.reason)).c_str(), o.detail.c_str());
             if (idle + failed == n) uv_stop(&loop);
           }
         },

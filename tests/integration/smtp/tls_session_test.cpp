@@ -85,7 +85,8 @@ Run run_session(int port, const SessionConfig& cfg, Envelope env = envelope()) {
 }
 
 std::string describe(const core::Outcome& o) {
-  return std::string(core::to_string(o.status)) + " " + o.phase + "/" + o.reason + " " + std::to_string(o.reply.code) +
+  return std::string(core::to_string(o.status)) + " " + std::string(core::to_string(o.phase)) + "/" +
+         std::string(core::to_string(o.reason)) + " " + std::to_string(o.reply.code) +
          " " + o.detail;
 }
 
@@ -115,7 +116,7 @@ TEST(SmtpTls, StartTlsThenAuthPlainDeliversThroughAiosmtpd) {
   cfg.auth = alice();
   auto run = run_session(srv.port(), cfg);
   ASSERT_EQ(run.outcome.status, core::Status::Delivered) << describe(run.outcome) << srv.log();
-  EXPECT_EQ(run.outcome.fault, "success");
+  EXPECT_EQ(to_string(run.outcome.fault), "success");
   EXPECT_FALSE(run.outcome.tls_version.empty());
   EXPECT_FALSE(run.outcome.tls_cipher.empty());
   ASSERT_TRUE(srv.wait_for_messages(1, 5000));
@@ -160,10 +161,10 @@ TEST(SmtpTls, RejectedXOAuth2TokenIsAnAuthFailure) {
   cfg.auth = Credentials{"alice@acme.example", "", "expired-token"};
   auto run = run_session(srv.port(), cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Failed) << describe(run.outcome);
-  EXPECT_EQ(run.outcome.phase, "auth");
-  EXPECT_EQ(run.outcome.reason, "auth_failed");
+  EXPECT_EQ(to_string(run.outcome.phase), "auth");
+  EXPECT_EQ(to_string(run.outcome.reason), "auth_failed");
   EXPECT_EQ(run.outcome.reply.code, 535);
-  EXPECT_EQ(run.outcome.fault, "policy_auth");
+  EXPECT_EQ(to_string(run.outcome.fault), "policy_auth");
   EXPECT_EQ(srv.message_count(), 0u);
 }
 
@@ -176,10 +177,10 @@ TEST(SmtpTls, WrongPasswordIsAnAuthFailureAndNeverLogged) {
   auto run = run_session(srv.port(), cfg);
   std::string logs = ::testing::internal::GetCapturedStderr() + ::testing::internal::GetCapturedStdout();
   EXPECT_EQ(run.outcome.status, core::Status::Failed) << describe(run.outcome);
-  EXPECT_EQ(run.outcome.phase, "auth");
-  EXPECT_EQ(run.outcome.reason, "auth_failed");
+  EXPECT_EQ(to_string(run.outcome.phase), "auth");
+  EXPECT_EQ(to_string(run.outcome.reason), "auth_failed");
   EXPECT_EQ(run.outcome.reply.code, 535);
-  EXPECT_EQ(run.outcome.fault, "policy_auth");
+  EXPECT_EQ(to_string(run.outcome.fault), "policy_auth");
   EXPECT_EQ(logs.find("wrong-password-xyz"), std::string::npos);
   EXPECT_EQ(run.outcome.detail.find("wrong-password-xyz"), std::string::npos);
   EXPECT_TRUE(has_line(srv.auth_log(), "PLAIN alice@acme.example fail"));
@@ -193,16 +194,16 @@ TEST(SmtpTls, NoUsableAuthMechanismFails) {
   cfg.auth = alice();
   auto run = run_session(srv.port(), cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Failed);
-  EXPECT_EQ(run.outcome.reason, "auth_unavailable");
-  EXPECT_EQ(run.outcome.fault, "policy_auth");
+  EXPECT_EQ(to_string(run.outcome.reason), "auth_unavailable");
+  EXPECT_EQ(to_string(run.outcome.fault), "policy_auth");
 }
 
 TEST(SmtpTls, CertificateForTheWrongNameIsRefused) {
   ScriptedSmtpServer srv(tls_script(ca().wrong_name()));
   auto run = run_session(srv.port(), tls_config(Security::StartTls));
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "tls");
-  EXPECT_EQ(run.outcome.reason, "tls_certificate") << run.outcome.detail;
+  EXPECT_EQ(to_string(run.outcome.phase), "tls");
+  EXPECT_EQ(to_string(run.outcome.reason), "tls_certificate") << run.outcome.detail;
   EXPECT_NE(run.outcome.detail.find("hostname mismatch"), std::string::npos) << run.outcome.detail;
   EXPECT_EQ(srv.message_count(), 0u);
 }
@@ -211,8 +212,8 @@ TEST(SmtpTls, ExpiredCertificateIsRefused) {
   ScriptedSmtpServer srv(tls_script(ca().expired(), "{}", true));
   auto run = run_session(srv.port(), tls_config(Security::Tls));
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "tls");
-  EXPECT_EQ(run.outcome.reason, "tls_certificate");
+  EXPECT_EQ(to_string(run.outcome.phase), "tls");
+  EXPECT_EQ(to_string(run.outcome.reason), "tls_certificate");
   EXPECT_NE(run.outcome.detail.find("expired"), std::string::npos) << run.outcome.detail;
 }
 
@@ -226,7 +227,7 @@ TEST(SmtpTls, UntrustedCertificateIsRefusedAndOpportunisticTlsAcceptsIt) {
   auto cfg = tls_config(Security::StartTls);
   cfg.tls = *untrusting;
   auto run = run_session(srv.port(), cfg);
-  EXPECT_EQ(run.outcome.reason, "tls_certificate") << describe(run.outcome);
+  EXPECT_EQ(to_string(run.outcome.reason), "tls_certificate") << describe(run.outcome);
   // MX-style opportunistic TLS encrypts without verifying.
   cfg.tls_policy = TlsPolicy::Opportunistic;
   cfg.relay = false;
@@ -241,8 +242,8 @@ TEST(SmtpTls, StalledStartTlsHandshakeTimesOut) {
   cfg.timeouts[Phase::Tls] = 300;
   auto run = run_session(srv.port(), cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "tls");
-  EXPECT_EQ(run.outcome.reason, "timeout");
+  EXPECT_EQ(to_string(run.outcome.phase), "tls");
+  EXPECT_EQ(to_string(run.outcome.reason), "timeout");
   EXPECT_LT(run.elapsed_ms, 4500);
 }
 
@@ -251,8 +252,8 @@ TEST(SmtpTls, StalledImplicitTlsHandshakeTimesOut) {
   auto cfg = tls_config(Security::Tls);
   cfg.timeouts[Phase::Tls] = 300;
   auto run = run_session(srv.port(), cfg);
-  EXPECT_EQ(run.outcome.phase, "tls");
-  EXPECT_EQ(run.outcome.reason, "timeout");
+  EXPECT_EQ(to_string(run.outcome.phase), "tls");
+  EXPECT_EQ(to_string(run.outcome.reason), "timeout");
 }
 
 TEST(SmtpTls, GarbageInsteadOfTlsIsATlsFailure) {
@@ -261,11 +262,11 @@ TEST(SmtpTls, GarbageInsteadOfTlsIsATlsFailure) {
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
   // Normally the garbage arrives during the handshake; should it share a packet with the 220, it
   // is refused earlier as bytes behind the STARTTLS reply. Either way nothing is sent in the clear.
-  if (run.outcome.phase == "starttls") {
-    EXPECT_EQ(run.outcome.reason, "protocol_error");
+  if (to_string(run.outcome.phase) == "starttls") {
+    EXPECT_EQ(to_string(run.outcome.reason), "protocol_error");
   } else {
-    EXPECT_EQ(run.outcome.phase, "tls");
-    EXPECT_EQ(run.outcome.reason, "tls_failed") << run.outcome.detail;
+    EXPECT_EQ(to_string(run.outcome.phase), "tls");
+    EXPECT_EQ(to_string(run.outcome.reason), "tls_failed") << run.outcome.detail;
   }
   EXPECT_FALSE(has_line(srv.commands(), "MAIL"));
 }
@@ -275,8 +276,8 @@ TEST(SmtpTls, StartTlsAdvertisedThenRefused) {
       tls_script(ca().good(), R"({"STARTTLS": "454 4.7.0 TLS not available due to temporary reason"})"));
   auto run = run_session(srv.port(), tls_config(Security::StartTls));
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "starttls");
-  EXPECT_EQ(run.outcome.reason, "starttls_failed");
+  EXPECT_EQ(to_string(run.outcome.phase), "starttls");
+  EXPECT_EQ(to_string(run.outcome.reason), "starttls_failed");
   EXPECT_EQ(srv.message_count(), 0u);
   // Opportunistic: carry on in plaintext.
   auto cfg = tls_config(Security::StartTls);
@@ -291,21 +292,21 @@ TEST(SmtpTls, RequiredStartTlsNotOfferedFailsClearly) {
   ScriptedSmtpServer srv;  // no STARTTLS in EHLO
   auto run = run_session(srv.port(), tls_config(Security::StartTls));
   EXPECT_EQ(run.outcome.status, core::Status::Failed);
-  EXPECT_EQ(run.outcome.phase, "ehlo");
-  EXPECT_EQ(run.outcome.reason, "starttls_unavailable");
+  EXPECT_EQ(to_string(run.outcome.phase), "ehlo");
+  EXPECT_EQ(to_string(run.outcome.reason), "starttls_unavailable");
   EXPECT_EQ(srv.message_count(), 0u);
   auto cfg = tls_config(Security::StartTls);
   cfg.relay = false;  // MX mode, policy required: deferred, the destination may fix it
   run = run_session(srv.port(), cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.reason, "starttls_unavailable");
+  EXPECT_EQ(to_string(run.outcome.reason), "starttls_unavailable");
 }
 
 TEST(SmtpTls, BytesInjectedAfterStartTlsReplyAreRefused) {
   ScriptedSmtpServer srv(tls_script(ca().good(), R"({"STARTTLS": "220 go ahead\n250 injected"})"));
   auto run = run_session(srv.port(), tls_config(Security::StartTls));
-  EXPECT_EQ(run.outcome.phase, "starttls");
-  EXPECT_EQ(run.outcome.reason, "protocol_error");
+  EXPECT_EQ(to_string(run.outcome.phase), "starttls");
+  EXPECT_EQ(to_string(run.outcome.reason), "protocol_error");
 }
 
 TEST(SmtpTls, EhloIsRepeatedAfterStartTlsAndNothingIsPipelinedAcrossIt) {
@@ -330,9 +331,9 @@ TEST(SmtpTls, PeerDroppingWithoutCloseNotifyIsAPlainClose) {
   run = run_session(body_drop.port(), tls_config(Security::StartTls),
                     envelope("Subject: x\r\n\r\n" + std::string(100000, 'y') + "\r\n"));
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.phase, "body");
-  EXPECT_TRUE(run.outcome.reason == "connection_closed" || run.outcome.reason == "connection_reset" ||
-              run.outcome.reason == "io_error")
+  EXPECT_EQ(to_string(run.outcome.phase), "body");
+  EXPECT_TRUE(to_string(run.outcome.reason) == "connection_closed" || to_string(run.outcome.reason) == "connection_reset" ||
+              to_string(run.outcome.reason) == "io_error")
       << describe(run.outcome);
   EXPECT_EQ(body_drop.message_count(), 0u);
 }
@@ -353,7 +354,7 @@ TEST(SmtpEsmtp, OversizedMessageIsRefusedBeforeMail) {
   SessionConfig cfg = tls_config(Security::None);
   auto run = run_session(srv.port(), cfg, envelope("Subject: big\r\n\r\n" + std::string(5000, 'z') + "\r\n"));
   EXPECT_EQ(run.outcome.status, core::Status::Bounced);
-  EXPECT_EQ(run.outcome.reason, "message_too_large");
+  EXPECT_EQ(to_string(run.outcome.reason), "message_too_large");
   EXPECT_FALSE(has_line(srv.commands(), "MAIL"));
 }
 
@@ -363,7 +364,7 @@ TEST(SmtpEsmtp, Utf8EnvelopeNeedsSmtpUtf8) {
   env.rcpt_to = "j\xc3\xb6rg@example.org";
   auto run = run_session(plain.port(), tls_config(Security::None), env);
   EXPECT_EQ(run.outcome.status, core::Status::Bounced);
-  EXPECT_EQ(run.outcome.reason, "smtputf8_unsupported");
+  EXPECT_EQ(to_string(run.outcome.reason), "smtputf8_unsupported");
   EXPECT_FALSE(has_line(plain.commands(), "MAIL"));
 
   ScriptedSmtpServer utf8(R"({"steps": {"EHLO": ["250-x", "250-SMTPUTF8", "250 8BITMIME"]}})");
@@ -376,15 +377,15 @@ TEST(SmtpEsmtp, PipelinedRecipientRejectionIsABounce) {
   ScriptedSmtpServer srv(R"({"steps": {"RCPT": "550 5.1.1 no such user", "DATA": "554 5.5.1 no valid recipients"}})");
   auto run = run_session(srv.port(), tls_config(Security::None));
   EXPECT_EQ(run.outcome.status, core::Status::Bounced);
-  EXPECT_EQ(run.outcome.phase, "rcpt");
-  EXPECT_EQ(run.outcome.fault, "recipient_permanent");
+  EXPECT_EQ(to_string(run.outcome.phase), "rcpt");
+  EXPECT_EQ(to_string(run.outcome.fault), "recipient_permanent");
 }
 
 TEST(SmtpEsmtp, ProviderQuotaReplyIsAMailboxFaultNotABounce) {
   ScriptedSmtpServer srv(R"({"steps": {"RCPT": "550 5.4.5 Daily user sending quota exceeded."}})");
   auto run = run_session(srv.port(), tls_config(Security::None));
   EXPECT_EQ(run.outcome.status, core::Status::Deferred);
-  EXPECT_EQ(run.outcome.fault, "mailbox");
+  EXPECT_EQ(to_string(run.outcome.fault), "mailbox");
 }
 
 TEST(SmtpTls, FaultySessionsDoNotDisturbOthersOnTheSameLoop) {

@@ -151,7 +151,7 @@ TEST_F(StoreTest, AddMailboxValidatesAndUpserts) {
 
   ASSERT_TRUE(add_mailbox(conninfo_, m, box).ok());
   m.smtp_port = 465;
-  m.security = "tls";
+  m.security = core::Security::Tls;
   m.password = "rotated";
   auto again = add_mailbox(conninfo_, m, box);
   ASSERT_TRUE(again.ok()) << again.error();

@@ -7,9 +7,9 @@ using namespace deliverd;
 TEST(ResultEvent, CarriesEveryFieldOfTheSchema) {
   core::Outcome o;
   o.status = core::Status::Bounced;
-  o.phase = "rcpt";
-  o.reason = "rcpt_rejected";
-  o.fault = "recipient_permanent";
+  o.phase = core::phase_from_name("rcpt").value();
+  o.reason = core::reason_from_name("rcpt_rejected").value();
+  o.fault = core::fault_from_name("recipient_permanent").value();
   o.reply = {550, "5.1.1", "no such user"};
   o.host = "mx.example.org";
   o.ip = "192.0.2.1";

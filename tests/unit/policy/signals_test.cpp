@@ -2,14 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include "policy/gate.h"
+#include "tests/unit/support/names_check.h"
+
 namespace deliverd::policy {
 namespace {
 
 core::Outcome outcome(core::Status s, std::string phase, std::string fault, int code = 0, std::string enhanced = "") {
   core::Outcome o;
   o.status = s;
-  o.phase = std::move(phase);
-  o.fault = std::move(fault);
+  o.phase = core::phase_from_name(phase).value();
+  o.fault = core::fault_from_name(fault).value();
   o.reply.code = code;
   o.reply.enhanced = std::move(enhanced);
   return o;
@@ -60,6 +63,18 @@ TEST(Signals, SendsAreDeliveriesAndBounces) {
   EXPECT_TRUE(counts_as_send(outcome(Status::Delivered, "body", "success")));
   EXPECT_TRUE(counts_as_send(outcome(Status::Bounced, "rcpt", "recipient_permanent")));
   EXPECT_FALSE(counts_as_send(outcome(Status::Deferred, "connect", "mailbox")));
+}
+
+}  // namespace
+}  // namespace deliverd::policy
+
+namespace deliverd::policy {
+namespace {
+
+TEST(PolicyNames, DecisionDetailsAndBreakerStatesRoundTrip) {
+  testing::expect_names_round_trip(kDetailNames, [](Detail d) { return to_string(d); }, detail_from_name,
+                                   testing::FirstMayBeEmpty::Yes);
+  testing::expect_names_round_trip(kBreakerNames, [](Breaker b) { return to_string(b); }, breaker_from_name);
 }
 
 }  // namespace

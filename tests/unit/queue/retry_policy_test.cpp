@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/names_check.h"
+
 using namespace deliverd::queue;
 
 TEST(RetryPolicy, FollowsTheScheduleAndRepeatsItsLastStep) {
@@ -31,10 +33,10 @@ TEST(RetryPolicy, GivesUpAtExpiresAtAndAtMaxAge) {
   p.max_age_ms = 3'600'000;
   auto expiring = next_retry(p, 1, 1'000'000, 1'000'000, 1'030'000, 0.5);
   EXPECT_TRUE(expiring.give_up);
-  EXPECT_EQ(expiring.why, "expires_at");
+  EXPECT_EQ(to_string(expiring.why), "expires_at");
   auto old = next_retry(p, 3, 1'000'000 + 3'590'000, 1'000'000, 0, 0.5);
   EXPECT_TRUE(old.give_up);
-  EXPECT_EQ(old.why, "max_age");
+  EXPECT_EQ(to_string(old.why), "max_age");
   EXPECT_FALSE(next_retry(p, 1, 1'000'000, 1'000'000, 2'000'000, 0.5).give_up);
 }
 
@@ -56,3 +58,14 @@ TEST(EntryId, TimePartOfAStreamId) {
   EXPECT_EQ(entry_id_ms("x-1"), 0);
   EXPECT_EQ(entry_id_ms("12x-1"), 0);
 }
+
+namespace deliverd::queue {
+namespace {
+
+TEST(RetryPolicyNames, GiveUpReasonsRoundTrip) {
+  testing::expect_names_round_trip(kGiveUpNames, [](GiveUp g) { return to_string(g); }, give_up_from_name,
+                                   testing::FirstMayBeEmpty::Yes);
+}
+
+}  // namespace
+}  // namespace deliverd::queue

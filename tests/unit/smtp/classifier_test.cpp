@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "smtp/session.h"
+
 #include <set>
 #include <string>
 
@@ -59,14 +61,14 @@ constexpr Case kCases[] = {
 
 TEST(ReplyClassifier, ProviderAndGenericRepliesMapToTheRightFault) {
   for (const auto& c : kCases) {
-    auto got = classify(core::Reply{c.code, c.enhanced, c.text}, c.phase, c.relay);
+    auto got = classify(core::Reply{c.code, c.enhanced, c.text}, core::phase_from_name(c.phase).value(), c.relay);
     EXPECT_EQ(got.fault, c.fault) << c.code << " " << c.enhanced << " " << c.text << " → " << got.rule;
     EXPECT_EQ(got.status, c.status) << c.code << " " << c.enhanced << " " << c.text << " → " << got.rule;
   }
 }
 
 TEST(ReplyClassifier, QuotaIsNotABounceEvenAtRcpt) {
-  auto got = classify({550, "5.4.5", "Daily user sending quota exceeded."}, "rcpt", true);
+  auto got = classify({550, "5.4.5", "Daily user sending quota exceeded."}, core::Phase::Rcpt, true);
   EXPECT_NE(got.status, Status::Bounced);
   EXPECT_EQ(to_string(got.fault), "mailbox");
 }
@@ -85,6 +87,22 @@ TEST(ReplyClassifier, TableRowsHaveUniqueRuleNamesAndConsistentClasses) {
 TEST(ReplyClassifier, NetworkFaultsBelongToTheMailboxOnlyInRelayMode) {
   EXPECT_EQ(network_fault(true), Fault::Mailbox);
   EXPECT_EQ(network_fault(false), Fault::RecipientTransient);
+}
+
+}  // namespace
+}  // namespace deliverd::smtp
+
+namespace deliverd::smtp {
+namespace {
+
+// Every session state names the outcome phase of the same name.
+TEST(SessionPhases, EachStateMapsOntoItsOutcomePhase) {
+  for (const auto& p : kPhases) {
+    EXPECT_FALSE(to_string(p.phase).empty());
+    EXPECT_EQ(core::phase_from_name(to_string(p.phase)), p.outcome);
+  }
+  EXPECT_EQ(to_string(Phase::StartTls), "starttls");
+  EXPECT_EQ(to_string(Phase::Body), "body");
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/names_check.h"
+
 namespace deliverd::store {
 namespace {
 
@@ -24,9 +26,9 @@ std::string error_of(const Mailbox& m) {
 TEST(ValidateMailbox, AcceptsATypicalMailbox) {
   EXPECT_EQ(error_of(good()), "");
   Mailbox direct = good();
-  direct.mode = "direct";
+  direct.mode = parse_mode("direct").value();  // the old spelling of "mx"
   direct.smtp_port = 25;
-  direct.security = "none";
+  direct.security = parse_security("none").value();
   direct.username.clear();
   direct.password.clear();
   EXPECT_EQ(error_of(direct), "");
@@ -57,8 +59,9 @@ TEST(ValidateMailbox, ErrorsNameTheField) {
   EXPECT_EQ(with([](Mailbox& m) { m.id = ""; }).rfind("id:", 0), 0u);
   EXPECT_EQ(with([](Mailbox& m) { m.id = "a b"; }).rfind("id:", 0), 0u);
   EXPECT_EQ(with([](Mailbox& m) { m.account = ""; }).rfind("account:", 0), 0u);
-  EXPECT_EQ(with([](Mailbox& m) { m.security = "ssl"; }).rfind("security: 'ssl'", 0), 0u);
-  EXPECT_EQ(with([](Mailbox& m) { m.mode = "bulk"; }).rfind("mode:", 0), 0u);
+  // Security and mode are enums inside: their text is checked where it comes in.
+  EXPECT_EQ(parse_security("ssl").error().rfind("security: 'ssl'", 0), 0u);
+  EXPECT_EQ(parse_mode("bulk").error().rfind("mode:", 0), 0u);
   EXPECT_EQ(with([](Mailbox& m) { m.smtp_host = "bad host"; }).rfind("smtp_host:", 0), 0u);
   EXPECT_EQ(with([](Mailbox& m) { m.username = "a\r\nb"; }).rfind("username:", 0), 0u);
   EXPECT_EQ(with([](Mailbox& m) { m.username = ""; }).rfind("username: required", 0), 0u);
@@ -95,6 +98,18 @@ TEST(Bytea, HexRoundTrip) {
   EXPECT_FALSE(decode_bytea("\\x0"));
   EXPECT_FALSE(decode_bytea("\\xzz"));
   EXPECT_FALSE(decode_bytea("0001"));
+}
+
+}  // namespace
+}  // namespace deliverd::store
+
+namespace deliverd::store {
+namespace {
+
+TEST(MailboxNames, ModesRoundTripAndDirectMeansMx) {
+  testing::expect_names_round_trip(kModeNames, [](Mode m) { return to_string(m); }, mode_from_name);
+  EXPECT_EQ(parse_mode("direct").value(), Mode::Mx);
+  EXPECT_EQ(parse_security("tls").value(), core::Security::Tls);
 }
 
 }  // namespace
