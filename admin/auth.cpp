@@ -106,11 +106,10 @@ void Authenticator::authenticate(const Request& req, Callback cb) {
   if (!prefix) return refuse(ip, "", "malformed", 401, "unauthorized", "the key is not a deliverd API key", cb);
   if (int after = by_prefix_.retry_after_s(*prefix, now)) return throttled(after);
 
-  std::weak_ptr<bool> alive = alive_;
   store::find_api_key_by_prefix(
       *pg_, *prefix,
-      [this, alive, ip, token, p = *prefix, cb](core::Result<std::optional<store::ApiKey>, std::string> r) {
-        if (alive.expired()) return;
+      [this, alive = alive_.token(), ip, token, p = *prefix, cb](core::Result<std::optional<store::ApiKey>, std::string> r) {
+        if (!alive) return;
         if (!r) {
           core::log_error("admin_auth_lookup_failed", {{"error", r.error()}});
           return cb(json_error(503, "unavailable", "the key store is unavailable"));

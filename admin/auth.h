@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "core/lifetime.h"
 #include "admin/http_types.h"
 #include "admin/permissions.h"
 #include "store/pg_connection.h"
@@ -59,7 +60,7 @@ class Authenticator {
   store::PgConnection* pg_;
   AuthConfig config_;
   FailureLimiter by_ip_, by_prefix_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  core::Lifetime alive_;  // key lookups may answer after the authenticator is gone
 };
 
 }  // namespace deliverd::admin

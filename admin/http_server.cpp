@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/lifetime.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/tcp_stream.h"
@@ -71,7 +72,8 @@ bool parse_listen(const std::string& listen, sockaddr_storage& out) {
 
 }  // namespace
 
-class HttpConnection : public core::StreamHandler, public std::enable_shared_from_this<HttpConnection> {
+// Freed by the DeletesItself rule (STYLE.md §1): close_now() may run inside any of its callbacks.
+class HttpConnection : public core::StreamHandler, private core::DeletesItself<HttpConnection> {
  public:
   HttpConnection(HttpServer* server, uv_loop_t* loop)
       : server_(server),
@@ -92,7 +94,7 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
   }
 
   void on_data(std::string_view bytes) override {
-    auto self = shared_from_this();
+    Entry e(this);
     if (closed_) return;
     if (phase_ == Phase::Lingering) {  // discarded
       last_input_ms_ = uv_now(loop_);
@@ -103,13 +105,13 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
   }
 
   void on_end(int) override {
-    auto self = shared_from_this();
+    Entry e(this);
     close_now();
   }
 
   void on_tls_handshake(bool ok, const std::string& error) override {
     if (ok) return;
-    auto self = shared_from_this();
+    Entry e(this);
     tls_failures().get().inc();
     core::log_info("http_tls_handshake_failed", {{"peer", peer_ip_}, {"error", error}});
     close_now();
@@ -121,18 +123,22 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
     timer_.reset();
     connections_open().get().dec();
     stream_->close();
-    server_->forget(this);  // may drop the last owning reference; callers hold `self`
+    server_->forget(this);
+    alive_.end();
+    finish_self();  // freed now, or as the callback that closed it returns
   }
 
  private:
+  friend class core::DeletesItself<HttpConnection>;
+
   enum class Phase { Idle, Reading, Handling, Lingering };
 
   void arm(int ms, Phase phase) {
     phase_ = phase;
-    std::weak_ptr<HttpConnection> weak = weak_from_this();
-    timer_->start(static_cast<uint64_t>(ms), [weak, phase] {
-      auto self = weak.lock();
-      if (self && !self->closed_) self->on_timeout(phase);
+    // The timer is closed with the connection: its callback never finds it gone.
+    timer_->start(static_cast<uint64_t>(ms), [this, phase] {
+      Entry e(this);
+      if (!closed_) on_timeout(phase);
     });
   }
 
@@ -156,14 +162,13 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
       if (stream_->pending_write_bytes() > kMaxPendingWriteBytes) {
         // TcpStream has no drain callback; poll until the peer has read enough.
         stream_->pause_reading();
-        std::weak_ptr<HttpConnection> weak = weak_from_this();
         drain_wait_ = true;
-        timer_->start(kDrainPollMs, [weak] {
-          auto self = weak.lock();
-          if (!self || self->closed_) return;
-          self->drain_wait_ = false;
-          self->stream_->resume_reading();
-          self->process();
+        timer_->start(kDrainPollMs, [this] {
+          Entry e(this);
+          if (closed_) return;
+          drain_wait_ = false;
+          stream_->resume_reading();
+          process();
         });
         break;
       }
@@ -204,10 +209,11 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
     stream_->pause_reading();
     arm(server_->config_.handler_timeout_ms, Phase::Handling);
     uint64_t seq = ++seq_;
-    std::weak_ptr<HttpConnection> weak = weak_from_this();
-    server_->router_.dispatch(req, [weak, seq](Response r) {
-      auto self = weak.lock();
-      if (self) self->respond(seq, std::move(r));
+    // A handler may answer after the connection is gone.
+    server_->router_.dispatch(req, [this, alive = alive_.token(), seq](Response r) {
+      if (!alive) return;
+      Entry e(this);
+      respond(seq, std::move(r));
     });
   }
 
@@ -259,6 +265,7 @@ class HttpConnection : public core::StreamHandler, public std::enable_shared_fro
   bool in_process_ = false;
   bool drain_wait_ = false;
   bool closed_ = false;
+  core::Lifetime alive_;
   uint64_t linger_deadline_ms_ = 0;
   uint64_t last_input_ms_ = 0;
 };
@@ -313,10 +320,10 @@ void HttpServer::on_connection() {
     connections_rejected().get().inc();
     return;
   }
-  auto conn = std::make_shared<HttpConnection>(this, listener_.loop);
-  core::TcpStream* stream = core::TcpStream::accept(listener, conn.get());
-  if (!stream) return;
-  connections_.emplace(conn.get(), conn);
+  auto* conn = new HttpConnection(this, listener_.loop);
+  core::TcpStream* stream = core::TcpStream::accept(listener, conn);
+  if (!stream) return delete conn;
+  connections_.insert(conn);
   conn->start(stream);
   if (tls_ && stream->start_tls_server(tls_) != 0) return conn->close_now();
   if (connections_.size() > config_.max_connections) conn->reject();
@@ -331,7 +338,7 @@ void HttpServer::close() {
   closing_ = true;
   auto conns = std::move(connections_);
   connections_.clear();
-  for (auto& [ptr, conn] : conns) conn->close_now();
+  for (HttpConnection* conn : conns) conn->close_now();
   uv_close(reinterpret_cast<uv_handle_t*>(&listener_),
            [](uv_handle_t* h) { delete static_cast<HttpServer*>(h->data); });
 }

@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
-#include <unordered_map>
+#include <unordered_set>
 
 #include "admin/http_request_parser.h"
 #include "admin/http_types.h"
@@ -55,7 +55,7 @@ class HttpServer {  // heap object freed after close() (STYLE.md §1)
   uv_tcp_t listener_{};
   int port_ = 0;
   bool closing_ = false;
-  std::unordered_map<HttpConnection*, std::shared_ptr<HttpConnection>> connections_;
+  std::unordered_set<HttpConnection*> connections_;  // each frees itself once closed
   std::shared_ptr<core::TlsContext> tls_;  // null: plaintext
 };
 

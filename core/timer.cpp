@@ -15,10 +15,12 @@ void Timer::start(uint64_t ms, std::function<void()> cb) {
   uv_timer_start(&timer_, on_timer, ms, 0);
 }
 
-void Timer::start_repeating(uint64_t ms, std::function<void()> cb) {
+void Timer::start_repeating(uint64_t ms, std::function<void()> cb) { start_repeating(ms, ms, std::move(cb)); }
+
+void Timer::start_repeating(uint64_t first_ms, uint64_t every_ms, std::function<void()> cb) {
   if (closing_) return;
   cb_ = std::move(cb);
-  uv_timer_start(&timer_, on_timer, ms, ms);
+  uv_timer_start(&timer_, on_timer, first_ms, every_ms);
 }
 
 void Timer::stop() {

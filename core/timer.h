@@ -13,6 +13,8 @@ class Timer {
   // One-shot after `ms`; restarting replaces the previous deadline and callback.
   void start(uint64_t ms, std::function<void()> cb);
   void start_repeating(uint64_t ms, std::function<void()> cb);
+  // First after first_ms (0: on the next loop turn), then every every_ms.
+  void start_repeating(uint64_t first_ms, uint64_t every_ms, std::function<void()> cb);
   void stop();
   bool active() const;
   // Idempotent; the callback is never called after close().

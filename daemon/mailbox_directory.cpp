@@ -24,7 +24,6 @@ MailboxDirectory::MailboxDirectory(uv_loop_t* loop, store::PgConnection& pg, con
 }
 
 MailboxDirectory::~MailboxDirectory() {
-  *self_ = nullptr;
   pg_.set_notify_handler({});
   pg_.set_lost_handler({});
 }
@@ -39,30 +38,28 @@ void MailboxDirectory::start(std::function<void(core::Result<size_t, std::string
     core::log_warn("mailboxes_connection_lost", {{"error", error}, {"note", "the list is read again once it is back"}});
     relisten_timer_->start(kRelistenMs, [this] { listen_again(); });
   });
-  pg_.query("LISTEN " + std::string(store::kMailboxChannel), {}, [ref = self_](const store::PgResult& r) {
-    MailboxDirectory* self = *ref;
-    if (!self) return;
+  pg_.query("LISTEN " + std::string(store::kMailboxChannel), {}, [this, alive = alive_.token()](const store::PgResult& r) {
+    if (!alive) return;
     if (!r.ok) {
       loads().with({"error"}).inc();
       core::log_error("mailbox_listen_failed", {{"error", r.error}});
-      if (self->start_cb_) std::exchange(self->start_cb_, {})(core::Err("cannot LISTEN for mailbox changes: " + r.error));
+      if (start_cb_) std::exchange(start_cb_, {})(core::Err("cannot LISTEN for mailbox changes: " + r.error));
       return;
     }
-    self->refresh();
+    refresh();
   });
 }
 
 void MailboxDirectory::listen_again() {
-  pg_.query("LISTEN " + std::string(store::kMailboxChannel), {}, [ref = self_](const store::PgResult& r) {
-    MailboxDirectory* self = *ref;
-    if (!self) return;
+  pg_.query("LISTEN " + std::string(store::kMailboxChannel), {}, [this, alive = alive_.token()](const store::PgResult& r) {
+    if (!alive) return;
     if (!r.ok) {
-      const int shift = std::min(self->relisten_failures_++, 5);
-      self->relisten_timer_->start(kRelistenMs << shift, [self] { self->listen_again(); });
+      const int shift = std::min(relisten_failures_++, 5);
+      relisten_timer_->start(kRelistenMs << shift, [this] { listen_again(); });
       return;
     }
-    self->relisten_failures_ = 0;
-    self->refresh();
+    relisten_failures_ = 0;
+    refresh();
   });
 }
 
@@ -89,35 +86,34 @@ void MailboxDirectory::load() {
   std::vector<std::string> ids(ids_.begin(), ids_.end());
   full_ = false;
   ids_.clear();
-  auto done = [ref = self_, full, ids, waiters = std::exchange(waiting_, {})](
+  auto done = [this, alive = alive_.token(), full, ids, waiters = std::exchange(waiting_, {})](
                   core::Result<std::vector<store::Mailbox>, std::string> r) {
-    MailboxDirectory* self = *ref;
-    if (!self) return;
-    self->loading_ = false;
+    if (!alive) return;
+    loading_ = false;
     if (r) {
       loads().with({"ok"}).inc();
-      if (full) self->mailboxes_.clear();
-      for (const auto& id : ids) self->mailboxes_.erase(id);  // rows gone stay gone
+      if (full) mailboxes_.clear();
+      for (const auto& id : ids) mailboxes_.erase(id);  // rows gone stay gone
       for (auto& m : *r) {
         std::string id = m.id;
-        self->mailboxes_[id] = std::move(m);
+        mailboxes_[id] = std::move(m);
       }
       core::log_info("mailboxes_loaded", {{"read", full ? "all" : std::to_string(ids.size())},
-                                          {"mailboxes", std::to_string(self->mailboxes_.size())}});
+                                          {"mailboxes", std::to_string(mailboxes_.size())}});
     } else {
       loads().with({"error"}).inc();
       core::log_error("mailbox_load_failed", {{"error", r.error()}, {"note", "the previous list stays in use"}});
     }
-    if (self->start_cb_) {
-      auto cb = std::exchange(self->start_cb_, {});
-      r ? cb(self->mailboxes_.size()) : cb(core::Err(r.error()));
-      if (!*ref) return;
+    if (start_cb_) {
+      auto cb = std::exchange(start_cb_, {});
+      r ? cb(mailboxes_.size()) : cb(core::Err(r.error()));
+      if (!alive) return;  // a callback destroyed the directory
     }
     for (const auto& w : waiters) {
       w();
-      if (!*ref) return;
+      if (!alive) return;  // a callback destroyed the directory
     }
-    if (self->full_ || !self->ids_.empty()) self->load();
+    if (full_ || !ids_.empty()) load();
   };
   if (full)
     store::load_mailboxes(pg_, box_, std::move(done));

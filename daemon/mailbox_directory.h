@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/lifetime.h"
 #include "core/result.h"
 #include "core/timer.h"
 #include "store/mailboxes.h"
@@ -60,7 +61,7 @@ class MailboxDirectory {
   core::TimerHandle relisten_timer_;
   int relisten_failures_ = 0;
   // Replies may arrive after destruction (the connection outlives us): they check this first.
-  std::shared_ptr<MailboxDirectory*> self_ = std::make_shared<MailboxDirectory*>(this);
+  core::Lifetime alive_;
 };
 
 }  // namespace deliverd::daemon

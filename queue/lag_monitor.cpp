@@ -26,21 +26,12 @@ struct Gauges {
 }  // namespace
 
 LagMonitor::LagMonitor(uv_loop_t* loop, RedisClient& client, LagMonitorConfig cfg, std::function<int64_t()> now_ms)
-    : client_(client), cfg_(std::move(cfg)), now_ms_(std::move(now_ms)) {
+    : client_(client), cfg_(std::move(cfg)), now_ms_(std::move(now_ms)), timer_(loop) {
   Gauges::get();
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop, timer_);
-  timer_->data = this;
-  uv_timer_start(
-      timer_, [](uv_timer_t* t) { static_cast<LagMonitor*>(t->data)->poll(); }, 0,
-      static_cast<uint64_t>(cfg_.interval_ms));
+  timer_->start_repeating(0, static_cast<uint64_t>(cfg_.interval_ms), [this] { poll(); });
 }
 
-LagMonitor::~LagMonitor() {
-  *self_ = nullptr;
-  uv_timer_stop(timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-}
+LagMonitor::~LagMonitor() = default;  // the timer closes itself; replies find alive_ ended
 
 void LagMonitor::poll() {
   if (!client_.connected()) return;
@@ -52,16 +43,15 @@ void LagMonitor::poll() {
     if (r.type == RedisReply::Type::Integer) g.retry.set(static_cast<double>(r.integer));
   });
   // Summary form: [count, smallest id, greatest id, [[consumer, count]…]].
-  client_.command({"XPENDING", cfg_.stream, cfg_.group}, [&g, ref = self_](const RedisReply& r) {
+  client_.command({"XPENDING", cfg_.stream, cfg_.group}, [this, &g, alive = alive_.token()](const RedisReply& r) {
     if (r.type != RedisReply::Type::Array || r.elements.size() < 2) return;
     g.pending.set(static_cast<double>(r.elements[0].integer));
-    LagMonitor* self = *ref;
     int64_t oldest = entry_id_ms(r.elements[1].str);
-    if (!self) return;
-    self->oldest_pending_age_s_ = r.elements[0].integer == 0 || oldest == 0
-                                      ? 0.0
-                                      : static_cast<double>(std::max<int64_t>(0, self->now_ms_() - oldest)) / 1000.0;
-    g.oldest.set(self->oldest_pending_age_s_);
+    if (!alive) return;
+    oldest_pending_age_s_ = r.elements[0].integer == 0 || oldest == 0
+                                ? 0.0
+                                : static_cast<double>(std::max<int64_t>(0, now_ms_() - oldest)) / 1000.0;
+    g.oldest.set(oldest_pending_age_s_);
   });
 }
 

@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "core/lifetime.h"
+#include "core/timer.h"
 #include "queue/redis_client.h"
 
 namespace deliverd::queue {
@@ -31,9 +33,9 @@ class LagMonitor {
   RedisClient& client_;
   LagMonitorConfig cfg_;
   std::function<int64_t()> now_ms_;
-  uv_timer_t* timer_ = nullptr;
+  core::TimerHandle timer_;
   double oldest_pending_age_s_ = 0;
-  std::shared_ptr<LagMonitor*> self_ = std::make_shared<LagMonitor*>(this);
+  core::Lifetime alive_;  // replies may arrive after destruction
 };
 
 }  // namespace deliverd::queue

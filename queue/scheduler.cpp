@@ -63,10 +63,8 @@ std::string encode_retry_item(const RetryItem& item) {
   return w.take();
 }
 
-Scheduler::Scheduler(uv_loop_t* loop, RedisClient& client, SchedulerConfig cfg) : client_(client), cfg_(std::move(cfg)) {
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop, timer_);
-  timer_->data = this;
+Scheduler::Scheduler(uv_loop_t* loop, RedisClient& client, SchedulerConfig cfg)
+    : client_(client), cfg_(std::move(cfg)), timer_(loop) {
   promoted_counter();
 }
 
@@ -85,12 +83,10 @@ void Scheduler::defer_and_ack(const std::string& entry_id, const RetryItem& item
 
 void Scheduler::start(std::function<int64_t()> now_ms) {
   now_ms_ = std::move(now_ms);
-  if (timer_) uv_timer_start(timer_, on_timer, 0, static_cast<uint64_t>(cfg_.poll_ms));
-}
-
-void Scheduler::on_timer(uv_timer_t* t) {
-  auto* self = static_cast<Scheduler*>(t->data);
-  if (!self->promoting_) self->promote_once();
+  if (!timer_) return;
+  timer_->start_repeating(0, static_cast<uint64_t>(cfg_.poll_ms), [this] {
+    if (!promoting_) promote_once();
+  });
 }
 
 void Scheduler::promote_once(std::function<void(long long)> cb) {
@@ -102,27 +98,22 @@ void Scheduler::promote_once(std::function<void(long long)> cb) {
   const int64_t now = now_ms_ ? now_ms_() : 0;
   client_.eval(kPromote, {"3", cfg_.retry, cfg_.stream, cfg_.dead, std::to_string(now),
                    std::to_string(cfg_.batch), std::to_string(cfg_.dead_maxlen)},
-                  [ref = self_, cb = std::move(cb)](const RedisReply& r) {
-                    Scheduler* self = *ref;
+                  [this, alive = alive_.token(), cb = std::move(cb)](const RedisReply& r) {
                     long long moved = r.type == RedisReply::Type::Integer ? r.integer : -1;
                     if (moved < 0 && !r.connection_error) core::log_warn("retry_promote_failed", {{"reason", r.str}});
                     if (moved > 0) promoted_counter().inc(static_cast<double>(moved));
-                    if (self) {
-                      self->promoting_ = false;
+                    if (alive) {
+                      promoting_ = false;
                       // A full batch means more are due: keep going without waiting for the timer.
-                      if (moved > 0 && static_cast<size_t>(moved) == self->cfg_.batch) self->promote_once();
+                      if (moved > 0 && static_cast<size_t>(moved) == cfg_.batch) promote_once();
                     }
                     if (cb) cb(moved);
                   });
 }
 
 void Scheduler::stop() {
-  *self_ = nullptr;
-  if (!timer_) return;
-  timer_->data = nullptr;
-  uv_timer_stop(timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  timer_ = nullptr;
+  alive_.end();
+  timer_.reset();
 }
 
 }  // namespace deliverd::queue

@@ -11,7 +11,9 @@
 #include <memory>
 #include <string>
 
+#include "core/lifetime.h"
 #include "core/outcome.h"
+#include "core/timer.h"
 #include "queue/redis_client.h"
 
 namespace deliverd::queue {
@@ -57,13 +59,12 @@ class Scheduler {
   void stop();
 
  private:
-  static void on_timer(uv_timer_t* t);
   RedisClient& client_;
   SchedulerConfig cfg_;
   std::function<int64_t()> now_ms_;
-  uv_timer_t* timer_ = nullptr;  // freed in its close callback
-  // Replies may arrive after stop(): they reach the scheduler only through this, cleared by stop().
-  std::shared_ptr<Scheduler*> self_ = std::make_shared<Scheduler*>(this);
+  core::TimerHandle timer_;  // the promoter's poll
+  // Replies may arrive after stop(): they do nothing once it has ended.
+  core::Lifetime alive_;
   bool promoting_ = false;
 };
 

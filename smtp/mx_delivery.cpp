@@ -81,7 +81,7 @@ MxDelivery::MxDelivery(dns::Resolver& resolver, SessionPool& pool, MxConfig cfg)
 }
 
 MxDelivery::~MxDelivery() {
-  *alive_ = false;
+  alive_.end();
   for (auto id : pending_) resolver_.cancel(id);
 }
 
@@ -97,8 +97,8 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
   job->env = std::move(env);
   job->done = std::move(done);
   auto id = std::make_shared<dns::Resolver::RequestId>(0);
-  *id = resolver_.resolve_mx(job->domain, [this, job, id, alive = alive_](const dns::MxResult& mx) {
-    if (!*alive) return;
+  *id = resolver_.resolve_mx(job->domain, [this, job, id, alive = alive_.token()](const dns::MxResult& mx) {
+    if (!alive) return;
     pending_.erase(*id);
     core::Outcome o;
     o.phase = core::Phase::Resolve;
@@ -158,14 +158,14 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
     route.addr = addr;
     route.host = host;
     // The pool may reuse an open connection to this domain instead of the address given here.
-    pool_.submit(std::move(route), job->env, [this, job, alive = alive_](const core::Outcome& o) {
-      if (*alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: connect as usual
+    pool_.submit(std::move(route), job->env, [this, job, alive = alive_.token()](const core::Outcome& o) {
+      if (alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: connect as usual
         --job->attempts;
         --job->next_host;
         job->skip_idle = true;
         return try_next(job);
       }
-      if (*alive && try_next_host(o) && job->next_host < job->hosts.size() && job->attempts < cfg_.max_attempts) {
+      if (alive && try_next_host(o) && job->next_host < job->hosts.size() && job->attempts < cfg_.max_attempts) {
         job->last = o;
         return try_next(job);
       }
@@ -174,8 +174,8 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
   };
   if (!job->skip_idle && pool_.has_idle(key)) return submit(sockaddr_storage{});
   auto id = std::make_shared<dns::Resolver::RequestId>(0);
-  *id = resolver_.resolve_host(host, [this, job, id, submit, host, alive = alive_](const dns::ResolvedHost& r) {
-    if (!*alive) return;
+  *id = resolver_.resolve_host(host, [this, job, id, submit, host, alive = alive_.token()](const dns::ResolvedHost& r) {
+    if (!alive) return;
     pending_.erase(*id);
     if (r.allowed.empty()) {
       core::Outcome o;

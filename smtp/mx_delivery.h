@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "core/lifetime.h"
 #include "dns/resolver.h"
 #include "smtp/session_pool.h"
 
@@ -41,7 +42,7 @@ class MxDelivery {
   SessionPool& pool_;
   MxConfig cfg_;
   std::unordered_set<dns::Resolver::RequestId> pending_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  core::Lifetime alive_;  // pool outcomes may arrive after destruction
 };
 
 // Whether a failed attempt says nothing about the message, so the next MX host may be tried.

@@ -119,10 +119,6 @@ SessionConfig submission_config(SessionConfig base, Security security, Credentia
   return base;
 }
 
-Session::Guard::~Guard() {
-  if (--s->depth_ == 0 && s->finished_) delete s;
-}
-
 Session::Session(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vetted_addr, std::string host, Envelope env,
                  Done done, SessionHooks hooks)
     : cfg_(cfg),
@@ -166,7 +162,7 @@ Session* Session::probe(uv_loop_t* loop, const SessionConfig& cfg, const sockadd
 
 void Session::fail_soon(core::Status status, core::Reason reason, std::string detail) {
   phase_timer_->start(0, [this, status, reason, detail = std::move(detail)] {
-    Guard g(this);
+    Entry g(this);
     fail(status, reason, detail);
   });
 }
@@ -175,7 +171,7 @@ void Session::open(uv_loop_t* loop, const sockaddr* vetted_addr) {
   if (cfg_.security != Security::None && !cfg_.tls)
     return fail_soon(core::Status::Failed, core::Reason::TlsUnconfigured, "TLS requested but no TLS context given");
   total_timer_->start(cfg_.total_ms, [this] {
-    Guard g(this);
+    Entry g(this);
     if (!in_transaction_) return close_session();
     fail(core::Status::Deferred, core::Reason::SessionTimeout, "session exceeded " + std::to_string(cfg_.total_ms) + " ms");
   });
@@ -186,13 +182,13 @@ void Session::open(uv_loop_t* loop, const sockaddr* vetted_addr) {
 }
 
 void Session::abort(std::string why) {
-  Guard g(this);
+  Entry g(this);
   if (finished_) return;
   fail(core::Status::Deferred, core::Reason::Aborted, std::move(why));
 }
 
 void Session::send_next(Envelope env, Done done) {
-  Guard g(this);
+  Entry g(this);
   if (!idle()) {
     core::Outcome o;
     o.status = core::Status::Deferred;
@@ -220,7 +216,7 @@ void Session::send_next(Envelope env, Done done) {
 }
 
 void Session::quit() {
-  Guard g(this);
+  Entry g(this);
   if (finished_ || closing_) return;
   begin_quit();
 }
@@ -230,7 +226,7 @@ void Session::enter(Phase p) {
   phase_ = p;
   uint64_t ms = cfg_.timeouts[p];
   phase_timer_->start(ms, [this, ms] {
-    Guard g(this);
+    Entry g(this);
     if (phase_ == Phase::Idle) return begin_quit();
     if (phase_ == Phase::Quit) return close_session();
     fail(core::Status::Deferred, core::Reason::Timeout,
@@ -247,7 +243,7 @@ void Session::send(std::string bytes) {
 }
 
 void Session::on_connected(int status) {
-  Guard g(this);
+  Entry g(this);
   if (finished_) return;
   if (status != 0) return fail(core::Status::Deferred, io_reason(status), uv_strerror(status));
   if (cfg_.security == Security::Tls) return start_tls();
@@ -266,7 +262,7 @@ void Session::start_tls() {
 }
 
 void Session::on_tls_handshake(bool ok, const std::string& error) {
-  Guard g(this);
+  Entry g(this);
   if (finished_) return;
   metrics().tls.with({ok ? "ok" : "failed"}).inc();
   if (!ok) {
@@ -284,7 +280,7 @@ void Session::on_tls_handshake(bool ok, const std::string& error) {
 }
 
 void Session::on_data(std::string_view bytes) {
-  Guard g(this);
+  Entry g(this);
   if (finished_) return;
   if (phase_ == Phase::Idle) {
     // Typically "421 idle timeout" as the server hangs up; the connection is done either way.
@@ -301,7 +297,7 @@ void Session::on_data(std::string_view bytes) {
 }
 
 void Session::on_end(int status) {
-  Guard g(this);
+  Entry g(this);
   if (finished_) return;
   if (!in_transaction_) return close_session();
   std::string detail = status == UV_EOF ? "server closed the connection" : std::string(uv_strerror(status));
@@ -608,6 +604,7 @@ void Session::begin_quit() {
 void Session::close_session() {
   if (finished_) return;
   finished_ = true;
+  finish_self();  // every caller holds an Entry: the session is freed when the outermost one leaves
   closing_ = true;
   phase_timer_.reset();
   total_timer_.reset();

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/lifetime.h"
 #include "core/outcome.h"
 #include "core/security.h"
 #include "core/tcp_stream.h"
@@ -127,7 +128,7 @@ struct SessionHooks {
   std::function<void(Session*)> closed;
 };
 
-class Session final : private core::StreamHandler {
+class Session final : private core::StreamHandler, private core::DeletesItself<Session> {
  public:
   using Done = std::function<void(const core::Outcome&)>;
 
@@ -190,11 +191,7 @@ class Session final : private core::StreamHandler {
   void close_session();                               // ends the connection
   void begin_quit();
 
-  struct Guard {
-    explicit Guard(Session* s) : s(s) { ++s->depth_; }
-    ~Guard();
-    Session* s;
-  };
+  friend class core::DeletesItself<Session>;  // frees the session as the last entry into it returns
 
   SessionConfig cfg_;
   std::string host_;
@@ -216,9 +213,8 @@ class Session final : private core::StreamHandler {
   bool in_transaction_ = false;
   bool probe_ = false;  // Session::probe(): stop after AUTH (or EHLO), no transaction
   size_t messages_ = 0;
-  int depth_ = 0;
   bool closing_ = false;   // QUIT sent or connection ending; no more messages
-  bool finished_ = false;  // freed when the last Guard leaves
+  bool finished_ = false;  // the connection has ended; freed as the outermost Entry returns
 };
 
 }  // namespace deliverd::smtp
