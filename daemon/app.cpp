@@ -87,6 +87,11 @@ core::Result<std::map<std::string, smtp::DkimSigner>, std::string> load_dkim_sig
   return signers;
 }
 
+MessageBuilderConfig message_builder_config(const Config& cfg) {
+  return {cfg.hostname, cfg.unsubscribe_base_url, cfg.unsubscribe_mailto, cfg.postal_address,
+          cfg.account_postal_addresses};
+}
+
 core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
   if (auto r = redis_config(cfg); !r) return core::Err{r.error()};
   if (auto p = dns::AddressPolicy::create(cfg.allow_private_targets); !p)
@@ -149,20 +154,94 @@ smtp::MxConfig App::mx_config() const {
 
 App::~App() { uv_loop_close(&loop_); }
 
-int64_t App::now_ms() const {
+int64_t App::now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// ---- DeliveryServices: what a Delivery uses of the daemon ---------------------------------
+
+const store::Mailbox* App::find_mailbox(const std::string& id) { return mailboxes_->find(id); }
+
+void App::refresh_mailbox(const std::string& id, std::function<void()> then) { mailboxes_->refresh(id, std::move(then)); }
+
+void App::admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) {
+  gate_->admit(req, std::move(cb));
+}
+
+void App::learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
+                const policy::Decision& admitted) {
+  gate_->learn(m, to, o, &admitted);
+}
+
+void App::release(const policy::Decision& admitted) { gate_->release(admitted); }
+
+dns::Resolver::RequestId App::resolve_host(const std::string& host, std::function<void(const dns::ResolvedHost&)> cb) {
+  return resolver_->resolve_host(host, std::move(cb));
+}
+
+void App::cancel_resolve(dns::Resolver::RequestId id) { resolver_->cancel(id); }
+
+void App::send_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
+                     smtp::Session::Done done) {
+  smtp::Route route;
+  route.key = "mbx:" + m.id;
+  route.cfg = mailbox_session_config(m);
+  route.addr = addr;
+  route.host = m.smtp_host;
+  pool_->submit(std::move(route), std::move(env), std::move(done));
+}
+
+void App::send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) {
+  mx_->deliver(domain, std::move(env), std::move(done));
+}
+
+// Pooled sessions are not owned by one delivery: past the drain bound all of them end
+// (deferred, "aborted") and each delivery then publishes its outcome as usual.
+void App::abort_sends() {
+  if (pool_) pool_->shutdown();
+}
+
+void App::is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) {
+  publisher_->is_done(job_id, std::move(cb));
+}
+
+void App::ack(const std::string& entry_id, WriteDone cb) { publisher_->ack(entry_id, std::move(cb)); }
+
+void App::dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
+                              WriteDone cb) {
+  publisher_->dead_letter_and_ack(entry_id, payload, reason, std::move(cb));
+}
+
+void App::publish_and_ack(const std::string& entry_id, const std::string& event, WriteDone cb) {
+  publisher_->publish_and_ack(entry_id, event, std::move(cb));
+}
+
+void App::publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event,
+                                    WriteDone cb) {
+  publisher_->publish_delivered_and_ack(entry_id, job_id, event, std::move(cb));
+}
+
+void App::defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
+                        const std::string& event, WriteDone cb) {
+  scheduler_->defer_and_ack(entry_id, item, due_ms, event, std::move(cb));
+}
+
+void App::record(store::DeliveryEvent e) {
+  if (events_) events_->add(std::move(e));
 }
 
 // Loads what validate_config has already checked, and starts the public unsubscribe listener.
 bool App::start_compliance() {
   compliance_ = std::make_unique<Compliance>();
+  std::optional<smtp::UnsubscribeTokens> tokens;
   if (!cfg_.unsubscribe_key_file.empty())
-    compliance_->tokens = smtp::UnsubscribeTokens::from_key_file(cfg_.unsubscribe_key_file).value();
-  compliance_->signers = load_dkim_signers(cfg_).value();
+    tokens = smtp::UnsubscribeTokens::from_key_file(cfg_.unsubscribe_key_file).value();
+  compliance_->builder =
+      std::make_unique<MessageBuilder>(message_builder_config(cfg_), std::move(tokens), load_dkim_signers(cfg_).value());
   if (cfg_.unsubscribe_listen.empty()) return true;
   admin::Router router;
-  admin::add_unsubscribe_routes(router, *compliance_->tokens,
+  admin::add_unsubscribe_routes(router, *compliance_->builder->tokens(),
                                 [this](const smtp::UnsubscribeClaims& c, std::function<void(bool)> stored) {
                                   if (!pg_) return stored(false);
                                   store::add_suppression(
@@ -185,14 +264,25 @@ bool App::start_compliance() {
   return true;
 }
 
+// The start-up reads like the data flow (DESIGN.md): configuration, the store, name resolution,
+// SMTP, Redis (results, retry set, lag), the policy gate, the admin API and the public listener,
+// the consumer, then signals and the connections themselves.
 bool App::start() {
+  apply_logging(cfg_);
+  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_policy() &&
+         start_admin() && start_compliance() && start_consumer() && watch_signals() && connect();
+}
+
+void App::apply_logging(const Config& cfg) {
   core::LogLevel level = core::LogLevel::Info;
-  core::parse_log_level(cfg_.log_level, level);
+  core::parse_log_level(cfg.log_level, level);
   core::set_log_level(level);
   core::LogFormat format = core::LogFormat::KeyValue;
-  core::parse_log_format(cfg_.log_format, format);
+  core::parse_log_format(cfg.log_format, format);
   core::set_log_format(format);
+}
 
+bool App::check_config() {
   if (auto v = validate_config(cfg_); !v) {
     core::log_error("config_invalid", {{"error", v.error()}});
     return false;
@@ -202,7 +292,11 @@ bool App::start() {
   for (const auto& cidr : cfg_.allow_private_targets)
     core::log_warn("allow_private_targets",
                    {{"cidr", cidr}, {"note", "SECURITY: the SSRF target policy is bypassed for this range; never in production"}});
+  return true;
+}
 
+// The schema must be current before anything runs; the loop's own connections come later.
+bool App::open_store() {
   auto version = store::schema_version(cfg_.pg_conninfo);
   if (!version) {
     core::log_error("postgres_unavailable", {{"error", version.error()}});
@@ -214,7 +308,19 @@ bool App::start() {
                                            {"fix", "run: deliverd migrate --config " + cfg_.path}});
     return false;
   }
+  pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
+  events_ = std::make_unique<store::DeliveryEventWriter>(*pg_);
+  store::RetentionConfig retention;
+  retention.days = cfg_.events_retention_days;
+  events_retention_ = std::make_unique<store::DeliveryEventRetention>(*pg_, retention);
+  events_retention_->start();
+  core::Registry::global().gauge_fn("deliverd_mailboxes_loaded", "Mailboxes loaded from PostgreSQL",
+                                    [this] { return static_cast<double>(mailboxes_ ? mailboxes_->size() : 0); });
+  return true;
+}
 
+bool App::start_resolver() {
   dns::ResolverConfig rc;
   rc.servers = cfg_.dns_servers;
   rc.timeout_ms = cfg_.dns_timeout_ms;
@@ -228,16 +334,20 @@ bool App::start() {
     core::log_error("dns_init_failed", {{"error", e.what()}});
     return false;
   }
+  return true;
+}
 
+bool App::start_smtp() {
   tls_ = core::TlsContext::client({cfg_.smtp_ca_file}).value();
   pool_ = std::make_unique<smtp::SessionPool>(&loop_, pool_config());
   mx_ = std::make_unique<smtp::MxDelivery>(*resolver_, *pool_, mx_config());
+  return true;
+}
 
-  // Results, acks and the retry set go through a client that reconnects by itself; the blocking
-  // reads have their own connection, which the consumer re-creates after a failure.
-  auto redis_cfg = redis_config(cfg_).value();
-  redis_cfg.name = "consumer";
-  auto main_redis_cfg = redis_cfg;
+// Results, acks and the retry set go through a client that reconnects by itself; the blocking
+// reads have their own connection, which the consumer re-creates after a failure.
+bool App::start_redis() {
+  auto main_redis_cfg = redis_config(cfg_).value();
   main_redis_cfg.name = "main";
   main_redis_cfg.reconnect = true;
   redis_ = queue::RedisClient::create(&loop_, main_redis_cfg);
@@ -264,25 +374,21 @@ bool App::start() {
   scheduler_->start([this] { return now_ms(); });
   lag_ = std::make_unique<queue::LagMonitor>(&loop_, *redis_, queue::LagMonitorConfig{cfg_.stream, cfg_.group, cfg_.retry_set},
                                              [this] { return now_ms(); });
-  queue::ConsumerConfig cc;
-  cc.stream = cfg_.stream;
-  cc.group = cfg_.group;
-  cc.consumer = cfg_.consumer;
-  cc.block_ms = cfg_.block_ms;
-  cc.max_inflight = static_cast<size_t>(cfg_.max_inflight);
-  cc.claim_idle_ms = cfg_.claim_idle_s * 1000;
-  consumer_ = queue::Consumer::create(&loop_, redis_cfg, cc, [this](queue::StreamEntry e) { on_entry(std::move(e)); });
+  return true;
+}
 
+// The gate has a PostgreSQL connection of its own: it LISTENs for suppression changes there.
+bool App::start_policy() {
+  pg_policy_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  gate_ = std::make_unique<policy::Gate>(&loop_, *redis_, *pg_policy_, cfg_.policy, [this] { return now_ms(); });
+  return true;
+}
+
+// Health routes and the /v1 API on the admin listener. The server keeps its own copy of the
+// router: every route is added before it starts.
+bool App::start_admin() {
   router_ = std::make_unique<admin::Router>();
   admin::add_health_routes(*router_, [this](auto done) { readiness(std::move(done)); });
-  // The server keeps its own copy of the router: every route is added before it starts.
-  pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
-  mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
-  events_ = std::make_unique<store::DeliveryEventWriter>(*pg_);
-  store::RetentionConfig retention;
-  retention.days = cfg_.events_retention_days;
-  events_retention_ = std::make_unique<store::DeliveryEventRetention>(*pg_, retention);
-  events_retention_->start();
   start_api();
   admin::HttpServerConfig hc;
   hc.listen = cfg_.admin_listen;
@@ -292,12 +398,25 @@ bool App::start() {
     return false;
   }
   http_ = *http;
-  if (!start_compliance()) return false;
+  return true;
+}
 
-  auto& reg = core::Registry::global();
-  reg.gauge_fn("deliverd_mailboxes_loaded", "Mailboxes loaded from PostgreSQL",
-               [this] { return static_cast<double>(mailboxes_ ? mailboxes_->size() : 0); });
+// Created now, started once the mailboxes are loaded (on_mailboxes).
+bool App::start_consumer() {
+  auto redis_cfg = redis_config(cfg_).value();
+  redis_cfg.name = "consumer";
+  queue::ConsumerConfig cc;
+  cc.stream = cfg_.stream;
+  cc.group = cfg_.group;
+  cc.consumer = cfg_.consumer;
+  cc.block_ms = cfg_.block_ms;
+  cc.max_inflight = static_cast<size_t>(cfg_.max_inflight);
+  cc.claim_idle_ms = cfg_.claim_idle_s * 1000;
+  consumer_ = queue::Consumer::create(&loop_, redis_cfg, cc, [this](queue::StreamEntry e) { on_entry(std::move(e)); });
+  return true;
+}
 
+bool App::watch_signals() {
   notifier_ = Notifier::open(&loop_);
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
@@ -306,7 +425,12 @@ bool App::start() {
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
+  return true;
+}
 
+// PostgreSQL (mailboxes, then the consumer), the gate's connection (the suppression list), Redis
+// (readiness once it is up).
+bool App::connect() {
   pg_->connect([this](bool ok, const std::string& err) {
     if (!ok) {
       core::log_error("postgres_connect_failed", {{"error", err}});
@@ -315,8 +439,6 @@ bool App::start() {
     }
     mailboxes_->start([this](auto r) { on_mailboxes(std::move(r)); });
   });
-  pg_policy_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
-  gate_ = std::make_unique<policy::Gate>(&loop_, *redis_, *pg_policy_, cfg_.policy, [this] { return now_ms(); });
   pg_policy_->connect([this](bool ok, const std::string& err) {
     if (!ok) {
       core::log_error("postgres_connect_failed", {{"error", err}, {"conn", "policy"}});
@@ -401,12 +523,12 @@ void App::maybe_ready() {
 }
 
 void App::on_entry(queue::StreamEntry entry) {
-  auto* d = new Delivery(*this, std::move(entry));
+  auto* d = new Delivery(static_cast<DeliveryServices&>(*this), std::move(entry));
   inflight_[d->entry_id()] = d;
   d->start();
 }
 
-void App::finish(Delivery* d) {
+void App::finished(Delivery* d) {
   std::string id = d->entry_id();
   inflight_.erase(id);
   delete d;
@@ -495,18 +617,13 @@ void App::reload() {
   keep(next.hostname, cfg_.hostname, "[daemon] hostname");
   for (const auto& key : fixed) core::log_warn("reload_needs_restart", {{"key", key}, {"note", "kept its old value"}});
 
-  core::LogLevel level = core::LogLevel::Info;
-  core::parse_log_level(next.log_level, level);
-  core::set_log_level(level);
-  core::LogFormat format = core::LogFormat::KeyValue;
-  core::parse_log_format(next.log_format, format);
-  core::set_log_format(format);
+  apply_logging(next);
   *policy_ = dns::AddressPolicy::create(next.allow_private_targets).value();
   resolver_->set_policy(policy_.get());
   tls_ = core::TlsContext::client({next.smtp_ca_file}).value();
   retry_policy_.schedule_ms = next.retry_schedule_ms;
   retry_policy_.max_age_ms = next.retry_max_age_ms;
-  compliance_->signers = std::move(signers).value();
+  compliance_->builder->reconfigure(message_builder_config(next), std::move(signers).value());
   if (gate_) {
     gate_->reconfigure(next.policy);
     gate_->reload_zones();  // off the loop; the table in use serves until the new one is in

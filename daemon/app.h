@@ -11,6 +11,8 @@
 #include "core/result.h"
 #include "core/timer.h"
 #include "daemon/config.h"
+#include "daemon/delivery_services.h"
+#include "daemon/message_builder.h"
 #include "daemon/mailbox_directory.h"
 #include "dns/address_policy.h"
 #include "queue/consumer.h"
@@ -58,7 +60,9 @@ class Notifier;
 // listen address, key file). Used by `check-config` and before `run` starts anything.
 core::Result<core::Ok, std::string> validate_config(const Config& cfg);
 
-class App {
+// App is the delivery services (daemon/delivery_services.h) over its parts; Delivery knows only
+// that interface.
+class App final : private DeliveryServices {
  public:
   explicit App(Config cfg);
   ~App();
@@ -66,21 +70,61 @@ class App {
   int run();
 
  private:
-  friend class Delivery;
-  // What issue 7 adds to every send: our unsubscribe tokens and their public listener, DKIM
-  // signers by sending domain (lower-case).
+  // Every send's unsubscribe link and DKIM signature (the builder holds the keys) and the public
+  // one-click listener.
   struct Compliance {
-    std::optional<smtp::UnsubscribeTokens> tokens;
-    std::map<std::string, smtp::DkimSigner> signers;
+    std::unique_ptr<MessageBuilder> builder;
     admin::HttpServer* http = nullptr;
   };
-  int64_t now_ms() const;  // wall clock
+
+  // DeliveryServices
+  uv_loop_t* loop() override { return &loop_; }
+  int64_t now_ms() override;
+  uint64_t uptime_ms() override { return uv_now(&loop_); }
+  const queue::RetryPolicy& retry_policy() override { return retry_policy_; }
+  const store::Mailbox* find_mailbox(const std::string& id) override;
+  void refresh_mailbox(const std::string& id, std::function<void()> then) override;
+  void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override;
+  void learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
+             const policy::Decision& admitted) override;
+  void release(const policy::Decision& admitted) override;
+  const MessageBuilder& message_builder() override { return *compliance_->builder; }
+  dns::Resolver::RequestId resolve_host(const std::string& host,
+                                        std::function<void(const dns::ResolvedHost&)> cb) override;
+  void cancel_resolve(dns::Resolver::RequestId id) override;
+  void send_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
+                  smtp::Session::Done done) override;
+  void send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) override;
+  void abort_sends() override;
+  void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) override;
+  void ack(const std::string& entry_id, WriteDone cb) override;
+  void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
+                           WriteDone cb) override;
+  void publish_and_ack(const std::string& entry_id, const std::string& event, WriteDone cb) override;
+  void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event,
+                                 WriteDone cb) override;
+  void defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
+                     const std::string& event, WriteDone cb) override;
+  void record(store::DeliveryEvent e) override;
+  void finished(Delivery* d) override;
+
   bool start();
+  // The steps of start(), in order; each logs why it failed.
+  static void apply_logging(const Config& cfg);
+  bool check_config();
+  bool open_store();
+  bool start_resolver();
+  bool start_smtp();
+  bool start_redis();
+  bool start_policy();
+  bool start_admin();
   bool start_compliance();
+  bool start_consumer();
+  bool watch_signals();
+  bool connect();
   void start_api();
   void on_mailboxes(core::Result<size_t, std::string> r);
   void on_entry(queue::StreamEntry entry);
-  void finish(Delivery* d);
   void maybe_ready();
   void reload();
   void begin_drain(const char* why);

@@ -7,16 +7,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/utf8.h"
-#include "daemon/app.h"
+#include "daemon/message_builder.h"
 #include "daemon/result_event.h"
-#include "queue/publisher.h"
-#include "queue/retry_policy.h"
-#include "queue/scheduler.h"
-#include "smtp/composer.h"
-#include "smtp/dkim.h"
-#include "smtp/unsubscribe_token.h"
-#include "store/delivery_events.h"
-#include "store/pg_connection.h"
 
 namespace deliverd::daemon {
 namespace {
@@ -67,21 +59,21 @@ constexpr uint64_t kBackoffMaxMs = 5000;
 
 }  // namespace
 
-Delivery::Delivery(App& app, queue::StreamEntry entry)
-    : app_(app), entry_(std::move(entry)), started_(uv_now(&app.loop_)) {
+Delivery::Delivery(DeliveryServices& services, queue::StreamEntry entry)
+    : services_(services), entry_(std::move(entry)), started_(services.uptime_ms()) {
   Metrics::get();
 }
 
 void Delivery::abort() {
   aborted_ = true;
   if (resolve_id_) {
-    app_.resolver_->cancel(resolve_id_);
+    services_.cancel_resolve(resolve_id_);
     resolve_id_ = 0;
     return done(policy_outcome(core::Status::Deferred, core::Reason::Aborted, "the daemon stopped before the name was resolved"));
   }
   // Pooled sessions are not owned by one delivery: past the drain bound all of them end
   // (deferred, "aborted") and each delivery then publishes its outcome as usual.
-  if (sending_ && app_.pool_) app_.pool_->shutdown();
+  if (sending_) services_.abort_sends();
   if (pending_write_) {
     backoff_.reset();
     pending_write_ = nullptr;
@@ -137,7 +129,7 @@ void Delivery::start() {
   job_ = std::move(parsed).value();
   if (std::string error; !read_retry_fields(error)) return dead_letter(error);
 
-  const int64_t now = app_.now_ms();
+  const int64_t now = services_.now_ms();
   if (job_.expires_at_ms && job_.expires_at_ms <= now)
     return done(ended_while_waiting(core::Reason::Expired, "expires_at has passed"));
   if (job_.not_before_ms > now) {
@@ -146,7 +138,7 @@ void Delivery::start() {
     first_seen_ms_ = std::max(first_seen_ms_, job_.not_before_ms);
     return postpone(job_.not_before_ms, nullptr);
   }
-  if (now - first_seen_ms_ >= app_.retry_policy_.max_age_ms)
+  if (now - first_seen_ms_ >= services_.retry_policy().max_age_ms)
     return done(ended_while_waiting(core::Reason::MaxAge, "the job is older than [retry] max_age"));
 
   find_mailbox(false);
@@ -155,9 +147,9 @@ void Delivery::start() {
 // A job may name a mailbox created a moment ago (the platform adds it, then queues its first
 // job): before refusing an unknown mailbox, the list is read once more.
 void Delivery::find_mailbox(bool refreshed) {
-  const store::Mailbox* mbx = app_.mailboxes_->find(job_.mailbox);
+  const store::Mailbox* mbx = services_.find_mailbox(job_.mailbox);
   if (!mbx && !refreshed) {
-    return app_.mailboxes_->refresh(job_.mailbox, [this] {
+    return services_.refresh_mailbox(job_.mailbox, [this] {
       if (aborted_) return release();
       find_mailbox(true);
     });
@@ -175,7 +167,7 @@ void Delivery::find_mailbox(bool refreshed) {
 // The idempotency marker is checked before anything is sent: an entry redelivered after a crash,
 // or a producer's duplicate of a delivered job, is acked without sending again.
 void Delivery::check_done() {
-  app_.publisher_->is_done(job_.id, [this](core::Result<bool, std::string> r) {
+  services_.is_done(job_.id, [this](core::Result<bool, std::string> r) {
     if (!r) {
       // Unknown is not "no": sending now could send twice. Wait for Redis.
       if (aborted_) return release();
@@ -184,7 +176,7 @@ void Delivery::check_done() {
     if (!*r) return admit();
     Metrics::get().duplicates.inc();
     core::log_info("job_already_delivered", {{"job", job_.id}, {"entry", entry_.id}});
-    persist([this](auto cb) { app_.publisher_->ack(entry_.id, std::move(cb)); });
+    persist([this](auto cb) { services_.ack(entry_.id, std::move(cb)); });
   });
 }
 
@@ -194,7 +186,7 @@ void Delivery::check_done() {
 void Delivery::admit() {
   std::string mx_domain;
   if (mailbox_.mode == store::Mode::Mx) mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
-  app_.gate_->admit({job_.account, mailbox_, job_.to_email, mx_domain}, [this](const policy::Decision& d) {
+  services_.admit({job_.account, mailbox_, job_.to_email, mx_domain}, [this](const policy::Decision& d) {
     switch (d.verdict) {
       case policy::Verdict::Allow:
         admitted_ = d;
@@ -211,43 +203,14 @@ void Delivery::admit() {
 }
 
 void Delivery::compose_and_send() {
-  const Config& cfg = app_.cfg_;
-  App::Compliance& comp = *app_.compliance_;
-  smtp::MessageSpec spec;
-  spec.from_email = mailbox_.email;
-  spec.from_name = job_.from_name;
-  spec.to_email = job_.to_email;
-  spec.to_name = job_.to_name;
-  spec.reply_to = job_.reply_to;
-  spec.subject = job_.subject;
-  spec.text = job_.text;
-  spec.headers = job_.headers;
-  spec.message_id_domain = cfg.hostname;
-  spec.html = job_.html;
-  spec.raw = job_.raw;
-  spec.campaign = job_.campaign;
-  if (!job_.campaign.empty()) {
-    spec.unsubscribe_url = job_.unsubscribe_url;
-    spec.unsubscribe_mailto = job_.unsubscribe_mailto.empty() ? cfg.unsubscribe_mailto : job_.unsubscribe_mailto;
-    if (spec.unsubscribe_url.empty() && comp.tokens && !cfg.unsubscribe_base_url.empty())
-      spec.unsubscribe_url =
-          cfg.unsubscribe_base_url + "/u/" + comp.tokens->issue({job_.account, job_.to_email, job_.campaign});
-    auto postal = cfg.account_postal_addresses.find(job_.account);
-    spec.postal_address = postal != cfg.account_postal_addresses.end() ? postal->second : cfg.postal_address;
+  auto message = services_.message_builder().build(job_, mailbox_, static_cast<std::time_t>(services_.now_ms() / 1000));
+  if (!message) {
+    const BuildFailure& f = message.error();
+    return done(policy_outcome(f.status, f.reason, f.detail));
   }
-  auto now = static_cast<std::time_t>(app_.now_ms() / 1000);
-  auto composed = smtp::compose(spec, now);
-  if (!composed) return done(policy_outcome(core::Status::Rejected, core::Reason::InvalidMessage, composed.error()));
-  message_ = std::move(composed).value();
-  std::string from_domain = core::ascii_lowercase(mailbox_.email.substr(mailbox_.email.rfind('@') + 1));
-  if (auto signer = comp.signers.find(from_domain); signer != comp.signers.end()) {
-    auto signed_message = signer->second.sign(message_, now);
-    if (!signed_message) return done(policy_outcome(core::Status::Failed, core::Reason::DkimFailed, signed_message.error()));
-    message_ = std::move(signed_message).value();
-  }
-
+  message_ = std::move(message).value();
   if (mailbox_.mode == store::Mode::Mx) return send_mx();
-  resolve_id_ = app_.resolver_->resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
+  resolve_id_ = services_.resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
     resolve_id_ = 0;
     resolved(r);
   });
@@ -263,14 +226,9 @@ void Delivery::resolved(const dns::ResolvedHost& r) {
   sockaddr_storage addr = dns::with_port(r.allowed.front(), mailbox_.smtp_port);
 
   smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
-  smtp::Route route;
-  route.key = "mbx:" + mailbox_.id;
-  route.cfg = app_.mailbox_session_config(mailbox_);
-  route.addr = addr;
-  route.host = mailbox_.smtp_host;
   sending_ = true;
   attempted_ = true;
-  app_.pool_->submit(std::move(route), std::move(env), [this](const core::Outcome& o) {
+  services_.send_relay(mailbox_, addr, std::move(env), [this](const core::Outcome& o) {
     sending_ = false;
     done(o);
   });
@@ -281,7 +239,7 @@ void Delivery::send_mx() {
   smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
   sending_ = true;
   attempted_ = true;
-  app_.mx_->deliver(domain, std::move(env), [this](const core::Outcome& o) {
+  services_.send_mx(domain, std::move(env), [this](const core::Outcome& o) {
     sending_ = false;
     done(o);
   });
@@ -291,7 +249,7 @@ void Delivery::dead_letter(const std::string& reason) {
   Metrics::get().dead_letters.get().inc();
   core::log_warn("job_dead_lettered", {{"entry", entry_.id}, {"reason", reason}});
   persist([this, reason](auto cb) {
-    app_.publisher_->dead_letter_and_ack(entry_.id, payload_ ? *payload_ : std::string(), reason, std::move(cb));
+    services_.dead_letter_and_ack(entry_.id, payload_ ? *payload_ : std::string(), reason, std::move(cb));
   });
 }
 
@@ -299,8 +257,8 @@ void Delivery::done(const core::Outcome& o) {
   if (admitted_) {
     // Breaker, bounce guard and hard-bounce suppression learn from real attempts only; a job
     // dropped before sending just gives its destination slot back.
-    if (attempted_) app_.gate_->learn(mailbox_, job_.to_email, o, &*admitted_);
-    else app_.gate_->release(*admitted_);
+    if (attempted_) services_.learn(mailbox_, job_.to_email, o, *admitted_);
+    else services_.release(*admitted_);
     admitted_.reset();
   }
   if (o.status == core::Status::Deferred) return retry_later(o);
@@ -310,7 +268,8 @@ void Delivery::done(const core::Outcome& o) {
 void Delivery::retry_later(const core::Outcome& o) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   const double unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-  auto next = queue::next_retry(app_.retry_policy_, attempt_, app_.now_ms(), first_seen_ms_, job_.expires_at_ms, unit);
+  auto next = queue::next_retry(services_.retry_policy(), attempt_, services_.now_ms(), first_seen_ms_,
+                                job_.expires_at_ms, unit);
   if (!next.give_up) {
     Metrics::get().outcomes.with({"deferred", std::string(core::to_string(o.reason))}).inc();
     const std::string ev = event(o, next.due_ms);
@@ -320,7 +279,7 @@ void Delivery::retry_later(const core::Outcome& o) {
                               (o.reply.code ? " " + std::to_string(o.reply.code) + " " + o.reply.text : ""),
                           o.reply.code ? o.reply : last_reply_};
     return persist([this, item, due = next.due_ms, ev](auto cb) {
-      app_.scheduler_->defer_and_ack(entry_.id, item, due, ev, std::move(cb));
+      services_.defer_and_ack(entry_.id, item, due, ev, std::move(cb));
     });
   }
   // No retry fits before the job's end: its last deferral becomes its final outcome. A paused
@@ -337,7 +296,7 @@ void Delivery::retry_later(const core::Outcome& o) {
 
 void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
   const bool past_expiry = job_.expires_at_ms && due_ms >= job_.expires_at_ms;
-  if (past_expiry || due_ms - first_seen_ms_ >= app_.retry_policy_.max_age_ms) {
+  if (past_expiry || due_ms - first_seen_ms_ >= services_.retry_policy().max_age_ms) {
     core::Outcome final = event_outcome ? *event_outcome : policy_outcome(core::Status::Expired, core::Reason::None, "");
     final.status = event_outcome && event_outcome->reason == core::Reason::MailboxPaused ? core::Status::Rejected
                                                                                          : core::Status::Expired;
@@ -354,18 +313,18 @@ void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
   queue::RetryItem item{*payload_, attempt_, first_seen_ms_,
                         std::string(core::to_string(event_outcome ? event_outcome->reason : core::Reason::NotBefore)),
                         last_reply_};
-  persist([this, item, due_ms, ev](auto cb) { app_.scheduler_->defer_and_ack(entry_.id, item, due_ms, ev, std::move(cb)); });
+  persist([this, item, due_ms, ev](auto cb) { services_.defer_and_ack(entry_.id, item, due_ms, ev, std::move(cb)); });
 }
 
 void Delivery::publish(const core::Outcome& o, int64_t next_attempt_ms) {
   auto& m = Metrics::get();
   m.outcomes.with({std::string(core::to_string(o.status)), std::string(core::to_string(o.reason))}).inc();
-  m.duration.observe(static_cast<double>(uv_now(&app_.loop_) - started_) / 1000.0);
+  m.duration.observe(static_cast<double>(services_.uptime_ms() - started_) / 1000.0);
   log_outcome(o);
   std::string ev = event(o, next_attempt_ms);
   if (o.status == core::Status::Delivered)
-    return persist([this, ev](auto cb) { app_.publisher_->publish_delivered_and_ack(entry_.id, job_.id, ev, std::move(cb)); });
-  persist([this, ev](auto cb) { app_.publisher_->publish_and_ack(entry_.id, ev, std::move(cb)); });
+    return persist([this, ev](auto cb) { services_.publish_delivered_and_ack(entry_.id, job_.id, ev, std::move(cb)); });
+  persist([this, ev](auto cb) { services_.publish_and_ack(entry_.id, ev, std::move(cb)); });
 }
 
 void Delivery::log_outcome(const core::Outcome& o) const {
@@ -387,7 +346,6 @@ void Delivery::log_outcome(const core::Outcome& o) const {
 // The outcome also goes to PostgreSQL (delivery_events) for the admin API's "get outcome" and
 // GDPR export. Best effort: the results stream stays the record of truth.
 void Delivery::record(const core::Outcome& o) const {
-  if (!app_.events_) return;
   store::DeliveryEvent e;
   e.job_id = job_.id;
   e.account = job_.account;
@@ -404,8 +362,8 @@ void Delivery::record(const core::Outcome& o) const {
   const std::string reason(core::to_string(o.reason));
   e.detail = reason.empty() ? o.detail : reason + (o.detail.empty() ? "" : ": " + o.detail);
   e.attempt = attempt_;
-  e.duration_ms = static_cast<int64_t>(uv_now(&app_.loop_) - started_);
-  app_.events_->add(std::move(e));
+  e.duration_ms = static_cast<int64_t>(services_.uptime_ms() - started_);
+  services_.record(std::move(e));
 }
 
 std::string Delivery::event(const core::Outcome& o, int64_t next_attempt_ms) const {
@@ -415,15 +373,15 @@ std::string Delivery::event(const core::Outcome& o, int64_t next_attempt_ms) con
                    job_.mailbox,
                    job_.to_email,
                    attempt_,
-                   static_cast<int64_t>(uv_now(&app_.loop_) - started_),
-                   app_.now_ms(),
+                   static_cast<int64_t>(services_.uptime_ms() - started_),
+                   services_.now_ms(),
                    next_attempt_ms};
   return result_event(ctx, o);
 }
 
 void Delivery::persist(std::function<void(std::function<void(bool)>)> write) {
   write([this, write](bool ok) {
-    if (ok) return app_.finish(this);
+    if (ok) return services_.finished(this);
     if (aborted_) return release();
     after_backoff([this, write] { persist(write); });
   });
@@ -433,7 +391,7 @@ void Delivery::after_backoff(std::function<void()> next) {
   Metrics::get().redis_write_retries.inc();
   backoff_ms_ = std::clamp<uint64_t>(backoff_ms_ * 2, kBackoffMinMs, kBackoffMaxMs);
   pending_write_ = std::move(next);
-  backoff_ = core::TimerHandle(&app_.loop_);
+  backoff_ = core::TimerHandle(services_.loop());
   backoff_->start(backoff_ms_, [this] {
     auto run = std::move(pending_write_);
     pending_write_ = nullptr;
@@ -444,7 +402,7 @@ void Delivery::after_backoff(std::function<void()> next) {
 void Delivery::release() {
   core::log_warn("job_left_pending", {{"job", job_.id}, {"entry", entry_.id},
                                       {"note", "not finished before shutdown; the entry stays pending and will be retaken"}});
-  app_.finish(this);
+  services_.finished(this);
 }
 
 }  // namespace deliverd::daemon

@@ -12,6 +12,7 @@
 
 #include "core/outcome.h"
 #include "core/timer.h"
+#include "daemon/delivery_services.h"
 #include "dns/resolver.h"
 #include "policy/gate.h"
 #include "queue/consumer.h"
@@ -20,7 +21,6 @@
 
 namespace deliverd::daemon {
 
-class App;
 
 // A stream entry handed out more often than this was being processed when a daemon died each
 // time: it is dead-lettered instead of taking the next daemon down with it.
@@ -28,7 +28,8 @@ inline constexpr int kMaxDeliveries = 3;
 
 class Delivery {
  public:
-  Delivery(App& app, queue::StreamEntry entry);
+  // services must outlive the delivery; it calls services.finished(this) exactly once, at its end.
+  Delivery(DeliveryServices& services, queue::StreamEntry entry);
   void start();
   // Drain bound reached: end what is running; Redis writes that keep failing give up and leave
   // the entry pending.
@@ -60,7 +61,7 @@ class Delivery {
   core::Outcome ended_while_waiting(core::Reason reason, std::string detail) const;
   void find_mailbox(bool refreshed);
 
-  App& app_;
+  DeliveryServices& services_;
   queue::StreamEntry entry_;
   uint64_t started_;
   const std::string* payload_ = nullptr;  // the "job" field of entry_

@@ -123,9 +123,8 @@ Gate::Gate(uv_loop_t* loop, queue::RedisClient& redis, store::PgConnection& pg, 
       zones_(ZoneTable::load(cfg_.zoneinfo_dir)),
       rng_(std::random_device{}()) {
   core::Registry::global().gauge_fn("deliverd_policy_suppressions", "Suppressions held in memory (all accounts).",
-                                    [alive = std::weak_ptr<Alive>(alive_), this] {
-                                      auto a = alive.lock();
-                                      return a && a->yes ? static_cast<double>(set_.size()) : 0.0;
+                                    [alive = alive_.token(), this] {
+                                      return alive ? static_cast<double>(set_.size()) : 0.0;
                                     });
 }
 
@@ -134,7 +133,7 @@ Gate::~Gate() { close(); }
 void Gate::close() {
   if (closed_) return;
   closed_ = true;
-  alive_->yes = false;
+  alive_.end();
   reload_timer_.reset();
   soon_timer_.reset();
   soon_.clear();
@@ -171,7 +170,7 @@ struct ZoneReload {
   uv_work_t work{};
   std::string dir;
   std::shared_ptr<const ZoneTable> table;
-  std::weak_ptr<void> alive;
+  core::Lifetime::Token alive;
   std::function<void(std::shared_ptr<const ZoneTable>)> apply;
 };
 
@@ -182,7 +181,7 @@ void Gate::reload_zones(std::function<void()> done) {
   auto* job = new ZoneReload;
   job->work.data = job;
   job->dir = cfg_.zoneinfo_dir;
-  job->alive = alive_;
+  job->alive = alive_.token();
   job->apply = [this, done = std::move(done)](std::shared_ptr<const ZoneTable> t) {
     core::log_info("policy_timezones_loaded", {{"zones", std::to_string(t->size())}, {"dir", t->dir()}});
     zones_ = std::move(t);
@@ -197,8 +196,7 @@ void Gate::reload_zones(std::function<void()> done) {
       },
       [](uv_work_t* w, int status) {
         std::unique_ptr<ZoneReload> j(static_cast<ZoneReload*>(w->data));
-        auto alive = std::static_pointer_cast<Alive>(j->alive.lock());
-        if (status == 0 && alive && alive->yes) j->apply(std::move(j->table));
+        if (status == 0 && j->alive) j->apply(std::move(j->table));
       });
 }
 
@@ -229,11 +227,11 @@ void Gate::load_suppressions() {
   loading_ = true;
   reload_again_ = false;
   buffered_.clear();
-  auto alive = alive_;
+  auto alive = alive_.token();
   // LISTEN before the snapshot: a change that commits while the snapshot is read is buffered
   // and replayed on top of it, so nothing falls between the two.
   pg_.query("LISTEN " + std::string(store::kSuppressionChannel), {}, [this, alive](const store::PgResult& r) {
-    if (!alive->yes) return;
+    if (!alive) return;
     if (!r.ok) {
       loading_ = false;
       errors().with({"suppression_load"}).inc();
@@ -242,7 +240,7 @@ void Gate::load_suppressions() {
       return schedule_reload();
     }
     store::load_suppression_hashes(pg_, cfg_.max_suppressions, [this, alive](auto rows) {
-      if (!alive->yes) return;
+      if (!alive) return;
       loading_ = false;
       if (!rows) {
         errors().with({"suppression_load"}).inc();
@@ -311,138 +309,155 @@ void Gate::finish(DecisionCallback& cb, const Decision& d, const std::string& ma
   cb(d);
 }
 
-void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
-  if (closed_) return;
+// Never calls back from inside admit(): the caller may not expect re-entry.
+void Gate::answer_later(DecisionCallback cb, const Decision& d, const std::string& mailbox_id) {
+  soon_.push_back([this, id = mailbox_id, cb = std::move(cb), d]() mutable { finish(cb, d, id); });
+  if (soon_.size() == 1)
+    soon_timer_->start(0, [this] {
+      auto fns = std::move(soon_);
+      soon_.clear();
+      for (auto& fn : fns) {
+        if (closed_) return;
+        fn();
+      }
+    });
+}
+
+// What is decided without Redis: disabled, paused, the list not loaded, suppressed, outside the
+// sending window.
+std::optional<Decision> Gate::local_decision(const AdmitRequest& req, const MailboxPolicy& p, int64_t now) {
   const store::Mailbox& m = req.mailbox;
-  const int64_t now = now_ms_();
-  auto answer_later = [this, id = m.id](DecisionCallback cb, Decision d) {
-    // Never call back from inside admit(): the caller may not expect re-entry.
-    soon_.push_back([this, id, cb = std::move(cb), d]() mutable { finish(cb, d, id); });
-    if (soon_.size() == 1)
-      soon_timer_->start(0, [this] {
-        auto fns = std::move(soon_);
-        soon_.clear();
-        for (auto& fn : fns) {
-          if (closed_) return;
-          fn();
-        }
-      });
-  };
   Decision d;
   if (m.disabled) {
     d.verdict = Verdict::Reject;
     d.reason = core::Reason::MailboxDisabled;
-    return answer_later(std::move(cb), d);
+    return d;
   }
   if (m.paused) {
     d.until_ms = now + cfg_.paused_retry_s * 1000LL + rand_upto(cfg_.defer_spread_ms);
     d.reason = core::Reason::MailboxPaused;
-    return answer_later(std::move(cb), d);
+    return d;
   }
   if (!loaded_) {
     d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
     d.reason = core::Reason::PolicyUnavailable;
     d.detail = Detail::NotLoaded;
-    return answer_later(std::move(cb), d);
+    return d;
   }
   if (set_.contains(req.account, req.to_email) ||
       (req.account != m.account && set_.contains(m.account, req.to_email))) {
     d.verdict = Verdict::Suppressed;
     d.reason = core::Reason::Suppressed;
-    return answer_later(std::move(cb), d);
+    return d;
   }
-
-  const MailboxPolicy p = effective_policy(cfg_, m);
-  const TimeZone& tz = zone(p.timezone);
   SendWindow w{p.window_days, p.window_start_hour, p.window_end_hour};
-  int64_t open = next_window_open_ms(tz, w, now);
+  int64_t open = next_window_open_ms(zone(p.timezone), w, now);
   if (open != now) {
     d.reason = core::Reason::OutsideWindow;
     d.detail = open < 0 ? Detail::WindowNeverOpens : Detail::None;
     d.until_ms = (open < 0 ? now + kDayMs : open) + rand_upto(cfg_.defer_spread_ms);
-    return answer_later(std::move(cb), d);
+    return d;
   }
+  return std::nullopt;
+}
 
+// The admit script's keys and arguments, in the order policy/scripts.cpp documents.
+std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const MailboxPolicy& p, int64_t now,
+                                          bool destination, const std::string& lease) {
+  const store::Mailbox& m = req.mailbox;
+  const TimeZone& tz = zone(p.timezone);
   const LocalDay today = local_day(tz, now);
   std::string day_ends = ms_text(today.end_ms);
   for (int k = 2; k <= cfg_.reservation_days; ++k) day_ends += "," + ms_text(local_day_start_ms(tz, today.day + k));
   const int64_t gap_ms = p.min_gap_s * 1000LL, jitter_max = p.jitter_s * 1000LL;
+  std::string dst_prefix = cfg_.redis_prefix + "dst:" + (destination ? req.mx_domain : std::string("-"));
+  return {"9",
+          key(m.id, "state"),
+          key(m.id, "day:" + std::to_string(today.day)),
+          // Microsecond arrival times: not the millisecond keys of earlier releases, which a
+          // rolling upgrade still writes.
+          key(m.id, "gcra_us:h"),
+          key(m.id, "gcra_us:m"),
+          key(m.id, "next"),
+          key(m.id, "resv"),
+          key(m.id, "warmup"),
+          dst_prefix + ":gcra_us",
+          dst_prefix + ":conn",
+          ms_text(now),
+          std::to_string(today.day),
+          day_ends,
+          std::to_string(p.ramp_start),
+          std::to_string(p.ramp_step),
+          std::to_string(p.ramp_max),
+          p.warmup_day ? std::to_string(*p.warmup_day) : std::string(),
+          std::to_string(p.per_hour),
+          std::to_string(p.per_minute),
+          ms_text(gap_ms),
+          ms_text(rand_upto(jitter_max)),
+          ms_text(jitter_max),
+          ms_text(cfg_.probe_timeout_s * 1000LL),
+          ms_text(cfg_.paused_retry_s * 1000LL),
+          ms_text(rand_upto(cfg_.defer_spread_ms)),
+          std::to_string(destination ? cfg_.destination_per_minute : 0),
+          std::to_string(destination ? cfg_.destination_max_connections : 0),
+          ms_text(cfg_.destination_lease_s * 1000LL),
+          lease.empty() ? std::string("-") : lease,
+          ms_text(cfg_.destination_retry_ms),
+          ms_text(3 * kDayMs)};
+}
+
+// The script's answer {verdict, until, reason, detail}; a failed call defers as "policy_unavailable".
+Decision Gate::decode_admit(const queue::RedisReply& r, const std::string& mailbox_id, int64_t now) {
+  Decision d;
+  if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 4 ||
+      r.elements[0].type != queue::RedisReply::Type::Integer) {
+    errors().with({"redis"}).inc();
+    core::log_warn("policy_admit_failed",
+                   {{"mailbox", mailbox_id}, {"error", r.is_error() ? r.str : "unexpected reply"}});
+    d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
+    d.reason = core::Reason::PolicyUnavailable;
+    d.detail = Detail::RedisFailed;
+    d.error = r.is_error() ? r.str : "unexpected reply";
+    return d;
+  }
+  const long long verdict = r.elements[0].integer;
+  d.until_ms = r.elements[1].integer;
+  // The script's names come back as text: read through the tables, like any text coming in.
+  d.reason = core::reason_from_name(r.elements[2].str).value_or(core::Reason::PolicyUnavailable);
+  d.detail = detail_from_name(r.elements[3].str).value_or(Detail::None);
+  d.verdict = verdict == 1 ? Verdict::Allow : verdict == 2 ? Verdict::Reject : Verdict::Defer;
+  if (d.verdict == Verdict::Allow) d.until_ms = 0;
+  return d;
+}
+
+void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
+  if (closed_) return;
+  const int64_t now = now_ms_();
+  const MailboxPolicy p = effective_policy(cfg_, req.mailbox);
+  if (auto d = local_decision(req, p, now)) return answer_later(std::move(cb), *d, req.mailbox.id);
+
+  // Breaker, ramp-up slot and destination throttle: one script, so the fleet shares one limit.
   const bool dest = !req.mx_domain.empty() && (cfg_.destination_max_connections > 0 || cfg_.destination_per_minute > 0);
   std::string lease = dest && cfg_.destination_max_connections > 0
                           ? std::to_string(now) + "-" + std::to_string(++lease_seq_) + "-" + std::to_string(rng_())
                           : std::string();
-  std::string dst_prefix = cfg_.redis_prefix + "dst:" + (dest ? req.mx_domain : std::string("-"));
-  std::vector<std::string> argv = {"9",
-                                   key(m.id, "state"),
-                                   key(m.id, "day:" + std::to_string(today.day)),
-                                   // Microsecond arrival times: not the millisecond keys of
-                                   // earlier releases, which a rolling upgrade still writes.
-                                   key(m.id, "gcra_us:h"),
-                                   key(m.id, "gcra_us:m"),
-                                   key(m.id, "next"),
-                                   key(m.id, "resv"),
-                                   key(m.id, "warmup"),
-                                   dst_prefix + ":gcra_us",
-                                   dst_prefix + ":conn",
-                                   ms_text(now),
-                                   std::to_string(today.day),
-                                   day_ends,
-                                   "",
-                                   std::to_string(p.ramp_start),
-                                   std::to_string(p.ramp_step),
-                                   std::to_string(p.ramp_max),
-                                   p.warmup_day ? std::to_string(*p.warmup_day) : std::string(),
-                                   std::to_string(p.per_hour),
-                                   std::to_string(p.per_minute),
-                                   ms_text(gap_ms),
-                                   ms_text(rand_upto(jitter_max)),
-                                   ms_text(jitter_max),
-                                   ms_text(cfg_.probe_timeout_s * 1000LL),
-                                   ms_text(cfg_.paused_retry_s * 1000LL),
-                                   ms_text(rand_upto(cfg_.defer_spread_ms)),
-                                   std::to_string(dest ? cfg_.destination_per_minute : 0),
-                                   std::to_string(dest ? cfg_.destination_max_connections : 0),
-                                   ms_text(cfg_.destination_lease_s * 1000LL),
-                                   lease.empty() ? std::string("-") : lease,
-                                   ms_text(cfg_.destination_retry_ms),
-                                   ms_text(3 * kDayMs)};
-  redis_.eval(scripts::kAdmit, std::move(argv), [this, alive = alive_, id = m.id, now, lease, domain = req.mx_domain,
-                                   cb = std::move(cb)](const queue::RedisReply& r) mutable {
-    if (!alive->yes) return;
-    Decision d;
-    if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 4 ||
-        r.elements[0].type != queue::RedisReply::Type::Integer) {
-      errors().with({"redis"}).inc();
-      core::log_warn("policy_admit_failed", {{"mailbox", id}, {"error", r.is_error() ? r.str : "unexpected reply"}});
-      d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
-      d.reason = core::Reason::PolicyUnavailable;
-      d.detail = Detail::RedisFailed;
-      d.error = r.is_error() ? r.str : "unexpected reply";
-      return finish(cb, d, id);
-    }
-    const long long verdict = r.elements[0].integer;
-    d.until_ms = r.elements[1].integer;
-    // The script's names come back as text: read through the tables, like any text coming in.
-    d.reason = core::reason_from_name(r.elements[2].str).value_or(core::Reason::PolicyUnavailable);
-    d.detail = detail_from_name(r.elements[3].str).value_or(Detail::None);
-    if (verdict == 1) {
-      d.verdict = Verdict::Allow;
-      d.until_ms = 0;
-      if (!lease.empty()) {
-        d.lease = lease;
-        d.lease_domain = domain;
-      }
-      if (d.detail == Detail::Probe) {
-        breaker_transitions().with({"half_open"}).inc();
-        breaker_state().with({id}).set(1);
-      }
-    } else if (verdict == 2) {
-      d.verdict = Verdict::Reject;
-    } else {
-      d.verdict = Verdict::Defer;
-    }
-    finish(cb, d, id);
-  });
+  redis_.eval(scripts::kAdmit, admit_argv(req, p, now, dest, lease),
+              [this, alive = alive_.token(), id = req.mailbox.id, now, lease, domain = req.mx_domain,
+               cb = std::move(cb)](const queue::RedisReply& r) mutable {
+                if (!alive) return;
+                Decision d = decode_admit(r, id, now);
+                if (d.verdict == Verdict::Allow) {
+                  if (!lease.empty()) {
+                    d.lease = lease;
+                    d.lease_domain = domain;
+                  }
+                  if (d.detail == Detail::Probe) {
+                    breaker_transitions().with({"half_open"}).inc();
+                    breaker_state().with({id}).set(1);
+                  }
+                }
+                finish(cb, d, id);
+              });
 }
 
 // ---- learn ---------------------------------------------------------------------------------
@@ -456,6 +471,93 @@ void Gate::release(const Decision& admitted) {
                  });
 }
 
+// A hard bounce suppresses the address here first, so this daemon's very next admit refuses it;
+// the row (and its NOTIFY to the fleet) follows. Returns whether the address is newly suppressed.
+bool Gate::suppress_hard_bounce(const store::Mailbox& m, const std::string& to_email) {
+  // Local first, so this daemon's very next admit refuses it; the row (and its NOTIFY) follows.
+  const std::string key = store::suppression_hash(to_email);
+  if (key.empty()) return false;
+  const bool fresh = !set_.contains_hash(m.account, key);
+  set_.insert(m.account, key);
+  suppression_events().with({"hard_bounce"}).inc();
+  store::add_suppression(pg_, {m.account, to_email, "hard_bounce", "bounce"}, [](core::Result<bool, std::string> r) {
+    if (!r) {
+      errors().with({"suppression_add"}).inc();
+      core::log_warn("policy_suppression_add_failed", {{"error", r.error()}});
+    }
+  });
+  return fresh;
+}
+
+// The learn script's keys and arguments, in the order policy/scripts.cpp documents.
+std::vector<std::string> Gate::learn_argv(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard) {
+  std::string durations;
+  for (int mins : cfg_.breaker_open_minutes) {
+    if (!durations.empty()) durations += ",";
+    durations += std::to_string(mins * 60000LL);
+  }
+  const int pause_at = std::max(1, static_cast<int>(std::ceil(cfg_.bounce_rate * cfg_.bounce_window - 1e-9)));
+  return {"2",
+          key(m.id, "state"),
+          key(m.id, "sends"),
+          ms_text(now_ms_()),
+          std::string(to_string(sig)),
+          std::to_string(cfg_.breaker_failures),
+          durations,
+          ms_text(cfg_.quota_open_minutes * 60000LL),
+          std::to_string(cfg_.auth_disable_after),
+          counts_as_send(o) ? "1" : "0",
+          hard ? "1" : "0",
+          std::to_string(cfg_.bounce_window),
+          std::to_string(pause_at),
+          ms_text(30 * kDayMs)};
+}
+
+// The script's answer, and what follows from it: metrics, logs, the pause or disable in
+// PostgreSQL.
+void Gate::apply_learned(const queue::RedisReply& r, const std::string& id, LearnResult& res) {
+  if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 9) {
+    errors().with({"redis"}).inc();
+    res.ok = false;
+    res.error = r.is_error() ? r.str : "unexpected reply";
+    core::log_warn("policy_learn_failed", {{"mailbox", id}, {"error", res.error}});
+    return;
+  }
+  res.breaker_state = breaker_from_name(r.elements[0].str).value_or(Breaker::Closed);
+  res.open_until_ms = r.elements[1].integer;
+  res.trips = static_cast<int>(r.elements[2].integer);
+  res.auth_failures = static_cast<int>(r.elements[3].integer);
+  res.window_sends = static_cast<int>(r.elements[4].integer);
+  res.window_bounces = static_cast<int>(r.elements[5].integer);
+  const std::optional<Breaker> changed = breaker_from_name(r.elements[6].str);  // "" = no transition
+  res.disabled_now = r.elements[7].integer == 1;
+  res.paused_now = r.elements[8].integer == 1;
+  breaker_state().with({id}).set(breaker_gauge_value(res.breaker_state));
+  if (changed) {
+    breaker_transitions().with({std::string(to_string(*changed))}).inc();
+    core::log_info(*changed == Breaker::Open ? "breaker_opened" : "breaker_closed",
+                   {{"mailbox", id}, {"trips", std::to_string(res.trips)}, {"open_until_ms", ms_text(res.open_until_ms)}});
+  }
+  if (res.paused_now) {
+    mailbox_actions().with({"paused", "bounce_guard"}).inc();
+    core::log_warn("mailbox_paused", {{"mailbox", id},
+                                      {"reason", "bounce_guard"},
+                                      {"hard_bounces", std::to_string(res.window_bounces)},
+                                      {"window", std::to_string(cfg_.bounce_window)}});
+    store::set_mailbox_flags(pg_, id, true, std::nullopt, [id](core::Result<bool, std::string> u) {
+      if (!u) core::log_error("mailbox_pause_store_failed", {{"mailbox", id}, {"error", u.error()}});
+    });
+  }
+  if (res.disabled_now) {
+    mailbox_actions().with({"disabled", "auth_failures"}).inc();
+    core::log_warn("mailbox_disabled",
+                   {{"mailbox", id}, {"reason", "auth_failures"}, {"count", std::to_string(res.auth_failures)}});
+    store::set_mailbox_flags(pg_, id, std::nullopt, true, [id](core::Result<bool, std::string> u) {
+      if (!u) core::log_error("mailbox_disable_store_failed", {{"mailbox", id}, {"error", u.error()}});
+    });
+  }
+}
+
 void Gate::learn(const store::Mailbox& m, const std::string& to_email, const core::Outcome& o, const Decision* admitted,
                  std::function<void(const LearnResult&)> done) {
   if (closed_) return;
@@ -463,101 +565,25 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
   const Signal sig = breaker_signal(o);
   const bool hard = is_hard_bounce(o);
   LearnResult base;
-  if (hard) {
-    // Local first, so this daemon's very next admit refuses it; the row (and its NOTIFY) follows.
-    const std::string key = store::suppression_hash(to_email);
-    if (!key.empty()) {
-      base.suppressed_now = !set_.contains_hash(m.account, key);
-      set_.insert(m.account, key);
-      suppression_events().with({"hard_bounce"}).inc();
-      store::add_suppression(pg_, {m.account, to_email, "hard_bounce", "bounce"},
-                             [](core::Result<bool, std::string> r) {
-                               if (!r) {
-                                 errors().with({"suppression_add"}).inc();
-                                 core::log_warn("policy_suppression_add_failed", {{"error", r.error()}});
-                               }
-                             });
-    }
-  }
-  std::string durations;
-  for (int mins : cfg_.breaker_open_minutes) {
-    if (!durations.empty()) durations += ",";
-    durations += std::to_string(mins * 60000LL);
-  }
-  const int pause_at = std::max(1, static_cast<int>(std::ceil(cfg_.bounce_rate * cfg_.bounce_window - 1e-9)));
-  std::vector<std::string> argv = {"2",
-                                   key(m.id, "state"),
-                                   key(m.id, "sends"),
-                                   ms_text(now_ms_()),
-                                   std::string(to_string(sig)),
-                                   std::to_string(cfg_.breaker_failures),
-                                   durations,
-                                   ms_text(cfg_.quota_open_minutes * 60000LL),
-                                   std::to_string(cfg_.auth_disable_after),
-                                   counts_as_send(o) ? "1" : "0",
-                                   hard ? "1" : "0",
-                                   std::to_string(cfg_.bounce_window),
-                                   std::to_string(pause_at),
-                                   ms_text(30 * kDayMs)};
-  redis_.eval(scripts::kLearn, std::move(argv), [this, alive = alive_, id = m.id, base,
-                                   done = std::move(done)](const queue::RedisReply& r) mutable {
-    if (!alive->yes) return;
-    LearnResult res = base;
-    if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 9) {
-      errors().with({"redis"}).inc();
-      res.ok = false;
-      res.error = r.is_error() ? r.str : "unexpected reply";
-      core::log_warn("policy_learn_failed", {{"mailbox", id}, {"error", res.error}});
-      if (done) done(res);
-      return;
-    }
-    res.breaker_state = breaker_from_name(r.elements[0].str).value_or(Breaker::Closed);
-    res.open_until_ms = r.elements[1].integer;
-    res.trips = static_cast<int>(r.elements[2].integer);
-    res.auth_failures = static_cast<int>(r.elements[3].integer);
-    res.window_sends = static_cast<int>(r.elements[4].integer);
-    res.window_bounces = static_cast<int>(r.elements[5].integer);
-    const std::optional<Breaker> changed = breaker_from_name(r.elements[6].str);  // "" = no transition
-    res.disabled_now = r.elements[7].integer == 1;
-    res.paused_now = r.elements[8].integer == 1;
-    breaker_state().with({id}).set(breaker_gauge_value(res.breaker_state));
-    if (changed) {
-      breaker_transitions().with({std::string(to_string(*changed))}).inc();
-      core::log_info(
-          *changed == Breaker::Open ? "breaker_opened" : "breaker_closed",
-          {{"mailbox", id}, {"trips", std::to_string(res.trips)}, {"open_until_ms", ms_text(res.open_until_ms)}});
-    }
-    if (res.paused_now) {
-      mailbox_actions().with({"paused", "bounce_guard"}).inc();
-      core::log_warn("mailbox_paused", {{"mailbox", id},
-                                        {"reason", "bounce_guard"},
-                                        {"hard_bounces", std::to_string(res.window_bounces)},
-                                        {"window", std::to_string(cfg_.bounce_window)}});
-      store::set_mailbox_flags(pg_, id, true, std::nullopt, [id](core::Result<bool, std::string> u) {
-        if (!u) core::log_error("mailbox_pause_store_failed", {{"mailbox", id}, {"error", u.error()}});
-      });
-    }
-    if (res.disabled_now) {
-      mailbox_actions().with({"disabled", "auth_failures"}).inc();
-      core::log_warn("mailbox_disabled",
-                     {{"mailbox", id}, {"reason", "auth_failures"}, {"count", std::to_string(res.auth_failures)}});
-      store::set_mailbox_flags(pg_, id, std::nullopt, true, [id](core::Result<bool, std::string> u) {
-        if (!u) core::log_error("mailbox_disable_store_failed", {{"mailbox", id}, {"error", u.error()}});
-      });
-    }
-    if (done) done(res);
-  });
+  if (hard) base.suppressed_now = suppress_hard_bounce(m, to_email);
+  redis_.eval(scripts::kLearn, learn_argv(m, o, sig, hard),
+              [this, alive = alive_.token(), id = m.id, base, done = std::move(done)](const queue::RedisReply& r) mutable {
+                if (!alive) return;
+                LearnResult res = base;
+                apply_learned(r, id, res);
+                if (done) done(res);
+              });
 }
 
 void Gate::resume(const std::string& mailbox_id, std::function<void(core::Result<core::Ok, std::string>)> cb) {
   if (closed_) return;
   redis_.eval(scripts::kResume, {"2", key(mailbox_id, "state"), key(mailbox_id, "sends")},
-                 [this, alive = alive_, mailbox_id, cb = std::move(cb)](const queue::RedisReply& r) mutable {
-                   if (!alive->yes) return;
+                 [this, alive = alive_.token(), mailbox_id, cb = std::move(cb)](const queue::RedisReply& r) mutable {
+                   if (!alive) return;
                    if (r.is_error()) return cb(core::Err("cannot resume in Redis: " + r.str));
                    store::set_mailbox_flags(pg_, mailbox_id, false, false,
                                             [alive, mailbox_id, cb = std::move(cb)](core::Result<bool, std::string> u) {
-                                              if (!alive->yes) return;
+                                              if (!alive) return;
                                               if (!u) return cb(core::Err(u.error()));
                                               if (!*u) return cb(core::Err("no mailbox " + mailbox_id));
                                               breaker_state().with({mailbox_id}).set(0);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <set>
@@ -16,11 +17,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/lifetime.h"
 #include "core/names.h"
 #include "core/outcome.h"
 #include "core/result.h"
 #include "core/timer.h"
 #include "policy/policy_config.h"
+#include "policy/signals.h"
 #include "policy/suppression_set.h"
 #include "policy/time_zone.h"
 #include "queue/redis_client.h"
@@ -169,24 +172,28 @@ class Gate {
   void close();
 
  private:
-  struct Alive {
-    bool yes = true;
-  };
-
   void load_suppressions();
   void schedule_reload();
   void on_notify(const std::string& channel, const std::string& payload);
   void finish(DecisionCallback& cb, const Decision& d, const std::string& mailbox_id);
+  void answer_later(DecisionCallback cb, const Decision& d, const std::string& mailbox_id);
+  std::optional<Decision> local_decision(const AdmitRequest& req, const MailboxPolicy& p, int64_t now);
+  std::vector<std::string> admit_argv(const AdmitRequest& req, const MailboxPolicy& p, int64_t now, bool destination,
+                                      const std::string& lease);
+  Decision decode_admit(const queue::RedisReply& r, const std::string& mailbox_id, int64_t now);
+  bool suppress_hard_bounce(const store::Mailbox& m, const std::string& to_email);
+  std::vector<std::string> learn_argv(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard);
+  void apply_learned(const queue::RedisReply& r, const std::string& id, LearnResult& res);
   const TimeZone& zone(const std::string& name);
   int64_t rand_upto(int64_t max_inclusive);
   std::string key(const std::string& mailbox_id, std::string_view what) const;
 
-  uv_loop_t* loop_;
+  uv_loop_t* loop_;  // zone reloads run on its worker threads
   queue::RedisClient& redis_;
   store::PgConnection& pg_;
   PolicyConfig cfg_;
   std::function<int64_t()> now_ms_;
-  std::shared_ptr<Alive> alive_ = std::make_shared<Alive>();
+  core::Lifetime alive_;  // Redis and PostgreSQL answers may arrive after close()
   bool closed_ = false;
 
   SuppressionSet set_;

@@ -6,25 +6,24 @@ namespace deliverd::policy::scripts {
 //       5 next allowed send (min gap), 6 reservations (zset of hint times), 7 warm-up day,
 //       8 destination GCRA (µs), 9 destination connection leases (zset).
 // ARGV: 1 now, 2 today (local day number), 3 the ends of today and the following days of the
-//       reservation horizon ("t1,t2,…", local midnights as UTC ms), 4 unused, 5 ramp start,
-//       6 ramp step, 7 ramp max, 8 warm-up day ("" = first day seen), 9 per hour, 10 per minute,
-//       11 min gap ms, 12 this send's jitter ms, 13 max jitter ms, 14 probe timeout ms,
-//       15 paused retry ms, 16 spread ms (random, this call), 17 destination per minute,
-//       18 destination max connections, 19 lease ms, 20 lease token, 21 destination retry ms,
-//       22 day counter TTL ms.
+//       reservation horizon ("t1,t2,…", local midnights as UTC ms), 4 ramp start, 5 ramp step,
+//       6 ramp max, 7 warm-up day ("" = first day seen), 8 per hour, 9 per minute, 10 min gap ms,
+//       11 this send's jitter ms, 12 max jitter ms, 13 probe timeout ms, 14 paused retry ms,
+//       15 spread ms (random, this call), 16 destination per minute, 17 destination max
+//       connections, 18 lease ms, 19 lease token, 20 destination retry ms, 21 day counter TTL ms.
 // Returns {verdict (1 allow, 0 defer, 2 reject), until ms, reason, detail}.
 //
 // A refused caller is handed the time of a slot that will exist (a reservation, not a lock):
 // reservations are spaced by the sustained rate and never exceed today's or tomorrow's
 // remaining capacity of the day they fall on, over a horizon of a few days, so N queued jobs
 // come back one by one instead of all at once. Callers beyond the horizon's capacity come back
-// when it ends, spread by ARGV[16].
+// when it ends, spread by ARGV[15].
 const queue::LuaScript kAdmit{R"lua(
 local now = tonumber(ARGV[1])
-local spread = tonumber(ARGV[16])
+local spread = tonumber(ARGV[15])
 local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until', 'disabled', 'paused')
 if st[4] == '1' then return {2, 0, 'mailbox_disabled', ''} end
-if st[5] == '1' then return {0, now + tonumber(ARGV[15]) + spread, 'mailbox_paused', ''} end
+if st[5] == '1' then return {0, now + tonumber(ARGV[14]) + spread, 'mailbox_paused', ''} end
 local state = st[1] or 'closed'
 local probe = false
 if state == 'open' then
@@ -41,8 +40,8 @@ local today = tonumber(ARGV[2])
 local ends = {}
 for e in string.gmatch(ARGV[3], '%d+') do ends[#ends + 1] = tonumber(e) end
 local day_end, horizon_end = ends[1], ends[#ends]
-local rstart, rstep, rmax = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local wd = ARGV[8]
+local rstart, rstep, rmax = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local wd = ARGV[7]
 if wd == '' then
   redis.call('SET', KEYS[7], ARGV[2], 'NX')
   wd = redis.call('GET', KEYS[7])
@@ -55,7 +54,7 @@ local function limit_for(day)
 end
 local lim_today = limit_for(today)
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-local gap, jit, jmax = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local gap, jit, jmax = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 
 local t0, why = now, ''
 local function later(t, w)
@@ -79,17 +78,17 @@ if used >= lim_today then later(day_end, 'daily_limit') end
 -- Without a gap there is nothing to wait for: a caller whose clock is a millisecond behind the
 -- last sender's (another daemon, or a call that reached Redis out of order) must not be deferred.
 if gap + jmax > 0 then later(tonumber(redis.call('GET', KEYS[5]) or '0'), 'min_gap') end
-local h_at, h_tat, h_T = gcra(KEYS[3], tonumber(ARGV[9]), 3600000)
-local m_at, m_tat, m_T = gcra(KEYS[4], tonumber(ARGV[10]), 60000)
+local h_at, h_tat, h_T = gcra(KEYS[3], tonumber(ARGV[8]), 3600000)
+local m_at, m_tat, m_T = gcra(KEYS[4], tonumber(ARGV[9]), 60000)
 later(h_at, 'per_hour')
 later(m_at, 'per_minute')
 
 if t0 <= now then
-  local dmax, dper = tonumber(ARGV[18]), tonumber(ARGV[17])
+  local dmax, dper = tonumber(ARGV[17]), tonumber(ARGV[16])
   if dmax > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now)
     if redis.call('ZCARD', KEYS[9]) >= dmax then
-      return {0, now + tonumber(ARGV[21]), 'destination_throttle', 'connections'}
+      return {0, now + tonumber(ARGV[20]), 'destination_throttle', 'connections'}
     end
   end
   local d_tat = nil
@@ -99,19 +98,19 @@ if t0 <= now then
     d_tat = tat
   end
   redis.call('INCR', KEYS[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[22])
+  redis.call('PEXPIRE', KEYS[2], ARGV[21])
   if gap + jit > 0 then redis.call('SET', KEYS[5], now + gap + jit, 'PX', gap + jit + 1000) end
   if h_tat then set_tat(KEYS[3], h_tat) end
   if m_tat then set_tat(KEYS[4], m_tat) end
   if d_tat then set_tat(KEYS[8], d_tat) end
   if dmax > 0 then
-    redis.call('ZADD', KEYS[9], now + tonumber(ARGV[19]), ARGV[20])
-    redis.call('PEXPIRE', KEYS[9], ARGV[19])
+    redis.call('ZADD', KEYS[9], now + tonumber(ARGV[18]), ARGV[19])
+    redis.call('PEXPIRE', KEYS[9], ARGV[18])
   end
   local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1)
   if #due > 0 then redis.call('ZREM', KEYS[6], due[1]) end
   if probe then
-    redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[14]))
+    redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[13]))
   end
   return {1, 0, 'ok', probe and 'probe' or ''}
 end

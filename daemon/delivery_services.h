@@ -1,0 +1,79 @@
+#pragma once
+// What one Delivery uses of the daemon, and nothing more: the mailbox directory, the policy gate,
+// the message builder, the sender (resolver, relay pool, MX), the results publisher and the retry
+// scheduler, the event log, the clock and the retry policy. App implements it over its parts
+// (daemon/app.cpp); tests/unit/daemon/delivery_test.cpp implements it with fakes.
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/outcome.h"
+#include "core/result.h"
+#include "dns/resolver.h"
+#include "policy/gate.h"
+#include "queue/retry_policy.h"
+#include "queue/scheduler.h"
+#include "smtp/session.h"
+#include "store/delivery_events.h"
+#include "store/mailboxes.h"
+
+namespace deliverd::daemon {
+
+class Delivery;
+class MessageBuilder;
+
+class DeliveryServices {
+ public:
+  using WriteDone = std::function<void(bool ok)>;
+  virtual ~DeliveryServices() = default;
+
+  // Clock and retry policy.
+  virtual uv_loop_t* loop() = 0;    // backoff timers
+  virtual int64_t now_ms() = 0;     // wall clock (due times, expiry)
+  virtual uint64_t uptime_ms() = 0;  // monotonic (durations)
+  virtual const queue::RetryPolicy& retry_policy() = 0;
+
+  // Mailbox directory.
+  virtual const store::Mailbox* find_mailbox(const std::string& id) = 0;
+  virtual void refresh_mailbox(const std::string& id, std::function<void()> then) = 0;
+
+  // Policy gate.
+  virtual void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) = 0;
+  virtual void learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
+                     const policy::Decision& admitted) = 0;
+  virtual void release(const policy::Decision& admitted) = 0;
+
+  // Message builder (composition and DKIM signing).
+  virtual const MessageBuilder& message_builder() = 0;
+
+  // Sender: the relay host's name, the relay pool, MX delivery.
+  virtual dns::Resolver::RequestId resolve_host(const std::string& host,
+                                                std::function<void(const dns::ResolvedHost&)> cb) = 0;
+  virtual void cancel_resolve(dns::Resolver::RequestId id) = 0;
+  virtual void send_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
+                          smtp::Session::Done done) = 0;
+  virtual void send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) = 0;
+  // Past the drain bound: every send in flight ends deferred ("aborted").
+  virtual void abort_sends() = 0;
+
+  // Results publisher and retry scheduler (Redis). Each WriteDone(false) leaves the entry pending.
+  virtual void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) = 0;
+  virtual void ack(const std::string& entry_id, WriteDone cb) = 0;
+  virtual void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
+                                   WriteDone cb) = 0;
+  virtual void publish_and_ack(const std::string& entry_id, const std::string& event, WriteDone cb) = 0;
+  virtual void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id,
+                                         const std::string& event, WriteDone cb) = 0;
+  virtual void defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
+                             const std::string& event, WriteDone cb) = 0;
+
+  // Event log (delivery_events rows; best effort).
+  virtual void record(store::DeliveryEvent e) = 0;
+
+  // The delivery has ended (its entry's fate is in Redis, or it was left pending): free it.
+  virtual void finished(Delivery* d) = 0;
+};
+
+}  // namespace deliverd::daemon

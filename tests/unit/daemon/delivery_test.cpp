@@ -1,0 +1,394 @@
+// One delivery driven through every ending with fakes of the services it uses
+// (daemon/delivery_services.h): the fakes write down every call, and each test asserts the calls
+// and the payloads, not only their number.
+#include "daemon/delivery.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/message_builder.h"
+
+namespace deliverd::daemon {
+namespace {
+
+constexpr int64_t kNow = 1'764'410'400'000;  // 2025-11-29T10:00:00Z
+constexpr char kJob[] =
+    R"({"v":1,"id":"job-1","account":"acct_42","mailbox":"mbx_7","to":{"email":"bob@example.org"},)"
+    R"("subject":"Quick question","text":"Hello Bob"})";
+
+class FakeServices final : public DeliveryServices {
+ public:
+  FakeServices() : builder_(MessageBuilderConfig{"deliverd.example.net", "", "", "", {}}, std::nullopt, {}) {
+    uv_loop_init(&loop_);
+    policy_.schedule_ms = {60'000};
+    policy_.jitter = 0;
+    mailbox_.id = "mbx_7";
+    mailbox_.account = "acct_42";
+    mailbox_.email = "alice@acme.example";
+    mailbox_.smtp_host = "smtp.acme.example";
+    mailbox_.smtp_port = 587;
+  }
+  ~FakeServices() override {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    uv_loop_close(&loop_);
+  }
+
+  // What the fakes answer.
+  bool mailbox_known = true;
+  std::optional<bool> done_marker = false;  // nullopt: Redis cannot say
+  policy::Decision decision = allow();
+  core::Outcome send_outcome = delivered();
+  std::deque<bool> write_results;  // per Redis write, in order; empty = succeed
+  bool answer_sends = true;        // false: the send stays in flight until abort_sends()
+
+  // What the delivery did.
+  std::vector<std::string> calls;
+  std::vector<std::string> events;  // result events published (JSON)
+  std::optional<queue::RetryItem> deferred_item;
+  int64_t deferred_due = 0;
+  std::optional<core::Outcome> learned;
+  std::vector<store::DeliveryEvent> recorded;
+  std::string dead_reason;
+  smtp::Envelope envelope;
+  int finished_count = 0;
+
+  static policy::Decision allow() {
+    policy::Decision d;
+    d.verdict = policy::Verdict::Allow;
+    d.reason = core::Reason::Ok;
+    return d;
+  }
+  static core::Outcome delivered() {
+    core::Outcome o;
+    o.status = core::Status::Delivered;
+    o.phase = core::Phase::Body;
+    o.reason = core::Reason::Delivered;
+    o.fault = core::Fault::Success;
+    o.reply = {250, "2.0.0", "queued as 42"};
+    o.host = "smtp.acme.example";
+    o.ip = "192.0.2.25";
+    return o;
+  }
+
+  uv_loop_t* loop() override { return &loop_; }
+  int64_t now_ms() override { return kNow; }
+  uint64_t uptime_ms() override { return uv_now(&loop_); }
+  const queue::RetryPolicy& retry_policy() override { return policy_; }
+
+  const store::Mailbox* find_mailbox(const std::string& id) override {
+    calls.push_back("find_mailbox " + id);
+    return mailbox_known ? &mailbox_ : nullptr;
+  }
+  void refresh_mailbox(const std::string& id, std::function<void()> then) override {
+    calls.push_back("refresh_mailbox " + id);
+    then();
+  }
+  void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override {
+    calls.push_back("admit " + req.account + " " + req.mailbox.id + " " + req.to_email + " mx=" + req.mx_domain);
+    cb(decision);
+  }
+  void learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o, const policy::Decision&) override {
+    calls.push_back("learn " + m.id + " " + to + " " + std::string(core::to_string(o.status)));
+    learned = o;
+  }
+  void release(const policy::Decision&) override { calls.push_back("release"); }
+  const MessageBuilder& message_builder() override { return builder_; }
+
+  dns::Resolver::RequestId resolve_host(const std::string& host,
+                                        std::function<void(const dns::ResolvedHost&)> cb) override {
+    calls.push_back("resolve_host " + host);
+    dns::ResolvedHost r;
+    r.host = host;
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.25", &in.sin_addr);
+    sockaddr_storage ss{};
+    std::memcpy(&ss, &in, sizeof in);
+    r.allowed.push_back(ss);
+    cb(r);
+    return 0;
+  }
+  void cancel_resolve(dns::Resolver::RequestId) override { calls.push_back("cancel_resolve"); }
+  void send_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
+                  smtp::Session::Done done) override {
+    char ip[64] = {};
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+    calls.push_back("send_relay " + m.id + " " + ip + ":" + std::to_string(ntohs(in->sin_port)));
+    envelope = env;
+    if (answer_sends) return done(send_outcome);
+    pending_send_ = std::move(done);
+  }
+  void send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) override {
+    calls.push_back("send_mx " + domain);
+    envelope = env;
+    done(send_outcome);
+  }
+  void abort_sends() override {
+    calls.push_back("abort_sends");
+    if (!pending_send_) return;
+    core::Outcome o;
+    o.status = core::Status::Deferred;
+    o.phase = core::Phase::Body;
+    o.reason = core::Reason::Aborted;
+    o.detail = "shutting down";
+    std::exchange(pending_send_, nullptr)(o);
+  }
+
+  void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) override {
+    calls.push_back("is_done " + job_id);
+    if (!done_marker) {
+      done_marker = false;  // answers the retry
+      return cb(core::Err(std::string("connection lost")));
+    }
+    cb(*done_marker);
+  }
+  void ack(const std::string& entry_id, WriteDone cb) override {
+    calls.push_back("ack " + entry_id);
+    cb(next_write());
+  }
+  void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
+                           WriteDone cb) override {
+    calls.push_back("dead_letter_and_ack " + entry_id + " " + payload);
+    dead_reason = reason;
+    cb(next_write());
+  }
+  void publish_and_ack(const std::string& entry_id, const std::string& event, WriteDone cb) override {
+    calls.push_back("publish_and_ack " + entry_id);
+    events.push_back(event);
+    cb(next_write());
+  }
+  void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event,
+                                 WriteDone cb) override {
+    calls.push_back("publish_delivered_and_ack " + entry_id + " " + job_id);
+    events.push_back(event);
+    cb(next_write());
+  }
+  void defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
+                     const std::string& event, WriteDone cb) override {
+    calls.push_back("defer_and_ack " + entry_id);
+    deferred_item = item;
+    deferred_due = due_ms;
+    if (!event.empty()) events.push_back(event);
+    cb(next_write());
+  }
+  void record(store::DeliveryEvent e) override { recorded.push_back(std::move(e)); }
+  void finished(Delivery*) override {
+    calls.push_back("finished");
+    ++finished_count;
+  }
+
+  // Runs the loop until the delivery finished (backoff timers), within a bound.
+  bool run_until_finished() {
+    for (int i = 0; i < 200 && finished_count == 0; ++i) uv_run(&loop_, UV_RUN_ONCE);
+    return finished_count == 1;
+  }
+
+  store::Mailbox mailbox_;
+
+ private:
+  bool next_write() {
+    if (write_results.empty()) return true;
+    bool ok = write_results.front();
+    write_results.pop_front();
+    return ok;
+  }
+  uv_loop_t loop_{};
+  queue::RetryPolicy policy_;
+  MessageBuilder builder_;
+  smtp::Session::Done pending_send_;
+};
+
+queue::StreamEntry entry(std::string job = kJob, int deliveries = 1) {
+  queue::StreamEntry e;
+  e.id = "1764410000000-0";
+  e.fields = {{"job", std::move(job)}};
+  e.deliveries = deliveries;
+  return e;
+}
+
+bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+using Calls = std::vector<std::string>;
+
+TEST(Delivery, DeliveredIsPublishedWithItsMarkerAndTeachesThePolicy) {
+  FakeServices s;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "resolve_host smtp.acme.example", "send_relay mbx_7 192.0.2.25:587",
+                            "learn mbx_7 bob@example.org delivered",
+                            "publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
+  EXPECT_EQ(s.envelope.mail_from, "alice@acme.example");
+  EXPECT_EQ(s.envelope.rcpt_to, "bob@example.org");
+  EXPECT_TRUE(contains(s.envelope.message, "Subject: Quick question\r\n")) << s.envelope.message;
+  EXPECT_TRUE(contains(s.envelope.message, "\r\n\r\nHello Bob")) << s.envelope.message;
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("job_id":"job-1","entry_id":"1764410000000-0")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("status":"delivered","phase":"body","reason":"delivered","fault":"success")"))
+      << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("reply":{"code":250,"enhanced":"2.0.0","text":"queued as 42"})"));
+  ASSERT_EQ(s.recorded.size(), 1u);
+  EXPECT_EQ(s.recorded[0].status, "delivered");
+  EXPECT_EQ(s.recorded[0].detail, "delivered");
+  EXPECT_EQ(s.recorded[0].attempt, 1);
+}
+
+TEST(Delivery, MxModeSendsToTheRecipientDomainWithItsThrottle) {
+  FakeServices s;
+  s.mailbox_.mode = store::Mode::Mx;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls[2], "admit acct_42 mbx_7 bob@example.org mx=example.org");
+  EXPECT_EQ(s.calls[3], "send_mx example.org");
+}
+
+TEST(Delivery, DeferredGoesToTheRetrySetWithTheNextAttempt) {
+  FakeServices s;
+  s.send_outcome.status = core::Status::Deferred;
+  s.send_outcome.phase = core::Phase::Rcpt;
+  s.send_outcome.reason = core::Reason::RcptDeferred;
+  s.send_outcome.fault = core::Fault::RecipientTransient;
+  s.send_outcome.reply = {451, "4.2.0", "try later"};
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls.at(s.calls.size() - 2), "defer_and_ack 1764410000000-0");
+  ASSERT_TRUE(s.deferred_item);
+  EXPECT_EQ(s.deferred_item->attempt, 2);
+  EXPECT_EQ(s.deferred_item->payload, kJob);
+  EXPECT_EQ(s.deferred_item->last_outcome, "rcpt_deferred 451 try later");
+  EXPECT_EQ(s.deferred_item->last_reply.code, 451);
+  EXPECT_EQ(s.deferred_due, kNow + 60'000);
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"deferred","phase":"rcpt","reason":"rcpt_deferred")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("attempt":1,"next_attempt_at":"2025-11-29T10:01:00.000Z")")) << s.events[0];
+  ASSERT_TRUE(s.learned);
+  EXPECT_EQ(s.learned->reason, core::Reason::RcptDeferred);
+}
+
+TEST(Delivery, PolicyDeferralWaitsForItsSlotWithoutUsingAnAttempt) {
+  FakeServices s;
+  s.decision = policy::Decision{};
+  s.decision.verdict = policy::Verdict::Defer;
+  s.decision.reason = core::Reason::RampUp;
+  s.decision.detail = policy::Detail::DailyLimit;
+  s.decision.until_ms = kNow + 3'600'000;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "defer_and_ack 1764410000000-0", "finished"}));
+  ASSERT_TRUE(s.deferred_item);
+  EXPECT_EQ(s.deferred_item->attempt, 1);
+  EXPECT_EQ(s.deferred_item->last_outcome, "ramp_up");
+  EXPECT_EQ(s.deferred_due, kNow + 3'600'000);
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"deferred","phase":"policy","reason":"ramp_up")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], "deferred: ramp-up (daily_limit) until")) << s.events[0];
+  EXPECT_FALSE(s.learned);
+}
+
+TEST(Delivery, SuppressedIsPublishedAndNeverSent) {
+  FakeServices s;
+  s.decision = policy::Decision{};
+  s.decision.verdict = policy::Verdict::Suppressed;
+  s.decision.reason = core::Reason::Suppressed;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "publish_and_ack 1764410000000-0", "finished"}));
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"suppressed","phase":"policy","reason":"suppressed")")) << s.events[0];
+}
+
+TEST(Delivery, UnknownMailboxIsReadAgainThenRejected) {
+  FakeServices s;
+  s.mailbox_known = false;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "refresh_mailbox mbx_7", "find_mailbox mbx_7",
+                            "publish_and_ack 1764410000000-0", "finished"}));
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"rejected","phase":"policy","reason":"unknown_mailbox")"));
+  EXPECT_TRUE(contains(s.events[0], "mailbox mbx_7 is not registered for account acct_42")) << s.events[0];
+}
+
+TEST(Delivery, InvalidJobIsDeadLetteredWithTheFieldNamed) {
+  FakeServices s;
+  const std::string bad = R"({"v":1,"id":"job-2","account":"acct_42","mailbox":"mbx_7","subject":"x","text":"y"})";
+  Delivery d(s, entry(bad));
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"dead_letter_and_ack 1764410000000-0 " + bad, "finished"}));
+  EXPECT_TRUE(contains(s.dead_reason, "to")) << s.dead_reason;
+  EXPECT_TRUE(s.events.empty());
+}
+
+TEST(Delivery, PoisonEntryIsDeadLetteredBeforeItIsParsed) {
+  FakeServices s;
+  Delivery d(s, entry(kJob, kMaxDeliveries + 1));
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{std::string("dead_letter_and_ack 1764410000000-0 ") + kJob, "finished"}));
+  EXPECT_EQ(s.dead_reason, "deliverd took this entry 4 times without finishing it (the daemon crashed or failed "
+                           "while processing it)");
+}
+
+TEST(Delivery, AlreadyDeliveredIsAckedWithoutSending) {
+  FakeServices s;
+  s.done_marker = true;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "ack 1764410000000-0", "finished"}));
+  EXPECT_TRUE(s.events.empty());
+}
+
+TEST(Delivery, RedisWriteFailuresBackOffAndRetryTheSameWrite) {
+  FakeServices s;
+  s.write_results = {false, false, true};
+  s.done_marker.reset();  // the marker check fails once as well
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "is_done job-1",
+                            "admit acct_42 mbx_7 bob@example.org mx=", "resolve_host smtp.acme.example",
+                            "send_relay mbx_7 192.0.2.25:587", "learn mbx_7 bob@example.org delivered",
+                            "publish_delivered_and_ack 1764410000000-0 job-1",
+                            "publish_delivered_and_ack 1764410000000-0 job-1",
+                            "publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
+  ASSERT_EQ(s.events.size(), 3u);
+  EXPECT_EQ(s.events[0], s.events[2]) << "the retried write carries the same event";
+}
+
+TEST(Delivery, AbortDuringSendEndsDeferredAndIsStillPersisted) {
+  FakeServices s;
+  s.answer_sends = false;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_EQ(s.calls.back(), "send_relay mbx_7 192.0.2.25:587");
+  d.abort();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "resolve_host smtp.acme.example", "send_relay mbx_7 192.0.2.25:587", "abort_sends",
+                            "learn mbx_7 bob@example.org deferred", "defer_and_ack 1764410000000-0", "finished"}));
+  ASSERT_TRUE(s.deferred_item);
+  EXPECT_EQ(s.deferred_item->attempt, 2);
+  EXPECT_EQ(s.deferred_item->last_outcome, "aborted");
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"deferred","phase":"body","reason":"aborted")")) << s.events[0];
+}
+
+}  // namespace
+}  // namespace deliverd::daemon
