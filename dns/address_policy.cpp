@@ -6,7 +6,6 @@
 
 #include "core/ascii.h"
 
-
 namespace deliverd::dns {
 
 namespace {
@@ -361,6 +360,12 @@ std::string address_to_string(const sockaddr* addr) {
     return buf;
   }
   return {};
+}
+
+int port_of(const sockaddr* addr) {
+  if (addr && addr->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(addr)->sin_port);
+  if (addr && addr->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(addr)->sin6_port);
+  return 0;
 }
 
 sockaddr_storage with_port(const sockaddr_storage& addr, int port) {

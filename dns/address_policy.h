@@ -66,6 +66,9 @@ bool port_allowed(int port);
 // "1.2.3.4" / "2001:db8::1"; "" for other families.
 std::string address_to_string(const sockaddr* addr);
 
+// The port of an IPv4 or IPv6 sockaddr; 0 for other families.
+int port_of(const sockaddr* addr);
+
 // A sockaddr for ip with the given port, ready for connect().
 sockaddr_storage with_port(const sockaddr_storage& addr, int port);
 

@@ -5,6 +5,8 @@
 #include "core/base64.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/sasl.h"
+#include "dns/address_policy.h"
 #include "smtp/classifier.h"
 #include "smtp/composer.h"
 
@@ -52,20 +54,6 @@ bool safe_path(std::string_view a) {
     }
   }
   return !quoted;
-}
-
-std::string address_string(const sockaddr* sa, int* port) {
-  char buf[64] = {};
-  if (sa->sa_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-    uv_ip4_name(in, buf, sizeof buf);
-    *port = ntohs(in->sin_port);
-  } else if (sa->sa_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    uv_ip6_name(in6, buf, sizeof buf);
-    *port = ntohs(in6->sin6_port);
-  }
-  return buf;
 }
 
 core::Reason io_reason(int status) {
@@ -130,8 +118,8 @@ Session::Session(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vett
       total_timer_(loop),
       parser_(ReplyLimits{cfg.max_reply_line, cfg.max_reply_bytes}) {
   metrics().active.inc();
-  int port = 0;
-  ip_ = address_string(vetted_addr, &port);
+  int port = dns::port_of(vetted_addr);
+  ip_ = dns::address_to_string(vetted_addr);
   in_transaction_ = true;
   if (cfg_.tls_name.empty()) cfg_.tls_name = host_;
   // The resumption key names the peer exactly: the certificate name and the address connected to.
@@ -408,14 +396,11 @@ void Session::start_auth() {
   if (!c.oauth_token.empty()) {
     if (caps_.supports_auth("XOAUTH2")) {
       auth_mech_ = AuthMech::XOauth2;
-      cmd = "AUTH XOAUTH2 " + core::base64_encode("user=" + c.username +
-                                     "\x01"
-                                     "auth=Bearer " +
-                                     c.oauth_token + "\x01\x01");
+      cmd = "AUTH XOAUTH2 " + core::base64_encode(core::sasl_xoauth2(c.username, c.oauth_token));
     }
   } else if (caps_.supports_auth("PLAIN")) {
     auth_mech_ = AuthMech::Plain;
-    cmd = "AUTH PLAIN " + core::base64_encode(std::string(1, '\0') + c.username + std::string(1, '\0') + c.password);
+    cmd = "AUTH PLAIN " + core::base64_encode(core::sasl_plain(c.username, c.password));
   } else if (caps_.supports_auth("LOGIN")) {
     auth_mech_ = AuthMech::Login;
     cmd = "AUTH LOGIN";
@@ -446,8 +431,9 @@ void Session::auth_reply(const core::Reply& r) {
       return enter(Phase::Auth);
     }
     if (auth_mech_ == AuthMech::XOauth2 && auth_step_ == 1) {
-      // The challenge is a JSON error; an empty line asks for the final (failure) reply.
-      send("\r\n");
+      // The challenge is a JSON error; the mechanism's answer (an empty line) asks for the final
+      // (failure) reply.
+      send(core::base64_encode(core::kXoauth2ErrorAnswer) + "\r\n");
       return enter(Phase::Auth);
     }
     send("*\r\n");  // RFC 4954: cancel an exchange we cannot continue

@@ -246,6 +246,10 @@ TEST(AddressToString, RoundTripsWithPort) {
   auto with = with_port(*ss, 25);
   EXPECT_EQ(ntohs(reinterpret_cast<sockaddr_in6*>(&with)->sin6_port), 25);
   EXPECT_EQ(address_to_string(reinterpret_cast<const sockaddr*>(&with)), "2606:2800:220:1::1");
+  EXPECT_EQ(port_of(reinterpret_cast<const sockaddr*>(&with)), 25);
+  auto v4 = with_port(*parse_ip_literal("192.0.2.1"), 993);
+  EXPECT_EQ(port_of(reinterpret_cast<const sockaddr*>(&v4)), 993);
+  EXPECT_EQ(port_of(nullptr), 0);
 }
 
 }  // namespace
