@@ -3,8 +3,11 @@
 STARTTLS (143) or TLS on connect (993), LOGIN for one account (only over TLS), SELECT of an empty
 INBOX, NOOP, IDLE, LOGOUT. Logs "LOGIN user ok|fail" and every command verb. Faults on demand:
 --close-on VERB drops the connection when VERB arrives; --bye-on VERB answers it with
-"* BYE [UNAVAILABLE]" and closes."""
+"* BYE [UNAVAILABLE]" and closes. With --token, AUTHENTICATE XOAUTH2 and OAUTHBEARER (SASL-IR or
+after "+") accept that token; another gets the providers' error challenge (a base64 JSON), and
+the client's answer to it is logged ("ANSWER <base64>") before the NO."""
 import argparse
+import base64
 import os
 import shlex
 import socket
@@ -24,6 +27,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--close-on", default="")
     ap.add_argument("--bye-on", default="")
+    ap.add_argument("--token", default="")
     args = ap.parse_args()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
@@ -51,8 +55,9 @@ def main():
             line, state["buf"] = state["buf"].split(b"\r\n", 1)
             return line.decode(errors="replace")
 
+        oauth_caps = " SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER" if args.token else ""
         send("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] test IMAP ready" if not state["tls"]
-             else "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] test IMAP ready")
+             else "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN%s] test IMAP ready" % oauth_caps)
         while True:
             line = readline()
             if line is None:
@@ -80,12 +85,39 @@ def main():
                 ok = state["tls"] and user == args.user and password == args.password
                 log("LOGIN %s %s" % (user, "ok" if ok else "fail"))
                 send(tag + (" OK LOGIN completed" if ok else " NO [AUTHENTICATIONFAILED] invalid credentials"))
+            elif cmd == "AUTHENTICATE" and args.token and state["tls"]:
+                mech, _, initial = argstr.partition(" ")
+                mech = mech.upper()
+                if not initial:
+                    send("+ ")
+                    initial = readline() or ""
+                try:
+                    fields = base64.b64decode(initial, validate=True).decode(errors="replace").split("\x01")
+                except ValueError:
+                    send(tag + " BAD bad base64")
+                    continue
+                if mech == "XOAUTH2":
+                    user = fields[0][len("user="):]
+                    token = fields[1][len("auth=Bearer "):] if len(fields) > 1 else ""
+                else:  # OAUTHBEARER: "n,a=user," then key=value pairs
+                    user = fields[0].split("a=", 1)[-1].rstrip(",")
+                    token = next((f[len("auth=Bearer "):] for f in fields if f.startswith("auth=Bearer ")), "")
+                ok = user == args.user and token == args.token
+                log("AUTHENTICATE %s %s %s" % (mech, user, "ok" if ok else "fail"))
+                if ok:
+                    send(tag + " OK authenticated")
+                    continue
+                send("+ " + base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}')
+                     .decode())
+                log("ANSWER %s" % (readline() or ""))
+                send(tag + " NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)")
             elif cmd == "LOGOUT":
                 send("* BYE logging out")
                 send(tag + " OK LOGOUT completed")
                 return
             elif cmd == "CAPABILITY":
-                send("* CAPABILITY IMAP4rev1 IDLE" if state["tls"] else "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED")
+                send("* CAPABILITY IMAP4rev1 IDLE" + oauth_caps if state["tls"]
+                     else "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED")
                 send(tag + " OK CAPABILITY completed")
             elif cmd in ("SELECT", "EXAMINE"):
                 send("* 0 EXISTS")

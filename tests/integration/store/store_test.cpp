@@ -10,6 +10,7 @@
 #include "store/migrations.h"
 #include "store/pg_connection.h"
 #include "tests/integration/fixtures/postgres_server.h"
+#include "tests/integration/fixtures/test_loop.h"
 
 namespace deliverd::store {
 namespace {
@@ -22,33 +23,7 @@ SecretBox test_box(unsigned char fill = 9) {
   return SecretBox::from_key(k);
 }
 
-// A loop per test; run_until spins it until the condition holds (or fails after a generous
-// deadline, so a slow machine does not make the test flaky).
-class Loop {
- public:
-  Loop() {
-    uv_loop_init(&loop_);
-    uv_timer_init(&loop_, &tick_);
-  }
-  ~Loop() {
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_EQ(uv_loop_close(&loop_), 0) << "handles left open";
-  }
-  uv_loop_t* get() { return &loop_; }
-  template <class F>
-  bool run_until(F done, int timeout_ms = 20000) {
-    uv_timer_start(&tick_, [](uv_timer_t*) {}, 10, 10);
-    long long deadline = testing::now_ms() + timeout_ms;
-    while (!done() && testing::now_ms() < deadline) uv_run(&loop_, UV_RUN_ONCE);
-    uv_timer_stop(&tick_);
-    return done();
-  }
-
- private:
-  uv_loop_t loop_{};
-  uv_timer_t tick_{};
-};
+using Loop = deliverd::testing::TestLoop;
 
 // Closes the connection when the test body ends, even after a failed ASSERT.
 struct Pg {
