@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "core/log.h"
-#include "core/tcp_stream.h"
 #include "core/timer.h"
 
 namespace deliverd::admin {
@@ -191,134 +190,76 @@ class SmtpCheck final : public Check {
   smtp::Session* session_ = nullptr;
 };
 
-constexpr size_t kMaxImapLine = 8192;
-
-// RFC 3501 quoted string; CR, LF and NUL were refused before we got here.
-std::string imap_quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
-// IMAP: 993 implicit TLS or 143 STARTTLS, LOGIN (only once TLS is up), LOGOUT.
-class ImapCheck final : public Check, private core::StreamHandler {
+// IMAP: the inbound client, the one the mailbox watcher uses: 993 TLS or 143 STARTTLS, LOGIN (or
+// AUTHENTICATE PLAIN where LOGIN is disabled) only once TLS is verified, then LOGOUT.
+class ImapCheck final : public Check {
  public:
-  ImapCheck(uv_loop_t* loop, Target target, std::shared_ptr<core::TlsContext> tls, std::string username,
-            std::string password, Done done)
-      : Check(loop, Proto::Imap, std::move(target), std::move(done)),
-        tls_(std::move(tls)),
-        username_(std::move(username)),
-        password_(std::move(password)) {}
+  ImapCheck(uv_loop_t* loop, Target target, inbound::ImapConfig cfg, inbound::ImapCredentials creds, Done done)
+      : Check(loop, Proto::Imap, std::move(target), std::move(done)), cfg_(std::move(cfg)), creds_(std::move(creds)) {}
 
  private:
-  enum class State { Connect, Tls, Greeting, StartTls, Login, Logout };
-
   void connect(const sockaddr_storage& addr) override {
-    stream_ = core::TcpStream::create(loop_, this);
-    int rc = stream_->connect(reinterpret_cast<const sockaddr*>(&addr));
-    if (rc != 0) fail(Step::Connect, "cannot connect to " + ip_ + ": " + uv_strerror(rc));
+    inbound::ImapClient::Hooks hooks;
+    hooks.closed = [this](const std::optional<inbound::ImapError>&) { client_ = nullptr; };
+    client_ = inbound::ImapClient::connect(loop_, cfg_, reinterpret_cast<const sockaddr*>(&addr), target_.host,
+                                           std::move(hooks), [this](const inbound::ImapResult<core::Ok>& r) {
+                                             Depth d(this);
+                                             if (!finished() && !r) failed(r.error());
+                                           });
+    client_->login(creds_, [this](const inbound::ImapResult<core::Ok>& r) {
+      Depth d(this);
+      if (finished()) return;
+      if (!r) return failed(r.error());
+      client_->logout([this](const inbound::ImapResult<core::Ok>& out) {
+        Depth d(this);
+        if (finished()) return;
+        if (!out) return failed(out.error());
+        pass();
+      });
+    });
   }
 
   void abandon() override {
-    if (auto* s = std::exchange(stream_, nullptr)) s->close();
+    if (auto* c = std::exchange(client_, nullptr)) c->close();
   }
 
-  void on_connected(int status) override {
-    Depth d(this);
-    if (status != 0) return fail(Step::Connect, "cannot connect to " + ip_ + ": " + uv_strerror(status));
-    if (target_.port == 993) return begin_tls();
-    state_ = State::Greeting;
-  }
-
-  void begin_tls() {
-    state_ = State::Tls;
-    core::TlsClientParams params;
-    params.ctx = tls_;
-    params.server_name = target_.host;
-    params.verify = true;
-    if (!tls_ || stream_->start_tls_client(params) != 0) return fail(Step::Tls, "cannot start TLS");
-  }
-
-  void on_tls_handshake(bool ok, const std::string& error) override {
-    Depth d(this);
-    if (!ok) return fail(Step::Tls, "TLS handshake failed: " + error);
-    tls_on_ = true;
-    if (target_.port == 993)
-      state_ = State::Greeting;
-    else
-      login();
-  }
-
-  void on_end(int status) override {
-    Depth d(this);
-    Step s = state_ == State::Connect || state_ == State::Greeting ? Step::Connect
-             : state_ == State::Tls || state_ == State::StartTls   ? Step::Tls
-                                                                   : Step::Auth;
-    fail(s, "the server closed the connection (" + std::string(uv_strerror(status)) + ")");
-  }
-
-  void on_data(std::string_view bytes) override {
-    Depth d(this);
-    if (finished()) return;
-    line_buf_.append(bytes);
-    size_t eol;
-    while (!finished() && (eol = line_buf_.find("\r\n")) != std::string::npos) {
-      std::string line = line_buf_.substr(0, eol);
-      line_buf_.erase(0, eol + 2);
-      on_line(line);
-    }
-    if (!finished() && line_buf_.size() > kMaxImapLine) fail(Step::Auth, "IMAP line too long");
-  }
-
-  void send(std::string s) {
-    if (stream_->write(std::move(s)) != 0) fail(Step::Connect, "write failed");
-  }
-
-  void on_line(const std::string& line) {
-    if (state_ == State::Greeting) {
-      if (line.rfind("* OK", 0) == 0 || line.rfind("* PREAUTH", 0) == 0) {
-        if (!tls_on_) {
-          state_ = State::StartTls;
-          return send("a1 STARTTLS\r\n");
-        }
-        return login();
+  void failed(const inbound::ImapError& e) {
+    using K = inbound::ImapErrorKind;
+    using C = inbound::ImapCommand;
+    switch (e.kind) {
+      case K::Connect:
+        return fail(Step::Connect, "cannot connect to " + ip_ + ": " + e.text);
+      case K::Tls:
+        return fail(Step::Tls, e.text);
+      case K::Timeout:
+        return fail(Step::Timeout, "IMAP check did not finish in time (" + std::string(to_string(e.command)) + ")");
+      case K::LoginFailed: {
+        bool named = e.code != inbound::Code::None && e.code != inbound::Code::Other;
+        return fail(Step::Auth, "LOGIN failed: " + (named ? "[" + std::string(to_string(e.code)) + "] " : "") + e.text);
       }
-      return fail(Step::Connect, "unexpected IMAP greeting: " + line.substr(0, 200));
-    }
-    if (line.rfind("* ", 0) == 0) return;  // untagged data
-    auto tagged_ok = [&](std::string_view tag) { return line.rfind(std::string(tag) + " OK", 0) == 0; };
-    switch (state_) {
-      case State::StartTls:
-        if (!tagged_ok("a1")) return fail(Step::Tls, "STARTTLS refused: " + line.substr(0, 200));
-        if (!line_buf_.empty()) return fail(Step::Tls, "data after the STARTTLS reply");
-        return begin_tls();
-      case State::Login:
-        if (!tagged_ok("a2")) return fail(Step::Auth, "LOGIN failed: " + line.substr(0, 200));
-        state_ = State::Logout;
-        return send("a3 LOGOUT\r\n");
-      case State::Logout:
-        return pass();
+      case K::AuthUnavailable:
+      case K::InvalidArgument:
+      case K::CommandFailed:
+        return fail(Step::Auth, e.text);
       default:
-        return;
+        break;
+    }
+    switch (e.command) {
+      case C::Connect:
+      case C::Greeting:
+      case C::Capability:
+        return fail(Step::Connect, e.text);
+      case C::Tls:
+      case C::StartTls:
+        return fail(Step::Tls, e.text);
+      default:
+        return fail(Step::Auth, e.text);
     }
   }
 
-  void login() {
-    // Never in plaintext: the password would be readable on the way.
-    if (!tls_on_) return fail(Step::Tls, "LOGIN is sent only over TLS");
-    state_ = State::Login;
-    send("a2 LOGIN " + imap_quote(username_) + " " + imap_quote(password_) + "\r\n");
-  }
-
-  std::shared_ptr<core::TlsContext> tls_;
-  std::string username_, password_;
-  core::TcpStream* stream_ = nullptr;
-  std::string line_buf_;
-  State state_ = State::Connect;
-  bool tls_on_ = false;
+  inbound::ImapConfig cfg_;
+  inbound::ImapCredentials creds_;
+  inbound::ImapClient* client_ = nullptr;
 };
 
 void log_result(const std::string& mailbox, const MailboxTestResult& r) {
@@ -342,11 +283,20 @@ void MailboxProber::probe(const MailboxProbeRequest& req, std::function<void(Mai
       log_result(req.mailbox.id, r);
       return done(std::move(r));
     }
-    auto* imap = new ImapCheck(loop, {req.imap.host, req.imap.port, config.timeout_ms}, config.tls, req.imap.username,
-                               req.imap.password, [done, id = req.mailbox.id](MailboxTestResult r2) {
-                                 log_result(id, r2);
-                                 done(std::move(r2));
-                               });
+    auto finish = [done, id = req.mailbox.id](MailboxTestResult r2) {
+      log_result(id, r2);
+      done(std::move(r2));
+    };
+    // Only the two IMAP ports: TLS from the first byte or STARTTLS, never plaintext.
+    if (req.imap.port != 993 && req.imap.port != 143)
+      return finish(
+          {false, "imap_port_policy", "port " + std::to_string(req.imap.port) + " is not an IMAP port (993, 143)"});
+    inbound::ImapConfig cfg = config.imap;
+    cfg.tls = config.tls;
+    cfg.security = req.imap.port == 993 ? inbound::ImapSecurity::Tls : inbound::ImapSecurity::StartTls;
+    auto* imap =
+        new ImapCheck(loop, {req.imap.host, req.imap.port, config.timeout_ms}, std::move(cfg),
+                      inbound::ImapCredentials::with_password(req.imap.username, req.imap.password), std::move(finish));
     imap->start(resolver);
   };
   auto* smtp = new SmtpCheck(loop_, {m.smtp_host, m.smtp_port, config_.timeout_ms}, std::move(cfg), after_smtp);

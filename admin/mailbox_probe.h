@@ -3,8 +3,9 @@
 // path a delivery takes: port policy, resolve through the daemon's resolver (its AddressPolicy
 // vets every address), then smtp::Session::probe() to exactly the vetted address, which runs the
 // delivery session's own banner, EHLO, TLS and AUTH code and says QUIT. When IMAP settings are
-// given, the same for IMAP LOGIN (993 implicit TLS, 143 STARTTLS) and LOGOUT. What is the probe's
-// own is the answer: the step that failed, named as the API documents it.
+// given, the same for IMAP with inbound::ImapClient, the client the mailbox watcher uses: LOGIN
+// (993 implicit TLS, 143 STARTTLS) and LOGOUT. What is the probe's own is the answer: the step
+// that failed, named as the API documents it.
 #include <uv.h>
 
 #include <functional>
@@ -13,6 +14,7 @@
 
 #include "core/tls_context.h"
 #include "dns/resolver.h"
+#include "inbound/imap_client.h"
 #include "smtp/session.h"
 #include "store/mailboxes.h"
 
@@ -45,6 +47,8 @@ struct MailboxProberConfig {
   // The daemon's session settings (timeouts, HELO name, the plaintext-AUTH lab override); the
   // mailbox's security and credentials are applied with smtp::submission_config, as for a send.
   smtp::SessionConfig smtp;
+  // The IMAP client's timeouts and bounds; security follows the port (993 TLS, 143 STARTTLS).
+  inbound::ImapConfig imap;
 };
 
 // Lives on one loop; the resolver must outlive it and every check it started.

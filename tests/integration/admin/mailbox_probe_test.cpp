@@ -7,6 +7,7 @@
 #include "smtp/session.h"
 #include "tests/integration/admin/api_fixture.h"
 #include "tests/integration/fixtures/aiosmtpd_server.h"
+#include "tests/integration/fixtures/dovecot_server.h"
 #include "tests/integration/fixtures/imap_stub.h"
 #include "tests/integration/fixtures/scripted_smtp_server.h"
 #include "tests/integration/fixtures/test_ca.h"
@@ -247,7 +248,7 @@ store::Mailbox submission_mailbox(const std::string& host, const std::string& se
 }
 
 // One connection test on a loop of its own; loopback allowed.
-MailboxTestResult probe_once(const store::Mailbox& m, bool allow_plaintext_auth = false) {
+MailboxTestResult probe_once(const store::Mailbox& m, bool allow_plaintext_auth = false, ImapSettings imap = {}) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   auto policy = dns::AddressPolicy::create({"127.0.0.0/8"});
@@ -260,7 +261,7 @@ MailboxTestResult probe_once(const store::Mailbox& m, bool allow_plaintext_auth 
   MailboxProber prober(&loop, resolver, cfg);
   MailboxTestResult result;
   int calls = 0;
-  prober.probe(MailboxProbeRequest{m, {}}, [&](MailboxTestResult r) {
+  prober.probe(MailboxProbeRequest{m, imap}, [&](MailboxTestResult r) {
     result = std::move(r);
     ++calls;
     resolver->close();
@@ -380,6 +381,34 @@ TEST(ProbeSession, XOAuth2ErrorChallengeIsAnsweredThenReportedAsAuth) {
   while (i < cmds.size() && cmds[i].rfind("AUTH XOAUTH2 ", 0) != 0) ++i;
   ASSERT_LT(i + 1, cmds.size()) << srv.server.log();
   EXPECT_EQ(cmds[i + 1], "");  // the empty line that asks for the final reply
+}
+
+// The IMAP step is the inbound client, against a real Dovecot that refuses LOGIN before TLS.
+TEST(ProbeImap, DovecotOnBothImapPortsAndNoOtherPort) {
+  ScriptedSubmission srv(R"({"EHLO": )" + std::string(kEhloWithAuth) + R"(, "*": "235 2.7.0 ok"})", "smtp");
+  deliverd::testing::DovecotServer::Options o;
+  o.ca = &test_ca();
+  deliverd::testing::DovecotServer dovecot(o);
+  auto m = submission_mailbox(srv.ip, "starttls");
+  auto imap = [&](int port, const std::string& password) {
+    return ImapSettings{dovecot.host(), port, "alice", password};
+  };
+  auto tls = probe_once(m, false, imap(993, "imap-pass"));
+  EXPECT_TRUE(tls.ok) << tls.step << ": " << tls.message;
+  auto starttls = probe_once(m, false, imap(143, "imap-pass"));
+  EXPECT_TRUE(starttls.ok) << starttls.step << ": " << starttls.message;
+  auto wrong = probe_once(m, false, imap(143, "nope"));
+  EXPECT_FALSE(wrong.ok);
+  EXPECT_EQ(wrong.step, "imap_login");
+  EXPECT_NE(wrong.message.find("AUTHENTICATIONFAILED"), std::string::npos) << wrong.message;
+  EXPECT_EQ(wrong.message.find("nope"), std::string::npos);
+  // An IMAP server on a mail port that is not an IMAP port would get LOGIN without TLS: refused.
+  auto other = probe_once(m, false, imap(587, "imap-pass"));
+  EXPECT_FALSE(other.ok);
+  EXPECT_EQ(other.step, "imap_port_policy");
+  std::string log = dovecot.log();
+  EXPECT_EQ(log.find("Plaintext authentication"), std::string::npos) << log;
+  EXPECT_NE(log.find("Login: user=<alice>"), std::string::npos) << log;
 }
 
 }  // namespace
