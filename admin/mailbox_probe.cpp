@@ -293,7 +293,7 @@ void MailboxProber::probe(const MailboxProbeRequest& req, std::function<void(Mai
           {false, "imap_port_policy", "port " + std::to_string(req.imap.port) + " is not an IMAP port (993, 143)"});
     inbound::ImapConfig cfg = config.imap;
     cfg.tls = config.tls;
-    cfg.security = req.imap.port == 993 ? inbound::ImapSecurity::Tls : inbound::ImapSecurity::StartTls;
+    cfg.security = req.imap.port == 993 ? core::Security::Tls : core::Security::StartTls;
     auto* imap =
         new ImapCheck(loop, {req.imap.host, req.imap.port, config.timeout_ms}, std::move(cfg),
                       inbound::ImapCredentials::with_password(req.imap.username, req.imap.password), std::move(finish));

@@ -152,10 +152,6 @@ bool ImapError::transient() const {
   }
 }
 
-ImapClient::Guard::~Guard() {
-  if (--c->depth_ == 0 && c->ended_) delete c;
-}
-
 ImapClient::ImapClient(uv_loop_t* loop, const ImapConfig& cfg, const sockaddr* vetted_addr, std::string host,
                        Hooks hooks)
     : cfg_(cfg), host_(std::move(host)), hooks_(std::move(hooks)), timer_(loop), parser_(cfg.limits) {
@@ -175,12 +171,16 @@ ImapClient* ImapClient::connect(uv_loop_t* loop, const ImapConfig& cfg, const so
   // Failures found here are reported from the loop, so no callback runs inside connect().
   auto fail_soon = [c](ImapError e) {
     c->timer_->start(0, [c, e] {
-      Guard g(c);
+      Entry g(c);
       c->fail(e);
     });
   };
   if (!c->cfg_.tls) {
     fail_soon(c->error(ImapErrorKind::Tls, "no TLS context: IMAP is spoken only over TLS"));
+    return c;
+  }
+  if (c->cfg_.security == core::Security::None) {
+    fail_soon(c->error(ImapErrorKind::Tls, "security none: IMAP is spoken only over TLS or STARTTLS"));
     return c;
   }
   c->stream_ = core::TcpStream::create(loop, c);
@@ -204,7 +204,7 @@ void ImapClient::wait_for(ImapCommand c) {
   waiting_ = c;
   uint64_t ms = cfg_.timeouts[c];
   timer_->start(ms, [this, c, ms] {
-    Guard g(this);
+    Entry g(this);
     ImapError e = error(ImapErrorKind::Timeout, "no answer within " + std::to_string(ms) + " ms");
     e.command = c;
     fail(e);
@@ -230,10 +230,10 @@ core::TlsInfo ImapClient::tls_info() const { return stream_ ? stream_->tls_info(
 // ---- connection set-up ----
 
 void ImapClient::on_connected(int status) {
-  Guard g(this);
+  Entry g(this);
   if (ended_) return;
   if (status != 0) return fail(error(ImapErrorKind::Connect, std::string("cannot connect: ") + uv_strerror(status)));
-  if (cfg_.security == ImapSecurity::Tls) return begin_tls();
+  if (cfg_.security == core::Security::Tls) return begin_tls();
   wait_for(ImapCommand::Greeting);
 }
 
@@ -250,12 +250,12 @@ void ImapClient::begin_tls() {
 }
 
 void ImapClient::on_tls_handshake(bool ok, const std::string& err) {
-  Guard g(this);
+  Entry g(this);
   if (ended_) return;
   if (!ok) return fail(error(ImapErrorKind::Tls, "TLS handshake failed: " + err));
   tls_on_ = true;
   parser_.reset();
-  if (cfg_.security == ImapSecurity::Tls) return wait_for(ImapCommand::Greeting);
+  if (cfg_.security == core::Security::Tls) return wait_for(ImapCommand::Greeting);
   // RFC 9051 §6.2.1: what the server said before TLS is forgotten, its capabilities included.
   caps_.clear();
   caps_known_ = false;
@@ -292,7 +292,7 @@ void ImapClient::greeting(const Response& r) {
 }
 
 void ImapClient::after_greeting() {
-  if (cfg_.security == ImapSecurity::StartTls && !tls_on_) {
+  if (cfg_.security == core::Security::StartTls && !tls_on_) {
     if (!caps_known_)
       return internal(ImapCommand::Capability, "CAPABILITY", [this](const ImapError* e, const Response*) {
         if (e) return fail(*e);
@@ -387,7 +387,7 @@ void ImapClient::send_current() {
 }
 
 void ImapClient::on_data(std::string_view bytes) {
-  Guard g(this);
+  Entry g(this);
   if (ended_) return;
   parser_.feed(bytes);
   while (!ended_) {
@@ -486,7 +486,7 @@ void ImapClient::finish_current(const ImapError* err, const Response* tagged) {
 
 void ImapClient::start_idle_timer() {
   timer_->start(cfg_.idle_reissue_ms, [this] {
-    Guard g(this);
+    Entry g(this);
     if (ended_ || !idling_ || done_sent_) return;
     reissue_ = true;
     send("DONE\r\n");
@@ -496,7 +496,7 @@ void ImapClient::start_idle_timer() {
 }
 
 void ImapClient::on_end(int status) {
-  Guard g(this);
+  Entry g(this);
   if (ended_) return;
   // Some servers close right after LOGOUT's BYE, without the tagged OK: that is a clean end.
   if (bye_ && current_ && current_->command == ImapCommand::Logout) return finish_current(nullptr, nullptr);
@@ -545,10 +545,11 @@ void ImapClient::fail(ImapError e) {
   auto closed = std::move(hooks_.closed);
   hooks_ = Hooks{};
   if (closed && !abandoned_) closed(e);
+  finish_self();
 }
 
 void ImapClient::close() {
-  Guard g(this);
+  Entry g(this);
   if (abandoned_) return;
   abandoned_ = true;
   hooks_ = Hooks{};
@@ -561,12 +562,13 @@ void ImapClient::close() {
     if (stream_) stream_->close();
     stream_ = nullptr;
   }
+  finish_self();
 }
 
 // ---- the public commands ----
 
 void ImapClient::login(ImapCredentials creds, Done done) {
-  Guard g(this);
+  Entry g(this);
   auto c = std::make_shared<ImapCredentials>(std::move(creds));
   Pending p;
   p.command = c->access_token.empty() ? ImapCommand::Login : ImapCommand::Authenticate;
@@ -684,7 +686,7 @@ void ImapClient::refuse_now(ImapCommand c, std::string why, const std::function<
 }
 
 void ImapClient::capability(Done done) {
-  Guard g(this);
+  Entry g(this);
   Pending p;
   p.command = ImapCommand::Capability;
   p.chunks = {"CAPABILITY\r\n"};
@@ -694,7 +696,7 @@ void ImapClient::capability(Done done) {
 
 void ImapClient::open_mailbox(ImapCommand c, std::string mailbox,
                               std::function<void(const ImapResult<MailboxInfo>&)> done) {
-  Guard g(this);
+  Entry g(this);
   auto info = std::make_shared<MailboxInfo>();
   info->name = mailbox;
   info->read_only = c == ImapCommand::Examine;
@@ -764,7 +766,7 @@ void ImapClient::examine(std::string mailbox, std::function<void(const ImapResul
 }
 
 void ImapClient::uid_search(std::string criteria, std::function<void(const ImapResult<std::vector<uint32_t>>&)> done) {
-  Guard g(this);
+  Entry g(this);
   if (!valid_inline(criteria))
     return refuse_now(ImapCommand::Search, "search criteria must be one line of printable text",
                       [&](const ImapError& e) {
@@ -787,7 +789,7 @@ void ImapClient::uid_search(std::string criteria, std::function<void(const ImapR
 
 void ImapClient::uid_fetch(std::string uid_set, FetchItems items,
                            std::function<void(const ImapResult<std::vector<FetchData>>&)> done) {
-  Guard g(this);
+  Entry g(this);
   auto refuse = [&](std::string why) {
     refuse_now(ImapCommand::Fetch, std::move(why), [&](const ImapError& e) {
       if (done) done(core::Err{e});
@@ -822,7 +824,7 @@ void ImapClient::uid_fetch(std::string uid_set, FetchItems items,
 }
 
 void ImapClient::idle(Done done) {
-  Guard g(this);
+  Entry g(this);
   Pending p;
   p.command = ImapCommand::Idle;
   p.prepare = [this](Pending& self) -> std::optional<ImapError> {
@@ -849,7 +851,7 @@ void ImapClient::idle(Done done) {
 }
 
 void ImapClient::stop_idle() {
-  Guard g(this);
+  Entry g(this);
   if (ended_) return;
   if (current_ && current_->command == ImapCommand::Idle) {
     idle_stop_ = true;
@@ -871,7 +873,7 @@ void ImapClient::stop_idle() {
 }
 
 void ImapClient::noop(Done done) {
-  Guard g(this);
+  Entry g(this);
   Pending p;
   p.command = ImapCommand::Noop;
   p.chunks = {"NOOP\r\n"};
@@ -880,7 +882,7 @@ void ImapClient::noop(Done done) {
 }
 
 void ImapClient::uid_store(std::string uid_set, std::vector<std::string> flags, Done done) {
-  Guard g(this);
+  Entry g(this);
   auto refuse = [&](std::string why) {
     refuse_now(ImapCommand::Store, std::move(why), [&](const ImapError& e) {
       if (done) done(core::Err{e});
@@ -897,7 +899,7 @@ void ImapClient::uid_store(std::string uid_set, std::vector<std::string> flags, 
 }
 
 void ImapClient::uid_move(std::string uid_set, std::string mailbox, Done done) {
-  Guard g(this);
+  Entry g(this);
   if (!valid_uid_set(uid_set))
     return refuse_now(ImapCommand::Move, "a UID set is digits, \":\", \",\" and \"*\"", [&](const ImapError& e) {
       if (done) done(core::Err{e});
@@ -943,7 +945,7 @@ void ImapClient::uid_move(std::string uid_set, std::string mailbox, Done done) {
 
 void ImapClient::append(std::string mailbox, std::string message, std::vector<std::string> flags,
                         std::function<void(const ImapResult<uint32_t>&)> done) {
-  Guard g(this);
+  Entry g(this);
   auto refuse = [&](std::string why) {
     refuse_now(ImapCommand::Append, std::move(why), [&](const ImapError& e) {
       if (done) done(core::Err{e});
@@ -986,7 +988,7 @@ void ImapClient::append(std::string mailbox, std::string message, std::vector<st
 }
 
 void ImapClient::logout(Done done) {
-  Guard g(this);
+  Entry g(this);
   Pending p;
   p.command = ImapCommand::Logout;
   p.chunks = {"LOGOUT\r\n"};
@@ -1022,6 +1024,7 @@ void ImapClient::end_cleanly() {
   auto closed = std::move(hooks_.closed);
   hooks_ = Hooks{};
   if (closed && !abandoned_) closed(std::nullopt);
+  finish_self();
 }
 
 }  // namespace deliverd::inbound

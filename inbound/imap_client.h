@@ -26,7 +26,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/lifetime.h"
 #include "core/result.h"
+#include "core/security.h"
 #include "core/tcp_stream.h"
 #include "core/timer.h"
 #include "core/tls_context.h"
@@ -34,9 +36,6 @@
 
 namespace deliverd::inbound {
 
-// tls: TLS from the first byte (port 993). starttls: plaintext greeting, then STARTTLS (port 143).
-// There is no plaintext mode.
-enum class ImapSecurity : uint8_t { Tls, StartTls };
 
 // What the client is waiting for; each has its own timeout (ImapTimeouts).
 enum class ImapCommand : uint8_t {
@@ -108,7 +107,9 @@ struct ImapTimeouts {
 inline constexpr uint64_t kMaxIdleReissueMs = 28 * 60 * 1000;
 
 struct ImapConfig {
-  ImapSecurity security = ImapSecurity::Tls;
+  // Tls: TLS from the first byte (port 993). StartTls: plaintext greeting, then STARTTLS (port 143).
+  // None is refused before anything is sent: IMAP is never spoken in plaintext.
+  core::Security security = core::Security::Tls;
   std::shared_ptr<core::TlsContext> tls;  // required; certificates are always verified
   std::string tls_name;                   // certificate name and SNI; "" = the host name
   ImapTimeouts timeouts;
@@ -189,7 +190,7 @@ struct FetchItems {
   uint32_t max_section_bytes = 0;  // > 0: each section fetched as <0.max_section_bytes> (partial)
 };
 
-class ImapClient final : private core::StreamHandler {
+class ImapClient final : private core::StreamHandler, private core::DeletesItself<ImapClient> {
  public:
   using Done = std::function<void(const ImapResult<core::Ok>&)>;
 
@@ -296,11 +297,7 @@ class ImapClient final : private core::StreamHandler {
   // Input that cannot be sent: the callback hears why before the method returns; nothing is sent.
   void refuse_now(ImapCommand c, std::string why, const std::function<void(const ImapError&)>& done);
 
-  struct Guard {
-    explicit Guard(ImapClient* c) : c(c) { ++c->depth_; }
-    ~Guard();
-    ImapClient* c;
-  };
+  friend class core::DeletesItself<ImapClient>;  // frees the client as the last entry into it returns
 
   ImapConfig cfg_;
   std::string host_, ip_;
@@ -327,8 +324,7 @@ class ImapClient final : private core::StreamHandler {
   size_t command_bytes_ = 0;
   uint32_t next_tag_ = 1;
   ImapCommand waiting_ = ImapCommand::Connect;  // what the timer runs for
-  int depth_ = 0;
-  bool ended_ = false;      // the connection is over (fail, LOGOUT or close)
+  bool ended_ = false;      // the connection is over (fail, LOGOUT or close); freed as the outermost Entry returns
   bool abandoned_ = false;  // close() by the owner: no more callbacks
 };
 

@@ -80,7 +80,7 @@ DovecotServer::Options with_shared_ca() {
   return o;
 }
 
-ImapConfig dovecot_config(const DovecotServer& d, ImapSecurity security) {
+ImapConfig dovecot_config(const DovecotServer& d, core::Security security) {
   ImapConfig cfg;
   cfg.security = security;
   cfg.tls = trusting(d.ca_file());
@@ -89,7 +89,7 @@ ImapConfig dovecot_config(const DovecotServer& d, ImapSecurity security) {
   return cfg;
 }
 
-int port_for(ImapSecurity s) { return s == ImapSecurity::Tls ? DovecotServer::kImapsPort : DovecotServer::kImapPort; }
+int port_for(core::Security s) { return s == core::Security::Tls ? DovecotServer::kImapsPort : DovecotServer::kImapPort; }
 
 std::string describe(const ImapError& e) {
   return std::string(to_string(e.kind)) + " in " + std::string(to_string(e.command)) + " [" +
@@ -149,7 +149,7 @@ const std::string kDsn =
 TEST(ImapClient, ImplicitTlsOn993VerifiesTheCertificateAndLogsIn) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, ImapSecurity::Tls));
+  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, core::Security::Tls));
   ASSERT_TRUE(c->connected && c->connected->ok());
   ASSERT_NE(c->client, nullptr);
   EXPECT_TRUE(c->client->authenticated());
@@ -166,7 +166,7 @@ TEST(ImapClient, ImplicitTlsOn993VerifiesTheCertificateAndLogsIn) {
 TEST(ImapClient, StartTlsOn143ReadsCapabilitiesAgainAndNeverLogsInBeforeTls) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto cfg = dovecot_config(dovecot, ImapSecurity::StartTls);
+  auto cfg = dovecot_config(dovecot, core::Security::StartTls);
   auto c = open(loop, cfg, dovecot.host(), DovecotServer::kImapPort);
   ASSERT_TRUE(loop.run_until([&] { return c->connected.has_value(); }));
   ASSERT_TRUE(c->connected->ok()) << describe(c->connected->error());
@@ -186,7 +186,7 @@ TEST(ImapClient, StartTlsOn143ReadsCapabilitiesAgainAndNeverLogsInBeforeTls) {
 
 TEST(ImapClient, ACertificateForAnotherNameIsRefusedBeforeAnyLogin) {
   DovecotServer dovecot(with_shared_ca());
-  for (ImapSecurity sec : {ImapSecurity::Tls, ImapSecurity::StartTls}) {
+  for (core::Security sec : {core::Security::Tls, core::Security::StartTls}) {
     Loop loop;
     auto cfg = dovecot_config(dovecot, sec);
     cfg.tls_name = "other.test";
@@ -205,10 +205,22 @@ TEST(ImapClient, ACertificateForAnotherNameIsRefusedBeforeAnyLogin) {
   EXPECT_EQ(dovecot.log().find("auth failed"), std::string::npos) << dovecot.log();
 }
 
+TEST(ImapClient, SecurityNoneIsRefusedWithoutConnecting) {
+  DovecotServer dovecot(with_shared_ca());
+  Loop loop;
+  auto cfg = dovecot_config(dovecot, core::Security::None);
+  auto c = open(loop, cfg, dovecot.host(), DovecotServer::kImapPort);
+  ASSERT_TRUE(loop.run_until([&] { return c->closed; }));
+  ASSERT_TRUE(c->connected && !c->connected->ok());
+  EXPECT_EQ(c->connected->error().kind, ImapErrorKind::Tls);
+  EXPECT_EQ(c->connected->error().text, "security none: IMAP is spoken only over TLS or STARTTLS");
+  EXPECT_EQ(dovecot.log().find("Login:"), std::string::npos) << dovecot.log();
+}
+
 TEST(ImapClient, AWrongPasswordIsATypedLoginFailureAndTheConnectionStaysUsable) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto c = open(loop, dovecot_config(dovecot, ImapSecurity::Tls), dovecot.host(), DovecotServer::kImapsPort);
+  auto c = open(loop, dovecot_config(dovecot, core::Security::Tls), dovecot.host(), DovecotServer::kImapsPort);
   Wait<core::Ok> bad, good;
   c->client->login(ImapCredentials::with_password("alice", "not-it"), bad.cb());
   c->client->login(ImapCredentials::with_password("alice", "imap-pass"), good.cb());
@@ -228,7 +240,7 @@ TEST(ImapClient, AWrongPasswordIsATypedLoginFailureAndTheConnectionStaysUsable) 
 TEST(ImapClient, AuthenticatePlainWithAnInitialResponse) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto cfg = dovecot_config(dovecot, ImapSecurity::Tls);
+  auto cfg = dovecot_config(dovecot, core::Security::Tls);
   auto c = open(loop, cfg, dovecot.host(), DovecotServer::kImapsPort);
   Wait<core::Ok> login;
   c->client->login(ImapCredentials::with_password("bob", "bob-pass", ImapAuthMethod::Plain), login.cb());
@@ -256,7 +268,7 @@ TEST(ImapClient, AuthenticatePlainWithAnInitialResponse) {
 TEST(ImapClient, SelectGivesUidValidityAndExamineIsReadOnly) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, ImapSecurity::Tls));
+  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, core::Security::Tls));
   Wait<MailboxInfo> sel, ex, missing;
   c->client->select("INBOX", sel.cb());
   c->client->examine("INBOX", ex.cb());
@@ -280,7 +292,7 @@ TEST(ImapClient, SelectGivesUidValidityAndExamineIsReadOnly) {
 TEST(ImapClient, AppendedMessagesAreSearchedAndFetchedAndStayUnseen) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, ImapSecurity::Tls));
+  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, core::Security::Tls));
   std::vector<Wait<uint32_t>> appended(3);
   c->client->append("INBOX", kPlain, {}, appended[0].cb());
   c->client->append("INBOX", kMixed, {}, appended[1].cb());
@@ -372,7 +384,7 @@ TEST(ImapClient, AppendedMessagesAreSearchedAndFetchedAndStayUnseen) {
 TEST(ImapClient, IdleSeesAMessageAppendedByAnotherConnection) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto cfg = dovecot_config(dovecot, ImapSecurity::Tls);
+  auto cfg = dovecot_config(dovecot, core::Security::Tls);
   auto watcher = logged_in(loop, dovecot, cfg);
   Wait<MailboxInfo> sel;
   watcher->client->select("INBOX", sel.cb());
@@ -405,7 +417,7 @@ TEST(ImapClient, IdleSeesAMessageAppendedByAnotherConnection) {
 TEST(ImapClient, ALiteralLargerThanTheBoundIsRefusedCleanly) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto cfg = dovecot_config(dovecot, ImapSecurity::Tls);
+  auto cfg = dovecot_config(dovecot, core::Security::Tls);
   {
     auto writer = logged_in(loop, dovecot, cfg);
     Wait<uint32_t> appended;
@@ -451,7 +463,7 @@ TEST(ImapClient, UidMoveTakesTheMessageToAnotherFolder) {
   DovecotServer dovecot(with_shared_ca());
   ASSERT_EQ(dovecot.doveadm({"mailbox", "create", "-u", "alice", "Processed"}), 0);
   Loop loop;
-  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, ImapSecurity::Tls));
+  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, core::Security::Tls));
   Wait<uint32_t> a, b;
   c->client->append("INBOX", kPlain, {}, a.cb());
   c->client->append("INBOX", kDsn, {}, b.cb());
@@ -471,7 +483,7 @@ TEST(ImapClient, UidMoveTakesTheMessageToAnotherFolder) {
 TEST(ImapClient, InputThatCannotBeSentIsRefusedBeforeSending) {
   DovecotServer dovecot(with_shared_ca());
   Loop loop;
-  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, ImapSecurity::Tls));
+  auto c = logged_in(loop, dovecot, dovecot_config(dovecot, core::Security::Tls));
   std::optional<ImapResult<std::vector<FetchData>>> injected;
   c->client->uid_fetch("1 BODY[]\r\na9 DELETE INBOX", FetchItems{},
                        [&](const ImapResult<std::vector<FetchData>>& r) { injected = r; });
@@ -497,7 +509,7 @@ TEST(ImapClient, InputThatCannotBeSentIsRefusedBeforeSending) {
 
 deliverd::testing::TestCa& stub_ca() { return test_ca(); }
 
-ImapConfig stub_config(ImapSecurity sec) {
+ImapConfig stub_config(core::Security sec) {
   ImapConfig cfg;
   cfg.security = sec;
   cfg.tls = trusting(stub_ca().ca_file());
@@ -516,7 +528,7 @@ StubSelect select_on_stub(ImapStub::Options o) {
   o.port = 993;
   ImapStub stub(stub_ca().issue("stub", {o.host}, 2), o);
   Loop loop;
-  auto c = open(loop, stub_config(ImapSecurity::Tls), o.host, 993, o.host);
+  auto c = open(loop, stub_config(core::Security::Tls), o.host, 993, o.host);
   Wait<core::Ok> login;
   Wait<MailboxInfo> sel;
   c->client->login(ImapCredentials::with_password("alice", "imap-pass"), login.cb());
@@ -565,7 +577,7 @@ TEST(ImapClient, BearerTokensAndTheirErrorChallenge) {
   o.token = "ya29.good";
   ImapStub stub(stub_ca().issue("stub", {ip}, 2), o);
   Loop loop;
-  auto c = open(loop, stub_config(ImapSecurity::Tls), ip, 993, ip);
+  auto c = open(loop, stub_config(core::Security::Tls), ip, 993, ip);
   Wait<core::Ok> expired, bearer_bad, bearer_good, good;
   c->client->login(ImapCredentials::with_token("alice", "ya29.expired"), expired.cb());
   c->client->login(ImapCredentials::with_token("alice", "ya29.expired", ImapAuthMethod::OAuthBearer), bearer_bad.cb());
@@ -593,7 +605,7 @@ TEST(ImapClient, IdleIsReissuedBeforeItsTimeWithoutEndingForTheCaller) {
   std::string ip = deliverd::testing::free_loopback_ip(143);
   ImapStub stub(stub_ca().issue("stub", {ip}, 2), ip, 143);
   Loop loop;
-  auto cfg = stub_config(ImapSecurity::StartTls);
+  auto cfg = stub_config(core::Security::StartTls);
   cfg.idle_reissue_ms = 150;
   auto c = open(loop, cfg, ip, 143, ip);
   Wait<core::Ok> login;
