@@ -1,5 +1,6 @@
 #include "core/percent.h"
 
+#include "core/ascii.h"
 #include "core/hex.h"
 
 namespace deliverd::core {
@@ -18,6 +19,20 @@ std::optional<std::string> percent_decode(std::string_view s, PercentDecoding ho
       if ((*byte)[0] == '\0' && !how.allow_nul) return std::nullopt;
       out += (*byte)[0];
       i += 2;
+    }
+  }
+  return out;
+}
+
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (ascii_is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += ascii_uppercase(to_hex(std::string_view(&c, 1)));
     }
   }
   return out;

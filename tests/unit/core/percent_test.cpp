@@ -13,6 +13,19 @@ TEST(PercentDecode, DecodesEscapesInEitherCase) {
   EXPECT_EQ(percent_decode("%25"), "%");
 }
 
+TEST(PercentEncode, KeepsOnlyUnreservedBytesAndRoundTrips) {
+  EXPECT_EQ(percent_encode("aZ09-._~"), "aZ09-._~");
+  EXPECT_EQ(percent_encode("1//0a+b c&d=e"), "1%2F%2F0a%2Bb%20c%26d%3De");
+  EXPECT_EQ(percent_encode(std::string("\0\xff", 2)), "%00%FF");
+  const std::string all = [] {
+    std::string s;
+    for (int i = 1; i < 256; ++i) s += static_cast<char>(i);
+    return s;
+  }();
+  EXPECT_EQ(percent_decode(percent_encode(all)), all);
+  EXPECT_EQ(percent_decode(percent_encode("a b"), {.plus_is_space = true}), "a b");
+}
+
 TEST(PercentDecode, FormsSpellSpacesAsPlus) {
   constexpr PercentDecoding kForm{.plus_is_space = true};
   EXPECT_EQ(percent_decode("List-Unsubscribe=One-Click+now%2B", kForm), "List-Unsubscribe=One-Click now+");
