@@ -17,6 +17,7 @@
 #include "dns/resolver.h"
 #include "dns/resolver_lookup.h"
 #include "tests/integration/fixtures/dns_server.h"
+#include "tests/integration/fixtures/fixed_lookup.h"
 #include "tests/integration/fixtures/process.h"
 #include "tests/integration/fixtures/test_ca.h"
 
@@ -133,36 +134,7 @@ class HttpsServer {
   std::atomic<size_t> connections_{0};
 };
 
-// Answers every name with one fixed address, so a test states which address the client may use.
-class FixedLookup final : public core::HostLookup {
- public:
-  explicit FixedLookup(uv_loop_t* loop, std::string ip) : loop_(loop), ip_(std::move(ip)) {}
-  uint64_t lookup(const std::string& host, Callback cb) override {
-    hosts.push_back(host);
-    auto* t = new uv_timer_t;
-    uv_timer_init(loop_, t);
-    auto* ctx = new std::pair<Callback, std::string>(std::move(cb), ip_);
-    t->data = ctx;
-    uv_timer_start(t, [](uv_timer_t* h) {
-      auto* c = static_cast<std::pair<Callback, std::string>*>(h->data);
-      Answer a;
-      sockaddr_storage ss{};
-      uv_ip4_addr(c->second.c_str(), 0, reinterpret_cast<sockaddr_in*>(&ss));
-      a.allowed.push_back(ss);
-      c->first(a);
-      delete c;
-      uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<uv_timer_t*>(x); });
-    }, 0, 0);
-    return ++next_;
-  }
-  void cancel(uint64_t) override {}
-  std::vector<std::string> hosts;
-
- private:
-  uv_loop_t* loop_;
-  std::string ip_;
-  uint64_t next_ = 0;
-};
+using testing::FixedLookup;
 
 class HttpsClientTest : public ::testing::Test {
  protected:
