@@ -5,19 +5,38 @@
 namespace deliverd::queue {
 namespace {
 
-// XADD then XACK in one script: Redis runs it atomically, and an XADD that fails (WRONGTYPE,
-// OOM) raises and stops the script before the XACK, so an entry is never acked without its
-// event. (MULTI/EXEC would still run the XACK after a run-time XADD error.) Redis caches the
-// compiled script by its SHA, so sending the body each time costs only the bytes.
+// XADD, XACK and XDEL in one script: Redis runs it atomically, and an XADD that fails
+// (WRONGTYPE, OOM) raises and stops the script before the XACK, so an entry is never acked
+// without its event. (MULTI/EXEC would still run the XACK after a run-time XADD error.) The
+// entry is deleted with its ack, so the job stream holds only unfinished work.
+// An entry no longer in the stream was finished before: a re-run after a lost reply (the
+// first run did it all), or an entry another consumer finished meanwhile, adds no second event
+// and returns 0. Being pending is not the test: a Redis that lost its latest writes (a restart
+// from an older snapshot, a failover to a replica that lagged) may have forgotten that the
+// entry was read, and its outcome must still be recorded.
 // KEYS: target stream, job stream, marker key. ARGV: maxlen, group, entry id, marker TTL in ms
-// ("0": no marker), field, value, field, value… The XADD comes first, so a failing XADD leaves
-// neither marker nor ack behind (scripts are not rolled back).
+// ("0": no marker), field, value, field, value… The XADD is the first write, so a failing XADD
+// leaves neither marker nor ack behind (scripts are not rolled back).
 const LuaScript kAddAndAck{R"lua(
+if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+  return 0
+end
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', ARGV[4]) end
-return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return 1
+)lua"};
+
+// The ack of an entry whose job was delivered already: acked and deleted together.
+// KEYS: job stream. ARGV: group, entry id.
+const LuaScript kAck{R"lua(
+local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return n
 )lua"};
 
 }  // namespace
@@ -43,7 +62,7 @@ void Publisher::is_done(const std::string& job_id, std::function<void(core::Resu
 }
 
 void Publisher::ack(const std::string& entry_id, std::function<void(bool ok)> cb) {
-  client_.command({"XACK", cfg_.stream, cfg_.group, entry_id}, [cb = std::move(cb), entry_id](const RedisReply& r) {
+  client_.eval(kAck, {"1", cfg_.stream, cfg_.group, entry_id}, [cb = std::move(cb), entry_id](const RedisReply& r) {
     const bool ok = r.type == RedisReply::Type::Integer;
     if (!ok) core::log_warn("queue_ack_failed", {{"entry", entry_id}, {"reason", r.str}});
     if (cb) cb(ok);
@@ -63,7 +82,7 @@ void Publisher::add_and_ack(const std::string& target, size_t maxlen, std::vecto
   for (auto& f : fields) argv.push_back(std::move(f));
   // The callback holds copies, not `this`: the publisher may be gone when the reply arrives.
   client_.eval(kAddAndAck, std::move(argv), [cb = std::move(cb), entry_id, target](const RedisReply& r) {
-    // XACK's count: 1, or 0 if the entry was no longer pending (acked elsewhere) — both are done.
+    // 1, or 0 if the entry was no longer in the stream (finished before) — both are done.
     const bool ok = r.type == RedisReply::Type::Integer;
     if (!ok) core::log_warn("queue_ack_failed", {{"target", target}, {"entry", entry_id}, {"reason", r.str}});
     if (cb) cb(ok);

@@ -1,9 +1,10 @@
 #pragma once
-// Publishes a job's result event (or dead-letters it) and acks its stream entry. The XADD and
-// the XACK run in that order inside one Lua script (EVAL), one command per job, so they are
-// pipelined with everything else in flight on the client, and Redis applies the XACK only if the
-// XADD succeeded: a failure or a lost connection leaves the entry pending (re-processed later),
-// never acked without its event.
+// Publishes a job's result event (or dead-letters it), acks its stream entry and deletes it. The
+// XADD, the XACK and the XDEL run in that order inside one Lua script (EVALSHA), one command per
+// job, so they are pipelined with everything else in flight on the client, and Redis applies the
+// XACK only if the XADD succeeded: a failure or a lost connection leaves the entry pending
+// (re-processed later), never acked without its event. The script does nothing for an entry no
+// longer in the stream, so running it twice (a retry after a lost reply) publishes one event.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -43,7 +44,8 @@ class Publisher {
   // Whether job_id has been delivered (its marker exists). Error = the answer is unknown.
   void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb);
 
-  // XACK alone: for an entry whose job was already delivered (its event is on the results stream).
+  // XACK and XDEL alone: for an entry whose job was already delivered (its event is on the
+  // results stream).
   void ack(const std::string& entry_id, std::function<void(bool ok)> cb);
 
   // XADD dead MAXLEN ~ N * job <payload> reason <reason>, then XACK; cb as above.

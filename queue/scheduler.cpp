@@ -9,11 +9,20 @@ namespace deliverd::queue {
 namespace {
 
 // KEYS: retry set, results stream, job stream. ARGV: due, member, results maxlen, group, entry, event.
-// The ZADD comes first: if it fails the script stops before anything else was written.
+// Only an entry still in the stream is moved (a re-run after a lost reply must not add the job
+// again once the promoter has taken it back; the first run deleted the entry); the ZADD is the
+// first write: if it fails the script stops before anything else was written. The entry is
+// deleted with its ack.
 const LuaScript kDeferAndAck{R"lua(
+if #redis.call('XRANGE', KEYS[3], ARGV[5], ARGV[5]) == 0 then
+  redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+  return 0
+end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[6] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[6]) end
-return redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+redis.call('XDEL', KEYS[3], ARGV[5])
+return 1
 )lua"};
 
 // KEYS: retry set, job stream, dead stream. ARGV: now, batch, dead maxlen.

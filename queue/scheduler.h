@@ -48,7 +48,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Atomically: the item into the retry set at due_ms, the event (if not empty) onto the results
-  // stream, and the stream entry acked. cb(false) leaves the entry pending and the set unchanged.
+  // stream, and the stream entry acked and deleted — if it is still in the stream (a re-run does
+  // nothing). cb(false) leaves the entry pending and the set unchanged.
   void defer_and_ack(const std::string& entry_id, const RetryItem& item, int64_t due_ms, const std::string& event_json,
                      std::function<void(bool ok)> cb);
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "tests/integration/queue/pending_entry.h"
 
@@ -53,11 +54,58 @@ TEST(Publisher, TrimsTheResultsStream) {
   PublisherConfig cfg;
   cfg.results_maxlen = 10;
   Publisher p(*f.client, cfg);
+  // 2000 entries pending, each published once (a second publish of one entry adds nothing).
+  std::vector<std::string> jobs(2000, R"({"v":1})");
+  auto ids = f.redis.xadd_jobs("deliverd:jobs", jobs);
+  f.redis.command({"XREADGROUP", "GROUP", "deliverd", "c", "COUNT", "5000", "STREAMS", "deliverd:jobs", ">"});
   int done = 0;
-  for (int i = 0; i < 2000; ++i) p.publish_and_ack(f.entry, "{}", [&](bool) { ++done; });
+  for (const auto& id : ids) p.publish_and_ack(id, "{}", [&](bool) { ++done; });
   ASSERT_TRUE(f.loop.run_until([&] { return done == 2000; }));
   // MAXLEN ~ trims whole macro nodes (100 entries by default), so "about" 10.
   EXPECT_LT(f.redis.xlen("deliverd:results"), 200);
+}
+
+TEST(Publisher, AFinishedEntryLeavesTheJobStream) {
+  Fixture f;
+  Publisher p(*f.client, PublisherConfig{});
+  ASSERT_EQ(f.redis.xlen("deliverd:jobs"), 1);
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_and_ack(f.entry, "{}", cb); }));
+  EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 0) << "acked and deleted in the same script";
+  // The same for a dead letter and for the ack of a duplicate.
+  auto more = f.redis.xadd_jobs("deliverd:jobs", {"{}", "{}"});
+  f.redis.command({"XREADGROUP", "GROUP", "deliverd", "c", "COUNT", "5", "STREAMS", "deliverd:jobs", ">"});
+  EXPECT_TRUE(f.run([&](auto cb) { p.dead_letter_and_ack(more[0], "{}", "job: bad", cb); }));
+  EXPECT_TRUE(f.run([&](auto cb) { p.ack(more[1], cb); }));
+  EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 0);
+  EXPECT_EQ(f.redis.xpending_count("deliverd:jobs", "deliverd"), 0);
+}
+
+TEST(Publisher, ARunRepeatedAfterALostReplyPublishesOneEvent) {
+  Fixture f;
+  Publisher p(*f.client, PublisherConfig{});
+  // What Delivery does when the reply to a publish never came: the same call again.
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "j1", R"({"status":"delivered"})", cb); }));
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "j1", R"({"status":"delivered"})", cb); }));
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_and_ack(f.entry, R"({"status":"failed"})", cb); }));
+  auto results = f.redis.xrange("deliverd:results");
+  ASSERT_EQ(results.size(), 1u) << "one final event, whatever ran again";
+  EXPECT_EQ(results[0].fields["event"], R"({"status":"delivered"})");
+  EXPECT_EQ(f.redis.command({"EXISTS", "deliverd:done:j1"}), "1");
+}
+
+TEST(Publisher, AnEntryRedisForgotWasReadStillGetsItsEvent) {
+  Fixture f;
+  // What a restart from an older snapshot, or a failover to a replica that lagged, leaves: the
+  // entry is in the stream but no longer pending. Its outcome is real and must be recorded.
+  f.redis.command({"XACK", "deliverd:jobs", "deliverd", f.entry});
+  ASSERT_EQ(f.redis.xpending_count("deliverd:jobs", "deliverd"), 0);
+  Publisher p(*f.client, PublisherConfig{});
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "j1", R"({"status":"delivered"})", cb); }));
+  auto results = f.redis.xrange("deliverd:results");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].fields["event"], R"({"status":"delivered"})");
+  EXPECT_EQ(f.redis.command({"EXISTS", "deliverd:done:j1"}), "1");
+  EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 0);
 }
 
 TEST(Publisher, ServerKilledReportsFailure) {

@@ -38,6 +38,20 @@ TEST(Scheduler, DeferralAcksTheEntryAndPublishesTheEventInOneStep) {
   s.stop();
 }
 
+TEST(Scheduler, ADeferralDeletesTheEntryAndARerunDoesNotAddTheJobAgain) {
+  Fixture f;
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  ASSERT_TRUE(f.run([&](auto cb) { s.defer_and_ack(f.entry, greylisted_item(), 1000, "{}", cb); }));
+  EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 0) << "the stream holds only unfinished work";
+  // The promoter takes the job back; then the deferral runs again (its first reply was lost).
+  ASSERT_TRUE(promote_until(f, s, 5000, 0));
+  ASSERT_TRUE(f.run([&](auto cb) { s.defer_and_ack(f.entry, greylisted_item(), 1000, "{}", cb); }));
+  EXPECT_EQ(f.redis.integer({"ZCARD", "deliverd:retry"}), 0) << "the job is on the stream, not in both places";
+  EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 1);
+  EXPECT_EQ(f.redis.xlen("deliverd:results"), 1);
+  s.stop();
+}
+
 TEST(Scheduler, FailedDeferralLeavesTheEntryPendingAndTheSetUnchanged) {
   Fixture f;
   f.redis.command({"SET", "deliverd:retry", "not a sorted set"});
