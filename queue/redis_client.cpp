@@ -85,6 +85,16 @@ bool parse_uint(std::string_view s, long max, long& out) {
 
 }  // namespace
 
+std::string_view write_refusal(const RedisReply& reply) {
+  if (!reply.is_error() || reply.connection_error) return {};
+  const std::string_view code = reply.error_code();
+  if (code == "OOM") return "oom";
+  if (code == "READONLY") return "readonly";
+  if (code == "MISCONF") return "misconf";
+  if (code == "NOREPLICAS") return "noreplicas";
+  return {};
+}
+
 std::string_view RedisReply::error_code() const {
   if (type != Type::Error) return {};
   std::string_view s = str;
@@ -158,8 +168,42 @@ core::Result<RedisConfig, std::string> parse_redis_url(std::string_view url) {
   return cfg;
 }
 
+core::Result<SentinelAddress, std::string> parse_sentinel_address(std::string_view text) {
+  SentinelAddress a;
+  std::string_view host = text, port;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return core::Err{"sentinel '" + std::string(text) + "': expected [IPv6]:port"};
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return core::Err{"sentinel '" + std::string(text) + "': expected host:port"};
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  long p = 0;
+  if (!parse_uint(port, 65535, p) || p == 0) return core::Err{"sentinel '" + std::string(text) + "': bad port"};
+  a.host.assign(host);
+  a.port = static_cast<int>(p);
+  sockaddr_storage ss{};
+  const std::string ip = a.host == "localhost" ? "127.0.0.1" : a.host;
+  if (uv_ip4_addr(ip.c_str(), a.port, reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
+      uv_ip6_addr(ip.c_str(), a.port, reinterpret_cast<sockaddr_in6*>(&ss)) != 0)
+    return core::Err{"sentinel '" + std::string(text) + "': the host must be an IP address or localhost"};
+  return a;
+}
+
 core::Result<core::Ok, std::string> apply_password_file(RedisConfig& cfg, const std::string& path) {
-  const std::string what = "redis password_file " + path;
+  auto pw = read_secret_file(path, "redis password_file");
+  if (!pw) return core::Err{pw.error()};
+  cfg.password = std::move(pw).value();
+  return core::Ok{};
+}
+
+core::Result<std::string, std::string> read_secret_file(const std::string& path, const std::string& label) {
+  const std::string what = label + " " + path;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return core::Err{what + ": cannot open: " + std::strerror(errno)};
   std::string data;
@@ -184,8 +228,7 @@ core::Result<core::Ok, std::string> apply_password_file(RedisConfig& cfg, const 
   explicit_bzero(buf, sizeof buf);
   while (!data.empty() && (data.back() == '\n' || data.back() == '\r')) data.pop_back();
   if (data.empty()) return core::Err{what + " is empty"};
-  cfg.password = std::move(data);
-  return core::Ok{};
+  return data;
 }
 
 int reconnect_delay_ms(const RedisConfig& cfg, int attempt, double jitter01) {
@@ -232,10 +275,16 @@ void RedisClient::connect(ConnectCallback cb) {
     for (auto& p : waiting_) defer(std::move(p.cb), connection_error(reason));
     waiting_.clear();
   };
-  const std::string host = cfg_.host == "localhost" ? "127.0.0.1" : cfg_.host;
-  if (uv_ip4_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&addr_)) != 0 &&
-      uv_ip6_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&addr_)) != 0)
-    return config_failure("redis host must be an IP address or localhost, got '" + cfg_.host + "'");
+  if (cfg_.sentinels.empty()) {
+    const std::string host = cfg_.host == "localhost" ? "127.0.0.1" : cfg_.host;
+    if (uv_ip4_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&addr_)) != 0 &&
+        uv_ip6_addr(host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&addr_)) != 0)
+      return config_failure("redis host must be an IP address or localhost, got '" + cfg_.host + "'");
+    target_host_ = cfg_.host;
+    target_port_ = cfg_.port;
+  } else if (cfg_.sentinel_master.empty()) {
+    return config_failure("redis sentinels are set but sentinel_master (the primary's name) is not");
+  }
   if (cfg_.tls) {
     tls_ctx_ = cfg_.tls_context;
     if (!tls_ctx_) {
@@ -251,6 +300,65 @@ void RedisClient::connect(ConnectCallback cb) {
 }
 
 void RedisClient::start_attempt() {
+  if (!cfg_.sentinels.empty()) return discover(0, {});
+  connect_to_target();
+}
+
+// Asks one sentinel after the other for the primary's address; the first answer wins.
+void RedisClient::discover(size_t tried, std::string errors) {
+  state_ = State::Discovering;
+  const size_t n = cfg_.sentinels.size();
+  if (tried >= n) return fail("no sentinel gave the primary of '" + cfg_.sentinel_master + "': " + errors);
+  const size_t index = (sentinel_first_ + tried) % n;
+  const SentinelAddress& s = cfg_.sentinels[index];
+  RedisConfig sc;
+  sc.host = s.host;
+  sc.port = s.port;
+  sc.tls = cfg_.tls;
+  sc.ca_file = cfg_.ca_file;
+  sc.tls_context = tls_ctx_;
+  sc.username = cfg_.sentinel_username;
+  sc.password = cfg_.sentinel_password;
+  sc.name = "sentinel";
+  sc.connect_timeout_ms = cfg_.connect_timeout_ms;
+  sc.command_timeout_ms = cfg_.connect_timeout_ms;
+  RedisClient* q = RedisClient::create(loop_, sc);
+  sentinel_query_ = q;
+  const std::string where = s.host + ":" + std::to_string(s.port);
+  auto next = [this, q, tried, errors, where](const std::string& why) {
+    if (sentinel_query_ != q) return;  // answered already, or given up
+    sentinel_query_ = nullptr;
+    q->close();
+    discover(tried + 1, errors + (errors.empty() ? "" : "; ") + where + ": " + why);
+  };
+  q->connect([next](bool ok, const std::string& error) {
+    if (!ok) next(error);
+  });
+  q->command({"SENTINEL", "get-master-addr-by-name", cfg_.sentinel_master},
+             [this, q, index, where, next](const RedisReply& r) {
+               if (sentinel_query_ != q) return;
+               if (r.type != RedisReply::Type::Array || r.elements.size() != 2)
+                 return next(r.is_error() ? r.str : std::string("does not know the primary"));
+               const std::string ip = r.elements[0].str;
+               long port = 0;
+               if (!parse_uint(r.elements[1].str, 65535, port) ||
+                   (uv_ip4_addr(ip.c_str(), static_cast<int>(port), reinterpret_cast<sockaddr_in*>(&addr_)) != 0 &&
+                    uv_ip6_addr(ip.c_str(), static_cast<int>(port), reinterpret_cast<sockaddr_in6*>(&addr_)) != 0))
+                 return next("answered '" + ip + ":" + r.elements[1].str + "', not an IP address and port");
+               sentinel_query_ = nullptr;
+               q->close();
+               sentinel_first_ = index;
+               const std::string primary = ip + ":" + std::to_string(port);
+               if (primary != target_host_ + ":" + std::to_string(target_port_))
+                 core::log_info("redis_primary", {{"conn", cfg_.name}, {"primary", primary}, {"sentinel", where},
+                                                  {"master", cfg_.sentinel_master}});
+               target_host_ = ip;
+               target_port_ = static_cast<int>(port);
+               connect_to_target();
+             });
+}
+
+void RedisClient::connect_to_target() {
   state_ = State::Connecting;
   // A reply half-received on the previous connection must not prefix the new one's.
   if (reader_) redisReaderFree(reader_);
@@ -277,9 +385,9 @@ void RedisClient::on_connected(int status) {
   state_ = State::TlsHandshake;
   core::TlsClientParams p;
   p.ctx = tls_ctx_;
-  p.server_name = cfg_.tls_server_name.empty() ? cfg_.host : cfg_.tls_server_name;
+  p.server_name = cfg_.tls_server_name.empty() ? target_host_ : cfg_.tls_server_name;
   p.verify = true;  // never off: the password and every job cross this connection
-  p.session_key = "redis|" + p.server_name + ":" + std::to_string(cfg_.port);
+  p.session_key = "redis|" + p.server_name + ":" + std::to_string(target_port_);
   // The outcome arrives through on_tls_handshake(), possibly before this returns.
   if (int rc = stream_->start_tls_client(p); rc != 0 && state_ == State::TlsHandshake)
     fail(std::string("redis TLS: cannot start: ") + uv_strerror(rc));
@@ -301,6 +409,8 @@ void RedisClient::send_handshake() {
     steps.emplace_back("AUTH", std::move(auth));
   }
   if (cfg_.db != 0) steps.emplace_back("SELECT", std::vector<std::string>{"SELECT", std::to_string(cfg_.db)});
+  // What a sentinel named may have been demoted since: only a primary will do.
+  if (!cfg_.sentinels.empty()) steps.emplace_back("ROLE", std::vector<std::string>{"ROLE"});
   handshake_replies_ = steps.size();
   if (steps.empty()) return become_ready();
   for (auto& [what, argv] : steps) {
@@ -321,6 +431,9 @@ void RedisClient::send_handshake() {
     p.cb = [this, what = what](const RedisReply& r) {
       if (r.connection_error) return;
       if (r.is_error()) return fail(what + " failed: " + r.str);
+      if (what == "ROLE" && (r.type != RedisReply::Type::Array || r.elements.empty() || r.elements[0].str != "master"))
+        return fail(target_host_ + ":" + std::to_string(target_port_) + " is not the primary (ROLE " +
+                    (r.elements.empty() ? std::string("?") : r.elements[0].str) + "); asking the sentinels again");
       if (--handshake_replies_ == 0) become_ready();
     };
     write_pending(std::move(p));
@@ -330,6 +443,7 @@ void RedisClient::send_handshake() {
 
 void RedisClient::become_ready() {
   state_ = State::Ready;
+  failed_on_large_reply_ = false;
   scripts_loaded_.clear();  // a new connection, perhaps to a restarted server
   uv_timer_stop(&timeout_timer_);
   set_connected(true);
@@ -455,8 +569,10 @@ void RedisClient::on_data(std::string_view bytes) {
     dispatch(reply);
     if (state_ != State::Handshake && state_ != State::Ready) return;
   }
-  if (partial_reply_bytes_ > cfg_.max_reply_bytes)
+  if (partial_reply_bytes_ > cfg_.max_reply_bytes) {
+    failed_on_large_reply_ = true;
     fail("reply larger than " + std::to_string(cfg_.max_reply_bytes) + " bytes");
+  }
 }
 
 void RedisClient::dispatch(const RedisReply& reply) {
@@ -465,6 +581,19 @@ void RedisClient::dispatch(const RedisReply& reply) {
   inflight_.pop_front();
   if (state_ == State::Ready) arm_timer();
   if (cb) cb(reply);
+  // A primary demoted under us (a failover): its writes fail from now on, so the connection goes
+  // and the next attempt asks the sentinels where the primary is.
+  if (!cfg_.sentinels.empty() && state_ == State::Ready && reply.is_error() && !reply.connection_error &&
+      reply.error_code() == "READONLY") {
+    fail("the primary was demoted (READONLY); asking the sentinels again");
+    return;
+  }
+  if (on_write_refused_ && state_ != State::Closed) {
+    if (const std::string_view why = write_refusal(reply); !why.empty()) {
+      auto handler = on_write_refused_;  // a copy: the handler may close() this client
+      handler(why, reply.str);
+    }
+  }
 }
 
 void RedisClient::on_end(int status) {
@@ -496,6 +625,10 @@ void RedisClient::on_timer(uv_timer_t* t) {
 
 void RedisClient::fail(const std::string& reason) {
   if (state_ == State::Failed || state_ == State::Closed || state_ == State::Backoff) return;
+  if (sentinel_query_) {
+    sentinel_query_->close();
+    sentinel_query_ = nullptr;
+  }
   state_ = cfg_.reconnect ? State::Backoff : State::Failed;
   uv_timer_stop(&timeout_timer_);
   if (stream_) stream_->close();
@@ -569,6 +702,9 @@ void RedisClient::close() {
   connect_cb_ = nullptr;
   on_disconnect_ = nullptr;
   on_connect_ = nullptr;
+  on_write_refused_ = nullptr;
+  if (sentinel_query_) sentinel_query_->close();
+  sentinel_query_ = nullptr;
   if (stream_) stream_->close();
   stream_ = nullptr;
   set_connected(false);

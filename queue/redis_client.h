@@ -24,6 +24,12 @@ struct redisReader;
 
 namespace deliverd::queue {
 
+// One Redis Sentinel: an IP literal (or localhost) and a port.
+struct SentinelAddress {
+  std::string host;
+  int port = 26379;
+};
+
 struct RedisConfig {
   std::string host = "127.0.0.1";
   int port = 6379;
@@ -48,7 +54,25 @@ struct RedisConfig {
   bool reconnect = false;
   int reconnect_min_ms = 100;
   int reconnect_max_ms = 5000;
+  // Redis Sentinel (docs/redis.md "Failover"). When sentinels is not empty, host and port are not
+  // used: before every connection attempt the sentinels are asked in turn (the one that answered
+  // last first) for the primary of sentinel_master (SENTINEL get-master-addr-by-name), and after
+  // AUTH and SELECT the node must answer ROLE with "master". A READONLY reply (the primary was
+  // demoted) ends the connection, so the next attempt asks again. Sentinels are reached with the
+  // same TLS setting and CA as the data nodes (their certificates must name their IP) and
+  // authenticate with sentinel_username / sentinel_password (none: no AUTH).
+  std::vector<SentinelAddress> sentinels;
+  std::string sentinel_master;
+  std::string sentinel_username, sentinel_password;
 };
+
+// "10.0.0.5:26379", "[::1]:26379", "localhost:26379"; the port is required. Errors name the entry.
+core::Result<SentinelAddress, std::string> parse_sentinel_address(std::string_view text);
+
+// Reads a secret from a file (a systemd credential, a Kubernetes secret …): trailing line endings
+// are stripped; an unreadable, oversized (64 KiB) or empty file is an error naming the path and
+// `what`, never the content.
+core::Result<std::string, std::string> read_secret_file(const std::string& path, const std::string& what);
 
 // Reads the password from a file (a systemd credential, a Kubernetes secret …) into cfg.password.
 // One trailing line ending (\n, \r\n, or several) is stripped. An unreadable, oversized or empty
@@ -77,6 +101,11 @@ struct RedisReply {
   // "ERR" / "BUSYGROUP" / "NOGROUP" …: the first word of an error reply.
   std::string_view error_code() const;
 };
+
+// Why Redis refused a write, from its reply: "oom" (maxmemory), "readonly" (a replica, e.g.
+// after a failover), "misconf" (its last save failed and it stops writes), "noreplicas"
+// (min-replicas-to-write not met); "" when the reply is not such a refusal.
+std::string_view write_refusal(const RedisReply& reply);
 
 class RedisClient : private core::StreamHandler {
  public:
@@ -121,6 +150,13 @@ class RedisClient : private core::StreamHandler {
   // Called after every successful handshake: the first connect (after connect()'s callback) and
   // every reconnect, so the owner can redo per-connection set-up (XGROUP CREATE, SUBSCRIBE …).
   void set_connect_handler(std::function<void()> cb) { on_connect_ = std::move(cb); }
+  // Called (after the command's own callback) for every reply in which Redis refused a write,
+  // with write_refusal()'s reason and the server's text.
+  void set_write_refused_handler(std::function<void(std::string_view reason, const std::string& error)> cb) {
+    on_write_refused_ = std::move(cb);
+  }
+  // The last failure was a reply larger than max_reply_bytes (a read asked for too much at once).
+  bool failed_on_large_reply() const { return failed_on_large_reply_; }
   const std::string& name() const { return cfg_.name; }
 
   // While a reconnecting client is down (between a failure and the next successful handshake),
@@ -132,8 +168,9 @@ class RedisClient : private core::StreamHandler {
   void close();
 
  private:
-  // Backoff: waiting for the reconnect timer (reconnect only). Failed: dead for good.
-  enum class State { Idle, Connecting, TlsHandshake, Handshake, Ready, Backoff, Failed, Closed };
+  // Discovering: asking the sentinels for the primary. Backoff: waiting for the reconnect timer
+  // (reconnect only). Failed: dead for good.
+  enum class State { Idle, Discovering, Connecting, TlsHandshake, Handshake, Ready, Backoff, Failed, Closed };
   struct Pending {
     ReplyCallback cb;
     uint64_t deadline = 0;  // loop time in ms; 0 while not yet written
@@ -150,6 +187,8 @@ class RedisClient : private core::StreamHandler {
   void on_tls_handshake(bool ok, const std::string& error) override;
 
   void start_attempt();
+  void discover(size_t tried, std::string errors);
+  void connect_to_target();
   void send_handshake();
   void become_ready();
   void set_connected(bool up);
@@ -175,7 +214,13 @@ class RedisClient : private core::StreamHandler {
   ConnectCallback connect_cb_;
   std::function<void(const std::string&)> on_disconnect_;
   std::function<void()> on_connect_;
-  sockaddr_storage addr_{};  // resolved once by connect(), reused by every reconnect
+  std::function<void(std::string_view, const std::string&)> on_write_refused_;
+  bool failed_on_large_reply_ = false;
+  sockaddr_storage addr_{};  // resolved once by connect() (or per attempt from the sentinels)
+  std::string target_host_;  // what addr_ is, for TLS name checks and logs
+  int target_port_ = 0;
+  RedisClient* sentinel_query_ = nullptr;  // the sentinel being asked, while Discovering
+  size_t sentinel_first_ = 0;              // the sentinel that answered last is asked first
   std::shared_ptr<core::TlsContext> tls_ctx_;
   bool counted_connected_ = false;  // this client holds +1 in the connected gauge
   bool in_outage_ = false;          // lost the connection and not yet back (reconnect)
