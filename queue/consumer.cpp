@@ -1,36 +1,120 @@
 #include "queue/consumer.h"
 
 #include <algorithm>
-#include <unordered_map>
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "queue/lua_script.h"
 
 namespace deliverd::queue {
 namespace {
 
-core::Counter& consumed_counter() {
-  static core::Counter& c =
-      core::Registry::global().counter("deliverd_jobs_consumed_total", "Stream entries handed to the daemon").get();
-  return c;
-}
+struct Metrics {
+  core::Counter& consumed;
+  core::Counter& reclaimed;
+  core::Gauge& inflight;
+  core::Gauge& inflight_bytes;
+  core::Gauge& batch;
+  core::Counter& leases_lost;
+  core::Counter& too_large;
+  static Metrics& get() {
+    auto& r = core::Registry::global();
+    static Metrics m{
+        r.counter("deliverd_jobs_consumed_total", "Stream entries handed to the daemon").get(),
+        r.counter("deliverd_jobs_reclaimed_total",
+                  "Stream entries taken over from consumers that left them idle (XAUTOCLAIM)")
+            .get(),
+        r.gauge("deliverd_queue_inflight", "Stream entries handed out and not yet acked").get(),
+        r.gauge("deliverd_queue_inflight_bytes", "Bytes of the stream entries handed out and not yet acked").get(),
+        r.gauge("deliverd_queue_read_batch",
+                "Entries one read asks for now: [redis] read batch, halved while replies are too large")
+            .get(),
+        r.counter("deliverd_queue_leases_lost_total",
+                  "In-flight entries found pending for another consumer (or no longer pending) at lease renewal")
+            .get(),
+        r.counter("deliverd_queue_entries_too_large_total",
+                  "Entries too large for one read, dead-lettered inside Redis without being read")
+            .get(),
+    };
+    return m;
+  }
+};
 
-core::Counter& claimed_counter() {
-  static core::Counter& c = core::Registry::global()
-                                .counter("deliverd_jobs_reclaimed_total",
-                                         "Stream entries taken over from consumers that left them idle (XAUTOCLAIM)")
-                                .get();
-  return c;
-}
+// Renews this consumer's leases, and only those: a plain XCLAIM … 0 would also take an entry
+// another consumer has claimed meanwhile (after a stall of ours longer than claim_idle), and
+// both would then work on it. Here the owner is checked first, atomically with the claim.
+// KEYS: 1 job stream. ARGV: 1 group, 2 consumer, 3… entry ids. XCLAIM … JUSTID resets the idle
+// time without counting a delivery. Returns the ids that are not pending for this consumer.
+const LuaScript kRenew{R"lua(
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+)lua"};
 
-core::Gauge& inflight_gauge() {
-  static core::Gauge& g =
-      core::Registry::global().gauge("deliverd_queue_inflight", "Stream entries handed out and not yet acked").get();
-  return g;
-}
+// Takes our own pending entries for handing out, each only while it is still pending for this
+// consumer (another consumer may have taken it over meanwhile: that one is left alone). With
+// ARGV[3] = '1' (a previous run's entry) XCLAIM counts the delivery; with '0' (an entry whose
+// read reply this run lost) XRANGE reads it without counting. An entry deleted from the stream
+// while pending is acked here, since there is nothing left to deliver.
+// KEYS: 1 job stream. ARGV: 1 group, 2 consumer, 3 count ('1'/'0'), 4… ids. Returns the entries.
+const LuaScript kTakeOwn{R"lua(
+local out = {}
+for i = 4, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    local e
+    if ARGV[3] == '1' then
+      e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i])
+    else
+      e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    end
+    if #e == 1 then out[#out + 1] = e[1] else redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) end
+  end
+end
+return out
+)lua"};
 
-// One entry of an XREADGROUP reply: [id, [field, value, …]] (the list is nil when the entry was
-// deleted while pending).
+// An entry too large to be read even alone is dead-lettered where it lies: its size and the
+// start of its job go to the dead letters, and it is acked and deleted. Only an entry pending
+// for this consumer, and only if it really is over the bound.
+// KEYS: 1 job stream, 2 dead letters. ARGV: 1 group, 2 consumer, 3 entry id, 4 max bytes,
+// 5 dead letters' MAXLEN, 6 bytes of the job kept. Returns the entry's size, 0 when it is not
+// ours (or gone), -1 when it is within the bound.
+const LuaScript kDropOversized{R"lua(
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+local size, job = 0, ''
+if #e == 1 then
+  local f = e[1][2]
+  for i = 1, #f, 2 do
+    size = size + #f[i] + #f[i + 1]
+    if f[i] == 'job' and job == '' then job = string.sub(f[i + 1], 1, tonumber(ARGV[6])) end
+  end
+end
+if #e == 1 and size <= tonumber(ARGV[4]) then return -1 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'job', job, 'reason',
+  'job: the entry is ' .. size .. ' bytes, larger than [redis] max_job_bytes (' .. ARGV[4] ..
+  '); only its first ' .. ARGV[6] .. ' bytes are kept here')
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+return math.max(size, 1)
+)lua"};
+
+constexpr size_t kPendingPage = 1000;
+constexpr size_t kRenewChunk = 500;
+constexpr size_t kReplySlack = 1u << 20;  // a reply's framing and other fields beyond one entry
+constexpr const char* kKeptJobBytes = "4096";
+
+// One entry of an XREADGROUP / XCLAIM / XRANGE reply: [id, [field, value, …]] (the list is nil
+// when the entry was deleted while pending).
 bool parse_entry(const RedisReply& r, StreamEntry& out) {
   if (r.type != RedisReply::Type::Array || r.elements.size() != 2) return false;
   if (r.elements[0].type != RedisReply::Type::String) return false;
@@ -38,9 +122,28 @@ bool parse_entry(const RedisReply& r, StreamEntry& out) {
   const RedisReply& kv = r.elements[1];
   if (kv.type == RedisReply::Type::Nil) return true;
   if (kv.type != RedisReply::Type::Array || kv.elements.size() % 2 != 0) return false;
-  for (size_t i = 0; i + 1 < kv.elements.size(); i += 2)
+  for (size_t i = 0; i + 1 < kv.elements.size(); i += 2) {
+    out.bytes += kv.elements[i].str.size() + kv.elements[i + 1].str.size();
     out.fields.emplace_back(kv.elements[i].str, kv.elements[i + 1].str);
+  }
   return true;
+}
+
+bool parse_entries(const RedisReply& list, std::vector<StreamEntry>& out) {
+  if (list.type == RedisReply::Type::Nil) return true;
+  if (list.type != RedisReply::Type::Array) return false;
+  for (const auto& e : list.elements) {
+    StreamEntry entry;
+    if (!parse_entry(e, entry)) return false;
+    out.push_back(std::move(entry));
+  }
+  return true;
+}
+
+size_t total_bytes(const std::vector<StreamEntry>& entries) {
+  size_t n = 0;
+  for (const auto& e : entries) n += e.bytes;
+  return n;
 }
 
 }  // namespace
@@ -63,13 +166,16 @@ Consumer::Consumer(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConf
   if (cfg_.consumer.empty()) cfg_.consumer = "deliverd";
   if (cfg_.read_batch == 0) cfg_.read_batch = 1;
   if (cfg_.claim_idle_ms < 1) cfg_.claim_idle_ms = 1;
+  if (cfg_.max_inflight_bytes == 0) cfg_.max_inflight_bytes = 1;
+  // One entry within max_entry_bytes always fits in a reply: that is what lets the halving of
+  // the read batch end at one entry that can be read.
+  redis_cfg_.max_reply_bytes = cfg_.max_entry_bytes + kReplySlack;
+  batch_ = cfg_.read_batch;
   uv_timer_init(loop, &retry_timer_);
   retry_timer_.data = this;
   uv_timer_init(loop, &claim_timer_);
   claim_timer_.data = this;
-  consumed_counter();
-  claimed_counter();
-  inflight_gauge();
+  Metrics::get().batch.set(static_cast<double>(batch_));
 }
 
 void Consumer::start() {
@@ -83,12 +189,12 @@ void Consumer::open() {
   client_ = RedisClient::create(loop_, redis_cfg_);
   RedisClient* c = client_;
   c->set_disconnect_handler([this, c](const std::string& reason) {
-    if (client_ == c) reset(reason);
+    if (client_ == c) reset(reason, c->failed_on_large_reply());
   });
   c->connect([this, c](bool ok, const std::string& error) {
     if (client_ != c) return;
     if (ok) return create_group();
-    reset(error);
+    reset(error, false);
   });
 }
 
@@ -96,67 +202,173 @@ void Consumer::create_group() {
   RedisClient* c = client_;
   c->command({"XGROUP", "CREATE", cfg_.stream, cfg_.group, "0", "MKSTREAM"}, [this, c](const RedisReply& r) {
     if (client_ != c || r.connection_error) return;  // the disconnect handler deals with it
-    if (r.is_error() && r.error_code() != "BUSYGROUP") return reset("XGROUP CREATE: " + r.str);
-    retry_ms_ = cfg_.retry_min_ms;
-    ready_ = true;
-    // A restarted daemon first takes back what it held, so nothing waits for XAUTOCLAIM.
-    phase_ = Phase::Pending;
-    pending_cursor_ = "0";
-    core::log_info("queue_consumer_ready",
-                   {{"stream", cfg_.stream}, {"group", cfg_.group}, {"consumer", cfg_.consumer}});
-    // A third of the claim idle time: leases are renewed well before anyone may take them.
-    const auto interval = static_cast<uint64_t>(std::clamp(cfg_.claim_idle_ms / 3, 100, 60000));
-    uv_timer_start(&claim_timer_, on_claim_timer, interval, interval);
-    read();
+    if (r.is_error() && r.error_code() != "BUSYGROUP") return reset("XGROUP CREATE: " + r.str, false);
+    on_ready();
   });
+}
+
+void Consumer::on_ready() {
+  retry_ms_ = cfg_.retry_min_ms;
+  ready_ = true;
+  // Every (re)connection first goes through our own pending entries: after a restart those are
+  // what the previous run held, after a lost connection those a lost reply never brought.
+  phase_ = Phase::Pending;
+  pending_cursor_ = "-";
+  pending_listed_ = false;
+  to_fetch_.clear();
+  core::log_info("queue_consumer_ready", {{"stream", cfg_.stream}, {"group", cfg_.group}, {"consumer", cfg_.consumer}});
+  // A third of the claim idle time: leases are renewed well before anyone may take them.
+  const auto interval = static_cast<uint64_t>(std::clamp(cfg_.claim_idle_ms / 3, 100, 60000));
+  uv_timer_start(&claim_timer_, on_claim_timer, interval, interval);
+  if (!oversized_.empty()) return drop_oversized();
+  read();
+}
+
+bool Consumer::has_room() const {
+  return !held_ && held_entries() < cfg_.max_inflight && inflight_bytes_ < cfg_.max_inflight_bytes;
+}
+
+size_t Consumer::room() const {
+  size_t n = std::min(cfg_.max_inflight - held_entries(), batch_);
+  if (largest_ > 0) n = std::min(n, std::max<size_t>(1, redis_cfg_.max_reply_bytes / largest_));
+  return n;
 }
 
 void Consumer::read() {
   if (!running_ || closed_ || read_outstanding_ || delivering_ || !client_ || !client_->connected()) return;
-  if (held() >= cfg_.max_inflight) return;  // done() resumes
-  const std::string count = std::to_string(std::min(cfg_.max_inflight - held(), cfg_.read_batch));
-  std::vector<std::string> argv = {"XREADGROUP", "GROUP", cfg_.group, cfg_.consumer, "COUNT", count};
-  int timeout = 0;
-  if (phase_ == Phase::New) {
-    argv.insert(argv.end(), {"BLOCK", std::to_string(cfg_.block_ms)});
-    timeout = cfg_.block_ms + redis_cfg_.command_timeout_ms;
+  if (phase_ == Phase::Pending) {
+    if (!to_fetch_.empty()) return fetch_pending();
+    if (!pending_listed_) return list_pending();
+    phase_ = Phase::New;
+    first_pass_done_ = true;
+    crashed_.clear();  // all taken (or gone) by now
   }
-  argv.insert(argv.end(), {"STREAMS", cfg_.stream, phase_ == Phase::New ? std::string(">") : pending_cursor_});
+  read_new();
+}
+
+void Consumer::read_new() {
+  if (!has_room()) return;  // done() and hold(false) resume
+  std::vector<std::string> argv = {"XREADGROUP", "GROUP", cfg_.group, cfg_.consumer, "COUNT", std::to_string(room()),
+                                   "BLOCK", std::to_string(cfg_.block_ms), "STREAMS", cfg_.stream, ">"};
   read_outstanding_ = true;
   RedisClient* c = client_;
   c->command(std::move(argv), [this, c](const RedisReply& r) {
     if (client_ != c) return;
     read_outstanding_ = false;
     on_read(r);
-  }, timeout);
+  }, cfg_.block_ms + redis_cfg_.command_timeout_ms);
 }
 
 void Consumer::on_read(const RedisReply& reply) {
   if (reply.connection_error) return;  // the disconnect handler deals with it
-  if (reply.is_error()) return reset("XREADGROUP: " + reply.str);  // e.g. NOGROUP after the stream was deleted
+  if (reply.is_error()) return reset("XREADGROUP: " + reply.str, false);  // e.g. NOGROUP after the stream was deleted
   std::vector<StreamEntry> entries;
   if (reply.type == RedisReply::Type::Array) {
     for (const auto& stream : reply.elements) {
       if (stream.type != RedisReply::Type::Array || stream.elements.size() != 2 ||
-          stream.elements[1].type != RedisReply::Type::Array)
-        return reset("XREADGROUP: unexpected reply shape");
-      for (const auto& e : stream.elements[1].elements) {
-        StreamEntry entry;
-        if (!parse_entry(e, entry)) return reset("XREADGROUP: unexpected entry shape");
-        entries.push_back(std::move(entry));
-      }
+          !parse_entries(stream.elements[1], entries))
+        return reset("XREADGROUP: unexpected reply shape", false);
     }
   }
-  if (phase_ == Phase::Pending) {
-    if (entries.empty()) {
-      phase_ = Phase::New;
-    } else {
-      pending_cursor_ = entries.back().id;
-      return recover(std::move(entries));
-    }
-  }
+  grow_batch(total_bytes(entries));
   hand_out(std::move(entries));
   read();
+}
+
+void Consumer::list_pending() {
+  read_outstanding_ = true;
+  RedisClient* c = client_;
+  c->command({"XPENDING", cfg_.stream, cfg_.group, pending_cursor_, "+", std::to_string(kPendingPage), cfg_.consumer},
+             [this, c](const RedisReply& r) {
+               if (client_ != c) return;
+               read_outstanding_ = false;
+               if (r.connection_error) return;
+               if (r.type != RedisReply::Type::Array) return reset("XPENDING: " + r.str, false);
+               // [[id, consumer, idle ms, deliveries], …]
+               for (const auto& p : r.elements) {
+                 if (p.type != RedisReply::Type::Array || p.elements.size() != 4) continue;
+                 const std::string& id = p.elements[0].str;
+                 const int count = static_cast<int>(p.elements[3].integer);
+                 pending_cursor_ = "(" + id;
+                 if (inflight_.count(id)) continue;  // in hand: still being worked on, not re-read
+                 if (!first_pass_done_) crashed_[id] = count;
+                 to_fetch_.push_back({id, count, crashed_.count(id) > 0});
+               }
+               if (r.elements.size() < kPendingPage) pending_listed_ = true;
+               read();
+             });
+}
+
+void Consumer::fetch_pending() {
+  if (!has_room()) return;
+  // One kind per fetch, from the front, in id order: a previous run's entries are claimed (which
+  // counts a delivery), entries whose reply this run lost are read again (which does not).
+  const bool crashed = to_fetch_.front().crashed;
+  auto refs = std::make_shared<std::vector<PendingRef>>();
+  const size_t n = room();
+  while (!to_fetch_.empty() && refs->size() < n && to_fetch_.front().crashed == crashed) {
+    refs->push_back(std::move(to_fetch_.front()));
+    to_fetch_.pop_front();
+  }
+  fetching_alone_ = refs->size() == 1 ? refs->front().id : std::string();
+  std::vector<std::string> args = {"1", cfg_.stream, cfg_.group, cfg_.consumer, crashed ? "1" : "0"};
+  for (const auto& r : *refs) args.push_back(r.id);
+  read_outstanding_ = true;
+  RedisClient* c = client_;
+  c->eval(kTakeOwn, std::move(args), [this, c, refs](const RedisReply& r) {
+    // A failed connection calls back before its disconnect handler runs, which needs to know
+    // what was being fetched alone: leave that to it.
+    if (client_ != c || r.connection_error) return;
+    read_outstanding_ = false;
+    fetching_alone_.clear();
+    std::vector<StreamEntry> entries;
+    if (r.is_error() || !parse_entries(r, entries))
+      return reset("taking pending entries: " + (r.is_error() ? r.str : std::string("unexpected reply shape")), false);
+    std::unordered_map<std::string_view, const PendingRef*> by_id;
+    for (const auto& ref : *refs) by_id.emplace(ref.id, &ref);
+    for (auto& e : entries) {
+      auto it = by_id.find(e.id);
+      if (it != by_id.end()) e.deliveries = it->second->count + (it->second->crashed ? 1 : 0);
+    }
+    for (const auto& ref : *refs) crashed_.erase(ref.id);
+    grow_batch(total_bytes(entries));
+    hand_out(std::move(entries));
+    read();
+  });
+}
+
+void Consumer::drop_oversized() {
+  read_outstanding_ = true;
+  RedisClient* c = client_;
+  const std::string id = oversized_;
+  c->eval(kDropOversized,
+          {"2", cfg_.stream, cfg_.dead, cfg_.group, cfg_.consumer, id, std::to_string(cfg_.max_entry_bytes),
+           std::to_string(cfg_.dead_maxlen), kKeptJobBytes},
+          [this, c, id](const RedisReply& r) {
+            if (client_ != c) return;
+            read_outstanding_ = false;
+            if (r.connection_error) return;  // tried again after the reconnect
+            oversized_.clear();
+            if (r.type == RedisReply::Type::Integer && r.integer > 0) {
+              Metrics::get().too_large.inc();
+              core::log_warn("job_dead_lettered", {{"entry", id},
+                                                   {"reason", "too_large"},
+                                                   {"bytes", std::to_string(r.integer)},
+                                                   {"max_job_bytes", std::to_string(cfg_.max_entry_bytes)}});
+            } else if (r.type != RedisReply::Type::Integer || r.integer < 0) {
+              core::log_error("queue_oversized_entry_not_dropped",
+                              {{"entry", id}, {"reply", r.is_error() ? r.str : std::to_string(r.integer)}});
+            }
+            read();
+          });
+}
+
+void Consumer::grow_batch(size_t reply_bytes) {
+  // Replies well below the bound: the batch grows back towards read_batch.
+  if (batch_ < cfg_.read_batch && reply_bytes * 4 < redis_cfg_.max_reply_bytes) {
+    batch_ = std::min(cfg_.read_batch, batch_ * 2);
+    Metrics::get().batch.set(static_cast<double>(batch_));
+  }
 }
 
 void Consumer::recover(std::vector<StreamEntry> entries) {
@@ -192,11 +404,16 @@ void Consumer::recover(std::vector<StreamEntry> entries) {
 void Consumer::hand_out(std::vector<StreamEntry> entries) {
   // While handing out a batch, done() must not start a read sized before the batch was counted.
   delivering_ = true;
+  auto& m = Metrics::get();
   for (auto& entry : entries) {
     if (closed_) return;
-    if (!inflight_.insert(entry.id).second) continue;  // already handed out and not done
-    consumed_counter().inc();
-    inflight_gauge().inc();
+    const size_t bytes = entry.bytes;
+    if (!inflight_.emplace(entry.id, bytes).second) continue;  // already handed out and not done
+    inflight_bytes_ += bytes;
+    largest_ = std::max(bytes, largest_ - largest_ / 1024);
+    m.consumed.inc();
+    m.inflight.inc();
+    m.inflight_bytes.inc(static_cast<double>(bytes));
     on_entry_(std::move(entry));
   }
   delivering_ = false;
@@ -212,34 +429,36 @@ void Consumer::claim_tick() {
 
 void Consumer::renew_leases() {
   if (inflight_.empty()) return;
-  // XCLAIM … 0 … JUSTID resets the idle time of entries we still own without counting a
-  // delivery; chunks keep each command small.
-  std::vector<std::string> argv;
+  std::vector<std::string> args;
   auto flush = [&] {
-    if (argv.size() > 5) client_->command(argv, [](const RedisReply&) {});
-    argv = {"XCLAIM", cfg_.stream, cfg_.group, cfg_.consumer, "0"};
+    if (args.size() > 4) {
+      args[0] = "1";
+      client_->eval(kRenew, std::move(args), [stream = cfg_.stream](const RedisReply& r) {
+        if (r.type != RedisReply::Type::Array) return;
+        for (const auto& id : r.elements) {
+          Metrics::get().leases_lost.inc();
+          core::log_warn("queue_lease_lost",
+                         {{"stream", stream}, {"entry", id.str},
+                          {"note", "no longer pending for this consumer: acked, or taken over by another"}});
+        }
+      });
+    }
+    args = {"1", cfg_.stream, cfg_.group, cfg_.consumer};
   };
   flush();
-  for (const auto& id : inflight_) {
-    argv.push_back(id);
-    if (argv.size() >= 5 + 500) {
-      argv.push_back("JUSTID");
-      flush();
-    }
+  for (const auto& [id, bytes] : inflight_) {
+    args.push_back(id);
+    if (args.size() >= 4 + kRenewChunk) flush();
   }
-  if (argv.size() > 5) {
-    argv.push_back("JUSTID");
-    flush();
-  }
+  flush();
 }
 
 void Consumer::autoclaim() {
-  if (claim_outstanding_ || held() >= cfg_.max_inflight) return;
-  const std::string count = std::to_string(std::min(cfg_.max_inflight - held(), cfg_.read_batch));
+  if (claim_outstanding_ || !has_room()) return;
   claim_outstanding_ = true;
   RedisClient* c = client_;
   c->command({"XAUTOCLAIM", cfg_.stream, cfg_.group, cfg_.consumer, std::to_string(cfg_.claim_idle_ms), claim_cursor_,
-              "COUNT", count},
+              "COUNT", std::to_string(room())},
              [this, c](const RedisReply& r) {
                if (client_ != c) return;
                claim_outstanding_ = false;
@@ -257,22 +476,40 @@ void Consumer::autoclaim() {
                  if (parse_entry(e, entry)) entries.push_back(std::move(entry));
                }
                if (entries.empty()) return;
-               claimed_counter().inc(static_cast<double>(entries.size()));
+               Metrics::get().reclaimed.inc(static_cast<double>(entries.size()));
                core::log_warn("queue_entries_reclaimed",
                               {{"stream", cfg_.stream}, {"count", std::to_string(entries.size())},
                                {"first", entries.front().id}});
+               grow_batch(total_bytes(entries));
                recover(std::move(entries));
              });
 }
 
 void Consumer::done(const std::string& entry_id) {
-  if (inflight_.erase(entry_id) == 0) return;
-  inflight_gauge().dec();
+  auto it = inflight_.find(entry_id);
+  if (it == inflight_.end()) return;
+  inflight_bytes_ -= it->second;
+  auto& m = Metrics::get();
+  m.inflight.dec();
+  m.inflight_bytes.dec(static_cast<double>(it->second));
+  inflight_.erase(it);
   read();
+}
+
+void Consumer::hold(bool on) {
+  if (held_ == on) return;
+  held_ = on;
+  core::log_info(on ? "queue_intake_held" : "queue_intake_resumed", {{"stream", cfg_.stream}});
+  if (!on) read();
 }
 
 void Consumer::set_max_inflight(size_t n) {
   cfg_.max_inflight = n ? n : 1;
+  read();
+}
+
+void Consumer::set_max_inflight_bytes(size_t n) {
+  cfg_.max_inflight_bytes = n ? n : 1;
   read();
 }
 
@@ -288,13 +525,28 @@ void Consumer::drop_client() {
   uv_timer_stop(&claim_timer_);
 }
 
-void Consumer::reset(const std::string& reason) {
+void Consumer::reset(const std::string& reason, bool too_large) {
+  if (too_large) {
+    // The same read would fail the same way: fewer entries next time, and an entry that did not
+    // fit alone is dead-lettered inside Redis.
+    if (!fetching_alone_.empty())
+      oversized_ = fetching_alone_;
+    else
+      batch_ = std::max<size_t>(1, batch_ / 2);
+    Metrics::get().batch.set(static_cast<double>(batch_));
+    core::log_warn("queue_read_too_large", {{"stream", cfg_.stream},
+                                            {"max_reply_bytes", std::to_string(redis_cfg_.max_reply_bytes)},
+                                            {"batch", std::to_string(batch_)},
+                                            {"entry", oversized_}});
+  }
+  fetching_alone_.clear();
   drop_client();
   if (!running_ || closed_) return;
+  const int delay = too_large ? cfg_.retry_min_ms : retry_ms_;
   core::log_warn("queue_consumer_retry",
-                 {{"stream", cfg_.stream}, {"reason", reason}, {"retry_ms", std::to_string(retry_ms_)}});
-  uv_timer_start(&retry_timer_, on_retry, static_cast<uint64_t>(retry_ms_), 0);
-  retry_ms_ = std::min(retry_ms_ * 2, cfg_.retry_max_ms);
+                 {{"stream", cfg_.stream}, {"reason", reason}, {"retry_ms", std::to_string(delay)}});
+  uv_timer_start(&retry_timer_, on_retry, static_cast<uint64_t>(delay), 0);
+  if (!too_large) retry_ms_ = std::min(retry_ms_ * 2, cfg_.retry_max_ms);
 }
 
 void Consumer::on_retry(uv_timer_t* t) {
@@ -313,8 +565,11 @@ void Consumer::close() {
   if (closed_) return;
   stop();
   closed_ = true;
-  inflight_gauge().dec(static_cast<double>(inflight_.size()));
+  auto& m = Metrics::get();
+  m.inflight.dec(static_cast<double>(inflight_.size()));
+  m.inflight_bytes.dec(static_cast<double>(inflight_bytes_));
   inflight_.clear();
+  inflight_bytes_ = 0;
   on_entry_ = nullptr;
   auto closed = [](uv_handle_t* h) {
     auto* self = static_cast<Consumer*>(h->data);

@@ -1,14 +1,16 @@
 #pragma once
 // Reads jobs from the stream through a consumer group, with flow control: never more than
-// max_inflight entries handed out and not yet done(). Uses its own RedisClient because
-// XREADGROUP BLOCK holds the connection; acks go through the Publisher's client.
+// max_inflight entries, nor (beyond one read) more than max_inflight_bytes of them, handed out
+// and not yet done(). Uses its own RedisClient because XREADGROUP BLOCK holds the connection;
+// acks go through the Publisher's client.
 #include <uv.h>
 
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -20,9 +22,19 @@ struct ConsumerConfig {
   std::string stream = "deliverd:jobs", group = "deliverd", consumer;  // consumer: unique per daemon, stable across restarts
   int block_ms = 1000;
   size_t max_inflight = 256;
-  size_t read_batch = 64;  // entries per read: bounds one reply's size whatever max_inflight is
+  size_t read_batch = 64;  // entries per read at most; fewer while entries are large (below)
+  // Bytes (fields and values) of the entries handed out and not yet done: reading pauses at the
+  // bound, so the memory held for jobs is bounded by it plus one read whatever producers send.
+  size_t max_inflight_bytes = 128u << 20;
+  // [redis] max_job_bytes. A read's reply may hold at most this plus 1 MiB; a read whose reply
+  // would be larger is made again with half as many entries, down to one, and an entry too large
+  // even alone is dead-lettered by a script inside Redis (it never crosses the network).
+  size_t max_entry_bytes = 32u << 20;
+  std::string dead = "deliverd:dead";  // where such an entry goes
+  size_t dead_maxlen = 100000;
   // Entries of another consumer idle this long are taken over (XAUTOCLAIM). Our own in-flight
-  // entries are touched (XCLAIM … JUSTID) every third of it, so a slow delivery is never taken.
+  // entries are touched every third of it, and only while still ours (see renew_leases), so a
+  // slow delivery is never taken and we never take one back.
   int claim_idle_ms = 2400 * 1000;
   int retry_min_ms = 250;   // reconnect backoff after a failure, doubling up to retry_max_ms
   int retry_max_ms = 5000;
@@ -32,8 +44,10 @@ struct StreamEntry {
   std::string id;
   std::vector<std::pair<std::string, std::string>> fields;  // empty if the entry was deleted meanwhile
   // How many times the group has handed this entry out, this time included. Above 1 the entry
-  // was being processed by a daemon that died (or it was reclaimed) — see Delivery's poison check.
+  // was being processed by a daemon that died (or it was reclaimed) — see Delivery's poison
+  // check. Re-reading entries after a lost connection does not count.
   int deliveries = 1;
+  size_t bytes = 0;  // fields and values together
   const std::string* field(std::string_view name) const;     // first field of that name, or nullptr
 };
 
@@ -45,19 +59,26 @@ class Consumer {
                           std::function<void(StreamEntry)> on_entry);
 
   // Connects, creates the group (XGROUP CREATE … 0 MKSTREAM, so jobs queued before the first
-  // start are not skipped; BUSYGROUP is fine), hands out this
-  // consumer's own pending entries first (those a previous run held), then new ones, and every
-  // claim interval takes over entries other consumers left idle for claim_idle_ms. On a
-  // connection failure it reconnects with backoff and starts over from the pending entries.
+  // start are not skipped; BUSYGROUP is fine), hands out this consumer's own pending entries
+  // first (those a previous run held), then new ones, and every claim interval takes over
+  // entries other consumers left idle for claim_idle_ms. On a connection failure it reconnects
+  // with backoff and goes through its pending entries again, leaving out those still in hand.
   void start();
   // Stops reading at once (the blocking read's connection is closed). Entries already handed
   // out stay pending until done(); entries never handed out stay pending for reclaim.
   void stop();
+  // While held no new entry is read or claimed (Redis refuses writes: see queue/write_health.h);
+  // entries in hand are unaffected. Released, reading resumes at once.
+  void hold(bool on);
+  bool held() const { return held_; }
   // Frees the slot of an entry handed out by on_entry; unknown ids are ignored.
   void done(const std::string& entry_id);
   size_t inflight() const { return inflight_.size(); }
+  size_t inflight_bytes() const { return inflight_bytes_; }
+  size_t read_batch() const { return batch_; }
   // Reload: a lower bound takes effect as entries finish, a higher one at once.
   void set_max_inflight(size_t n);
+  void set_max_inflight_bytes(size_t n);
   // Connected and the group exists: reading (or ready to read once a slot frees up).
   bool connected() const;
   // Idempotent; no on_entry call after it.
@@ -65,23 +86,37 @@ class Consumer {
 
  private:
   enum class Phase { Pending, New };
+  // An entry of ours found pending. crashed: a previous run held it (this run never did), so
+  // taking it counts a delivery; otherwise this run lost a read's reply and it does not.
+  struct PendingRef {
+    std::string id;
+    int count = 0;
+    bool crashed = false;
+  };
 
   Consumer(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConfig& cfg, std::function<void(StreamEntry)> cb);
   ~Consumer() = default;
 
   void open();
   void create_group();
+  void on_ready();
   void read();
+  void read_new();
   void on_read(const RedisReply& reply);
-  // Entries that were handed out before (own pending, claimed): their delivery counts are looked
-  // up, then they are handed out.
+  void list_pending();
+  void fetch_pending();
+  void drop_oversized();
+  // Entries taken over from others: their delivery counts are looked up, then handed out.
   void recover(std::vector<StreamEntry> entries);
   void hand_out(std::vector<StreamEntry> entries);
+  void grow_batch(size_t reply_bytes);
   void claim_tick();
   void renew_leases();
   void autoclaim();
-  void reset(const std::string& reason);
+  void reset(const std::string& reason, bool too_large);
   void drop_client();
+  bool has_room() const;
+  size_t room() const;  // entries one read may take
   static void on_retry(uv_timer_t* t);
   static void on_claim_timer(uv_timer_t* t);
 
@@ -91,16 +126,29 @@ class Consumer {
   std::function<void(StreamEntry)> on_entry_;
   RedisClient* client_ = nullptr;
   Phase phase_ = Phase::Pending;
-  std::string pending_cursor_ = "0";
-  std::unordered_set<std::string> inflight_;
+  std::string pending_cursor_ = "-";
+  bool pending_listed_ = false;  // every page of XPENDING has been read this pass
+  std::deque<PendingRef> to_fetch_;
+  // Pending at start-up, not yet taken: a previous run's entries (taking one counts a delivery).
+  std::unordered_map<std::string, int> crashed_;
+  bool first_pass_done_ = false;
+  std::string fetching_alone_;  // the one entry a read of batch 1 is fetching
+  std::string oversized_;       // too large for one reply: dead-letter it inside Redis next
+  std::unordered_map<std::string, size_t> inflight_;  // id → bytes
+  size_t inflight_bytes_ = 0;
+  size_t batch_ = 1;
+  // The largest entry seen lately (decaying by 1/1024 per entry handed out): reads ask for no
+  // more entries of that size than one reply may hold, so large jobs do not fail read after read.
+  size_t largest_ = 0;
   bool running_ = false;
   bool ready_ = false;
   bool closed_ = false;
+  bool held_ = false;
   bool read_outstanding_ = false;
   bool delivering_ = false;
   bool claim_outstanding_ = false;
   size_t recovering_ = 0;  // entries whose delivery counts are being looked up
-  size_t held() const { return inflight_.size() + recovering_; }
+  size_t held_entries() const { return inflight_.size() + recovering_; }
   std::string claim_cursor_ = "0-0";
   int retry_ms_ = 0;
   uv_timer_t retry_timer_{};
