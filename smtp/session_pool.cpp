@@ -76,7 +76,7 @@ void SessionPool::submit(Route route, Envelope env, Session::Done done) {
     return;
   }
   Pending p{std::move(route), std::move(env), std::move(done)};
-  auto it = idle_.find(p.route.key);
+  auto it = held_ ? idle_.end() : idle_.find(p.route.key);
   while (it != idle_.end() && !it->second.empty()) {
     Session* s = it->second.back();
     it->second.pop_back();
@@ -88,7 +88,7 @@ void SessionPool::submit(Route route, Envelope env, Session::Done done) {
     return;
   }
   bool key_full = key_open(p.route.key) >= cfg_.max_sessions_per_key;
-  if (!key_full && sessions_.size() < cfg_.max_sessions) return open(std::move(p));
+  if (!held_ && !key_full && sessions_.size() < cfg_.max_sessions) return open(std::move(p));
   if (queued_ >= cfg_.max_queued) {
     metrics().refused.inc();
     if (p.done) p.done(deferred(core::Reason::PoolFull, "too many messages waiting for an SMTP connection"));
@@ -100,7 +100,7 @@ void SessionPool::submit(Route route, Envelope env, Session::Done done) {
   q.push_back(std::move(p));
   ++queued_;
   metrics().queued.inc();
-  if (key_full) return;  // this key waits for one of its own connections
+  if (key_full || held_) return;  // this key waits for one of its own connections (or the hold)
   // Every slot is taken; an idle connection of another key gives its slot up.
   for (auto& [k, list] : idle_) {
     if (!list.empty()) {
@@ -168,7 +168,7 @@ void SessionPool::on_idle(Session* s) {
   if (it == sessions_.end()) return;
   const std::string key = it->second;
   if (shut_ || s->messages() >= cfg_.max_messages_per_connection) return s->quit();
-  auto w = waiting_.find(key);
+  auto w = held_ ? waiting_.end() : waiting_.find(key);
   if (w != waiting_.end() && !w->second.empty()) {
     // Fairness: a key that has its own connection still takes its turn when others are waiting.
     if (!others_waiting(key) || turn_.front() == key) {
@@ -210,7 +210,7 @@ void SessionPool::on_closed(Session* s) {
 void SessionPool::pump() {
   // Each key gets one turn per round; keys at their own cap wait for their connections to free up.
   size_t skipped = 0;
-  while (!shut_ && sessions_.size() < cfg_.max_sessions && !turn_.empty() && skipped < turn_.size()) {
+  while (!shut_ && !held_ && sessions_.size() < cfg_.max_sessions && !turn_.empty() && skipped < turn_.size()) {
     std::string key = turn_.front();
     turn_.pop_front();
     auto w = waiting_.find(key);
@@ -231,6 +231,20 @@ void SessionPool::pump() {
       waiting_.erase(w);
     open(std::move(p));
   }
+}
+
+void SessionPool::hold(bool on) {
+  if (held_ == on) return;
+  held_ = on;
+  if (on || shut_) return;
+  // Idle connections first take what waits for their key, then free slots open new ones.
+  std::vector<Session*> idle;
+  for (auto& [k, list] : idle_) idle.insert(idle.end(), list.begin(), list.end());
+  idle_.clear();
+  metrics().idle.dec(static_cast<double>(idle.size()));
+  for (Session* s : idle)
+    if (sessions_.count(s) && s->idle()) on_idle(s);
+  pump();
 }
 
 void SessionPool::close_idle() {

@@ -52,6 +52,12 @@ class SessionPool {
   void shutdown();
   // Politely QUITs idle connections (for draining on TERM).
   void close_idle();
+  // While held no new message transaction starts: submitted messages wait in the queue and idle
+  // connections stay idle (their idle timeout still runs); transactions already under way
+  // finish. The owner holds the pool while an outcome could not be recorded (Redis refusing
+  // writes). Released, the waiting messages go at once.
+  void hold(bool on);
+  bool held() const { return held_; }
   // A reload's new limits. A raised limit is used at once by queued messages; sessions beyond a
   // lowered one are not cut, they end with their current message or their idle time.
   void reconfigure(PoolConfig cfg);
@@ -87,6 +93,7 @@ class SessionPool {
   std::deque<std::string> turn_;                                  // keys with waiting messages, round-robin
   size_t queued_ = 0;
   bool shut_ = false;
+  bool held_ = false;
 };
 
 }  // namespace deliverd::smtp

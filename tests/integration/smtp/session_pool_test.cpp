@@ -56,6 +56,40 @@ struct Loop {
   ~Loop() { EXPECT_EQ(uv_loop_close(&loop), 0); }
 };
 
+// While held, nothing new is sent: neither on a new connection nor on an idle one; the
+// messages wait and go when the hold ends.
+TEST(SessionPool, AHeldPoolStartsNoTransactionUntilReleased) {
+  ScriptedSmtpServer srv;
+  Loop l;
+  PoolConfig pc;
+  pc.idle_timeout_ms = 2000;
+  std::vector<core::Outcome> outs;
+  {
+    SessionPool pool(&l.loop, pc);
+    pool.submit(route_to("mbx:1", "127.0.0.1", srv.port()), envelope("first"),
+                [&](const core::Outcome& o) { outs.push_back(o); });
+    while (outs.empty()) uv_run(&l.loop, UV_RUN_ONCE);  // delivered; its connection is idle now
+    pool.hold(true);
+    for (int i = 0; i < 3; ++i)
+      pool.submit(route_to("mbx:1", "127.0.0.1", srv.port()), envelope("held" + std::to_string(i)),
+                  [&](const core::Outcome& o) { outs.push_back(o); });
+    pool.submit(route_to("mbx:2", "127.0.0.1", srv.port()), envelope("held-other"),
+                [&](const core::Outcome& o) { outs.push_back(o); });
+    EXPECT_EQ(pool.queued(), 4u);
+    EXPECT_EQ(pool.open_sessions(), 1u) << "no new connection while held";
+    const long long until = now_ms() + 300;
+    while (now_ms() < until) uv_run(&l.loop, UV_RUN_NOWAIT);
+    EXPECT_EQ(outs.size(), 1u);
+    EXPECT_EQ(srv.message_count(), 1u);
+    pool.hold(false);
+    while (outs.size() < 5) uv_run(&l.loop, UV_RUN_ONCE);
+    pool.shutdown();
+    l.run();
+  }
+  for (const auto& o : outs) EXPECT_EQ(o.status, core::Status::Delivered) << o.phase << "/" << o.reason;
+  EXPECT_EQ(srv.message_count(), 5u);
+}
+
 TEST(SessionPool, ReusesOneConnectionWithRsetBetweenMessages) {
   ScriptedSmtpServer srv;
   Loop l;
