@@ -21,6 +21,8 @@
 #include "queue/job.h"
 #include "queue/lag_monitor.h"
 #include "queue/scheduler.h"
+#include "queue/stream_trimmer.h"
+#include "queue/write_health.h"
 #include "queue/publisher.h"
 #include "queue/redis_client.h"
 #include "smtp/composer.h"
@@ -54,6 +56,11 @@ smtp::SessionConfig session_config(const Config& c) {
   return s;
 }
 
+// The streams kept for an age ([redis] results_retention, dead_retention).
+std::vector<queue::TrimmedStream> trimmed_streams(const Config& c) {
+  return {{c.results_stream, c.results_retention_ms}, {c.dead_stream, c.dead_retention_ms}};
+}
+
 }  // namespace
 
 // The Redis connection settings from [redis]: URL, password file, TLS trust.
@@ -65,6 +72,18 @@ core::Result<queue::RedisConfig, std::string> redis_config(const Config& cfg) {
     if (auto p = queue::apply_password_file(rc, cfg.redis_password_file); !p)
       return core::Err{cfg.path + ": [redis] password_file: " + p.error()};
   rc.ca_file = cfg.redis_ca_file;
+  for (const auto& s : cfg.redis_sentinels) {
+    auto a = queue::parse_sentinel_address(s);
+    if (!a) return core::Err{cfg.path + ": [redis] sentinels: " + a.error()};
+    rc.sentinels.push_back(std::move(a).value());
+  }
+  rc.sentinel_master = cfg.redis_sentinel_master;
+  rc.sentinel_username = cfg.redis_sentinel_username;
+  if (!cfg.redis_sentinel_password_file.empty()) {
+    auto pw = queue::read_secret_file(cfg.redis_sentinel_password_file, "redis sentinel_password_file");
+    if (!pw) return core::Err{cfg.path + ": [redis] sentinel_password_file: " + pw.error()};
+    rc.sentinel_password = std::move(pw).value();
+  }
   if (rc.tls) {
     // One context for every connection: the CA store is loaded once and sessions can resume.
     auto t = core::TlsContext::client({cfg.redis_ca_file});
@@ -374,6 +393,20 @@ bool App::start_redis() {
   scheduler_->start([this] { return now_ms(); });
   lag_ = std::make_unique<queue::LagMonitor>(&loop_, *redis_, queue::LagMonitorConfig{cfg_.stream, cfg_.group, cfg_.retry_set},
                                              [this] { return now_ms(); });
+  queue::StreamTrimmerConfig tc;
+  tc.streams = trimmed_streams(cfg_);
+  trimmer_ = std::make_unique<queue::StreamTrimmer>(&loop_, *redis_, tc, [this] { return now_ms(); });
+  trimmer_->start();
+  // No new job while its outcome could not be written: the consumer is held until Redis takes
+  // writes again (jobs in hand keep their outcomes in memory and retry).
+  queue::WriteHealthConfig wc;
+  wc.probe_key = cfg_.policy.redis_prefix + "probe:" + cfg_.consumer;
+  write_health_ = std::make_unique<queue::WriteHealth>(&loop_, *redis_, wc);
+  write_health_->on_change([this](bool accepting) {
+    if (consumer_) consumer_->hold(!accepting);
+    // Jobs already read wait too: a message is sent only while its outcome can be recorded.
+    if (pool_) pool_->hold(!accepting);
+  });
   return true;
 }
 
@@ -411,6 +444,9 @@ bool App::start_consumer() {
   cc.consumer = cfg_.consumer;
   cc.block_ms = cfg_.block_ms;
   cc.max_inflight = static_cast<size_t>(cfg_.max_inflight);
+  cc.max_inflight_bytes = static_cast<size_t>(cfg_.max_inflight_bytes);
+  cc.max_entry_bytes = static_cast<size_t>(cfg_.max_job_bytes);
+  cc.dead = cfg_.dead_stream;
   cc.claim_idle_ms = cfg_.claim_idle_s * 1000;
   consumer_ = queue::Consumer::create(&loop_, redis_cfg, cc, [this](queue::StreamEntry e) { on_entry(std::move(e)); });
   return true;
@@ -601,6 +637,10 @@ void App::reload() {
   keep(next.redis_url, cfg_.redis_url, "[redis] url");
   keep(next.redis_password_file, cfg_.redis_password_file, "[redis] password_file");
   keep(next.redis_ca_file, cfg_.redis_ca_file, "[redis] ca_file");
+  keep(next.redis_sentinels, cfg_.redis_sentinels, "[redis] sentinels");
+  keep(next.redis_sentinel_master, cfg_.redis_sentinel_master, "[redis] sentinel_master");
+  keep(next.redis_sentinel_username, cfg_.redis_sentinel_username, "[redis] sentinel_username");
+  keep(next.redis_sentinel_password_file, cfg_.redis_sentinel_password_file, "[redis] sentinel_password_file");
   keep(next.stream, cfg_.stream, "[redis] stream");
   keep(next.group, cfg_.group, "[redis] group");
   keep(next.consumer, cfg_.consumer, "[redis] consumer");
@@ -628,7 +668,11 @@ void App::reload() {
     gate_->reconfigure(next.policy);
     gate_->reload_zones();  // off the loop; the table in use serves until the new one is in
   }
-  if (consumer_) consumer_->set_max_inflight(static_cast<size_t>(next.max_inflight));
+  if (consumer_) {
+    consumer_->set_max_inflight(static_cast<size_t>(next.max_inflight));
+    consumer_->set_max_inflight_bytes(static_cast<size_t>(next.max_inflight_bytes));
+  }
+  if (trimmer_) trimmer_->set_streams(trimmed_streams(next));
   if (events_retention_) events_retention_->set_days(next.events_retention_days);
   cfg_ = std::move(next);
   session_config_ = session_config(cfg_);
@@ -688,6 +732,8 @@ void App::shutdown() {
   if (compliance_) compliance_->http = nullptr;
   scheduler_.reset();
   lag_.reset();
+  trimmer_.reset();
+  write_health_.reset();
   mx_.reset();
   prober_.reset();
   if (pool_) pool_->shutdown();  // idle pooled connections would keep the loop running

@@ -42,6 +42,8 @@ class RedisClient;
 class Publisher;
 class Scheduler;
 class LagMonitor;
+class StreamTrimmer;
+class WriteHealth;
 }  // namespace queue
 namespace store {
 class PgConnection;
@@ -82,6 +84,7 @@ class App final : private DeliveryServices {
   int64_t now_ms() override;
   uint64_t uptime_ms() override { return uv_now(&loop_); }
   const queue::RetryPolicy& retry_policy() override { return retry_policy_; }
+  size_t max_job_bytes() override { return static_cast<size_t>(cfg_.max_job_bytes); }
   const store::Mailbox* find_mailbox(const std::string& id) override;
   void refresh_mailbox(const std::string& id, std::function<void()> then) override;
   void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override;
@@ -160,6 +163,8 @@ class App final : private DeliveryServices {
   queue::RetryPolicy retry_policy_;
   std::unique_ptr<queue::Scheduler> scheduler_;  // the retry set and its promoter
   std::unique_ptr<queue::LagMonitor> lag_;
+  std::unique_ptr<queue::StreamTrimmer> trimmer_;    // results and dead letters by age
+  std::unique_ptr<queue::WriteHealth> write_health_;  // holds intake while Redis refuses writes
   core::TimerHandle drain_timer_;
   Notifier* notifier_ = nullptr;    // sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING
   core::TimerHandle status_timer_;  // refreshes STATUS= while running

@@ -7,6 +7,7 @@
 
 #include "core/ascii.h"
 #include "core/log.h"
+#include "queue/redis_client.h"
 #include "queue/retry_policy.h"
 
 namespace deliverd::daemon {
@@ -26,6 +27,11 @@ class Reader {
     }
   }
   void integer(const char* table, const char* key, int& out, long lo, long hi) {
+    int64_t v = out;
+    integer64(table, key, v, lo, hi);
+    out = static_cast<int>(v);  // within [lo, hi], which fit an int
+  }
+  void integer64(const char* table, const char* key, int64_t& out, int64_t lo, int64_t hi) {
     if (auto* n = find(table, key)) {
       auto v = n->value<int64_t>();
       if (!v || !n->is_integer())
@@ -33,7 +39,7 @@ class Reader {
       else if (*v < lo || *v > hi)
         fail(*n, table, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
       else
-        out = static_cast<int>(*v);
+        out = *v;
     }
   }
   void real(const char* table, const char* key, double& out, double lo, double hi) {
@@ -177,7 +183,9 @@ core::Result<Config, std::string> load_config(const std::string& path) {
       {"daemon", {"hostname", "log_level", "log_format", "shutdown_grace_s"}},
       {"redis",
        {"url", "stream", "group", "consumer", "results_stream", "dead_stream", "results_maxlen", "max_inflight",
-        "block_ms", "claim_idle_s", "password_file", "ca_file", "retry_set", "done_prefix"}},
+        "block_ms", "claim_idle_s", "password_file", "ca_file", "retry_set", "done_prefix", "max_inflight_bytes",
+        "max_job_bytes", "results_retention", "dead_retention", "sentinels", "sentinel_master", "sentinel_username",
+        "sentinel_password_file"}},
       {"retry", {"schedule", "max_age"}},
       {"policy",
        {"ramp_start", "ramp_step", "ramp_max", "per_hour", "per_minute", "min_gap_s", "jitter_s", "breaker_failures",
@@ -209,10 +217,23 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.str("redis", "dead_stream", c.dead_stream);
   r.integer("redis", "results_maxlen", c.results_maxlen, 1000, 1000000000);
   r.integer("redis", "max_inflight", c.max_inflight, 1, 100000);
+  r.integer64("redis", "max_inflight_bytes", c.max_inflight_bytes, 1LL << 20, 1LL << 40);
+  // 512 MiB is the largest bulk string Redis accepts (proto-max-bulk-len's default).
+  r.integer64("redis", "max_job_bytes", c.max_job_bytes, 4096, 512LL << 20);
+  r.duration("redis", "results_retention", c.results_retention_ms, 0);
+  r.duration("redis", "dead_retention", c.dead_retention_ms, 0);
   r.integer("redis", "block_ms", c.block_ms, 10, 60000);
   r.integer("redis", "claim_idle_s", c.claim_idle_s, 1, 7 * 86400);
   r.str("redis", "password_file", c.redis_password_file);
   r.str("redis", "ca_file", c.redis_ca_file);
+  r.str_list("redis", "sentinels", c.redis_sentinels);
+  r.str("redis", "sentinel_master", c.redis_sentinel_master);
+  r.str("redis", "sentinel_username", c.redis_sentinel_username);
+  r.str("redis", "sentinel_password_file", c.redis_sentinel_password_file);
+  for (const auto& s : c.redis_sentinels)
+    if (auto a = queue::parse_sentinel_address(s); !a) r.check(false, "redis", "sentinels", a.error());
+  r.check(c.redis_sentinels.empty() || !c.redis_sentinel_master.empty(), "redis", "sentinel_master",
+          "is required with sentinels (the name the sentinels monitor the primary under)");
   r.str("redis", "retry_set", c.retry_set);
   r.str("redis", "done_prefix", c.done_prefix);
   r.duration_list("retry", "schedule", c.retry_schedule_ms, 100);

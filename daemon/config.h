@@ -29,12 +29,25 @@ struct Config {
   std::string dead_stream = "deliverd:dead";
   int results_maxlen = 1000000;
   int max_inflight = 512;
+  // Bytes of the jobs read and not yet finished (plus at most one read): bounds the memory held
+  // for jobs whatever their size.
+  int64_t max_inflight_bytes = 128LL << 20;
+  // A job entry larger than this is dead-lettered with its size (only its first 4 KiB kept).
+  int64_t max_job_bytes = 32LL << 20;
+  // Age after which results and dead letters are trimmed (besides results_maxlen); 0 = no age limit.
+  int64_t results_retention_ms = 7LL * 86'400'000;
+  int64_t dead_retention_ms = 30LL * 86'400'000;
   int block_ms = 1000;
   // Entries left idle this long by a consumer are taken over by another (XAUTOCLAIM); a live
   // daemon renews its own every third of it. Longer than [smtp] session_timeout_s by default.
   int claim_idle_s = 2400;
   std::string redis_password_file;  // overrides a password in the URL; keeps it out of the config
   std::string redis_ca_file;        // extra CA bundle for rediss://
+  // Redis Sentinel: the primary named sentinel_master is found (and followed) through these
+  // "host:port" entries; the URL's host and port are then not used.
+  std::vector<std::string> redis_sentinels;
+  std::string redis_sentinel_master;
+  std::string redis_sentinel_username, redis_sentinel_password_file;
   std::string retry_set = "deliverd:retry";
   std::string done_prefix = "deliverd:done:";
 

@@ -55,6 +55,8 @@ bool parse_positive(const std::string* text, int64_t& out) {
 }
 
 constexpr uint64_t kBackoffMinMs = 100;
+// Of a job too large to take, this much goes to the dead letters (enough to tell which it was).
+constexpr size_t kKeptJobBytes = 4096;
 constexpr uint64_t kBackoffMaxMs = 5000;
 
 }  // namespace
@@ -124,6 +126,11 @@ void Delivery::start() {
     return dead_letter("deliverd took this entry " + std::to_string(entry_.deliveries) +
                        " times without finishing it (the daemon crashed or failed while processing it)");
   if (!payload_) return dead_letter("missing stream field \"job\"");
+  if (entry_.bytes > services_.max_job_bytes())
+    return dead_letter("job: the entry is " + std::to_string(entry_.bytes) + " bytes, larger than [redis] max_job_bytes (" +
+                           std::to_string(services_.max_job_bytes()) + "); only its first " +
+                           std::to_string(kKeptJobBytes) + " bytes are kept here",
+                       kKeptJobBytes);
   auto parsed = queue::parse_job(*payload_);
   if (!parsed) return dead_letter(parsed.error().to_string());
   job_ = std::move(parsed).value();
@@ -245,11 +252,12 @@ void Delivery::send_mx() {
   });
 }
 
-void Delivery::dead_letter(const std::string& reason) {
+void Delivery::dead_letter(const std::string& reason, size_t keep) {
   Metrics::get().dead_letters.get().inc();
   core::log_warn("job_dead_lettered", {{"entry", entry_.id}, {"reason", reason}});
-  persist([this, reason](auto cb) {
-    services_.dead_letter_and_ack(entry_.id, payload_ ? *payload_ : std::string(), reason, std::move(cb));
+  persist([this, reason, keep](auto cb) {
+    services_.dead_letter_and_ack(entry_.id, payload_ ? payload_->substr(0, keep) : std::string(), reason,
+                                  std::move(cb));
   });
 }
 

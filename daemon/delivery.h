@@ -49,7 +49,8 @@ class Delivery {
   // Into the retry set at due_ms without using up an attempt (not_before, policy deferrals).
   void postpone(int64_t due_ms, const core::Outcome* event);
   void publish(const core::Outcome& o, int64_t next_attempt_ms = 0);
-  void dead_letter(const std::string& reason);
+  // The payload goes with it, cut to its first `keep` bytes.
+  void dead_letter(const std::string& reason, size_t keep = std::string::npos);
   // Runs a Redis write until it succeeds (the entry's fate must reach Redis), backing off while
   // Redis is away; after abort() a failure leaves the entry pending instead.
   void persist(std::function<void(std::function<void(bool ok)>)> write);

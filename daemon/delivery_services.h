@@ -5,6 +5,7 @@
 // (daemon/app.cpp); tests/unit/daemon/delivery_test.cpp implements it with fakes.
 #include <uv.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -34,6 +35,8 @@ class DeliveryServices {
   virtual int64_t now_ms() = 0;     // wall clock (due times, expiry)
   virtual uint64_t uptime_ms() = 0;  // monotonic (durations)
   virtual const queue::RetryPolicy& retry_policy() = 0;
+  // [redis] max_job_bytes: a larger entry is dead-lettered with its size, unread.
+  virtual size_t max_job_bytes() = 0;
 
   // Mailbox directory.
   virtual const store::Mailbox* find_mailbox(const std::string& id) = 0;

@@ -130,6 +130,21 @@ double DeliverdProcess::metric(const std::string& name) const {
   return std::atof(text.c_str() + pos + needle.size());
 }
 
+namespace {
+
+long long status_kb(pid_t pid, const std::string& key) {
+  if (pid <= 0) return -1;
+  const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+  auto pos = status.find("\n" + key + ":");
+  if (pos == std::string::npos) return -1;
+  return std::atoll(status.c_str() + pos + key.size() + 2);
+}
+
+}  // namespace
+
+long long DeliverdProcess::peak_rss_kb() const { return status_kb(proc_.pid(), "VmHWM"); }
+long long DeliverdProcess::rss_kb() const { return status_kb(proc_.pid(), "VmRSS"); }
+
 std::string DeliverdProcess::log() const { return read_file(dir_.file("deliverd.log")); }
 
 DaemonStack::DaemonStack(const std::function<void(DeliverdProcess::Options&)>& customize) {

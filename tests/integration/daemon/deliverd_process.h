@@ -54,6 +54,10 @@ class DeliverdProcess {
   std::string log() const;
   // Value of an unlabelled metric from /metrics (-1 if absent).
   double metric(const std::string& name) const;
+  // From /proc/<pid>/status of the running daemon: peak resident set (VmHWM) and resident set
+  // now (VmRSS), in KiB; -1 when it is not running.
+  long long peak_rss_kb() const;
+  long long rss_kb() const;
 
  private:
   Options o_;

@@ -10,6 +10,7 @@
 
 #include "queue/scheduler.h"
 #include "tests/integration/daemon/deliverd_process.h"
+#include "tests/integration/fixtures/redis_sentinel.h"
 #include "tests/integration/fixtures/scripted_smtp_server.h"
 #include "tests/integration/fixtures/smtp_sink.h"
 
@@ -390,4 +391,257 @@ TEST(RedisTls, DeliversThroughRedissWithAnAclUserAndAPasswordFile) {
   EXPECT_NE(d.log().find("event=redis_connected conn=main tls=yes"), std::string::npos) << d.log();
 
   // A wrong CA or password is refused with its reason: redis_client_test covers those.
+}
+
+// ---- bounded growth --------------------------------------------------------------------------
+
+namespace {
+
+long long used_memory(RedisServer& redis) {
+  // Redis's own slow log (up to 128 commands with their arguments) is not deliverd's state.
+  redis.command({"SLOWLOG", "RESET"});
+  const std::string info = redis.command({"INFO", "memory"});
+  auto pos = info.find("used_memory:");
+  return pos == std::string::npos ? -1 : std::atoll(info.c_str() + pos + 12);
+}
+
+// The idempotency markers of delivered jobs expire by design (max age + 1 day): a test that
+// wants to see what else is left deletes them, as time would.
+void delete_markers(RedisServer& redis, const std::vector<std::string>& ids) {
+  for (size_t i = 0; i < ids.size(); i += 500) {
+    std::vector<std::string> argv = {"DEL"};
+    for (size_t k = i; k < std::min(ids.size(), i + 500); ++k) argv.push_back("deliverd:done:" + ids[k]);
+    redis.command(argv);
+  }
+}
+
+}  // namespace
+
+// The job stream holds only unfinished work: acked entries (and promoted copies) are deleted
+// with their ack, so after a drained run Redis memory is back where it was.
+TEST(BoundedGrowth, ADrainedRunLeavesTheJobStreamEmptyAndRedisMemoryWhereItStarted) {
+  auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx", "acct_1", "alice@acme.example", sink->host(), kMailPort);
+  d.start();
+  const std::string html = ",\"html\":\"<p>" + std::string(2000, 'x') + "</p>\"";
+  auto job_list = [&](const std::vector<std::string>& ids) {
+    std::vector<std::string> out;
+    for (const auto& id : ids) out.push_back(make_job(id, "acct_1", "mbx", id + "@example.org", html));
+    return out;
+  };
+  // A warm-up, so scripts are loaded and per-mailbox keys exist before the first measurement.
+  auto warm = job_ids("warm-", 20);
+  stack.redis.xadd_jobs(kStream, job_list(warm));
+  wait_for_final_events(stack.redis, warm, 30000);
+  ASSERT_TRUE(wait_until([&] { return stack.redis.xlen(kStream) == 0; }, 10000));
+  stack.redis.command({"XTRIM", "deliverd:results", "MAXLEN", "0"});
+  const long long before = used_memory(stack.redis);
+
+  auto ids = job_ids("drain-", 3000);
+  long long max_len = 0, job_bytes = 0;
+  for (const auto& j : job_list(ids)) job_bytes += static_cast<long long>(j.size());
+  for (size_t wave = 0; wave < 10; ++wave) {
+    std::vector<std::string> wave_ids(ids.begin() + static_cast<long>(wave * 300),
+                                      ids.begin() + static_cast<long>((wave + 1) * 300));
+    stack.redis.xadd_jobs(kStream, job_list(wave_ids));
+    ASSERT_TRUE(wait_until([&] {
+      max_len = std::max(max_len, stack.redis.xlen(kStream));
+      return stack.redis.xlen("deliverd:results") >= static_cast<long long>((wave + 1) * 300 - 150);
+    }, 60000)) << d.log();
+  }
+  wait_for_final_events(stack.redis, ids, 120000);
+  expect_exactly_one_final(stack.redis, ids, "delivered");
+  ASSERT_TRUE(wait_until([&] { return stack.redis.xlen(kStream) == 0; }, 10000)) << "acked entries are deleted";
+  EXPECT_LE(max_len, 450) << "the stream held more than the waves not yet finished";
+  EXPECT_EQ(stack.redis.xpending_count(kStream, kGroup), 0);
+
+  // What stays by design: the results (the producer's to read and trim; the daemon trims them by
+  // MAXLEN and age) and the markers (expiring). Without them, memory is where it started.
+  stack.redis.command({"XTRIM", "deliverd:results", "MAXLEN", "0"});
+  delete_markers(stack.redis, ids);
+  const long long after = used_memory(stack.redis);
+  std::cout << "redis used_memory: " << before << " before, " << after << " after 3000 jobs of " << job_bytes / 3000
+            << " bytes (" << job_bytes << " bytes the stream would hold untrimmed)\n";
+  EXPECT_LE(after, before + before / 10);
+}
+
+// Big input cannot wedge or bloat the daemon: reads that are too large shrink to one entry, and
+// the bytes in hand are bounded whatever producers send.
+TEST(BoundedGrowth, SixtyJobsOfNineMiBThenTwentySmallOnesAllFinishInBoundedMemory) {
+  auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
+  const long long kInflightBytes = 64LL << 20;
+  const long long kMaxJob = 19LL << 19;  // 9.5 MiB: every other big job is larger
+  DaemonStack stack([&](DeliverdProcess::Options& o) {
+    o.redis_extra = "max_inflight_bytes = " + std::to_string(kInflightBytes) + "\nmax_job_bytes = " +
+                    std::to_string(kMaxJob) + "\n";
+    o.smtp_timeout_s = 60;
+  });
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx", "acct_1", "alice@acme.example", sink->host(), kMailPort);
+  d.start();
+  const long long rss_idle = d.rss_kb();
+  auto big = job_ids("big-", 60), small = job_ids("small-", 20);
+  // 9 MiB jobs (delivered), and 9.75 MiB ones above max_job_bytes (dead-lettered with their size).
+  const std::string body = ",\"html\":\"" + std::string(9 << 20, 'b') + "\"";
+  const std::string larger = ",\"html\":\"" + std::string(39 << 18, 'b') + "\"";
+  std::vector<std::string> big_jobs;
+  for (size_t i = 0; i < big.size(); ++i)
+    big_jobs.push_back(make_job(big[i], "acct_1", "mbx", big[i] + "@example.org", i % 2 ? larger : body));
+  stack.redis.xadd_jobs(kStream, big_jobs);
+  big_jobs.clear();
+  stack.redis.xadd_jobs(kStream, jobs_for(small, "mbx"));
+
+  auto finals = wait_for_final_events(stack.redis, small, 300000);
+  for (const auto& id : small) EXPECT_EQ(finals[id].status, "delivered") << id;
+  // Every big one ends: delivered, or dead-lettered with its size named.
+  std::set<std::string> dead;
+  ASSERT_TRUE(wait_until([&] {
+    auto events = events_by_job(stack.redis);
+    dead.clear();
+    for (const auto& e : stack.redis.xrange("deliverd:dead")) dead.insert(e.id);
+    size_t ended = dead.size();
+    for (const auto& id : big) ended += events.count(id) && events[id].status != "deferred";
+    return ended == big.size();
+  }, 300000)) << d.log().substr(0, 4000);
+  EXPECT_EQ(dead.size(), big.size() / 2);
+  for (const auto& e : stack.redis.xrange("deliverd:dead")) {
+    EXPECT_NE(e.fields.at("reason").find("larger than [redis] max_job_bytes (" + std::to_string(kMaxJob) + ")"),
+              std::string::npos)
+        << e.fields.at("reason");
+    EXPECT_EQ(e.fields.at("job").size(), 4096u) << "only the start of the job is kept";
+  }
+  EXPECT_TRUE(wait_until([&] { return stack.redis.xpending_count(kStream, kGroup) == 0; }, 20000));
+  EXPECT_EQ(stack.redis.xlen(kStream), 0);
+  const long long peak = d.peak_rss_kb();
+  std::cout << "60 x 9 MiB: daemon RSS " << rss_idle / 1024 << " MiB idle, peak (VmHWM) " << peak / 1024
+            << " MiB, with max_inflight_bytes " << (kInflightBytes >> 20) << " MiB; " << dead.size()
+            << " dead-lettered\n";
+  // 540 MiB of jobs went through; what the daemon held at once is bounded by max_inflight_bytes
+  // (and the message each of those jobs became), not by the total.
+  EXPECT_LT(peak - rss_idle, 8 * (kInflightBytes >> 10)) << "peak " << peak << " KiB";
+  EXPECT_EQ(d.stop(SIGTERM), 0);
+}
+
+// Redis at maxmemory refuses writes: no new send while its outcome cannot be recorded, a gauge
+// and a log line say why, nothing is sent twice, and delivery resumes once memory is freed.
+TEST(RedisRefusingWrites, AtMaxmemoryIntakeStopsAndResumesWithoutSendingTwice) {
+  auto slow = scripted(R"({"steps": {"DOT": {"reply": "250 2.0.0 ok", "delay_ms": 300}}})");
+  DaemonStack stack([](DeliverdProcess::Options& o) { o.max_inflight = 50; });
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx", "acct_1", "alice@acme.example", slow->host(), kMailPort);
+  d.start();
+  auto ids = job_ids("oom-", 300);
+  stack.redis.xadd_jobs(kStream, jobs_for(ids, "mbx"));
+  ASSERT_TRUE(wait_until([&] { return stack.redis.xlen("deliverd:results") >= 20; }, 60000)) << d.log();
+  // Redis is full: every write that could grow it is refused from now on.
+  stack.redis.command({"CONFIG", "SET", "maxmemory", std::to_string(used_memory(stack.redis) - 1024)});
+  ASSERT_TRUE(wait_until([&] { return d.metric("deliverd_redis_writes_refused{reason=\"oom\"}") == 1; }, 30000))
+      << d.log();
+  EXPECT_NE(d.log().find("event=redis_writes_refused reason=oom"), std::string::npos);
+  // Transactions that were under way finish; after that nothing more is sent or read.
+  ASSERT_TRUE(wait_until([&] {
+    const size_t n = slow->message_count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // longer than one DATA reply
+    return slow->message_count() == n;
+  }, 30000));
+  const size_t sent_while_full = slow->message_count();
+  const double consumed = d.metric("deliverd_jobs_consumed_total");
+  const double retries = d.metric("deliverd_redis_write_retries_total");
+  // Outcomes in hand keep being retried meanwhile: wait for several more rounds of retries.
+  ASSERT_TRUE(wait_until([&] { return d.metric("deliverd_redis_write_retries_total") >= retries + 20; }, 60000));
+  EXPECT_EQ(slow->message_count(), sent_while_full) << "a message was sent while Redis refused writes";
+  EXPECT_EQ(d.metric("deliverd_jobs_consumed_total"), consumed) << "intake did not stop";
+  EXPECT_LT(sent_while_full, ids.size());
+
+  stack.redis.command({"CONFIG", "SET", "maxmemory", "0"});
+  wait_for_final_events(stack.redis, ids, 120000);
+  expect_exactly_one_final(stack.redis, ids, "delivered");
+  EXPECT_EQ(d.metric("deliverd_redis_writes_refused{reason=\"oom\"}"), 0);
+  EXPECT_NE(d.log().find("event=redis_writes_accepted reason=oom"), std::string::npos);
+  // Nothing was sent twice: every job reached the server exactly once.
+  std::map<std::string, int> per_job;
+  for (const auto& m : slow->messages()) {
+    auto pos = m.find("Subject: Hello ");
+    if (pos != std::string::npos) per_job[m.substr(pos + 15, m.find_first_of("\r\n", pos) - pos - 15)]++;
+  }
+  EXPECT_EQ(per_job.size(), ids.size());
+  for (const auto& [id, n] : per_job) EXPECT_EQ(n, 1) << id;
+  EXPECT_TRUE(wait_until([&] { return stack.redis.xpending_count(kStream, kGroup) == 0; }, 20000));
+}
+
+// ---- Redis failover ----------------------------------------------------------------------
+
+// A real primary, a replica and three sentinels; the primary is killed mid-run. The daemon finds
+// the new primary through the sentinels: nothing is lost, and a job is sent twice only if its
+// outcome was written to the old primary in the moment before it died and never reached the
+// replica (docs/redis.md "Failover").
+TEST(Failover, KillingThePrimaryMidRunLosesNothing) {
+  using deliverd::testing::RedisSentinel;
+  auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
+  RedisServer primary;
+  RedisServer replica({"--replicaof", "127.0.0.1", std::to_string(primary.port())});
+  RedisSentinel::Options so;
+  so.master_port = primary.port();
+  so.quorum = 2;
+  so.down_after_ms = 1000;
+  so.failover_timeout_ms = 5000;
+  std::vector<std::unique_ptr<RedisSentinel>> sentinels;
+  std::string list;
+  for (int i = 0; i < 3; ++i) {
+    sentinels.push_back(std::make_unique<RedisSentinel>(so));
+    list += (i ? ", \"" : "\"") + sentinels.back()->address() + "\"";
+  }
+  // Every sentinel knows the replica and the two others before anything fails.
+  ASSERT_TRUE(wait_until([&] {
+    for (auto& s : sentinels) {
+      const std::string m = s->command({"SENTINEL", "master", "mymaster"});
+      if (m.find("num-slaves, 1") == std::string::npos || m.find("num-other-sentinels, 2") == std::string::npos)
+        return false;
+    }
+    return true;
+  }, 30000)) << sentinels[0]->command({"SENTINEL", "master", "mymaster"});
+
+  PostgresServer pg;
+  DeliverdProcess::Options o;
+  o.redis_url = "redis://127.0.0.1:1";  // host and port come from the sentinels
+  o.redis_extra = "sentinels = [" + list + "]\nsentinel_master = \"mymaster\"\n";
+  o.pg_conninfo = pg.conninfo();
+  o.max_inflight = 100;
+  DeliverdProcess d(o);
+  std::string out;
+  ASSERT_EQ(d.cli({"migrate"}, &out), 0) << out;
+  d.add_mailbox("mbx", "acct_1", "alice@acme.example", sink->host(), kMailPort);
+  d.start();
+  auto ids = job_ids("failover-", 2000);
+  primary.xadd_jobs(kStream, jobs_for(ids, "mbx"));
+  // The jobs themselves are safe on the replica before the primary goes (a producer's concern).
+  ASSERT_EQ(primary.command({"WAIT", "1", "10000"}), "1");
+  ASSERT_TRUE(wait_until([&] { return primary.xlen("deliverd:results") >= 400; }, 60000)) << d.log();
+  const long long pending_at_kill = primary.xpending_count(kStream, kGroup);
+  primary.kill();
+  const long long killed = now_ms();
+  ASSERT_TRUE(wait_until([&] { return sentinels[0]->primary_port() == replica.port(); }, 60000))
+      << sentinels[0]->log();
+
+  wait_for_final_events(replica, ids, 120000);
+  std::cout << "failover: all 2000 final " << now_ms() - killed << " ms after the kill\n";
+  expect_exactly_one_final(replica, ids, "delivered");
+  EXPECT_TRUE(wait_until([&] { return replica.xpending_count(kStream, kGroup) == 0; }, 20000)) << d.log();
+  EXPECT_EQ(replica.xlen(kStream), 0);
+  ASSERT_TRUE(sink->wait_for_messages(2000, 10000));
+  auto counts = sink_counts(*sink);
+  EXPECT_EQ(counts.size(), 2000u) << "nothing lost";
+  long long twice = 0;
+  for (const auto& [id, n] : counts) {
+    EXPECT_LE(n, 2) << id;
+    twice += n - 1;
+  }
+  // At most what was in flight (pending) when the primary died can have been sent twice.
+  EXPECT_LE(twice, std::max<long long>(pending_at_kill, o.max_inflight));
+  std::cout << "failover: " << pending_at_kill << " pending at the kill, " << twice << " sent twice\n";
+  EXPECT_NE(d.log().find("event=redis_primary conn=main primary=127.0.0.1:" + std::to_string(replica.port())),
+            std::string::npos);
+  EXPECT_EQ(d.stop(SIGTERM), 0);
 }

@@ -80,6 +80,7 @@ class FakeServices final : public DeliveryServices {
   int64_t now_ms() override { return kNow; }
   uint64_t uptime_ms() override { return uv_now(&loop_); }
   const queue::RetryPolicy& retry_policy() override { return policy_; }
+  size_t max_job_bytes() override { return 32u << 20; }
 
   const store::Mailbox* find_mailbox(const std::string& id) override {
     calls.push_back("find_mailbox " + id);
