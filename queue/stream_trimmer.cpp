@@ -22,7 +22,7 @@ StreamTrimmer::StreamTrimmer(uv_loop_t* loop, RedisClient& client, StreamTrimmer
   trimmed();
 }
 
-StreamTrimmer::~StreamTrimmer() { *self_ = nullptr; }
+StreamTrimmer::~StreamTrimmer() { alive_.end(); }
 
 uint64_t StreamTrimmer::interval_ms() const {
   int64_t shortest = 60'000;
@@ -58,9 +58,9 @@ void StreamTrimmer::trim(size_t index, long long removed, std::function<void(lon
   const int64_t min_ms = now_ms_() - s.max_age_ms;
   if (min_ms <= 0) return trim(index + 1, removed, std::move(done));
   client_.command({"XTRIM", s.key, "MINID", "~", std::to_string(min_ms), "LIMIT", std::to_string(cfg_.limit)},
-                  [ref = self_, index, removed, key = s.key, done = std::move(done)](const RedisReply& r) mutable {
-                    StreamTrimmer* self = *ref;
-                    if (!self) return;
+                  [this, alive = alive_.token(), index, removed, key = s.key, done = std::move(done)](const RedisReply& r) mutable {
+                    if (!alive) return;
+                    StreamTrimmer* self = this;
                     if (r.type != RedisReply::Type::Integer) {
                       if (!r.connection_error) core::log_warn("stream_trim_failed", {{"stream", key}, {"error", r.str}});
                       self->running_ = false;

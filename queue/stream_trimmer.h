@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/lifetime.h"
 #include "core/timer.h"
 #include "queue/redis_client.h"
 
@@ -53,7 +54,7 @@ class StreamTrimmer {
   uv_loop_t* loop_;
   core::TimerHandle timer_;
   bool running_ = false;
-  std::shared_ptr<StreamTrimmer*> self_ = std::make_shared<StreamTrimmer*>(this);
+  core::Lifetime alive_;  // last: ends first, before the members callbacks use
 };
 
 }  // namespace deliverd::queue

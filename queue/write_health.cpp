@@ -21,13 +21,13 @@ core::Family<core::Gauge>& refused_gauge() {
 WriteHealth::WriteHealth(uv_loop_t* loop, RedisClient& client, WriteHealthConfig cfg)
     : client_(client), cfg_(std::move(cfg)), loop_(loop) {
   for (auto r : kReasons) refused_gauge().with({std::string(r)}).set(0);
-  client_.set_write_refused_handler([ref = self_](std::string_view reason, const std::string& error) {
-    if (WriteHealth* self = *ref) self->refused(reason, error);
+  client_.set_write_refused_handler([this, alive = alive_.token()](std::string_view reason, const std::string& error) {
+    if (alive) refused(reason, error);
   });
 }
 
 WriteHealth::~WriteHealth() {
-  *self_ = nullptr;
+  alive_.end();
   if (!reason_.empty()) refused_gauge().with({reason_}).set(0);
 }
 
@@ -49,9 +49,9 @@ void WriteHealth::probe() {
   // A write Redis refuses exactly when it refuses ours (SET is denied under OOM, on a replica,
   // after a failed save); one key per daemon, expiring by itself.
   client_.command({"SET", cfg_.probe_key, std::to_string(uv_now(loop_)), "PX", "60000"},
-                  [ref = self_](const RedisReply& r) {
-                    WriteHealth* self = *ref;
-                    if (!self || self->reason_.empty()) return;
+                  [this, alive = alive_.token()](const RedisReply& r) {
+                    if (!alive || reason_.empty()) return;
+                    WriteHealth* self = this;
                     if (r.type != RedisReply::Type::Status) {
                       // Refused again (or Redis away): keep holding, look again later.
                       self->probe_timer_->start(static_cast<uint64_t>(self->cfg_.probe_ms), [self] { self->probe(); });

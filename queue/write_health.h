@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/lifetime.h"
 #include "core/timer.h"
 #include "queue/redis_client.h"
 
@@ -47,7 +48,7 @@ class WriteHealth {
   uv_loop_t* loop_;
   core::TimerHandle probe_timer_;
   std::function<void(bool)> on_change_;
-  std::shared_ptr<WriteHealth*> self_ = std::make_shared<WriteHealth*>(this);
+  core::Lifetime alive_;  // last: ends first, before the members callbacks use
 };
 
 }  // namespace deliverd::queue
