@@ -35,7 +35,7 @@ void add_health_routes(Router& router, ReadinessProbe readiness_probe) {
   router.add("GET", "/metrics", [](const Request&, Respond respond) {
     Response r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = core::Registry::global().render();
+    r.body = core::Registry::global().render(core::Registry::Audience::Public);
     respond(std::move(r));
   });
 }

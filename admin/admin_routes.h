@@ -1,5 +1,6 @@
 #pragma once
-// Health and metrics endpoints: GET /healthz (liveness), GET /readyz (dependencies), GET /metrics.
+// Health and metrics endpoints: GET /healthz (liveness), GET /readyz (dependencies), GET /metrics
+// (without a key: the series that name no tenant; add_api_routes lets operators' keys see all).
 #include <functional>
 #include <string>
 #include <utility>

@@ -108,14 +108,22 @@ void remove_suppression(CallPtr call) {
   if (!call->check_account(path_param(call->req, "account"))) return;
   std::string address = store::normalize_address(path_param(call->req, "address"));
   if (address.empty()) return call->error(400, "invalid_address", "not an email address");
-  call->target = address;
-  store::remove_suppression(call->pg(), call->account, address, [call](core::Result<bool, std::string> r) {
-    if (!r) return call->error(500, "internal_error", "cannot remove the suppression");
-    if (!*r) return call->error(404, "not_found", "the address is not suppressed");
-    Response resp;
-    resp.status = 204;
-    call->reply(std::move(resp));
-  });
+  store::remove_suppression(
+      call->pg(), call->account, address, call->who.is_operator(),
+      [call, address](core::Result<store::SuppressionRemoval, std::string> r) {
+        if (!r) return call->error(500, "internal_error", "cannot remove the suppression");
+        // An erased address is named by its hash only, in the audit log as everywhere.
+        call->target = (r->erased ? "sha256:" + core::to_hex(store::suppression_hash(address)) : address) +
+                       (r->sources.empty() ? "" : " (source " + r->sources + ")");
+        if (!r->found) return call->error(404, "not_found", "the address is not suppressed");
+        if (!r->removed)
+          return call->error(403, "forbidden",
+                             "this suppression comes from " + r->guard_source +
+                                 ": only an admin or owner key may remove it");
+        Response resp;
+        resp.status = 204;
+        call->reply(std::move(resp));
+      });
 }
 
 // ---- messages ----
@@ -137,12 +145,11 @@ void inject_message(CallPtr call) {
   }
   call->target = job->id;
   if (!call->check_account(job->account)) return;
-  // The mailbox must belong to the job's account, or a key could send through another's mailbox.
-  call->pg().query("SELECT account FROM mailboxes WHERE id = $1", {job->mailbox},
+  // A job names a mailbox of its own account (ids are per account): no other account's can be used.
+  call->pg().query("SELECT 1 FROM mailboxes WHERE account = $1 AND id = $2", {job->account, job->mailbox},
                    [call, id = job->id, mailbox = job->mailbox](const store::PgResult& r) {
                      if (!r.ok) return call->error(500, "internal_error", "cannot check the mailbox");
-                     if (r.rows.empty() || r.rows[0][0].value_or("") != call->account)
-                       return call->error(422, "invalid_job", "mailbox: no such mailbox in this account");
+                     if (r.rows.empty()) return call->error(422, "invalid_job", "mailbox: no such mailbox in this account");
                      call->ctx->deps.inject(call->req.body, [call, id](core::Result<std::string, std::string> res) {
                        if (!res) return call->error(503, "unavailable", "the job could not be queued: " + res.error());
                        core::JsonWriter w;
@@ -154,11 +161,11 @@ void inject_message(CallPtr call) {
 
 // No event rows: either retention removed them (a marker says so, with the last status) or the
 // message has no outcome yet (or is not visible to this key).
-void aged_out_or_unknown(CallPtr call, const std::string& id) {
-  store::aged_out_jobs(call->pg(), id, [call, id](core::Result<std::vector<store::AgedOutJob>, std::string> r) {
+void aged_out_or_unknown(CallPtr call, const std::optional<std::string>& account, const std::string& id) {
+  store::aged_out_jobs(call->pg(), id, [call, account, id](core::Result<std::vector<store::AgedOutJob>, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot read delivery events");
     for (const auto& a : *r) {
-      if (!call->who.may_see_account(a.account)) continue;
+      if (!call->who.may_see_account(a.account) || (account && a.account != *account)) continue;
       core::JsonWriter w;
       w.begin_object()
           .key("error")
@@ -179,28 +186,36 @@ void aged_out_or_unknown(CallPtr call, const std::string& id) {
   });
 }
 
+// Job ids are per account: an account-bound key reads its own account's job; an unbound key
+// names the account with ?account= when the id was used by several.
 void get_message(CallPtr call) {
   std::string id = path_param(call->req, "id");
-  store::delivery_events_for_job(call->pg(), id,
-                                 [call, id](core::Result<std::vector<store::DeliveryEvent>, std::string> r) {
-                                   if (!r) return call->error(500, "internal_error", "cannot read delivery events");
-                                   std::vector<store::DeliveryEvent> mine;
-                                   for (auto& e : *r)
-                                     if (call->who.may_see_account(e.account)) mine.push_back(std::move(e));
-                                   if (mine.empty()) return aged_out_or_unknown(call, id);
-                                   core::JsonWriter w;
-                                   w.begin_object()
-                                       .field("id", id)
-                                       .field("account", mine.back().account)
-                                       .field("status", mine.back().status)
-                                       .key("outcome")
-                                       .raw(store::delivery_event_json(mine.back()))
-                                       .key("events")
-                                       .begin_array();
-                                   for (const auto& e : mine) w.raw(store::delivery_event_json(e));
-                                   w.end_array().end_object();
-                                   call->ok_json(200, w.take());
-                                 });
+  std::optional<std::string> account;
+  if (!account_from_query(call, account)) return;
+  store::delivery_events_for_job(
+      call->pg(), account, id, [call, account, id](core::Result<std::vector<store::DeliveryEvent>, std::string> r) {
+        if (!r) return call->error(500, "internal_error", "cannot read delivery events");
+        std::vector<store::DeliveryEvent> mine;
+        for (auto& e : *r)
+          if (call->who.may_see_account(e.account)) mine.push_back(std::move(e));
+        if (mine.empty()) return aged_out_or_unknown(call, account, id);
+        for (const auto& e : mine)
+          if (e.account != mine.front().account)
+            return call->error(400, "account_required",
+                               "job " + id + " was used by several accounts: name one with ?account=");
+        core::JsonWriter w;
+        w.begin_object()
+            .field("id", id)
+            .field("account", mine.back().account)
+            .field("status", mine.back().status)
+            .key("outcome")
+            .raw(store::delivery_event_json(mine.back()))
+            .key("events")
+            .begin_array();
+        for (const auto& e : mine) w.raw(store::delivery_event_json(e));
+        w.end_array().end_object();
+        call->ok_json(200, w.take());
+      });
 }
 
 // ---- accounts ----
@@ -219,8 +234,13 @@ void export_account(CallPtr call) {
 void erase_account(CallPtr call) {
   if (!call->check_account(path_param(call->req, "account"))) return;
   call->target = call->account;
-  store::erase_account(call->pg(), call->account, [call](core::Result<store::EraseCounts, std::string> r) {
+  // Erasing deletes the account's keys: its owner keys go only by an owner's hand, as they are
+  // revoked only by one.
+  store::erase_account(call->pg(), call->account, call->who.role == "owner",
+                       [call](core::Result<store::EraseCounts, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot erase the account");
+    if (r->refused_owner_keys)
+      return call->error(403, "forbidden", "the account has owner keys: only an owner key may erase it");
     if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
     core::JsonWriter w;
     w.begin_object()
@@ -282,7 +302,7 @@ void add_account_routes(Router& router, const std::shared_ptr<ApiContext>& ctx) 
   add_route(router, ctx, "GET", "/v1/accounts/{account}/export", Resource::Accounts, Access::Read, "account.export",
             export_account);
   add_route(router, ctx, "DELETE", "/v1/accounts/{account}", Resource::Accounts, Access::Write, "account.erase",
-            erase_account);
+            erase_account, Caller::OperatorsOnly);
   add_route(router, ctx, "POST", "/v1/accounts/{account}/erase-address", Resource::Accounts, Access::Write,
             "account.erase_address", erase_address);
 }

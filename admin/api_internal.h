@@ -34,6 +34,8 @@ struct Call {
   void reply(Response r);
   void error(int status, std::string_view code, std::string_view message) { reply(json_error(status, code, message)); }
   void ok_json(int status, std::string body);
+  // {"error":{"code","message","field"}}: a refusal that names the request field at fault.
+  void field_error(int status, std::string_view code, std::string_view field, std::string_view message);
   // Records the account acted on; answers 403 (and returns false) when the key is bound to
   // another account.
   bool check_account(const std::string& a);
@@ -42,9 +44,17 @@ struct Call {
 using CallPtr = std::shared_ptr<Call>;
 using ApiHandler = std::function<void(CallPtr)>;
 
-// Authenticates, checks the permission, then runs h.
+// Who may call a route beyond its permission: anyone holding it, or operators only (owner and
+// admin keys) for what undoes the platform's guards.
+enum class Caller : uint8_t { AnyRole, OperatorsOnly };
+
+// Authenticates, checks the permission (and the role, for OperatorsOnly), then runs h.
 void add_route(Router& router, const std::shared_ptr<ApiContext>& ctx, std::string method, std::string path,
-               Resource res, Access access, std::string action, ApiHandler h);
+               Resource res, Access access, std::string action, ApiHandler h, Caller caller = Caller::AnyRole);
+
+// The account an unbound key names with ?account= (bound keys: their own). Answers 400/403 and
+// returns false when the query names an account the key may not see.
+bool account_from_query(const CallPtr& call, std::optional<std::string>& account);
 
 void add_key_routes(Router& router, const std::shared_ptr<ApiContext>& ctx);
 void add_account_routes(Router& router, const std::shared_ptr<ApiContext>& ctx);

@@ -1,8 +1,8 @@
-// /v1/keys: create (the token is in this one answer only), list, revoke.
+// /v1/keys: create (the token is in this one answer only), list, revoke (with every key the
+// revoked key made, and the keys those made).
 #include <chrono>
 
 #include "admin/api_internal.h"
-#include "queue/job.h"
 #include "store/api_keys.h"
 
 namespace deliverd::admin::detail {
@@ -55,17 +55,10 @@ void create_key(CallPtr call) {
   }
   if (err) return call->error(400, "invalid_body", *err);
   if (spec.role.empty()) return call->error(400, "invalid_body", "role: required");
-  if (!spec.expires_at.empty()) {
-    int64_t ms = 0;
-    if (!queue::parse_rfc3339_ms(spec.expires_at, ms))
-      return call->error(400, "invalid_body", "expires_at: not an RFC 3339 date-time");
-    auto now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    if (ms <= now_ms) return call->error(400, "invalid_body", "expires_at: must be in the future");
-  }
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   spec.created_by = call->who.key_id;
-  if (auto refusal = check_new_key(call->who, spec))
+  if (auto refusal = check_new_key(call->who, spec, now_ms))
     return call->error(refusal->status, refusal->code, refusal->message);
   call->account = spec.account;
   store::insert_api_key(call->pg(), spec, [call](core::Result<store::CreatedApiKey, std::string> r) {
@@ -101,7 +94,7 @@ void revoke_key(CallPtr call) {
     call->account = (*r)->account;
     if (auto refusal = check_revoke(call->who, **r))
       return call->error(refusal->status, refusal->code, refusal->message);
-    store::revoke_api_key(call->pg(), id, [call](core::Result<bool, std::string> rv) {
+    store::revoke_api_key(call->pg(), id, [call](core::Result<int64_t, std::string> rv) {
       if (!rv) return call->error(500, "internal_error", "cannot revoke the key");
       Response resp;
       resp.status = 204;

@@ -1,6 +1,11 @@
-// /v1/mailboxes: list, get (with what the policy engine knows), create and update (after a
-// connection test; policy overrides need none), delete, pause, resume, breaker reset, test again. Secrets are sealed with
-// SecretBox before they reach the database and never appear in an answer.
+// /v1/mailboxes: list and get (with what the policy engine knows), create and update (after a
+// connection test; policy overrides need none), delete, pause, resume, breaker reset, test again.
+// Secrets are sealed with SecretBox before they reach the database and never appear in an
+// answer; a stored secret is only ever sent to the server it was given for. Mailbox ids are
+// unique per account: every query names the account, so no answer reveals another's ids.
+#include <chrono>
+#include <ctime>
+
 #include "admin/api_internal.h"
 #include "dns/address_policy.h"
 #include "store/mailboxes.h"
@@ -12,6 +17,7 @@ struct MailboxRow {
   store::Mailbox m;
   ImapSettings imap;
   bool has_password = false, has_oauth = false, has_imap_password = false;
+  std::optional<store::PausedBy> paused_by;
   std::string created_at, updated_at;
 };
 
@@ -21,7 +27,7 @@ constexpr const char* kSelect =
     " imap_password_enc, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
     " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ramp_start, ramp_step, ramp_max,"
     " coalesce(warmup_start::text, ''), min_gap_s, per_hour, per_minute, coalesce(timezone, ''), window_days,"
-    " window_start_hour, window_end_hour FROM mailboxes";
+    " window_start_hour, window_end_hour, coalesce(paused_by, ''), plaintext_auth FROM mailboxes";
 
 // The per-mailbox overrides of [policy] (store::Mailbox): their names under "policy" in JSON and
 // their columns in kSelect. Unset means the daemon's default.
@@ -79,14 +85,18 @@ core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<s
   for (const auto& o : kIntOverrides)
     if (row[o.column]) r.m.*o.field = std::stoi(*row[o.column]);
   for (const auto& o : kTextOverrides) r.m.*o.field = s(o.column);
+  r.paused_by = store::paused_by_from_name(s(29));
+  r.m.plaintext_auth = s(30) == "t";
   if (box) {
-    const std::pair<size_t, std::string> secrets[] = {{7, ""}, {11, "/oauth"}, {15, "/imap"}};
+    const std::pair<size_t, store::MailboxSecret> secrets[] = {{7, store::MailboxSecret::Password},
+                                                               {11, store::MailboxSecret::OAuthToken},
+                                                               {15, store::MailboxSecret::ImapPassword}};
     std::string* dest[] = {&r.m.password, &r.m.oauth_token, &r.imap.password};
     for (size_t k = 0; k < 3; ++k) {
       if (!row[secrets[k].first]) continue;
       auto sealed = store::decode_bytea(*row[secrets[k].first]);
       if (!sealed) return core::Err("a secret of mailbox " + r.m.id + " is not bytea");
-      auto plain = box->open(*sealed, r.m.id + secrets[k].second);
+      auto plain = store::open_mailbox_secret(*box, *sealed, r.m.account, r.m.id, secrets[k].second);
       if (!plain) return core::Err("a secret of mailbox " + r.m.id + " does not open: " + plain.error());
       *dest[k] = std::move(*plain);
     }
@@ -105,7 +115,9 @@ void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* l
       .field("username", r.m.username)
       .field("mode", store::to_string(r.m.mode))
       .field("paused", r.m.paused)
-      .field("disabled", r.m.disabled)
+      .key("paused_by");
+  r.paused_by ? w.value(store::to_string(*r.paused_by)) : w.null();
+  w.field("disabled", r.m.disabled)
       .field("has_password", r.has_password)
       .field("has_oauth_token", r.has_oauth)
       .key("imap");
@@ -142,19 +154,27 @@ void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* l
   w.end_object();
 }
 
-// Loads one mailbox the caller may see; answers 404 itself otherwise.
+// Loads the mailbox {id} of the account the request acts in: an account-bound key's own; for an
+// unbound key the one ?account= names, or else the one account that has a mailbox with this id
+// (400 account_required when several have). Answers 404 itself when there is none.
 void load_mailbox(const CallPtr& call, bool with_secrets, std::function<void(MailboxRow)> next) {
   std::string id = path_param(call->req, "id");
   call->target = id;
-  call->pg().query(std::string(kSelect) + " WHERE id = $1", {id}, [call, with_secrets, next](const store::PgResult& r) {
-    if (!r.ok) return call->error(500, "internal_error", "cannot read the mailbox");
-    if (r.rows.empty()) return call->error(404, "not_found", "no such mailbox");
-    auto row = from_row(r.rows[0], with_secrets ? call->ctx->deps.secrets : nullptr);
-    if (!row) return call->error(500, "internal_error", row.error());
-    if (!call->who.may_see_account(row->m.account)) return call->error(404, "not_found", "no such mailbox");
-    call->account = row->m.account;
-    next(std::move(*row));
-  });
+  std::optional<std::string> account;
+  if (!account_from_query(call, account)) return;
+  call->pg().query(std::string(kSelect) + " WHERE id = $1 AND ($2::text IS NULL OR account = $2) LIMIT 2",
+                   {id, account}, [call, with_secrets, next](const store::PgResult& r) {
+                     if (!r.ok) return call->error(500, "internal_error", "cannot read the mailbox");
+                     if (r.rows.empty()) return call->error(404, "not_found", "no such mailbox");
+                     if (r.rows.size() > 1)
+                       return call->error(400, "account_required",
+                                          "mailbox " + call->target + " exists in several accounts: name one with ?account=");
+                     auto row = from_row(r.rows[0], with_secrets ? call->ctx->deps.secrets : nullptr);
+                     if (!row) return call->error(500, "internal_error", row.error());
+                     if (!call->who.may_see_account(row->m.account)) return call->error(404, "not_found", "no such mailbox");
+                     call->account = row->m.account;
+                     next(std::move(*row));
+                   });
 }
 
 // Refusals that a connection test would give, answered as one (422 with its step) before any
@@ -162,7 +182,7 @@ void load_mailbox(const CallPtr& call, bool with_secrets, std::function<void(Mai
 // the test names a refused IMAP address). apply_fields spells them "<step>: <message>".
 constexpr std::string_view kTestSteps[] = {"port_policy", "ssrf", "imap_ssrf"};
 
-void field_error(const CallPtr& call, const std::string& err) {
+void body_error(const CallPtr& call, const std::string& err) {
   for (std::string_view step : kTestSteps) {
     if (err.size() <= step.size() + 2 || err.compare(0, step.size(), step) != 0 || err.compare(step.size(), 2, ": ") != 0)
       continue;
@@ -297,9 +317,81 @@ void run_probe(const CallPtr& call, const MailboxRow& row, std::function<void()>
   });
 }
 
-std::optional<std::string> sealed(const CallPtr& call, const std::string& plain, const std::string& ad) {
+// What an account-bound key may not do to a mailbox, whatever its scopes: send from the
+// platform's own IPs, loosen the operator's limits, send from another tenant's signing domain,
+// or keep credentials without TLS. Answers the refusal itself; true when all is well.
+bool check_tenant_rules(const CallPtr& call, const JsonObject& body, const MailboxRow& row, const MailboxRow* before) {
+  const ApiDeps& deps = call->ctx->deps;
+  if (auto e = store::plaintext_credentials_error(row.m, deps.allow_plaintext_auth)) {
+    call->field_error(400, "invalid_body", "security", *e);
+    return false;
+  }
+  // A mailbox in a signing domain is created or changed only for the accounts the domain names.
+  if (deps.sender_refused) {
+    if (auto domain = deps.sender_refused(row.m.account, row.m.email)) {
+      call->field_error(422, "sender_not_allowed", "email",
+                        "email: " + *domain + " is a signing domain ([[dkim]]) this account may not send from");
+      return false;
+    }
+  }
+  if (call->who.is_operator()) return true;
+  if (row.m.mode == store::Mode::Mx && (!before || before->m.mode != store::Mode::Mx)) {
+    call->field_error(403, "forbidden", "mode",
+                      "mode: \"mx\" sends from the platform's own addresses and is set by admin and owner keys only");
+    return false;
+  }
+  // Overrides the request sets may only tighten the operator's limits.
+  const JsonValue* policy = body.get("policy");
+  if (!policy || policy->type != JsonValue::Type::Object) return true;
+  const OperatorLimits lim = deps.operator_limits ? deps.operator_limits() : OperatorLimits{};
+  auto at_most = [](int value, int limit) { return value <= limit; };
+  auto cap = [](int value, int limit) { return limit == 0 ? true : value != 0 && value <= limit; };  // 0 = no cap
+  struct Rule {
+    const char* name;
+    const std::optional<int>* value;
+    int limit;
+    bool (*ok)(int, int);
+    const char* how;
+  };
+  const Rule rules[] = {
+      {"ramp_start", &row.m.ramp_start, lim.ramp_start, at_most, "at most"},
+      {"ramp_step", &row.m.ramp_step, lim.ramp_step, at_most, "at most"},
+      {"ramp_max", &row.m.ramp_max, lim.ramp_max, at_most, "at most"},
+      {"per_hour", &row.m.per_hour, lim.per_hour, cap, "between 1 and"},
+      {"per_minute", &row.m.per_minute, lim.per_minute, cap, "between 1 and"},
+      {"min_gap_s", &row.m.min_gap_s, lim.min_gap_s, [](int v, int l) { return v >= l; }, "at least"},
+  };
+  for (const auto& rule : rules) {
+    const JsonValue* set = policy->object.get(rule.name);
+    if (!set || set->type == JsonValue::Type::Null || !*rule.value) continue;
+    if (!rule.ok(**rule.value, rule.limit)) {
+      call->field_error(403, "forbidden", std::string("policy.") + rule.name,
+                        std::string("policy.") + rule.name + ": this key may only tighten the operator's limit: " +
+                            rule.how + " " + std::to_string(rule.limit));
+      return false;
+    }
+  }
+  // A warm-up day 0 in the past would skip the ramp: no earlier than yesterday (UTC; today in
+  // some zones).
+  if (const JsonValue* set = policy->object.get("warmup_start"); set && set->type == JsonValue::Type::String) {
+    std::time_t yesterday = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()) - 86400;
+    std::tm utc{};
+    gmtime_r(&yesterday, &utc);
+    char day[11];
+    std::strftime(day, sizeof day, "%Y-%m-%d", &utc);
+    if (row.m.warmup_start < day) {
+      call->field_error(403, "forbidden", "policy.warmup_start",
+                        std::string("policy.warmup_start: this key may not start the ramp-up before ") + day);
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> sealed(const CallPtr& call, const store::Mailbox& m, const std::string& plain,
+                                  store::MailboxSecret which) {
   if (plain.empty()) return std::nullopt;
-  return store::encode_bytea(call->ctx->deps.secrets->seal(plain, ad));
+  return store::encode_bytea(store::seal_mailbox_secret(*call->ctx->deps.secrets, plain, m.account, m.id, which));
 }
 
 void save(const CallPtr& call, MailboxRow row, bool creating) {
@@ -308,6 +400,7 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
     if (s.empty()) return std::nullopt;
     return s;
   };
+  const bool plaintext = m.security == core::Security::None && (!m.password.empty() || !m.oauth_token.empty());
   std::vector<std::optional<std::string>> params = {
       m.id,
       m.account,
@@ -316,13 +409,14 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
       std::to_string(m.smtp_port),
       std::string(core::to_string(m.security)),
       opt(m.username),
-      sealed(call, m.password, m.id),
+      sealed(call, m, m.password, store::MailboxSecret::Password),
       std::string(store::to_string(m.mode)),
-      sealed(call, m.oauth_token, m.id + "/oauth"),
+      sealed(call, m, m.oauth_token, store::MailboxSecret::OAuthToken),
       opt(row.imap.host),
       row.imap.empty() ? std::nullopt : std::optional<std::string>(std::to_string(row.imap.port)),
       opt(row.imap.username),
-      sealed(call, row.imap.password, m.id + "/imap")};
+      sealed(call, m, row.imap.password, store::MailboxSecret::ImapPassword),
+      std::string(plaintext ? "true" : "false")};
   // The overrides' JSON names are their column names.
   std::string policy_columns, policy_values, policy_sets;
   auto add_policy = [&](const char* name, std::optional<std::string> value, const char* cast) {
@@ -340,41 +434,58 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
   std::string sql =
       creating
           ? "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode,"
-            " oauth_token_enc, imap_host, imap_port, imap_username, imap_password_enc" +
+            " oauth_token_enc, imap_host, imap_port, imap_username, imap_password_enc, plaintext_auth" +
                 policy_columns +
                 ") VALUES ($1, $2, $3, $4, $5::integer, $6, $7, $8::bytea, $9, $10::bytea, $11, $12::integer, $13,"
-                " $14::bytea" +
-                policy_values + ") ON CONFLICT (id) DO NOTHING"
+                " $14::bytea, $15::boolean" +
+                policy_values + ") ON CONFLICT (account, id) DO NOTHING"
           : "UPDATE mailboxes SET email = $3, smtp_host = $4, smtp_port = $5::integer, security = $6, username = $7,"
             " password_enc = $8::bytea, mode = $9, oauth_token_enc = $10::bytea, imap_host = $11,"
-            " imap_port = $12::integer, imap_username = $13, imap_password_enc = $14::bytea" +
+            " imap_port = $12::integer, imap_username = $13, imap_password_enc = $14::bytea,"
+            " plaintext_auth = $15::boolean" +
                 policy_sets + ", updated_at = now() WHERE id = $1 AND account = $2";
-  call->pg().query(std::move(sql), std::move(params), [call, creating, id = m.id](const store::PgResult& r) {
-    if (!r.ok) return call->error(500, "internal_error", "cannot save the mailbox");
-    if (r.affected == 0)
-      return creating ? call->error(409, "conflict", "a mailbox with this id exists")
-                      : call->error(404, "not_found", "no such mailbox");
-    if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
-    call->pg().query(std::string(kSelect) + " WHERE id = $1", {id}, [call, creating](const store::PgResult& r2) {
-      if (!r2.ok || r2.rows.empty()) return call->error(500, "internal_error", "cannot read the mailbox back");
-      auto row2 = from_row(r2.rows[0], nullptr);
-      if (!row2) return call->error(500, "internal_error", row2.error());
-      core::JsonWriter w;
-      mailbox_json(w, *row2, nullptr);
-      call->ok_json(creating ? 201 : 200, w.take());
-    });
-  });
+  call->pg().query(std::move(sql), std::move(params),
+                   [call, creating, id = m.id, account = m.account](const store::PgResult& r) {
+                     if (!r.ok) return call->error(500, "internal_error", "cannot save the mailbox");
+                     if (r.affected == 0)
+                       return creating ? call->error(409, "conflict", "this account has a mailbox with this id")
+                                       : call->error(404, "not_found", "no such mailbox");
+                     if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+                     call->pg().query(std::string(kSelect) + " WHERE account = $1 AND id = $2", {account, id},
+                                      [call, creating](const store::PgResult& r2) {
+                                        if (!r2.ok || r2.rows.empty())
+                                          return call->error(500, "internal_error", "cannot read the mailbox back");
+                                        auto row2 = from_row(r2.rows[0], nullptr);
+                                        if (!row2) return call->error(500, "internal_error", row2.error());
+                                        core::JsonWriter w;
+                                        mailbox_json(w, *row2, nullptr);
+                                        call->ok_json(creating ? 201 : 200, w.take());
+                                      });
+                   });
+}
+
+// What the policy engine knows of each mailbox of a page, gathered before the page is answered.
+struct LivePage {
+  std::vector<MailboxRow> rows;
+  std::vector<MailboxLive> live;
+  size_t waiting = 0;
+  bool more = false;
+};
+
+void answer_page(const CallPtr& call, const LivePage& page, const std::optional<std::string>& next) {
+  core::JsonWriter w;
+  w.begin_object().key("items").begin_array();
+  for (size_t i = 0; i < page.rows.size(); ++i) mailbox_json(w, page.rows[i], &page.live[i]);
+  w.end_array().key("next");
+  next ? w.value(*next) : w.null();
+  w.end_object();
+  call->ok_json(200, w.take());
 }
 
 void list_mailboxes(CallPtr call) {
   auto q = parse_query(call->req.query);
-  std::string account = call->who.account;
-  if (auto it = q.find("account"); it != q.end()) {
-    if (!call->check_account(it->second)) return;
-    account = it->second;
-  }
   std::optional<std::string> acct;
-  if (!account.empty()) acct = account;
+  if (!account_from_query(call, acct)) return;
   std::string after = q.count("after") ? q["after"] : "";
   int limit = 100;
   if (auto it = q.find("limit"); it != q.end()) {
@@ -384,24 +495,49 @@ void list_mailboxes(CallPtr call) {
       return call->error(400, "invalid_query", "limit: 1-" + std::to_string(call->ctx->deps.max_page));
     limit = std::stoi(it->second);
   }
+  // Paged by id within an account; an unbound key listing every account pages by (account, id)
+  // and its cursor is "<length of account>:<account>:<id>" (MailboxRef::key).
+  std::string after_account, after_id = after;
+  if (!acct && !after.empty()) {
+    auto colon = after.find(':');
+    size_t n = colon == std::string::npos ? std::string::npos : static_cast<size_t>(std::atoi(after.substr(0, colon).c_str()));
+    if (colon == std::string::npos || n == std::string::npos || colon + 1 + n + 1 > after.size() ||
+        after[colon + 1 + n] != ':')
+      return call->error(400, "invalid_query", "after: the next cursor of a previous page");
+    after_account = after.substr(colon + 1, n);
+    after_id = after.substr(colon + 2 + n);
+  }
   call->pg().query(
-      std::string(kSelect) + " WHERE ($1::text IS NULL OR account = $1) AND id > $2 ORDER BY id LIMIT $3::integer",
-      {acct, after, std::to_string(limit + 1)}, [call, limit](const store::PgResult& r) {
+      std::string(kSelect) +
+          " WHERE ($1::text IS NULL OR account = $1) AND (account, id) > ($2, $3) ORDER BY account, id"
+          " LIMIT $4::integer",
+      {acct, acct ? *acct : after_account, after_id, std::to_string(limit + 1)},
+      [call, limit, all_accounts = !acct](const store::PgResult& r) {
         if (!r.ok) return call->error(500, "internal_error", "cannot list mailboxes");
-        core::JsonWriter w;
-        w.begin_object().key("items").begin_array();
-        std::string last;
+        auto page = std::make_shared<LivePage>();
         size_t n = std::min(r.rows.size(), static_cast<size_t>(limit));
+        page->more = r.rows.size() > n;
         for (size_t i = 0; i < n; ++i) {
           auto row = from_row(r.rows[i], nullptr);
-          if (!row) continue;
-          last = row->m.id;
-          mailbox_json(w, *row, nullptr);
+          if (row) page->rows.push_back(std::move(*row));
         }
-        w.end_array().key("next");
-        r.rows.size() > n ? w.value(last) : w.null();
-        w.end_object();
-        call->ok_json(200, w.take());
+        page->live.resize(page->rows.size());
+        auto finish = [call, page, all_accounts] {
+          std::optional<std::string> next;
+          if (page->more && !page->rows.empty()) {
+            const store::Mailbox& last = page->rows.back().m;
+            next = all_accounts ? store::MailboxRef{last.account, last.id}.key() : last.id;
+          }
+          answer_page(call, *page, next);
+        };
+        const auto& live = call->ctx->deps.mailbox_live;
+        if (!live || page->rows.empty()) return finish();
+        page->waiting = page->rows.size();
+        for (size_t i = 0; i < page->rows.size(); ++i)
+          live(page->rows[i].m.account, page->rows[i].m.id, [page, i, finish](MailboxLive l) {
+            page->live[i] = std::move(l);
+            if (--page->waiting == 0) finish();
+          });
       });
 }
 
@@ -413,7 +549,7 @@ void get_mailbox(CallPtr call) {
       call->ok_json(200, w.take());
     };
     if (!call->ctx->deps.mailbox_live) return answer({});
-    call->ctx->deps.mailbox_live(row.m.id, answer);
+    call->ctx->deps.mailbox_live(row.m.account, row.m.id, answer);
   });
 }
 
@@ -423,15 +559,47 @@ void create_mailbox(CallPtr call) {
   if (!body) return call->error(400, "invalid_body", body.error());
   MailboxRow row;
   row.m.account = call->who.account;
-  if (auto err = apply_fields(*body, row, true)) return field_error(call, *err);
+  if (auto err = apply_fields(*body, row, true)) return body_error(call, *err);
   call->target = row.m.id;
   if (!call->check_account(row.m.account)) return;
-  // A duplicate id is refused before the (slow, outbound) connection test.
-  call->pg().query("SELECT 1 FROM mailboxes WHERE id = $1", {row.m.id}, [call, row](const store::PgResult& r) {
-    if (!r.ok) return call->error(500, "internal_error", "cannot check the mailbox id");
-    if (!r.rows.empty()) return call->error(409, "conflict", "a mailbox with this id exists");
-    run_probe(call, row, [call, row] { save(call, row, true); });
-  });
+  if (!check_tenant_rules(call, *body, row, nullptr)) return;
+  // A duplicate id is refused before the (slow, outbound) connection test; ids are per account,
+  // so only the account's own mailboxes can conflict.
+  call->pg().query("SELECT 1 FROM mailboxes WHERE account = $1 AND id = $2", {row.m.account, row.m.id},
+                   [call, row](const store::PgResult& r) {
+                     if (!r.ok) return call->error(500, "internal_error", "cannot check the mailbox id");
+                     if (!r.rows.empty()) return call->error(409, "conflict", "this account has a mailbox with this id");
+                     run_probe(call, row, [call, row] { save(call, row, true); });
+                   });
+}
+
+// A change of where the SMTP (or IMAP) secrets would be sent must carry them again: stored
+// secrets go only to the server they were given for. Secrets not given again are dropped, so a
+// stale token never reaches the new server. Answers 422 itself; true when all is well.
+bool secrets_follow_destination(const CallPtr& call, const JsonObject& body, MailboxRow& row, const MailboxRow& before) {
+  if (!(store::SecretDestination::of(row.m) == store::SecretDestination::of(before.m))) {
+    const bool password = body.has("password"), token = body.has("oauth_token");
+    if (!password && !token && (before.has_password || before.has_oauth)) {
+      const char* field = before.has_password ? "password" : "oauth_token";
+      call->field_error(422, "credentials_required", field,
+                        std::string(field) + ": required again when smtp_host, smtp_port or security changes (a stored "
+                                             "secret is only ever sent to the server it was given for)");
+      return false;
+    }
+    if (!password) row.m.password.clear();
+    if (!token) row.m.oauth_token.clear();
+  }
+  if (!row.imap.empty() && !before.imap.empty() &&
+      (row.imap.host != before.imap.host || row.imap.port != before.imap.port)) {
+    const JsonValue* imap = body.get("imap");
+    if (!imap || imap->type != JsonValue::Type::Object || !imap->object.has("password")) {
+      call->field_error(422, "credentials_required", "imap.password",
+                        "imap.password: required again when imap.host or imap.port changes (a stored secret is only "
+                        "ever sent to the server it was given for)");
+      return false;
+    }
+  }
+  return true;
 }
 
 void update_mailbox(CallPtr call) {
@@ -440,50 +608,71 @@ void update_mailbox(CallPtr call) {
   if (!body) return call->error(400, "invalid_body", body.error());
   load_mailbox(call, true, [call, body = std::move(*body)](MailboxRow row) {
     MailboxRow before = row;
-    if (auto err = apply_fields(body, row, false)) return field_error(call, *err);
+    if (auto err = apply_fields(body, row, false)) return body_error(call, *err);
+    if (!secrets_follow_destination(call, body, row, before)) return;
+    if (!check_tenant_rules(call, body, row, &before)) return;
     bool connection_changed = row.m.smtp_host != before.m.smtp_host || row.m.smtp_port != before.m.smtp_port ||
                               row.m.security != before.m.security || row.m.username != before.m.username ||
                               row.m.password != before.m.password || row.m.oauth_token != before.m.oauth_token ||
                               row.imap.host != before.imap.host || row.imap.port != before.imap.port ||
                               row.imap.username != before.imap.username || row.imap.password != before.imap.password;
-    if (!connection_changed) return save(call, row, false);
+    // A new sender address or mode is vouched for by a connection test too.
+    bool identity_changed = row.m.email != before.m.email || row.m.mode != before.m.mode;
+    if (!connection_changed && !identity_changed) return save(call, row, false);
     run_probe(call, row, [call, row] { save(call, row, false); });
   });
 }
 
 void delete_mailbox(CallPtr call) {
   load_mailbox(call, false, [call](MailboxRow row) {
-    call->pg().query("DELETE FROM mailboxes WHERE id = $1", {row.m.id}, [call](const store::PgResult& r) {
-      if (!r.ok) return call->error(500, "internal_error", "cannot delete the mailbox");
-      if (r.affected == 0) return call->error(404, "not_found", "no such mailbox");
-      if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
-      Response resp;
-      resp.status = 204;
-      call->reply(std::move(resp));
-    });
+    call->pg().query("DELETE FROM mailboxes WHERE account = $1 AND id = $2", {row.m.account, row.m.id},
+                     [call](const store::PgResult& r) {
+                       if (!r.ok) return call->error(500, "internal_error", "cannot delete the mailbox");
+                       if (r.affected == 0) return call->error(404, "not_found", "no such mailbox");
+                       if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+                       Response resp;
+                       resp.status = 204;
+                       call->reply(std::move(resp));
+                     });
   });
 }
 
 void set_flags(CallPtr call, bool paused) {
   load_mailbox(call, false, [call, paused](MailboxRow row) {
-    // Resuming also clears "disabled" (set after repeated AUTH failures): that is the operator's call.
+    const bool operator_call = call->who.is_operator();
+    // The tenant may lift its own pause only; the daemon's (bounce guard, repeated AUTH
+    // failures) and an operator's are for operators to lift.
+    if (!paused && !operator_call) {
+      if (row.m.disabled)
+        return call->error(403, "forbidden",
+                           "the daemon disabled this mailbox after repeated AUTH failures: resuming needs an admin or "
+                           "owner key");
+      if (row.m.paused && row.paused_by != store::PausedBy::Tenant)
+        return call->error(403, "forbidden",
+                           std::string("this mailbox was paused by ") +
+                               (row.paused_by == store::PausedBy::Operator ? "an operator" : "the daemon") +
+                               ": resuming needs an admin or owner key");
+    }
+    // An operator's resume also clears "disabled" (set after repeated AUTH failures).
     std::optional<bool> disabled;
-    if (!paused) disabled = false;
-    store::set_mailbox_flags(call->pg(), row.m.id, paused, disabled, [call, paused](core::Result<bool, std::string> r) {
-      if (!r) return call->error(500, "internal_error", "cannot change the mailbox");
-      if (!*r) return call->error(404, "not_found", "no such mailbox");
-      if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
-      core::JsonWriter w;
-      w.begin_object().field("id", call->target).field("paused", paused).end_object();
-      call->ok_json(200, w.take());
-    });
+    if (!paused && operator_call) disabled = false;
+    const store::PausedBy by = operator_call ? store::PausedBy::Operator : store::PausedBy::Tenant;
+    store::set_mailbox_flags(call->pg(), row.m.account, row.m.id, paused, disabled, by,
+                             [call, paused](core::Result<bool, std::string> r) {
+                               if (!r) return call->error(500, "internal_error", "cannot change the mailbox");
+                               if (!*r) return call->error(404, "not_found", "no such mailbox");
+                               if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+                               core::JsonWriter w;
+                               w.begin_object().field("id", call->target).field("paused", paused).end_object();
+                               call->ok_json(200, w.take());
+                             });
   });
 }
 
 void breaker_reset(CallPtr call) {
   if (!call->ctx->deps.breaker_reset) return call->error(501, "not_implemented", "breakers are not configured");
   load_mailbox(call, false, [call](MailboxRow row) {
-    call->ctx->deps.breaker_reset(row.m.id, [call](bool ok) {
+    call->ctx->deps.breaker_reset(row.m.account, row.m.id, [call](bool ok) {
       if (!ok) return call->error(503, "unavailable", "the breaker could not be reset");
       core::JsonWriter w;
       w.begin_object().field("id", call->target).field("breaker", "closed").end_object();
@@ -495,6 +684,7 @@ void breaker_reset(CallPtr call) {
 void test_mailbox(CallPtr call) {
   if (!call->ctx->deps.secrets) return call->error(501, "not_implemented", "no secret key is configured");
   if (!call->ctx->deps.test_mailbox) return call->error(501, "not_implemented", "mailbox tests are not configured");
+  // The stored settings only: the request names nothing the stored secrets could be sent to.
   load_mailbox(call, true, [call](MailboxRow row) {
     call->ctx->deps.test_mailbox(MailboxProbeRequest{row.m, row.imap}, [call](MailboxTestResult t) {
       core::JsonWriter w;
@@ -522,7 +712,7 @@ void add_mailbox_routes(Router& router, const std::shared_ptr<ApiContext>& ctx) 
   add_route(router, ctx, "POST", "/v1/mailboxes/{id}/resume", R::Mailboxes, A::Write, "mailbox.resume",
             [](CallPtr c) { set_flags(std::move(c), false); });
   add_route(router, ctx, "POST", "/v1/mailboxes/{id}/breaker-reset", R::Mailboxes, A::Write, "mailbox.breaker_reset",
-            breaker_reset);
+            breaker_reset, Caller::OperatorsOnly);
   add_route(router, ctx, "POST", "/v1/mailboxes/{id}/test", R::Mailboxes, A::Write, "mailbox.test", test_mailbox);
 }
 

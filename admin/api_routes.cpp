@@ -32,6 +32,30 @@ void Call::reply(Response r) {
   });
 }
 
+void Call::field_error(int status, std::string_view code, std::string_view field, std::string_view message) {
+  core::JsonWriter w;
+  w.begin_object()
+      .key("error")
+      .begin_object()
+      .field("code", code)
+      .field("message", message)
+      .field("field", field)
+      .end_object()
+      .end_object();
+  ok_json(status, w.take());
+}
+
+bool account_from_query(const CallPtr& call, std::optional<std::string>& account) {
+  auto q = parse_query(call->req.query);
+  if (auto it = q.find("account"); it != q.end()) {
+    if (!call->check_account(it->second)) return false;
+    account = it->second;
+  } else if (!call->who.account.empty()) {
+    account = call->who.account;
+  }
+  return true;
+}
+
 void Call::ok_json(int status, std::string body) {
   Response r;
   r.status = status;
@@ -53,15 +77,16 @@ bool Call::check_account(const std::string& a) {
 }
 
 void add_route(Router& router, const std::shared_ptr<ApiContext>& ctx, std::string method, std::string path,
-               Resource res, Access access, std::string action, ApiHandler h) {
+               Resource res, Access access, std::string action, ApiHandler h, Caller caller) {
   router.add(std::move(method), std::move(path),
-             [ctx, res, access, action = std::move(action), h = std::move(h)](const Request& req, Respond respond) {
+             [ctx, res, access, caller, action = std::move(action), h = std::move(h)](const Request& req,
+                                                                                       Respond respond) {
                auto call = std::make_shared<Call>();
                call->ctx = ctx;
                call->req = req;
                call->respond = std::move(respond);
                call->action = action;
-               ctx->auth->authenticate(call->req, [call, res, access, h](std::variant<Principal, Response> r) {
+               ctx->auth->authenticate(call->req, [call, res, access, caller, h](std::variant<Principal, Response> r) {
                  if (auto* refused = std::get_if<Response>(&r)) return call->respond(std::move(*refused));
                  call->who = std::get<Principal>(std::move(r));
                  call->write = access == Access::Write;
@@ -69,6 +94,8 @@ void add_route(Router& router, const std::shared_ptr<ApiContext>& ctx, std::stri
                    return call->error(403, "forbidden",
                                       "this key lacks the " + std::string(to_string(res)) +
                                           (access == Access::Read ? ":read" : ":write") + " permission");
+                 if (caller == Caller::OperatorsOnly && !call->who.is_operator())
+                   return call->error(403, "forbidden", "this action needs an admin or owner key");
                  h(call);
                });
              });
@@ -199,14 +226,29 @@ void add_api_routes(Router& router, ApiDeps deps) {
   detail::add_message_routes(router, ctx);
   detail::add_account_routes(router, ctx);
   detail::add_key_routes(router, ctx);
-  // The same text as the open /metrics, for deployments that expose only authenticated paths.
-  detail::add_route(router, ctx, "GET", "/v1/metrics", Resource::Metrics, Access::Read, "metrics.read",
-                    [](detail::CallPtr call) {
-                      Response r;
-                      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                      r.body = core::Registry::global().render();
-                      call->reply(std::move(r));
-                    });
+  // Per-tenant series (labelled account or mailbox) are for the platform's owner and admin keys,
+  // those bound to no account (a bound key would see the other tenants'); every other key and the
+  // open /metrics get the rest. A tenant sees its own mailboxes' figures in /v1/mailboxes.
+  auto metrics = [](detail::CallPtr call) {
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    const bool platform = call->who.is_operator() && call->who.account.empty();
+    r.body = core::Registry::global().render(platform ? core::Registry::Audience::Operators
+                                                      : core::Registry::Audience::Public);
+    call->reply(std::move(r));
+  };
+  detail::add_route(router, ctx, "GET", "/v1/metrics", Resource::Metrics, Access::Read, "metrics.read", metrics);
+  // /metrics stays open for scrapers without a key; one that sends a key is authenticated like
+  // any API request (a wrong key is a 401, not a quiet downgrade).
+  Router with_key;
+  detail::add_route(with_key, ctx, "GET", "/metrics", Resource::Metrics, Access::Read, "metrics.read", metrics);
+  router.set("GET", "/metrics", [with_key](const Request& req, Respond respond) {
+    if (req.header("Authorization")) return with_key.dispatch(req, std::move(respond));
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = core::Registry::global().render(core::Registry::Audience::Public);
+    respond(std::move(r));
+  });
 }
 
 }  // namespace deliverd::admin

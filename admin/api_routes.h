@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "admin/auth.h"
@@ -24,6 +25,13 @@ struct MailboxLive {
   std::string breaker;  // "closed", "open", "half_open"
 };
 
+// The operator's [policy] limits: per-mailbox overrides from an account-bound key may only
+// tighten them (0 for per_hour / per_minute means "no cap", as in [policy]).
+struct OperatorLimits {
+  int ramp_start = 5, ramp_step = 2, ramp_max = 40;
+  int per_hour = 10, per_minute = 2, min_gap_s = 60;
+};
+
 struct ApiDeps {
   uv_loop_t* loop = nullptr;
   store::PgConnection* pg = nullptr;          // required
@@ -34,8 +42,15 @@ struct ApiDeps {
   std::function<void(const MailboxProbeRequest&, std::function<void(MailboxTestResult)>)> test_mailbox;
   // Called after a mailbox was created, changed, paused, resumed or deleted, so the daemon reloads.
   std::function<void()> mailboxes_changed;
-  std::function<void(const std::string& mailbox_id, std::function<void(MailboxLive)>)> mailbox_live;
-  std::function<void(const std::string& mailbox_id, std::function<void(bool ok)>)> breaker_reset;
+  std::function<void(const std::string& account, const std::string& mailbox_id, std::function<void(MailboxLive)>)>
+      mailbox_live;
+  std::function<void(const std::string& account, const std::string& mailbox_id, std::function<void(bool ok)>)>
+      breaker_reset;
+  // Whether `account` may send from `email`: nullopt when it may, else the signing domain
+  // ([[dkim]] accounts) that keeps it out. Unset: every address is allowed.
+  std::function<std::optional<std::string>(const std::string& account, const std::string& email)> sender_refused;
+  std::function<OperatorLimits()> operator_limits;  // unset: the [policy] defaults
+  bool allow_plaintext_auth = false;  // [smtp] allow_plaintext_auth
   AuthConfig auth;
   size_t max_job_bytes = 10 * 1024 * 1024;  // as queue::parse_job's max_bytes
   int max_page = 1000;                      // largest page of a list

@@ -1,7 +1,5 @@
 #include "admin/auth.h"
 
-#include <cmath>
-
 #include "core/ascii.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -30,46 +28,12 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
-double FailureLimiter::level(Bucket& b, uint64_t now_ms) const {
-  if (now_ms > b.at_ms) {
-    b.tokens = std::min(burst_, b.tokens + refill_ * static_cast<double>(now_ms - b.at_ms) / 1000.0);
-    b.at_ms = now_ms;
-  }
-  return b.tokens;
-}
-
-int FailureLimiter::retry_after_s(const std::string& key, uint64_t now_ms) {
-  auto it = buckets_.find(key);
-  if (it == buckets_.end()) return 0;
-  double t = level(it->second, now_ms);
-  if (t >= 1.0) return 0;
-  if (refill_ <= 0) return 3600;
-  return std::max(1, static_cast<int>(std::ceil((1.0 - t) / refill_)));
-}
-
-void FailureLimiter::record_failure(const std::string& key, uint64_t now_ms) {
-  auto it = buckets_.find(key);
-  if (it == buckets_.end()) {
-    if (buckets_.size() >= max_tracked_) evict(now_ms);
-    it = buckets_.emplace(key, Bucket{burst_, now_ms}).first;
-  }
-  level(it->second, now_ms);
-  it->second.tokens = std::max(0.0, it->second.tokens - 1.0);
-}
-
-void FailureLimiter::evict(uint64_t now_ms) {
-  // Buckets that have refilled carry no information; drop those first, then anything.
-  for (auto it = buckets_.begin(); it != buckets_.end();)
-    it = level(it->second, now_ms) >= burst_ ? buckets_.erase(it) : std::next(it);
-  while (buckets_.size() >= max_tracked_ && !buckets_.empty()) buckets_.erase(buckets_.begin());
-}
-
 Authenticator::Authenticator(uv_loop_t* loop, store::PgConnection* pg, AuthConfig config)
     : loop_(loop),
       pg_(pg),
       config_(config),
       by_ip_(config.failure_burst, config.failure_refill_per_s, config.max_tracked),
-      by_prefix_(config.failure_burst, config.failure_refill_per_s, config.max_tracked) {
+      by_ip_prefix_(config.prefix_failure_burst, config.failure_refill_per_s, config.max_tracked) {
   for (const char* r : {"missing", "malformed", "unknown_key", "wrong_secret", "revoked", "expired", "throttled"})
     refused_total().with({r});
 }
@@ -78,7 +42,7 @@ void Authenticator::refuse(const std::string& ip, const std::string& prefix, std
                            std::string_view code, std::string_view message, const Callback& cb) {
   uint64_t now = uv_now(loop_);
   by_ip_.record_failure(ip, now);
-  if (!prefix.empty()) by_prefix_.record_failure(prefix, now);
+  if (!prefix.empty()) by_ip_prefix_.record_failure(ip + " " + prefix, now);
   refused_total().with({std::string(reason)}).inc();
   Response r = json_error(status, code, message);
   if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"deliverd\"");
@@ -87,7 +51,7 @@ void Authenticator::refuse(const std::string& ip, const std::string& prefix, std
 
 void Authenticator::authenticate(const Request& req, Callback cb) {
   uint64_t now = uv_now(loop_);
-  const std::string ip = req.peer_ip;
+  const std::string ip = limiter_key_for_address(req.peer_ip);
   auto throttled = [&](int after) {
     refused_total().with({"throttled"}).inc();
     Response r = json_error(429, "too_many_attempts", "too many failed authentication attempts, retry later");
@@ -104,7 +68,7 @@ void Authenticator::authenticate(const Request& req, Callback cb) {
   std::string token(trim(v.substr(7)));
   auto prefix = store::api_key_prefix(token);
   if (!prefix) return refuse(ip, "", "malformed", 401, "unauthorized", "the key is not a deliverd API key", cb);
-  if (int after = by_prefix_.retry_after_s(*prefix, now)) return throttled(after);
+  if (int after = by_ip_prefix_.retry_after_s(ip + " " + *prefix, now)) return throttled(after);
 
   store::find_api_key_by_prefix(
       *pg_, *prefix,

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/lifetime.h"
+#include "admin/client_address.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/tcp_stream.h"
@@ -202,7 +203,8 @@ class HttpConnection : public core::StreamHandler, private core::DeletesItself<H
 
   void dispatch() {
     Request req = parser_.take();
-    req.peer_ip = peer_ip_;
+    req.socket_peer_ip = peer_ip_;
+    req.peer_ip = client_address(peer_ip_, req.headers, server_->config_.trusted_proxies);
     keep_alive_ = parser_.keep_alive();
     head_ = req.method == "HEAD";
     http10_ = req.http10;

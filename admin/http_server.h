@@ -11,12 +11,15 @@
 #include <memory>
 #include <string>
 #include <unordered_set>
+#include <unordered_map>
+#include <vector>
 
 #include "admin/http_request_parser.h"
 #include "admin/http_types.h"
 #include "admin/router.h"
 #include "core/result.h"
 #include "core/tls_context.h"
+#include "dns/address_policy.h"
 
 namespace deliverd::admin {
 
@@ -26,6 +29,9 @@ struct HttpServerConfig {
   int idle_timeout_ms = 30000, read_timeout_ms = 10000;
   int handler_timeout_ms = 30000;
   size_t max_connections = 1024;
+  // Peers in these ranges are proxies: the client address comes from X-Forwarded-For
+  // (admin/client_address.h). Empty: the header is ignored.
+  std::vector<dns::Cidr> trusted_proxies;
   // Both set: HTTPS (TLS 1.2+, core::TlsContext::server); a failed handshake closes the connection.
   std::string tls_cert_file, tls_key_file;
 };

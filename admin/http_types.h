@@ -12,7 +12,11 @@ namespace deliverd::admin {
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 struct Request {
-  std::string method, path, query, body, peer_ip;
+  std::string method, path, query, body;
+  // The client's address: the socket's peer, or behind a trusted proxy the address the proxies
+  // reported (admin/client_address.h). Limits, the audit log and logs use it.
+  std::string peer_ip;
+  std::string socket_peer_ip;  // the connection's own peer (a proxy, when there is one)
   HeaderList headers;  // names as sent; look up with header()
   HeaderList params;   // values of {name} segments of the matched route
   bool http10 = false;

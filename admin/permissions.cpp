@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "queue/job.h"
+
 namespace deliverd::admin {
 namespace {
 
@@ -78,6 +80,7 @@ Principal principal_for(const store::ApiKey& key) {
   p.key_id = key.id;
   p.role = key.role;
   p.account = key.account;
+  p.expires_at = key.expires_at;
   p.permissions = role_permissions(key.role);
   if (!key.scopes.empty()) {
     auto s = parse_scopes(key.scopes);
@@ -87,7 +90,7 @@ Principal principal_for(const store::ApiKey& key) {
   return p;
 }
 
-std::optional<Refusal> check_new_key(const Principal& creator, store::ApiKeySpec& spec) {
+std::optional<Refusal> check_new_key(const Principal& creator, store::ApiKeySpec& spec, int64_t now_ms) {
   if (!is_role(spec.role)) return Refusal{400, "invalid_role", "role must be owner, admin, user or readonly"};
   if (!creator.can(Resource::Keys, Access::Write)) return Refusal{403, "forbidden", "this key may not manage keys"};
   if (spec.role == "owner" && creator.role != "owner")
@@ -111,6 +114,22 @@ std::optional<Refusal> check_new_key(const Principal& creator, store::ApiKeySpec
   // A key never hands out more than it holds itself.
   if ((effective & ~creator.permissions) != 0)
     return Refusal{403, "forbidden", "the new key would have permissions this key does not have"};
+  int64_t want_ms = 0;
+  if (!spec.expires_at.empty()) {
+    if (!queue::parse_rfc3339_ms(spec.expires_at, want_ms))
+      return Refusal{400, "invalid_body", "expires_at: not an RFC 3339 date-time"};
+    if (want_ms <= now_ms) return Refusal{400, "invalid_body", "expires_at: must be in the future"};
+  }
+  // Nor for longer than it lives itself.
+  if (!creator.expires_at.empty()) {
+    int64_t creator_ms = 0;
+    if (!queue::parse_rfc3339_ms(creator.expires_at, creator_ms))
+      return Refusal{403, "forbidden", "this key's own expiry cannot be read"};
+    if (spec.expires_at.empty()) spec.expires_at = creator.expires_at;
+    else if (want_ms > creator_ms)
+      return Refusal{400, "invalid_body", "expires_at: may not be later than this key's own expiry (" +
+                                              creator.expires_at + ")"};
+  }
   return std::nullopt;
 }
 

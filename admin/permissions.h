@@ -35,9 +35,12 @@ std::string scopes_to_string(PermissionSet set);
 
 struct Principal {
   std::string key_id, role, account;  // account "" = all accounts
+  std::string expires_at;             // RFC 3339, "" = never
   PermissionSet permissions = 0;
   bool can(Resource r, Access a) const { return (permissions & permission(r, a)) != 0; }
   bool may_see_account(std::string_view a) const { return account.empty() || account == a; }
+  // Owner and admin keys: the operators of the platform, who may undo what the daemon's guards did.
+  bool is_operator() const { return role == "owner" || role == "admin"; }
 };
 
 // The principal for a stored key (its role narrowed by its scopes).
@@ -47,8 +50,10 @@ struct Refusal {
   int status;  // 400 or 403
   std::string code, message;
 };
-// Whether `creator` may create a key as described; normalises spec.scopes on success.
-std::optional<Refusal> check_new_key(const Principal& creator, store::ApiKeySpec& spec);
+// Whether `creator` may create a key as described; normalises spec.scopes on success. A key
+// never outlives its creator: a creator with an expiry gives the new key that expiry (or an
+// earlier one); `now_ms` is the time to judge expiries by.
+std::optional<Refusal> check_new_key(const Principal& creator, store::ApiKeySpec& spec, int64_t now_ms);
 // Whether `actor` may revoke `key`.
 std::optional<Refusal> check_revoke(const Principal& actor, const store::ApiKey& key);
 

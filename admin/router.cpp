@@ -38,6 +38,15 @@ void Router::add(std::string method, std::string path, Handler h) {
   routes_.push_back(std::move(r));
 }
 
+void Router::set(std::string method, std::string path, Handler h) {
+  for (auto& r : routes_)
+    if (r.method == method && r.path == path) {
+      r.handler = std::move(h);
+      return;
+    }
+  add(std::move(method), std::move(path), std::move(h));
+}
+
 std::vector<std::pair<std::string, std::string>> Router::routes() const {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& r : routes_) out.emplace_back(r.method, r.path);

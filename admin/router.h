@@ -14,6 +14,9 @@ namespace deliverd::admin {
 class Router {
  public:
   void add(std::string method, std::string path, Handler h);
+  // Adds the route, or gives the route of that method and path a new handler (the admin API
+  // takes over /metrics from the health routes to serve operators more).
+  void set(std::string method, std::string path, Handler h);
   void dispatch(const Request& req, Respond respond) const;
   // (method, path) in registration order, e.g. for docs and tests.
   std::vector<std::pair<std::string, std::string>> routes() const;

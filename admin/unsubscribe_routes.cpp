@@ -1,10 +1,13 @@
 #include "admin/unsubscribe_routes.h"
 
+#include <algorithm>
 #include <chrono>
+#include <list>
 #include <memory>
 #include <string_view>
 #include <unordered_map>
 
+#include "admin/failure_limiter.h"
 #include "core/ascii.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -87,29 +90,51 @@ Response page(int status, std::string_view title, std::string_view body_html) {
 
 Response not_found() { return page(404, "Not found", "<p>This unsubscribe link is not valid.</p>"); }
 
-class RateLimiter {
+Response unsubscribed() {
+  return page(200, "Unsubscribed", "<p>You have been unsubscribed. You will not receive these emails again.</p>");
+}
+
+// Tokens whose suppression was stored in the last few minutes, most recent first, bounded. Only
+// a short while: after an operator lifts a suppression, a new click must store it again.
+class RecentTokens {
  public:
-  explicit RateLimiter(UnsubscribeLimits l) : limits_(l) {}
-  bool allow(const std::string& client) {
-    auto minute = std::chrono::duration_cast<std::chrono::minutes>(std::chrono::steady_clock::now().time_since_epoch())
-                      .count();
-    if (minute != window_) {
-      window_ = minute;
-      counts_.clear();
+  static constexpr uint64_t kRememberMs = 5 * 60 * 1000;
+  explicit RecentTokens(size_t max) : max_(std::max<size_t>(1, max)) {}
+  bool contains(const std::string& token, uint64_t now_ms) const {
+    auto it = index_.find(token);
+    return it != index_.end() && now_ms - it->second->second < kRememberMs;
+  }
+  void add(const std::string& token, uint64_t now_ms) {
+    if (auto it = index_.find(token); it != index_.end()) {
+      order_.erase(it->second);
+      index_.erase(it);
     }
-    auto it = counts_.find(client);
-    if (it == counts_.end()) {
-      if (counts_.size() >= limits_.max_tracked_clients) return false;
-      it = counts_.emplace(client, 0).first;
+    if (index_.size() >= max_) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
     }
-    return ++it->second <= limits_.requests_per_minute_per_client;
+    order_.emplace_front(token, now_ms);
+    index_.emplace(token, order_.begin());
   }
 
  private:
-  UnsubscribeLimits limits_;
-  long long window_ = -1;
-  std::unordered_map<std::string, size_t> counts_;
+  using List = std::list<std::pair<std::string, uint64_t>>;
+  size_t max_;
+  List order_;
+  std::unordered_map<std::string, List::iterator> index_;
 };
+
+Response too_many(int retry_after_s) {
+  auto r = page(429, "Too many requests", "<p>Too many requests. Please try again in a minute.</p>");
+  r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
+  return r;
+}
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
 
 struct Metrics {
   core::Family<core::Counter>& requests;
@@ -144,18 +169,20 @@ HttpServerConfig unsubscribe_server_config(const std::string& listen) {
 
 void add_unsubscribe_routes(Router& router, const smtp::UnsubscribeTokens& tokens, SuppressFn suppress,
                             UnsubscribeLimits limits) {
-  auto limiter = std::make_shared<RateLimiter>(limits);
+  const double rpm = static_cast<double>(std::max<size_t>(1, limits.requests_per_minute_per_client));
+  auto limiter = std::make_shared<FailureLimiter>(rpm, rpm / 60.0, limits.max_tracked_clients);
+  auto recent = std::make_shared<RecentTokens>(limits.max_remembered_tokens);
   auto count = [](const char* method, const char* result) {
     Metrics::get().requests.with({method, result}).inc();
   };
 
   router.add("GET", "/u/{token}", [tokens, limiter, count](const Request& req, Respond respond) {
-    if (!limiter->allow(req.peer_ip)) {
+    const std::string client = limiter_key_for_address(req.peer_ip);
+    if (int after = limiter->retry_after_s(client, now_ms())) {
       count("GET", "rate_limited");
-      auto r = page(429, "Too many requests", "<p>Too many requests. Please try again in a minute.</p>");
-      r.headers.emplace_back("Retry-After", "60");
-      return respond(std::move(r));
+      return respond(too_many(after));
     }
+    limiter->record_failure(client, now_ms());  // every page view draws
     const std::string* token = req.param("token");
     if (!token || !tokens.verify(*token)) {
       count("GET", "invalid");
@@ -168,34 +195,42 @@ void add_unsubscribe_routes(Router& router, const smtp::UnsubscribeTokens& token
                  "<button type=\"submit\">Unsubscribe</button></form>"));
   });
 
-  router.add("POST", "/u/{token}", [tokens, limiter, count, suppress](const Request& req, Respond respond) {
-    if (!limiter->allow(req.peer_ip)) {
-      count("POST", "rate_limited");
-      auto r = page(429, "Too many requests", "<p>Too many requests. Please try again in a minute.</p>");
-      r.headers.emplace_back("Retry-After", "60");
-      return respond(std::move(r));
-    }
+  router.add("POST", "/u/{token}", [tokens, limiter, recent, count, suppress](const Request& req, Respond respond) {
+    const std::string client = limiter_key_for_address(req.peer_ip);
+    // A refusal draws from the client's bucket; a client out of tokens learns nothing more
+    // about its tokens. The token is checked first: a valid one-click POST is never refused.
+    auto refused = [&](const char* result, Response r) {
+      if (int after = limiter->retry_after_s(client, now_ms())) {
+        count("POST", "rate_limited");
+        return respond(too_many(after));
+      }
+      limiter->record_failure(client, now_ms());
+      count("POST", result);
+      respond(std::move(r));
+    };
     const std::string* token = req.param("token");
     auto claims = token ? tokens.verify(*token) : core::Result<smtp::UnsubscribeClaims, std::string>(
                                                       core::Err{std::string("no token")});
     if (!claims) {
-      count("POST", "invalid");
       core::log_info("unsubscribe_refused", {{"peer", req.peer_ip}, {"why", claims.error()}});
-      return respond(not_found());
+      return refused("invalid", not_found());
     }
-    if (!is_one_click_body(req.header("Content-Type"), req.body)) {
-      count("POST", "bad_body");
-      return respond(page(400, "Bad request", "<p>Expected List-Unsubscribe=One-Click.</p>"));
+    if (!is_one_click_body(req.header("Content-Type"), req.body))
+      return refused("bad_body", page(400, "Bad request", "<p>Expected List-Unsubscribe=One-Click.</p>"));
+    if (recent->contains(*token, now_ms())) {
+      count("POST", "ok");
+      return respond(unsubscribed());
     }
-    suppress(*claims, [respond, count](bool ok) {
+    suppress(*claims, [respond, count, recent, t = *token](bool ok) {
       if (!ok) {
         count("POST", "store_error");
         auto r = page(503, "Try again", "<p>Please try again in a minute.</p>");
         r.headers.emplace_back("Retry-After", "60");
         return respond(std::move(r));
       }
+      recent->add(t, now_ms());
       count("POST", "ok");
-      respond(page(200, "Unsubscribed", "<p>You have been unsubscribed. You will not receive these emails again.</p>"));
+      respond(unsubscribed());
     });
   });
 }

@@ -6,7 +6,11 @@
 //                    suppresses at once, 200, no redirect, no cookie
 // Every invalid, forged or expired token gets the same 404 page, so a probe learns nothing.
 // Repeats are harmless (the suppression add is idempotent). Request size is bounded by the
-// listener's config and the request rate per client address by a fixed one-minute window.
+// listener's config. Page views and refused requests draw from a token bucket per client
+// address (a bounded table that forgets its stalest client); a POST with a valid token and the
+// one-click body is always honoured, whoever else shares the address (mailbox providers send
+// these POSTs for many recipients from a few servers), and one just stored is answered from
+// memory, so replaying it does not reach the database.
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -18,8 +22,9 @@
 namespace deliverd::admin {
 
 struct UnsubscribeLimits {
-  size_t requests_per_minute_per_client = 30;
-  size_t max_tracked_clients = 10000;  // beyond this, every new client is refused until the window rolls
+  size_t requests_per_minute_per_client = 30;  // page views and refused requests, per client address
+  size_t max_tracked_clients = 10000;          // beyond this, the stalest client is forgotten
+  size_t max_remembered_tokens = 10000;        // one-click POSTs answered from memory when repeated
 };
 
 // Records the suppression; done(true) once it is stored, done(false) on a storage error.

@@ -117,15 +117,24 @@ void Registry::gauge_fn(const std::string& name, const std::string& help, std::f
   fn_gauges_[name] = FnGauge{help, std::move(fn)};
 }
 
-std::string Registry::render() const {
+bool Registry::is_public(const std::vector<std::string>& labels) {
+  for (const auto& l : labels)
+    if (l == "account" || l == "mailbox") return false;
+  return true;
+}
+
+std::string Registry::render(Audience audience) const {
   std::string out;
   out.reserve(4096);
+  auto shown = [audience](const auto& fam) { return audience == Audience::Operators || is_public(fam->labels()); };
   for (const auto& [name, fam] : counters_) {
+    if (!shown(fam)) continue;
     header(out, name, fam->help(), "counter");
     for (const auto& [values, c] : fam->children())
       out += name + label_set(fam->labels(), values) + " " + format_number(c->value()) + "\n";
   }
   for (const auto& [name, fam] : gauges_) {
+    if (!shown(fam)) continue;
     header(out, name, fam->help(), "gauge");
     for (const auto& [values, g] : fam->children())
       out += name + label_set(fam->labels(), values) + " " + format_number(g->value()) + "\n";
@@ -135,6 +144,7 @@ std::string Registry::render() const {
     out += name + " " + format_number(g.fn()) + "\n";
   }
   for (const auto& [name, fam] : histograms_) {
+    if (!shown(fam)) continue;
     header(out, name, fam->help(), "histogram");
     for (const auto& [values, h] : fam->children()) {
       uint64_t cumulative = 0;

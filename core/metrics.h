@@ -96,8 +96,14 @@ class Registry {
   // A gauge whose value is read when scraped (queue depth, sessions open, …).
   void gauge_fn(const std::string& name, const std::string& help, std::function<double()> fn);
 
+  // Which series to render: all, or only those that name no tenant. Series labelled "account"
+  // or "mailbox" tell one tenant's figures (breaker states, counts): they are for the platform's
+  // operators, not for the open /metrics or for tenants' keys.
+  enum class Audience : uint8_t { Operators, Public };
   // Prometheus text exposition format 0.0.4.
-  std::string render() const;
+  std::string render(Audience audience = Audience::Operators) const;
+  // Whether a family with these labels is rendered for the public audience.
+  static bool is_public(const std::vector<std::string>& labels);
 
   // The process-wide registry the daemon exposes on /metrics.
   static Registry& global();

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "admin/admin_routes.h"
+#include "admin/client_address.h"
 #include "admin/api_routes.h"
 #include "admin/mailbox_probe.h"
 #include "admin/http_server.h"
@@ -18,6 +19,7 @@
 #include "daemon/notify.h"
 #include "dns/resolver.h"
 #include "policy/gate.h"
+#include "policy/mailbox_keys.h"
 #include "queue/job.h"
 #include "queue/lag_monitor.h"
 #include "queue/scheduler.h"
@@ -115,15 +117,17 @@ core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
   if (auto r = redis_config(cfg); !r) return core::Err{r.error()};
   if (auto p = dns::AddressPolicy::create(cfg.allow_private_targets); !p)
     return core::Err{cfg.path + ": [security] allow_private_targets: " + p.error()};
-  if (auto k = store::SecretBox::from_key_file(cfg.secret_key_file); !k)
+  if (auto k = store::SecretBox::from_key_file(cfg.secret_key_file, cfg.old_secret_key_files); !k)
     return core::Err{cfg.path + ": [security] secret_key_file: " + k.error()};
   for (const auto& s : cfg.dns_servers)
     if (s.empty()) return core::Err{cfg.path + ": [dns] servers: empty entry"};
   if (auto t = core::TlsContext::client({cfg.smtp_ca_file}); !t)
     return core::Err{cfg.path + ": [smtp] ca_file: " + t.error()};
   if (!cfg.unsubscribe_key_file.empty())
-    if (auto t = smtp::UnsubscribeTokens::from_key_file(cfg.unsubscribe_key_file); !t)
+    if (auto t = smtp::UnsubscribeTokens::from_key_file(cfg.unsubscribe_key_file, cfg.unsubscribe_old_key_files); !t)
       return core::Err{cfg.path + ": [unsubscribe] key_file: " + t.error()};
+  if (cfg.unsubscribe_key_file.empty() && !cfg.unsubscribe_old_key_files.empty())
+    return core::Err{cfg.path + ": [unsubscribe] old_key_files: needs key_file (the key that signs new links)"};
   if (!cfg.unsubscribe_mailto.empty())
     if (auto a = core::parse_address(cfg.unsubscribe_mailto); !a)
       return core::Err{cfg.path + ": [unsubscribe] mailto: " + a.error()};
@@ -180,9 +184,13 @@ int64_t App::now_ms() {
 
 // ---- DeliveryServices: what a Delivery uses of the daemon ---------------------------------
 
-const store::Mailbox* App::find_mailbox(const std::string& id) { return mailboxes_->find(id); }
+const store::Mailbox* App::find_mailbox(const std::string& account, const std::string& id) {
+  return mailboxes_->find(account, id);
+}
 
-void App::refresh_mailbox(const std::string& id, std::function<void()> then) { mailboxes_->refresh(id, std::move(then)); }
+void App::refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) {
+  mailboxes_->refresh(ref, std::move(then));
+}
 
 void App::admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) {
   gate_->admit(req, std::move(cb));
@@ -204,7 +212,8 @@ void App::cancel_resolve(dns::Resolver::RequestId id) { resolver_->cancel(id); }
 void App::send_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
                      smtp::Session::Done done) {
   smtp::Route route;
-  route.key = "mbx:" + m.id;
+  // Per account and id: another account's mailbox with the same id never reuses this session.
+  route.key = "mbx:" + store::MailboxRef{m.account, m.id}.key();
   route.cfg = mailbox_session_config(m);
   route.addr = addr;
   route.host = m.smtp_host;
@@ -255,7 +264,7 @@ bool App::start_compliance() {
   compliance_ = std::make_unique<Compliance>();
   std::optional<smtp::UnsubscribeTokens> tokens;
   if (!cfg_.unsubscribe_key_file.empty())
-    tokens = smtp::UnsubscribeTokens::from_key_file(cfg_.unsubscribe_key_file).value();
+    tokens = smtp::UnsubscribeTokens::from_key_file(cfg_.unsubscribe_key_file, cfg_.unsubscribe_old_key_files).value();
   compliance_->builder =
       std::make_unique<MessageBuilder>(message_builder_config(cfg_), std::move(tokens), load_dkim_signers(cfg_).value());
   if (cfg_.unsubscribe_listen.empty()) return true;
@@ -274,7 +283,9 @@ bool App::start_compliance() {
                                         stored(r.ok());
                                       });
                                 });
-  auto http = admin::HttpServer::start(&loop_, admin::unsubscribe_server_config(cfg_.unsubscribe_listen), router);
+  admin::HttpServerConfig hc = admin::unsubscribe_server_config(cfg_.unsubscribe_listen);
+  hc.trusted_proxies = admin::parse_trusted_proxies(cfg_.trusted_proxies).value();
+  auto http = admin::HttpServer::start(&loop_, hc, router);
   if (!http) {
     core::log_error("unsubscribe_listen_failed", {{"listen", cfg_.unsubscribe_listen}, {"error", http.error()}});
     return false;
@@ -307,10 +318,15 @@ bool App::check_config() {
     return false;
   }
   policy_ = std::make_unique<dns::AddressPolicy>(dns::AddressPolicy::create(cfg_.allow_private_targets).value());
-  secrets_ = std::make_unique<store::SecretBox>(store::SecretBox::from_key_file(cfg_.secret_key_file).value());
+  secrets_ = std::make_unique<store::SecretBox>(
+      store::SecretBox::from_key_file(cfg_.secret_key_file, cfg_.old_secret_key_files).value());
   for (const auto& cidr : cfg_.allow_private_targets)
     core::log_warn("allow_private_targets",
                    {{"cidr", cidr}, {"note", "SECURITY: the SSRF target policy is bypassed for this range; never in production"}});
+  if (cfg_.smtp_allow_plaintext_auth)
+    core::log_warn("allow_plaintext_auth",
+                   {{"note", "SECURITY: credentials may be sent without TLS (AUTH, IMAP LOGIN); lab rigs only, never in "
+                             "production"}});
   return true;
 }
 
@@ -425,6 +441,7 @@ bool App::start_admin() {
   start_api();
   admin::HttpServerConfig hc;
   hc.listen = cfg_.admin_listen;
+  hc.trusted_proxies = admin::parse_trusted_proxies(cfg_.trusted_proxies).value();
   auto http = admin::HttpServer::start(&loop_, hc, *router_);
   if (!http) {
     core::log_error("admin_listen_failed", {{"listen", cfg_.admin_listen}, {"error", http.error()}});
@@ -512,21 +529,33 @@ void App::start_api() {
   // The table's trigger tells every daemon (this one too); refreshing here as well makes the
   // change visible to this daemon's next job without waiting for the notification.
   deps.mailboxes_changed = [this] { mailboxes_->refresh(); };
-  deps.mailbox_live = [this](const std::string& id, std::function<void(admin::MailboxLive)> cb) {
-    const store::Mailbox* m = mailboxes_->find(id);
+  deps.mailbox_live = [this](const std::string& account, const std::string& id,
+                             std::function<void(admin::MailboxLive)> cb) {
+    const store::Mailbox* m = mailboxes_->find(account, id);
     if (!gate_ || !m) return cb(admin::MailboxLive{});
     gate_->mailbox_status(*m, [cb](const policy::Gate::MailboxStatus& s) {
       cb(admin::MailboxLive{s.sent_today, s.limit_today, s.breaker});
     });
   };
-  deps.breaker_reset = [this](const std::string& id, std::function<void(bool)> cb) {
+  deps.breaker_reset = [this](const std::string& account, const std::string& id, std::function<void(bool)> cb) {
     if (!gate_) return cb(false);
-    gate_->resume(id, [this, cb](core::Result<core::Ok, std::string> r) {
+    gate_->resume(account, id, [this, cb](core::Result<core::Ok, std::string> r) {
       if (!r) core::log_warn("mailbox_resume_failed", {{"error", r.error()}});
       mailboxes_->refresh();
       cb(r.ok());
     });
   };
+  // Read at each call, so a reload's [[dkim]] accounts apply at once.
+  deps.sender_refused = [this](const std::string& account, const std::string& email) -> std::optional<std::string> {
+    const Config::DkimKey* k = cfg_.dkim_for_address(email);
+    if (!k || k->allows(account)) return std::nullopt;
+    return k->domain;
+  };
+  deps.operator_limits = [this] {
+    const policy::PolicyConfig& p = cfg_.policy;
+    return admin::OperatorLimits{p.ramp_start, p.ramp_step, p.ramp_max, p.per_hour, p.per_minute, p.min_gap_s};
+  };
+  deps.allow_plaintext_auth = cfg_.smtp_allow_plaintext_auth;
   admin::add_api_routes(*router_, std::move(deps));
 }
 
@@ -540,9 +569,30 @@ void App::on_mailboxes(core::Result<size_t, std::string> r) {
                              {"admin", cfg_.admin_listen},
                              {"stream", cfg_.stream},
                              {"consumer", cfg_.consumer}});
-  mailboxes_loaded_ = true;
-  consumer_->start();
-  maybe_ready();
+  upgrade_policy_keys();
+}
+
+// Policy state written under the key layout of before mailbox ids were per account is moved to
+// its new keys before any job is admitted (so no counter starts again from zero); then the
+// consumer starts. A Redis error is retried: consuming first would lose the old state.
+void App::upgrade_policy_keys() {
+  std::vector<policy::MailboxRef> refs;
+  for (const auto& r : mailboxes_->refs()) refs.push_back({r.account, r.id});
+  policy::upgrade_mailbox_keys(*redis_, cfg_.policy.redis_prefix, refs,
+                               [this, alive = alive_.token()](core::Result<size_t, std::string> r) {
+                                 if (!alive || draining_) return;
+                                 if (!r) {
+                                   core::log_warn("policy_keys_upgrade_failed",
+                                                  {{"error", r.error()}, {"note", "retried in a second"}});
+                                   upgrade_timer_ = core::TimerHandle(&loop_);
+                                   upgrade_timer_->start(1000, [this] { upgrade_policy_keys(); });
+                                   return;
+                                 }
+                                 if (*r) core::log_info("policy_keys_upgraded", {{"renamed", std::to_string(*r)}});
+                                 mailboxes_loaded_ = true;
+                                 consumer_->start();
+                                 maybe_ready();
+                               });
 }
 
 // READY=1 once PostgreSQL has answered (mailboxes loaded), Redis is connected and the listeners
@@ -651,6 +701,10 @@ void App::reload() {
   keep(next.pg_conninfo, cfg_.pg_conninfo, "[postgres] conninfo");
   keep(next.admin_listen, cfg_.admin_listen, "[admin] listen");
   keep(next.secret_key_file, cfg_.secret_key_file, "[security] secret_key_file");
+  keep(next.old_secret_key_files, cfg_.old_secret_key_files, "[security] old_secret_key_files");
+  keep(next.unsubscribe_old_key_files, cfg_.unsubscribe_old_key_files, "[unsubscribe] old_key_files");
+  keep(next.trusted_proxies, cfg_.trusted_proxies, "[admin] trusted_proxies");
+  keep(next.smtp_allow_plaintext_auth, cfg_.smtp_allow_plaintext_auth, "[smtp] allow_plaintext_auth");
   keep(next.unsubscribe_listen, cfg_.unsubscribe_listen, "[unsubscribe] listen");
   keep(next.unsubscribe_key_file, cfg_.unsubscribe_key_file, "[unsubscribe] key_file");
   keep(next.dns_servers, cfg_.dns_servers, "[dns] servers");
@@ -722,6 +776,7 @@ void App::shutdown() {
   shut_down_ = true;
   drain_timer_.reset();
   status_timer_.reset();
+  upgrade_timer_.reset();
   if (notifier_) notifier_->close();
   notifier_ = nullptr;
   if (consumer_) consumer_->close();

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "core/lifetime.h"
 #include "core/result.h"
 #include "core/timer.h"
 #include "daemon/config.h"
@@ -85,8 +86,8 @@ class App final : private DeliveryServices {
   uint64_t uptime_ms() override { return uv_now(&loop_); }
   const queue::RetryPolicy& retry_policy() override { return retry_policy_; }
   size_t max_job_bytes() override { return static_cast<size_t>(cfg_.max_job_bytes); }
-  const store::Mailbox* find_mailbox(const std::string& id) override;
-  void refresh_mailbox(const std::string& id, std::function<void()> then) override;
+  const store::Mailbox* find_mailbox(const std::string& account, const std::string& id) override;
+  void refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) override;
   void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override;
   void learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
              const policy::Decision& admitted) override;
@@ -127,6 +128,7 @@ class App final : private DeliveryServices {
   bool connect();
   void start_api();
   void on_mailboxes(core::Result<size_t, std::string> r);
+  void upgrade_policy_keys();
   void on_entry(queue::StreamEntry entry);
   void maybe_ready();
   void reload();
@@ -166,6 +168,7 @@ class App final : private DeliveryServices {
   std::unique_ptr<queue::StreamTrimmer> trimmer_;    // results and dead letters by age
   std::unique_ptr<queue::WriteHealth> write_health_;  // holds intake while Redis refuses writes
   core::TimerHandle drain_timer_;
+  core::TimerHandle upgrade_timer_;  // retries the policy key upgrade after a Redis error
   Notifier* notifier_ = nullptr;    // sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING
   core::TimerHandle status_timer_;  // refreshes STATUS= while running
   bool ready_sent_ = false;
@@ -178,6 +181,7 @@ class App final : private DeliveryServices {
   bool draining_ = false;
   bool stopped_ = false;
   int exit_code_ = 0;
+  core::Lifetime alive_;  // last: ends first, for Redis replies that outlive the App
 };
 
 }  // namespace deliverd::daemon

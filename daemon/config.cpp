@@ -7,6 +7,7 @@
 
 #include "core/ascii.h"
 #include "core/log.h"
+#include "dns/address_policy.h"
 #include "queue/redis_client.h"
 #include "queue/retry_policy.h"
 
@@ -62,6 +63,14 @@ class Reader {
           return fail(el, table, key, "each must be between " + std::to_string(lo) + " and " + std::to_string(hi));
         out.push_back(static_cast<int>(*v));
       }
+    }
+  }
+  void boolean(const char* table, const char* key, bool& out) {
+    if (auto* n = find(table, key)) {
+      if (auto v = n->value<bool>(); v && n->is_boolean())
+        out = *v;
+      else
+        fail(*n, table, key, "must be true or false");
     }
   }
   void str_list(const char* table, const char* key, std::vector<std::string>& out) {
@@ -158,6 +167,29 @@ bool valid_hostname(const std::string& h) {
 
 }  // namespace
 
+bool Config::DkimKey::allows(const std::string& account) const {
+  for (const auto& a : accounts)
+    if (a == "*" || a == account) return true;
+  return false;
+}
+
+const Config::DkimKey* Config::dkim_for_address(const std::string& email) const {
+  size_t at = email.rfind('@');
+  if (at == std::string::npos) return nullptr;
+  std::string domain = email.substr(at + 1);
+  for (auto& ch : domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  // The closest enclosing domain wins: a key for mail.acme.example governs that subdomain.
+  const DkimKey* best = nullptr;
+  for (const auto& k : dkim) {
+    bool in = domain == k.domain ||
+              (domain.size() > k.domain.size() && domain.compare(domain.size() - k.domain.size(), k.domain.size(),
+                                                                  k.domain) == 0 &&
+               domain[domain.size() - k.domain.size() - 1] == '.');
+    if (in && (!best || k.domain.size() > best->domain.size())) best = &k;
+  }
+  return best;
+}
+
 core::Result<Config, std::string> load_config(const std::string& path) {
   toml::table root;
   try {
@@ -192,15 +224,15 @@ core::Result<Config, std::string> load_config(const std::string& path) {
         "breaker_open_minutes", "quota_open_minutes", "auth_disable_after", "bounce_window", "bounce_rate",
         "paused_retry_s", "destination_max_connections", "destination_per_minute"}},
       {"postgres", {"conninfo", "events_retention_days"}},
-      {"admin", {"listen"}},
-      {"security", {"allow_private_targets", "secret_key_file"}},
+      {"admin", {"listen", "trusted_proxies"}},
+      {"security", {"allow_private_targets", "secret_key_file", "old_secret_key_files"}},
       {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries"}},
       {"smtp",
        {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
         "session_timeout_s", "starttls_timeout_s", "tls_timeout_s", "auth_timeout_s", "quit_timeout_s", "ca_file",
         "max_sessions", "max_sessions_per_destination", "max_messages_per_connection", "idle_timeout_s", "mx_tls",
-        "mx_port", "mx_max_attempts"}},
-      {"unsubscribe", {"listen", "base_url", "key_file", "mailto"}},
+        "mx_port", "mx_max_attempts", "allow_plaintext_auth"}},
+      {"unsubscribe", {"listen", "base_url", "key_file", "old_key_files", "mailto"}},
       {"compliance", {"postal_address", "accounts"}},
   });
 
@@ -262,8 +294,12 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.str("postgres", "conninfo", c.pg_conninfo);
   r.integer("postgres", "events_retention_days", c.events_retention_days, 0, 36500);
   r.str("admin", "listen", c.admin_listen);
+  r.str_list("admin", "trusted_proxies", c.trusted_proxies);
+  for (const auto& cidr : c.trusted_proxies)
+    if (auto parsed = dns::parse_cidr(cidr); !parsed) r.check(false, "admin", "trusted_proxies", parsed.error());
   r.str_list("security", "allow_private_targets", c.allow_private_targets);
   r.str("security", "secret_key_file", c.secret_key_file);
+  r.str_list("security", "old_secret_key_files", c.old_secret_key_files);
 
   r.str_list("dns", "servers", c.dns_servers);
   r.integer("dns", "timeout_ms", c.dns_timeout_ms, 100, 60000);
@@ -294,10 +330,12 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.check(c.smtp_mx_port == 25 || c.smtp_mx_port == 465 || c.smtp_mx_port == 587 || c.smtp_mx_port == 2525, "smtp",
           "mx_port", "must be 25, 465, 587 or 2525");
   r.integer("smtp", "mx_max_attempts", c.smtp_mx_max_attempts, 1, 20);
+  r.boolean("smtp", "allow_plaintext_auth", c.smtp_allow_plaintext_auth);
 
   r.str("unsubscribe", "listen", c.unsubscribe_listen);
   r.str("unsubscribe", "base_url", c.unsubscribe_base_url);
   r.str("unsubscribe", "key_file", c.unsubscribe_key_file);
+  r.str_list("unsubscribe", "old_key_files", c.unsubscribe_old_key_files);
   r.str("unsubscribe", "mailto", c.unsubscribe_mailto);
   r.str("compliance", "postal_address", c.postal_address);
   if (auto* accounts = root["compliance"]["accounts"].node()) {
@@ -316,8 +354,21 @@ core::Result<Config, std::string> load_config(const std::string& path) {
     std::string where = path + ":" + std::to_string(line) + ": [[dkim]] ";
     if (!t) return core::Err{where + "must be a table"};
     Config::DkimKey k;
+    bool has_accounts = false;
     for (auto& [key, v] : *t) {
       std::string name(key.str());
+      if (name == "accounts") {
+        has_accounts = true;
+        auto* arr = v.as_array();
+        if (!arr || arr->empty())
+          return core::Err{where + "accounts: must be a non-empty list of account ids ([\"*\"] for every account)"};
+        for (auto& el : *arr) {
+          auto a = el.value<std::string>();
+          if (!a || a->empty()) return core::Err{where + "accounts: must be a list of non-empty strings"};
+          k.accounts.push_back(*a);
+        }
+        continue;
+      }
       auto s = v.value<std::string>();
       std::string* out = name == "domain" ? &k.domain : name == "selector" ? &k.selector
                        : name == "key_file" ? &k.key_file : name == "algorithm" ? &k.algorithm : nullptr;
@@ -327,6 +378,10 @@ core::Result<Config, std::string> load_config(const std::string& path) {
     }
     if (k.domain.empty() || k.selector.empty() || k.key_file.empty())
       return core::Err{where + "domain, selector and key_file are required"};
+    for (auto& ch : k.domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (!has_accounts)
+      return core::Err{where + "accounts: required: the accounts that may send from " + k.domain +
+                       " and have it signed ([\"*\"] for every account)"};
     if (k.algorithm != "rsa-sha256" && k.algorithm != "ed25519-sha256")
       return core::Err{where + "algorithm: must be rsa-sha256 or ed25519-sha256"};
     for (const auto& other : c.dkim)

@@ -64,10 +64,16 @@ struct Config {
 
   // [admin]
   std::string admin_listen = "127.0.0.1:8025";
+  // CIDRs of reverse proxies in front of the admin and unsubscribe listeners: requests from them
+  // are attributed to the rightmost untrusted X-Forwarded-For hop (admin/client_address.h).
+  std::vector<std::string> trusted_proxies;
 
   // [security]
   std::vector<std::string> allow_private_targets;
   std::string secret_key_file;
+  // Earlier keys, read-only: values sealed with them still open until `deliverd rekey` has
+  // resealed everything with secret_key_file.
+  std::vector<std::string> old_secret_key_files;
 
   // [dns]
   std::vector<std::string> dns_servers;  // empty: the system's resolv.conf
@@ -96,17 +102,25 @@ struct Config {
   std::string smtp_mx_tls = "opportunistic";  // MX mode STARTTLS: opportunistic | required
   int smtp_mx_port = 25;
   int smtp_mx_max_attempts = 5;
+  // Lab rigs only: let the session and the connection test send AUTH / IMAP LOGIN without TLS,
+  // and let mailboxes with security "none" keep credentials. Logged loudly at start.
+  bool smtp_allow_plaintext_auth = false;
 
   // [unsubscribe] (docs/compliance.md): the public one-click listener and our default URL
   std::string unsubscribe_listen;    // "" = no listener
   std::string unsubscribe_base_url;  // "https://u.example.net" → "<base_url>/u/<token>"
   std::string unsubscribe_key_file;  // 32 raw bytes or 64 hex characters; signs the tokens
+  std::vector<std::string> unsubscribe_old_key_files;  // earlier keys: their links keep working
   std::string unsubscribe_mailto;    // default mailto for List-Unsubscribe; "" = none
 
-  // [[dkim]]: one signing key per sending domain
+  // [[dkim]]: one signing key per sending domain, and the accounts that may send from it
   struct DkimKey {
     std::string domain, selector, key_file, algorithm = "rsa-sha256";
+    std::vector<std::string> accounts;  // required; ["*"] = every account
+    bool allows(const std::string& account) const;
   };
+  // The [[dkim]] table whose domain is the address's domain or a parent of it; nullptr if none.
+  const DkimKey* dkim_for_address(const std::string& email) const;
   std::vector<DkimKey> dkim;
 
   // [compliance]: CAN-SPAM postal address footer for campaign mail, default and per account

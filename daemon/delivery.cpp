@@ -154,9 +154,9 @@ void Delivery::start() {
 // A job may name a mailbox created a moment ago (the platform adds it, then queues its first
 // job): before refusing an unknown mailbox, the list is read once more.
 void Delivery::find_mailbox(bool refreshed) {
-  const store::Mailbox* mbx = services_.find_mailbox(job_.mailbox);
+  const store::Mailbox* mbx = services_.find_mailbox(job_.account, job_.mailbox);
   if (!mbx && !refreshed) {
-    return services_.refresh_mailbox(job_.mailbox, [this] {
+    return services_.refresh_mailbox(store::MailboxRef{job_.account, job_.mailbox}, [this] {
       if (aborted_) return release();
       find_mailbox(true);
     });

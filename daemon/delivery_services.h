@@ -39,8 +39,9 @@ class DeliveryServices {
   virtual size_t max_job_bytes() = 0;
 
   // Mailbox directory.
-  virtual const store::Mailbox* find_mailbox(const std::string& id) = 0;
-  virtual void refresh_mailbox(const std::string& id, std::function<void()> then) = 0;
+  // Mailbox ids are per account: (account, id) names one.
+  virtual const store::Mailbox* find_mailbox(const std::string& account, const std::string& id) = 0;
+  virtual void refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) = 0;
 
   // Policy gate.
   virtual void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) = 0;

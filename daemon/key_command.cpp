@@ -77,8 +77,10 @@ int run_key_command(const std::vector<std::string>& args, const std::string& pg_
     }
   }
   // The command line stands for the operator with database access: an owner bound to nothing.
-  admin::Principal operator_principal{"cli", "owner", "", admin::role_permissions("owner")};
-  if (auto refusal = admin::check_new_key(operator_principal, spec)) {
+  admin::Principal operator_principal{"cli", "owner", "", "", admin::role_permissions("owner")};
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (auto refusal = admin::check_new_key(operator_principal, spec, now_ms)) {
     err << "deliverd key create: " << refusal->message << "\n";
     return 2;
   }

@@ -32,7 +32,8 @@ void MailboxDirectory::start(std::function<void(core::Result<size_t, std::string
   start_cb_ = std::move(cb);
   pg_.set_notify_handler([this](const std::string& channel, const std::string& id) {
     if (channel != store::kMailboxChannel) return;
-    id.empty() ? refresh() : refresh(id);
+    auto ref = store::parse_mailbox_notification(id);
+    ref ? refresh(*ref) : refresh();
   });
   pg_.set_lost_handler([this](const std::string& error) {
     core::log_warn("mailboxes_connection_lost", {{"error", error}, {"note", "the list is read again once it is back"}});
@@ -63,9 +64,16 @@ void MailboxDirectory::listen_again() {
   });
 }
 
-const store::Mailbox* MailboxDirectory::find(const std::string& id) const {
-  auto it = mailboxes_.find(id);
+const store::Mailbox* MailboxDirectory::find(const std::string& account, const std::string& id) const {
+  auto it = mailboxes_.find(store::MailboxRef{account, id});
   return it == mailboxes_.end() ? nullptr : &it->second;
+}
+
+std::vector<store::MailboxRef> MailboxDirectory::refs() const {
+  std::vector<store::MailboxRef> out;
+  out.reserve(mailboxes_.size());
+  for (const auto& [ref, m] : mailboxes_) out.push_back(ref);
+  return out;
 }
 
 void MailboxDirectory::refresh(std::function<void()> then) {
@@ -74,8 +82,8 @@ void MailboxDirectory::refresh(std::function<void()> then) {
   if (!loading_) load();
 }
 
-void MailboxDirectory::refresh(const std::string& id, std::function<void()> then) {
-  ids_.insert(id);
+void MailboxDirectory::refresh(const store::MailboxRef& ref, std::function<void()> then) {
+  ids_.insert(ref);
   if (then) waiting_.push_back(std::move(then));
   if (!loading_) load();
 }
@@ -83,7 +91,7 @@ void MailboxDirectory::refresh(const std::string& id, std::function<void()> then
 void MailboxDirectory::load() {
   loading_ = true;
   const bool full = full_ || ids_.size() > kMaxRows;
-  std::vector<std::string> ids(ids_.begin(), ids_.end());
+  std::vector<store::MailboxRef> ids(ids_.begin(), ids_.end());
   full_ = false;
   ids_.clear();
   auto done = [this, alive = alive_.token(), full, ids, waiters = std::exchange(waiting_, {})](
@@ -95,8 +103,8 @@ void MailboxDirectory::load() {
       if (full) mailboxes_.clear();
       for (const auto& id : ids) mailboxes_.erase(id);  // rows gone stay gone
       for (auto& m : *r) {
-        std::string id = m.id;
-        mailboxes_[id] = std::move(m);
+        store::MailboxRef ref{m.account, m.id};
+        mailboxes_[std::move(ref)] = std::move(m);
       }
       core::log_info("mailboxes_loaded", {{"read", full ? "all" : std::to_string(ids.size())},
                                           {"mailboxes", std::to_string(mailboxes_.size())}});
@@ -118,7 +126,7 @@ void MailboxDirectory::load() {
   if (full)
     store::load_mailboxes(pg_, box_, std::move(done));
   else
-    store::load_mailboxes_by_id(pg_, box_, ids, std::move(done));
+    store::load_mailboxes_by_ref(pg_, box_, ids, std::move(done));
 }
 
 }  // namespace deliverd::daemon

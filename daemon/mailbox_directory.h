@@ -34,15 +34,18 @@ class MailboxDirectory {
   // the first load's result; later loads that fail keep the previous list.
   void start(std::function<void(core::Result<size_t, std::string>)> cb);
 
-  const store::Mailbox* find(const std::string& id) const;
+  // Ids are unique per account only: a mailbox is always looked up with its account.
+  const store::Mailbox* find(const std::string& account, const std::string& id) const;
   size_t size() const { return mailboxes_.size(); }
+  // Every (account, id) loaded.
+  std::vector<store::MailboxRef> refs() const;
 
   // Reads the whole table again. `then` runs after a load that began after this call (so it
   // sees every change committed before it), whether that load succeeded or not. Calls made while
   // a load runs share the next one.
   void refresh(std::function<void()> then = {});
   // The same for one mailbox: its row is read again (and dropped if it is gone).
-  void refresh(const std::string& id, std::function<void()> then = {});
+  void refresh(const store::MailboxRef& ref, std::function<void()> then = {});
 
  private:
   void load();
@@ -50,12 +53,12 @@ class MailboxDirectory {
 
   store::PgConnection& pg_;
   const store::SecretBox& box_;
-  std::map<std::string, store::Mailbox> mailboxes_;
+  std::map<store::MailboxRef, store::Mailbox> mailboxes_;
   std::function<void(core::Result<size_t, std::string>)> start_cb_;
   // What the next load reads: everything, or these rows (beyond kMaxRows, everything).
   static constexpr size_t kMaxRows = 100;
   bool full_ = false;
-  std::set<std::string> ids_;
+  std::set<store::MailboxRef> ids_;
   bool loading_ = false;
   std::vector<std::function<void()>> waiting_;  // for the next load to begin
   core::TimerHandle relisten_timer_;

@@ -1,6 +1,8 @@
 // deliverd: outbound mail delivery daemon. Subcommands: run, check-config, migrate, mailbox add,
 // suppress add|remove|list, version.
 
+#include <sys/prctl.h>
+
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -17,9 +19,11 @@
 #include "daemon/key_command.h"
 #include "daemon/status_command.h"
 #include "daemon/version_info.h"
+#include "core/key_file.h"
 #include "dns/address_policy.h"
 #include "store/mailboxes.h"
 #include "store/migrations.h"
+#include "store/rekey.h"
 #include "store/secret_box.h"
 #include "store/suppressions.h"
 
@@ -159,13 +163,45 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
   m.timezone = a.get("timezone");
   store::normalize_mailbox(m);
   if (auto valid = store::validate_mailbox(m); !valid) return fail("mailbox add: " + valid.error());
-  auto box = store::SecretBox::from_key_file(cfg.secret_key_file);
+  if (const daemon::Config::DkimKey* k = cfg.dkim_for_address(m.email); k && !k->allows(m.account))
+    return fail("mailbox add: --email: " + k->domain + " is a signing domain ([[dkim]] accounts) that account " +
+                m.account + " may not send from");
+  if (auto e = store::plaintext_credentials_error(m, cfg.smtp_allow_plaintext_auth))
+    return fail("mailbox add: --" + *e);
+  auto box = store::SecretBox::from_key_file(cfg.secret_key_file, cfg.old_secret_key_files);
   if (!box) return fail("[security] secret_key_file: " + box.error());
-  auto r = store::add_mailbox(cfg.pg_conninfo, m, *box);
+  auto r = store::add_mailbox(cfg.pg_conninfo, m, *box, cfg.smtp_allow_plaintext_auth);
   if (!r) return fail("mailbox add: " + r.error());
   std::printf("mailbox %s saved (account %s, %s via %s:%d, security %s)\n", m.id.c_str(), m.account.c_str(),
               m.email.c_str(), m.smtp_host.c_str(), m.smtp_port, security.c_str());
   return 0;
+}
+
+int cmd_rekey(const daemon::ParsedArgs& a) {
+  daemon::Config cfg;
+  if (!load(a, cfg)) return 2;
+  size_t batch = 500;
+  if (a.has("batch")) {
+    const std::string v = a.get("batch");
+    if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos || std::stoul(v) == 0)
+      return fail("rekey: --batch must be a whole number from 1 to 999999, got \"" + v + "\"");
+    batch = std::stoul(v);
+  }
+  auto box = store::SecretBox::from_key_file(cfg.secret_key_file, cfg.old_secret_key_files);
+  if (!box) return fail("[security] secret_key_file: " + box.error());
+  auto r = store::rekey_secrets(cfg.pg_conninfo, *box, batch, [](const store::RekeyReport& p) {
+    std::fprintf(stderr, "rekey: %lld mailboxes looked at, %lld secrets resealed\n",
+                 static_cast<long long>(p.mailboxes), static_cast<long long>(p.resealed));
+  });
+  if (!r) return fail("rekey: " + r.error());
+  for (const auto& f : r->failures) std::fprintf(stderr, "deliverd: rekey: %s\n", f.c_str());
+  std::printf("rekey: %lld mailboxes, %lld secrets resealed with key %s, %lld already were, %lld changed meanwhile, %zu "
+              "could not be opened\n",
+              static_cast<long long>(r->mailboxes), static_cast<long long>(r->resealed),
+              core::key_id_hex(box->key_id()).c_str(), static_cast<long long>(r->already_current),
+              static_cast<long long>(r->changed_meanwhile), r->failures.size());
+  // Values that changed meanwhile were written by a running daemon; run again to be sure.
+  return r->failures.empty() ? 0 : 1;
 }
 
 int cmd_suppress_add(const daemon::ParsedArgs& a) {
@@ -294,6 +330,11 @@ const std::vector<Command>& commands() {
         {"timezone", true, "IANA zone of the mailbox's days, e.g. Europe/Berlin (default UTC)"},
         kHelpOpt},
        cmd_mailbox_add},
+      {"rekey",
+       "Reseal every stored secret with [security] secret_key_file, so the keys in old_secret_key_files can be "
+       "retired; safe while daemons run, and again (exit 1 when a secret did not open).",
+       {kConfigOpt, {"batch", true, "mailboxes per batch (default 500)"}, kHelpOpt},
+       cmd_rekey},
       {"suppress add",
        "Suppress ADDRESS for --account (\"*\" = every account); every daemon stops mailing it at once.",
        {kConfigOpt,
@@ -347,6 +388,9 @@ void print_usage(FILE* out) {
 int main(int argc, char** argv) {
   // A peer that vanishes mid-write must be an error value on that connection, not a dead process.
   std::signal(SIGPIPE, SIG_IGN);
+  // Every command may hold keys and opened secrets in memory: no core dump may write them out,
+  // and no other process of the same user may attach to read them (ptrace needs dumpable).
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) std::perror("deliverd: prctl(PR_SET_DUMPABLE)");
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     print_usage(args.empty() ? stderr : stdout);

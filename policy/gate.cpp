@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "policy/mailbox_keys.h"
 #include "policy/ramp.h"
 #include "policy/scripts.h"
 #include "policy/signals.h"
@@ -30,7 +31,7 @@ core::Family<core::Counter>& breaker_transitions() {
 core::Family<core::Gauge>& breaker_state() {
   static auto& f = core::Registry::global().gauge(
       "deliverd_policy_breaker_state", "Last breaker state this daemon saw per mailbox: 0 closed, 1 half-open, 2 open.",
-      {"mailbox"});
+      {"account", "mailbox"});
   return f;
 }
 core::Family<core::Counter>& mailbox_actions() {
@@ -141,10 +142,8 @@ void Gate::close() {
   pg_.set_lost_handler({});
 }
 
-std::string Gate::key(const std::string& mailbox_id, std::string_view what) const {
-  std::string k = cfg_.redis_prefix;
-  k.append("mbx:").append(mailbox_id).append(":").append(what);
-  return k;
+std::string Gate::key(const std::string& account, const std::string& mailbox_id, std::string_view what) const {
+  return mailbox_key(cfg_.redis_prefix, account, mailbox_id, what);
 }
 
 int64_t Gate::rand_upto(int64_t max_inclusive) {
@@ -372,15 +371,15 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
   const int64_t gap_ms = p.min_gap_s * 1000LL, jitter_max = p.jitter_s * 1000LL;
   std::string dst_prefix = cfg_.redis_prefix + "dst:" + (destination ? req.mx_domain : std::string("-"));
   return {"9",
-          key(m.id, "state"),
-          key(m.id, "day:" + std::to_string(today.day)),
+          key(m.account, m.id, "state"),
+          key(m.account, m.id, "day:" + std::to_string(today.day)),
           // Microsecond arrival times: not the millisecond keys of earlier releases, which a
           // rolling upgrade still writes.
-          key(m.id, "gcra_us:h"),
-          key(m.id, "gcra_us:m"),
-          key(m.id, "next"),
-          key(m.id, "resv"),
-          key(m.id, "warmup"),
+          key(m.account, m.id, "gcra_us:h"),
+          key(m.account, m.id, "gcra_us:m"),
+          key(m.account, m.id, "next"),
+          key(m.account, m.id, "resv"),
+          key(m.account, m.id, "warmup"),
           dst_prefix + ":gcra_us",
           dst_prefix + ":conn",
           ms_text(now),
@@ -442,7 +441,7 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
                           ? std::to_string(now) + "-" + std::to_string(++lease_seq_) + "-" + std::to_string(rng_())
                           : std::string();
   redis_.eval(scripts::kAdmit, admit_argv(req, p, now, dest, lease),
-              [this, alive = alive_.token(), id = req.mailbox.id, now, lease, domain = req.mx_domain,
+              [this, alive = alive_.token(), account = req.mailbox.account, id = req.mailbox.id, now, lease, domain = req.mx_domain,
                cb = std::move(cb)](const queue::RedisReply& r) mutable {
                 if (!alive) return;
                 Decision d = decode_admit(r, id, now);
@@ -453,7 +452,7 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
                   }
                   if (d.detail == Detail::Probe) {
                     breaker_transitions().with({"half_open"}).inc();
-                    breaker_state().with({id}).set(1);
+                    breaker_state().with({account, id}).set(1);
                   }
                 }
                 finish(cb, d, id);
@@ -498,8 +497,8 @@ std::vector<std::string> Gate::learn_argv(const store::Mailbox& m, const core::O
   }
   const int pause_at = std::max(1, static_cast<int>(std::ceil(cfg_.bounce_rate * cfg_.bounce_window - 1e-9)));
   return {"2",
-          key(m.id, "state"),
-          key(m.id, "sends"),
+          key(m.account, m.id, "state"),
+          key(m.account, m.id, "sends"),
           ms_text(now_ms_()),
           std::string(to_string(sig)),
           std::to_string(cfg_.breaker_failures),
@@ -515,7 +514,8 @@ std::vector<std::string> Gate::learn_argv(const store::Mailbox& m, const core::O
 
 // The script's answer, and what follows from it: metrics, logs, the pause or disable in
 // PostgreSQL.
-void Gate::apply_learned(const queue::RedisReply& r, const std::string& id, LearnResult& res) {
+void Gate::apply_learned(const queue::RedisReply& r, const std::string& account, const std::string& id,
+                         LearnResult& res) {
   if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 9) {
     errors().with({"redis"}).inc();
     res.ok = false;
@@ -532,7 +532,7 @@ void Gate::apply_learned(const queue::RedisReply& r, const std::string& id, Lear
   const std::optional<Breaker> changed = breaker_from_name(r.elements[6].str);  // "" = no transition
   res.disabled_now = r.elements[7].integer == 1;
   res.paused_now = r.elements[8].integer == 1;
-  breaker_state().with({id}).set(breaker_gauge_value(res.breaker_state));
+  breaker_state().with({account, id}).set(breaker_gauge_value(res.breaker_state));
   if (changed) {
     breaker_transitions().with({std::string(to_string(*changed))}).inc();
     core::log_info(*changed == Breaker::Open ? "breaker_opened" : "breaker_closed",
@@ -544,7 +544,8 @@ void Gate::apply_learned(const queue::RedisReply& r, const std::string& id, Lear
                                       {"reason", "bounce_guard"},
                                       {"hard_bounces", std::to_string(res.window_bounces)},
                                       {"window", std::to_string(cfg_.bounce_window)}});
-    store::set_mailbox_flags(pg_, id, true, std::nullopt, [id](core::Result<bool, std::string> u) {
+    store::set_mailbox_flags(pg_, account, id, true, std::nullopt, store::PausedBy::Daemon,
+                             [id](core::Result<bool, std::string> u) {
       if (!u) core::log_error("mailbox_pause_store_failed", {{"mailbox", id}, {"error", u.error()}});
     });
   }
@@ -552,7 +553,8 @@ void Gate::apply_learned(const queue::RedisReply& r, const std::string& id, Lear
     mailbox_actions().with({"disabled", "auth_failures"}).inc();
     core::log_warn("mailbox_disabled",
                    {{"mailbox", id}, {"reason", "auth_failures"}, {"count", std::to_string(res.auth_failures)}});
-    store::set_mailbox_flags(pg_, id, std::nullopt, true, [id](core::Result<bool, std::string> u) {
+    store::set_mailbox_flags(pg_, account, id, std::nullopt, true, store::PausedBy::Daemon,
+                             [id](core::Result<bool, std::string> u) {
       if (!u) core::log_error("mailbox_disable_store_failed", {{"mailbox", id}, {"error", u.error()}});
     });
   }
@@ -567,26 +569,27 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
   LearnResult base;
   if (hard) base.suppressed_now = suppress_hard_bounce(m, to_email);
   redis_.eval(scripts::kLearn, learn_argv(m, o, sig, hard),
-              [this, alive = alive_.token(), id = m.id, base, done = std::move(done)](const queue::RedisReply& r) mutable {
+              [this, alive = alive_.token(), account = m.account, id = m.id, base, done = std::move(done)](const queue::RedisReply& r) mutable {
                 if (!alive) return;
                 LearnResult res = base;
-                apply_learned(r, id, res);
+                apply_learned(r, account, id, res);
                 if (done) done(res);
               });
 }
 
-void Gate::resume(const std::string& mailbox_id, std::function<void(core::Result<core::Ok, std::string>)> cb) {
+void Gate::resume(const std::string& account, const std::string& mailbox_id,
+                  std::function<void(core::Result<core::Ok, std::string>)> cb) {
   if (closed_) return;
-  redis_.eval(scripts::kResume, {"2", key(mailbox_id, "state"), key(mailbox_id, "sends")},
-                 [this, alive = alive_.token(), mailbox_id, cb = std::move(cb)](const queue::RedisReply& r) mutable {
+  redis_.eval(scripts::kResume, {"2", key(account, mailbox_id, "state"), key(account, mailbox_id, "sends")},
+                 [this, alive = alive_.token(), account, mailbox_id, cb = std::move(cb)](const queue::RedisReply& r) mutable {
                    if (!alive) return;
                    if (r.is_error()) return cb(core::Err("cannot resume in Redis: " + r.str));
-                   store::set_mailbox_flags(pg_, mailbox_id, false, false,
-                                            [alive, mailbox_id, cb = std::move(cb)](core::Result<bool, std::string> u) {
+                   store::set_mailbox_flags(pg_, account, mailbox_id, false, false, store::PausedBy::Operator,
+                                            [alive, account, mailbox_id, cb = std::move(cb)](core::Result<bool, std::string> u) {
                                               if (!alive) return;
                                               if (!u) return cb(core::Err(u.error()));
                                               if (!*u) return cb(core::Err("no mailbox " + mailbox_id));
-                                              breaker_state().with({mailbox_id}).set(0);
+                                              breaker_state().with({account, mailbox_id}).set(0);
                                               core::log_info("mailbox_resumed", {{"mailbox", mailbox_id}});
                                               cb(core::Ok{});
                                             });
@@ -606,8 +609,8 @@ void Gate::mailbox_status(const store::Mailbox& m, std::function<void(const Mail
 local st = redis.call('HMGET', KEYS[3], 'state', 'open_until')
 return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or '', st[1] or 'closed'}
 )lua"};
-  redis_.eval(kStatus, {"3", key(m.id, "day:" + std::to_string(today.day)), key(m.id, "warmup"),
-                  key(m.id, "state")},
+  redis_.eval(kStatus, {"3", key(m.account, m.id, "day:" + std::to_string(today.day)), key(m.account, m.id, "warmup"),
+                  key(m.account, m.id, "state")},
                  [p, today, cb = std::move(cb)](const queue::RedisReply& r) {
                    MailboxStatus s;
                    if (r.type == queue::RedisReply::Type::Array && r.elements.size() == 3) {

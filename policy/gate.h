@@ -144,7 +144,8 @@ class Gate {
   void release(const Decision& admitted);
 
   // An operator's resume: clears paused, disabled and the breaker in Redis and PostgreSQL.
-  void resume(const std::string& mailbox_id, std::function<void(core::Result<core::Ok, std::string>)> cb);
+  void resume(const std::string& account, const std::string& mailbox_id,
+              std::function<void(core::Result<core::Ok, std::string>)> cb);
 
   // What the admin API shows for a mailbox: sends today (its local day), today's ramp-up limit,
   // breaker state (closed | open | half_open). -1 / "" when Redis could not be asked.
@@ -183,10 +184,11 @@ class Gate {
   Decision decode_admit(const queue::RedisReply& r, const std::string& mailbox_id, int64_t now);
   bool suppress_hard_bounce(const store::Mailbox& m, const std::string& to_email);
   std::vector<std::string> learn_argv(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard);
-  void apply_learned(const queue::RedisReply& r, const std::string& id, LearnResult& res);
+  void apply_learned(const queue::RedisReply& r, const std::string& account, const std::string& id,
+                     LearnResult& res);
   const TimeZone& zone(const std::string& name);
   int64_t rand_upto(int64_t max_inclusive);
-  std::string key(const std::string& mailbox_id, std::string_view what) const;
+  std::string key(const std::string& account, const std::string& mailbox_id, std::string_view what) const;
 
   uv_loop_t* loop_;  // zone reloads run on its worker threads
   queue::RedisClient& redis_;

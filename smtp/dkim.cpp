@@ -1,13 +1,14 @@
 #include "smtp/dkim.h"
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
+
+#include "core/key_file.h"
 
 #include "core/ascii.h"
 #include "core/base64.h"
@@ -150,11 +151,10 @@ core::Result<DkimSigner, std::string> DkimSigner::from_pem(std::string domain, s
 
 core::Result<DkimSigner, std::string> DkimSigner::from_key_file(std::string domain, std::string selector,
                                                                 DkimAlgorithm algorithm, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return core::Err{"dkim key for " + domain + ": cannot read " + path};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  auto r = from_pem(domain, std::move(selector), algorithm, ss.str());
+  auto pem = core::read_private_file(path);
+  if (!pem) return core::Err{"dkim key for " + domain + ": " + pem.error()};
+  auto r = from_pem(domain, std::move(selector), algorithm, *pem);
+  OPENSSL_cleanse(pem->data(), pem->size());
   if (!r) return core::Err{r.error() + " (" + path + ")"};
   return r;
 }

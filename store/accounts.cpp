@@ -133,28 +133,34 @@ void export_account(PgConnection& pg, const std::string& account,
       });
 }
 
-void erase_account(PgConnection& pg, const std::string& account,
+void erase_account(PgConnection& pg, const std::string& account, bool may_erase_owner_keys,
                    std::function<void(core::Result<EraseCounts, std::string>)> cb) {
+  // Every part is guarded by "go": one statement, so the owner-key check and the erasure see the
+  // same snapshot, and either everything goes or nothing does.
   pg.query(
-      "WITH m AS (DELETE FROM mailboxes WHERE account = $1 RETURNING 1),"
-      " e AS (DELETE FROM delivery_events WHERE account = $1 RETURNING 1),"
-      " t AS (DELETE FROM delivery_event_tombstones WHERE account = $1 RETURNING 1),"
-      " k AS (DELETE FROM api_keys WHERE account = $1 RETURNING 1),"
-      " s AS (UPDATE suppressions SET address = NULL WHERE account = $1 AND address IS NOT NULL RETURNING 1),"
+      "WITH go AS (SELECT $2::boolean OR NOT EXISTS (SELECT 1 FROM api_keys WHERE account = $1 AND role = 'owner'"
+      "   AND revoked_at IS NULL) AS ok),"
+      " m AS (DELETE FROM mailboxes WHERE account = $1 AND (SELECT ok FROM go) RETURNING 1),"
+      " e AS (DELETE FROM delivery_events WHERE account = $1 AND (SELECT ok FROM go) RETURNING 1),"
+      " t AS (DELETE FROM delivery_event_tombstones WHERE account = $1 AND (SELECT ok FROM go) RETURNING 1),"
+      " k AS (DELETE FROM api_keys WHERE account = $1 AND (SELECT ok FROM go) RETURNING 1),"
+      " s AS (UPDATE suppressions SET address = NULL WHERE account = $1 AND address IS NOT NULL"
+      "   AND (SELECT ok FROM go) RETURNING 1),"
       // The account's own keys were its users acting: their key ids and addresses go too.
       " own AS (SELECT id FROM api_keys WHERE account = $1),"
       " a AS (UPDATE audit_log SET target = NULL,"
       "   key_id = CASE WHEN key_id IN (SELECT id FROM own) THEN NULL ELSE key_id END,"
       "   peer_ip = CASE WHEN key_id IN (SELECT id FROM own) THEN NULL ELSE peer_ip END"
-      "   WHERE account = $1 RETURNING 1)"
+      "   WHERE account = $1 AND (SELECT ok FROM go) RETURNING 1)"
       // Aged-out markers count with the rows they stand for.
       " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM e) + (SELECT count(*) FROM t), (SELECT count(*) FROM k),"
-      " (SELECT count(*) FROM s), (SELECT count(*) FROM a)",
-      {account}, [cb = std::move(cb)](const PgResult& r) {
+      " (SELECT count(*) FROM s), (SELECT count(*) FROM a), (SELECT ok FROM go)",
+      {account, std::string(may_erase_owner_keys ? "true" : "false")}, [cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot erase account: " + r.error));
         if (r.rows.empty()) return cb(core::Err(std::string("cannot erase account: no result")));
         const auto& row = r.rows[0];
         EraseCounts c;
+        c.refused_owner_keys = cell(row, 5) != "t";
         c.mailboxes = std::stoll(cell(row, 0));
         c.delivery_events = std::stoll(cell(row, 1));
         c.api_keys = std::stoll(cell(row, 2));
@@ -174,10 +180,11 @@ void erase_address(PgConnection& pg, const std::string& account, const std::stri
       "WITH e AS (UPDATE delivery_events SET recipient = NULL, reply_text = NULL, detail = NULL"
       "   WHERE account = $1 AND recipient_sha256 IN ($2::bytea, $4::bytea) RETURNING 1),"
       " s AS (INSERT INTO suppressions (account, address, address_sha256, reason, source)"
-      "   VALUES ($1, NULL, $2::bytea, 'erased', 'api')"
-      "   ON CONFLICT (account, address_sha256) DO UPDATE SET address = NULL RETURNING 1),"
-      " l AS (UPDATE suppressions SET address = NULL WHERE account = $1 AND address_sha256 = $4::bytea"
-      "   AND address IS NOT NULL RETURNING 1),"
+      "   VALUES ($1, NULL, $2::bytea, 'erased', 'erasure')"
+      "   ON CONFLICT (account, address_sha256) DO UPDATE SET address = NULL, reason = 'erased', source = 'erasure'"
+      "   RETURNING 1),"
+      " l AS (UPDATE suppressions SET address = NULL, reason = 'erased', source = 'erasure' WHERE account = $1"
+      "   AND address_sha256 = $4::bytea AND (address IS NOT NULL OR source <> 'erasure') RETURNING 1),"
       " a AS (UPDATE audit_log SET target = NULL WHERE account = $1 AND lower(target) = lower($3) RETURNING 1)"
       " SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM s), (SELECT count(*) FROM a)",
       {account, encode_bytea(key), normalized, encode_bytea(legacy.empty() ? key : legacy)},

@@ -23,11 +23,13 @@ void export_account(PgConnection& pg, const std::string& account,
 
 struct EraseCounts {
   int64_t mailboxes = 0, delivery_events = 0, api_keys = 0, suppressions_hashed = 0, audit_rows_scrubbed = 0;
+  bool refused_owner_keys = false;  // nothing was erased: the account has owner keys, the caller may not
 };
 // Mailboxes, delivery events and keys are deleted; suppressions lose their address; audit rows
 // of the account lose their target, and the rows written by the account's own keys also lose the
-// key id and the client address. What stays: the account id, action, time and status.
-void erase_account(PgConnection& pg, const std::string& account,
+// key id and the client address. What stays: the account id, action, time and status. Unless
+// may_erase_owner_keys, an account with an owner key is left whole (refused_owner_keys).
+void erase_account(PgConnection& pg, const std::string& account, bool may_erase_owner_keys,
                    std::function<void(core::Result<EraseCounts, std::string>)> cb);
 
 // The address's delivery events lose recipient, reply text and detail; its suppression (added

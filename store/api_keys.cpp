@@ -145,12 +145,18 @@ void list_api_keys(PgConnection& pg, const std::string& account,
            });
 }
 
-void revoke_api_key(PgConnection& pg, const std::string& id, std::function<void(core::Result<bool, std::string>)> cb) {
-  pg.query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", {id},
-           [cb = std::move(cb)](const PgResult& r) {
-             if (!r.ok) return cb(core::Err("cannot revoke key: " + r.error));
-             cb(r.affected > 0);
-           });
+void revoke_api_key(PgConnection& pg, const std::string& id,
+                    std::function<void(core::Result<int64_t, std::string>)> cb) {
+  // UNION (not UNION ALL) stops at keys already in the tree, so even a cycle written into the
+  // table by hand ends.
+  pg.query(
+      "WITH RECURSIVE tree(id) AS (SELECT id FROM api_keys WHERE id = $1"
+      " UNION SELECT k.id FROM api_keys k JOIN tree t ON k.created_by = t.id)"
+      " UPDATE api_keys SET revoked_at = now() WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL",
+      {id}, [cb = std::move(cb)](const PgResult& r) {
+        if (!r.ok) return cb(core::Err("cannot revoke key: " + r.error));
+        cb(static_cast<int64_t>(r.affected));
+      });
 }
 
 void touch_api_key(PgConnection& pg, const std::string& id) {

@@ -60,8 +60,10 @@ void get_api_key(PgConnection& pg, const std::string& id,
 // account "" lists every key.
 void list_api_keys(PgConnection& pg, const std::string& account,
                    std::function<void(core::Result<std::vector<ApiKey>, std::string>)> cb);
-// true when the key existed and was not yet revoked.
-void revoke_api_key(PgConnection& pg, const std::string& id, std::function<void(core::Result<bool, std::string>)> cb);
+// Revokes the key and every key it created, and the keys those created, in one statement: a key
+// made by a key that is gone would outlive it. cb gets the number of keys revoked now (0 when
+// the key was revoked already).
+void revoke_api_key(PgConnection& pg, const std::string& id, std::function<void(core::Result<int64_t, std::string>)> cb);
 // Records use; writes at most once a minute per key so a busy key costs no write per request.
 void touch_api_key(PgConnection& pg, const std::string& id);
 

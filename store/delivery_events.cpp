@@ -209,10 +209,12 @@ void DeliveryEventWriter::write_rows_alone(std::vector<DeliveryEvent> batch) {
   }
 }
 
-void delivery_events_for_job(PgConnection& pg, const std::string& job_id,
+void delivery_events_for_job(PgConnection& pg, const std::optional<std::string>& account, const std::string& job_id,
                              std::function<void(core::Result<std::vector<DeliveryEvent>, std::string>)> cb) {
-  read_events(pg, std::string("SELECT ") + kColumns + " FROM delivery_events WHERE job_id = $1 ORDER BY id LIMIT 1000",
-              {job_id}, std::move(cb));
+  read_events(pg,
+              std::string("SELECT ") + kColumns +
+                  " FROM delivery_events WHERE job_id = $1 AND ($2::text IS NULL OR account = $2) ORDER BY id LIMIT 1000",
+              {job_id, account}, std::move(cb));
 }
 
 void delivery_events_for_account(PgConnection& pg, const std::string& account, int64_t after_id, int limit,

@@ -111,8 +111,9 @@ struct AgedOutJob {
 void aged_out_jobs(PgConnection& pg, const std::string& job_id,
                    std::function<void(core::Result<std::vector<AgedOutJob>, std::string>)> cb);
 
-// Every event of a job, oldest first (the last one is the current outcome).
-void delivery_events_for_job(PgConnection& pg, const std::string& job_id,
+// Every event of a job, oldest first (the last one is the current outcome). Job ids are per
+// account: nullopt reads the id in every account.
+void delivery_events_for_job(PgConnection& pg, const std::optional<std::string>& account, const std::string& job_id,
                              std::function<void(core::Result<std::vector<DeliveryEvent>, std::string>)> cb);
 // At most `limit` events of an account with id > after_id, oldest first.
 void delivery_events_for_account(PgConnection& pg, const std::string& account, int64_t after_id, int limit,

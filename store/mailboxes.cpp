@@ -64,6 +64,7 @@ core::Result<Mailbox, std::string> row_to_mailbox(const PgResult& r, size_t i) {
     m.window_end_hour = opt_int(21);
     m.disabled = text(22) == "t";
   }
+  if (row.size() > 23) m.plaintext_auth = text(23) == "t";
   return m;
 }
 
@@ -164,24 +165,127 @@ void normalize_mailbox(Mailbox& m) {
   if (auto h = normalize_host(m.smtp_host)) m.smtp_host = std::move(*h);
 }
 
-core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& m, const SecretBox& box) {
+
+std::string_view to_string(PausedBy by) {
+  switch (by) {
+    case PausedBy::Tenant:
+      return "tenant";
+    case PausedBy::Operator:
+      return "operator";
+    case PausedBy::Daemon:
+      return "daemon";
+  }
+  return "daemon";
+}
+
+std::optional<PausedBy> paused_by_from_name(std::string_view name) {
+  for (PausedBy by : {PausedBy::Tenant, PausedBy::Operator, PausedBy::Daemon})
+    if (to_string(by) == name) return by;
+  return std::nullopt;
+}
+
+namespace {
+
+std::string_view secret_suffix(MailboxSecret which) {
+  switch (which) {
+    case MailboxSecret::Password:
+      return "";
+    case MailboxSecret::OAuthToken:
+      return "/oauth";
+    case MailboxSecret::ImapPassword:
+      return "/imap";
+  }
+  return "";
+}
+
+// Account, then id (an account holds no NUL: PostgreSQL text cannot), then which secret.
+std::string secret_aad(const std::string& account, const std::string& id, MailboxSecret which) {
+  std::string aad("mailbox\0", 8);
+  aad.append(account).append(1, '\0').append(id).append(secret_suffix(which));
+  return aad;
+}
+
+}  // namespace
+
+std::string seal_mailbox_secret(const SecretBox& box, std::string_view plaintext, const std::string& account,
+                                const std::string& id, MailboxSecret which) {
+  return box.seal(plaintext, secret_aad(account, id, which));
+}
+
+core::Result<std::string, std::string> open_mailbox_secret(const SecretBox& box, std::string_view sealed,
+                                                           const std::string& account, const std::string& id,
+                                                           MailboxSecret which) {
+  if (SecretBox::version_of(sealed) == SecretBox::kLegacyVersion)
+    return box.open(sealed, id + std::string(secret_suffix(which)));
+  return box.open(sealed, secret_aad(account, id, which));
+}
+
+namespace {
+constexpr std::string_view kPlaintextCredentials =
+    "security: \"none\" would send the password or token without TLS; use \"starttls\" or \"tls\" (a lab rig may "
+    "set [smtp] allow_plaintext_auth)";
+}  // namespace
+
+std::optional<std::string> plaintext_credentials_error(const Mailbox& m, bool allow_plaintext_auth) {
+  if (m.security != core::Security::None || (m.password.empty() && m.oauth_token.empty()) || allow_plaintext_auth)
+    return std::nullopt;
+  return std::string(kPlaintextCredentials);
+}
+
+core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& given, const SecretBox& box,
+                                                bool allow_plaintext_auth) {
+  Mailbox m = given;
   auto valid = validate_mailbox(m);
   if (!valid) return valid;
   auto pg = detail::BlockingPg::connect(conninfo);
   if (!pg) return core::Err(pg.error());
-  std::optional<std::string> password_enc;
-  if (!m.password.empty()) password_enc = encode_bytea(box.seal(m.password, m.id));
-  std::optional<std::string> oauth_token_enc;
-  if (!m.oauth_token.empty()) oauth_token_enc = encode_bytea(box.seal(m.oauth_token, m.id + "/oauth"));
+  // One transaction, the row locked: a concurrent change cannot slip between check and write.
+  if (PgResult b = pg->exec("BEGIN"); !b.ok) return core::Err("cannot save mailbox " + m.id + ": " + b.error);
+  auto fail = [&](std::string e) -> core::Result<core::Ok, std::string> {
+    pg->exec("ROLLBACK");
+    return core::Err(std::move(e));
+  };
+  PgResult old = pg->exec(
+      "SELECT smtp_host, smtp_port, security, password_enc, oauth_token_enc FROM mailboxes"
+      " WHERE account = $1 AND id = $2 FOR UPDATE",
+      {m.account, m.id});
+  if (!old.ok) {
+    if (old.sqlstate == "42P01") return fail("mailboxes table missing: run `deliverd migrate` first");
+    return fail("cannot save mailbox " + m.id + ": " + old.error);
+  }
+  std::optional<std::string> password_enc, oauth_token_enc;
+  if (!m.password.empty()) password_enc = encode_bytea(seal_mailbox_secret(box, m.password, m.account, m.id, MailboxSecret::Password));
+  if (!m.oauth_token.empty())
+    oauth_token_enc = encode_bytea(seal_mailbox_secret(box, m.oauth_token, m.account, m.id, MailboxSecret::OAuthToken));
+  if (!old.rows.empty() && m.password.empty() && m.oauth_token.empty()) {
+    const auto& row = old.rows[0];
+    const bool had_secret = row[3].has_value() || row[4].has_value();
+    // The table's CHECK admits only named values; one that does not read counts as a change.
+    auto stored_security = parse_security(row[2].value_or(""));
+    SecretDestination before{row[0].value_or(""), std::atoi(row[1].value_or("0").c_str()),
+                             stored_security ? *stored_security : core::Security::None};
+    if (!stored_security) before.smtp_port = -1;
+    if (had_secret && !(before == SecretDestination::of(m)))
+      return fail("mailbox " + m.id + ": --smtp-host, --smtp-port or --security changes where its stored password or "
+                  "token would be sent; give --password-file or --oauth-token-file again");
+    password_enc = row[3];  // unchanged server: the stored secrets stay
+    oauth_token_enc = row[4];
+    if (had_secret && m.security == core::Security::None && !allow_plaintext_auth)
+      return fail("mailbox " + m.id + ": " + std::string(kPlaintextCredentials));
+  }
+  if (auto e = plaintext_credentials_error(m, allow_plaintext_auth)) return fail("mailbox " + m.id + ": " + *e);
+  const bool plaintext = m.security == core::Security::None && (password_enc || oauth_token_enc);
   std::optional<std::string> username;
   if (!m.username.empty()) username = m.username;
+  std::optional<std::string> paused_by;
+  if (m.paused) paused_by = std::string(to_string(PausedBy::Operator));
   PgResult r = pg->exec(
       "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
       " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start, min_gap_s, per_hour, per_minute, timezone,"
-      " window_days, window_start_hour, window_end_hour, disabled)"
+      " window_days, window_start_hour, window_end_hour, disabled, plaintext_auth, paused_by)"
       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bytea, $9, $10, $11::bytea, $12, $13, $14, $15::date, $16, $17, $18,"
-      " $19, $20, $21, $22, $23)"
-      " ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, email = EXCLUDED.email,"
+      " $19, $20, $21, $22, $23, $24, $25)"
+      " ON CONFLICT (account, id) DO UPDATE SET email = EXCLUDED.email,"
       " smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port, security = EXCLUDED.security,"
       " username = EXCLUDED.username, password_enc = EXCLUDED.password_enc, mode = EXCLUDED.mode,"
       " paused = EXCLUDED.paused, oauth_token_enc = EXCLUDED.oauth_token_enc, ramp_start = EXCLUDED.ramp_start,"
@@ -189,18 +293,18 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
       " min_gap_s = EXCLUDED.min_gap_s, per_hour = EXCLUDED.per_hour, per_minute = EXCLUDED.per_minute,"
       " timezone = EXCLUDED.timezone, window_days = EXCLUDED.window_days,"
       " window_start_hour = EXCLUDED.window_start_hour, window_end_hour = EXCLUDED.window_end_hour,"
-      " disabled = EXCLUDED.disabled, updated_at = now()",
+      " disabled = EXCLUDED.disabled, plaintext_auth = EXCLUDED.plaintext_auth, paused_by = EXCLUDED.paused_by,"
+      " updated_at = now()",
       {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), std::string(core::to_string(m.security)),
        username, password_enc, std::string(to_string(m.mode)), m.paused ? "true" : "false", oauth_token_enc,
        opt_text(m.ramp_start), opt_text(m.ramp_step), opt_text(m.ramp_max),
        m.warmup_start.empty() ? std::optional<std::string>() : m.warmup_start, opt_text(m.min_gap_s),
        opt_text(m.per_hour), opt_text(m.per_minute),
        m.timezone.empty() ? std::optional<std::string>() : m.timezone, opt_text(m.window_days),
-       opt_text(m.window_start_hour), opt_text(m.window_end_hour), m.disabled ? "true" : "false"});
-  if (!r.ok) {
-    if (r.sqlstate == "42P01") return core::Err("mailboxes table missing: run `deliverd migrate` first");
-    return core::Err("cannot save mailbox " + m.id + ": " + r.error);
-  }
+       opt_text(m.window_start_hour), opt_text(m.window_end_hour), m.disabled ? "true" : "false",
+       plaintext ? "true" : "false", paused_by});
+  if (!r.ok) return fail("cannot save mailbox " + m.id + ": " + r.error);
+  if (PgResult c = pg->exec("COMMIT"); !c.ok) return core::Err("cannot save mailbox " + m.id + ": " + c.error);
   return core::Ok{};
 }
 
@@ -212,7 +316,8 @@ void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string&
   pg.query(
       "SELECT id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
       " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start::text, min_gap_s, per_hour, per_minute,"
-      " timezone, window_days, window_start_hour, window_end_hour, disabled FROM mailboxes" + where + " ORDER BY id",
+      " timezone, window_days, window_start_hour, window_end_hour, disabled, plaintext_auth FROM mailboxes" + where +
+          " ORDER BY account, id",
       std::move(params), [box, cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot load mailboxes: " + r.error));
         std::vector<Mailbox> out;
@@ -224,14 +329,14 @@ void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string&
           if (const auto& enc = r.rows[i][7]) {
             auto sealed = decode_bytea(*enc);
             if (!sealed) return cb(core::Err("mailbox " + m.id + ": password_enc is not hex bytea"));
-            auto plain = box.open(*sealed, m.id);
+            auto plain = open_mailbox_secret(box, *sealed, m.account, m.id, MailboxSecret::Password);
             if (!plain) return cb(core::Err("mailbox " + m.id + ": cannot open password: " + plain.error()));
             m.password = std::move(*plain);
           }
           if (r.rows[i].size() > 10 && r.rows[i][10]) {
             auto sealed = decode_bytea(*r.rows[i][10]);
             if (!sealed) return cb(core::Err("mailbox " + m.id + ": oauth_token_enc is not hex bytea"));
-            auto plain = box.open(*sealed, m.id + "/oauth");
+            auto plain = open_mailbox_secret(box, *sealed, m.account, m.id, MailboxSecret::OAuthToken);
             if (!plain) return cb(core::Err("mailbox " + m.id + ": cannot open OAuth token: " + plain.error()));
             m.oauth_token = std::move(*plain);
           }
@@ -248,27 +353,49 @@ void load_mailboxes(PgConnection& pg, const SecretBox& box,
   select_mailboxes(pg, box, "", {}, std::move(cb));
 }
 
-void load_mailboxes_by_id(PgConnection& pg, const SecretBox& box, const std::vector<std::string>& ids,
-                          std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
-  std::string where = " WHERE id IN (";
+void load_mailboxes_by_ref(PgConnection& pg, const SecretBox& box, const std::vector<MailboxRef>& refs,
+                           std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb) {
+  std::string where = " WHERE (account, id) IN (";
   std::vector<std::optional<std::string>> params;
-  for (const auto& id : ids) {
-    params.push_back(id);
-    where += (params.size() > 1 ? ", $" : "$") + std::to_string(params.size());
+  for (const auto& r : refs) {
+    where += params.empty() ? "(" : ", (";
+    params.push_back(r.account);
+    where += "$" + std::to_string(params.size()) + ", ";
+    params.push_back(r.id);
+    where += "$" + std::to_string(params.size()) + ")";
   }
-  if (params.empty()) where += "NULL";
+  if (params.empty()) where += "(NULL, NULL)";
   select_mailboxes(pg, box, where + ")", std::move(params), std::move(cb));
 }
 
-void set_mailbox_flags(PgConnection& pg, const std::string& id, std::optional<bool> paused, std::optional<bool> disabled,
+std::optional<MailboxRef> parse_mailbox_notification(std::string_view payload) {
+  size_t colon = payload.find(':');
+  if (colon == 0 || colon == std::string_view::npos || colon > 6) return std::nullopt;
+  std::string_view digits = payload.substr(0, colon);
+  if (digits.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  size_t n = static_cast<size_t>(std::atoi(std::string(digits).c_str()));
+  std::string_view rest = payload.substr(colon + 1);
+  if (n == 0 || n > rest.size()) return std::nullopt;
+  return MailboxRef{std::string(rest.substr(n)), std::string(rest.substr(0, n))};
+}
+
+void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::string& id,
+                       std::optional<bool> paused, std::optional<bool> disabled, PausedBy by,
                        std::function<void(core::Result<bool, std::string>)> cb) {
   auto flag = [](std::optional<bool> b) -> std::optional<std::string> {
     if (!b) return std::nullopt;
     return std::string(*b ? "true" : "false");
   };
-  pg.query("UPDATE mailboxes SET paused = COALESCE($2::boolean, paused), disabled = COALESCE($3::boolean, disabled),"
-           " updated_at = now() WHERE id = $1",
-           {id, flag(paused), flag(disabled)}, [cb = std::move(cb)](const PgResult& r) {
+  // Pausing again never weakens who paused: a tenant's pause of a mailbox the daemon paused
+  // leaves it the daemon's, so the tenant cannot then lift it (tenant < operator < daemon).
+  pg.query("UPDATE mailboxes SET paused = COALESCE($3::boolean, paused), disabled = COALESCE($4::boolean, disabled),"
+           " paused_by = CASE WHEN $3::boolean THEN"
+           "   CASE WHEN paused AND array_position(ARRAY['tenant', 'operator', 'daemon'], paused_by)"
+           "     >= array_position(ARRAY['tenant', 'operator', 'daemon'], $5) THEN paused_by ELSE $5 END"
+           " WHEN NOT $3::boolean THEN NULL ELSE paused_by END,"
+           " updated_at = now() WHERE account = $1 AND id = $2",
+           {account, id, flag(paused), flag(disabled), std::string(to_string(by))},
+           [cb = std::move(cb)](const PgResult& r) {
              if (!r.ok) return cb(core::Err("cannot update mailbox flags: " + r.error));
              cb(r.affected > 0);
            });

@@ -1,7 +1,10 @@
 #pragma once
 // Sending mailboxes: validation, the blocking upsert used by the command line, and the async
-// load the daemon runs on the loop. Passwords are sealed with SecretBox before they reach the
-// database (the mailbox id is the associated data) and are never logged.
+// load the daemon runs on the loop. A mailbox is named by its account and its id (ids are unique
+// per account only). Passwords and tokens are sealed with SecretBox before they reach the
+// database (the account and id are the associated data) and are never logged.
+#include <compare>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -47,7 +50,39 @@ struct Mailbox {
   std::optional<int> window_days;  // bit 0 = Monday … bit 6 = Sunday; unset = every day
   std::optional<int> window_start_hour, window_end_hour;  // [start, end) local hours; unset = all day
   bool disabled = false;                                  // repeated AUTH failures; only an operator clears it
+  // Credentials kept although security is "none": stored by a daemon with [smtp]
+  // allow_plaintext_auth (lab rigs); any other daemon refuses to send them.
+  bool plaintext_auth = false;
 };
+
+// Who paused a mailbox: an account-bound key may resume only its own pauses.
+enum class PausedBy : uint8_t { Tenant, Operator, Daemon };
+std::string_view to_string(PausedBy by);
+std::optional<PausedBy> paused_by_from_name(std::string_view name);
+
+// The secrets of a mailbox, each sealed with its own associated data so none can stand in for another.
+enum class MailboxSecret : uint8_t { Password, OAuthToken, ImapPassword };
+std::string seal_mailbox_secret(const SecretBox& box, std::string_view plaintext, const std::string& account,
+                                const std::string& id, MailboxSecret which);
+// Opens a value of either sealed format (values sealed before mailboxes were per account were
+// bound to the id alone).
+core::Result<std::string, std::string> open_mailbox_secret(const SecretBox& box, std::string_view sealed,
+                                                           const std::string& account, const std::string& id,
+                                                           MailboxSecret which);
+
+// The settings that say which server a mailbox's secrets go to. A change of any of them without
+// the secrets given again is refused: a stored secret goes only to the server it was given for.
+struct SecretDestination {
+  std::string smtp_host;
+  int smtp_port = 0;
+  core::Security security = core::Security::None;
+  bool operator==(const SecretDestination&) const = default;
+  static SecretDestination of(const Mailbox& m) { return {m.smtp_host, m.smtp_port, m.security}; }
+};
+
+// "security: credentials need TLS …" when m holds a password or token and security is "none"
+// (and plaintext is not allowed); nullopt otherwise.
+std::optional<std::string> plaintext_credentials_error(const Mailbox& m, bool allow_plaintext_auth);
 
 // Every change to the table is announced on this channel (trigger from migration 0006): the
 // payload is the id of a row that changed, or "" when the whole table may have (TRUNCATE).
@@ -68,20 +103,35 @@ std::optional<std::string> refused_host(std::string_view host);
 // Values that do not parse are left as they are for validate_mailbox to name.
 void normalize_mailbox(Mailbox& m);
 
-// Blocking, for the command line: validates, seals the password, upserts by id.
-core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& m, const SecretBox& box);
+// Blocking, for the command line: validates, seals the secrets, upserts by (account, id). An
+// existing mailbox keeps its stored secrets when none is given, unless its SMTP host, port or
+// security changes: then a stored secret must be given again (the error names the option).
+core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& m, const SecretBox& box,
+                                                bool allow_plaintext_auth = false);
 
 // Async on the loop: every mailbox, passwords opened. A row whose password cannot be opened
 // (wrong key, tampered) fails the whole load with an error naming the mailbox.
 void load_mailboxes(PgConnection& pg, const SecretBox& box,
                     std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb);
-// The same for some mailboxes only; an id without a row is simply not in the answer.
-void load_mailboxes_by_id(PgConnection& pg, const SecretBox& box, const std::vector<std::string>& ids,
-                          std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb);
+// One mailbox by its account and id.
+struct MailboxRef {
+  std::string account, id;
+  auto operator<=>(const MailboxRef&) const = default;
+  // "<length of account>:<account>:<id>": one string per pair, which no other pair can spell.
+  std::string key() const { return std::to_string(account.size()) + ":" + account + ":" + id; }
+};
+// The same for some mailboxes only; a pair without a row is simply not in the answer.
+void load_mailboxes_by_ref(PgConnection& pg, const SecretBox& box, const std::vector<MailboxRef>& refs,
+                           std::function<void(core::Result<std::vector<Mailbox>, std::string>)> cb);
+// The mailbox named by a change notification on kMailboxChannel ("<length of id>:<id><account>");
+// nullopt for "" (everything may have changed) or a payload that does not parse.
+std::optional<MailboxRef> parse_mailbox_notification(std::string_view payload);
 
-// Async: sets the policy flags of one mailbox (nullopt leaves a flag as it is). cb gets whether
-// the mailbox exists.
-void set_mailbox_flags(PgConnection& pg, const std::string& id, std::optional<bool> paused,
-                       std::optional<bool> disabled, std::function<void(core::Result<bool, std::string>)> cb);
+// Async: sets the policy flags of one mailbox (nullopt leaves a flag as it is); pausing records
+// `by` (unless a stronger pauser holds it already: tenant < operator < daemon), unpausing clears
+// it. cb gets whether the mailbox exists.
+void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::string& id,
+                       std::optional<bool> paused, std::optional<bool> disabled, PausedBy by,
+                       std::function<void(core::Result<bool, std::string>)> cb);
 
 }  // namespace deliverd::store

@@ -86,16 +86,37 @@ void is_suppressed(PgConnection& pg, const std::string& account, const std::stri
            });
 }
 
+bool is_guard_source(std::string_view source) {
+  return source == "one_click" || source == "bounce" || source == "complaint" || source == "erasure";
+}
+
 void remove_suppression(PgConnection& pg, const std::string& account, const std::string& address,
-                        std::function<void(core::Result<bool, std::string>)> cb) {
+                        bool may_remove_guards, std::function<void(core::Result<SuppressionRemoval, std::string>)> cb) {
   auto keys = key_params(address);
   if (account.empty() || keys.empty())
     return cb(core::Err{std::string("suppression needs an account and an address")});
-  pg.query("DELETE FROM suppressions WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)",
-           {account, keys[0], keys[1]}, [cb = std::move(cb)](const PgResult& r) {
-             if (!r.ok) return cb(core::Err{"cannot remove suppression: " + r.error});
-             cb(r.affected > 0);
-           });
+  const std::string guards(kGuardSourcesSql);
+  pg.query(
+      "WITH t AS (SELECT source, address IS NULL AS erased FROM suppressions"
+      "   WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)),"
+      " g AS (SELECT source FROM t WHERE source IN " + guards + " ORDER BY source LIMIT 1),"
+      " d AS (DELETE FROM suppressions WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)"
+      "   AND ($4::boolean OR NOT EXISTS (SELECT 1 FROM g)) RETURNING 1)"
+      " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM d), coalesce((SELECT bool_or(erased) FROM t), false),"
+      " coalesce((SELECT string_agg(DISTINCT source, ',') FROM t), ''), coalesce((SELECT source FROM g), '')",
+      {account, keys[0], keys[1], std::string(may_remove_guards ? "true" : "false")},
+      [cb = std::move(cb)](const PgResult& r) {
+        if (!r.ok) return cb(core::Err{"cannot remove suppression: " + r.error});
+        if (r.rows.empty()) return cb(core::Err{std::string("cannot remove suppression: no result")});
+        const auto& row = r.rows[0];
+        SuppressionRemoval out;
+        out.found = row[0].value_or("0") != "0";
+        out.removed = row[1].value_or("0") != "0";
+        out.erased = row[2].value_or("f") == "t";
+        out.sources = row[3].value_or("");
+        out.guard_source = row[4].value_or("");
+        cb(std::move(out));
+      });
 }
 
 void load_suppression_hashes(

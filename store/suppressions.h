@@ -52,9 +52,23 @@ std::string legacy_suppression_hash(std::string_view address);
 // when a row was inserted, false when it was already there, or an error.
 void add_suppression(PgConnection& pg, const Suppression& s, std::function<void(core::Result<bool, std::string>)> cb);
 
-// cb gets true when a row was removed, false when there was none.
+// Sources of the suppressions the platform's guards write: a recipient's one-click unsubscribe,
+// a hard bounce, a complaint, an erasure. Only operators lift them (an account's own key lifts
+// only what the account added), so a tenant cannot undo an opt-out, a bounce or an erasure.
+bool is_guard_source(std::string_view source);
+inline constexpr std::string_view kGuardSourcesSql = "('one_click', 'bounce', 'complaint', 'erasure')";
+
+struct SuppressionRemoval {
+  bool found = false;    // the account had the address suppressed
+  bool removed = false;  // and it is not any more
+  bool erased = false;   // a row of it was kept as a hash only (erasure)
+  std::string sources;       // the sources of the rows found, comma-separated (for the audit row)
+  std::string guard_source;  // not removed: the guard source that kept it
+};
+// In one statement: the address's rows of the account are removed, unless one of them has a
+// guard source and !may_remove_guards — then none is.
 void remove_suppression(PgConnection& pg, const std::string& account, const std::string& address,
-                        std::function<void(core::Result<bool, std::string>)> cb);
+                        bool may_remove_guards, std::function<void(core::Result<SuppressionRemoval, std::string>)> cb);
 
 // cb gets whether the account (or the global list) has suppressed the address, or an error.
 void is_suppressed(PgConnection& pg, const std::string& account, const std::string& address,

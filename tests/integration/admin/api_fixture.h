@@ -60,8 +60,8 @@ class ApiTest : public ::testing::Test {
       injected_.push_back(json);
       cb(std::string("1-0"));
     };
-    deps_.breaker_reset = [](const std::string&, std::function<void(bool)> cb) { cb(true); };
-    deps_.mailbox_live = [](const std::string&, std::function<void(MailboxLive)> cb) {
+    deps_.breaker_reset = [](const std::string&, const std::string&, std::function<void(bool)> cb) { cb(true); };
+    deps_.mailbox_live = [](const std::string&, const std::string&, std::function<void(MailboxLive)> cb) {
       cb(MailboxLive{3, 7, "closed"});
     };
   }
@@ -113,6 +113,7 @@ class ApiTest : public ::testing::Test {
     router_routes_ = router.routes();
     HttpServerConfig cfg;
     cfg.listen = "127.0.0.1:0";
+    for (const auto& p : trusted_proxies_) cfg.trusted_proxies.push_back(*dns::parse_cidr(p));
     cfg.idle_timeout_ms = 60000;
     cfg.read_timeout_ms = 20000;
     auto started = HttpServer::start(&loop_, cfg, router);
@@ -145,6 +146,7 @@ class ApiTest : public ::testing::Test {
   std::atomic<int> probes_{0};  // connection tests run (on the loop thread)
   std::function<void()> on_stop_;  // runs on the loop when the client is done
   std::vector<std::pair<std::string, std::string>> router_routes_;
+  std::vector<std::string> trusted_proxies_;  // [admin] trusted_proxies of the listener
 };
 
 }  // namespace deliverd::admin::testing

@@ -37,7 +37,7 @@ TEST(DeliveryEvents, InsertThenReadByJobAndAccount) {
   later.reply_code = 250;
   later.attempt = 2;
   insert_delivery_events(*c, {e, later}, [&](core::Result<core::Ok, std::string> r) { inserted = r.ok(); });
-  delivery_events_for_job(*c, "j1", [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
+  delivery_events_for_job(*c, std::nullopt, "j1", [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
     if (r) by_job = *r;
   });
   delivery_events_for_account(*c, "acct", 0, 1, [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
@@ -147,7 +147,7 @@ TEST_F(EventsDb, PeerBytesThatAreNotUtf8AreStoredEscapedAndReadBackLosslessly) {
   bool inserted = false;
   std::vector<DeliveryEvent> back;
   insert_delivery_events(*c, {e}, [&](core::Result<core::Ok, std::string> r) { inserted = r.ok(); });
-  delivery_events_for_job(*c, "latin1", [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
+  delivery_events_for_job(*c, std::nullopt, "latin1", [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
     if (r) back = *r;
     c->close();
   });

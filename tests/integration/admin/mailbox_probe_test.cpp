@@ -2,6 +2,7 @@
 // saved only when connect and AUTH succeed, and a refusal names the step that failed.
 #include "admin/mailbox_probe.h"
 
+#include "core/base64.h"
 #include "dns/address_policy.h"
 #include "dns/resolver.h"
 #include "smtp/session.h"
@@ -131,6 +132,57 @@ TEST_F(ProbeTest, GoodCredentialsAreSavedWrongOnesAndRefusedTargetsAreNot) {
 }
 
 using deliverd::testing::ImapStub;
+
+// A tenant re-points its mailbox at a server it controls (here the scripted server, which logs
+// every line it gets): the stored password is never sent there, whatever the request says.
+TEST_F(ProbeTest, ARepointedMailboxNeverSendsItsStoredSecretToTheNewServer) {
+  auto o = submission_server();
+  deliverd::testing::AiosmtpdServer smtp(o);
+  deliverd::testing::ScriptedSmtpServer::Options lo;
+  lo.host = deliverd::testing::free_loopback_ip(kSubmissionPort);
+  lo.port = kSubmissionPort;
+  auto cert = test_ca().issue("logger", {lo.host}, 2);
+  deliverd::testing::ScriptedSmtpServer logger(
+      R"({"tls": {"cert": ")" + cert.cert_file + R"(", "key": ")" + cert.key_file +
+          R"("}, "steps": {"EHLO": ["250-logger.test", "250-STARTTLS", "250 AUTH PLAIN LOGIN"], "*": "235 2.7.0 ok"}})",
+      lo);
+  use_prober({"127.0.0.0/8"});
+  std::string key = make_key("user", "acct_a");
+  const std::string stored = "s3cret-pass";
+  run([&](int port) {
+    Client c(port);
+    ASSERT_EQ(c.request("POST", "/v1/mailboxes", key, mailbox("mbx_r", o.host, kSubmissionPort, stored)).status, 201);
+    const std::string to_logger = R"({"smtp_host": ")" + lo.host + "\"";
+    auto r = c.request("PATCH", "/v1/mailboxes/mbx_r", key, to_logger + "}");
+    EXPECT_EQ(r.status, 422) << r.body;
+    EXPECT_NE(r.body.find("\"code\":\"credentials_required\""), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("\"field\":\"password\""), std::string::npos) << r.body;
+    r = c.request("PATCH", "/v1/mailboxes/mbx_r", key, to_logger + R"(, "security": "tls"})");
+    EXPECT_EQ(r.status, 422) << r.body;
+    r = c.request("PATCH", "/v1/mailboxes/mbx_r", key, R"({"security": "none"})");
+    EXPECT_EQ(r.status, 422) << r.body;
+    r = c.request("PATCH", "/v1/mailboxes/mbx_r", key, to_logger + R"(, "security": "none", "password": "x"})");
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("\"field\":\"security\""), std::string::npos) << r.body;
+    // The test runs against the stored server with the stored settings, never one the request names.
+    auto t = c.request("POST", "/v1/mailboxes/mbx_r/test", key);
+    EXPECT_NE(t.body.find("\"ok\":true"), std::string::npos) << t.body;
+    EXPECT_TRUE(logger.commands().empty()) << "nothing reached the new server yet";
+    // With a password of its own the tenant may move: the new server gets that one only.
+    r = c.request("PATCH", "/v1/mailboxes/mbx_r", key, to_logger + R"(, "password": "tenant-new-pw"})");
+    EXPECT_EQ(r.status, 200) << r.body;
+  });
+  std::string seen;
+  for (const auto& line : logger.commands()) seen += line + "\n";
+  EXPECT_NE(seen.find(core::base64_encode(std::string(1, '\0') + "alice@acme.example" + std::string(1, '\0') + "tenant-new-pw")),
+            std::string::npos)
+      << "the logger saw the AUTH it was given: " << seen;
+  EXPECT_EQ(seen.find(stored), std::string::npos) << seen;
+  for (const auto& encoded : {core::base64_encode(std::string(1, '\0') + "alice@acme.example" + std::string(1, '\0') + stored),
+                              core::base64_encode(stored)})
+    EXPECT_EQ(seen.find(encoded), std::string::npos) << seen;
+  EXPECT_EQ(scalar("SELECT smtp_host FROM mailboxes WHERE id = 'mbx_r'"), lo.host);
+}
 
 TEST_F(ProbeTest, ImapLoginIsCheckedOverStartTls) {
   auto o = submission_server();

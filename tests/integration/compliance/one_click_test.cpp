@@ -76,7 +76,7 @@ TEST(OneClickUnsubscribe, ProviderPostSuppressesTheNextJobForThatRecipient) {
                         &out),
             0)
       << out;
-  write_file(keys.file("unsub.key"), "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\n");
+  write_secret_file(keys.file("unsub.key"), "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\n");
   int unsub_port = free_port();
   std::string base = "http://127.0.0.1:" + std::to_string(unsub_port);
 
@@ -87,7 +87,7 @@ TEST(OneClickUnsubscribe, ProviderPostSuppressesTheNextJobForThatRecipient) {
         "\"\nmailto = \"unsubscribe@acme.example\"\n\n[[dkim]]\ndomain = \"acme.example\"\nselector = \"e2e\"\n"
         "key_file = \"" +
         keys.file("dkim.pem") +
-        "\"\nalgorithm = \"ed25519-sha256\"\n\n[compliance]\npostal_address = \"Default Postal 1\"\n\n"
+        "\"\nalgorithm = \"ed25519-sha256\"\naccounts = [\"acct_1\"]\n\n[compliance]\npostal_address = \"Default Postal 1\"\n\n"
         "[compliance.accounts]\nacct_1 = \"Acme Inc., 1 Main St, Springfield\"\n";
   });
   RedisServer& redis = stack.redis;

@@ -30,12 +30,18 @@ struct HttpReply {
   std::string headers, body;
 };
 
-// One request on a fresh connection ("Connection: close"), read to EOF.
-HttpReply http(int port, const std::string& request) {
+// One request on a fresh connection ("Connection: close"), read to EOF; from source_ip when given.
+HttpReply http(int port, const std::string& request, const std::string& source_ip = "") {
   HttpReply r;
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!source_ip.empty()) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source_ip.c_str(), &src.sin_addr);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src);
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -68,8 +74,8 @@ std::string post(const std::string& path, const std::string& content_type, const
          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
-std::string get(const std::string& path) {
-  return "GET " + path + " HTTP/1.1\r\nHost: u.acme.example\r\nConnection: close\r\n\r\n";
+std::string get(const std::string& path, const std::string& extra_headers = "") {
+  return "GET " + path + " HTTP/1.1\r\nHost: u.acme.example\r\nConnection: close\r\n" + extra_headers + "\r\n";
 }
 
 const std::string kOneClick = "List-Unsubscribe=One-Click";
@@ -105,7 +111,8 @@ class UnsubscribeEndpoint : public ::testing::Test {
   }
 
   // Serves the endpoint on this thread's loop while `client` runs on another thread.
-  void serve(std::function<void(int port)> client, admin::UnsubscribeLimits limits = {}) {
+  void serve(std::function<void(int port)> client, admin::UnsubscribeLimits limits = {},
+             std::vector<std::string> trusted_proxies = {}) {
     store::PgConnection* pg = store::PgConnection::create(&loop_, pg_->conninfo());
     admin::Router router;
     admin::add_unsubscribe_routes(
@@ -115,7 +122,9 @@ class UnsubscribeEndpoint : public ::testing::Test {
                                  [done](core::Result<bool, std::string> r) { done(r.ok()); });
         },
         limits);
-    auto server = admin::HttpServer::start(&loop_, admin::unsubscribe_server_config("127.0.0.1:0"), router);
+    admin::HttpServerConfig config = admin::unsubscribe_server_config("127.0.0.1:0");
+    for (const auto& p : trusted_proxies) config.trusted_proxies.push_back(*dns::parse_cidr(p));
+    auto server = admin::HttpServer::start(&loop_, config, router);
     ASSERT_TRUE(server.ok()) << server.error();
     std::atomic<bool> finished{false};
     std::thread t([&, port = (*server)->port()] {
@@ -252,6 +261,86 @@ TEST_F(UnsubscribeEndpoint, RequestRatePerClientIsBounded) {
         EXPECT_EQ(ok + limited, 6);
       },
       limits);
+}
+
+// Mailbox providers POST one-click unsubscribes for many recipients from a few servers: a valid
+// POST is honoured whatever else its address or anyone else sent, and the limiter's bounded
+// table never turns into a refusal of everyone.
+TEST_F(UnsubscribeEndpoint, AValidOneClickPostIsNeverRefusedBecauseOfOtherTraffic) {
+  admin::UnsubscribeLimits limits;
+  limits.requests_per_minute_per_client = 3;
+  limits.max_tracked_clients = 4;
+  std::string path = "/u/" + token_for("ivan@example.org");
+  std::string conninfo = pg_->conninfo();
+  serve(
+      [&](int port) {
+        int invalid = 0, limited = 0;
+        for (int i = 0; i < 10; ++i) {
+          int s = http(port, post("/u/garbage", "application/x-www-form-urlencoded", kOneClick), "127.0.0.1").status;
+          invalid += s == 404;
+          limited += s == 429;
+        }
+        EXPECT_EQ(invalid + limited, 10);
+        EXPECT_GE(limited, 6);
+        EXPECT_EQ(http(port, get(path), "127.0.0.1").status, 429) << "this address is out of page views";
+        // …and its valid one-click POST is still honoured.
+        HttpReply ok = http(port, post(path, "application/x-www-form-urlencoded", kOneClick), "127.0.0.1");
+        EXPECT_EQ(ok.status, 200) << ok.body;
+        EXPECT_EQ(count_rows(conninfo, "address = 'ivan@example.org'"), 1);
+        // Many other clients churn the table; a new client is never refused for it.
+        for (int c = 1; c <= 50; ++c)
+          for (int i = 0; i < 4; ++i)
+            http(port, post("/u/garbage", "application/x-www-form-urlencoded", kOneClick),
+                 "127.0.3." + std::to_string(c));
+        EXPECT_EQ(http(port, get(path), "127.0.4.1").status, 200);
+        std::string other = "/u/" + token_for("judy@example.org");
+        EXPECT_EQ(http(port, post(other, "application/x-www-form-urlencoded", kOneClick), "127.0.3.50").status, 200);
+        EXPECT_EQ(count_rows(conninfo, "address = 'judy@example.org'"), 1);
+        // A repeat is answered at once and stored once.
+        EXPECT_EQ(http(port, post(path, "application/x-www-form-urlencoded", kOneClick), "127.0.0.1").status, 200);
+        EXPECT_EQ(count_rows(conninfo, "address = 'ivan@example.org'"), 1);
+      },
+      limits);
+}
+
+TEST_F(UnsubscribeEndpoint, LinksMailedBeforeTheKeyRotatedStillWork) {
+  std::array<unsigned char, 32> old_key{}, new_key{}, dropped{};
+  old_key.fill(0x5a);  // the key tokens_ signs with
+  new_key.fill(0x6b);
+  dropped.fill(0x7c);
+  const std::string mailed = token_for("kim@example.org");
+  const std::string mailed_before_key_ids =
+      smtp::UnsubscribeTokens::from_key(old_key).issue_legacy({"acct_42", "lou@example.org", "cmp_1"});
+  const std::string from_dropped_key =
+      smtp::UnsubscribeTokens::from_key(dropped).issue({"acct_42", "max@example.org", "cmp_1"});
+  tokens_ = smtp::UnsubscribeTokens::from_key(new_key, {old_key});
+  std::string conninfo = pg_->conninfo();
+  serve([&](int port) {
+    EXPECT_EQ(http(port, post("/u/" + mailed, "application/x-www-form-urlencoded", kOneClick)).status, 200);
+    EXPECT_EQ(http(port, post("/u/" + mailed_before_key_ids, "application/x-www-form-urlencoded", kOneClick)).status,
+              200);
+    EXPECT_EQ(http(port, post("/u/" + token_for("ned@example.org"), "application/x-www-form-urlencoded", kOneClick))
+                  .status,
+              200);
+    EXPECT_EQ(http(port, post("/u/" + from_dropped_key, "application/x-www-form-urlencoded", kOneClick)).status, 404);
+    EXPECT_EQ(count_rows(conninfo, "address IN ('kim@example.org', 'lou@example.org', 'ned@example.org')"), 3);
+    EXPECT_EQ(count_rows(conninfo, "address = 'max@example.org'"), 0);
+  });
+}
+
+TEST_F(UnsubscribeEndpoint, BehindATrustedProxyEachClientHasItsOwnLimit) {
+  admin::UnsubscribeLimits limits;
+  limits.requests_per_minute_per_client = 3;
+  std::string path = "/u/" + token_for("olga@example.org");
+  serve(
+      [&](int port) {
+        int limited = 0;
+        for (int i = 0; i < 6; ++i)
+          limited += http(port, get(path, "X-Forwarded-For: 198.51.100.1\r\n")).status == 429;
+        EXPECT_GE(limited, 2);
+        EXPECT_EQ(http(port, get(path, "X-Forwarded-For: 198.51.100.2\r\n")).status, 200);
+      },
+      limits, {"127.0.0.1"});
 }
 
 TEST_F(UnsubscribeEndpoint, StoreFunctionsAreIdempotentAndNormaliseTheDomain) {

@@ -30,4 +30,30 @@ TEST(DaemonAdminApi, KeyFromTheCommandLineReadsMailboxesAndInjectsJobs) {
   EXPECT_NE(mbx.find("\"breaker\":\"closed\""), std::string::npos) << mbx;
   EXPECT_EQ(mbx.find("password\":\""), std::string::npos) << "a secret came back: " << mbx;
   EXPECT_NE(curl("GET", base + "/v1/mailboxes/mbx", "dlv_wrong").find("\"error\""), std::string::npos);
+
+  // The breaker series names the tenant: the open /metrics leaves it out, the owner's key sees it.
+  const std::string series = "deliverd_policy_breaker_state{account=\"acct_1\",mailbox=\"mbx\"}";
+  EXPECT_EQ(d.http_get("/metrics").find("deliverd_policy_breaker_state{"), std::string::npos);
+  EXPECT_NE(curl("GET", base + "/metrics", token).find(series), std::string::npos);
+  EXPECT_NE(curl("GET", base + "/v1/metrics", token).find(series), std::string::npos);
+}
+
+// Policy state written before mailbox ids were per account (deliverd:mbx:<id>:…) is moved to the
+// per-account keys before the first job is admitted, so no warm-up starts again from day 0.
+TEST(DaemonAdminApi, PolicyStateUnderTheOldKeysIsMovedToTheAccountsKeys) {
+  auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(2525));
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx:7", "acct_1", "alice@acme.example", sink->host(), 2525);
+  stack.redis.command({"SET", "deliverd:mbx:mbx:7:warmup", "19000"});
+  stack.redis.command({"SET", "deliverd:mbx:mbx:7:day:21000", "4"});
+  stack.redis.command({"HSET", "deliverd:mbx:mbx:7:state", "state", "open", "open_until", "1"});
+  stack.redis.command({"SET", "deliverd:mbx:gone:warmup", "19000"});  // no such mailbox: left to expire
+  d.start();
+  EXPECT_EQ(stack.redis.command({"GET", "deliverd:acct:6:acct_1:mbx:mbx:7:warmup"}), "19000");
+  EXPECT_EQ(stack.redis.command({"GET", "deliverd:acct:6:acct_1:mbx:mbx:7:day:21000"}), "4");
+  EXPECT_EQ(stack.redis.command({"HGET", "deliverd:acct:6:acct_1:mbx:mbx:7:state", "state"}), "open");
+  EXPECT_EQ(stack.redis.integer({"EXISTS", "deliverd:mbx:mbx:7:warmup"}), 0);
+  EXPECT_EQ(stack.redis.integer({"EXISTS", "deliverd:mbx:gone:warmup"}), 1);
+  EXPECT_NE(d.log().find("event=policy_keys_upgraded renamed=3"), std::string::npos) << d.log();
 }

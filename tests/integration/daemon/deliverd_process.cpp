@@ -25,7 +25,7 @@ std::string binary() {
 DeliverdProcess::DeliverdProcess(Options o) : o_(std::move(o)) {
   admin_port_ = free_port();
   config_ = dir_.file("deliverd.toml");
-  write_file(dir_.file("secret.key"), "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+  write_secret_file(dir_.file("secret.key"), "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
   std::string allow;
   for (const auto& c : o_.allow_private_targets) allow += (allow.empty() ? "\"" : ", \"") + c + "\"";
   std::string t = std::to_string(o_.smtp_timeout_s);

@@ -103,7 +103,7 @@ TEST(SystemdUnit, DeclaresNotifyWatchdogReloadAndCredentials) {
   std::string unit = dt::read_file(src("systemd/deliverd.service"));
   for (const char* line : {"Type=notify\n", "NotifyAccess=main\n", "WatchdogSec=30\n",
                            "ExecReload=/bin/kill -HUP $MAINPID\n", "LoadCredential=secret.key:/etc/deliverd/secret.key\n",
-                           "User=deliverd\n", "CapabilityBoundingSet=\n", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"})
+                           "User=deliverd\n", "LimitCORE=0\n", "CapabilityBoundingSet=\n", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"})
     EXPECT_NE(unit.find(line), std::string::npos) << line;
 }
 

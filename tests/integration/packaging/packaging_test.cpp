@@ -111,7 +111,7 @@ TEST(Packaging, DebPassesLintianAndInstallsIntoACleanRoot) {
 
   // The shipped binary checks the shipped config (with a key, which is not shipped).
   std::string key = root + "/etc/deliverd/secret.key";
-  dt::write_file(key, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+  dt::write_secret_file(key, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
   point_secret_into_root(root + "/etc/deliverd/deliverd.toml", key);
   rc = dt::run_command({root + "/usr/sbin/deliverd", "check-config", "--config", root + "/etc/deliverd/deliverd.toml"},
                        &out, 60000);

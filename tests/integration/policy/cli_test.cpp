@@ -23,7 +23,7 @@ class PolicyCli : public ::testing::Test {
     ASSERT_NE(bin, nullptr) << "DELIVERD_BINARY not set";
     binary_ = bin;
     ASSERT_TRUE(store::migrate(pg_.conninfo()).ok());
-    testing::write_file(dir_.path() + "/secret.key", std::string(64, 'a'));
+    testing::write_secret_file(dir_.path() + "/secret.key", std::string(64, 'a'));
     config_ = dir_.path() + "/deliverd.toml";
     testing::write_file(config_, "[redis]\nurl = \"redis://127.0.0.1:1\"\n[postgres]\nconninfo = \"" + pg_.conninfo() +
                                      "\"\n[admin]\nlisten = \"127.0.0.1:1\"\n[security]\nsecret_key_file = \"" +

@@ -347,7 +347,7 @@ TEST_F(GateTest, TenAuthFailuresDisableTheMailboxUntilResumed) {
       loop_.run_until([&] { return sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_auth'") == "t"; }));
 
   bool resumed = false;
-  g.resume(m.id, [&](core::Result<core::Ok, std::string> r) {
+  g.resume(m.account, m.id, [&](core::Result<core::Ok, std::string> r) {
     EXPECT_TRUE(r.ok()) << r.error();
     resumed = true;
   });

@@ -186,9 +186,9 @@ TEST_F(StoreTest, LoadMailboxesDecryptsPasswordsAsync) {
   EXPECT_TRUE(list[1].paused);
   EXPECT_EQ(list[2].password, "");
 
-  // Some rows only: an id without a row is simply absent.
+  // Some rows only: a pair without a row is simply absent (mbx_1 of another account too).
   got.reset();
-  load_mailboxes_by_id(*pg, box, {"mbx_3", "mbx_nope", "mbx_1"},
+  load_mailboxes_by_ref(*pg, box, {{"acct", "mbx_3"}, {"acct", "mbx_nope"}, {"acct", "mbx_1"}, {"acct_other", "mbx_2"}},
                        [&](core::Result<std::vector<Mailbox>, std::string> r) { got = std::move(r); });
   ASSERT_TRUE(loop_.run_until([&] { return got.has_value(); }));
   ASSERT_TRUE(got->ok()) << got->error();
@@ -374,7 +374,8 @@ TEST_F(StoreTest, MailboxPolicyOverridesRoundTrip) {
   EXPECT_FALSE(l.disabled);
 
   std::optional<core::Result<bool, std::string>> set;
-  set_mailbox_flags(*pg, "mbx_p", std::nullopt, true, [&](core::Result<bool, std::string> r) { set = std::move(r); });
+  set_mailbox_flags(*pg, "acct", "mbx_p", std::nullopt, true, PausedBy::Daemon,
+                    [&](core::Result<bool, std::string> r) { set = std::move(r); });
   ASSERT_TRUE(loop_.run_until([&] { return set.has_value(); }));
   ASSERT_TRUE(set->ok() && set->value());
   PgResult flags = run_query(pg, "SELECT paused, disabled FROM mailboxes WHERE id = 'mbx_p'");

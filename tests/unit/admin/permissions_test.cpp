@@ -1,4 +1,4 @@
-// Roles, scopes and key-creation rules; the failed-authentication token bucket; key format.
+// Roles, scopes and key-creation rules; key format.
 #include "admin/permissions.h"
 
 #include <gtest/gtest.h>
@@ -6,6 +6,7 @@
 #include <set>
 
 #include "admin/auth.h"
+#include "queue/job.h"
 #include "store/api_keys.h"
 
 namespace deliverd::admin {
@@ -56,27 +57,27 @@ TEST(Permissions, ParseScopesNamesTheBadOne) {
 
 TEST(Permissions, KeyCreationRules) {
   store::ApiKeySpec s{"owner", "", "", "", "", ""};
-  EXPECT_FALSE(check_new_key(principal("owner"), s));
+  EXPECT_FALSE(check_new_key(principal("owner"), s, 0));
   s = {"owner", "", "", "", "", ""};
-  ASSERT_TRUE(check_new_key(principal("admin"), s));
-  EXPECT_EQ(check_new_key(principal("admin"), s)->status, 403);
+  ASSERT_TRUE(check_new_key(principal("admin"), s, 0));
+  EXPECT_EQ(check_new_key(principal("admin"), s, 0)->status, 403);
   s = {"admin", "", "", "", "", ""};
-  EXPECT_FALSE(check_new_key(principal("admin"), s));
+  EXPECT_FALSE(check_new_key(principal("admin"), s, 0));
   s = {"user", "", "", "", "", ""};
-  EXPECT_EQ(check_new_key(principal("admin"), s)->status, 400);  // no account
+  EXPECT_EQ(check_new_key(principal("admin"), s, 0)->status, 400);  // no account
   s = {"user", "b", "", "", "", ""};
-  EXPECT_EQ(check_new_key(principal("admin", "a"), s)->status, 403);  // another account
+  EXPECT_EQ(check_new_key(principal("admin", "a"), s, 0)->status, 403);  // another account
   s = {"user", "", "", "", "", ""};
-  EXPECT_FALSE(check_new_key(principal("admin", "a"), s));  // inherits the creator's account
+  EXPECT_FALSE(check_new_key(principal("admin", "a"), s, 0));  // inherits the creator's account
   EXPECT_EQ(s.account, "a");
   s = {"readonly", "a", "mailboxes:write", "", "", ""};
-  EXPECT_EQ(check_new_key(principal("owner"), s)->status, 400);
+  EXPECT_EQ(check_new_key(principal("owner"), s, 0)->status, 400);
   s = {"admin", "", "", "", "", ""};
-  EXPECT_EQ(check_new_key(principal("admin", "", "keys:write"), s)->status, 403);  // more than it holds
+  EXPECT_EQ(check_new_key(principal("admin", "", "keys:write"), s, 0)->status, 403);  // more than it holds
   s = {"user", "a", "", "", "", ""};
-  EXPECT_EQ(check_new_key(principal("user", "a"), s)->status, 403);
+  EXPECT_EQ(check_new_key(principal("user", "a"), s, 0)->status, 403);
   s = {"superuser", "", "", "", "", ""};
-  EXPECT_EQ(check_new_key(principal("owner"), s)->status, 400);
+  EXPECT_EQ(check_new_key(principal("owner"), s, 0)->status, 400);
 
   store::ApiKey owner_key;
   owner_key.role = "owner";
@@ -88,21 +89,31 @@ TEST(Permissions, KeyCreationRules) {
   EXPECT_EQ(check_revoke(principal("admin", "a"), other)->status, 404);
 }
 
-TEST(FailureLimiter, BurstThenRetryAfterThenRefill) {
-  FailureLimiter l(3, 0.5, 100);
-  EXPECT_EQ(l.retry_after_s("ip", 0), 0);
-  for (int i = 0; i < 3; ++i) l.record_failure("ip", 0);
-  EXPECT_EQ(l.retry_after_s("ip", 0), 2);  // one token every 2 s
-  EXPECT_EQ(l.retry_after_s("other", 0), 0);
-  EXPECT_EQ(l.retry_after_s("ip", 2000), 0);
-  l.record_failure("ip", 2000);
-  EXPECT_GT(l.retry_after_s("ip", 2000), 0);
-}
-
-TEST(FailureLimiter, StaysBounded) {
-  FailureLimiter l(2, 1, 50);
-  for (int i = 0; i < 1000; ++i) l.record_failure("k" + std::to_string(i), 0);
-  EXPECT_LE(l.tracked(), 50u);
+TEST(Permissions, AKeyNeverOutlivesItsCreator) {
+  store::ApiKey k;
+  k.id = "key_parent";
+  k.role = "admin";
+  k.expires_at = "2030-01-01T00:00:00Z";
+  Principal parent = principal_for(k);
+  int64_t now = 0;
+  ASSERT_TRUE(queue::parse_rfc3339_ms("2029-01-01T00:00:00Z", now));
+  store::ApiKeySpec s{"user", "a", "", "", "", ""};
+  EXPECT_FALSE(check_new_key(parent, s, now));
+  EXPECT_EQ(s.expires_at, "2030-01-01T00:00:00Z") << "no expiry asked: the creator's";
+  s.expires_at = "2029-06-01T00:00:00Z";
+  EXPECT_FALSE(check_new_key(parent, s, now));
+  EXPECT_EQ(s.expires_at, "2029-06-01T00:00:00Z") << "an earlier expiry stays";
+  s.expires_at = "2031-01-01T00:00:00Z";
+  auto later = check_new_key(parent, s, now);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->status, 400);
+  EXPECT_NE(later->message.find("2030-01-01T00:00:00Z"), std::string::npos) << later->message;
+  s.expires_at = "2028-01-01T00:00:00Z";
+  EXPECT_EQ(check_new_key(parent, s, now)->status, 400) << "in the past";
+  // A creator without expiry leaves the choice to the request.
+  store::ApiKeySpec open{"user", "a", "", "", "", ""};
+  EXPECT_FALSE(check_new_key(principal("admin"), open, now));
+  EXPECT_EQ(open.expires_at, "");
 }
 
 TEST(ApiKeyFormat, GeneratedKeysAreWellFormedAndDistinct) {

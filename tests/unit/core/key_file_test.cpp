@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <string>
 
@@ -56,6 +57,42 @@ TEST_F(KeyFile, ErrorsNameTheFileNeverTheKey) {
   auto missing = read_key_file("/nonexistent/deliverd.key");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().find("cannot read key file /nonexistent/deliverd.key"), std::string::npos);
+}
+
+TEST_F(KeyFile, AFileOthersMayReadIsRefusedNamingItsMode) {
+  write(std::string(64, 'c') + "\n");
+  for (mode_t mode : {0644, 0640, 0604, 0660}) {
+    chmod(path_, mode);
+    auto k = read_key_file(path_);
+    ASSERT_FALSE(k) << mode;
+    char want[16];
+    std::snprintf(want, sizeof want, "mode %04o", static_cast<unsigned>(mode));
+    EXPECT_NE(k.error().find(want), std::string::npos) << k.error();
+    EXPECT_NE(k.error().find(path_), std::string::npos) << k.error();
+    EXPECT_EQ(k.error().find("cccc"), std::string::npos);
+    EXPECT_FALSE(read_private_file(path_));
+  }
+  chmod(path_, 0400);
+  auto k = read_key_file(path_);
+  ASSERT_TRUE(k) << k.error();
+  EXPECT_EQ((*k)[0], 0xcc);
+}
+
+TEST(KeyIds, DifferPerKeyAndAreStable) {
+  Key256 a{}, b{};
+  b[31] = 1;
+  EXPECT_NE(key_id(a), key_id(b));
+  EXPECT_EQ(key_id(a), key_id(a));
+  EXPECT_EQ(key_id_hex(0x0102abcd), "0102abcd");
+}
+
+TEST(Hkdf, SeparatesPurposesAndSalts) {
+  Key256 master{};
+  master.fill(0x0b);
+  EXPECT_NE(hkdf_sha256(master, "salt", "a"), hkdf_sha256(master, "salt", "b"));
+  EXPECT_NE(hkdf_sha256(master, "salt", "a"), hkdf_sha256(master, "other", "a"));
+  EXPECT_EQ(hkdf_sha256(master, "salt", "a"), hkdf_sha256(master, "salt", "a"));
+  EXPECT_NE(hkdf_sha256(master, "salt", "a"), master);
 }
 
 }  // namespace

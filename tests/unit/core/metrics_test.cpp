@@ -50,3 +50,17 @@ TEST(Metrics, QuantileInterpolatesWithinBucket) {
   EXPECT_GT(h.quantile(0.5), 1.0);
   EXPECT_LE(h.quantile(0.99), 2.0);
 }
+
+TEST(Metrics, SeriesThatNameATenantAreForOperatorsOnly) {
+  deliverd::core::Registry r;
+  r.gauge("t_breaker", "per mailbox", {"account", "mailbox"}).with({"acct_1", "mbx_1"}).set(2);
+  r.counter("t_by_account", "per account", {"account"}).with({"acct_1"}).inc();
+  r.counter("t_outcomes", "aggregate", {"status"}).with({"delivered"}).inc();
+  const std::string all = r.render();
+  EXPECT_NE(all.find("t_breaker{account=\"acct_1\",mailbox=\"mbx_1\"} 2"), std::string::npos) << all;
+  EXPECT_NE(all.find("t_by_account{account=\"acct_1\"} 1"), std::string::npos);
+  const std::string open = r.render(deliverd::core::Registry::Audience::Public);
+  EXPECT_EQ(open.find("t_breaker"), std::string::npos) << open;
+  EXPECT_EQ(open.find("acct_1"), std::string::npos) << open;
+  EXPECT_NE(open.find("t_outcomes{status=\"delivered\"} 1"), std::string::npos) << open;
+}

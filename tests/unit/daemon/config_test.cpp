@@ -77,3 +77,58 @@ TEST(Config, AllowListMustBeStrings) {
   EXPECT_EQ(load_error("[security]\nsecret_key_file = \"/k\"\nallow_private_targets = [1]\n"),
             "d.toml:3: [security] allow_private_targets: must be a list of strings");
 }
+
+TEST(Config, TrustedProxiesAreCidrsNamedWithTheirLine) {
+  EXPECT_EQ(load_error(kMinimal + "[admin]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n"),
+            "d.toml:4: [admin] trusted_proxies: bad CIDR '10.0.0.1/8': host bits set");
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal + "[admin]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+  auto r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "::1"}));
+}
+
+TEST(Config, PlaintextAuthIsOffUnlessSaidAndMustBeABoolean) {
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal);
+  auto r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_FALSE(r->smtp_allow_plaintext_auth);
+  EXPECT_EQ(load_error(kMinimal + "[smtp]\nallow_plaintext_auth = \"yes\"\n"),
+            "d.toml:4: [smtp] allow_plaintext_auth: must be true or false");
+}
+
+TEST(Config, OldKeyFilesAreLists) {
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), "[security]\nsecret_key_file = \"/k2\"\nold_secret_key_files = [\"/k1\"]\n"
+                                 "[unsubscribe]\nkey_file = \"/u2\"\nold_key_files = [\"/u1\", \"/u0\"]\n");
+  auto r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->old_secret_key_files, std::vector<std::string>{"/k1"});
+  EXPECT_EQ(r->unsubscribe_old_key_files, (std::vector<std::string>{"/u1", "/u0"}));
+}
+
+TEST(Config, DkimKeysNameTheAccountsThatMaySendFromTheirDomain) {
+  const std::string key = "[[dkim]]\ndomain = \"Acme.Example\"\nselector = \"s\"\nkey_file = \"/d.pem\"\n";
+  std::string e = load_error(kMinimal + key);
+  EXPECT_NE(e.find("[[dkim]] accounts: required"), std::string::npos) << e;
+  EXPECT_NE(e.find("acme.example"), std::string::npos) << e;
+  EXPECT_NE(load_error(kMinimal + key + "accounts = []\n").find("accounts: must be a non-empty list"),
+            std::string::npos);
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal + key + "accounts = [\"acct_1\", \"acct_2\"]\n" +
+                                     "[[dkim]]\ndomain = \"shared.example\"\nselector = \"s\"\nkey_file = \"/e.pem\"\n"
+                                     "accounts = [\"*\"]\n");
+  auto r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  const auto* acme = r->dkim_for_address("alice@ACME.example");
+  ASSERT_NE(acme, nullptr);
+  EXPECT_EQ(acme->domain, "acme.example");
+  EXPECT_TRUE(acme->allows("acct_2"));
+  EXPECT_FALSE(acme->allows("acct_3"));
+  // A subdomain belongs to its domain's accounts; a look-alike does not.
+  ASSERT_NE(r->dkim_for_address("bob@mail.acme.example"), nullptr);
+  EXPECT_EQ(r->dkim_for_address("eve@evilacme.example"), nullptr);
+  EXPECT_TRUE(r->dkim_for_address("x@shared.example")->allows("anyone"));
+  EXPECT_EQ(r->dkim_for_address("no-at-sign"), nullptr);
+}

@@ -49,6 +49,7 @@ class FakeServices final : public DeliveryServices {
 
   // What the delivery did.
   std::vector<std::string> calls;
+  std::string looked_up_account;  // mailbox ids are per account
   std::vector<std::string> events;  // result events published (JSON)
   std::optional<queue::RetryItem> deferred_item;
   int64_t deferred_due = 0;
@@ -82,12 +83,14 @@ class FakeServices final : public DeliveryServices {
   const queue::RetryPolicy& retry_policy() override { return policy_; }
   size_t max_job_bytes() override { return 32u << 20; }
 
-  const store::Mailbox* find_mailbox(const std::string& id) override {
+  const store::Mailbox* find_mailbox(const std::string& account, const std::string& id) override {
     calls.push_back("find_mailbox " + id);
+    looked_up_account = account;
     return mailbox_known ? &mailbox_ : nullptr;
   }
-  void refresh_mailbox(const std::string& id, std::function<void()> then) override {
-    calls.push_back("refresh_mailbox " + id);
+  void refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) override {
+    calls.push_back("refresh_mailbox " + ref.id);
+    looked_up_account = ref.account;
     then();
   }
   void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override {
@@ -227,6 +230,7 @@ TEST(Delivery, DeliveredIsPublishedWithItsMarkerAndTeachesThePolicy) {
                             "resolve_host smtp.acme.example", "send_relay mbx_7 192.0.2.25:587",
                             "learn mbx_7 bob@example.org delivered",
                             "publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
+  EXPECT_EQ(s.looked_up_account, "acct_42");
   EXPECT_EQ(s.envelope.mail_from, "alice@acme.example");
   EXPECT_EQ(s.envelope.rcpt_to, "bob@example.org");
   EXPECT_TRUE(contains(s.envelope.message, "Subject: Quick question\r\n")) << s.envelope.message;

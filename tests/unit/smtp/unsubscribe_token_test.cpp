@@ -1,6 +1,7 @@
 #include "smtp/unsubscribe_token.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -77,6 +78,44 @@ TEST(UnsubscribeToken, KeyFileIsHexOrRaw) {
   EXPECT_EQ(bad.error().find("short"), std::string::npos);  // never echo key material
   std::remove(path);
   EXPECT_FALSE(UnsubscribeTokens::from_key_file(path).ok());
+}
+
+TEST(UnsubscribeToken, LinksSignedWithAnOldKeyKeepWorkingWhileItIsListed) {
+  auto before = UnsubscribeTokens::from_key(key(1));
+  std::string mailed = before.issue(kClaims);
+  auto rotated = UnsubscribeTokens::from_key(key(2), {key(1)});
+  auto c = rotated.verify(mailed);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(*c, kClaims);
+  // New links are signed with the new key only.
+  EXPECT_FALSE(before.verify(rotated.issue(kClaims)).ok());
+  EXPECT_TRUE(UnsubscribeTokens::from_key(key(2)).verify(rotated.issue(kClaims)).ok());
+  // Once the old key is dropped, its links stop working, with the key named in the log reason.
+  auto dropped = UnsubscribeTokens::from_key(key(2)).verify(mailed);
+  ASSERT_FALSE(dropped.ok());
+  EXPECT_NE(dropped.error().find("not configured"), std::string::npos) << dropped.error();
+}
+
+TEST(UnsubscribeToken, LinksFromBeforeKeyIdsVerifyWithAnyListedKey) {
+  std::string legacy = UnsubscribeTokens::from_key(key(1)).issue_legacy(kClaims);
+  auto c = UnsubscribeTokens::from_key(key(2), {key(1)}).verify(legacy);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(*c, kClaims);
+  EXPECT_FALSE(UnsubscribeTokens::from_key(key(2)).verify(legacy).ok());
+  EXPECT_NE(legacy, UnsubscribeTokens::from_key(key(1)).issue(kClaims));
+}
+
+TEST(UnsubscribeToken, KeyFilesOthersCanReadAreRefused) {
+  char path[] = "/tmp/deliverd-unsub-keyXXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(path) << std::string(64, 'b') << "\n";
+  ::chmod(path, 0644);
+  auto t = UnsubscribeTokens::from_key_file(path);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().find("mode 0644"), std::string::npos) << t.error();
+  std::remove(path);
 }
 
 }  // namespace

@@ -112,5 +112,49 @@ TEST(MailboxNames, ModesRoundTripAndDirectMeansMx) {
   EXPECT_EQ(parse_security("tls").value(), core::Security::Tls);
 }
 
+TEST(MailboxRefs, NoTwoPairsSpellTheSameKey) {
+  EXPECT_NE((MailboxRef{"a:b", "c"}.key()), (MailboxRef{"a", "b:c"}.key()));
+  EXPECT_NE((MailboxRef{"12", "x"}.key()), (MailboxRef{"1", "2:x"}.key()));
+  EXPECT_EQ((MailboxRef{"acct_1", "mbx_7"}.key()), "6:acct_1:mbx_7");
+}
+
+TEST(MailboxRefs, ChangeNotificationsNameAccountAndId) {
+  auto r = parse_mailbox_notification("5:mbx_7acct:with:colons");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->id, "mbx_7");
+  EXPECT_EQ(r->account, "acct:with:colons");
+  for (const char* bad : {"", "mbx_7", ":x", "9:short", "0:x", "x:abc", "1234567:x"})
+    EXPECT_FALSE(parse_mailbox_notification(bad)) << bad;
+}
+
+TEST(MailboxSecrets, CredentialsWithoutTlsAreRefusedUnlessALabAllowsThem) {
+  Mailbox m;
+  m.security = core::Security::None;
+  EXPECT_FALSE(plaintext_credentials_error(m, false)) << "no credentials: nothing to protect";
+  m.password = "pw";
+  auto e = plaintext_credentials_error(m, false);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->rfind("security: ", 0), 0u) << *e;
+  EXPECT_FALSE(plaintext_credentials_error(m, true));
+  m.password.clear();
+  m.oauth_token = "tok";
+  EXPECT_TRUE(plaintext_credentials_error(m, false));
+  m.security = core::Security::StartTls;
+  EXPECT_FALSE(plaintext_credentials_error(m, false));
+}
+
+TEST(MailboxSecrets, ASecretIsBoundToItsAccountIdAndKind) {
+  SecretBox box = SecretBox::from_key(std::array<unsigned char, 32>{});
+  std::string sealed = seal_mailbox_secret(box, "pw", "acct_a", "mbx_1", MailboxSecret::Password);
+  EXPECT_EQ(*open_mailbox_secret(box, sealed, "acct_a", "mbx_1", MailboxSecret::Password), "pw");
+  EXPECT_FALSE(open_mailbox_secret(box, sealed, "acct_b", "mbx_1", MailboxSecret::Password));
+  EXPECT_FALSE(open_mailbox_secret(box, sealed, "acct_a", "mbx_2", MailboxSecret::Password));
+  EXPECT_FALSE(open_mailbox_secret(box, sealed, "acct_a", "mbx_1", MailboxSecret::ImapPassword));
+  // What was sealed before ids were per account (bound to the id alone) still opens.
+  std::string legacy_shape = box.seal("old", "mbx_1/oauth");
+  EXPECT_FALSE(open_mailbox_secret(box, legacy_shape, "acct_a", "mbx_1", MailboxSecret::OAuthToken))
+      << "version 2 values always carry the account";
+}
+
 }  // namespace
 }  // namespace deliverd::store
