@@ -6,6 +6,8 @@
 #include <cstring>
 #include <optional>
 
+#include "core/ascii.h"
+
 namespace deliverd::admin {
 namespace {
 
@@ -78,7 +80,7 @@ std::string client_address(const std::string& socket_peer, const HeaderList& hea
   if (!peer || !is_trusted(peer->first, trusted)) return socket_peer;
   std::vector<std::string_view> hops;
   for (const auto& [name, value] : headers) {
-    if (!header_name_equal(name, "X-Forwarded-For")) continue;
+    if (!core::iequals(name, "X-Forwarded-For")) continue;
     std::string_view v = value;
     while (true) {
       size_t comma = v.find(',');

@@ -55,6 +55,8 @@ smtp::SessionConfig session_config(const Config& c) {
   s.timeouts[Phase::Auth] = ms(c.smtp_auth_timeout_s);
   s.timeouts[Phase::Rset] = ms(c.smtp_command_timeout_s);
   s.timeouts[Phase::Quit] = ms(c.smtp_quit_timeout_s);
+  // Lab rigs only (logged at start): AUTH on a connection without verified TLS.
+  s.allow_plaintext_auth = c.smtp_allow_plaintext_auth;
   return s;
 }
 

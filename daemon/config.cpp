@@ -176,8 +176,7 @@ bool Config::DkimKey::allows(const std::string& account) const {
 const Config::DkimKey* Config::dkim_for_address(const std::string& email) const {
   size_t at = email.rfind('@');
   if (at == std::string::npos) return nullptr;
-  std::string domain = email.substr(at + 1);
-  for (auto& ch : domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const std::string domain = core::ascii_lowercase(email.substr(at + 1));
   // The closest enclosing domain wins: a key for mail.acme.example governs that subdomain.
   const DkimKey* best = nullptr;
   for (const auto& k : dkim) {
@@ -378,7 +377,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
     }
     if (k.domain.empty() || k.selector.empty() || k.key_file.empty())
       return core::Err{where + "domain, selector and key_file are required"};
-    for (auto& ch : k.domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    k.domain = core::ascii_lowercase(k.domain);
     if (!has_accounts)
       return core::Err{where + "accounts: required: the accounts that may send from " + k.domain +
                        " and have it signed ([\"*\"] for every account)"};
