@@ -69,6 +69,7 @@ constexpr std::optional<Phase> phase_from_name(std::string_view n) { return valu
 enum class Reason : uint8_t {
   None,  // not set
   Delivered,
+  Duplicate,  // already delivered under this (account, job id): nothing sent again
   Ok,  // a policy decision that lets the send go ahead
   // policy decisions
   Suppressed,
@@ -171,6 +172,7 @@ enum class Reason : uint8_t {
 inline constexpr Named<Reason> kReasonNames[] = {
     {Reason::None, ""},
     {Reason::Delivered, "delivered"},
+    {Reason::Duplicate, "duplicate"},
     {Reason::Ok, "ok"},
     {Reason::Suppressed, "suppressed"},
     {Reason::MailboxDisabled, "mailbox_disabled"},

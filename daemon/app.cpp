@@ -98,21 +98,21 @@ core::Result<queue::RedisConfig, std::string> redis_config(const Config& cfg) {
 }
 
 // The [[dkim]] keys by sending domain (lower-case).
-core::Result<std::map<std::string, smtp::DkimSigner>, std::string> load_dkim_signers(const Config& cfg) {
-  std::map<std::string, smtp::DkimSigner> signers;
+core::Result<DomainKeys, std::string> load_dkim_signers(const Config& cfg) {
+  DomainKeys signers;
   for (const auto& k : cfg.dkim) {
     smtp::DkimAlgorithm alg{};
     smtp::parse_dkim_algorithm(k.algorithm, alg);
     auto signer = smtp::DkimSigner::from_key_file(k.domain, k.selector, alg, k.key_file);
     if (!signer) return core::Err{cfg.path + ": [[dkim]] " + signer.error()};
-    signers.emplace(signer->domain(), std::move(signer).value());
+    std::string domain = signer->domain();
+    signers.emplace(std::move(domain), DomainKey{std::move(signer).value(), k.accounts});
   }
   return signers;
 }
 
 MessageBuilderConfig message_builder_config(const Config& cfg) {
-  return {cfg.hostname, cfg.unsubscribe_base_url, cfg.unsubscribe_mailto, cfg.postal_address,
-          cfg.account_postal_addresses};
+  return {cfg.unsubscribe_base_url, cfg.unsubscribe_mailto, cfg.postal_address, cfg.account_postal_addresses};
 }
 
 core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
@@ -232,8 +232,8 @@ void App::abort_sends() {
   if (pool_) pool_->shutdown();
 }
 
-void App::is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) {
-  publisher_->is_done(job_id, std::move(cb));
+void App::is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) {
+  publisher_->is_done(account, job_id, std::move(cb));
 }
 
 void App::ack(const std::string& entry_id, WriteDone cb) { publisher_->ack(entry_id, std::move(cb)); }
@@ -247,9 +247,9 @@ void App::publish_and_ack(const std::string& entry_id, const std::string& event,
   publisher_->publish_and_ack(entry_id, event, std::move(cb));
 }
 
-void App::publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event,
-                                    WriteDone cb) {
-  publisher_->publish_delivered_and_ack(entry_id, job_id, event, std::move(cb));
+void App::publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
+                                    int64_t delivered_ms, const std::string& event, WriteDone cb) {
+  publisher_->publish_delivered_and_ack(entry_id, account, job_id, delivered_ms, event, std::move(cb));
 }
 
 void App::defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,

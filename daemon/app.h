@@ -100,13 +100,13 @@ class App final : private DeliveryServices {
                   smtp::Session::Done done) override;
   void send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) override;
   void abort_sends() override;
-  void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) override;
+  void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) override;
   void ack(const std::string& entry_id, WriteDone cb) override;
   void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                            WriteDone cb) override;
   void publish_and_ack(const std::string& entry_id, const std::string& event, WriteDone cb) override;
-  void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event,
-                                 WriteDone cb) override;
+  void publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
+                                 int64_t delivered_ms, const std::string& event, WriteDone cb) override;
   void defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
                      const std::string& event, WriteDone cb) override;
   void record(store::DeliveryEvent e) override;

@@ -167,11 +167,13 @@ bool valid_hostname(const std::string& h) {
 
 }  // namespace
 
-bool Config::DkimKey::allows(const std::string& account) const {
+bool dkim_account_allowed(const std::vector<std::string>& accounts, std::string_view account) {
   for (const auto& a : accounts)
     if (a == "*" || a == account) return true;
   return false;
 }
+
+bool Config::DkimKey::allows(const std::string& account) const { return dkim_account_allowed(accounts, account); }
 
 const Config::DkimKey* Config::dkim_for_address(const std::string& email) const {
   size_t at = email.rfind('@');

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -127,6 +128,9 @@ struct Config {
   std::string postal_address;
   std::map<std::string, std::string> account_postal_addresses;
 };
+
+// Whether a [[dkim]] accounts list lets account sign (send) from its domain; "*" names every account.
+bool dkim_account_allowed(const std::vector<std::string>& accounts, std::string_view account);
 
 // Reads and validates; the error is "FILE:LINE: [table] key: what is wrong".
 core::Result<Config, std::string> load_config(const std::string& path);

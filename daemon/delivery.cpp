@@ -171,10 +171,13 @@ void Delivery::find_mailbox(bool refreshed) {
   check_done();
 }
 
-// The idempotency marker is checked before anything is sent: an entry redelivered after a crash,
-// or a producer's duplicate of a delivered job, is acked without sending again.
+// The idempotency marker, keyed by (account, job id), is checked before anything is sent: an
+// entry redelivered after a crash, or a producer's duplicate of a delivered job, is not sent
+// again; it gets a result event of its own (delivered, reason "duplicate", with the time of the
+// first delivery), so a producer waiting for one never waits forever. Another account's job with
+// the same id is a job of its own.
 void Delivery::check_done() {
-  services_.is_done(job_.id, [this](core::Result<bool, std::string> r) {
+  services_.is_done(job_.account, job_.id, [this](core::Result<std::optional<int64_t>, std::string> r) {
     if (!r) {
       // Unknown is not "no": sending now could send twice. Wait for Redis.
       if (aborted_) return release();
@@ -182,8 +185,13 @@ void Delivery::check_done() {
     }
     if (!*r) return admit();
     Metrics::get().duplicates.inc();
-    core::log_info("job_already_delivered", {{"job", job_.id}, {"entry", entry_.id}});
-    persist([this](auto cb) { services_.ack(entry_.id, std::move(cb)); });
+    core::log_info("job_already_delivered", {{"job", job_.id}, {"account", job_.account}, {"entry", entry_.id}});
+    first_delivered_ms_ = **r;
+    core::Outcome o = policy_outcome(core::Status::Delivered, core::Reason::Duplicate,
+                                     "already delivered" + (first_delivered_ms_ ? " at " + format_rfc3339_ms(first_delivered_ms_)
+                                                                                 : std::string()) +
+                                         "; not sent again");
+    publish(o);
   });
 }
 
@@ -330,8 +338,10 @@ void Delivery::publish(const core::Outcome& o, int64_t next_attempt_ms) {
   m.duration.observe(static_cast<double>(services_.uptime_ms() - started_) / 1000.0);
   log_outcome(o);
   std::string ev = event(o, next_attempt_ms);
-  if (o.status == core::Status::Delivered)
-    return persist([this, ev](auto cb) { services_.publish_delivered_and_ack(entry_.id, job_.id, ev, std::move(cb)); });
+  if (o.status == core::Status::Delivered && o.reason != core::Reason::Duplicate)
+    return persist([this, ev, at = services_.now_ms()](auto cb) {
+      services_.publish_delivered_and_ack(entry_.id, job_.account, job_.id, at, ev, std::move(cb));
+    });
   persist([this, ev](auto cb) { services_.publish_and_ack(entry_.id, ev, std::move(cb)); });
 }
 
@@ -383,7 +393,8 @@ std::string Delivery::event(const core::Outcome& o, int64_t next_attempt_ms) con
                    attempt_,
                    static_cast<int64_t>(services_.uptime_ms() - started_),
                    services_.now_ms(),
-                   next_attempt_ms};
+                   next_attempt_ms,
+                   first_delivered_ms_};
   return result_event(ctx, o);
 }
 

@@ -69,6 +69,7 @@ class Delivery {
   queue::Job job_;
   int attempt_ = 1;
   int64_t first_seen_ms_ = 0;
+  int64_t first_delivered_ms_ = 0;  // a duplicate: when the job was delivered (0 = unknown)
   core::Reply last_reply_;  // the previous attempt's reply, carried through the retry set
   store::Mailbox mailbox_;
   std::string message_;

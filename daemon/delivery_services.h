@@ -14,6 +14,7 @@
 #include "core/result.h"
 #include "dns/resolver.h"
 #include "policy/gate.h"
+#include "queue/publisher.h"
 #include "queue/retry_policy.h"
 #include "queue/scheduler.h"
 #include "smtp/session.h"
@@ -63,13 +64,16 @@ class DeliveryServices {
   virtual void abort_sends() = 0;
 
   // Results publisher and retry scheduler (Redis). Each WriteDone(false) leaves the entry pending.
-  virtual void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) = 0;
+  // Job ids are per account: the idempotency marker is (account, job id), holding the time of
+  // the delivery (queue/publisher.h).
+  virtual void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) = 0;
   virtual void ack(const std::string& entry_id, WriteDone cb) = 0;
   virtual void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                                    WriteDone cb) = 0;
   virtual void publish_and_ack(const std::string& entry_id, const std::string& event, WriteDone cb) = 0;
-  virtual void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id,
-                                         const std::string& event, WriteDone cb) = 0;
+  virtual void publish_delivered_and_ack(const std::string& entry_id, const std::string& account,
+                                         const std::string& job_id, int64_t delivered_ms, const std::string& event,
+                                         WriteDone cb) = 0;
   virtual void defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
                              const std::string& event, WriteDone cb) = 0;
 

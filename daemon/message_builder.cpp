@@ -1,15 +1,17 @@
 #include "daemon/message_builder.h"
 
 #include "core/ascii.h"
+#include "core/log.h"
+#include "daemon/config.h"
 #include "smtp/composer.h"
 
 namespace deliverd::daemon {
 
 MessageBuilder::MessageBuilder(MessageBuilderConfig cfg, std::optional<smtp::UnsubscribeTokens> tokens,
-                               std::map<std::string, smtp::DkimSigner> signers)
+                               DomainKeys signers)
     : cfg_(std::move(cfg)), tokens_(std::move(tokens)), signers_(std::move(signers)) {}
 
-void MessageBuilder::reconfigure(MessageBuilderConfig cfg, std::map<std::string, smtp::DkimSigner> signers) {
+void MessageBuilder::reconfigure(MessageBuilderConfig cfg, DomainKeys signers) {
   cfg_ = std::move(cfg);
   signers_ = std::move(signers);
 }
@@ -25,7 +27,6 @@ core::Result<std::string, BuildFailure> MessageBuilder::build(const queue::Job& 
   spec.subject = job.subject;
   spec.text = job.text;
   spec.headers = job.headers;
-  spec.message_id_domain = cfg_.message_id_domain;
   spec.html = job.html;
   spec.raw = job.raw;
   spec.campaign = job.campaign;
@@ -41,8 +42,15 @@ core::Result<std::string, BuildFailure> MessageBuilder::build(const queue::Job& 
   if (!composed) return core::Err(BuildFailure{core::Status::Rejected, core::Reason::InvalidMessage, composed.error()});
   std::string message = std::move(composed).value();
   const std::string from_domain = core::ascii_lowercase(mailbox.email.substr(mailbox.email.rfind('@') + 1));
-  if (auto signer = signers_.find(from_domain); signer != signers_.end()) {
-    auto signed_message = signer->second.sign(message, now);
+  if (auto key = signers_.find(from_domain); key != signers_.end()) {
+    if (!dkim_account_allowed(key->second.accounts, job.account)) {
+      core::log_warn("dkim_key_not_allowed", {{"account", job.account},
+                                              {"mailbox", mailbox.id},
+                                              {"domain", from_domain},
+                                              {"note", "[[dkim]] accounts does not name this account: sent unsigned"}});
+      return message;
+    }
+    auto signed_message = key->second.signer.sign(message, now);
     if (!signed_message)
       return core::Err(BuildFailure{core::Status::Failed, core::Reason::DkimFailed, signed_message.error()});
     message = std::move(signed_message).value();

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/outcome.h"
 #include "core/result.h"
@@ -16,8 +17,9 @@
 
 namespace deliverd::daemon {
 
+// Message-IDs take the sender's domain (the mailbox's), never the daemon's host name, which would
+// name the platform in every tenant's mail and tie the tenants together.
 struct MessageBuilderConfig {
-  std::string message_id_domain;     // [daemon] hostname
   std::string unsubscribe_base_url;  // our one-click endpoint ("" = none)
   std::string unsubscribe_mailto;    // default mailto for List-Unsubscribe ("" = none)
   std::string postal_address;        // CAN-SPAM footer of campaign mail, by default …
@@ -31,23 +33,30 @@ struct BuildFailure {
   std::string detail;
 };
 
+// A [[dkim]] key and the accounts that may sign with it (["*"]: every account).
+struct DomainKey {
+  smtp::DkimSigner signer;
+  std::vector<std::string> accounts;
+};
+using DomainKeys = std::map<std::string, DomainKey>;  // by sending domain (lower case)
+
 class MessageBuilder {
  public:
-  // tokens: our unsubscribe tokens when a key is configured; signers by sending domain (lower case).
-  MessageBuilder(MessageBuilderConfig cfg, std::optional<smtp::UnsubscribeTokens> tokens,
-                 std::map<std::string, smtp::DkimSigner> signers);
+  // tokens: our unsubscribe tokens when a key is configured. A message is signed only with a key
+  // its account may use; another account's mailbox in that domain sends unsigned (and is logged).
+  MessageBuilder(MessageBuilderConfig cfg, std::optional<smtp::UnsubscribeTokens> tokens, DomainKeys signers);
 
   core::Result<std::string, BuildFailure> build(const queue::Job& job, const store::Mailbox& mailbox,
                                                 std::time_t now) const;
 
   // A reload's settings and keys; the token key is bound at start.
-  void reconfigure(MessageBuilderConfig cfg, std::map<std::string, smtp::DkimSigner> signers);
+  void reconfigure(MessageBuilderConfig cfg, DomainKeys signers);
   const std::optional<smtp::UnsubscribeTokens>& tokens() const { return tokens_; }
 
  private:
   MessageBuilderConfig cfg_;
   std::optional<smtp::UnsubscribeTokens> tokens_;
-  std::map<std::string, smtp::DkimSigner> signers_;
+  DomainKeys signers_;
 };
 
 }  // namespace deliverd::daemon

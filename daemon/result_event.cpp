@@ -51,6 +51,7 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
       .end_object();
   w.field("attempt", ctx.attempt);
   if (ctx.next_attempt_ms) w.field("next_attempt_at", format_rfc3339_ms(ctx.next_attempt_ms));
+  if (ctx.first_delivered_ms) w.field("first_delivered_at", format_rfc3339_ms(ctx.first_delivered_ms));
   w.field("duration_ms", static_cast<int64_t>(ctx.duration_ms)).field("ts", format_rfc3339_ms(ctx.now_ms)).end_object();
   return w.take();
 }

@@ -13,6 +13,7 @@ struct EventContext {
   int64_t duration_ms = 0;
   int64_t now_ms = 0;  // wall clock, for "ts"
   int64_t next_attempt_ms = 0;  // deferred: when the retry is due ("next_attempt_at"); 0 = none
+  int64_t first_delivered_ms = 0;  // a duplicate: when the job was delivered ("first_delivered_at"); 0 = none
 };
 
 std::string result_event(const EventContext& ctx, const core::Outcome& o);

@@ -1,5 +1,7 @@
 #include "queue/publisher.h"
 
+#include <cstdlib>
+
 #include "core/log.h"
 
 namespace deliverd::queue {
@@ -15,17 +17,17 @@ namespace {
 // from an older snapshot, a failover to a replica that lagged) may have forgotten that the
 // entry was read, and its outcome must still be recorded.
 // KEYS: target stream, job stream, marker key. ARGV: maxlen, group, entry id, marker TTL in ms
-// ("0": no marker), field, value, field, value… The XADD is the first write, so a failing XADD
-// leaves neither marker nor ack behind (scripts are not rolled back).
+// ("0": no marker), marker value (the delivery time), field, value, field, value… The XADD comes
+// first, so a failing XADD leaves neither marker nor ack behind (scripts are not rolled back).
 const LuaScript kAddAndAck{R"lua(
 if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then
   redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
   return 0
 end
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], '1', 'PX', ARGV[4]) end
+if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[4]) end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
 return 1
@@ -45,19 +47,28 @@ Publisher::Publisher(RedisClient& client, PublisherConfig cfg) : client_(client)
 
 void Publisher::publish_and_ack(const std::string& entry_id, const std::string& event_json,
                                 std::function<void(bool ok)> cb) {
-  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, "", std::move(cb));
+  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, "", 0, std::move(cb));
 }
 
-void Publisher::publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id,
+std::string Publisher::done_key(const std::string& account, const std::string& job_id) const {
+  return cfg_.done_prefix + std::to_string(account.size()) + ":" + account + ":" + job_id;
+}
+
+void Publisher::publish_delivered_and_ack(const std::string& entry_id, const std::string& account,
+                                          const std::string& job_id, int64_t delivered_ms,
                                           const std::string& event_json, std::function<void(bool ok)> cb) {
-  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, cfg_.done_prefix + job_id,
-              std::move(cb));
+  add_and_ack(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, done_key(account, job_id),
+              delivered_ms, std::move(cb));
 }
 
-void Publisher::is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) {
-  client_.command({"EXISTS", cfg_.done_prefix + job_id}, [cb = std::move(cb)](const RedisReply& r) {
-    if (r.type != RedisReply::Type::Integer) return cb(core::Err{"EXISTS: " + r.str});
-    cb(r.integer > 0);
+void Publisher::is_done(const std::string& account, const std::string& job_id, DoneCallback cb) {
+  client_.command({"GET", done_key(account, job_id)}, [cb = std::move(cb)](const RedisReply& r) {
+    if (r.type == RedisReply::Type::Nil) return cb(std::optional<int64_t>());
+    if (r.type != RedisReply::Type::String) return cb(core::Err{"GET: " + r.str});
+    // A marker without a time (written by an older release) still says "delivered".
+    char* end = nullptr;
+    const long long ms = std::strtoll(r.str.c_str(), &end, 10);
+    cb(std::optional<int64_t>(end && *end == '\0' && ms > 0 ? ms : 0));
   });
 }
 
@@ -71,14 +82,21 @@ void Publisher::ack(const std::string& entry_id, std::function<void(bool ok)> cb
 
 void Publisher::dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                                     std::function<void(bool ok)> cb) {
-  add_and_ack(cfg_.dead, cfg_.dead_maxlen, {"job", payload, "reason", reason}, entry_id, "", std::move(cb));
+  add_and_ack(cfg_.dead, cfg_.dead_maxlen, {"job", payload, "reason", reason}, entry_id, "", 0, std::move(cb));
 }
 
 void Publisher::add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
-                            const std::string& entry_id, const std::string& marker, std::function<void(bool ok)> cb) {
-  std::vector<std::string> argv = {"3", target, cfg_.stream, marker.empty() ? cfg_.done_prefix : marker,
-                                   std::to_string(maxlen), cfg_.group, entry_id,
-                                   marker.empty() ? "0" : std::to_string(cfg_.done_ttl_ms)};
+                            const std::string& entry_id, const std::string& marker, int64_t marker_value,
+                            std::function<void(bool ok)> cb) {
+  std::vector<std::string> argv = {"3",
+                                   target,
+                                   cfg_.stream,
+                                   marker.empty() ? cfg_.done_prefix : marker,
+                                   std::to_string(maxlen),
+                                   cfg_.group,
+                                   entry_id,
+                                   marker.empty() ? "0" : std::to_string(cfg_.done_ttl_ms),
+                                   std::to_string(marker_value)};
   for (auto& f : fields) argv.push_back(std::move(f));
   // The callback holds copies, not `this`: the publisher may be gone when the reply arrives.
   client_.eval(kAddAndAck, std::move(argv), [cb = std::move(cb), entry_id, target](const RedisReply& r) {

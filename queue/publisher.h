@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,7 @@ struct PublisherConfig {
   std::string stream = "deliverd:jobs", group = "deliverd", results = "deliverd:results", dead = "deliverd:dead";
   size_t results_maxlen = 1000000;  // XADD … MAXLEN ~ N
   size_t dead_maxlen = 100000;
-  std::string done_prefix = "deliverd:done:";      // + job id: the idempotency marker
+  std::string done_prefix = "deliverd:done:";      // + account and job id: the idempotency marker
   int64_t done_ttl_ms = 96LL * 3600 * 1000;         // longer than a job can live (max_age + a day)
 };
 
@@ -34,15 +35,21 @@ class Publisher {
   // cb(true) once both were applied; cb(false) on any error (the entry then stays pending).
   void publish_and_ack(const std::string& entry_id, const std::string& event_json, std::function<void(bool ok)> cb);
 
-  // The same for a delivered job, and in the same script the idempotency marker done:{job_id}
-  // is set, so a marker exists exactly when the delivered event does. It is written one Redis
-  // round trip after the server's 250 for DATA; a crash inside that window is the only way a
-  // message can be sent twice (docs/job-schema.md "Delivery guarantees").
-  void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event_json,
-                                 std::function<void(bool ok)> cb);
+  // The same for a delivered job, and in the same script the idempotency marker of (account,
+  // job id) is set to the delivery time, so a marker exists exactly when the delivered event
+  // does. It is written one Redis round trip after the server's 250 for DATA; a crash inside that
+  // window is the only way a message can be sent twice (docs/job-schema.md "Delivery guarantees").
+  void publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
+                                 int64_t delivered_ms, const std::string& event_json, std::function<void(bool ok)> cb);
 
-  // Whether job_id has been delivered (its marker exists). Error = the answer is unknown.
-  void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb);
+  // When (account, job id) was delivered (epoch ms; 0 if the marker holds no time), or nullopt if
+  // it was not. Error = the answer is unknown.
+  using DoneCallback = std::function<void(core::Result<std::optional<int64_t>, std::string>)>;
+  void is_done(const std::string& account, const std::string& job_id, DoneCallback cb);
+
+  // Job ids are the producer's, per account: the marker is keyed by both, the account length-
+  // prefixed so no (account, id) pair can spell another's key: <done_prefix><len>:<account>:<id>.
+  std::string done_key(const std::string& account, const std::string& job_id) const;
 
   // XACK and XDEL alone: for an entry whose job was already delivered (its event is on the
   // results stream).
@@ -56,7 +63,8 @@ class Publisher {
 
  private:
   void add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
-                   const std::string& entry_id, const std::string& marker, std::function<void(bool ok)> cb);
+                   const std::string& entry_id, const std::string& marker, int64_t marker_value,
+                   std::function<void(bool ok)> cb);
   RedisClient& client_;
   PublisherConfig cfg_;
 };

@@ -414,6 +414,44 @@ core::Result<Addresses, std::string> check_addresses(const MessageSpec& m) {
   return out;
 }
 
+// The one address of a raw message's From field ("Name <a@b>" or "a@b", unfolded), or nullopt
+// when the field names none or several: a list, a group, or more than one angle address.
+std::optional<std::string> single_from_address(std::string_view value) {
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  };
+  value = trim(value);
+  const size_t open = value.find('<');
+  if (open == std::string_view::npos) {
+    if (value.empty() || value.find_first_of(",;:<>()\"") != std::string_view::npos) return std::nullopt;
+    return std::string(value);
+  }
+  // A comma or semicolon outside a quoted display name separates addresses or ends a group.
+  bool quoted = false;
+  for (char c : value.substr(0, open)) {
+    if (c == '"') quoted = !quoted;
+    else if (!quoted && (c == ',' || c == ';')) return std::nullopt;
+  }
+  const size_t close = value.find('>', open);
+  if (close == std::string_view::npos || value.find('<', open + 1) != std::string_view::npos ||
+      value.find('>', close + 1) != std::string_view::npos || !trim(value.substr(close + 1)).empty())
+    return std::nullopt;
+  return std::string(value.substr(open + 1, close - open - 1));
+}
+
+// A raw message's From, when it has one, must be the sending mailbox's address: the account
+// sends as its mailbox and as nothing else (DKIM signs for the mailbox's domain).
+std::optional<std::string> foreign_from(std::string_view value, const std::string& mailbox) {
+  const std::string why = "raw: From: must be the sending mailbox's address <" + mailbox + "> and only that";
+  auto one = single_from_address(value);
+  if (!one) return why;
+  auto a = core::parse_address(*one);
+  if (!a || a->str() != mailbox) return why;
+  return std::nullopt;
+}
+
 // A producer-built message: we add only what RFC 5322 and the unsubscribe rules require and
 // leave everything else (bodies, MIME structure) byte for byte as given, bar line endings.
 core::Result<std::string, std::string> compose_raw(const MessageSpec& m, const Addresses& addr, std::time_t now) {
@@ -434,7 +472,16 @@ core::Result<std::string, std::string> compose_raw(const MessageSpec& m, const A
     if (colon == std::string_view::npos) return err("line \"" + std::string(line.substr(0, 40)) + "\" is not a header field");
     std::string_view name = line.substr(0, colon);
     while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-    have_from |= core::iequals(name, "from");
+    if (core::iequals(name, "from")) {
+      have_from = true;
+      std::string value(line.substr(colon + 1));
+      for (size_t next = pos; next < head.size() && (head[next] == ' ' || head[next] == '\t');) {
+        const size_t end = std::min(head.find("\r\n", next), head.size());
+        value += head.substr(next, end - next);
+        next = end + 2;
+      }
+      if (auto e = foreign_from(value, addr.from)) return core::Err{*e};
+    }
     have_date |= core::iequals(name, "date");
     have_id |= core::iequals(name, "message-id");
     have_mime |= core::iequals(name, "mime-version");

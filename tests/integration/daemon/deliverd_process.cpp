@@ -164,6 +164,7 @@ std::vector<ResultEvent> all_events(RedisServer& redis) {
     simdjson::dom::element e = parser.parse(entry.fields.at("event"));
     ResultEvent ev;
     ev.job_id = std::string(e["job_id"].get_string().value());
+    ev.account = std::string(e["account"].get_string().value());
     ev.status = std::string(e["status"].get_string().value());
     ev.phase = std::string(e["phase"].get_string().value());
     ev.reason = std::string(e["reason"].get_string().value());
@@ -174,6 +175,8 @@ std::vector<ResultEvent> all_events(RedisServer& redis) {
     ev.attempt = static_cast<int>(e["attempt"].get_int64().value());
     auto next = e["next_attempt_at"].get_string();
     if (!next.error()) ev.next_attempt_at = std::string(next.value());
+    auto first = e["first_delivered_at"].get_string();
+    if (!first.error()) ev.first_delivered_at = std::string(first.value());
     ev.entry_ms = std::atoll(entry.id.c_str());
     out.push_back(std::move(ev));
   }

@@ -82,7 +82,7 @@ class DaemonStack {
 
 // One outcome event of the results stream (docs/job-schema.md), the fields tests look at.
 struct ResultEvent {
-  std::string job_id, status, phase, reason, detail, enhanced, next_attempt_at;
+  std::string job_id, account, status, phase, reason, detail, enhanced, next_attempt_at, first_delivered_at;
   int64_t code = 0;
   int attempt = 0;
   int64_t entry_ms = 0;  // when it was published (the results entry id's time)

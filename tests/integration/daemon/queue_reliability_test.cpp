@@ -168,6 +168,8 @@ TEST(Retries, AJobThatExpiresWhileWaitingReportsItsLastReply) {
   EXPECT_EQ(stack.redis.xpending_count(kStream, kGroup), 0);
 }
 
+// A duplicate is not sent again, and (unlike before, when it was acked silently and a producer
+// waited forever) it gets an event of its own: delivered, reason duplicate, the first time.
 TEST(Idempotency, ADeliveredJobIsNeverSentAgain) {
   auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
   DaemonStack stack;
@@ -177,14 +179,49 @@ TEST(Idempotency, ADeliveredJobIsNeverSentAgain) {
   std::string job = make_job("once", "acct_1", "mbx", "bob@example.org");
   stack.redis.xadd_job(kStream, job);
   ASSERT_EQ(wait_for_final_events(stack.redis, {"once"}, 20000)["once"].status, "delivered");
-  EXPECT_EQ(stack.redis.command({"EXISTS", "deliverd:done:once"}), "1");
+  // The marker is the account's: <prefix><length of account>:<account>:<job id>, holding the time.
+  const std::string marker = stack.redis.command({"GET", "deliverd:done:6:acct_1:once"});
+  EXPECT_GT(std::atoll(marker.c_str()), 1700000000000LL) << marker;
+  EXPECT_EQ(stack.redis.command({"EXISTS", "deliverd:done:once"}), "0");
 
   // The same job again (a producer's duplicate, or a redelivery after a crash).
   stack.redis.xadd_job(kStream, job);
   ASSERT_TRUE(wait_until([&] { return d.metric("deliverd_duplicates_skipped_total") >= 1; }, 20000)) << d.log();
   EXPECT_TRUE(wait_until([&] { return stack.redis.xpending_count(kStream, kGroup) == 0; }, 10000));
+  ASSERT_TRUE(wait_until([&] { return all_events(stack.redis).size() >= 2; }, 10000));
   EXPECT_EQ(sink->message_count(), 1u);
-  EXPECT_EQ(all_events(stack.redis).size(), 1u);
+  auto events = all_events(stack.redis);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].reason, "");
+  EXPECT_EQ(events[1].job_id, "once");
+  EXPECT_EQ(events[1].status, "delivered");
+  EXPECT_EQ(events[1].reason, "duplicate");
+  EXPECT_NE(events[1].detail.find("already delivered at "), std::string::npos) << events[1].detail;
+  EXPECT_EQ(events[1].first_delivered_at.size(), 24u) << events[1].first_delivered_at;  // RFC 3339, ms, Z
+}
+
+// Job ids are the producers', per account: another account's job with the same id is its own
+// job (before, it was acked with no event at all, because the marker named the id alone).
+TEST(Idempotency, TheSameJobIdFromTwoAccountsIsTwoJobs) {
+  auto sink = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx", "acct_1", "alice@acme.example", sink->host(), kMailPort);
+  d.add_mailbox("mbx", "acct_2", "carol@globex.example", sink->host(), kMailPort);
+  d.start();
+  stack.redis.xadd_job(kStream, make_job("inv-1", "acct_1", "mbx", "bob@example.org"));
+  ASSERT_EQ(wait_for_final_events(stack.redis, {"inv-1"}, 20000)["inv-1"].status, "delivered") << d.log();
+  stack.redis.xadd_job(kStream, make_job("inv-1", "acct_2", "mbx", "dave@example.org"));
+  ASSERT_TRUE(wait_until([&] { return all_events(stack.redis).size() >= 2; }, 20000)) << d.log();
+  auto events = all_events(stack.redis);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].account, "acct_1");
+  EXPECT_EQ(events[1].account, "acct_2");
+  EXPECT_EQ(events[1].status, "delivered");
+  EXPECT_EQ(events[1].reason, "") << "sent, not taken for acct_1's job: " << events[1].detail;
+  ASSERT_TRUE(wait_until([&] { return sink->message_count() == 2; }, 10000));
+  EXPECT_EQ(d.metric("deliverd_duplicates_skipped_total"), 0);
+  EXPECT_EQ(stack.redis.command({"EXISTS", "deliverd:done:6:acct_2:inv-1"}), "1");
 }
 
 TEST(Reclaim, EntriesOfADeadConsumerAreTakenOverAndPoisonEntriesDeadLettered) {

@@ -24,7 +24,7 @@ constexpr char kJob[] =
 
 class FakeServices final : public DeliveryServices {
  public:
-  FakeServices() : builder_(MessageBuilderConfig{"deliverd.example.net", "", "", "", {}}, std::nullopt, {}) {
+  FakeServices() : builder_(MessageBuilderConfig{"", "", "", {}}, std::nullopt, {}) {
     uv_loop_init(&loop_);
     policy_.schedule_ms = {60'000};
     policy_.jitter = 0;
@@ -50,6 +50,9 @@ class FakeServices final : public DeliveryServices {
   // What the delivery did.
   std::vector<std::string> calls;
   std::string looked_up_account;  // mailbox ids are per account
+  std::string marker_account;     // … and so are job ids
+  int64_t marked_delivered_ms = 0;
+  static constexpr int64_t kFirstDeliveredMs = 1764400000000;  // 2025-11-29T07:06:40Z
   std::vector<std::string> events;  // result events published (JSON)
   std::optional<queue::RetryItem> deferred_item;
   int64_t deferred_due = 0;
@@ -145,13 +148,14 @@ class FakeServices final : public DeliveryServices {
     std::exchange(pending_send_, nullptr)(o);
   }
 
-  void is_done(const std::string& job_id, std::function<void(core::Result<bool, std::string>)> cb) override {
+  void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) override {
     calls.push_back("is_done " + job_id);
+    marker_account = account;
     if (!done_marker) {
       done_marker = false;  // answers the retry
       return cb(core::Err(std::string("connection lost")));
     }
-    cb(*done_marker);
+    cb(*done_marker ? std::optional<int64_t>(kFirstDeliveredMs) : std::nullopt);
   }
   void ack(const std::string& entry_id, WriteDone cb) override {
     calls.push_back("ack " + entry_id);
@@ -168,9 +172,11 @@ class FakeServices final : public DeliveryServices {
     events.push_back(event);
     cb(next_write());
   }
-  void publish_delivered_and_ack(const std::string& entry_id, const std::string& job_id, const std::string& event,
-                                 WriteDone cb) override {
+  void publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
+                                 int64_t delivered_ms, const std::string& event, WriteDone cb) override {
     calls.push_back("publish_delivered_and_ack " + entry_id + " " + job_id);
+    marker_account = account;
+    marked_delivered_ms = delivered_ms;
     events.push_back(event);
     cb(next_write());
   }
@@ -231,6 +237,8 @@ TEST(Delivery, DeliveredIsPublishedWithItsMarkerAndTeachesThePolicy) {
                             "learn mbx_7 bob@example.org delivered",
                             "publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
   EXPECT_EQ(s.looked_up_account, "acct_42");
+  EXPECT_EQ(s.marker_account, "acct_42");
+  EXPECT_EQ(s.marked_delivered_ms, s.now_ms()) << "the marker holds the delivery's time";
   EXPECT_EQ(s.envelope.mail_from, "alice@acme.example");
   EXPECT_EQ(s.envelope.rcpt_to, "bob@example.org");
   EXPECT_TRUE(contains(s.envelope.message, "Subject: Quick question\r\n")) << s.envelope.message;
@@ -350,14 +358,21 @@ TEST(Delivery, PoisonEntryIsDeadLetteredBeforeItIsParsed) {
                            "while processing it)");
 }
 
-TEST(Delivery, AlreadyDeliveredIsAckedWithoutSending) {
+// A duplicate used to be acked without an event, which left a producer waiting for one forever;
+// now it gets one, naming the first delivery's time.
+TEST(Delivery, AlreadyDeliveredIsNotSentAgainAndSaysDuplicateWithTheFirstDeliverysTime) {
   FakeServices s;
   s.done_marker = true;
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "ack 1764410000000-0", "finished"}));
-  EXPECT_TRUE(s.events.empty());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "publish_and_ack 1764410000000-0", "finished"}));
+  EXPECT_EQ(s.marker_account, "acct_42") << "the marker is the account's";
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"delivered")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("reason":"duplicate")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("first_delivered_at":"2025-11-29T07:06:40.000Z")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("job_id":"job-1")")) << s.events[0];
 }
 
 TEST(Delivery, RedisWriteFailuresBackOffAndRetryTheSameWrite) {

@@ -465,12 +465,34 @@ TEST(Composer, RawMessageGetsOnlyTheMissingHeaders) {
 
 TEST(Composer, RawCampaignMessageGetsListUnsubscribe) {
   auto m = campaign();
-  m.raw = "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\nFrom: a@acme.example\r\nMessage-ID: <x@acme.example>\r\n"
+  m.raw = "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\nFrom: alice@acme.example\r\nMessage-ID: <x@acme.example>\r\n"
           "Content-Type: text/plain\r\n\r\nhi\r\n";
   auto msg = compose_ok(m);
   EXPECT_EQ(msg.find("MIME-Version: 1.0\r\nList-Unsubscribe: <mailto:"), 0u) << msg;
   EXPECT_NE(msg.find("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nDate: Tue"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("Date:", 1), msg.find("Date: Tue"));  // no second Date
+}
+
+// The account sends as its mailbox: a raw message that names another sender is refused, however
+// the From field spells it; the mailbox's own address passes in any of its spellings.
+TEST(Composer, RawMessageFromMustBeTheMailboxAddress) {
+  auto m = basic();
+  for (const char* from : {"From: Mallory <ceo@other.example>\n", "From: alice@acme.example, ceo@other.example\n",
+                           "From: \"alice@acme.example\" <ceo@other.example>\n", "From: team: alice@acme.example;\n",
+                           "From: <alice@acme.example> <ceo@other.example>\n", "From: Alice\n <ceo@other.example>\n",
+                           "From: bob@acme.example\n", "From: \n"}) {
+    m.raw = std::string(from) + "Subject: raw\n\nbody\n";
+    auto r = compose(m, kNow);
+    ASSERT_FALSE(r.ok()) << from;
+    EXPECT_EQ(r.error().rfind("raw: From: must be the sending mailbox's address <alice@acme.example>", 0), 0u)
+        << from << " -> " << r.error();
+  }
+  for (const char* from : {"From: alice@acme.example\n", "From: Alice <alice@ACME.example>\n",
+                           "From: \"Smith, Alice\" <alice@acme.example>\n", "From: =?UTF-8?B?w4lsaWNl?=\n <alice@acme.example>\n"}) {
+    m.raw = std::string(from) + "Subject: raw\n\nbody\n";
+    auto r = compose(m, kNow);
+    EXPECT_TRUE(r.ok()) << from << " -> " << (r.ok() ? "" : r.error());
+  }
 }
 
 TEST(Composer, InvalidRawMessagesAreRefused) {
