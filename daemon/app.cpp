@@ -215,7 +215,8 @@ void App::send_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp
                      smtp::Session::Done done) {
   smtp::Route route;
   // Per account and id: another account's mailbox with the same id never reuses this session.
-  route.key = "mbx:" + store::MailboxRef{m.account, m.id}.key();
+  // and per settings: a session opened before the mailbox changed is never reused after.
+  route.key = "mbx:" + store::MailboxRef{m.account, m.id}.key() + "#" + std::to_string(m.generation);
   route.cfg = mailbox_session_config(m);
   route.addr = addr;
   route.host = m.smtp_host;
@@ -347,6 +348,11 @@ bool App::open_store() {
   }
   pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
   mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
+  // A changed, paused, disabled or removed mailbox keeps no idle session (its new route key
+  // would never reuse them anyway; this closes them now rather than at their idle timeout).
+  mailboxes_->on_change([this](const store::MailboxRef& ref) {
+    if (pool_) pool_->close_idle("mbx:" + ref.key() + "#");
+  });
   events_ = std::make_unique<store::DeliveryEventWriter>(*pg_);
   store::RetentionConfig retention;
   retention.days = cfg_.events_retention_days;

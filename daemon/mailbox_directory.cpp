@@ -98,20 +98,36 @@ void MailboxDirectory::load() {
                   core::Result<std::vector<store::Mailbox>, std::string> r) {
     if (!alive) return;
     loading_ = false;
+    std::vector<store::MailboxRef> changed;
     if (r) {
       loads().with({"ok"}).inc();
-      if (full) mailboxes_.clear();
-      for (const auto& id : ids) mailboxes_.erase(id);  // rows gone stay gone
+      // The rows this load read again, as they were: rows gone stay gone.
+      std::map<store::MailboxRef, store::Mailbox> before;
+      if (full) before = std::exchange(mailboxes_, {});
+      for (const auto& id : ids)
+        if (auto it = mailboxes_.find(id); it != mailboxes_.end()) before.insert(mailboxes_.extract(it));
       for (auto& m : *r) {
         store::MailboxRef ref{m.account, m.id};
+        auto old = before.find(ref);
+        if (old != before.end() && store::same_sending_settings(old->second, m)) {
+          m.generation = old->second.generation;
+        } else {
+          m.generation = ++generation_;
+          if (old != before.end()) changed.push_back(ref);
+        }
+        if (old != before.end()) before.erase(old);
         mailboxes_[std::move(ref)] = std::move(m);
       }
+      for (const auto& [ref, m] : before) changed.push_back(ref);
       core::log_info("mailboxes_loaded", {{"read", full ? "all" : std::to_string(ids.size())},
-                                          {"mailboxes", std::to_string(mailboxes_.size())}});
+                                          {"mailboxes", std::to_string(mailboxes_.size())},
+                                          {"changed", std::to_string(changed.size())}});
     } else {
       loads().with({"error"}).inc();
       core::log_error("mailbox_load_failed", {{"error", r.error()}, {"note", "the previous list stays in use"}});
     }
+    if (on_change_)
+      for (const auto& ref : changed) on_change_(ref);
     if (start_cb_) {
       auto cb = std::exchange(start_cb_, {});
       r ? cb(mailboxes_.size()) : cb(core::Err(r.error()));

@@ -47,6 +47,10 @@ class MailboxDirectory {
   // The same for one mailbox: its row is read again (and dropped if it is gone).
   void refresh(const store::MailboxRef& ref, std::function<void()> then = {});
 
+  // Runs after a load for each mailbox whose sending settings changed (store::same_sending_settings)
+  // or that is gone, so its idle pooled sessions can be closed.
+  void on_change(std::function<void(const store::MailboxRef&)> handler) { on_change_ = std::move(handler); }
+
  private:
   void load();
   void listen_again();
@@ -54,6 +58,8 @@ class MailboxDirectory {
   store::PgConnection& pg_;
   const store::SecretBox& box_;
   std::map<store::MailboxRef, store::Mailbox> mailboxes_;
+  uint64_t generation_ = 0;  // Mailbox::generation of the latest change
+  std::function<void(const store::MailboxRef&)> on_change_;
   std::function<void(core::Result<size_t, std::string>)> start_cb_;
   // What the next load reads: everything, or these rows (beyond kMaxRows, everything).
   static constexpr size_t kMaxRows = 100;

@@ -255,6 +255,20 @@ void SessionPool::close_idle() {
   for (Session* s : all) s->quit();
 }
 
+void SessionPool::close_idle(std::string_view key_prefix) {
+  std::vector<Session*> closing;
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    if (it->first.compare(0, key_prefix.size(), key_prefix) != 0) {
+      ++it;
+      continue;
+    }
+    closing.insert(closing.end(), it->second.begin(), it->second.end());
+    it = idle_.erase(it);
+  }
+  metrics().idle.dec(static_cast<double>(closing.size()));
+  for (Session* s : closing) s->quit();
+}
+
 void SessionPool::shutdown() {
   if (shut_) return;
   shut_ = true;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -28,7 +29,7 @@ struct PoolConfig {
 
 // Where one message goes. Connections are reused only between messages with the same key.
 struct Route {
-  std::string key;        // "mbx:<mailbox id>" or "mx:<domain>"
+  std::string key;        // "mbx:<account and mailbox id>#<settings generation>" or "mx:<domain>"
   SessionConfig cfg;      // the connection's settings (TLS, AUTH, timeouts)
   sockaddr_storage addr;  // vetted address with port, used when a new connection is needed
   std::string host;       // name for logs, outcomes and (unless cfg.tls_name) certificate checks
@@ -52,6 +53,9 @@ class SessionPool {
   void shutdown();
   // Politely QUITs idle connections (for draining on TERM).
   void close_idle();
+  // The same for the idle connections whose key starts with key_prefix: a mailbox whose settings
+  // changed, or that was paused, disabled or removed, keeps none open.
+  void close_idle(std::string_view key_prefix);
   // While held no new message transaction starts: submitted messages wait in the queue and idle
   // connections stay idle (their idle timeout still runs); transactions already under way
   // finish. The owner holds the pool while an outcome could not be recorded (Redis refusing

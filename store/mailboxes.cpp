@@ -308,6 +308,12 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
   return core::Ok{};
 }
 
+bool same_sending_settings(const Mailbox& a, const Mailbox& b) {
+  return a.email == b.email && a.smtp_host == b.smtp_host && a.smtp_port == b.smtp_port && a.security == b.security &&
+         a.username == b.username && a.password == b.password && a.oauth_token == b.oauth_token && a.mode == b.mode &&
+         a.paused == b.paused && a.disabled == b.disabled && a.plaintext_auth == b.plaintext_auth;
+}
+
 namespace {
 
 void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string& where,

@@ -53,7 +53,15 @@ struct Mailbox {
   // Credentials kept although security is "none": stored by a daemon with [smtp]
   // allow_plaintext_auth (lab rigs); any other daemon refuses to send them.
   bool plaintext_auth = false;
+  // In memory only: the daemon's count of changes to this row's sending settings (host, port,
+  // security, credentials, address, mode, paused, disabled). Part of its pooled sessions' key, so
+  // a session opened with old settings is never reused for the new ones.
+  uint64_t generation = 0;
 };
+
+// Whether two versions of a row send alike: everything a pooled session depends on, and whether
+// the mailbox may send at all.
+bool same_sending_settings(const Mailbox& a, const Mailbox& b);
 
 // Who paused a mailbox: an account-bound key may resume only its own pauses.
 enum class PausedBy : uint8_t { Tenant, Operator, Daemon };

@@ -181,6 +181,51 @@ TEST(SessionPool, IdleConnectionQuitsAfterTheIdleTimeout) {
   EXPECT_EQ(srv.commands().back(), "QUIT");
 }
 
+// A mailbox whose settings changed (or that was paused, disabled or removed) keeps no idle
+// session: the daemon closes its idle ones by key prefix, and only its.
+TEST(SessionPool, IdleConnectionsOfOneMailboxCloseByKeyPrefix) {
+  ScriptedSmtpServer srv;
+  Loop l;
+  PoolConfig pc;
+  pc.idle_timeout_ms = 60000;  // nothing closes by itself within the test
+  int delivered = 0;
+  size_t idle_before = 0, idle_after = 0;
+  uv_timer_t later;
+  uv_timer_init(&l.loop, &later);
+  {
+    SessionPool pool(&l.loop, pc);
+    struct Step {
+      SessionPool* pool;
+      size_t* before;
+      size_t* after;
+    } step{&pool, &idle_before, &idle_after};
+    later.data = &step;
+    auto sent = [&](const core::Outcome& o) {
+      EXPECT_EQ(o.status, core::Status::Delivered) << o.phase << "/" << o.reason;
+      if (++delivered < 2) return;
+      // Both sessions go idle once their message is done; look a moment later.
+      uv_timer_start(&later, [](uv_timer_t* t) {
+        auto* st = static_cast<Step*>(t->data);
+        *st->before = st->pool->idle_sessions();
+        st->pool->close_idle("mbx:6:acct_1:a#");
+        *st->after = st->pool->idle_sessions();
+        st->pool->close_idle();
+        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+      }, 200, 0);
+    };
+    pool.submit(route_to("mbx:6:acct_1:a#1", "127.0.0.1", srv.port()), envelope("a"), sent);
+    pool.submit(route_to("mbx:6:acct_1:b#1", "127.0.0.1", srv.port()), envelope("b"), sent);
+    l.run();
+    EXPECT_EQ(pool.open_sessions(), 0u);
+  }
+  EXPECT_EQ(delivered, 2);
+  EXPECT_EQ(idle_before, 2u);
+  EXPECT_EQ(idle_after, 1u) << "only mailbox a's idle session closed";
+  auto cmds = srv.commands();
+  EXPECT_EQ(count(cmds, "CONNECT"), 2u);
+  EXPECT_EQ(count(cmds, "QUIT"), 2u);
+}
+
 TEST(SessionPool, GlobalCapServesWaitingKeysInTurn) {
   ScriptedSmtpServer srv;
   Loop l;
