@@ -78,7 +78,6 @@ TEST_F(SuppressionCase, OneKeyForEverySpellingOfAnAddress) {
 
 TEST_F(SuppressionCase, MigrationRekeysMergesAndKeepsErasedRows) {
   // Back to version 7 with rows as it wrote them: the domain folded, the local part not.
-  scalar("DELETE FROM schema_migrations WHERE version = 8 RETURNING 1");
   auto row = [](const std::string& account, const std::string& address, const std::string& hashed,
                 const std::string& reason, const std::string& at) {
     return "INSERT INTO suppressions (account, address, address_sha256, reason, source, created_at) VALUES ('" +
@@ -94,7 +93,15 @@ TEST_F(SuppressionCase, MigrationRekeysMergesAndKeepsErasedRows) {
   scalar(row("acct_2", "Bob@x.org", "Bob@x.org", "manual", "2026-05-01"));
   scalar("INSERT INTO delivery_events (job_id, account, recipient, recipient_sha256, status) VALUES"
          " ('j1', 'acct_1', 'Bob@Example.ORG', sha256('Bob@example.org'), 'delivered') RETURNING 1");
-  ASSERT_EQ(migrate(pg_.conninfo()).value(), 8);
+  // Migration 0008 once more, as `deliverd migrate` ran it (the later ones stay applied: they
+  // cannot be rolled back, and 0008 is what this test is about).
+  bool ran = false;
+  for (const auto& m : migrations())
+    if (m.version == 8) {
+      scalar(std::string(m.sql));
+      ran = true;
+    }
+  ASSERT_TRUE(ran);
 
   EXPECT_EQ(scalar("SELECT count(*) FROM suppressions WHERE account = 'acct_1'"), "4");
   // Bob: merged into the earliest row, under the folded key.
