@@ -192,7 +192,7 @@ TEST(Idempotency, ADeliveredJobIsNeverSentAgain) {
   EXPECT_EQ(sink->message_count(), 1u);
   auto events = all_events(stack.redis);
   ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[0].reason, "");
+  EXPECT_EQ(events[0].reason, "delivered");  // the first, real delivery
   EXPECT_EQ(events[1].job_id, "once");
   EXPECT_EQ(events[1].status, "delivered");
   EXPECT_EQ(events[1].reason, "duplicate");
@@ -218,7 +218,7 @@ TEST(Idempotency, TheSameJobIdFromTwoAccountsIsTwoJobs) {
   EXPECT_EQ(events[0].account, "acct_1");
   EXPECT_EQ(events[1].account, "acct_2");
   EXPECT_EQ(events[1].status, "delivered");
-  EXPECT_EQ(events[1].reason, "") << "sent, not taken for acct_1's job: " << events[1].detail;
+  EXPECT_EQ(events[1].reason, "delivered") << "sent, not taken for acct_1's job: " << events[1].detail;
   ASSERT_TRUE(wait_until([&] { return sink->message_count() == 2; }, 10000));
   EXPECT_EQ(d.metric("deliverd_duplicates_skipped_total"), 0);
   EXPECT_EQ(stack.redis.command({"EXISTS", "deliverd:done:6:acct_2:inv-1"}), "1");
