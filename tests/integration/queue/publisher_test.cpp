@@ -84,13 +84,13 @@ TEST(Publisher, ARunRepeatedAfterALostReplyPublishesOneEvent) {
   Fixture f;
   Publisher p(*f.client, PublisherConfig{});
   // What Delivery does when the reply to a publish never came: the same call again.
-  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "j1", R"({"status":"delivered"})", cb); }));
-  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "j1", R"({"status":"delivered"})", cb); }));
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "acct_1", "j1", 1700000000000, R"({"status":"delivered"})", cb); }));
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "acct_1", "j1", 1700000000000, R"({"status":"delivered"})", cb); }));
   EXPECT_TRUE(f.run([&](auto cb) { p.publish_and_ack(f.entry, R"({"status":"failed"})", cb); }));
   auto results = f.redis.xrange("deliverd:results");
   ASSERT_EQ(results.size(), 1u) << "one final event, whatever ran again";
   EXPECT_EQ(results[0].fields["event"], R"({"status":"delivered"})");
-  EXPECT_EQ(f.redis.command({"EXISTS", "deliverd:done:j1"}), "1");
+  EXPECT_EQ(f.redis.command({"GET", "deliverd:done:6:acct_1:j1"}), "1700000000000");
 }
 
 TEST(Publisher, AnEntryRedisForgotWasReadStillGetsItsEvent) {
@@ -100,11 +100,11 @@ TEST(Publisher, AnEntryRedisForgotWasReadStillGetsItsEvent) {
   f.redis.command({"XACK", "deliverd:jobs", "deliverd", f.entry});
   ASSERT_EQ(f.redis.xpending_count("deliverd:jobs", "deliverd"), 0);
   Publisher p(*f.client, PublisherConfig{});
-  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "j1", R"({"status":"delivered"})", cb); }));
+  EXPECT_TRUE(f.run([&](auto cb) { p.publish_delivered_and_ack(f.entry, "acct_1", "j1", 1700000000000, R"({"status":"delivered"})", cb); }));
   auto results = f.redis.xrange("deliverd:results");
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0].fields["event"], R"({"status":"delivered"})");
-  EXPECT_EQ(f.redis.command({"EXISTS", "deliverd:done:j1"}), "1");
+  EXPECT_EQ(f.redis.command({"GET", "deliverd:done:6:acct_1:j1"}), "1700000000000");
   EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 0);
 }
 
