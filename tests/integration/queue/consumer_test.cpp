@@ -60,6 +60,10 @@ TEST(Consumer, CreatesTheGroupWithMkstreamAndToleratesAnExistingOne) {
   b->start();
   ASSERT_TRUE(loop.run_until([&] { return b->connected(); }));
   a->stop();
+  // Until Redis has seen a's connection close, a blocked read of a's could still take the entry.
+  ASSERT_TRUE(loop.run_until([&] {
+    return redis.command({"INFO", "clients"}).find("blocked_clients:1\r") != std::string::npos;
+  }));
   redis.xadd_job("deliverd:jobs", job(1));
   ASSERT_TRUE(loop.run_until([&] { return got.size() == 1; }));
   EXPECT_EQ(got[0], job(1));
