@@ -444,11 +444,13 @@ long long used_memory(RedisServer& redis) {
 
 // The idempotency markers of delivered jobs expire by design (max age + 1 day): a test that
 // wants to see what else is left deletes them, as time would.
+// The jobs' done markers, all of account acct_1 (the marker names the account, length first).
 void delete_markers(RedisServer& redis, const std::vector<std::string>& ids) {
   for (size_t i = 0; i < ids.size(); i += 500) {
     std::vector<std::string> argv = {"DEL"};
-    for (size_t k = i; k < std::min(ids.size(), i + 500); ++k) argv.push_back("deliverd:done:" + ids[k]);
-    redis.command(argv);
+    for (size_t k = i; k < std::min(ids.size(), i + 500); ++k) argv.push_back("deliverd:done:6:acct_1:" + ids[k]);
+    const std::string deleted = redis.command(argv);
+    EXPECT_EQ(deleted, std::to_string(argv.size() - 1)) << "every job left its marker under this key";
   }
 }
 
