@@ -638,6 +638,8 @@ void delete_mailbox(CallPtr call) {
 }
 
 void set_flags(CallPtr call, bool paused) {
+  if (!call->ctx->deps.set_mailbox_state)
+    return call->error(501, "not_implemented", "the policy gate is not configured");
   load_mailbox(call, false, [call, paused](MailboxRow row) {
     const bool operator_call = call->who.is_operator();
     // The tenant may lift its own pause only; the daemon's (bounce guard, repeated AUTH
@@ -654,18 +656,23 @@ void set_flags(CallPtr call, bool paused) {
                                ": resuming needs an admin or owner key");
     }
     // An operator's resume also clears "disabled" (set after repeated AUTH failures).
-    std::optional<bool> disabled;
-    if (!paused && operator_call) disabled = false;
     const store::PausedBy by = operator_call ? store::PausedBy::Operator : store::PausedBy::Tenant;
-    store::set_mailbox_flags(call->pg(), row.m.account, row.m.id, paused, disabled, by,
-                             [call, paused](core::Result<bool, std::string> r) {
-                               if (!r) return call->error(500, "internal_error", "cannot change the mailbox");
-                               if (!*r) return call->error(404, "not_found", "no such mailbox");
-                               if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
-                               core::JsonWriter w;
-                               w.begin_object().field("id", call->target).field("paused", paused).end_object();
-                               call->ok_json(200, w.take());
-                             });
+    // Redis and the row together (policy::Gate::set_state), so every daemon stops or sends again
+    // at its next job.
+    call->ctx->deps.set_mailbox_state(
+        row.m.account, row.m.id, paused ? store::MailboxChange::Pause : store::MailboxChange::Resume, by,
+        [call, paused](core::Result<store::ChangeAnswer, std::string> r) {
+          if (!r) return call->error(503, "unavailable", "cannot change the mailbox: " + r.error());
+          if (*r == store::ChangeAnswer::NoMailbox) return call->error(404, "not_found", "no such mailbox");
+          if (*r == store::ChangeAnswer::Refused)
+            return call->error(403, "forbidden",
+                               "this mailbox was paused by the daemon or an operator, or disabled: "
+                               "resuming needs an admin or owner key");
+          if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
+          core::JsonWriter w;
+          w.begin_object().field("id", call->target).field("paused", paused).end_object();
+          call->ok_json(200, w.take());
+        });
   });
 }
 

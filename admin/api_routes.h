@@ -14,6 +14,7 @@
 #include "admin/mailbox_probe.h"
 #include "admin/router.h"
 #include "core/result.h"
+#include "store/mailboxes.h"
 #include "store/pg_connection.h"
 #include "store/secret_box.h"
 
@@ -46,6 +47,11 @@ struct ApiDeps {
       mailbox_live;
   std::function<void(const std::string& account, const std::string& mailbox_id, std::function<void(bool ok)>)>
       breaker_reset;
+  // Pause and resume (policy::Gate::set_state in the daemon: the shared Redis state and the row
+  // together). Unset: pause and resume answer 501.
+  std::function<void(const std::string& account, const std::string& mailbox_id, store::MailboxChange, store::PausedBy,
+                     std::function<void(core::Result<store::ChangeAnswer, std::string>)>)>
+      set_mailbox_state;
   // Whether `account` may send from `email`: nullopt when it may, else the signing domain
   // ([[dkim]] accounts) that keeps it out. Unset: every address is allowed.
   std::function<std::optional<std::string>(const std::string& account, const std::string& email)> sender_refused;

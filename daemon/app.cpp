@@ -547,11 +547,18 @@ void App::start_api() {
   };
   deps.breaker_reset = [this](const std::string& account, const std::string& id, std::function<void(bool)> cb) {
     if (!gate_) return cb(false);
-    gate_->resume(account, id, [this, cb](core::Result<core::Ok, std::string> r) {
-      if (!r) core::log_warn("mailbox_resume_failed", {{"error", r.error()}});
-      mailboxes_->refresh();
-      cb(r.ok());
-    });
+    gate_->set_state(account, id, store::MailboxChange::ResetBreaker, store::PausedBy::Operator,
+                     [this, cb](core::Result<store::ChangeAnswer, std::string> r) {
+                       if (!r) core::log_warn("mailbox_resume_failed", {{"error", r.error()}});
+                       mailboxes_->refresh();
+                       cb(r && *r == store::ChangeAnswer::Done);
+                     });
+  };
+  deps.set_mailbox_state = [this](const std::string& account, const std::string& id, store::MailboxChange change,
+                                  store::PausedBy by,
+                                  std::function<void(core::Result<store::ChangeAnswer, std::string>)> cb) {
+    if (!gate_) return cb(core::Err{std::string("the policy gate is not running")});
+    gate_->set_state(account, id, change, by, std::move(cb));
   };
   // Read at each call, so a reload's [[dkim]] accounts apply at once.
   deps.sender_refused = [this](const std::string& account, const std::string& email) -> std::optional<std::string> {

@@ -16,6 +16,9 @@ namespace {
 
 constexpr int64_t kDayMs = 86'400'000;
 constexpr size_t kMaxBufferedChanges = 100000;
+// A pause or disable in Redis that a daemon's copy of the row still lacks after this long lost
+// its PostgreSQL write; sooner, that write or its NOTIFY is merely on its way.
+constexpr int64_t kCompleteAfterMs = 30'000;
 
 core::Family<core::Counter>& decisions() {
   static auto& f = core::Registry::global().counter("deliverd_policy_decisions_total",
@@ -445,6 +448,17 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
                cb = std::move(cb)](const queue::RedisReply& r) mutable {
                 if (!alive) return;
                 Decision d = decode_admit(r, id, now);
+                // local_decision() let it through, so this daemon's row is neither paused nor
+                // disabled: the Redis half of a change is ahead of PostgreSQL. Past the time its
+                // own PostgreSQL write and NOTIFY take, that write was lost (a crash between the
+                // two): write it again, so the API shows the pause and a resume can lift it.
+                const bool stale = r.elements.size() > 5 && r.elements[5].type == queue::RedisReply::Type::Integer &&
+                                   now - r.elements[5].integer >= kCompleteAfterMs;
+                if (stale && d.reason == core::Reason::MailboxPaused)
+                  complete_state(account, id, store::MailboxChange::Pause,
+                                 store::paused_by_from_name(r.elements[4].str).value_or(store::PausedBy::Daemon));
+                else if (stale && d.reason == core::Reason::MailboxDisabled)
+                  complete_state(account, id, store::MailboxChange::Disable, store::PausedBy::Daemon);
                 if (d.verdict == Verdict::Allow) {
                   if (!lease.empty()) {
                     d.lease = lease;
@@ -544,19 +558,19 @@ void Gate::apply_learned(const queue::RedisReply& r, const std::string& account,
                                       {"reason", "bounce_guard"},
                                       {"hard_bounces", std::to_string(res.window_bounces)},
                                       {"window", std::to_string(cfg_.bounce_window)}});
-    store::set_mailbox_flags(pg_, account, id, true, std::nullopt, store::PausedBy::Daemon,
-                             [id](core::Result<bool, std::string> u) {
-      if (!u) core::log_error("mailbox_pause_store_failed", {{"mailbox", id}, {"error", u.error()}});
-    });
+    store_state(account, id, store::MailboxChange::Pause, store::PausedBy::Daemon,
+                [id](core::Result<store::ChangeAnswer, std::string> u) {
+                  if (!u) core::log_error("mailbox_pause_store_failed", {{"mailbox", id}, {"error", u.error()}});
+                });
   }
   if (res.disabled_now) {
     mailbox_actions().with({"disabled", "auth_failures"}).inc();
     core::log_warn("mailbox_disabled",
                    {{"mailbox", id}, {"reason", "auth_failures"}, {"count", std::to_string(res.auth_failures)}});
-    store::set_mailbox_flags(pg_, account, id, std::nullopt, true, store::PausedBy::Daemon,
-                             [id](core::Result<bool, std::string> u) {
-      if (!u) core::log_error("mailbox_disable_store_failed", {{"mailbox", id}, {"error", u.error()}});
-    });
+    store_state(account, id, store::MailboxChange::Disable, store::PausedBy::Daemon,
+                [id](core::Result<store::ChangeAnswer, std::string> u) {
+                  if (!u) core::log_error("mailbox_disable_store_failed", {{"mailbox", id}, {"error", u.error()}});
+                });
   }
 }
 
@@ -577,23 +591,77 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
               });
 }
 
-void Gate::resume(const std::string& account, const std::string& mailbox_id,
-                  std::function<void(core::Result<core::Ok, std::string>)> cb) {
+namespace {
+
+// The change as the Redis script and the logs name it.
+constexpr core::Named<store::MailboxChange> kChangeNames[] = {{store::MailboxChange::Pause, "pause"},
+                                                              {store::MailboxChange::Resume, "resume"},
+                                                              {store::MailboxChange::Disable, "disable"},
+                                                              {store::MailboxChange::ResetBreaker, "reset_breaker"}};
+static_assert(core::in_order(kChangeNames));
+constexpr std::string_view change_name(store::MailboxChange c) { return core::name_in(kChangeNames, c); }
+
+}  // namespace
+
+void Gate::set_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
+                     store::PausedBy by, ChangeCallback cb) {
   if (closed_) return;
-  redis_.eval(scripts::kResume, {"2", key(account, mailbox_id, "state"), key(account, mailbox_id, "sends")},
-                 [this, alive = alive_.token(), account, mailbox_id, cb = std::move(cb)](const queue::RedisReply& r) mutable {
-                   if (!alive) return;
-                   if (r.is_error()) return cb(core::Err("cannot resume in Redis: " + r.str));
-                   store::set_mailbox_flags(pg_, account, mailbox_id, false, false, store::PausedBy::Operator,
-                                            [alive, account, mailbox_id, cb = std::move(cb)](core::Result<bool, std::string> u) {
-                                              if (!alive) return;
-                                              if (!u) return cb(core::Err(u.error()));
-                                              if (!*u) return cb(core::Err("no mailbox " + mailbox_id));
-                                              breaker_state().with({account, mailbox_id}).set(0);
-                                              core::log_info("mailbox_resumed", {{"mailbox", mailbox_id}});
-                                              cb(core::Ok{});
-                                            });
-                 });
+  redis_.eval(
+      scripts::kSetState,
+      {"2", key(account, mailbox_id, "state"), key(account, mailbox_id, "sends"), std::string(change_name(change)),
+       std::string(store::to_string(by)), ms_text(now_ms_())},
+      [this, alive = alive_.token(), account, mailbox_id, change, by,
+       cb = std::move(cb)](const queue::RedisReply& r) mutable {
+        if (!alive) return;
+        if (r.type != queue::RedisReply::Type::Array || r.elements.empty() ||
+            r.elements[0].type != queue::RedisReply::Type::Integer) {
+          errors().with({"redis"}).inc();
+          return cb(core::Err("cannot change the mailbox in Redis: " + (r.is_error() ? r.str : "unexpected reply")));
+        }
+        if (r.elements[0].integer != 1) {
+          core::log_info("mailbox_change_refused",
+                         {{"mailbox", mailbox_id},
+                          {"change", change_name(change)},
+                          {"by", store::to_string(by)},
+                          {"held", r.elements.size() > 1 ? r.elements[1].str : std::string()}});
+          return cb(store::ChangeAnswer::Refused);
+        }
+        store_state(account, mailbox_id, change, by, std::move(cb));
+      });
+}
+
+void Gate::store_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
+                       store::PausedBy by, ChangeCallback cb) {
+  using C = store::MailboxChange;
+  store::store_mailbox_change(
+      pg_, account, mailbox_id, change, by,
+      [alive = alive_.token(), account, mailbox_id, change, by,
+       cb = std::move(cb)](core::Result<store::ChangeAnswer, std::string> r) {
+        if (!alive) return;
+        const bool lifts = change == C::Resume || change == C::ResetBreaker;
+        if (r && *r == store::ChangeAnswer::Done) {
+          if (change == C::ResetBreaker) breaker_state().with({account, mailbox_id}).set(0);
+          core::log_info(lifts                ? "mailbox_resumed"
+                         : change == C::Pause ? "mailbox_pause_stored"
+                                              : "mailbox_disable_stored",
+                         {{"mailbox", mailbox_id}, {"change", change_name(change)}, {"by", store::to_string(by)}});
+        }
+        cb(std::move(r));
+      });
+}
+
+void Gate::complete_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
+                          store::PausedBy by) {
+  store::MailboxRef ref{account, mailbox_id};
+  if (!completing_.insert(ref).second) return;
+  core::log_debug("mailbox_state_completed", {{"mailbox", mailbox_id}, {"change", change_name(change)}});
+  store_state(account, mailbox_id, change, by, [this, ref](core::Result<store::ChangeAnswer, std::string> r) {
+    completing_.erase(ref);
+    if (!r) {
+      errors().with({"mailbox_state"}).inc();
+      core::log_warn("mailbox_state_store_failed", {{"mailbox", ref.id}, {"error", r.error()}});
+    }
+  });
 }
 
 }  // namespace deliverd::policy

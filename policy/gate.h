@@ -143,9 +143,18 @@ class Gate {
   // Gives back a destination connection slot without an outcome (the job was dropped).
   void release(const Decision& admitted);
 
-  // An operator's resume: clears paused, disabled and the breaker in Redis and PostgreSQL.
-  void resume(const std::string& account, const std::string& mailbox_id,
-              std::function<void(core::Result<core::Ok, std::string>)> cb);
+  // The one way a mailbox's sending state changes, whoever changes it: the admin API (pause,
+  // resume, breaker reset), the bounce guard and the AUTH-failure disable (both from learn()).
+  // Redis is written first, then PostgreSQL: every admit refuses when either says paused or
+  // disabled, so a crash between the two leaves a pause in force (an admit that meets a pause
+  // PostgreSQL lacks writes it there, so it shows in the API) and a resume undone (still paused
+  // in PostgreSQL, where the API shows it; resuming again finishes it) — never a mailbox blocked
+  // where no one can see it. Every daemon reads the shared Redis state at its next admit and the
+  // row through NOTIFY, so a resumed mailbox sends again at once on each. cb gets Done, NoMailbox,
+  // or Refused (a tenant lifting a pause that is not its own, or a disabled mailbox), or an error.
+  using ChangeCallback = std::function<void(core::Result<store::ChangeAnswer, std::string>)>;
+  void set_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
+                 store::PausedBy by, ChangeCallback cb);
 
   // What the admin API shows for a mailbox: sends today (its local day), today's ramp-up limit,
   // breaker state (closed | open | half_open). -1 / "" when Redis could not be asked.
@@ -186,6 +195,13 @@ class Gate {
   std::vector<std::string> learn_argv(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard);
   void apply_learned(const queue::RedisReply& r, const std::string& account, const std::string& id,
                      LearnResult& res);
+  // The PostgreSQL half of set_state (the learn script does the Redis half of the daemon's own).
+  void store_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
+                   store::PausedBy by, ChangeCallback cb);
+  // An admit met a pause or disable in Redis that this daemon's copy of the row lacks: the
+  // PostgreSQL half is in flight or was lost in a crash; writing it again is harmless.
+  void complete_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
+                      store::PausedBy by);
   const TimeZone& zone(const std::string& name);
   int64_t rand_upto(int64_t max_inclusive);
   std::string key(const std::string& account, const std::string& mailbox_id, std::string_view what) const;
@@ -211,6 +227,7 @@ class Gate {
   std::set<std::string> unknown_zones_;  // named by a mailbox but not in the table (logged once)
   std::mt19937_64 rng_;
   uint64_t lease_seq_ = 0;
+  std::set<store::MailboxRef> completing_;  // complete_state() writes in flight
 };
 
 }  // namespace deliverd::policy

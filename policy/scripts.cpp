@@ -11,7 +11,8 @@ namespace deliverd::policy::scripts {
 //       11 this send's jitter ms, 12 max jitter ms, 13 probe timeout ms, 14 paused retry ms,
 //       15 spread ms (random, this call), 16 destination per minute, 17 destination max
 //       connections, 18 lease ms, 19 lease token, 20 destination retry ms, 21 day counter TTL ms.
-// Returns {verdict (1 allow, 0 defer, 2 reject), until ms, reason, detail}.
+// Returns {verdict (1 allow, 0 defer, 2 reject), until ms, reason, detail}; a paused or disabled
+// mailbox's answer adds who paused it and when it was paused or disabled (0: unknown).
 //
 // A refused caller is handed the time of a slot that will exist (a reservation, not a lock):
 // reservations are spaced by the sustained rate and never exceed today's or tomorrow's
@@ -21,9 +22,13 @@ namespace deliverd::policy::scripts {
 const queue::LuaScript kAdmit{R"lua(
 local now = tonumber(ARGV[1])
 local spread = tonumber(ARGV[15])
-local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until', 'disabled', 'paused')
-if st[4] == '1' then return {2, 0, 'mailbox_disabled', ''} end
-if st[5] == '1' then return {0, now + tonumber(ARGV[14]) + spread, 'mailbox_paused', ''} end
+local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until', 'disabled', 'paused', 'paused_by',
+                      'changed_at')
+local changed_at = tonumber(st[7] or '0')
+if st[4] == '1' then return {2, 0, 'mailbox_disabled', '', '', changed_at} end
+if st[5] == '1' then
+  return {0, now + tonumber(ARGV[14]) + spread, 'mailbox_paused', '', st[6] or 'daemon', changed_at}
+end
 local state = st[1] or 'closed'
 local probe = false
 if state == 'open' then
@@ -189,7 +194,7 @@ end
 redis.call('HSET', KEYS[1], 'state', state, 'fails', fails, 'trips', trips, 'auth_fails', auth, 'open_until', ou)
 local disabled_now = 0
 if auth >= tonumber(ARGV[6]) and h[7] ~= '1' then
-  redis.call('HSET', KEYS[1], 'disabled', '1')
+  redis.call('HSET', KEYS[1], 'disabled', '1', 'changed_at', ARGV[1])
   disabled_now = 1
 end
 if ARGV[7] == '1' then
@@ -204,7 +209,7 @@ for _, v in ipairs(items) do
 end
 local paused_now = 0
 if ARGV[8] == '1' and h[6] ~= '1' and bounces >= tonumber(ARGV[10]) then
-  redis.call('HSET', KEYS[1], 'paused', '1')
+  redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', 'daemon', 'changed_at', ARGV[1])
   redis.call('DEL', KEYS[2])
   paused_now = 1
 end
@@ -216,10 +221,42 @@ const queue::LuaScript kRelease{R"lua(
 return redis.call('ZREM', KEYS[1], ARGV[1])
 )lua"};
 
-// An operator's resume: clears pause, disable and the breaker. KEYS: 1 state hash, 2 recent sends.
-const queue::LuaScript kResume{R"lua(
-redis.call('DEL', KEYS[1], KEYS[2])
-return 1
+// The Redis half of a mailbox state change (Gate::set_state). KEYS: 1 state hash, 2 recent
+// sends. ARGV: 1 change (pause | resume | disable | reset_breaker), 2 who (tenant | operator |
+// daemon), 3 now (kept with a pause or disable as changed_at). A pause records who made it, never weakening a stronger pauser's (tenant < operator <
+// daemon; a pause without a name is the bounce guard's, written by an earlier release). Only an
+// operator lifts a pause that is not the tenant's, or a disable; an operator's resume also
+// forgets the AUTH failures, so the next one does not disable the mailbox again at once.
+// Returns {1} or {0, "paused_by:<who>" | "disabled"} when refused.
+const queue::LuaScript kSetState{R"lua(
+local change, by = ARGV[1], ARGV[2]
+local rank = {tenant = 1, operator = 2, daemon = 3}
+local h = redis.call('HMGET', KEYS[1], 'paused', 'paused_by', 'disabled')
+local holder = h[2] or 'daemon'
+if change == 'pause' then
+  if h[1] ~= '1' or (rank[by] or 3) > (rank[holder] or 3) then
+    redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', by, 'changed_at', ARGV[3])
+  end
+  return {1}
+end
+if change == 'disable' then
+  redis.call('HSET', KEYS[1], 'disabled', '1', 'changed_at', ARGV[3])
+  return {1}
+end
+if by ~= 'operator' then
+  if h[3] == '1' then return {0, 'disabled'} end
+  if h[1] == '1' and holder ~= 'tenant' then return {0, 'paused_by:' .. holder} end
+  redis.call('HDEL', KEYS[1], 'paused', 'paused_by')
+  return {1}
+end
+if change == 'reset_breaker' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {1}
+end
+redis.call('HDEL', KEYS[1], 'paused', 'paused_by', 'disabled')
+redis.call('HSET', KEYS[1], 'auth_fails', 0)
+redis.call('DEL', KEYS[2])
+return {1}
 )lua"};
 
 }  // namespace deliverd::policy::scripts

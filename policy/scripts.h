@@ -9,6 +9,6 @@ namespace deliverd::policy::scripts {
 extern const queue::LuaScript kAdmit;
 extern const queue::LuaScript kLearn;
 extern const queue::LuaScript kRelease;
-extern const queue::LuaScript kResume;
+extern const queue::LuaScript kSetState;
 
 }  // namespace deliverd::policy::scripts

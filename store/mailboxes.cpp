@@ -407,4 +407,18 @@ void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::
            });
 }
 
+void store_mailbox_change(PgConnection& pg, const std::string& account, const std::string& id, MailboxChange change,
+                          PausedBy by, std::function<void(core::Result<ChangeAnswer, std::string>)> cb) {
+  const bool lifts = change == MailboxChange::Resume || change == MailboxChange::ResetBreaker;
+  std::optional<bool> paused, disabled;
+  if (change == MailboxChange::Pause) paused = true;
+  if (change == MailboxChange::Disable) disabled = true;
+  if (lifts) paused = false;
+  if (lifts && by != PausedBy::Tenant) disabled = false;  // an operator's resume lifts a disable too
+  set_mailbox_flags(pg, account, id, paused, disabled, by, [cb = std::move(cb)](core::Result<bool, std::string> r) {
+    if (!r) return cb(core::Err(r.error()));
+    cb(*r ? ChangeAnswer::Done : ChangeAnswer::NoMailbox);
+  });
+}
+
 }  // namespace deliverd::store

@@ -68,6 +68,19 @@ enum class PausedBy : uint8_t { Tenant, Operator, Daemon };
 std::string_view to_string(PausedBy by);
 std::optional<PausedBy> paused_by_from_name(std::string_view name);
 
+// A change of whether a mailbox may send. Every change, whoever makes it (the admin API, the
+// bounce guard, the AUTH-failure disable, a breaker reset), goes through policy::Gate::set_state,
+// which writes the shared Redis state and this table together.
+enum class MailboxChange : uint8_t {
+  Pause,         // paused by `by`
+  Resume,        // lifts a pause; an operator's also lifts "disabled" and the AUTH-failure count
+  Disable,       // after repeated AUTH failures: only an operator lifts it
+  ResetBreaker,  // an operator's resume that also closes the breaker and forgets recent sends
+};
+// What a change came to: done, no such mailbox, or refused because a stronger pauser holds it
+// (a tenant lifting the daemon's or an operator's pause, or a disabled mailbox).
+enum class ChangeAnswer : uint8_t { Done, NoMailbox, Refused };
+
 // The secrets of a mailbox, each sealed with its own associated data so none can stand in for another.
 enum class MailboxSecret : uint8_t { Password, OAuthToken, ImapPassword };
 std::string seal_mailbox_secret(const SecretBox& box, std::string_view plaintext, const std::string& account,
@@ -141,5 +154,9 @@ std::optional<MailboxRef> parse_mailbox_notification(std::string_view payload);
 void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::string& id,
                        std::optional<bool> paused, std::optional<bool> disabled, PausedBy by,
                        std::function<void(core::Result<bool, std::string>)> cb);
+// The PostgreSQL half of a MailboxChange (policy::Gate::set_state writes Redis first, then this):
+// the flags it sets and clears, through set_mailbox_flags.
+void store_mailbox_change(PgConnection& pg, const std::string& account, const std::string& id, MailboxChange change,
+                          PausedBy by, std::function<void(core::Result<ChangeAnswer, std::string>)> cb);
 
 }  // namespace deliverd::store

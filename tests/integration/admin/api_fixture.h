@@ -61,6 +61,12 @@ class ApiTest : public ::testing::Test {
       cb(std::string("1-0"));
     };
     deps_.breaker_reset = [](const std::string&, const std::string&, std::function<void(bool)> cb) { cb(true); };
+    // The PostgreSQL half of policy::Gate::set_state (its Redis half is tested in gate_test).
+    deps_.set_mailbox_state = [this](const std::string& account, const std::string& id, store::MailboxChange change,
+                                     store::PausedBy by,
+                                     std::function<void(core::Result<store::ChangeAnswer, std::string>)> cb) {
+      store::store_mailbox_change(*deps_.pg, account, id, change, by, std::move(cb));
+    };
     deps_.mailbox_live = [](const std::string&, const std::string&, std::function<void(MailboxLive)> cb) {
       cb(MailboxLive{3, 7, "closed"});
     };

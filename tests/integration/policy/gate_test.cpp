@@ -11,6 +11,7 @@
 #include <queue>
 #include <tuple>
 
+#include "policy/mailbox_keys.h"
 #include "policy/ramp.h"
 #include "store/migrations.h"
 #include "store/suppressions.h"
@@ -347,10 +348,12 @@ TEST_F(GateTest, TenAuthFailuresDisableTheMailboxUntilResumed) {
       loop_.run_until([&] { return sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_auth'") == "t"; }));
 
   bool resumed = false;
-  g.resume(m.account, m.id, [&](core::Result<core::Ok, std::string> r) {
-    EXPECT_TRUE(r.ok()) << r.error();
-    resumed = true;
-  });
+  g.set_state(m.account, m.id, store::MailboxChange::ResetBreaker, store::PausedBy::Operator,
+              [&](core::Result<store::ChangeAnswer, std::string> r) {
+                ASSERT_TRUE(r.ok()) << r.error();
+                EXPECT_EQ(*r, store::ChangeAnswer::Done);
+                resumed = true;
+              });
   ASSERT_TRUE(loop_.run_until([&] { return resumed; }));
   EXPECT_TRUE(admit(g, m).allowed());
   EXPECT_EQ(sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_auth'"), "f");
@@ -383,6 +386,126 @@ TEST_F(GateTest, BounceGuardPausesAtFivePercentOfTheLastFifty) {
     return sql_value("SELECT count(*) FROM suppressions WHERE account = 'acct_1' AND reason = 'hard_bounce'") == "3";
   }));
   EXPECT_TRUE(g.is_suppressed("acct_1", "gone1@example.org"));
+}
+
+// ---- one pause state: Gate::set_state -------------------------------------------------------
+
+class GateStateTest : public GateTest {
+ protected:
+  store::ChangeAnswer change(Gate& g, const store::Mailbox& m, store::MailboxChange c, store::PausedBy by) {
+    std::optional<core::Result<store::ChangeAnswer, std::string>> out;
+    g.set_state(m.account, m.id, c, by, [&](core::Result<store::ChangeAnswer, std::string> r) { out = std::move(r); });
+    EXPECT_TRUE(loop_.run_until([&] { return out.has_value(); })) << "set_state never answered";
+    if (!out || !*out) {
+      ADD_FAILURE() << (out ? out->error() : "no answer");
+      return store::ChangeAnswer::NoMailbox;
+    }
+    return **out;
+  }
+  std::string state_field(const store::Mailbox& m, const std::string& field) {
+    return redis_->command({"HGET", mailbox_key("deliverd:", m.account, m.id, "state"), field});
+  }
+  store::Mailbox stored(const std::string& id) {
+    store::Mailbox m = mailbox(id);
+    store::SecretBox box = store::SecretBox::from_key(std::array<unsigned char, 32>{});
+    EXPECT_TRUE(store::add_mailbox(conninfo_, m, box).ok());
+    return m;
+  }
+};
+
+TEST_F(GateStateTest, OneResumeLiftsTheBounceGuardsPauseOnEveryDaemon) {
+  Gate& a = make_gate(no_pacing());
+  Gate& b = make_gate(no_pacing());
+  store::Mailbox m = stored("mbx_guard");
+  for (int i = 0; i < 47; ++i) learn(a, m, kDelivered);
+  for (int i = 0; i < 3; ++i) learn(a, m, kNoSuchUser, "gone" + std::to_string(i) + "@example.org");
+  ASSERT_EQ(to_string(admit(b, m).reason), "mailbox_paused") << "the other daemon stops at once, through Redis";
+  ASSERT_TRUE(
+      loop_.run_until([&] { return sql_value("SELECT paused_by FROM mailboxes WHERE id = 'mbx_guard'") == "daemon"; }));
+
+  EXPECT_EQ(change(b, m, store::MailboxChange::Resume, store::PausedBy::Tenant), store::ChangeAnswer::Refused)
+      << "the tenant may not lift the daemon's pause";
+  EXPECT_EQ(to_string(admit(a, m).reason), "mailbox_paused");
+
+  EXPECT_EQ(change(b, m, store::MailboxChange::Resume, store::PausedBy::Operator), store::ChangeAnswer::Done);
+  EXPECT_EQ(sql_value("SELECT paused::text || coalesce(paused_by, '-') FROM mailboxes WHERE id = 'mbx_guard'"),
+            "false-");
+  EXPECT_EQ(state_field(m, "paused"), "(nil)");
+  EXPECT_TRUE(admit(a, m).allowed()) << "resumed on the daemon that paused it";
+  EXPECT_TRUE(admit(b, m).allowed()) << "and on the one that resumed it";
+  // The window started again: one more hard bounce does not pause it again.
+  EXPECT_FALSE(learn(a, m, kNoSuchUser, "gone9@example.org").paused_now);
+}
+
+TEST_F(GateStateTest, ATenantLiftsItsOwnPauseOnlyAndNeverADisable) {
+  Gate& g = make_gate(no_pacing());
+  store::Mailbox m = stored("mbx_tenant");
+  EXPECT_EQ(change(g, m, store::MailboxChange::Pause, store::PausedBy::Tenant), store::ChangeAnswer::Done);
+  EXPECT_EQ(state_field(m, "paused_by"), "tenant");
+  EXPECT_EQ(sql_value("SELECT paused_by FROM mailboxes WHERE id = 'mbx_tenant'"), "tenant");
+  EXPECT_EQ(to_string(admit(g, m).reason), "mailbox_paused");
+  // An operator's pause on top is the operator's; the tenant's pause again does not weaken it.
+  EXPECT_EQ(change(g, m, store::MailboxChange::Pause, store::PausedBy::Operator), store::ChangeAnswer::Done);
+  EXPECT_EQ(change(g, m, store::MailboxChange::Pause, store::PausedBy::Tenant), store::ChangeAnswer::Done);
+  EXPECT_EQ(state_field(m, "paused_by"), "operator");
+  EXPECT_EQ(change(g, m, store::MailboxChange::Resume, store::PausedBy::Tenant), store::ChangeAnswer::Refused);
+  EXPECT_EQ(sql_value("SELECT paused_by FROM mailboxes WHERE id = 'mbx_tenant'"), "operator");
+  EXPECT_EQ(change(g, m, store::MailboxChange::Resume, store::PausedBy::Operator), store::ChangeAnswer::Done);
+
+  EXPECT_EQ(change(g, m, store::MailboxChange::Pause, store::PausedBy::Tenant), store::ChangeAnswer::Done);
+  EXPECT_EQ(change(g, m, store::MailboxChange::Resume, store::PausedBy::Tenant), store::ChangeAnswer::Done);
+  EXPECT_TRUE(admit(g, m).allowed());
+
+  EXPECT_EQ(change(g, m, store::MailboxChange::Disable, store::PausedBy::Daemon), store::ChangeAnswer::Done);
+  EXPECT_EQ(to_string(admit(g, m).reason), "mailbox_disabled");
+  EXPECT_EQ(change(g, m, store::MailboxChange::Resume, store::PausedBy::Tenant), store::ChangeAnswer::Refused);
+  EXPECT_EQ(sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_tenant'"), "t");
+  EXPECT_EQ(change(g, m, store::MailboxChange::Resume, store::PausedBy::Operator), store::ChangeAnswer::Done);
+  EXPECT_EQ(sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_tenant'"), "f");
+  EXPECT_TRUE(admit(g, m).allowed());
+  EXPECT_EQ(change(g, mailbox("mbx_none"), store::MailboxChange::Pause, store::PausedBy::Operator),
+            store::ChangeAnswer::NoMailbox);
+}
+
+TEST_F(GateStateTest, AnOperatorsResumeForgetsTheAuthFailures) {
+  PolicyConfig cfg = no_pacing();
+  cfg.auth_disable_after = 2;
+  cfg.breaker_failures = 100;
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = stored("mbx_auth2");
+  learn(g, m, kAuth535);
+  ASSERT_TRUE(learn(g, m, kAuth535).disabled_now);
+  ASSERT_TRUE(
+      loop_.run_until([&] { return sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_auth2'") == "t"; }));
+  EXPECT_EQ(change(g, m, store::MailboxChange::Resume, store::PausedBy::Operator), store::ChangeAnswer::Done);
+  EXPECT_TRUE(admit(g, m).allowed());
+  EXPECT_FALSE(learn(g, m, kAuth535).disabled_now) << "one failure after the resume is one, not three";
+  EXPECT_TRUE(learn(g, m, kAuth535).disabled_now);
+}
+
+// A crash between the two writes: Redis paused, the row not. An admit refuses; once the pause
+// is older than its own write could take, the next admit writes it, with its pauser, to the
+// row, where the API shows it and a resume lifts it.
+TEST_F(GateStateTest, APauseOnlyRedisHoldsIsWrittenToPostgresByTheNextAdmit) {
+  Gate& g = make_gate(no_pacing());
+  store::Mailbox m = stored("mbx_half");
+  redis_->command({"HSET", mailbox_key("deliverd:", m.account, m.id, "state"), "paused", "1", "paused_by", "tenant",
+                   "changed_at", std::to_string(now_)});
+  EXPECT_EQ(to_string(admit(g, m).reason), "mailbox_paused");
+  // The gate's connection runs queries in order: a write the admit had issued would show here.
+  EXPECT_EQ(sql_value("SELECT paused FROM mailboxes WHERE id = 'mbx_half'"), "f") << "its own write may be on its way";
+  now_ += 31'000;
+  EXPECT_EQ(to_string(admit(g, m).reason), "mailbox_paused");
+  ASSERT_TRUE(loop_.run_until([&] {
+    return sql_value("SELECT paused::text || paused_by FROM mailboxes WHERE id = 'mbx_half'") == "truetenant";
+  }));
+  EXPECT_EQ(change(g, m, store::MailboxChange::Resume, store::PausedBy::Tenant), store::ChangeAnswer::Done);
+  EXPECT_TRUE(admit(g, m).allowed());
+
+  redis_->command({"HSET", mailbox_key("deliverd:", m.account, m.id, "state"), "disabled", "1", "changed_at", "0"});
+  EXPECT_EQ(to_string(admit(g, m).reason), "mailbox_disabled");
+  ASSERT_TRUE(
+      loop_.run_until([&] { return sql_value("SELECT disabled FROM mailboxes WHERE id = 'mbx_half'") == "t"; }));
 }
 
 // ---- suppressions ----------------------------------------------------------------------------
