@@ -222,6 +222,15 @@ ResultEvent wait_for_event(RedisServer& redis, const std::string& id, int timeou
   return it == all.end() ? ResultEvent{} : it->second;
 }
 
+bool wait_until(const std::function<bool()>& done, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  while (!done()) {
+    if (now_ms() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 std::string curl(const std::string& method, const std::string& url, const std::string& token,
                  const std::string& body) {
   std::vector<std::string> argv = {"curl", "-s", "-X", method, "-H", "Authorization: Bearer " + token, url};

@@ -100,6 +100,9 @@ std::map<std::string, ResultEvent> wait_for_events(RedisServer& redis, const std
 // The event of one job, or an empty event (status "") after timeout_ms.
 ResultEvent wait_for_event(RedisServer& redis, const std::string& id, int timeout_ms = 30000);
 
+// Polls done() every 20 ms until it holds (true) or timeout_ms passes (false).
+bool wait_until(const std::function<bool()>& done, int timeout_ms);
+
 // An HTTP request with curl carrying an API key; the response body.
 std::string curl(const std::string& method, const std::string& url, const std::string& token,
                  const std::string& body = {});

@@ -55,15 +55,6 @@ std::map<std::string, int> sink_counts(const SmtpSink& sink) {
   return counts;
 }
 
-bool wait_until(const std::function<bool()>& done, int timeout_ms) {
-  long long deadline = now_ms() + timeout_ms;
-  while (!done()) {
-    if (now_ms() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
-
 std::vector<std::string> job_ids(const std::string& prefix, int n) {
   std::vector<std::string> ids;
   for (int i = 0; i < n; ++i) ids.push_back(prefix + std::to_string(i));
