@@ -3,6 +3,7 @@
 // It can bind a chosen loopback source address, so tests can be two different clients.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,6 +87,13 @@ class Client {
     req += extra_headers + "\r\n" + body;
     if (!send(req)) return {};
     return read_reply(method == "HEAD").value_or(HttpReply{});
+  }
+
+  // Whether the server has sent something (or closed) within timeout_ms.
+  bool readable(int timeout_ms) {
+    if (!buf_.empty()) return true;
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, timeout_ms) > 0;
   }
 
   // True when the server closed the connection (EOF or reset) with nothing more to read.

@@ -204,11 +204,13 @@ TEST_F(ServerTest, SlowClientGets408AndIdleClientIsClosed) {
     EXPECT_GE(testing::now_ms() - t0, 250);
     EXPECT_TRUE(slow.closed_by_server());
 
-    // Trickling one byte at a time does not extend the deadline.
+    // Trickling one byte at a time does not extend the deadline: the 408 comes while the bytes
+    // still trickle (a deadline renewed by each byte would never come before the last one).
     Client trickle(port);
-    std::string req = get("/healthz");
-    for (size_t i = 0; i < 8 && trickle.send(req.substr(i, 1)); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(200, 'a') + "\r\n\r\n";
+    size_t sent = 0;
+    while (sent < req.size() && !trickle.readable(100) && trickle.send(req.substr(sent, 1))) ++sent;
+    EXPECT_LT(sent, req.size()) << "the server waited for the whole trickled request";
     auto tr = trickle.read_reply();
     ASSERT_TRUE(tr);
     EXPECT_EQ(tr->status, 408);

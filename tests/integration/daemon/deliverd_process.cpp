@@ -83,6 +83,12 @@ bool DeliverdProcess::running() { return proc_.running(); }
 
 void DeliverdProcess::signal(int sig) { proc_.signal(sig); }
 
+bool DeliverdProcess::stopped() const {
+  std::string stat = read_file("/proc/" + std::to_string(proc_.pid()) + "/stat");
+  size_t paren = stat.rfind(')');  // the name may hold spaces; the state follows the last ')'
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'T';
+}
+
 int DeliverdProcess::stop(int sig, int timeout_ms) {
   proc_.signal(sig);
   int st = proc_.wait(timeout_ms);

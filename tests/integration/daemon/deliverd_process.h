@@ -48,6 +48,8 @@ class DeliverdProcess {
   bool running();
   // Sends sig without waiting (SIGHUP: reload).
   void signal(int sig);
+  // Whether the running daemon is stopped (SIGSTOP took effect: state T in /proc/<pid>/stat).
+  bool stopped() const;
   int admin_port() const { return admin_port_; }
   // GET on the admin listener; returns the body and sets *status (0 if it could not connect).
   std::string http_get(const std::string& path, int* status = nullptr) const;

@@ -65,13 +65,28 @@ TEST(Reload, SighupUnderLoadAppliesTheNewLimitAndLosesNothing) {
   replace_in_file(d.config_path(), "max_inflight = 200", "max_inflight = 7");
   d.signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(d, "event=reloaded", 10000)) << d.log();
-  // Entries handed out before the reload drain away; from then on at most 7 are held.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Entries handed out before the reload drain away (waited for, not slept on); from then on at
+  // most 7 are held. Every sample counts only if jobs were still left when it was taken, and
+  // there must be several: a run whose jobs all finished first fails instead of passing.
+  ASSERT_TRUE([&] {
+    long long deadline = now_ms() + 120000;
+    while (stack.redis.xpending_count("deliverd:jobs", "deliverd") > 7)
+      if (now_ms() > deadline)
+        return false;
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return true;
+  }()) << "the entries read before the reload never drained";
   long long max_pending = 0;
-  for (int i = 0; i < 20 && stack.redis.xlen("deliverd:results") < kJobs; ++i) {
-    max_pending = std::max(max_pending, stack.redis.xpending_count("deliverd:jobs", "deliverd"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  int samples = 0;
+  for (int i = 0; i < 200; ++i) {
+    const long long pending = stack.redis.xpending_count("deliverd:jobs", "deliverd");
+    if (stack.redis.xlen("deliverd:results") >= kJobs) break;
+    max_pending = std::max(max_pending, pending);
+    ++samples;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  EXPECT_GE(samples, 5) << "the jobs finished before the new limit could be watched";
   EXPECT_LE(max_pending, 7);
 
   auto finals = wait_for_final_events(stack.redis, ids, 600000);
