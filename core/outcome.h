@@ -167,6 +167,8 @@ enum class Reason : uint8_t {
   RefusedByPolicy,
   InvalidName,
   Overloaded,
+  // the account was erased while its job waited or was in flight: nothing of it is kept
+  AccountErased,
 };
 
 inline constexpr Named<Reason> kReasonNames[] = {
@@ -265,6 +267,7 @@ inline constexpr Named<Reason> kReasonNames[] = {
     {Reason::RefusedByPolicy, "refused_by_policy"},
     {Reason::InvalidName, "invalid_name"},
     {Reason::Overloaded, "overloaded"},
+    {Reason::AccountErased, "account_erased"},
 };
 static_assert(in_order(kReasonNames));
 

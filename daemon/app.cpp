@@ -237,6 +237,10 @@ void App::is_done(const std::string& account, const std::string& job_id, queue::
   publisher_->is_done(account, job_id, std::move(cb));
 }
 
+void App::is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) {
+  eraser_->is_erased(account, std::move(cb));
+}
+
 void App::ack(const std::string& entry_id, WriteDone cb) { publisher_->ack(entry_id, std::move(cb)); }
 
 void App::dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
@@ -404,6 +408,14 @@ bool App::start_redis() {
   // A marker must outlive every copy of its job: the oldest a job can get, plus a day.
   pc.done_ttl_ms = cfg_.retry_max_age_ms + 86'400'000;
   publisher_ = std::make_unique<queue::Publisher>(*redis_, pc);
+  queue::AccountEraserConfig ec;
+  ec.retry = cfg_.retry_set;
+  ec.results = cfg_.results_stream;
+  ec.dead = cfg_.dead_stream;
+  ec.marker_prefix = cfg_.policy.redis_prefix + "erased:";
+  // The marker must outlive every job the account still had: the oldest a job can get, plus a day.
+  ec.marker_ttl_ms = cfg_.retry_max_age_ms + 86'400'000;
+  eraser_ = std::make_unique<queue::AccountEraser>(*redis_, ec);
   retry_policy_.schedule_ms = cfg_.retry_schedule_ms;
   retry_policy_.max_age_ms = cfg_.retry_max_age_ms;
   queue::SchedulerConfig sc;
@@ -537,6 +549,11 @@ void App::start_api() {
   // The table's trigger tells every daemon (this one too); refreshing here as well makes the
   // change visible to this daemon's next job without waiting for the notification.
   deps.mailboxes_changed = [this] { mailboxes_->refresh(); };
+  deps.erase_queued = [this](const std::string& account,
+                             std::function<void(core::Result<queue::RedisEraseCounts, std::string>)> cb) {
+    if (!eraser_) return cb(core::Err{std::string("redis is not available")});
+    eraser_->erase(account, std::move(cb));
+  };
   deps.mailbox_live = [this](const std::string& account, const std::string& id,
                              std::function<void(admin::MailboxLive)> cb) {
     const store::Mailbox* m = mailboxes_->find(account, id);

@@ -16,6 +16,7 @@
 #include "daemon/message_builder.h"
 #include "daemon/mailbox_directory.h"
 #include "dns/address_policy.h"
+#include "queue/account_eraser.h"
 #include "queue/consumer.h"
 #include "queue/retry_policy.h"
 #include "core/tls_context.h"
@@ -101,6 +102,7 @@ class App final : private DeliveryServices {
   void send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) override;
   void abort_sends() override;
   void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) override;
+  void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) override;
   void ack(const std::string& entry_id, WriteDone cb) override;
   void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                            WriteDone cb) override;
@@ -157,6 +159,7 @@ class App final : private DeliveryServices {
   std::unique_ptr<policy::Gate> gate_;
   queue::RedisClient* redis_ = nullptr;
   std::unique_ptr<queue::Publisher> publisher_;
+  std::unique_ptr<queue::AccountEraser> eraser_;
   queue::Consumer* consumer_ = nullptr;
   std::unique_ptr<admin::Router> router_;
   std::unique_ptr<admin::MailboxProber> prober_;  // the admin API's mailbox connection test

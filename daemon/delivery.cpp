@@ -135,7 +135,33 @@ void Delivery::start() {
   if (!parsed) return dead_letter(parsed.error().to_string());
   job_ = std::move(parsed).value();
   if (std::string error; !read_retry_fields(error)) return dead_letter(error);
+  check_erased([this] { schedule_or_send(); });
+}
 
+void Delivery::check_erased(std::function<void()> next) {
+  services_.is_erased(job_.account, [this, next = std::move(next)](core::Result<bool, std::string> r) {
+    if (!r) {
+      if (aborted_) return release();
+      return after_backoff([this, next] { check_erased(next); });
+    }
+    if (*r) return erased();
+    next();
+  });
+}
+
+void Delivery::erased() {
+  if (admitted_) {
+    // Nothing is learnt from it: a bounce would list the address again, in the clear.
+    services_.release(*admitted_);
+    admitted_.reset();
+  }
+  job_.to_email.clear();
+  last_reply_ = {};
+  publish(policy_outcome(core::Status::Rejected, core::Reason::AccountErased,
+                         "the account was erased; nothing of this job is kept"));
+}
+
+void Delivery::schedule_or_send() {
   const int64_t now = services_.now_ms();
   if (job_.expires_at_ms && job_.expires_at_ms <= now)
     return done(ended_while_waiting(core::Reason::Expired, "expires_at has passed"));
@@ -269,7 +295,14 @@ void Delivery::dead_letter(const std::string& reason, size_t keep) {
   });
 }
 
+// An attempt can outlast its account: erased while the session ran, it ends as if it had been
+// erased before (what it did reaches no result, row or policy list).
 void Delivery::done(const core::Outcome& o) {
+  if (!attempted_) return finish(o);
+  check_erased([this, o] { finish(o); });
+}
+
+void Delivery::finish(const core::Outcome& o) {
   if (admitted_) {
     // Breaker, bounce guard and hard-bounce suppression learn from real attempts only; a job
     // dropped before sending just gives its destination slot back.

@@ -1,8 +1,9 @@
 #pragma once
 // One job from the moment it is taken off the stream until its outcome is written to Redis and
 // its entry acked (or, when Redis cannot be reached before the daemon stops, left pending for a
-// later run). The steps, in order: poison check → parse → expiry and not_before → mailbox →
-// idempotency marker → suppression → compose and sign → send → outcome → publish / retry set.
+// later run). The steps, in order: poison check → parse → erased account → expiry and
+// not_before → mailbox → idempotency marker → suppression → compose and sign → send → erased
+// account again (it may have been erased meanwhile) → outcome → publish / retry set.
 #include <uv.h>
 
 #include <cstdint>
@@ -38,12 +39,19 @@ class Delivery {
 
  private:
   bool read_retry_fields(std::string& error);
+  // A job of an erased account ends rejected/account_erased before anything else happens to it;
+  // otherwise next() runs. Unknown (Redis away) waits, as for the idempotency marker.
+  void check_erased(std::function<void()> next);
+  void schedule_or_send();
+  // The end of a job whose account was erased: no address, reply or detail of it goes anywhere.
+  void erased();
   void check_done();
   void admit();
   void compose_and_send();
   void resolved(const dns::ResolvedHost& r);
   void send_mx();
   void done(const core::Outcome& o);
+  void finish(const core::Outcome& o);
   // Deferred: into the retry set (attempt + 1), or expired when no retry fits before the end.
   void retry_later(const core::Outcome& o);
   // Into the retry set at due_ms without using up an attempt (not_before, policy deferrals).

@@ -67,6 +67,8 @@ class DeliveryServices {
   // Job ids are per account: the idempotency marker is (account, job id), holding the time of
   // the delivery (queue/publisher.h).
   virtual void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) = 0;
+  // Whether the account was erased (queue/account_eraser.h): its jobs end without a trace.
+  virtual void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) = 0;
   virtual void ack(const std::string& entry_id, WriteDone cb) = 0;
   virtual void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                                    WriteDone cb) = 0;

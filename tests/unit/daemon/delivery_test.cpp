@@ -46,6 +46,9 @@ class FakeServices final : public DeliveryServices {
   core::Outcome send_outcome = delivered();
   std::deque<bool> write_results;  // per Redis write, in order; empty = succeed
   bool answer_sends = true;        // false: the send stays in flight until abort_sends()
+  // Per is_erased call, in order (the last answer repeats); nullopt: Redis cannot say.
+  std::deque<std::optional<bool>> erased = {false};
+  int erased_checks = 0;
 
   // What the delivery did.
   std::vector<std::string> calls;
@@ -156,6 +159,15 @@ class FakeServices final : public DeliveryServices {
       return cb(core::Err(std::string("connection lost")));
     }
     cb(*done_marker ? std::optional<int64_t>(kFirstDeliveredMs) : std::nullopt);
+  }
+  // Not in `calls`: every job asks, and the call lists above would only repeat it.
+  void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) override {
+    EXPECT_EQ(account, "acct_42");
+    ++erased_checks;
+    std::optional<bool> answer = erased.front();
+    if (erased.size() > 1) erased.pop_front();
+    if (!answer) return cb(core::Err(std::string("connection lost")));
+    cb(*answer);
   }
   void ack(const std::string& entry_id, WriteDone cb) override {
     calls.push_back("ack " + entry_id);
@@ -408,6 +420,57 @@ TEST(Delivery, AbortDuringSendEndsDeferredAndIsStillPersisted) {
   EXPECT_EQ(s.deferred_item->last_outcome, "aborted");
   ASSERT_EQ(s.events.size(), 1u);
   EXPECT_TRUE(contains(s.events[0], R"("status":"deferred","phase":"body","reason":"aborted")")) << s.events[0];
+}
+
+}  // namespace
+}  // namespace deliverd::daemon
+
+namespace deliverd::daemon {
+namespace {
+
+void expect_no_trace_of_the_recipient(const FakeServices& s) {
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"rejected","phase":"policy","reason":"account_erased")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("to":"")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("reply":{"code":null,"enhanced":"","text":""})")) << s.events[0];
+  for (const char* personal : {"bob", "example.org", "Quick question", "queued as 42", "192.0.2.25"})
+    EXPECT_FALSE(contains(s.events[0], personal)) << personal << " in " << s.events[0];
+  ASSERT_EQ(s.recorded.size(), 1u);
+  EXPECT_EQ(s.recorded[0].recipient, "");
+  EXPECT_EQ(s.recorded[0].status, "rejected");
+  EXPECT_EQ(s.recorded[0].reply_text, "");
+  EXPECT_EQ(s.recorded[0].host, "");
+  EXPECT_EQ(s.recorded[0].detail, "account_erased: the account was erased; nothing of this job is kept");
+}
+
+TEST(Delivery, AJobOfAnErasedAccountEndsRejectedWithoutItsAddress) {
+  FakeServices s;
+  s.erased = {std::nullopt, true};  // Redis away first: unknown is not "no", the delivery waits
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.erased_checks, 2);
+  // Nothing else is looked at: the mailbox is gone with the account, the job is not sent.
+  EXPECT_EQ(s.calls, (Calls{"publish_and_ack 1764410000000-0", "finished"}));
+  expect_no_trace_of_the_recipient(s);
+}
+
+TEST(Delivery, AnAttemptThatOutlastsItsAccountEndsAsErasedAndTeachesNothing) {
+  FakeServices s;
+  s.erased = {false, true};  // erased while the session ran
+  s.send_outcome.status = core::Status::Bounced;
+  s.send_outcome.phase = core::Phase::Rcpt;
+  s.send_outcome.reason = core::Reason::RcptRejected;
+  s.send_outcome.reply = {550, "5.1.1", "bob@example.org: no such user"};
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  // The bounce would have listed the address again (hard-bounce suppression): not learnt.
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "resolve_host smtp.acme.example", "send_relay mbx_7 192.0.2.25:587", "release",
+                            "publish_and_ack 1764410000000-0", "finished"}));
+  EXPECT_FALSE(s.learned);
+  expect_no_trace_of_the_recipient(s);
 }
 
 }  // namespace
