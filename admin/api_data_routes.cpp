@@ -242,19 +242,34 @@ void erase_account(CallPtr call) {
     if (r->refused_owner_keys)
       return call->error(403, "forbidden", "the account has owner keys: only an owner key may erase it");
     if (call->ctx->deps.mailboxes_changed) call->ctx->deps.mailboxes_changed();
-    core::JsonWriter w;
-    w.begin_object()
-        .field("account", call->account)
-        .key("erased")
-        .begin_object()
-        .field("mailboxes", r->mailboxes)
-        .field("delivery_events", r->delivery_events)
-        .field("api_keys", r->api_keys)
-        .field("suppressions_reduced_to_hash", r->suppressions_hashed)
-        .field("audit_rows_scrubbed", r->audit_rows_scrubbed)
-        .end_object()
-        .end_object();
-    call->ok_json(200, w.take());
+    auto answer = [call, pgc = *r](const queue::RedisEraseCounts* q, int64_t late_events) {
+      core::JsonWriter w;
+      w.begin_object()
+          .field("account", call->account)
+          .key("erased")
+          .begin_object()
+          .field("mailboxes", pgc.mailboxes)
+          .field("delivery_events", pgc.delivery_events + late_events)
+          .field("api_keys", pgc.api_keys)
+          .field("suppressions_reduced_to_hash", pgc.suppressions_hashed)
+          .field("audit_rows_scrubbed", pgc.audit_rows_scrubbed);
+      if (q)
+        w.field("retry_members", q->retry_members)
+            .field("results_entries", q->results_entries)
+            .field("dead_letters", q->dead_letters);
+      w.end_object().end_object();
+      call->ok_json(200, w.take());
+    };
+    if (!call->ctx->deps.erase_queued) return answer(nullptr, 0);
+    // Redis next: the marker stops the account's queued and in-flight jobs, then its retry-set
+    // members and stream entries go. Rows that deliveries finished meanwhile wrote go last.
+    call->ctx->deps.erase_queued(call->account, [call, answer](core::Result<queue::RedisEraseCounts, std::string> q) {
+      if (!q) return call->error(500, "internal_error", "the account's rows are erased, its queued jobs are not: retry");
+      store::erase_account_events(call->pg(), call->account, [call, answer, q = *q](core::Result<int64_t, std::string> e) {
+        if (!e) return call->error(500, "internal_error", "cannot erase the account's latest delivery events: retry");
+        answer(&q, *e);
+      });
+    });
   });
 }
 

@@ -14,6 +14,7 @@
 #include "admin/mailbox_probe.h"
 #include "admin/router.h"
 #include "core/result.h"
+#include "queue/account_eraser.h"
 #include "store/mailboxes.h"
 #include "store/pg_connection.h"
 #include "store/secret_box.h"
@@ -56,6 +57,10 @@ struct ApiDeps {
   // ([[dkim]] accounts) that keeps it out. Unset: every address is allowed.
   std::function<std::optional<std::string>(const std::string& account, const std::string& email)> sender_refused;
   std::function<OperatorLimits()> operator_limits;  // unset: the [policy] defaults
+  // Erasure of an account's Redis state (queue::AccountEraser::erase), run after its rows are
+  // gone. Unset (no Redis): the erasure answer has no "redis" counts.
+  std::function<void(const std::string& account, std::function<void(core::Result<queue::RedisEraseCounts, std::string>)>)>
+      erase_queued;
   bool allow_plaintext_auth = false;  // [smtp] allow_plaintext_auth
   AuthConfig auth;
   size_t max_job_bytes = 10 * 1024 * 1024;  // as queue::parse_job's max_bytes

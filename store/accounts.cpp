@@ -170,6 +170,19 @@ void erase_account(PgConnection& pg, const std::string& account, bool may_erase_
       });
 }
 
+void erase_account_events(PgConnection& pg, const std::string& account,
+                          std::function<void(core::Result<int64_t, std::string>)> cb) {
+  pg.query(
+      "WITH e AS (DELETE FROM delivery_events WHERE account = $1 RETURNING 1),"
+      " t AS (DELETE FROM delivery_event_tombstones WHERE account = $1 RETURNING 1)"
+      " SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM t)",
+      {account}, [cb = std::move(cb)](const PgResult& r) {
+        if (!r.ok) return cb(core::Err("cannot erase delivery events: " + r.error));
+        if (r.rows.empty()) return cb(core::Err(std::string("cannot erase delivery events: no result")));
+        cb(static_cast<int64_t>(std::stoll(cell(r.rows[0], 0))));
+      });
+}
+
 void erase_address(PgConnection& pg, const std::string& account, const std::string& address,
                    std::function<void(core::Result<int64_t, std::string>)> cb) {
   std::string normalized = normalize_address(address);

@@ -32,6 +32,11 @@ struct EraseCounts {
 void erase_account(PgConnection& pg, const std::string& account, bool may_erase_owner_keys,
                    std::function<void(core::Result<EraseCounts, std::string>)> cb);
 
+// The account's delivery events and their tombstones, again: the rows deliveries still running
+// during erase_account wrote after it. cb gets the number deleted.
+void erase_account_events(PgConnection& pg, const std::string& account,
+                          std::function<void(core::Result<int64_t, std::string>)> cb);
+
 // The address's delivery events lose recipient, reply text and detail; its suppression (added
 // if there was none) keeps only the hash; audit rows naming it lose their target. cb gets the
 // number of events scrubbed.
