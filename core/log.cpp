@@ -1,7 +1,12 @@
 #include "core/log.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -13,6 +18,7 @@
 #include <unordered_map>
 
 #include "core/json_writer.h"
+#include "core/metrics.h"
 
 namespace deliverd::core {
 namespace {
@@ -31,6 +37,118 @@ int64_t real_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
+
+// stderr, written without ever waiting for it: a stalled journald or a full pipe must not hold
+// the event loop. Lines wait in a bounded buffer; when it is full, new lines are dropped and
+// counted, and one log_lines_dropped line tells how many once the reader keeps up again.
+class Sink {
+ public:
+  // The counter is on /metrics from the start, at 0, not only after the first drop.
+  Sink() { dropped_counter(); }
+  ~Sink() {
+    if (own_fd_ >= 0) ::close(own_fd_);
+  }
+
+  // Caller holds the log mutex.
+  void emit(const std::string& line) {
+    follow_stderr();
+    if (pending_.size() - head_ + line.size() > kLogBufferBytes) {
+      ++dropped_;
+      ++unreported_;
+      dropped_counter().inc();
+      return;
+    }
+    pending_.append(line);
+    flush();
+  }
+
+  // Writes what the destination takes now. Returns true when nothing is left waiting.
+  bool flush() {
+    while (head_ < pending_.size()) {
+      ssize_t n = write_some(pending_.data() + head_, pending_.size() - head_);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      head_ += static_cast<size_t>(n);
+    }
+    if (head_ == pending_.size()) {
+      pending_.clear();
+      head_ = 0;
+    } else if (head_ > kLogBufferBytes / 2) {
+      pending_.erase(0, head_);
+      head_ = 0;
+    }
+    return pending_.empty();
+  }
+
+  // For the end of the process: waits up to timeout_ms for the destination to take the rest.
+  void drain(int timeout_ms) {
+    const int64_t until = real_monotonic_ms() + timeout_ms;
+    while (!flush()) {
+      const int64_t left = until - real_monotonic_ms();
+      if (left <= 0) return;
+      pollfd p{fd(), POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) return;
+    }
+  }
+
+  uint64_t dropped() const { return dropped_; }
+  // How many were dropped since the last report, and forgets them: the caller reports them.
+  uint64_t take_unreported() {
+    if (!pending_.empty()) return 0;
+    return std::exchange(unreported_, 0);
+  }
+
+ private:
+  enum class Kind { Socket, Reopened, Plain };
+
+  static Counter& dropped_counter() {
+    static Counter& c = Registry::global()
+                            .counter("deliverd_log_lines_dropped_total",
+                                     "Log lines dropped because stderr did not take them in time")
+                            .get();
+    return c;
+  }
+
+  int fd() const { return kind_ == Kind::Reopened ? own_fd_ : 2; }
+
+  ssize_t write_some(const char* p, size_t n) {
+    if (kind_ == Kind::Socket) return ::send(2, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return ::write(fd(), p, n);
+  }
+
+  // Decides how to write without blocking whenever fd 2 is (again) a different file: the
+  // journal's socket takes MSG_DONTWAIT per call; a pipe or terminal is reopened through /proc
+  // with O_NONBLOCK, so the flag is ours and not set on a description shared with the parent;
+  // a regular file never makes a writer wait.
+  void follow_stderr() {
+    struct stat st {};
+    if (::fstat(2, &st) != 0) return;
+    if (known_ && st.st_dev == dev_ && st.st_ino == ino_ && st.st_mode == mode_) return;
+    known_ = true;
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+    mode_ = st.st_mode;
+    if (own_fd_ >= 0) ::close(own_fd_);
+    own_fd_ = -1;
+    kind_ = Kind::Plain;
+    if (S_ISSOCK(st.st_mode)) {
+      kind_ = Kind::Socket;
+    } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+      own_fd_ = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+      if (own_fd_ >= 0) kind_ = Kind::Reopened;
+    }
+  }
+
+  std::string pending_;
+  size_t head_ = 0;
+  uint64_t dropped_ = 0, unreported_ = 0;
+  bool known_ = false;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  mode_t mode_ = 0;
+  int own_fd_ = -1;
+  Kind kind_ = Kind::Plain;
+};
 
 struct Window {
   int64_t start_ms = 0;
@@ -52,6 +170,7 @@ struct State {
   int64_t last_sweep_ms = 0;
   int repeat_limit = kLogRepeatLimit;
   std::set<std::string, std::less<>> exempt{"delivery", "job_dead_lettered", "job_already_delivered", "unsubscribed"};
+  Sink sink;
 };
 
 State& state() {
@@ -145,7 +264,14 @@ void write_line(State& s, LogLevel level, std::string_view event, std::initializ
     }
   }
   line.push_back('\n');
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  s.sink.emit(line);
+}
+
+// Caller holds the mutex. Tells, once the buffer has drained, how many lines it had to drop.
+void report_dropped(State& s) {
+  if (const int64_t n = static_cast<int64_t>(s.sink.take_unreported()); n > 0) {
+    write_line(s, LogLevel::Warn, "log_lines_dropped", {}, {}, {}, &n);
+  }
 }
 
 // Caller holds the mutex. Reports and forgets windows that have ended.
@@ -245,6 +371,7 @@ void log(LogLevel level, std::string_view event, std::initializer_list<LogField>
   if (level < s.level) return;
   int64_t now = s.mono();
   if (now - s.last_sweep_ms >= kWindowMs) sweep(s, now, false);
+  report_dropped(s);
 
   if (s.repeat_limit <= 0 || s.exempt.count(event)) {
     write_line(s, level, event, fields);
@@ -272,6 +399,28 @@ void log(LogLevel level, std::string_view event, std::initializer_list<LogField>
     }
   }
   write_line(s, level, event, fields);
+}
+
+bool flush_log() {
+  State& s = state();
+  std::lock_guard lk(s.mu);
+  const bool empty = s.sink.flush();
+  report_dropped(s);
+  return empty && s.sink.flush();
+}
+
+void drain_log(int timeout_ms) {
+  State& s = state();
+  std::lock_guard lk(s.mu);
+  s.sink.drain(timeout_ms);
+  report_dropped(s);
+  s.sink.drain(timeout_ms);
+}
+
+uint64_t log_lines_dropped() {
+  State& s = state();
+  std::lock_guard lk(s.mu);
+  return s.sink.dropped();
 }
 
 namespace detail {

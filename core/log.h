@@ -4,6 +4,7 @@
 // stamps every line; elsewhere an RFC 3339 UTC timestamp comes first. Repeats of one event at
 // one level beyond kLogRepeatLimit per second are dropped and summed up in one log_suppressed line.
 // Secrets and message bodies are never passed here.
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <string_view>
@@ -43,6 +44,17 @@ bool stderr_is_journal();
 void set_log_rate_limit_exempt(std::initializer_list<std::string_view> events);
 // Lines per (event, level) per second before suppression; 0 turns rate limiting off.
 void set_log_repeat_limit(int per_second);
+
+// stderr never makes a caller wait: lines it does not take at once wait in a buffer of
+// kLogBufferBytes; beyond that they are dropped, counted (log_lines_dropped(), the metric
+// deliverd_log_lines_dropped_total) and reported in one log_lines_dropped line once it drains.
+inline constexpr size_t kLogBufferBytes = 1 << 20;
+// Writes what stderr takes now, without waiting; true when nothing is left. The daemon calls it
+// from a timer so lines buffered during a stall do not wait for the next event.
+bool flush_log();
+// At exit: waits up to timeout_ms for stderr to take the buffered lines.
+void drain_log(int timeout_ms);
+uint64_t log_lines_dropped();
 
 // Writes the log_suppressed summaries of windows that have ended (and all of them with
 // force=true, e.g. at shutdown). log() also does this once per second on its own.

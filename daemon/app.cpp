@@ -306,6 +306,9 @@ bool App::start_compliance() {
 // the consumer, then signals and the connections themselves.
 bool App::start() {
   apply_logging(cfg_);
+  // Lines that waited while stderr was stalled go out within a second, not at the next event.
+  log_flush_timer_ = core::TimerHandle(&loop_);
+  log_flush_timer_->start_repeating(1000, [] { core::flush_log(); });
   return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_policy() &&
          start_admin() && start_compliance() && start_consumer() && watch_signals() && connect();
 }
@@ -808,6 +811,7 @@ void App::shutdown() {
   shut_down_ = true;
   drain_timer_.reset();
   status_timer_.reset();
+  log_flush_timer_.reset();
   upgrade_timer_.reset();
   if (notifier_) notifier_->close();
   notifier_ = nullptr;
@@ -849,6 +853,7 @@ int App::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   core::log_info("stopped", {{"exit_code", std::to_string(exit_code_)}});
   core::flush_log_suppressed(true);
+  core::drain_log(2000);
   return exit_code_;
 }
 

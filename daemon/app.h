@@ -173,7 +173,8 @@ class App final : private DeliveryServices {
   core::TimerHandle drain_timer_;
   core::TimerHandle upgrade_timer_;  // retries the policy key upgrade after a Redis error
   Notifier* notifier_ = nullptr;    // sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING
-  core::TimerHandle status_timer_;  // refreshes STATUS= while running
+  core::TimerHandle status_timer_;     // refreshes STATUS= while running
+  core::TimerHandle log_flush_timer_;  // writes log lines stderr could not take at once
   bool ready_sent_ = false;
   bool mailboxes_loaded_ = false;
   std::unique_ptr<MailboxDirectory> mailboxes_;  // on pg_, which it LISTENs on

@@ -20,6 +20,7 @@
 #include "daemon/status_command.h"
 #include "daemon/version_info.h"
 #include "core/key_file.h"
+#include "core/log.h"
 #include "dns/address_policy.h"
 #include "store/mailboxes.h"
 #include "store/migrations.h"
@@ -414,7 +415,9 @@ int main(int argc, char** argv) {
       std::fputs(daemon::usage_for(c.name, c.summary, c.options).c_str(), stdout);
       return 0;
     }
-    return c.run(*parsed);
+    const int rc = c.run(*parsed);
+    core::drain_log(2000);
+    return rc;
   }
   fail("unknown command \"" + args[0] + "\"");
   print_usage(stderr);

@@ -1,6 +1,8 @@
 #include "core/log.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <string>
@@ -194,4 +196,61 @@ TEST_F(Log, ExemptListAndLimitAreConfigurable) {
   testing::internal::CaptureStderr();
   for (int i = 0; i < 5; ++i) log_info("delivery");
   EXPECT_EQ(lines(testing::internal::GetCapturedStderr()).size(), 5u);
+}
+
+// A reader that stops reading (a stalled journald, a full pipe) must not stop the caller: the
+// lines it cannot take are dropped and counted, and once it reads again every line it gets is
+// whole and one line says how many were dropped.
+TEST_F(Log, AStalledStderrNeverBlocksAndDroppedLinesAreCountedAndReported) {
+  set_log_repeat_limit(0);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  const int saved = ::dup(2);
+  ASSERT_GE(saved, 0);
+  ASSERT_EQ(::dup2(p[1], 2), 2);
+
+  const uint64_t dropped_before = log_lines_dropped();
+  const std::string filler(100, 'x');
+  const int total = 30000;  // ~3.5 MB: the pipe's 64 KiB and the 1 MiB buffer both overflow
+  for (int i = 0; i < total; ++i) log_info("filler", {{"n", std::to_string(i)}, {"pad", filler}});
+  const uint64_t dropped = log_lines_dropped() - dropped_before;
+  EXPECT_GT(dropped, 0u);
+
+  // The reader catches up: read until the buffer has drained and the report has been written.
+  ASSERT_EQ(::fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  std::string out;
+  char buf[65536];
+  for (int rounds = 0; rounds < 100000; ++rounds) {
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    if (flush_log() && out.find("event=log_lines_dropped") != std::string::npos) break;
+  }
+  while (true) {
+    ssize_t n = ::read(p[0], buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ASSERT_EQ(::dup2(saved, 2), 2);
+  ::close(saved);
+  ::close(p[0]);
+  ::close(p[1]);
+
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back(), '\n');
+  int fillers = 0, last_n = -1;
+  std::string report;
+  for (const auto& l : lines(out)) {
+    if (l.rfind("level=info event=filler n=", 0) == 0) {
+      const int n = std::stoi(l.substr(26));
+      EXPECT_GT(n, last_n) << "lines keep their order";
+      last_n = n;
+      EXPECT_EQ(l, "level=info event=filler n=" + std::to_string(n) + " pad=" + filler) << "a whole line";
+      ++fillers;
+    } else {
+      EXPECT_EQ(report, "") << "one report only";
+      report = l;
+    }
+  }
+  EXPECT_EQ(report, "level=warn event=log_lines_dropped count=" + std::to_string(dropped));
+  EXPECT_EQ(static_cast<uint64_t>(fillers) + dropped, static_cast<uint64_t>(total));
 }
