@@ -353,7 +353,7 @@ bool App::open_store() {
                                            {"fix", "run: deliverd migrate --config " + cfg_.path}});
     return false;
   }
-  pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo, pg_options());
   mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
   // A changed, paused, disabled or removed mailbox keeps no idle session (its new route key
   // would never reuse them anyway; this closes them now rather than at their idle timeout).
@@ -449,9 +449,20 @@ bool App::start_redis() {
   return true;
 }
 
+// PostgreSQL's host name is looked up on the loop (c-ares, /etc/hosts first), never by libpq's
+// getaddrinfo inside a connect, which would stop every session for as long as DNS takes.
+store::PgConnectionOptions App::pg_options() {
+  store::PgConnectionOptions o;
+  o.resolve_host = [this](const std::string& host, auto cb) {
+    if (!resolver_) return cb({}, "resolver not started");
+    resolver_->resolve_service_host(host, std::move(cb));
+  };
+  return o;
+}
+
 // The gate has a PostgreSQL connection of its own: it LISTENs for suppression changes there.
 bool App::start_policy() {
-  pg_policy_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo);
+  pg_policy_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo, pg_options());
   gate_ = std::make_unique<policy::Gate>(&loop_, *redis_, *pg_policy_, cfg_.policy, [this] { return now_ms(); });
   return true;
 }

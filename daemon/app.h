@@ -49,6 +49,7 @@ class WriteHealth;
 }  // namespace queue
 namespace store {
 class PgConnection;
+struct PgConnectionOptions;
 }
 namespace policy {
 class Gate;
@@ -123,6 +124,7 @@ class App final : private DeliveryServices {
   bool start_smtp();
   bool start_redis();
   bool start_policy();
+  store::PgConnectionOptions pg_options();
   bool start_admin();
   bool start_compliance();
   bool start_consumer();

@@ -348,9 +348,45 @@ void Resolver::finish_mx(RequestId id, const AnswerPtr& ans) {
   req.cb(out);
 }
 
+Resolver::RequestId Resolver::resolve_service_host(const std::string& host, ServiceHostCallback cb) {
+  RequestId id = next_id_++;
+  if (closing_) return id;
+  service_reqs_.emplace(id, std::move(cb));
+  ares_addrinfo_hints hints{};
+  hints.ai_family = AF_UNSPEC;
+  // c-ares may answer at once (a hosts-file entry, a bad name): the callback defers delivery.
+  ares_getaddrinfo(channel_, host.c_str(), nullptr, &hints, &Resolver::on_service_host_done, new ServiceCtx{this, id});
+  rearm_timer();
+  return id;
+}
+
+void Resolver::on_service_host_done(void* arg, int status, int /*timeouts*/, struct ares_addrinfo* info) {
+  std::unique_ptr<ServiceCtx> ctx(static_cast<ServiceCtx*>(arg));
+  std::vector<std::string> ips;
+  if (status == ARES_SUCCESS && info) {
+    for (auto* n = info->nodes; n; n = n->ai_next) {
+      std::string ip = address_to_string(n->ai_addr);
+      if (!ip.empty() && std::find(ips.begin(), ips.end(), ip) == ips.end()) ips.push_back(std::move(ip));
+    }
+  }
+  if (info) ares_freeaddrinfo(info);
+  if (status == ARES_EDESTRUCTION) return;  // closing: the request map is already gone
+  Resolver* self = ctx->self;
+  if (self->closing_) return;
+  std::string error = status == ARES_SUCCESS ? (ips.empty() ? "no address" : "") : ares_strerror(status);
+  self->schedule([self, id = ctx->id, ips = std::move(ips), error = std::move(error)]() mutable {
+    auto it = self->service_reqs_.find(id);
+    if (it == self->service_reqs_.end()) return;  // cancelled
+    auto cb = std::move(it->second);
+    self->service_reqs_.erase(it);
+    cb(std::move(ips), std::move(error));
+  });
+}
+
 void Resolver::cancel(RequestId id) {
   host_reqs_.erase(id);
   mx_reqs_.erase(id);
+  service_reqs_.erase(id);
 }
 
 void Resolver::schedule(std::function<void()> fn) {
@@ -574,6 +610,7 @@ void Resolver::close() {
   closing_ = true;
   host_reqs_.clear();
   mx_reqs_.clear();
+  service_reqs_.clear();
   deliver_.clear();
   inflight_.clear();
   clear_cache();

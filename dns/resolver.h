@@ -103,11 +103,17 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   // are refused before any query, as refused_by_policy with the rule as the refused entry.
   RequestId resolve_host(const std::string& host, std::function<void(const ResolvedHost&)> cb);
   RequestId resolve_mx(const std::string& domain, std::function<void(const MxResult&)> cb);
+  // For the daemon's own services (PostgreSQL), not for mail targets: /etc/hosts first, then
+  // DNS with resolv.conf's search domains, as getaddrinfo would, but on the loop. No target
+  // policy applies (a database on a private address is normal). cb gets numeric addresses in the
+  // order to try, or an error text; always asynchronous.
+  using ServiceHostCallback = std::function<void(std::vector<std::string> ips, std::string error)>;
+  RequestId resolve_service_host(const std::string& host, ServiceHostCallback cb);
   void cancel(RequestId id);                     // the callback will not be called
   void set_policy(const AddressPolicy* policy);  // for reload; applies to cached answers too
   void clear_cache();
   size_t cache_size() const { return cache_.size(); }
-  size_t pending() const { return host_reqs_.size() + mx_reqs_.size(); }
+  size_t pending() const { return host_reqs_.size() + mx_reqs_.size() + service_reqs_.size(); }
   void close();  // pending callbacks are not called; freed once libuv has closed the handles
 
   Resolver(const Resolver&) = delete;
@@ -152,6 +158,10 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
     std::string key;
     int type;
   };
+  struct ServiceCtx {
+    Resolver* self;
+    RequestId id;
+  };
 
   void fetch(int type, const std::string& name, std::function<void(const AnswerPtr&)> on_answer);
   void finish_host(RequestId id);
@@ -167,6 +177,7 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   static void on_ares_timer(uv_timer_t* t);
   static void on_deliver_timer(uv_timer_t* t);
   static void on_query_done(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
+  static void on_service_host_done(void* arg, int status, int timeouts, struct ares_addrinfo* info);
 
   uv_loop_t* loop_;
   ResolverConfig cfg_;
@@ -182,6 +193,7 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   std::unordered_map<ares_socket_t, SockPoll*> polls_;
   std::unordered_map<RequestId, HostReq> host_reqs_;
   std::unordered_map<RequestId, MxReq> mx_reqs_;
+  std::unordered_map<RequestId, ServiceHostCallback> service_reqs_;
   std::unordered_map<std::string, std::vector<std::function<void(const AnswerPtr&)>>> inflight_;
   std::unordered_map<std::string, CacheEntry> cache_;
   std::list<std::string> lru_;  // front = most recently used

@@ -1,6 +1,11 @@
 #include "store/pg_connection.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include "core/hex.h"
@@ -118,14 +123,142 @@ void PgConnection::query(std::string sql, std::vector<std::optional<std::string>
   }
 }
 
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+std::string join_commas(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out.append(i ? "," : "").append(v[i]);
+  return out;
+}
+
+// A host entry libpq would look up: not empty, not a socket directory, not already numeric.
+bool needs_lookup(const std::string& host) {
+  if (host.empty() || host[0] == '/' || host[0] == '@') return false;
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1;
+}
+
+// The connection string's settings (either form libpq takes), or an error naming what is wrong.
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_conninfo(const std::string& conninfo,
+                                                                               std::string& error) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (!opts) {
+    error = err ? trim(err) : "cannot parse the connection string";
+    PQfreemem(err);
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  for (PQconninfoOption* o = opts; o->keyword; ++o)
+    if (o->val) out.emplace_back(o->keyword, o->val);
+  PQconninfoFree(opts);
+  return out;
+}
+
+std::string* setting(std::vector<std::pair<std::string, std::string>>& params, std::string_view key) {
+  for (auto& [k, v] : params)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+}  // namespace
+
 void PgConnection::start_connect() {
-  if (state_ != State::Connecting || conn_) return;
-  conn_ = PQconnectStart(conninfo_.c_str());
-  if (!conn_) return connect_failed("out of memory");
-  if (PQstatus(conn_) == CONNECTION_BAD) return connect_failed(conn_error());
+  if (state_ != State::Connecting || conn_ || resolving_) return;
+  const uint64_t attempt = ++connect_attempt_;
   int ms = options_.connect_timeout_ms;
+  // One deadline for the lookups and the connection together.
   connect_timer_->start(static_cast<uint64_t>(ms),
                         [this, ms] { connect_failed("connect timeout after " + std::to_string(ms) + " ms"); });
+  std::string error;
+  auto params = parse_conninfo(conninfo_, error);
+  if (!params) return connect_failed(error);
+  const std::string* host = setting(*params, "host");
+  const std::string* hostaddr = setting(*params, "hostaddr");
+  std::vector<std::string> hosts = host ? split_commas(*host) : std::vector<std::string>{};
+  const bool any_name = std::any_of(hosts.begin(), hosts.end(), needs_lookup);
+  if (!options_.resolve_host || !any_name || (hostaddr && !hostaddr->empty())) return open_connection(*params);
+
+  // Each name becomes one host entry per address, with hostaddr set, so libpq connects without
+  // a lookup of its own and still checks the server's certificate against the name.
+  struct Lookup {
+    std::vector<std::pair<std::string, std::string>> params;
+    std::vector<std::string> hosts;
+    std::vector<std::vector<std::string>> addrs;
+    std::vector<std::string> errors;
+    size_t waiting = 0;
+  };
+  auto lk = std::make_shared<Lookup>();
+  lk->params = std::move(*params);
+  lk->hosts = hosts;
+  lk->addrs.resize(hosts.size());
+  lk->waiting = hosts.size();
+  resolving_ = true;
+  auto finish = [this, lk] {
+    resolving_ = false;
+    std::vector<std::string> host_list, addr_list, port_list;
+    const std::string* port = setting(lk->params, "port");
+    std::vector<std::string> ports = port ? split_commas(*port) : std::vector<std::string>{};
+    const bool port_per_host = ports.size() == lk->hosts.size() && ports.size() > 1;
+    for (size_t i = 0; i < lk->hosts.size(); ++i) {
+      // A socket directory or a literal keeps its entry; a name that resolved to nothing has none.
+      std::vector<std::string> addrs = needs_lookup(lk->hosts[i]) ? lk->addrs[i] : std::vector<std::string>{""};
+      for (const auto& a : addrs) {
+        host_list.push_back(lk->hosts[i]);
+        addr_list.push_back(a);
+        if (port_per_host) port_list.push_back(ports[i]);
+      }
+    }
+    if (host_list.empty()) {
+      std::string why;
+      for (const auto& e : lk->errors) why.append(why.empty() ? "" : "; ").append(e);
+      return connect_failed(why);
+    }
+    std::vector<std::pair<std::string, std::string>> params = lk->params;
+    *setting(params, "host") = join_commas(host_list);
+    if (std::string* a = setting(params, "hostaddr")) *a = join_commas(addr_list);
+    else params.emplace_back("hostaddr", join_commas(addr_list));
+    if (port_per_host) *setting(params, "port") = join_commas(port_list);
+    open_connection(params);
+  };
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    if (!needs_lookup(hosts[i])) {
+      if (--lk->waiting == 0) defer(finish);
+      continue;
+    }
+    options_.resolve_host(hosts[i], [this, alive = alive_.token(), attempt, lk, i, finish](
+                                        std::vector<std::string> ips, std::string err) {
+      if (!alive || attempt != connect_attempt_ || !resolving_) return;
+      if (ips.empty())
+        lk->errors.push_back("cannot resolve PostgreSQL host \"" + lk->hosts[i] + "\": " + (err.empty() ? "no address" : err));
+      lk->addrs[i] = std::move(ips);
+      if (--lk->waiting == 0) finish();
+    });
+  }
+}
+
+void PgConnection::open_connection(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::vector<const char*> keys, values;
+  for (const auto& [k, v] : params) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectStartParams(keys.data(), values.data(), 0);
+  if (!conn_) return connect_failed("out of memory");
+  if (PQstatus(conn_) == CONNECTION_BAD) return connect_failed(conn_error());
   // libpq: before the first PQconnectPoll, behave as if it had answered PGRES_POLLING_WRITING.
   watch(UV_WRITABLE);
 }
@@ -327,6 +460,7 @@ void PgConnection::drop_connection() {
   unwatch();
   if (conn_) PQfinish(conn_);
   conn_ = nullptr;
+  resolving_ = false;
   if (connect_timer_) connect_timer_->stop();
   if (query_timer_) query_timer_->stop();
   in_flight_ = false;
@@ -353,6 +487,7 @@ void PgConnection::run_deferred() {
 void PgConnection::close() {
   if (state_ == State::Closed) return;
   state_ = State::Closed;
+  alive_.end();
   unwatch();
   if (conn_) PQfinish(conn_);
   conn_ = nullptr;

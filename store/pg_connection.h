@@ -6,13 +6,16 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "core/lifetime.h"
 #include "core/timer.h"
 
 namespace deliverd::store {
@@ -30,7 +33,14 @@ struct PgResult {
   int column(std::string_view name) const;
 };
 
+// Resolves a server's host name without blocking the loop: numeric addresses in the order to
+// try, or an error text. libpq would call getaddrinfo, which blocks, inside PQconnectPoll.
+using PgHostResolver = std::function<void(const std::string& host,
+                                          std::function<void(std::vector<std::string> ips, std::string error)>)>;
+
 struct PgConnectionOptions {
+  // Unset: libpq resolves names itself (fine for command-line tools, which hold no loop).
+  PgHostResolver resolve_host;
   int connect_timeout_ms = 10000;
   int query_timeout_ms = 30000;
   size_t max_queued = 10000;  // queries waiting beyond this are refused with an error result
@@ -77,6 +87,7 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   ~PgConnection();
 
   void start_connect();
+  void open_connection(const std::vector<std::pair<std::string, std::string>>& params);
   void continue_connect();
   void on_connected();
   void connect_failed(const std::string& error);
@@ -104,6 +115,9 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   PgConnectionOptions options_;
   State state_ = State::Idle;
   PGconn* conn_ = nullptr;
+  uint64_t connect_attempt_ = 0;  // a lookup answering for an attempt that has ended is ignored
+  bool resolving_ = false;
+  core::Lifetime alive_;
   PollBox* poll_ = nullptr;
   int poll_fd_ = -1;
   int poll_events_ = 0;
