@@ -84,7 +84,9 @@ void add_suppression(CallPtr call) {
   if (!parsed) return call->error(400, "invalid_body", "address: " + parsed.error());
   s.address = parsed->str();
   call->target = s.address;
-  store::add_suppression(call->pg(), s, [call, address = s.address](core::Result<bool, std::string> r) {
+  const store::AddressHasher* addresses = call->addresses();
+  if (!addresses) return;
+  store::add_suppression(call->pg(), *addresses, s, [call, address = s.address](core::Result<bool, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot add the suppression");
     core::JsonWriter w;
     w.begin_object().field("address", address).field("added", *r).field("suppressed", true).end_object();
@@ -96,7 +98,9 @@ void check_suppression(CallPtr call) {
   if (!call->check_account(path_param(call->req, "account"))) return;
   std::string address = store::normalize_address(path_param(call->req, "address"));
   if (address.empty()) return call->error(400, "invalid_address", "not an email address");
-  store::is_suppressed(call->pg(), call->account, address, [call, address](core::Result<bool, std::string> r) {
+  const store::AddressHasher* addresses = call->addresses();
+  if (!addresses) return;
+  store::is_suppressed(call->pg(), *addresses, call->account, address, [call, address](core::Result<bool, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot check the suppression list");
     core::JsonWriter w;
     w.begin_object().field("address", address).field("suppressed", *r).end_object();
@@ -108,12 +112,15 @@ void remove_suppression(CallPtr call) {
   if (!call->check_account(path_param(call->req, "account"))) return;
   std::string address = store::normalize_address(path_param(call->req, "address"));
   if (address.empty()) return call->error(400, "invalid_address", "not an email address");
+  const store::AddressHasher* addresses = call->addresses();
+  if (!addresses) return;
   store::remove_suppression(
-      call->pg(), call->account, address, call->who.is_operator(),
-      [call, address](core::Result<store::SuppressionRemoval, std::string> r) {
+      call->pg(), *addresses, call->account, address, call->who.is_operator(),
+      [call, address, hashed = core::to_hex(addresses->key(address))](
+          core::Result<store::SuppressionRemoval, std::string> r) {
         if (!r) return call->error(500, "internal_error", "cannot remove the suppression");
-        // An erased address is named by its hash only, in the audit log as everywhere.
-        call->target = (r->erased ? "sha256:" + core::to_hex(store::suppression_hash(address)) : address) +
+        // An erased address is named by its (keyed) hash only, in the audit log as everywhere.
+        call->target = (r->erased ? "sha256:" + hashed : address) +
                        (r->sources.empty() ? "" : " (source " + r->sources + ")");
         if (!r->found) return call->error(404, "not_found", "the address is not suppressed");
         if (!r->removed)
@@ -282,9 +289,12 @@ void erase_address(CallPtr call) {
     return call->error(400, "invalid_body", *err);
   address = store::normalize_address(address);
   if (address.empty()) return call->error(400, "invalid_body", "address: required, an email address");
-  // The audit row names the hash: writing the address down would undo the erasure.
-  call->target = "sha256:" + core::to_hex(store::suppression_hash(address));
-  store::erase_address(call->pg(), call->account, address, [call](core::Result<int64_t, std::string> r) {
+  const store::AddressHasher* addresses = call->addresses();
+  if (!addresses) return;
+  // The audit row names the keyed hash: writing the address down would undo the erasure. The
+  // "sha256:" label and the field name are kept for compatibility (the value is an HMAC-SHA-256).
+  call->target = "sha256:" + core::to_hex(addresses->key(address));
+  store::erase_address(call->pg(), *addresses, call->account, address, [call](core::Result<int64_t, std::string> r) {
     if (!r) return call->error(500, "internal_error", "cannot erase the address");
     core::JsonWriter w;
     w.begin_object()

@@ -13,12 +13,16 @@
 #include "admin/auth.h"
 #include "admin/permissions.h"
 #include "core/json_writer.h"
+#include "store/address_hash.h"
 
 namespace deliverd::admin::detail {
 
 struct ApiContext {
   ApiDeps deps;
   std::unique_ptr<Authenticator> auth;
+  // Derived from deps.secrets (store/address_hash.h); unset without it, and then the routes that
+  // hash addresses answer 500.
+  std::optional<store::AddressHasher> addresses;
 };
 
 // One authenticated request on its way to an answer. reply() writes the audit row first when
@@ -40,6 +44,8 @@ struct Call {
   // another account.
   bool check_account(const std::string& a);
   store::PgConnection& pg() { return *ctx->deps.pg; }
+  // The address hasher, or nullptr after answering 500 (no secret key was given to the API).
+  const store::AddressHasher* addresses();
 };
 using CallPtr = std::shared_ptr<Call>;
 using ApiHandler = std::function<void(CallPtr)>;

@@ -56,6 +56,12 @@ bool account_from_query(const CallPtr& call, std::optional<std::string>& account
   return true;
 }
 
+const store::AddressHasher* Call::addresses() {
+  if (ctx->addresses) return &*ctx->addresses;
+  error(500, "internal_error", "no secret key: addresses cannot be hashed");
+  return nullptr;
+}
+
 void Call::ok_json(int status, std::string body) {
   Response r;
   r.status = status;
@@ -220,6 +226,7 @@ void add_api_routes(Router& router, ApiDeps deps) {
   if (!deps.loop || !deps.pg) throw std::invalid_argument("admin API: a loop and a PostgreSQL connection are required");
   auto ctx = std::make_shared<detail::ApiContext>();
   ctx->auth = std::make_unique<Authenticator>(deps.loop, deps.pg, deps.auth);
+  if (deps.secrets) ctx->addresses = store::AddressHasher::from(*deps.secrets);
   ctx->deps = std::move(deps);
   detail::add_mailbox_routes(router, ctx);
   detail::add_suppression_routes(router, ctx);

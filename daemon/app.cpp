@@ -280,7 +280,7 @@ bool App::start_compliance() {
                                 [this](const smtp::UnsubscribeClaims& c, std::function<void(bool)> stored) {
                                   if (!pg_) return stored(false);
                                   store::add_suppression(
-                                      *pg_, {c.account, c.address, "unsubscribed", "one_click"},
+                                      *pg_, *addresses_, {c.account, c.address, "unsubscribed", "one_click"},
                                       [c, stored](core::Result<bool, std::string> r) {
                                         if (!r) core::log_error("suppression_add_failed", {{"error", r.error()}});
                                         else
@@ -330,6 +330,7 @@ bool App::check_config() {
   policy_ = std::make_unique<dns::AddressPolicy>(dns::AddressPolicy::create(cfg_.allow_private_targets).value());
   secrets_ = std::make_unique<store::SecretBox>(
       store::SecretBox::from_key_file(cfg_.secret_key_file, cfg_.old_secret_key_files).value());
+  addresses_ = std::make_unique<store::AddressHasher>(store::AddressHasher::from(*secrets_));
   for (const auto& cidr : cfg_.allow_private_targets)
     core::log_warn("allow_private_targets",
                    {{"cidr", cidr}, {"note", "SECURITY: the SSRF target policy is bypassed for this range; never in production"}});
@@ -360,7 +361,7 @@ bool App::open_store() {
   mailboxes_->on_change([this](const store::MailboxRef& ref) {
     if (pool_) pool_->close_idle("mbx:" + ref.key() + "#");
   });
-  events_ = std::make_unique<store::DeliveryEventWriter>(*pg_);
+  events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_);
   store::RetentionConfig retention;
   retention.days = cfg_.events_retention_days;
   events_retention_ = std::make_unique<store::DeliveryEventRetention>(*pg_, retention);
@@ -463,7 +464,8 @@ store::PgConnectionOptions App::pg_options() {
 // The gate has a PostgreSQL connection of its own: it LISTENs for suppression changes there.
 bool App::start_policy() {
   pg_policy_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo, pg_options());
-  gate_ = std::make_unique<policy::Gate>(&loop_, *redis_, *pg_policy_, cfg_.policy, [this] { return now_ms(); });
+  gate_ = std::make_unique<policy::Gate>(&loop_, *redis_, *pg_policy_, cfg_.policy, [this] { return now_ms(); },
+                                         *addresses_);
   return true;
 }
 

@@ -155,6 +155,7 @@ class App final : private DeliveryServices {
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   std::unique_ptr<dns::AddressPolicy> policy_;
   std::unique_ptr<store::SecretBox> secrets_;
+  std::unique_ptr<store::AddressHasher> addresses_;  // from secrets_: suppression and event hashes
   dns::Resolver* resolver_ = nullptr;
   store::PgConnection* pg_ = nullptr;
   store::PgConnection* pg_policy_ = nullptr;  // the gate's own: it LISTENs for suppression changes

@@ -201,8 +201,28 @@ int cmd_rekey(const daemon::ParsedArgs& a) {
               static_cast<long long>(r->mailboxes), static_cast<long long>(r->resealed),
               core::key_id_hex(box->key_id()).c_str(), static_cast<long long>(r->already_current),
               static_cast<long long>(r->changed_meanwhile), r->failures.size());
+  // Then the address hashes that still have their address next to them (erased rows have not).
+  auto h = store::rehash_addresses(cfg.pg_conninfo, store::AddressHasher::from(*box), batch,
+                                   [](const store::RehashReport& p) {
+                                     std::fprintf(stderr, "rekey: %lld suppressions and %lld delivery events looked at\n",
+                                                  static_cast<long long>(p.suppressions),
+                                                  static_cast<long long>(p.events));
+                                   });
+  if (!h) return fail("rekey: " + h.error());
+  std::printf("rekey: %lld suppressions rehashed with key %s, %lld kept (listed under the new key already); %lld delivery "
+              "events rehashed\n",
+              static_cast<long long>(h->suppressions_rehashed), core::key_id_hex(box->key_id()).c_str(),
+              static_cast<long long>(h->suppressions_kept), static_cast<long long>(h->events_rehashed));
   // Values that changed meanwhile were written by a running daemon; run again to be sure.
   return r->failures.empty() ? 0 : 1;
+}
+
+// The suppression commands hash addresses as the daemon does: under a key derived from the
+// secret key. Failing that, the message that `fail` prints.
+core::Result<store::AddressHasher, std::string> address_hasher(const daemon::Config& cfg) {
+  auto box = store::SecretBox::from_key_file(cfg.secret_key_file, cfg.old_secret_key_files);
+  if (!box) return core::Err("[security] secret_key_file: " + box.error());
+  return store::AddressHasher::from(*box);
 }
 
 int cmd_suppress_add(const daemon::ParsedArgs& a) {
@@ -210,7 +230,9 @@ int cmd_suppress_add(const daemon::ParsedArgs& a) {
   if (!load(a, cfg)) return 2;
   if (!a.has("account")) return fail("suppress add: --account is required (use * for every account)");
   if (!a.has("address")) return fail("suppress add: the ADDRESS is required");
-  auto r = store::add_suppression_blocking(cfg.pg_conninfo,
+  auto addresses = address_hasher(cfg);
+  if (!addresses) return fail(addresses.error());
+  auto r = store::add_suppression_blocking(cfg.pg_conninfo, *addresses,
                                            {a.get("account"), a.get("address"), a.get("reason", "manual"), "cli"});
   if (!r) return fail("suppress add: " + r.error());
   std::printf("%s %s for account %s\n", store::normalize_address(a.get("address")).c_str(),
@@ -223,7 +245,9 @@ int cmd_suppress_remove(const daemon::ParsedArgs& a) {
   if (!load(a, cfg)) return 2;
   if (!a.has("account")) return fail("suppress remove: --account is required");
   if (!a.has("address")) return fail("suppress remove: the ADDRESS is required");
-  auto r = store::remove_suppression_blocking(cfg.pg_conninfo, a.get("account"), a.get("address"));
+  auto addresses = address_hasher(cfg);
+  if (!addresses) return fail(addresses.error());
+  auto r = store::remove_suppression_blocking(cfg.pg_conninfo, *addresses, a.get("account"), a.get("address"));
   if (!r) return fail("suppress remove: " + r.error());
   if (!*r) {
     std::fprintf(stderr, "deliverd: suppress remove: %s is not suppressed for account %s\n",
@@ -246,7 +270,9 @@ int cmd_suppress_list(const daemon::ParsedArgs& a) {
       return fail("suppress list: --limit must be a whole number, got \"" + v + "\"");
     limit = std::stoul(v);
   }
-  auto r = store::list_suppressions_blocking(cfg.pg_conninfo, a.get("account"), a.get("address"), limit);
+  auto addresses = address_hasher(cfg);
+  if (!addresses) return fail(addresses.error());
+  auto r = store::list_suppressions_blocking(cfg.pg_conninfo, *addresses, a.get("account"), a.get("address"), limit);
   if (!r) return fail("suppress list: " + r.error());
   for (const auto& s : *r)
     std::printf("%s\t%s\t%s\t%s\n", s.row.address.c_str(), s.row.reason.c_str(), s.row.source.c_str(),

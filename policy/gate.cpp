@@ -116,12 +116,13 @@ core::Outcome Decision::outcome() const {
 }
 
 Gate::Gate(uv_loop_t* loop, queue::RedisClient& redis, store::PgConnection& pg, PolicyConfig cfg,
-           std::function<int64_t()> now_ms)
+           std::function<int64_t()> now_ms, store::AddressHasher addresses)
     : loop_(loop),
       redis_(redis),
       pg_(pg),
       cfg_(std::move(cfg)),
       now_ms_(std::move(now_ms)),
+      addresses_(std::move(addresses)),
       reload_timer_(loop),
       soon_timer_(loop),
       zones_(ZoneTable::load(cfg_.zoneinfo_dir)),
@@ -203,7 +204,9 @@ void Gate::reload_zones(std::function<void()> done) {
 }
 
 bool Gate::is_suppressed(std::string_view account, std::string_view address) const {
-  return set_.contains(account, address);
+  // Nothing listed (a fresh install): no hashing at all.
+  if (set_.size() == 0) return false;
+  return set_.contains_any(account, addresses_.candidates(address));
 }
 
 // ---- suppression list ----------------------------------------------------------------------
@@ -346,11 +349,13 @@ std::optional<Decision> Gate::local_decision(const AdmitRequest& req, const Mail
     d.detail = Detail::NotLoaded;
     return d;
   }
-  if (set_.contains(req.account, req.to_email) ||
-      (req.account != m.account && set_.contains(m.account, req.to_email))) {
-    d.verdict = Verdict::Suppressed;
-    d.reason = core::Reason::Suppressed;
-    return d;
+  if (set_.size() > 0) {  // a few HMACs per recipient, only when something is listed
+    const std::vector<std::string> hashes = addresses_.candidates(req.to_email);
+    if (set_.contains_any(req.account, hashes) || (req.account != m.account && set_.contains_any(m.account, hashes))) {
+      d.verdict = Verdict::Suppressed;
+      d.reason = core::Reason::Suppressed;
+      return d;
+    }
   }
   SendWindow w{p.window_days, p.window_start_hour, p.window_end_hour};
   int64_t open = next_window_open_ms(zone(p.timezone), w, now);
@@ -488,12 +493,12 @@ void Gate::release(const Decision& admitted) {
 // the row (and its NOTIFY to the fleet) follows. Returns whether the address is newly suppressed.
 bool Gate::suppress_hard_bounce(const store::Mailbox& m, const std::string& to_email) {
   // Local first, so this daemon's very next admit refuses it; the row (and its NOTIFY) follows.
-  const std::string key = store::suppression_hash(to_email);
+  const std::string key = addresses_.key(to_email);
   if (key.empty()) return false;
-  const bool fresh = !set_.contains_hash(m.account, key);
+  const bool fresh = !set_.contains_any(m.account, addresses_.candidates(to_email));
   set_.insert(m.account, key);
   suppression_events().with({"hard_bounce"}).inc();
-  store::add_suppression(pg_, {m.account, to_email, "hard_bounce", "bounce"}, [](core::Result<bool, std::string> r) {
+  store::add_suppression(pg_, addresses_, {m.account, to_email, "hard_bounce", "bounce"}, [](core::Result<bool, std::string> r) {
     if (!r) {
       errors().with({"suppression_add"}).inc();
       core::log_warn("policy_suppression_add_failed", {{"error", r.error()}});

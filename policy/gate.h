@@ -27,6 +27,7 @@
 #include "policy/suppression_set.h"
 #include "policy/time_zone.h"
 #include "queue/redis_client.h"
+#include "store/address_hash.h"
 #include "store/mailboxes.h"
 #include "store/pg_connection.h"
 
@@ -119,8 +120,9 @@ class Gate {
 
   // pg should be a connection of the gate's own: it sets that connection's notify and lost
   // handlers and LISTENs on it. redis and pg must outlive the gate (or close() it first).
+  // addresses hashes recipients as the suppression rows are keyed (the daemon's secret key).
   Gate(uv_loop_t* loop, queue::RedisClient& redis, store::PgConnection& pg, PolicyConfig cfg,
-       std::function<int64_t()> now_ms);
+       std::function<int64_t()> now_ms, store::AddressHasher addresses);
   ~Gate();
   Gate(const Gate&) = delete;
   Gate& operator=(const Gate&) = delete;
@@ -211,6 +213,7 @@ class Gate {
   store::PgConnection& pg_;
   PolicyConfig cfg_;
   std::function<int64_t()> now_ms_;
+  store::AddressHasher addresses_;
   core::Lifetime alive_;  // Redis and PostgreSQL answers may arrive after close()
   bool closed_ = false;
 

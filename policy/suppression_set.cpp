@@ -34,13 +34,10 @@ bool SuppressionSet::contains_hash(std::string_view account, const std::string& 
   return false;
 }
 
-bool SuppressionSet::contains(std::string_view account, std::string_view address) const {
-  if (size_ == 0) return false;
-  const std::string key = store::suppression_hash(address);
-  if (key.empty()) return false;
-  if (contains_hash(account, key)) return true;
-  const std::string legacy = store::legacy_suppression_hash(address);
-  return !legacy.empty() && contains_hash(account, legacy);
+bool SuppressionSet::contains_any(std::string_view account, const std::vector<std::string>& candidates) const {
+  for (const auto& h : candidates)
+    if (contains_hash(account, h)) return true;
+  return false;
 }
 
 bool SuppressionSet::parse_notification(std::string_view p, Change& out) {

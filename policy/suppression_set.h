@@ -1,7 +1,8 @@
 #pragma once
 // The in-memory copy of the suppression list that every send is checked against: per account
-// (plus the global list, account "*") the SHA-256 of each normalised address. Fed by a full load
-// and then by the NOTIFY payloads of migration 0004's trigger.
+// (plus the global list, account "*") the address hash of each row, as the database holds it
+// (store/address_hash.h: keyed, or plain for rows from before keys). Fed by a full load and then
+// by the NOTIFY payloads of migration 0004's trigger.
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -14,14 +15,14 @@ namespace deliverd::policy {
 
 class SuppressionSet {
  public:
-  // account "*" suppresses for everyone. sha256 is 32 raw bytes.
+  // account "*" suppresses for everyone. sha256 is 32 raw bytes (the column's name; keyed now).
   void insert(const std::string& account, const std::string& sha256);
   void erase(const std::string& account, const std::string& sha256);
   void replace(std::vector<std::pair<std::string, std::string>> rows);
   void clear();
-  // Checks the account and the global list under the address's key (store::suppression_hash,
-  // so case does not matter) and, for rows from before that key, under its legacy one.
-  bool contains(std::string_view account, std::string_view address) const;
+  // Checks the account and the global list under each of an address's hashes
+  // (store::AddressHasher::candidates: case does not matter, old keys and plain rows count).
+  bool contains_any(std::string_view account, const std::vector<std::string>& candidates) const;
   bool contains_hash(std::string_view account, const std::string& sha256) const;
   size_t size() const { return size_; }
 

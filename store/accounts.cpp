@@ -183,24 +183,28 @@ void erase_account_events(PgConnection& pg, const std::string& account,
       });
 }
 
-void erase_address(PgConnection& pg, const std::string& account, const std::string& address,
-                   std::function<void(core::Result<int64_t, std::string>)> cb) {
+void erase_address(PgConnection& pg, const AddressHasher& addresses, const std::string& account,
+                   const std::string& address, std::function<void(core::Result<int64_t, std::string>)> cb) {
   std::string normalized = normalize_address(address);
   if (account.empty() || normalized.empty()) return cb(core::Err(std::string("an account and an address are needed")));
-  const std::string key = suppression_hash(normalized), legacy = legacy_suppression_hash(normalized);
-  // Rows from before the case-folded key ($4) are erased too.
+  const std::string key = addresses.key(normalized);
+  // Events under any form of the address's hash (old keys, plain SHA-256, the normalisation
+  // before 0008) are scrubbed. One suppression row is kept, under the current key ($2): rows
+  // under the other forms go, since a plain hash of an erased address is reversible and a row
+  // without an address can never be rekeyed.
+  const std::string any = any_candidate_sql(4);
   pg.query(
       "WITH e AS (UPDATE delivery_events SET recipient = NULL, reply_text = NULL, detail = NULL"
-      "   WHERE account = $1 AND recipient_sha256 IN ($2::bytea, $4::bytea) RETURNING 1),"
+      "   WHERE account = $1 AND recipient_sha256 " + any + " RETURNING 1),"
       " s AS (INSERT INTO suppressions (account, address, address_sha256, reason, source)"
       "   VALUES ($1, NULL, $2::bytea, 'erased', 'erasure')"
       "   ON CONFLICT (account, address_sha256) DO UPDATE SET address = NULL, reason = 'erased', source = 'erasure'"
       "   RETURNING 1),"
-      " l AS (UPDATE suppressions SET address = NULL, reason = 'erased', source = 'erasure' WHERE account = $1"
-      "   AND address_sha256 = $4::bytea AND (address IS NOT NULL OR source <> 'erasure') RETURNING 1),"
+      " l AS (DELETE FROM suppressions WHERE account = $1 AND address_sha256 " + any +
+      "   AND address_sha256 <> $2::bytea RETURNING 1),"
       " a AS (UPDATE audit_log SET target = NULL WHERE account = $1 AND lower(target) = lower($3) RETURNING 1)"
       " SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM s), (SELECT count(*) FROM a)",
-      {account, encode_bytea(key), normalized, encode_bytea(legacy.empty() ? key : legacy)},
+      {account, encode_bytea(key), normalized, AddressHasher::sql_list(addresses.candidates(normalized))},
       [cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot erase address: " + r.error));
         if (r.rows.empty()) return cb(core::Err(std::string("cannot erase address: no result")));

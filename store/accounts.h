@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/result.h"
+#include "store/address_hash.h"
 #include "store/pg_connection.h"
 
 namespace deliverd::store {
@@ -38,9 +39,9 @@ void erase_account_events(PgConnection& pg, const std::string& account,
                           std::function<void(core::Result<int64_t, std::string>)> cb);
 
 // The address's delivery events lose recipient, reply text and detail; its suppression (added
-// if there was none) keeps only the hash; audit rows naming it lose their target. cb gets the
-// number of events scrubbed.
-void erase_address(PgConnection& pg, const std::string& account, const std::string& address,
-                   std::function<void(core::Result<int64_t, std::string>)> cb);
+// if there was none) keeps only the hash, the keyed one (store/address_hash.h); audit rows naming
+// it lose their target. cb gets the number of events scrubbed.
+void erase_address(PgConnection& pg, const AddressHasher& addresses, const std::string& account,
+                   const std::string& address, std::function<void(core::Result<int64_t, std::string>)> cb);
 
 }  // namespace deliverd::store

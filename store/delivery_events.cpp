@@ -59,7 +59,8 @@ namespace {
 // The server refused the statement (it has a SQLSTATE), as opposed to the connection failing.
 bool refused_by_server(const PgResult& r) { return !r.ok && !r.sqlstate.empty(); }
 
-void insert_rows(PgConnection& pg, const std::vector<DeliveryEvent>& events, std::function<void(const PgResult&)> cb) {
+void insert_rows(PgConnection& pg, const AddressHasher& addresses, const std::vector<DeliveryEvent>& events,
+                 std::function<void(const PgResult&)> cb) {
   auto opt = [](const std::string& s) -> std::optional<std::string> {
     if (s.empty()) return std::nullopt;
     return s;
@@ -74,8 +75,8 @@ void insert_rows(PgConnection& pg, const std::vector<DeliveryEvent>& events, std
   params.reserve(events.size() * kColumnsPerRow);
   for (size_t i = 0; i < events.size(); ++i) {
     const DeliveryEvent& e = events[i];
-    // The suppression key, so erasing an address finds its events whatever case they had.
-    const std::string key = suppression_hash(e.recipient);
+    // The address's keyed hash, so erasing an address finds its events whatever case they had.
+    const std::string key = addresses.key(e.recipient);
     std::optional<std::string> hash;
     if (!key.empty()) hash = encode_bytea(key);
     const size_t p = i * kColumnsPerRow;
@@ -95,9 +96,9 @@ void insert_rows(PgConnection& pg, const std::vector<DeliveryEvent>& events, std
 
 }  // namespace
 
-void insert_delivery_events(PgConnection& pg, const std::vector<DeliveryEvent>& events,
+void insert_delivery_events(PgConnection& pg, const AddressHasher& addresses, const std::vector<DeliveryEvent>& events,
                             std::function<void(core::Result<core::Ok, std::string>)> cb) {
-  insert_rows(pg, events, [cb = std::move(cb)](const PgResult& r) {
+  insert_rows(pg, addresses, events, [cb = std::move(cb)](const PgResult& r) {
     if (!r.ok) return cb(core::Err("cannot write delivery events: " + r.error));
     cb(core::Ok{});
   });
@@ -117,8 +118,9 @@ constexpr uint64_t kRetryMaxMs = 30000;
 
 }  // namespace
 
-DeliveryEventWriter::DeliveryEventWriter(PgConnection& pg, size_t max_batch, size_t max_buffered)
-    : pg_(pg), max_batch_(std::max<size_t>(1, max_batch)), max_buffered_(max_buffered) {
+DeliveryEventWriter::DeliveryEventWriter(PgConnection& pg, AddressHasher addresses, size_t max_batch,
+                                         size_t max_buffered)
+    : pg_(pg), addresses_(std::move(addresses)), max_batch_(std::max<size_t>(1, max_batch)), max_buffered_(max_buffered) {
   written();
 }
 
@@ -156,7 +158,7 @@ void DeliveryEventWriter::write_next() {
                                    std::make_move_iterator(buffered_.begin() + static_cast<std::ptrdiff_t>(n)));
   buffered_.erase(buffered_.begin(), buffered_.begin() + static_cast<std::ptrdiff_t>(n));
   auto rows = std::make_shared<std::vector<DeliveryEvent>>(std::move(batch));
-  insert_rows(pg_, *rows, [ref = self_, rows](const PgResult& r) {
+  insert_rows(pg_, addresses_, *rows, [ref = self_, rows](const PgResult& r) {
     DeliveryEventWriter* self = *ref;
     if (!self) return;
     if (r.ok) {
@@ -199,7 +201,7 @@ void DeliveryEventWriter::write_rows_alone(std::vector<DeliveryEvent> batch) {
   for (auto& e : batch) {
     std::vector<DeliveryEvent> one;
     one.push_back(std::move(e));
-    insert_rows(pg_, one, [ref = self_, left, job = one.front().job_id](const PgResult& r) {
+    insert_rows(pg_, addresses_, one, [ref = self_, left, job = one.front().job_id](const PgResult& r) {
       DeliveryEventWriter* self = *ref;
       if (!self) return;
       written().with({r.ok ? "written" : "failed"}).inc();

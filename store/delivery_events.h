@@ -1,7 +1,8 @@
 #pragma once
 // Delivery outcomes as rows: the daemon appends one per final or deferred outcome; the admin API
-// reads them back by job id and exports them per account. The recipient is kept with its SHA-256
-// so erasing one address (store/accounts.h) can find its rows without the address.
+// reads them back by job id and exports them per account. The recipient is kept with its keyed
+// hash (store/address_hash.h, column recipient_sha256) so erasing one address (store/accounts.h)
+// can find its rows without the address.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include "core/result.h"
 #include "core/timer.h"
+#include "store/address_hash.h"
 #include "store/pg_connection.h"
 
 namespace deliverd::store {
@@ -28,7 +30,7 @@ struct DeliveryEvent {
 // One multi-row INSERT (one round trip, one commit) for all of them. Peer text (reply, enhanced
 // code, host, IP, TLS names, detail) is stored through core::escape_utf8_lossless, so bytes that
 // are not UTF-8 (a Latin-1 reply) and NUL cannot make PostgreSQL refuse the row.
-void insert_delivery_events(PgConnection& pg, const std::vector<DeliveryEvent>& events,
+void insert_delivery_events(PgConnection& pg, const AddressHasher& addresses, const std::vector<DeliveryEvent>& events,
                             std::function<void(core::Result<core::Ok, std::string>)> cb);
 
 // How the daemon appends its events: while one INSERT is on its way, new events gather and go
@@ -41,7 +43,7 @@ void insert_delivery_events(PgConnection& pg, const std::vector<DeliveryEvent>& 
 class DeliveryEventWriter {
  public:
   // pg must outlive the writer (the writer's retry timer runs on pg's loop).
-  explicit DeliveryEventWriter(PgConnection& pg, size_t max_batch = 500, size_t max_buffered = 100000);
+  DeliveryEventWriter(PgConnection& pg, AddressHasher addresses, size_t max_batch = 500, size_t max_buffered = 100000);
   ~DeliveryEventWriter();
   DeliveryEventWriter(const DeliveryEventWriter&) = delete;
   DeliveryEventWriter& operator=(const DeliveryEventWriter&) = delete;
@@ -56,6 +58,7 @@ class DeliveryEventWriter {
   void write_rows_alone(std::vector<DeliveryEvent> batch);
   void finished();
   PgConnection& pg_;
+  AddressHasher addresses_;
   size_t max_batch_, max_buffered_;
   std::vector<DeliveryEvent> buffered_;
   bool writing_ = false;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "store/address_hash.h"
 #include "store/secret_box.h"
 
 namespace deliverd::store {
@@ -28,5 +29,22 @@ struct RekeyReport {
 core::Result<RekeyReport, std::string> rekey_secrets(const std::string& conninfo, const SecretBox& box,
                                                      size_t batch = 500,
                                                      const std::function<void(const RekeyReport&)>& progress = {});
+
+struct RehashReport {
+  int64_t suppressions = 0;          // rows with an address looked at
+  int64_t suppressions_rehashed = 0;  // now under the current key
+  int64_t suppressions_kept = 0;      // left as they were: the address is listed under the current key already
+  int64_t events = 0;                 // delivery_events rows with a recipient looked at
+  int64_t events_rehashed = 0;
+};
+
+// The address hashes of suppressions that still hold their address, and of delivery events that
+// still hold their recipient, rewritten under the current key (addresses.key), `batch` rows per
+// statement in key order, so rows written under an old key (or before keys) stop depending on it.
+// Rows without an address (erased) cannot be rewritten: they keep matching through
+// AddressHasher::candidates, under an old key only while that key is configured.
+core::Result<RehashReport, std::string> rehash_addresses(const std::string& conninfo, const AddressHasher& addresses,
+                                                         size_t batch = 500,
+                                                         const std::function<void(const RehashReport&)>& progress = {});
 
 }  // namespace deliverd::store

@@ -121,6 +121,13 @@ core::Key256 SecretBox::derive(std::string_view salt, std::string_view info) con
   return core::hkdf_sha256(keys_.front().bytes, salt, info);
 }
 
+std::vector<core::Key256> SecretBox::derive_all(std::string_view salt, std::string_view info) const {
+  std::vector<core::Key256> out;
+  out.reserve(keys_.size());
+  for (const auto& k : keys_) out.push_back(core::hkdf_sha256(k.bytes, salt, info));
+  return out;
+}
+
 std::string SecretBox::generate_hex_key() {
   unsigned char key[32];
   if (RAND_bytes(key, sizeof key) != 1) throw std::runtime_error("RAND_bytes failed");

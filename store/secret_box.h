@@ -49,6 +49,9 @@ class SecretBox {
   size_t key_count() const { return keys_.size(); }
   // A 32-byte key for one purpose, derived from the current key with HKDF-SHA256.
   core::Key256 derive(std::string_view salt, std::string_view info) const;
+  // The same derivation from every key, the current one first (old keys after, in the order
+  // configured): for keys that must still recognise what earlier keys produced.
+  std::vector<core::Key256> derive_all(std::string_view salt, std::string_view info) const;
 
  private:
   struct Key {

@@ -1,6 +1,5 @@
 #include "store/suppressions.h"
 
-#include <openssl/sha.h>
 
 #include "core/ascii.h"
 #include "store/pg_blocking.h"
@@ -14,13 +13,11 @@ std::string_view trim_blanks(std::string_view a) {
   return a;
 }
 
-// The two keys an address may be listed under, as bytea parameters ($2, $3 of the queries below;
-// the same key twice where there is no legacy one). Empty when it is not an address.
-std::vector<std::optional<std::string>> key_params(std::string_view address) {
-  const std::string key = suppression_hash(address);
-  if (key.empty()) return {};
-  const std::string legacy = legacy_suppression_hash(address);
-  return {encode_bytea(key), encode_bytea(legacy.empty() ? key : legacy)};
+// Insert under the current key unless a row of the address (under any of its hashes) is there.
+std::string insert_sql() {
+  return "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
+         " SELECT $1, $2, $3::bytea, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE account = $1"
+         " AND address_sha256 " + any_candidate_sql(6) + ") ON CONFLICT (account, address_sha256) DO NOTHING";
 }
 
 }  // namespace
@@ -34,53 +31,30 @@ std::string normalize_address(std::string_view a) {
   return parsed ? parsed->str() : std::string();
 }
 
-std::string address_sha256(std::string_view key) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), md);
-  return std::string(reinterpret_cast<char*>(md), sizeof md);
-}
-
-std::string suppression_hash(std::string_view address) {
-  auto parsed = parse_listed_address(address);
-  return parsed ? address_sha256(core::case_folded(*parsed)) : std::string();
-}
-
-std::string legacy_suppression_hash(std::string_view address) {
-  auto parsed = parse_listed_address(address);
-  if (!parsed) return {};
-  // The normalisation of before: white space trimmed, the domain's ASCII letters lower-cased.
-  const std::string_view given = trim_blanks(address);
-  const size_t at = given.rfind('@');
-  const std::string old = std::string(given.substr(0, at + 1)) + core::ascii_lowercase(given.substr(at + 1));
-  if (old == core::case_folded(*parsed)) return {};
-  // Frozen: these rows were written with plain SHA-256, whatever address_sha256 becomes.
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(old.data()), old.size(), md);
-  return std::string(reinterpret_cast<char*>(md), sizeof md);
-}
-
-void add_suppression(PgConnection& pg, const Suppression& s, std::function<void(core::Result<bool, std::string>)> cb) {
+void add_suppression(PgConnection& pg, const AddressHasher& addresses, const Suppression& s,
+                     std::function<void(core::Result<bool, std::string>)> cb) {
   std::string address = normalize_address(s.address);
   if (s.account.empty() || address.empty()) {
     // Our own caller's bad input, not the database's: answered at once.
     return cb(core::Err{std::string("suppression needs an account and an address")});
   }
   pg.query(
-      "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
-      " VALUES ($1, $2, $3::bytea, $4, $5) ON CONFLICT (account, address_sha256) DO NOTHING",
-      {s.account, address, encode_bytea(suppression_hash(address)), s.reason, s.source},
+      insert_sql(),
+      {s.account, address, encode_bytea(addresses.key(address)), s.reason, s.source,
+       AddressHasher::sql_list(addresses.candidates(address))},
       [cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err{"cannot add suppression: " + r.error});
         cb(r.affected > 0);
       });
 }
 
-void is_suppressed(PgConnection& pg, const std::string& account, const std::string& address,
-                   std::function<void(core::Result<bool, std::string>)> cb) {
-  auto keys = key_params(address);
+void is_suppressed(PgConnection& pg, const AddressHasher& addresses, const std::string& account,
+                   const std::string& address, std::function<void(core::Result<bool, std::string>)> cb) {
+  auto keys = addresses.candidates(address);
   if (keys.empty()) return cb(core::Err{std::string("not an address: ") + address});
-  pg.query("SELECT 1 FROM suppressions WHERE account IN ($1, '*') AND address_sha256 IN ($2::bytea, $3::bytea)",
-           {account, keys[0], keys[1]}, [cb = std::move(cb)](const PgResult& r) {
+  pg.query("SELECT 1 FROM suppressions WHERE account IN ($1, '*') AND address_sha256 " + any_candidate_sql(2) +
+               " LIMIT 1",
+           {account, AddressHasher::sql_list(keys)}, [cb = std::move(cb)](const PgResult& r) {
              if (!r.ok) return cb(core::Err{"cannot check suppressions: " + r.error});
              cb(!r.rows.empty());
            });
@@ -90,21 +64,22 @@ bool is_guard_source(std::string_view source) {
   return source == "one_click" || source == "bounce" || source == "complaint" || source == "erasure";
 }
 
-void remove_suppression(PgConnection& pg, const std::string& account, const std::string& address,
-                        bool may_remove_guards, std::function<void(core::Result<SuppressionRemoval, std::string>)> cb) {
-  auto keys = key_params(address);
+void remove_suppression(PgConnection& pg, const AddressHasher& addresses, const std::string& account,
+                        const std::string& address, bool may_remove_guards,
+                        std::function<void(core::Result<SuppressionRemoval, std::string>)> cb) {
+  auto keys = addresses.candidates(address);
   if (account.empty() || keys.empty())
     return cb(core::Err{std::string("suppression needs an account and an address")});
   const std::string guards(kGuardSourcesSql);
   pg.query(
       "WITH t AS (SELECT source, address IS NULL AS erased FROM suppressions"
-      "   WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)),"
+      "   WHERE account = $1 AND address_sha256 " + any_candidate_sql(2) + "),"
       " g AS (SELECT source FROM t WHERE source IN " + guards + " ORDER BY source LIMIT 1),"
-      " d AS (DELETE FROM suppressions WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)"
-      "   AND ($4::boolean OR NOT EXISTS (SELECT 1 FROM g)) RETURNING 1)"
+      " d AS (DELETE FROM suppressions WHERE account = $1 AND address_sha256 " + any_candidate_sql(2) +
+      "   AND ($3::boolean OR NOT EXISTS (SELECT 1 FROM g)) RETURNING 1)"
       " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM d), coalesce((SELECT bool_or(erased) FROM t), false),"
       " coalesce((SELECT string_agg(DISTINCT source, ',') FROM t), ''), coalesce((SELECT source FROM g), '')",
-      {account, keys[0], keys[1], std::string(may_remove_guards ? "true" : "false")},
+      {account, AddressHasher::sql_list(keys), std::string(may_remove_guards ? "true" : "false")},
       [cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err{"cannot remove suppression: " + r.error});
         if (r.rows.empty()) return cb(core::Err{std::string("cannot remove suppression: no result")});
@@ -139,47 +114,48 @@ void load_suppression_hashes(
            });
 }
 
-core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const Suppression& s) {
+core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const AddressHasher& addresses,
+                                                         const Suppression& s) {
   auto parsed = parse_listed_address(s.address);
   if (s.account.empty() || !parsed) return core::Err{"not an address: '" + s.address + "'" + (parsed ? "" : ": " + parsed.error())};
   const std::string address = parsed->str();
   auto pg = detail::BlockingPg::connect(conninfo);
   if (!pg) return core::Err(pg.error());
-  PgResult r = pg->exec(
-      "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
-      " VALUES ($1, $2, $3::bytea, $4, $5) ON CONFLICT (account, address_sha256) DO NOTHING",
-      {s.account, address, encode_bytea(suppression_hash(address)), s.reason, s.source});
+  PgResult r = pg->exec(insert_sql(), {s.account, address, encode_bytea(addresses.key(address)), s.reason, s.source,
+                                       AddressHasher::sql_list(addresses.candidates(address))});
   if (!r.ok) return core::Err{"cannot add suppression: " + r.error};
   return r.affected > 0;
 }
 
-core::Result<bool, std::string> remove_suppression_blocking(const std::string& conninfo, const std::string& account,
-                                                            const std::string& address) {
-  auto keys = key_params(address);
+core::Result<bool, std::string> remove_suppression_blocking(const std::string& conninfo, const AddressHasher& addresses,
+                                                            const std::string& account, const std::string& address) {
+  auto keys = addresses.candidates(address);
   if (account.empty() || keys.empty()) return core::Err{"not an address: '" + address + "'"};
   auto pg = detail::BlockingPg::connect(conninfo);
   if (!pg) return core::Err(pg.error());
-  PgResult r = pg->exec("DELETE FROM suppressions WHERE account = $1 AND address_sha256 IN ($2::bytea, $3::bytea)",
-                        {account, keys[0], keys[1]});
+  PgResult r = pg->exec("DELETE FROM suppressions WHERE account = $1 AND address_sha256 " + any_candidate_sql(2),
+                        {account, AddressHasher::sql_list(keys)});
   if (!r.ok) return core::Err{"cannot remove suppression: " + r.error};
   return r.affected > 0;
 }
 
 core::Result<std::vector<ListedSuppression>, std::string> list_suppressions_blocking(const std::string& conninfo,
+                                                                                     const AddressHasher& addresses,
                                                                                      const std::string& account,
                                                                                      const std::string& address,
                                                                                      size_t limit) {
-  std::vector<std::optional<std::string>> keys = {std::nullopt, std::nullopt};
+  std::optional<std::string> keys;
   if (!address.empty()) {
-    keys = key_params(address);
-    if (keys.empty()) return core::Err{"not an address: '" + address + "'"};
+    auto c = addresses.candidates(address);
+    if (c.empty()) return core::Err{"not an address: '" + address + "'"};
+    keys = AddressHasher::sql_list(c);
   }
   auto pg = detail::BlockingPg::connect(conninfo);
   if (!pg) return core::Err(pg.error());
   PgResult r = pg->exec(
       "SELECT account, address, reason, source, created_at::text FROM suppressions WHERE account = $1"
-      " AND ($2::bytea IS NULL OR address_sha256 IN ($2::bytea, $3::bytea)) ORDER BY created_at DESC, address LIMIT $4",
-      {account, keys[0], keys[1], std::to_string(limit)});
+      " AND ($2::text IS NULL OR address_sha256 " + any_candidate_sql(2) + ") ORDER BY created_at DESC, address LIMIT $3",
+      {account, keys, std::to_string(limit)});
   if (!r.ok) return core::Err{"cannot list suppressions: " + r.error};
   std::vector<ListedSuppression> out;
   for (const auto& row : r.rows)

@@ -12,6 +12,7 @@
 
 #include "core/address.h"
 #include "core/result.h"
+#include "store/address_hash.h"
 #include "store/pg_connection.h"
 
 namespace deliverd::store {
@@ -35,22 +36,13 @@ struct ListedSuppression {
 core::Result<core::Address, std::string> parse_listed_address(std::string_view address);
 // parse_listed_address as text: "" when it is not an address.
 std::string normalize_address(std::string_view address);
-// The hash the list and the delivery events keep instead of (or next to) an address, 32 raw
-// bytes: SHA-256 today. Every stored or looked-up address hash is computed here, so changing
-// the hash (a keyed one) is a change of this one function.
-std::string address_sha256(std::string_view key);
-// The key of an address for suppression and erasure: address_sha256 of its case-folded form
-// (core::case_folded: "Bob@X.org" and "bob@x.org" are one key). "" when it is not an address.
-std::string suppression_hash(std::string_view address);
-// The key rows written before migration 0008 had: SHA-256 of the address with only its domain
-// lower-cased. Rows that migration could not re-key (erased addresses, addresses SQL cannot
-// normalise) keep it, so lookups, removals and erasure try it as well. "" when it is the same
-// as suppression_hash (every address without upper case, UTF-8 or quotes) or not an address.
-std::string legacy_suppression_hash(std::string_view address);
+// Rows are keyed by addresses.key(address) and found by any of addresses.candidates(address)
+// (store/address_hash.h), so rows written under an old key or before keys still count.
 
-// Idempotent: a second add for the same account and address keeps the first row. cb gets true
-// when a row was inserted, false when it was already there, or an error.
-void add_suppression(PgConnection& pg, const Suppression& s, std::function<void(core::Result<bool, std::string>)> cb);
+// Idempotent: a second add for the same account and address keeps the first row (under whichever
+// hash it has). cb gets true when a row was inserted, false when it was already there, or an error.
+void add_suppression(PgConnection& pg, const AddressHasher& addresses, const Suppression& s,
+                     std::function<void(core::Result<bool, std::string>)> cb);
 
 // Sources of the suppressions the platform's guards write: a recipient's one-click unsubscribe,
 // a hard bounce, a complaint, an erasure. Only operators lift them (an account's own key lifts
@@ -67,24 +59,26 @@ struct SuppressionRemoval {
 };
 // In one statement: the address's rows of the account are removed, unless one of them has a
 // guard source and !may_remove_guards — then none is.
-void remove_suppression(PgConnection& pg, const std::string& account, const std::string& address,
+void remove_suppression(PgConnection& pg, const AddressHasher& addresses, const std::string& account, const std::string& address,
                         bool may_remove_guards, std::function<void(core::Result<SuppressionRemoval, std::string>)> cb);
 
 // cb gets whether the account (or the global list) has suppressed the address, or an error.
-void is_suppressed(PgConnection& pg, const std::string& account, const std::string& address,
+void is_suppressed(PgConnection& pg, const AddressHasher& addresses, const std::string& account, const std::string& address,
                    std::function<void(core::Result<bool, std::string>)> cb);
 
-// Every (account, SHA-256) pair, at most max_rows (more is an error: the bound protects memory).
+// Every (account, address hash) pair, as stored, at most max_rows (more is an error: the bound protects memory).
 void load_suppression_hashes(
     PgConnection& pg, size_t max_rows,
     std::function<void(core::Result<std::vector<std::pair<std::string, std::string>>, std::string>)> cb);
 
 // Blocking, for `deliverd suppress add|remove|list`.
-core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const Suppression& s);
-core::Result<bool, std::string> remove_suppression_blocking(const std::string& conninfo, const std::string& account,
-                                                            const std::string& address);
+core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const AddressHasher& addresses,
+                                                         const Suppression& s);
+core::Result<bool, std::string> remove_suppression_blocking(const std::string& conninfo, const AddressHasher& addresses,
+                                                            const std::string& account, const std::string& address);
 // Newest first; address "" lists the account, otherwise only that address.
 core::Result<std::vector<ListedSuppression>, std::string> list_suppressions_blocking(const std::string& conninfo,
+                                                                                     const AddressHasher& addresses,
                                                                                      const std::string& account,
                                                                                      const std::string& address,
                                                                                      size_t limit);

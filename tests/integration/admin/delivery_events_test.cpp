@@ -1,5 +1,6 @@
 // store/delivery_events: what the daemon writes is what the API reads back, recipient hash included.
 #include "store/delivery_events.h"
+#include "tests/integration/fixtures/address_hashes.h"
 
 #include <gtest/gtest.h>
 #include <uv.h>
@@ -36,7 +37,7 @@ TEST(DeliveryEvents, InsertThenReadByJobAndAccount) {
   later.status = "delivered";
   later.reply_code = 250;
   later.attempt = 2;
-  insert_delivery_events(*c, {e, later}, [&](core::Result<core::Ok, std::string> r) { inserted = r.ok(); });
+  insert_delivery_events(*c, deliverd::testing::test_hasher(), {e, later}, [&](core::Result<core::Ok, std::string> r) { inserted = r.ok(); });
   delivery_events_for_job(*c, std::nullopt, "j1", [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
     if (r) by_job = *r;
   });
@@ -56,10 +57,12 @@ TEST(DeliveryEvents, InsertThenReadByJobAndAccount) {
   ASSERT_EQ(by_account.size(), 1u);  // the limit
   std::string json = delivery_event_json(by_job[1]);
   EXPECT_NE(json.find("\"recipient\":\"Bob@Example.ORG\""), std::string::npos) << json;
-  // The hash is the suppression list's key: the whole address case-folded.
-  pg.exec(
-      "DO $$ BEGIN IF (SELECT count(*) FROM delivery_events WHERE recipient_sha256 = sha256('bob@example.org')) <> 2"
-      " THEN RAISE EXCEPTION 'hash mismatch'; END IF; END $$");
+  // The hash is the suppression list's key: the whole address case-folded, keyed (HMAC), not
+  // its plain SHA-256.
+  pg.exec("DO $$ BEGIN IF (SELECT count(*) FROM delivery_events WHERE recipient_sha256 = " +
+          deliverd::testing::bytea_sql(deliverd::testing::test_hasher().key("bob@example.org")) +
+          ") <> 2 OR (SELECT count(*) FROM delivery_events WHERE recipient_sha256 = sha256('bob@example.org')) <> 0"
+          " THEN RAISE EXCEPTION 'hash mismatch'; END IF; END $$");
 }
 
 double events_total(const std::string& result) {
@@ -75,7 +78,7 @@ TEST(DeliveryEventWriter, ManyEventsGoInFewBatchesAndNoneIsLost) {
   const double written_before = events_total("written"), dropped_before = events_total("dropped");
   bool idle = false;
   {
-    DeliveryEventWriter w(*c, 200, 5000);
+    DeliveryEventWriter w(*c, deliverd::testing::test_hasher(), 200, 5000);
     for (int i = 0; i < 5200; ++i) {
       DeliveryEvent e;
       e.job_id = "w" + std::to_string(i);
@@ -146,7 +149,7 @@ TEST_F(EventsDb, PeerBytesThatAreNotUtf8AreStoredEscapedAndReadBackLosslessly) {
   e.detail = std::string("nul\0byte", 8);
   bool inserted = false;
   std::vector<DeliveryEvent> back;
-  insert_delivery_events(*c, {e}, [&](core::Result<core::Ok, std::string> r) { inserted = r.ok(); });
+  insert_delivery_events(*c, deliverd::testing::test_hasher(), {e}, [&](core::Result<core::Ok, std::string> r) { inserted = r.ok(); });
   delivery_events_for_job(*c, std::nullopt, "latin1", [&](core::Result<std::vector<DeliveryEvent>, std::string> r) {
     if (r) back = *r;
     c->close();
@@ -170,7 +173,7 @@ TEST_F(EventsDb, ARowTheServerRefusesCostsTheWriterOnlyThatRow) {
   PgConnection* c = PgConnection::create(&loop, conninfo_);
   const double written_before = events_total("written"), failed_before = events_total("failed");
   {
-    DeliveryEventWriter w(*c, 50, 5000);
+    DeliveryEventWriter w(*c, deliverd::testing::test_hasher(), 50, 5000);
     // The first add goes alone; the next 50 wait and go as one batch that holds the poison row.
     for (int i = 0; i < 51; ++i) w.add(event_for(i == 20 ? "poison" : "ok" + std::to_string(i)));
     w.when_idle([&] { c->close(); });
@@ -195,7 +198,7 @@ TEST_F(EventsDb, RetentionRemovesOldRowsInBatchesAndKeepsTheLastStatusOfTheirJob
   }
   for (int i = 0; i < 5; ++i) rows.push_back(event_for("new" + std::to_string(i)));
   bool inserted = false;
-  insert_delivery_events(*c, rows, [&](core::Result<core::Ok, std::string> r) {
+  insert_delivery_events(*c, deliverd::testing::test_hasher(), rows, [&](core::Result<core::Ok, std::string> r) {
     inserted = r.ok();
     c->close();
   });

@@ -15,6 +15,7 @@
 #include "policy/ramp.h"
 #include "store/migrations.h"
 #include "store/suppressions.h"
+#include "tests/integration/fixtures/address_hashes.h"
 #include "tests/integration/fixtures/postgres_server.h"
 #include "tests/integration/fixtures/redis_server.h"
 #include "tests/integration/queue/test_loop.h"
@@ -82,7 +83,8 @@ class GateTest : public ::testing::Test {
   }
 
   // One "daemon": its own Redis client, PostgreSQL connection and gate.
-  Gate& make_gate(PolicyConfig cfg, bool start = true) {
+  Gate& make_gate(PolicyConfig cfg, bool start = true,
+                  store::AddressHasher addresses = deliverd::testing::test_hasher()) {
     queue::RedisConfig rc;
     rc.port = redis_->port();
     auto* client = queue::RedisClient::create(loop_.get(), rc);
@@ -95,7 +97,8 @@ class GateTest : public ::testing::Test {
     clients_.push_back(client);
     auto* pg = store::PgConnection::create(loop_.get(), conninfo_);
     pgs_.push_back(pg);
-    gates_.push_back(std::make_unique<Gate>(loop_.get(), *client, *pg, std::move(cfg), [this] { return now_; }));
+    gates_.push_back(
+        std::make_unique<Gate>(loop_.get(), *client, *pg, std::move(cfg), [this] { return now_; }, std::move(addresses)));
     Gate& g = *gates_.back();
     if (start) {
       bool started = false;
@@ -386,6 +389,11 @@ TEST_F(GateTest, BounceGuardPausesAtFivePercentOfTheLastFifty) {
     return sql_value("SELECT count(*) FROM suppressions WHERE account = 'acct_1' AND reason = 'hard_bounce'") == "3";
   }));
   EXPECT_TRUE(g.is_suppressed("acct_1", "gone1@example.org"));
+  // Written keyed, not as the SHA-256 of the address.
+  EXPECT_EQ(sql_value("SELECT count(*) FROM suppressions WHERE address_sha256 = " +
+                      deliverd::testing::bytea_sql(deliverd::testing::test_hasher().key("gone1@example.org"))),
+            "1");
+  EXPECT_EQ(sql_value("SELECT count(*) FROM suppressions WHERE address_sha256 = sha256('gone1@example.org')"), "0");
 }
 
 // ---- one pause state: Gate::set_state -------------------------------------------------------
@@ -547,6 +555,31 @@ TEST_F(GateTest, GlobalSuppressionHoldsForEveryAccountAndLoadsAtStart) {
   EXPECT_EQ(admit(g, mailbox("m9", "acct_9"), "early@example.net").verdict, Verdict::Suppressed);
   pg_server_->exec(insert_sql("*", "late@example.net"), db_);
   ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_5", "late@example.net"); }, 10000));
+}
+
+// Rows written by the daemon are keyed (HMAC under a key from the secret key); the gate finds
+// them, and after a rotation (the old key listed as old) it still does.
+TEST_F(GateTest, KeyedRowsSuppressAcrossAKeyRotation) {
+  const store::AddressHasher h = deliverd::testing::test_hasher(1);
+  auto keyed_sql = [&](const std::string& address) {
+    return "INSERT INTO suppressions (account, address, address_sha256, reason, source) VALUES ('acct_1', '" + address +
+           "', " + deliverd::testing::bytea_sql(h.key(address)) + ", 'unsubscribed', 'one_click')";
+  };
+  pg_server_->exec(keyed_sql("kate@example.org"), db_);
+  Gate& g = make_gate(no_pacing(), true, h);
+  EXPECT_EQ(sql_value("SELECT address_sha256 = sha256('kate@example.org') FROM suppressions"), "f");
+  EXPECT_EQ(admit(g, mailbox("m1"), "Kate@example.org").verdict, Verdict::Suppressed);
+  pg_server_->exec(keyed_sql("liam@example.org"), db_);
+  ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_1", "LIAM@example.org"); }, 10000));
+
+  // Rotated: key 2 is current, key 1 old. Both rows still suppress; without key 1 they would not.
+  Gate& rotated = make_gate(no_pacing(), true,
+                            store::AddressHasher::from_hash_keys({deliverd::testing::hash_key(2),
+                                                                  deliverd::testing::hash_key(1)}));
+  EXPECT_EQ(admit(rotated, mailbox("m1"), "kate@example.org").verdict, Verdict::Suppressed);
+  EXPECT_TRUE(rotated.is_suppressed("acct_1", "liam@example.org"));
+  Gate& without = make_gate(no_pacing(), true, deliverd::testing::test_hasher(2));
+  EXPECT_FALSE(without.is_suppressed("acct_1", "kate@example.org"));
 }
 
 TEST_F(GateTest, SuppressionsMissedWhileDisconnectedArriveWithTheReload) {

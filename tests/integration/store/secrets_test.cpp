@@ -13,6 +13,7 @@
 #include "core/hex.h"
 #include "store/mailboxes.h"
 #include "store/migrations.h"
+#include "store/address_hash.h"
 #include "store/rekey.h"
 #include "tests/integration/fixtures/legacy_seal.h"
 #include "tests/integration/fixtures/postgres_server.h"
@@ -234,6 +235,26 @@ TEST_F(SecretsCli, RekeyCommandResealsWithTheNewKeyAndKeyFilesMustBePrivate) {
   ::chmod(dir_.file("k2").c_str(), 0644);
   EXPECT_EQ(cli({"check-config"}, &out), 2);
   EXPECT_NE(out.find(dir_.file("k2") + " is readable by group or others (mode 0644)"), std::string::npos) << out;
+}
+
+// The suppress commands hash as the daemon does (keyed by the secret key); after a rotation the
+// old row still counts, and rekey moves it to the new key.
+TEST_F(SecretsCli, SuppressCommandsWriteKeyedRowsThatRekeyMovesToTheNewKey) {
+  std::string out;
+  ASSERT_EQ(cli({"suppress", "add", "--account", "acct_1", "Mia@Example.org"}, &out), 0) << out;
+  auto hash = [&] { return rows("SELECT encode(address_sha256, 'hex') FROM suppressions")[0][0]; };
+  const std::string under_k1 = hash();
+  EXPECT_EQ(under_k1, core::to_hex(AddressHasher::from(SecretBox::from_key(key_of(1))).key("mia@example.org")));
+  EXPECT_EQ(rows("SELECT address_sha256 = sha256('mia@example.org') FROM suppressions")[0][0], "f");
+  write_config("k2", {"k1"});
+  ASSERT_EQ(cli({"suppress", "list", "--account", "acct_1", "mia@example.org"}, &out), 0) << out;
+  EXPECT_NE(out.find("Mia@example.org"), std::string::npos) << "found through the old key: " << out;
+  ASSERT_EQ(cli({"rekey", "--batch", "10"}, &out), 0) << out;
+  EXPECT_NE(out.find("1 suppressions rehashed"), std::string::npos) << out;
+  EXPECT_EQ(hash(), core::to_hex(AddressHasher::from(SecretBox::from_key(key_of(2))).key("mia@example.org")));
+  write_config("k2", {});
+  ASSERT_EQ(cli({"suppress", "remove", "--account", "acct_1", "MIA@example.org"}, &out), 0) << out;
+  EXPECT_EQ(rows("SELECT count(*) FROM suppressions")[0][0], "0");
 }
 
 }  // namespace
