@@ -233,8 +233,8 @@ void Gate::load_suppressions() {
   reload_again_ = false;
   buffered_.clear();
   auto alive = alive_.token();
-  // LISTEN before the snapshot: a change that commits while the snapshot is read is buffered
-  // and replayed on top of it, so nothing falls between the two.
+  // LISTEN before the first page: a change that commits while the pages are read is buffered
+  // and replayed on top of them, so nothing falls between the two.
   pg_.query("LISTEN " + std::string(store::kSuppressionChannel), {}, [this, alive](const store::PgResult& r) {
     if (!alive) return;
     if (!r.ok) {
@@ -244,30 +244,52 @@ void Gate::load_suppressions() {
       if (start_cb_) std::exchange(start_cb_, {})(core::Err("cannot LISTEN: " + r.error));
       return schedule_reload();
     }
-    store::load_suppression_hashes(pg_, cfg_.max_suppressions, [this, alive](auto rows) {
-      if (!alive) return;
-      loading_ = false;
-      if (!rows) {
-        errors().with({"suppression_load"}).inc();
-        core::log_warn("policy_suppressions_load_failed", {{"error", rows.error()}});
-        if (start_cb_) std::exchange(start_cb_, {})(core::Err(rows.error()));
-        return schedule_reload();
-      }
-      set_.replace(std::move(*rows));
-      bool truncated = false;
-      for (const auto& c : buffered_) {
-        if (c.op == SuppressionSet::Op::Truncate) truncated = true;
-        set_.apply(c);
-      }
-      buffered_.clear();
-      loaded_ = true;
-      reload_failures_ = 0;
-      suppression_events().with({"reload"}).inc();
-      core::log_info("policy_suppressions_loaded", {{"count", std::to_string(set_.size())}});
-      if (start_cb_) std::exchange(start_cb_, {})(core::Ok{});
-      if (truncated || reload_again_) load_suppressions();
-    });
+    next_set_ = std::make_unique<SuppressionSet>();
+    load_suppression_page(std::nullopt);
   });
+}
+
+// Rows per page: one page's decoding and insertion holds the loop for a few milliseconds.
+constexpr size_t kSuppressionPageRows = 20000;
+
+void Gate::load_suppression_page(std::optional<std::pair<std::string, std::string>> after) {
+  store::load_suppression_page(pg_, after, kSuppressionPageRows, [this, alive = alive_.token()](auto rows) {
+    if (!alive) return;
+    if (!rows) return suppression_load_failed(rows.error());
+    for (const auto& [account, hash] : *rows) next_set_->append_sorted(account, hash);
+    if (next_set_->size() > cfg_.max_suppressions)
+      return suppression_load_failed("more than " + std::to_string(cfg_.max_suppressions) +
+                                     " suppressions (raise the bound)");
+    if (rows->size() < kSuppressionPageRows) return suppression_load_done();
+    load_suppression_page(std::move(rows->back()));
+  });
+}
+
+void Gate::suppression_load_failed(const std::string& error) {
+  loading_ = false;
+  next_set_.reset();
+  errors().with({"suppression_load"}).inc();
+  core::log_warn("policy_suppressions_load_failed", {{"error", error}});
+  if (start_cb_) std::exchange(start_cb_, {})(core::Err(error));
+  schedule_reload();
+}
+
+void Gate::suppression_load_done() {
+  loading_ = false;
+  set_ = std::move(*next_set_);
+  next_set_.reset();
+  bool truncated = false;
+  for (const auto& c : buffered_) {
+    if (c.op == SuppressionSet::Op::Truncate) truncated = true;
+    set_.apply(c);
+  }
+  buffered_.clear();
+  loaded_ = true;
+  reload_failures_ = 0;
+  suppression_events().with({"reload"}).inc();
+  core::log_info("policy_suppressions_loaded", {{"count", std::to_string(set_.size())}});
+  if (start_cb_) std::exchange(start_cb_, {})(core::Ok{});
+  if (truncated || reload_again_) load_suppressions();
 }
 
 void Gate::schedule_reload() {

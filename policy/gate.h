@@ -185,6 +185,9 @@ class Gate {
 
  private:
   void load_suppressions();
+  void load_suppression_page(std::optional<std::pair<std::string, std::string>> after);
+  void suppression_load_failed(const std::string& error);
+  void suppression_load_done();
   void schedule_reload();
   void on_notify(const std::string& channel, const std::string& payload);
   void finish(DecisionCallback& cb, const Decision& d, const std::string& mailbox_id);
@@ -218,6 +221,9 @@ class Gate {
   bool closed_ = false;
 
   SuppressionSet set_;
+  // The list being loaded page by page; it replaces set_ once complete, so checks keep using the
+  // last complete list meanwhile.
+  std::unique_ptr<SuppressionSet> next_set_;
   bool loaded_ = false, loading_ = false, reload_again_ = false;
   std::vector<SuppressionSet::Change> buffered_;  // notifications that arrived during a load
   std::function<void(core::Result<core::Ok, std::string>)> start_cb_;

@@ -1,35 +1,81 @@
 #include "policy/suppression_set.h"
 
+#include <algorithm>
+
 #include "core/hex.h"
 #include "store/suppressions.h"
 
 namespace deliverd::policy {
 
+std::optional<SuppressionSet::Key> SuppressionSet::key_of(const std::string& sha256) {
+  if (sha256.size() < 16) return std::nullopt;
+  auto word = [&](size_t at) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(sha256[at + i]);
+    return v;
+  };
+  return Key{word(0), word(8)};
+}
+
+bool SuppressionSet::List::in_sorted(const Key& k) const { return std::binary_search(sorted.begin(), sorted.end(), k); }
+
+bool SuppressionSet::List::has(const Key& k) const {
+  if (!added.empty() && added.count(k)) return true;
+  return in_sorted(k) && (removed.empty() || !removed.count(k));
+}
+
 void SuppressionSet::insert(const std::string& account, const std::string& sha256) {
-  if (by_account_[account].insert(sha256).second) ++size_;
+  auto k = key_of(sha256);
+  if (!k) return;
+  List& l = by_account_[account];
+  if (l.has(*k)) return;
+  if (l.in_sorted(*k))
+    l.removed.erase(*k);
+  else
+    l.added.insert(*k);
+  ++size_;
 }
 
 void SuppressionSet::erase(const std::string& account, const std::string& sha256) {
+  auto k = key_of(sha256);
   auto it = by_account_.find(account);
-  if (it == by_account_.end()) return;
-  if (it->second.erase(sha256)) --size_;
-  if (it->second.empty()) by_account_.erase(it);
+  if (!k || it == by_account_.end() || !it->second.has(*k)) return;
+  List& l = it->second;
+  if (!l.added.erase(*k)) l.removed.insert(*k);
+  --size_;
+  if (l.added.empty() && l.sorted.size() == l.removed.size()) {
+    if (appending_ == &it->first) appending_ = nullptr;
+    by_account_.erase(it);
+  }
 }
 
-void SuppressionSet::replace(std::vector<std::pair<std::string, std::string>> rows) {
-  clear();
-  for (auto& [account, sha] : rows) insert(account, sha);
+void SuppressionSet::append_sorted(const std::string& account, const std::string& sha256) {
+  auto k = key_of(sha256);
+  if (!k) return;
+  if (!appending_ || *appending_ != account) {
+    auto [it, fresh] = by_account_.try_emplace(account);
+    // An account seen before, not just now: its array is finished, so this row goes in as a change.
+    if (!fresh) return insert(account, sha256);
+    appending_ = &it->first;
+  }
+  List& l = by_account_.find(account)->second;
+  if (!l.sorted.empty() && !(l.sorted.back() < *k)) return insert(account, sha256);
+  l.sorted.push_back(*k);
+  ++size_;
 }
 
 void SuppressionSet::clear() {
   by_account_.clear();
+  appending_ = nullptr;
   size_ = 0;
 }
 
 bool SuppressionSet::contains_hash(std::string_view account, const std::string& sha256) const {
+  auto k = key_of(sha256);
+  if (!k) return false;
   for (std::string_view a : {account, store::kGlobalAccount}) {
     auto it = by_account_.find(std::string(a));
-    if (it != by_account_.end() && it->second.count(sha256)) return true;
+    if (it != by_account_.end() && it->second.has(*k)) return true;
   }
   return false;
 }

@@ -94,24 +94,27 @@ void remove_suppression(PgConnection& pg, const AddressHasher& addresses, const 
       });
 }
 
-void load_suppression_hashes(
-    PgConnection& pg, size_t max_rows,
-    std::function<void(core::Result<std::vector<std::pair<std::string, std::string>>, std::string>)> cb) {
-  // One row more than allowed tells "exactly at the bound" from "over it".
-  pg.query("SELECT account, address_sha256 FROM suppressions LIMIT $1", {std::to_string(max_rows + 1)},
-           [cb = std::move(cb), max_rows](const PgResult& r) {
-             if (!r.ok) return cb(core::Err{"cannot load suppressions: " + r.error});
-             if (r.rows.size() > max_rows)
-               return cb(core::Err{"more than " + std::to_string(max_rows) + " suppressions (raise the bound)"});
-             std::vector<std::pair<std::string, std::string>> out;
-             out.reserve(r.rows.size());
-             for (const auto& row : r.rows) {
-               auto hash = decode_bytea(row[1].value_or(""));
-               if (!row[0] || !hash || hash->size() != 32) continue;
-               out.emplace_back(*row[0], std::move(*hash));
-             }
-             cb(std::move(out));
-           });
+void load_suppression_page(PgConnection& pg, const std::optional<std::pair<std::string, std::string>>& after,
+                           size_t limit, std::function<void(core::Result<SuppressionPage, std::string>)> cb) {
+  auto parse = [cb = std::move(cb)](const PgResult& r) {
+    if (!r.ok) return cb(core::Err{"cannot load suppressions: " + r.error});
+    SuppressionPage out;
+    out.reserve(r.rows.size());
+    for (const auto& row : r.rows) {
+      auto hash = decode_bytea(row[1].value_or(""));
+      if (!row[0] || !hash || hash->size() != 32) continue;
+      out.emplace_back(*row[0], std::move(*hash));
+    }
+    cb(std::move(out));
+  };
+  if (!after) {
+    return pg.query("SELECT account, address_sha256 FROM suppressions ORDER BY account, address_sha256 LIMIT $1",
+                    {std::to_string(limit)}, std::move(parse));
+  }
+  pg.query(
+      "SELECT account, address_sha256 FROM suppressions WHERE (account, address_sha256) > ($2, $3::bytea)"
+      " ORDER BY account, address_sha256 LIMIT $1",
+      {std::to_string(limit), after->first, encode_bytea(after->second)}, std::move(parse));
 }
 
 core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const AddressHasher& addresses,

@@ -5,6 +5,7 @@
 // change is announced on the channel kSuppressionChannel (trigger from migration 0004), which is
 // how policy/ keeps its in-memory copy current.
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -66,10 +67,12 @@ void remove_suppression(PgConnection& pg, const AddressHasher& addresses, const 
 void is_suppressed(PgConnection& pg, const AddressHasher& addresses, const std::string& account, const std::string& address,
                    std::function<void(core::Result<bool, std::string>)> cb);
 
-// Every (account, address hash) pair, as stored, at most max_rows (more is an error: the bound protects memory).
-void load_suppression_hashes(
-    PgConnection& pg, size_t max_rows,
-    std::function<void(core::Result<std::vector<std::pair<std::string, std::string>>, std::string>)> cb);
+// One page of (account, hash) pairs in primary-key order, the first `limit` after `after` (nullopt:
+// from the start). Paging by key holds the loop for one page at a time, whatever the list's size;
+// a row that changes meanwhile is covered by the NOTIFY the caller LISTENs to.
+using SuppressionPage = std::vector<std::pair<std::string, std::string>>;
+void load_suppression_page(PgConnection& pg, const std::optional<std::pair<std::string, std::string>>& after,
+                           size_t limit, std::function<void(core::Result<SuppressionPage, std::string>)> cb);
 
 // Blocking, for `deliverd suppress add|remove|list`.
 core::Result<bool, std::string> add_suppression_blocking(const std::string& conninfo, const AddressHasher& addresses,

@@ -582,6 +582,34 @@ TEST_F(GateTest, KeyedRowsSuppressAcrossAKeyRotation) {
   EXPECT_FALSE(without.is_suppressed("acct_1", "kate@example.org"));
 }
 
+// 50,000 rows over three accounts take three pages; every row arrives, in its own account, and
+// a list beyond max_suppressions is refused naming the bound.
+TEST_F(GateTest, AListOfManyPagesLoadsWholeIntoTheRightAccounts) {
+  pg_server_->exec(
+      "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
+      " SELECT 'acct_' || (i % 3), 'u' || i || '@bulk.example', sha256(convert_to('u' || i || '@bulk.example', 'UTF8')),"
+      " 'unsubscribed', 'test' FROM generate_series(1, 50000) i",
+      db_);
+  Gate& g = make_gate(no_pacing());
+  EXPECT_EQ(g.suppression_count(), 50000u);
+  for (int i : {1, 19999, 20000, 20001, 40000, 49999, 50000}) {
+    const std::string own = "acct_" + std::to_string(i % 3), other = "acct_" + std::to_string((i + 1) % 3);
+    const std::string address = "u" + std::to_string(i) + "@bulk.example";
+    EXPECT_TRUE(g.is_suppressed(own, address)) << address;
+    EXPECT_FALSE(g.is_suppressed(other, address)) << address;
+  }
+
+  PolicyConfig small = no_pacing();
+  small.max_suppressions = 30000;
+  Gate& bounded = make_gate(small, /*start=*/false);
+  std::optional<core::Result<core::Ok, std::string>> result;
+  bounded.start([&](core::Result<core::Ok, std::string> r) { result = std::move(r); });
+  ASSERT_TRUE(loop_.run_until([&] { return result.has_value(); }));
+  ASSERT_FALSE(result->ok());
+  EXPECT_EQ(result->error(), "more than 30000 suppressions (raise the bound)");
+  EXPECT_EQ(bounded.suppression_count(), 0u);
+}
+
 TEST_F(GateTest, SuppressionsMissedWhileDisconnectedArriveWithTheReload) {
   PolicyConfig cfg = no_pacing();
   cfg.reload_backoff_ms = 100;

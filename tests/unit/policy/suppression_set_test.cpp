@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "store/suppressions.h"
 #include "tests/integration/fixtures/address_hashes.h"
 
@@ -59,6 +63,43 @@ TEST(SuppressionSet, RowsFromBeforeTheCaseFoldedKeyStillMatch) {
   s.insert("acct_1", deliverd::testing::test_hasher().key("J\xc3\x96S\xc3\x89@example.org"));
   EXPECT_TRUE(has(s, "acct_1", "j\xc3\xb6s\xc3\xa9@example.org"));
   EXPECT_TRUE(has(s, "acct_1", "jo\xcc\x88s\xc3\xa9@example.org"));  // NFD spelling
+}
+
+// The bulk load fills sorted arrays; notifications then add and remove on top of them, and a
+// row out of order (or an account seen again) still counts, once.
+TEST(SuppressionSet, BulkLoadedRowsAndLaterChangesAgree) {
+  std::vector<std::string> hashes;
+  for (int i = 0; i < 6; ++i) hashes.push_back(store::address_sha256("user" + std::to_string(i) + "@x.org"));
+  std::vector<std::string> sorted = hashes;
+  std::sort(sorted.begin(), sorted.end());
+  SuppressionSet s;
+  s.append_sorted("acct_1", sorted[0]);
+  s.append_sorted("acct_1", sorted[2]);
+  s.append_sorted("acct_1", sorted[1]);  // out of order
+  s.append_sorted("acct_1", sorted[2]);  // a duplicate
+  s.append_sorted("acct_2", sorted[3]);
+  s.append_sorted("acct_1", sorted[4]);  // the account again, after another one
+  EXPECT_EQ(s.size(), 5u);
+  for (int i : {0, 1, 2, 4}) EXPECT_TRUE(s.contains_hash("acct_1", sorted[static_cast<size_t>(i)])) << i;
+  EXPECT_FALSE(s.contains_hash("acct_1", sorted[3])) << "acct_2's row is not acct_1's";
+  EXPECT_TRUE(s.contains_hash("acct_2", sorted[3]));
+  EXPECT_FALSE(s.contains_hash("acct_1", sorted[5]));
+
+  s.erase("acct_1", sorted[0]);  // from the sorted array
+  EXPECT_FALSE(s.contains_hash("acct_1", sorted[0]));
+  s.erase("acct_1", sorted[0]);  // twice: no effect
+  EXPECT_EQ(s.size(), 4u);
+  s.insert("acct_1", sorted[0]);  // back again
+  EXPECT_TRUE(s.contains_hash("acct_1", sorted[0]));
+  s.insert("acct_1", sorted[5]);
+  s.insert("acct_1", sorted[5]);
+  EXPECT_EQ(s.size(), 6u);
+  s.erase("acct_2", sorted[3]);
+  EXPECT_FALSE(s.contains_hash("acct_2", sorted[3]));
+  EXPECT_EQ(s.size(), 5u);
+  s.append_sorted("acct_2", sorted[3]);  // an account emptied and loaded again
+  EXPECT_TRUE(s.contains_hash("acct_2", sorted[3]));
+  EXPECT_EQ(s.size(), 6u);
 }
 
 TEST(SuppressionSet, NotificationsApply) {
