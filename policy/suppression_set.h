@@ -3,7 +3,7 @@
 // (plus the global list, account "*") the address hash of each row, as the database holds it
 // (store/address_hash.h: keyed, or plain for rows from before keys). Fed by a full load in pages
 // and then by the NOTIFY payloads of migration 0004's trigger. About 16 bytes a row (ten million
-// rows in about 170 MB; bench/suppression_bench measures it).
+// rows in about 170 MB; bench/suppression_memory_bench measures it).
 #include <cstddef>
 #include <cstdint>
 #include <optional>

@@ -69,7 +69,7 @@ TEST(SuppressionSet, RowsFromBeforeTheCaseFoldedKeyStillMatch) {
 // row out of order (or an account seen again) still counts, once.
 TEST(SuppressionSet, BulkLoadedRowsAndLaterChangesAgree) {
   std::vector<std::string> hashes;
-  for (int i = 0; i < 6; ++i) hashes.push_back(store::address_sha256("user" + std::to_string(i) + "@x.org"));
+  for (int i = 0; i < 6; ++i) hashes.push_back(plain_sha256("user" + std::to_string(i) + "@x.org"));
   std::vector<std::string> sorted = hashes;
   std::sort(sorted.begin(), sorted.end());
   SuppressionSet s;
