@@ -38,14 +38,14 @@ class KeyedHashes : public PgStoreTest {
     on_loop([&](PgConnection& c, auto done) {
       is_suppressed(c, h, account, address, [&, done](core::Result<bool, std::string> r) {
         db = r.ok() && *r;
-        load_suppression_hashes(c, 1000, [&, done](auto loaded) {
+        load_suppression_page(c, std::nullopt, 1000, [&, done](auto loaded) {
           if (loaded) rows = std::move(*loaded);
           done();
         });
       });
     });
     policy::SuppressionSet set;
-    set.replace(std::move(rows));
+    for (const auto& [a, hash] : rows) set.append_sorted(a, hash);
     const bool gate = set.contains_any(account, h.candidates(address));
     EXPECT_EQ(db.value_or(!gate), gate) << address;
     return gate;
