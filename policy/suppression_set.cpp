@@ -44,7 +44,7 @@ void SuppressionSet::erase(const std::string& account, const std::string& sha256
   if (!l.added.erase(*k)) l.removed.insert(*k);
   --size_;
   if (l.added.empty() && l.sorted.size() == l.removed.size()) {
-    if (appending_ == &it->first) appending_ = nullptr;
+    if (appending_ == account) appending_.clear();
     by_account_.erase(it);
   }
 }
@@ -52,11 +52,11 @@ void SuppressionSet::erase(const std::string& account, const std::string& sha256
 void SuppressionSet::append_sorted(const std::string& account, const std::string& sha256) {
   auto k = key_of(sha256);
   if (!k) return;
-  if (!appending_ || *appending_ != account) {
+  if (appending_.empty() || appending_ != account) {
     auto [it, fresh] = by_account_.try_emplace(account);
     // An account seen before, not just now: its array is finished, so this row goes in as a change.
     if (!fresh) return insert(account, sha256);
-    appending_ = &it->first;
+    appending_ = account;
   }
   List& l = by_account_.find(account)->second;
   if (!l.sorted.empty() && !(l.sorted.back() < *k)) return insert(account, sha256);
@@ -66,7 +66,7 @@ void SuppressionSet::append_sorted(const std::string& account, const std::string
 
 void SuppressionSet::clear() {
   by_account_.clear();
-  appending_ = nullptr;
+  appending_.clear();
   size_ = 0;
 }
 

@@ -64,7 +64,7 @@ class SuppressionSet {
   static std::optional<Key> key_of(const std::string& sha256);
 
   std::unordered_map<std::string, List> by_account_;
-  const std::string* appending_ = nullptr;  // the account append_sorted last added to
+  std::string appending_;  // the account whose sorted array append_sorted is filling
   size_t size_ = 0;
 };
 
