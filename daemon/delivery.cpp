@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/ascii.h"
+#include "core/deflate.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/utf8.h"
@@ -125,12 +126,20 @@ void Delivery::start() {
   if (entry_.deliveries > kMaxDeliveries)
     return dead_letter("deliverd took this entry " + std::to_string(entry_.deliveries) +
                        " times without finishing it (the daemon crashed or failed while processing it)");
-  if (!payload_) return dead_letter("missing stream field \"job\"");
   if (entry_.bytes > services_.max_job_bytes())
     return dead_letter("job: the entry is " + std::to_string(entry_.bytes) + " bytes, larger than [redis] max_job_bytes (" +
                            std::to_string(services_.max_job_bytes()) + "); only its first " +
                            std::to_string(kKeptJobBytes) + " bytes are kept here",
                        kKeptJobBytes);
+  if (!payload_) {
+    // A promoted retry whose text the retry set kept compressed (queue/scheduler.h).
+    const std::string* packed = entry_.field("job_z");
+    if (!packed) return dead_letter("missing stream field \"job\"");
+    auto text = core::inflate_raw(*packed, services_.max_job_bytes());
+    if (!text) return dead_letter("stream field \"job_z\": " + text.error());
+    inflated_ = std::move(text.value());
+    payload_ = &inflated_;
+  }
   auto parsed = queue::parse_job(*payload_);
   if (!parsed) return dead_letter(parsed.error().to_string());
   job_ = std::move(parsed).value();
@@ -323,10 +332,8 @@ void Delivery::retry_later(const core::Outcome& o) {
     Metrics::get().outcomes.with({"deferred", std::string(core::to_string(o.reason))}).inc();
     const std::string ev = event(o, next.due_ms);
     log_outcome(o);
-    queue::RetryItem item{*payload_, attempt_ + 1, first_seen_ms_,
-                          std::string(core::to_string(o.reason)) +
-                              (o.reply.code ? " " + std::to_string(o.reply.code) + " " + o.reply.text : ""),
-                          o.reply.code ? o.reply : last_reply_};
+    queue::RetryItem item{*payload_, attempt_ + 1, first_seen_ms_, std::string(core::to_string(o.reason)),
+                          o.reply.code ? o.reply : last_reply_, job_.account};
     return persist([this, item, due = next.due_ms, ev](auto cb) {
       services_.defer_and_ack(entry_.id, item, due, ev, std::move(cb));
     });
@@ -361,7 +368,7 @@ void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
   }
   queue::RetryItem item{*payload_, attempt_, first_seen_ms_,
                         std::string(core::to_string(event_outcome ? event_outcome->reason : core::Reason::NotBefore)),
-                        last_reply_};
+                        last_reply_, job_.account};
   persist([this, item, due_ms, ev](auto cb) { services_.defer_and_ack(entry_.id, item, due_ms, ev, std::move(cb)); });
 }
 

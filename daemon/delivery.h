@@ -73,7 +73,8 @@ class Delivery {
   DeliveryServices& services_;
   queue::StreamEntry entry_;
   uint64_t started_;
-  const std::string* payload_ = nullptr;  // the "job" field of entry_
+  const std::string* payload_ = nullptr;  // the "job" field of entry_, or inflated_
+  std::string inflated_;                  // the job text of a "job_z" field
   queue::Job job_;
   int attempt_ = 1;
   int64_t first_seen_ms_ = 0;

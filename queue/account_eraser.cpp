@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "queue/lua_script.h"
+#include "queue/scheduler.h"
 
 namespace deliverd::queue {
 namespace {
@@ -30,15 +31,17 @@ end
 )lua";
 
 // KEYS: retry set. ARGV: account, needle, needle with a blank, cursor, count.
-// Returns {next cursor, members removed}. A member is a retry item whose "job" is the job text.
-const LuaScript kSweepSet{std::string(kBelongs) + R"lua(
+// Returns {next cursor, members removed}. A member names its account in its header; one written
+// by an earlier version is tested through its job text.
+const LuaScript kSweepSet{std::string(kBelongs) + kRetryItemLua + R"lua(
 local r = redis.call('ZSCAN', KEYS[1], ARGV[4], 'COUNT', ARGV[5])
 local removed = 0
 local items = r[2]
 for i = 1, #items, 2 do
-  local ok, item = pcall(cjson.decode, items[i])
-  local job = ok and type(item) == 'table' and item.job or items[i]
-  if belongs(job) then removed = removed + redis.call('ZREM', KEYS[1], items[i]) end
+  local item = retry_item(items[i])
+  local mine
+  if item and item.account then mine = item.account == ARGV[1] else mine = belongs(item and item.job or items[i]) end
+  if mine then removed = removed + redis.call('ZREM', KEYS[1], items[i]) end
 end
 return {r[1], removed}
 )lua"};

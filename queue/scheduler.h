@@ -24,19 +24,21 @@ struct SchedulerConfig {
   size_t results_maxlen = 1000000;
   size_t dead_maxlen = 100000;
   int poll_ms = 1000;   // how often due jobs are looked for
-  size_t batch = 500;   // jobs moved per script run (a run blocks Redis for its duration)
+  size_t batch = 200;   // jobs moved per script run (a run blocks Redis for its duration: ~1 ms)
 };
 
-// What travels with a job between attempts. On the stream these are the fields `job`,
-// `attempt`, `first_seen` and, after an SMTP reply, `last_code`, `last_enhanced`, `last_text`
-// (the text through core::escape_utf8_lossless, since JSON cannot carry a peer's raw bytes).
+// What travels with a job between attempts. On the stream these are the fields `job` (or
+// `job_z`, the same text raw-deflated, see core/deflate.h), `attempt`, `first_seen` and, after an
+// SMTP reply, `last_code`, `last_enhanced`, `last_text` (the text through
+// core::escape_utf8_lossless, so a peer's raw bytes survive every hop unchanged).
 struct RetryItem {
   std::string payload;  // the job JSON exactly as the producer wrote it
   int attempt = 1;      // the attempt the job will make next
   int64_t first_seen_ms = 0;
-  std::string last_outcome;  // why the previous attempt was deferred, for operators reading the set
+  std::string reason;  // why the previous attempt was deferred (an outcome reason), for operators reading the set
   // The previous attempt's reply: a job that reaches its end while waiting still reports it.
   core::Reply last_reply;
+  std::string account;  // the job's account, so erasure finds the member without inflating the job
 };
 
 class Scheduler {
@@ -69,7 +71,16 @@ class Scheduler {
   bool promoting_ = false;
 };
 
-// The retry-set member for an item: a JSON object, so identical deferrals of one job collapse.
+// The retry-set member for an item: a one-line header, then the reply text, then the job (raw
+// deflate when that is smaller). Identical deferrals of one job give identical members, so they
+// collapse. The header is "r2 <attempt> <first_seen> <account> <reason> <code> <enhanced> <text
+// bytes> <z|->"; "0" and "-" stand for an absent reply code and an absent word.
 std::string encode_retry_item(const RetryItem& item);
+
+// Lua that defines retry_item(member): a table with job, compressed, attempt, first_seen,
+// account and, after a reply, code, enhanced and text; nil when the member is not a retry item.
+// Members in the JSON form of earlier versions decode too (they have no account). Scripts that
+// read the set (the promoter, account erasure) start with it, so there is one reader.
+extern const char* const kRetryItemLua;
 
 }  // namespace deliverd::queue

@@ -31,7 +31,8 @@ bool eventually(const std::function<bool()>& pred, int timeout_ms = 30000) {
   return true;
 }
 
-// A retry-set member as queue::encode_retry_item writes it (the job text escaped inside).
+// A retry-set member in the JSON form of versions before the r2 header (the job text escaped
+// inside): members left by an upgrade are erased too.
 std::string retry_member(const std::string& job) {
   std::string escaped;
   for (char c : job) {

@@ -146,7 +146,7 @@ TEST(Retries, AJobThatExpiresWhileWaitingReportsItsLastReply) {
   const long long now = wall_ms();
   deliverd::queue::RetryItem item{make_job("waited", "acct_1", "mbx", "bob@example.org",
                                            ",\"expires_at\":\"" + rfc3339(now - 2000) + "\""),
-                                  3, now - 60000, "rcpt_deferred 451 greylisted", {451, "4.7.1", "greylisted"}};
+                                  3, now - 60000, "rcpt_deferred", {451, "4.7.1", "greylisted"}, "acct_1"};
   stack.redis.command({"ZADD", "deliverd:retry", std::to_string(now - 1000), deliverd::queue::encode_retry_item(item)});
 
   auto finals = wait_for_final_events(stack.redis, {"waited"}, 20000);

@@ -43,10 +43,12 @@ struct Fixture {
   }
   ~Fixture() { client->close(); }
 
-  // For each account: n retry members, n results events, n dead letters.
+  // For each account (as JSON writes it): n retry members, n results events, n dead letters.
   void fill(const std::string& account, int n) {
+    std::string id = account;  // the account as the daemon parsed it from the job
+    for (size_t at; (at = id.find("\\\"")) != std::string::npos;) id.erase(at, 1);
     for (int i = 0; i < n; ++i) {
-      RetryItem item{job(account, i), 2, 1000, "rcpt_deferred", {}};
+      RetryItem item{job(account, i), 2, 1000, "rcpt_deferred", {}, id};
       redis.command({"ZADD", "deliverd:retry", std::to_string(5000 + i), encode_retry_item(item)});
       redis.command({"XADD", "deliverd:results", "*", "event",
                      R"({"v":1,"job_id":"j)" + std::to_string(i) + R"(","account":")" + account +

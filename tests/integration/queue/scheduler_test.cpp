@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "core/deflate.h"
+#include "core/utf8.h"
 #include "tests/integration/queue/pending_entry.h"
 
 namespace deliverd::queue {
@@ -14,7 +16,7 @@ namespace {
 using Fixture = deliverd::testing::PendingEntry;
 
 RetryItem greylisted_item() {
-  RetryItem item{R"({"v":1,"id":"j1"})", 2, 1700000000000, "rcpt_deferred 451 greylisted", {}};
+  RetryItem item{R"({"v":1,"id":"j1"})", 2, 1700000000000, "rcpt_deferred", {}, "acct_1"};
   item.last_reply = core::Reply{451, "4.7.1", "greylisted, come back later"};
   return item;
 }
@@ -87,7 +89,7 @@ TEST(Scheduler, PromotesOnlyDueItemsWithAttemptFirstSeenAndTheLastReply) {
 TEST(Scheduler, AnItemWithoutAReplyCarriesNoReplyFields) {
   Fixture f;
   Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
-  RetryItem waiting{R"({"v":1,"id":"j3"})", 1, 1700000000000, "not_before", {}};
+  RetryItem waiting{R"({"v":1,"id":"j3"})", 1, 1700000000000, "not_before", {}, "acct_1"};
   ASSERT_TRUE(f.run([&](auto cb) { s.defer_and_ack(f.entry, waiting, 1000, "", cb); }));
   ASSERT_TRUE(promote_until(f, s, 5000, 0));
   auto back = f.redis.xrange("deliverd:jobs").back().fields;
@@ -105,6 +107,55 @@ TEST(Scheduler, AForeignMemberIsDeadLetteredInsteadOfBlockingTheSet) {
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].fields["job"], "hand-written junk");
   EXPECT_NE(dead[0].fields["reason"].find("not a deliverd retry item"), std::string::npos);
+  s.stop();
+}
+
+// The job text is most of a waiting job's memory: the member keeps it deflated when that is
+// smaller, and the stream gets it back as job_z, which inflates to the producer's exact bytes.
+TEST(Scheduler, AWaitingJobIsKeptCompressedAndComesBackByteForByte) {
+  Fixture f;
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  std::string body;
+  for (int i = 0; i < 12; ++i) body += "Hi Bob, this is line " + std::to_string(i) + " of a cold email.\\n";
+  RetryItem item = greylisted_item();
+  item.payload = R"({"v":1,"id":"j4","account":"acct_9","mailbox":"mbx_1","text":")" + body + "\xe9\"}";
+  item.account = "acct_9";
+  item.last_reply.text = "greylisted \xe9t\xe9";  // Latin-1 from an old server
+  const std::string member = encode_retry_item(item);
+  EXPECT_EQ(member.rfind("r2 2 1700000000000 acct_9 rcpt_deferred 451 4.7.1 ", 0), 0u) << member.substr(0, 60);
+  EXPECT_LT(member.size(), item.payload.size()) << "the header and reply cost less than compression saves";
+  ASSERT_TRUE(f.run([&](auto cb) { s.defer_and_ack(f.entry, item, 1000, "", cb); }));
+  ASSERT_TRUE(promote_until(f, s, 5000, 0));
+
+  auto back = f.redis.xrange("deliverd:jobs").back().fields;
+  EXPECT_EQ(back.count("job"), 0u);
+  auto job = core::inflate_raw(back["job_z"], 1 << 20);
+  ASSERT_TRUE(job) << job.error();
+  EXPECT_EQ(*job, item.payload);
+  EXPECT_EQ(back["attempt"], "2");
+  EXPECT_EQ(back["last_code"], "451");
+  EXPECT_EQ(back["last_enhanced"], "4.7.1");
+  EXPECT_EQ(core::unescape_utf8_lossless(back["last_text"]), item.last_reply.text);
+  s.stop();
+}
+
+// Members written before the header form (a JSON object holding the job text) are promoted
+// with everything they carried, so an upgrade with a full retry set loses nothing.
+TEST(Scheduler, AMemberOfTheEarlierJsonFormIsStillPromoted) {
+  Fixture f;
+  Scheduler s(f.loop.get(), *f.client, SchedulerConfig{});
+  f.redis.command({"ZADD", "deliverd:retry", "1",
+                   R"({"job":"{\"v\":1,\"id\":\"old\"}","attempt":"3","first_seen":"1700000000000","last":"x",)"
+                   R"("last_code":"421","last_enhanced":"","last_text":"busy"})"});
+  ASSERT_TRUE(promote_until(f, s, 5000, 0));
+  auto back = f.redis.xrange("deliverd:jobs").back().fields;
+  EXPECT_EQ(back["job"], R"({"v":1,"id":"old"})");
+  EXPECT_EQ(back["attempt"], "3");
+  EXPECT_EQ(back["first_seen"], "1700000000000");
+  EXPECT_EQ(back["last_code"], "421");
+  EXPECT_EQ(back["last_enhanced"], "");
+  EXPECT_EQ(back["last_text"], "busy");
+  EXPECT_EQ(f.redis.xlen("deliverd:dead"), 0);
   s.stop();
 }
 

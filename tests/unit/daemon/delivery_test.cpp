@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/deflate.h"
 #include "daemon/message_builder.h"
 
 namespace deliverd::daemon {
@@ -290,7 +291,9 @@ TEST(Delivery, DeferredGoesToTheRetrySetWithTheNextAttempt) {
   ASSERT_TRUE(s.deferred_item);
   EXPECT_EQ(s.deferred_item->attempt, 2);
   EXPECT_EQ(s.deferred_item->payload, kJob);
-  EXPECT_EQ(s.deferred_item->last_outcome, "rcpt_deferred 451 try later");
+  EXPECT_EQ(s.deferred_item->reason, "rcpt_deferred");
+  EXPECT_EQ(s.deferred_item->account, "acct_42") << "erasure finds the member by it";
+  EXPECT_EQ(s.deferred_item->last_reply.text, "try later");
   EXPECT_EQ(s.deferred_item->last_reply.code, 451);
   EXPECT_EQ(s.deferred_due, kNow + 60'000);
   ASSERT_EQ(s.events.size(), 1u);
@@ -314,7 +317,7 @@ TEST(Delivery, PolicyDeferralWaitsForItsSlotWithoutUsingAnAttempt) {
                             "defer_and_ack 1764410000000-0", "finished"}));
   ASSERT_TRUE(s.deferred_item);
   EXPECT_EQ(s.deferred_item->attempt, 1);
-  EXPECT_EQ(s.deferred_item->last_outcome, "ramp_up");
+  EXPECT_EQ(s.deferred_item->reason, "ramp_up");
   EXPECT_EQ(s.deferred_due, kNow + 3'600'000);
   ASSERT_EQ(s.events.size(), 1u);
   EXPECT_TRUE(contains(s.events[0], R"("status":"deferred","phase":"policy","reason":"ramp_up")")) << s.events[0];
@@ -357,6 +360,32 @@ TEST(Delivery, InvalidJobIsDeadLetteredWithTheFieldNamed) {
   ASSERT_TRUE(s.run_until_finished());
   EXPECT_EQ(s.calls, (Calls{"dead_letter_and_ack 1764410000000-0 " + bad, "finished"}));
   EXPECT_TRUE(contains(s.dead_reason, "to")) << s.dead_reason;
+  EXPECT_TRUE(s.events.empty());
+}
+
+// A promoted retry carries its job deflated (queue/scheduler.h): it is sent like any other.
+TEST(Delivery, ACompressedJobFromTheRetrySetIsInflatedAndSent) {
+  FakeServices s;
+  queue::StreamEntry e = entry();
+  e.fields = {{"job_z", core::deflate_raw(kJob)}, {"attempt", "2"}, {"first_seen", "1764400000000"}};
+  ASSERT_FALSE(e.fields[0].second.empty());
+  Delivery d(s, std::move(e));
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"delivered")")) << s.events[0];
+  EXPECT_TRUE(contains(s.events[0], R"("attempt":2)")) << s.events[0];
+}
+
+TEST(Delivery, ACompressedJobThatDoesNotInflateIsDeadLetteredWithWhy) {
+  FakeServices s;
+  queue::StreamEntry e = entry();
+  e.fields = {{"job_z", core::deflate_raw(kJob).substr(0, 20)}, {"attempt", "2"}, {"first_seen", "1764400000000"}};
+  Delivery d(s, std::move(e));
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"dead_letter_and_ack 1764410000000-0 ", "finished"}));
+  EXPECT_EQ(s.dead_reason, "stream field \"job_z\": compressed data cut short");
   EXPECT_TRUE(s.events.empty());
 }
 
@@ -417,7 +446,7 @@ TEST(Delivery, AbortDuringSendEndsDeferredAndIsStillPersisted) {
                             "learn mbx_7 bob@example.org deferred", "defer_and_ack 1764410000000-0", "finished"}));
   ASSERT_TRUE(s.deferred_item);
   EXPECT_EQ(s.deferred_item->attempt, 2);
-  EXPECT_EQ(s.deferred_item->last_outcome, "aborted");
+  EXPECT_EQ(s.deferred_item->reason, "aborted");
   ASSERT_EQ(s.events.size(), 1u);
   EXPECT_TRUE(contains(s.events[0], R"("status":"deferred","phase":"body","reason":"aborted")")) << s.events[0];
 }
