@@ -307,6 +307,7 @@ bool App::start_compliance() {
 bool App::start() {
   apply_logging(cfg_);
   // Lines that waited while stderr was stalled go out within a second, not at the next event.
+  loop_lag_ = core::LoopLagMonitor(&loop_);
   log_flush_timer_ = core::TimerHandle(&loop_);
   log_flush_timer_->start_repeating(1000, [] { core::flush_log(); });
   return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_policy() &&
@@ -825,6 +826,7 @@ void App::shutdown() {
   drain_timer_.reset();
   status_timer_.reset();
   log_flush_timer_.reset();
+  loop_lag_.reset();
   upgrade_timer_.reset();
   if (notifier_) notifier_->close();
   notifier_ = nullptr;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/lifetime.h"
+#include "core/loop_lag.h"
 #include "core/result.h"
 #include "core/timer.h"
 #include "daemon/config.h"
@@ -178,6 +179,7 @@ class App final : private DeliveryServices {
   Notifier* notifier_ = nullptr;    // sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING
   core::TimerHandle status_timer_;     // refreshes STATUS= while running
   core::TimerHandle log_flush_timer_;  // writes log lines stderr could not take at once
+  core::LoopLagMonitor loop_lag_;     // deliverd_loop_lag_seconds
   bool ready_sent_ = false;
   bool mailboxes_loaded_ = false;
   std::unique_ptr<MailboxDirectory> mailboxes_;  // on pg_, which it LISTENs on
