@@ -1,5 +1,5 @@
 // The in-memory suppression list at platform scale: 10,000 accounts (one per mailbox) with 1,000
-// suppressions each, ten million rows, loaded in the gate's 20,000-row pages. Reports resident
+// suppressions each, ten million rows, loaded in the gate's 5,000-row pages. Reports resident
 // memory per row, the longest page (how long one page holds the event loop) and the cost of one
 // check, beside the layout used before (a hash set of 32-byte strings per account) built from
 // the same rows in the same run.
@@ -22,7 +22,7 @@ namespace {
 
 constexpr int kAccounts = 10000;
 constexpr int kPerAccount = 1000;
-constexpr size_t kPageRows = 20000;
+constexpr size_t kPageRows = 5000;
 
 double rss_mb() {
   long pages = 0, resident = 0;
