@@ -7,29 +7,30 @@
 namespace deliverd::queue {
 namespace {
 
-// XADD, XACK and XDEL in one script: Redis runs it atomically, and an XADD that fails
-// (WRONGTYPE, OOM) raises and stops the script before the XACK, so an entry is never acked
-// without its event. (MULTI/EXEC would still run the XACK after a run-time XADD error.) The
-// entry is deleted with its ack, so the job stream holds only unfinished work.
+// XADD, XDEL and XACK in one script: Redis runs it atomically, and an XADD that fails
+// (WRONGTYPE, OOM) raises and stops the script before anything else, so an entry is never acked
+// or deleted without its event. (MULTI/EXEC would still run the rest after a run-time error.)
+// The entry is deleted with its ack, so the job stream holds only unfinished work.
 // An entry no longer in the stream was finished before: a re-run after a lost reply (the
-// first run did it all), or an entry another consumer finished meanwhile, adds no second event
-// and returns 0. Being pending is not the test: a Redis that lost its latest writes (a restart
+// first run did it all), or an entry another consumer finished meanwhile. XDEL says so (0), and
+// the event just added is taken back in the same atomic step, so no reader ever sees a second
+// one; the script returns 0. (Asking with XRANGE first would copy the whole job into Lua for
+// every message.) Being pending is not the test: a Redis that lost its latest writes (a restart
 // from an older snapshot, a failover to a replica that lagged) may have forgotten that the
 // entry was read, and its outcome must still be recorded.
 // KEYS: target stream, job stream, marker key. ARGV: maxlen, group, entry id, marker TTL in ms
-// ("0": no marker), marker value (the delivery time), field, value, field, value… The XADD comes
-// first, so a failing XADD leaves neither marker nor ack behind (scripts are not rolled back).
+// ("0": no marker), marker value (the delivery time), field, value, field, value…
 const LuaScript kAddAndAck{R"lua(
-if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+local added = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+if redis.call('XDEL', KEYS[2], ARGV[3]) == 0 then
+  redis.call('XDEL', KEYS[1], added)
   redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
   return 0
 end
-local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[4]) end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XDEL', KEYS[2], ARGV[3])
 return 1
 )lua"};
 

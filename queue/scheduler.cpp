@@ -10,18 +10,21 @@ namespace {
 
 // KEYS: retry set, results stream, job stream. ARGV: due, member, results maxlen, group, entry, event.
 // Only an entry still in the stream is moved (a re-run after a lost reply must not add the job
-// again once the promoter has taken it back; the first run deleted the entry); the ZADD is the
-// first write: if it fails the script stops before anything else was written. The entry is
-// deleted with its ack.
+// again once the promoter has taken it back; the first run deleted the entry). The ZADD is the
+// first write: if it fails the script stops before anything else was written. XDEL then tells
+// whether the entry was still there; when it was not, what this run added is taken back in the
+// same atomic step (a member that was there before stays). The entry is deleted with its ack.
 const LuaScript kDeferAndAck{R"lua(
-if #redis.call('XRANGE', KEYS[3], ARGV[5], ARGV[5]) == 0 then
+local new = redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local event = nil
+if ARGV[6] ~= '' then event = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[6]) end
+if redis.call('XDEL', KEYS[3], ARGV[5]) == 0 then
+  if new == 1 then redis.call('ZREM', KEYS[1], ARGV[2]) end
+  if event then redis.call('XDEL', KEYS[2], event) end
   redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
   return 0
 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[6] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[6]) end
 redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
-redis.call('XDEL', KEYS[3], ARGV[5])
 return 1
 )lua"};
 
