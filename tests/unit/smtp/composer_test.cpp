@@ -563,3 +563,52 @@ TEST(Composer, FoldingNeverLeavesAWhiteSpaceOnlyLine) {
   std::string msg = "From: a@b.example\r\nDate: x\r\n" + *h + "\r\n";
   EXPECT_TRUE(deliverd::smtp::validate_message(msg).ok()) << *h;
 }
+
+namespace deliverd::smtp {
+namespace {
+
+// The composer's scans are linear in the message: a 10 MiB body on one line and a 10 MiB body of
+// bare LFs come out whole, within the line limits, in one go.
+TEST(ComposerScale, ATenMebibyteSingleLineBodyIsEncodedWithinTheLineLimits) {
+  MessageSpec m = basic();
+  m.text = std::string(10u << 20, 'a');
+  const std::string msg = compose_ok(m);
+  EXPECT_NE(msg.find("Content-Transfer-Encoding: quoted-printable\r\n"), std::string::npos);
+  size_t longest = 0;
+  for (const auto& l : crlf_lines(msg)) longest = std::max(longest, l.size());
+  EXPECT_LE(longest, 76u);
+  EXPECT_LT(msg.size(), (10u << 20) + (10u << 20) / 70 * 3 + 4096) << "one soft break per 75 characters";
+}
+
+TEST(ComposerScale, ATenMebibyteBodyOfBareLineFeedsBecomesCrlfLines) {
+  MessageSpec m = basic();
+  m.text = std::string(10u << 20, '\n');
+  const std::string msg = compose_ok(m);
+  const size_t body = msg.find("\r\n\r\n") + 4;
+  EXPECT_EQ(msg.size() - body, 2u * (10u << 20));
+  EXPECT_TRUE(validate_message(msg).ok());
+}
+
+TEST(ComposerScale, ALineOf998OctetsStaysSevenBitAndOneMoreIsEncoded) {
+  MessageSpec m = basic();
+  m.text = std::string(998, 'x') + "\n";
+  EXPECT_NE(compose_ok(m).find("Content-Transfer-Encoding: 7bit\r\n"), std::string::npos);
+  m.text = std::string(999, 'x') + "\n";
+  EXPECT_NE(compose_ok(m).find("Content-Transfer-Encoding: quoted-printable\r\n"), std::string::npos);
+  m.text = std::string(999, 'x');  // the last line, without a line break of its own
+  EXPECT_NE(compose_ok(m).find("Content-Transfer-Encoding: quoted-printable\r\n"), std::string::npos);
+}
+
+TEST(ComposerScale, TheFirstOfSeveralFaultsIsTheOneNamed) {
+  const std::string head = "From: a@b.example\r\nDate: x\r\n\r\n";
+  EXPECT_EQ(validate_message(head + "x\ny" + std::string(1, '\0') + "\r\n").error(),
+            "bare LF at offset " + std::to_string(head.size() + 1));
+  EXPECT_EQ(validate_message(head + "x" + std::string(1, '\0') + "\ny\r\n").error(),
+            "NUL byte at offset " + std::to_string(head.size() + 1));
+  EXPECT_EQ(validate_message(head + "x\r\r\n").error(), "bare CR at offset " + std::to_string(head.size() + 1));
+  EXPECT_EQ(validate_message(head + "x\r").error(), "bare CR at offset " + std::to_string(head.size() + 1));
+  EXPECT_TRUE(validate_message(head + "x\r\n").ok());
+}
+
+}  // namespace
+}  // namespace deliverd::smtp
