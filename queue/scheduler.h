@@ -24,7 +24,7 @@ struct SchedulerConfig {
   size_t results_maxlen = 1000000;
   size_t dead_maxlen = 100000;
   int poll_ms = 1000;   // how often due jobs are looked for
-  size_t batch = 200;   // jobs moved per script run (a run blocks Redis for its duration: ~1 ms)
+  size_t batch = 100;   // jobs moved per script run (a run blocks Redis for its duration: ~1 ms)
 };
 
 // What travels with a job between attempts. On the stream these are the fields `job` (or
