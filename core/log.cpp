@@ -201,9 +201,9 @@ void append_value(std::string& out, std::string_view v) {
     } else if (c == '\r') {
       out.append("\\r");
     } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out.append(buf);
+      static constexpr char kHex[] = "0123456789abcdef";
+      const char esc[4] = {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+      out.append(esc, 4);
     } else {
       out.push_back(static_cast<char>(c));
     }
@@ -211,15 +211,42 @@ void append_value(std::string& out, std::string_view v) {
   out.push_back('"');
 }
 
+// Two digits, four digits, three digits of a non-negative number, written by hand: a log line is
+// formatted for every delivery, and snprintf plus gmtime_r cost more than the rest of the line.
+void put_digits(char* p, int64_t v, int n) {
+  for (int i = n - 1; i >= 0; --i, v /= 10) p[i] = static_cast<char>('0' + v % 10);
+}
+
+// Year, month and day of a count of days since 1970-01-01, in the proleptic Gregorian calendar
+// (the era arithmetic of Howard Hinnant's civil_from_days).
+void civil_from_days(int64_t z, int64_t& y, int& m, int& d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  d = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
+  m = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
+  y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+}
+
 std::string rfc3339(int64_t unix_ms) {
-  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  // Sized for any int fields so the compiler can prove the output fits.
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(unix_ms % 1000));
-  return buf;
+  if (unix_ms < 0) unix_ms = 0;  // a wall clock before 1970 is a broken clock: say 1970
+  const int64_t secs = unix_ms / 1000, days = secs / 86400, in_day = secs % 86400;
+  int64_t year = 0;
+  int month = 0, day = 0;
+  civil_from_days(days, year, month, day);
+  if (year > 9999) year = 9999;
+  char buf[25] = "0000-00-00T00:00:00.000Z";
+  put_digits(buf, year, 4);
+  put_digits(buf + 5, month, 2);
+  put_digits(buf + 8, day, 2);
+  put_digits(buf + 11, in_day / 3600, 2);
+  put_digits(buf + 14, in_day / 60 % 60, 2);
+  put_digits(buf + 17, in_day % 60, 2);
+  put_digits(buf + 20, unix_ms % 1000, 3);
+  return std::string(buf, 24);
 }
 
 // Caller holds the mutex.

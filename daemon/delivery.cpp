@@ -394,11 +394,13 @@ void Delivery::log_outcome(const core::Outcome& o) const {
                               {"status", core::to_string(o.status)},
                               {"phase", core::to_string(o.phase)},
                               {"reason", core::to_string(o.reason)},
+                              {"fault", core::to_string(o.fault)},
                               {"code", code},
                               {"enhanced", o.reply.enhanced},
                               {"reply", o.reply.text},
                               {"host", o.host},
-                              {"ip", o.ip}});
+                              {"ip", o.ip},
+                              {"tls", o.tls_version}});
 }
 
 // The outcome also goes to PostgreSQL (delivery_events) for the admin API's "get outcome" and

@@ -558,15 +558,17 @@ void Session::report(core::Outcome outcome, bool reusable) {
   }
   if (outcome.status != core::Status::Delivered)
     metrics().failures.with({std::string(to_string(outcome.phase)), std::string(to_string(outcome.reason))}).inc();
-  core::log_info("smtp_session_end", {{"status", core::to_string(outcome.status)},
-                                      {"phase", core::to_string(outcome.phase)},
-                                      {"reason", core::to_string(outcome.reason)},
-                                      {"fault", core::to_string(outcome.fault)},
-                                      {"code", std::to_string(outcome.reply.code)},
-                                      {"enhanced", outcome.reply.enhanced},
-                                      {"host", host_},
-                                      {"ip", ip_},
-                                      {"tls", outcome.tls_version}});
+  // The delivery logs its outcome (one line a delivery, daemon/delivery.cpp); this is the
+  // transaction's own view, for debugging.
+  core::log_debug("smtp_transaction_end", {{"status", core::to_string(outcome.status)},
+                                           {"phase", core::to_string(outcome.phase)},
+                                           {"reason", core::to_string(outcome.reason)},
+                                           {"fault", core::to_string(outcome.fault)},
+                                           {"code", std::to_string(outcome.reply.code)},
+                                           {"enhanced", outcome.reply.enhanced},
+                                           {"host", host_},
+                                           {"ip", ip_},
+                                           {"tls", outcome.tls_version}});
   env_ = Envelope{};
   Done done = std::move(done_);
   done_ = nullptr;

@@ -113,6 +113,12 @@ TEST_F(EndToEnd, ThousandJobsAreDeliveredToSmtpSinkAndReported) {
   EXPECT_TRUE(sink_->wait_for_messages(before + 1000, 10000));
   EXPECT_EQ(sink_->message_count(), before + 1000);
   EXPECT_EQ(redis_->xpending_count("deliverd:jobs", "deliverd"), 0);
+  // One log line a delivery, the delivery's own (the SMTP transaction's is at debug).
+  const std::string log = daemon_->log();
+  size_t lines = 0;
+  for (size_t at = 0; (at = log.find(" event=delivery job=bulk-", at)) != std::string::npos; ++at) ++lines;
+  EXPECT_EQ(lines, 1000u);
+  EXPECT_EQ(log.find("smtp_transaction_end"), std::string::npos);
 }
 
 TEST_F(EndToEnd, InvalidJsonJobIsDeadLetteredAckedAndDaemonKeepsGoing) {

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -91,6 +93,38 @@ TEST_F(Log, OutsideJournaldAnRfc3339TimestampComesFirst) {
   log_info("started", {{"version", "0.1.0"}});
   EXPECT_EQ(testing::internal::GetCapturedStderr(),
             "ts=2026-12-06T16:45:57.123Z level=info event=started version=0.1.0\n");
+}
+
+int64_t g_wall_ms = 0;
+int64_t settable_wall() { return g_wall_ms; }
+
+// ts= is formatted by hand (no gmtime_r or snprintf per line): it agrees with the C library's
+// calendar on leap days, century years and a spread of instants up to year 9999.
+TEST_F(Log, TheHandFormattedTimestampAgreesWithTheCalendar) {
+  set_log_timestamps(LogTimestamps::Always);
+  detail::set_log_clocks_for_test(fake_mono, settable_wall);
+  std::vector<int64_t> instants = {0, 951'782'400'000, 951'868'799'999, 4'102'444'800'000, 1'796'575'557'123,
+                                   253'402'300'799'999};
+  uint64_t x = 88172645463325252ull;  // xorshift: a fixed spread, the same on every run
+  for (int i = 0; i < 2000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    instants.push_back(static_cast<int64_t>(x % 253'402'300'800'000ull));
+  }
+  for (int64_t ms : instants) {
+    g_wall_ms = ms;
+    detail::set_log_clocks_for_test(fake_mono, settable_wall);  // and forgets the rate limit
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char want[64];
+    std::strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+    char frac[8];
+    std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms % 1000));
+    testing::internal::CaptureStderr();
+    log_info("tick");
+    ASSERT_EQ(testing::internal::GetCapturedStderr(), "ts=" + std::string(want) + frac + " level=info event=tick\n")
+        << ms;
+  }
 }
 
 TEST_F(Log, UnderJournaldNoOwnTimestamp) {
