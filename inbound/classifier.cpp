@@ -274,8 +274,11 @@ Notice gmail_notice(const std::vector<std::string_view>& lines, std::string_view
   for (size_t i = 0; i < lines.size() && n.recipients.empty(); ++i) {
     std::string_view l = lines[i];
     std::string addr;
-    if (core::icontains(l, "wasn't delivered to") || core::icontains(l, "there was a temporary problem delivering"))
-      addr = first_address(l.substr(core::irfind(l, " to ")));
+    if (core::icontains(l, "wasn't delivered to") || core::icontains(l, "there was a temporary problem delivering")) {
+      // "… delivering your message to bob@x": the address follows the last " to ", when there is one.
+      const size_t to = core::irfind(l, " to ");
+      addr = first_address(to == std::string_view::npos ? l : l.substr(to));
+    }
     else if (core::icontains(l, "following recipient failed permanently") ||
              core::icontains(l, "following recipient has been delayed"))
       addr = first_address(after_label(lines, i, ":"));

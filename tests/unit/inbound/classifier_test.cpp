@@ -167,6 +167,20 @@ TEST(Classifier, GmailPlainTextNotice) {
   EXPECT_EQ(s.referenced_ids.at(0), "gmail-plain-orig@deliverd.sender.example");
 }
 
+// Found by signal_classifier_fuzz: a Gmail delay notice whose line names no " to " recipient
+// threw out of substr; it is a notice without a recipient, not a crash.
+TEST(Classifier, AGmailDelayLineWithoutARecipientIsNoCrash) {
+  const std::string raw =
+      "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n"
+      "To: alice@sender.example\n"
+      "Subject: Delivery Status Notification (Delay)\n"
+      "\n"
+      "Delivery incomplete\n"
+      "There was a temporary problem delivering your message.\n";
+  Signal s = classify(parse_message(raw));
+  for (const auto& r : s.recipients) EXPECT_FALSE(r.address.empty());
+}
+
 TEST(Classifier, YahooNoticeInfersUserUnknown) {
   Signal s = classify_fixture("yahoo.eml");
   EXPECT_EQ(s.kind, SignalKind::Bounce);
