@@ -46,6 +46,9 @@ Result<std::string, std::string> normalize_label(std::string_view label) {
   if (rc != IDN2_OK)
     return Err{"the domain label " + quoted(label) + " is not valid IDNA2008 (" + idn2_strerror(rc) + ")"};
   std::string a_label(reinterpret_cast<const char*>(out));
+  // UTS #46 maps some characters to nothing (variation selectors, U+FE00…FE0F, and others): a
+  // label of only those would become an empty label, which the name as written did not have.
+  if (a_label.empty()) return Err{"the domain label " + quoted(label) + " maps to nothing under IDNA"};
   for (char c : a_label)
     if (!ascii_is_alnum(c) && c != '-' && c != '.')
       return Err{"the domain label " + quoted(label) + " maps to a character other than letters, digits and hyphens"};

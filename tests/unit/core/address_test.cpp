@@ -82,6 +82,9 @@ TEST(Address, RefusesWhatIsNotAMailboxAndSaysWhy) {
            // Found by address_fuzz: a NUL inside an internationalised label once cut it short.
            {std::string("bob@b\x01\0\0\0\xc3\xbc" "cher.ex", 18), "other than letters, digits and hyphens"},
            {"bob@b_\xc3\xbc" "cher.example", "other than letters, digits and hyphens"},
+           // Found by address_fuzz: a label of only a variation selector (U+FE06) mapped to an
+           // empty label, and the address did not parse again from its own output.
+           {"b@\xef\xb8\x86.b.\xef\xb8\x86.b.example", "maps to nothing under IDNA"},
        }) {
     auto a = parse_address(v.in);
     ASSERT_FALSE(a.ok()) << v.in << " was accepted as " << a->str();
