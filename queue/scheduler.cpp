@@ -98,8 +98,14 @@ local function retry_item(m)
 end
 )lua";
 
+// Jobs up to this size are kept deflated. The consumer bounds what it holds by the entry's bytes
+// on the stream, and an inflated job is bigger than its entry: so only small jobs (most of a
+// backlog, and most of its memory) are compressed, and the unaccounted growth of an entry in hand
+// is at most this much, whatever a producer's 30 MiB job compresses to.
+constexpr size_t kCompressUpTo = 64 * 1024;
+
 std::string encode_retry_item(const RetryItem& item) {
-  std::string packed = core::deflate_raw(item.payload);
+  std::string packed = item.payload.size() <= kCompressUpTo ? core::deflate_raw(item.payload) : std::string();
   const bool compressed = !packed.empty();
   const bool replied = item.last_reply.code != 0;
   const std::string text = replied ? core::escape_utf8_lossless(item.last_reply.text) : std::string();

@@ -139,6 +139,19 @@ TEST(Scheduler, AWaitingJobIsKeptCompressedAndComesBackByteForByte) {
   s.stop();
 }
 
+// A big job waits uncompressed: inflated in the consumer's hands it could outgrow the bytes the
+// consumer counted for its entry.
+TEST(Scheduler, AJobOverSixtyFourKibibytesIsKeptAsItCame) {
+  RetryItem item = greylisted_item();
+  item.payload = R"({"v":1,"id":"big","text":")" + std::string(64 * 1024, 'a') + R"("})";
+  const std::string member = encode_retry_item(item);
+  EXPECT_EQ(member.substr(member.size() - item.payload.size()), item.payload);
+  EXPECT_NE(member.find(" -\n"), std::string::npos) << member.substr(0, 80);
+  RetryItem small = greylisted_item();
+  small.payload = R"({"v":1,"id":"small","text":")" + std::string(1000, 'a') + R"("})";
+  EXPECT_NE(encode_retry_item(small).find(" z\n"), std::string::npos);
+}
+
 // Members written before the header form (a JSON object holding the job text) are promoted
 // with everything they carried, so an upgrade with a full retry set loses nothing.
 TEST(Scheduler, AMemberOfTheEarlierJsonFormIsStillPromoted) {
