@@ -65,6 +65,10 @@ core::Result<Mailbox, std::string> row_to_mailbox(const PgResult& r, size_t i) {
     m.disabled = text(22) == "t";
   }
   if (row.size() > 23) m.plaintext_auth = text(23) == "t";
+  if (row.size() > 25) {
+    m.oauth_provider = text(24);
+    m.disabled_reason = text(25);
+  }
   return m;
 }
 
@@ -121,6 +125,18 @@ core::Result<core::Ok, std::string> validate_mailbox(const Mailbox& m) {
     return core::Err(std::string("oauth_token: at most 8192 bytes, without NUL, CR or LF"));
   if (!m.oauth_token.empty() && m.username.empty())
     return core::Err(std::string("username: required with an OAuth token"));
+  // A row read back holds the provider without its token (not loaded); a token needs its provider.
+  if (m.oauth_provider.empty() && !m.oauth_refresh_token.empty())
+    return core::Err(std::string("oauth: provider and refresh_token go together"));
+  if (m.oauth_provider.size() > 64 || has_control(m.oauth_provider))
+    return core::Err(std::string("oauth.provider: at most 64 printable characters"));
+  if (m.oauth_refresh_token.size() > 8192 ||
+      m.oauth_refresh_token.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
+    return core::Err(std::string("oauth.refresh_token: at most 8192 bytes, without NUL, CR or LF"));
+  if (!m.oauth_provider.empty() && m.username.empty())
+    return core::Err(std::string("oauth.user: required (the SASL identity, usually the mailbox's address)"));
+  if (!m.oauth_provider.empty() && (!m.password.empty() || !m.oauth_token.empty()))
+    return core::Err(std::string("oauth: a mailbox has one kind of credential: password, oauth_token or oauth"));
   if (m.username.size() > 256 || has_control(m.username))
     return core::Err(std::string("username: at most 256 printable characters"));
   // The password is not echoed in the message.
@@ -194,6 +210,8 @@ std::string_view secret_suffix(MailboxSecret which) {
       return "/oauth";
     case MailboxSecret::ImapPassword:
       return "/imap";
+    case MailboxSecret::OAuthRefresh:
+      return "/oauth-refresh";
   }
   return "";
 }
@@ -227,7 +245,8 @@ constexpr std::string_view kPlaintextCredentials =
 }  // namespace
 
 std::optional<std::string> plaintext_credentials_error(const Mailbox& m, bool allow_plaintext_auth) {
-  if (m.security != core::Security::None || (m.password.empty() && m.oauth_token.empty()) || allow_plaintext_auth)
+  if (m.security != core::Security::None ||
+      (m.password.empty() && m.oauth_token.empty() && m.oauth_refresh_token.empty()) || allow_plaintext_auth)
     return std::nullopt;
   return std::string(kPlaintextCredentials);
 }
@@ -235,6 +254,8 @@ std::optional<std::string> plaintext_credentials_error(const Mailbox& m, bool al
 core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, const Mailbox& given, const SecretBox& box,
                                                 bool allow_plaintext_auth) {
   Mailbox m = given;
+  if (!m.oauth_provider.empty() && m.oauth_refresh_token.empty())
+    return core::Err(std::string("oauth: provider and refresh_token go together"));
   auto valid = validate_mailbox(m);
   if (!valid) return valid;
   auto pg = detail::BlockingPg::connect(conninfo);
@@ -246,35 +267,47 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
     return core::Err(std::move(e));
   };
   PgResult old = pg->exec(
-      "SELECT smtp_host, smtp_port, security, password_enc, oauth_token_enc FROM mailboxes"
-      " WHERE account = $1 AND id = $2 FOR UPDATE",
+      "SELECT smtp_host, smtp_port, security, password_enc, oauth_token_enc, oauth_provider, oauth_refresh_enc"
+      " FROM mailboxes WHERE account = $1 AND id = $2 FOR UPDATE",
       {m.account, m.id});
   if (!old.ok) {
     if (old.sqlstate == "42P01") return fail("mailboxes table missing: run `deliverd migrate` first");
     return fail("cannot save mailbox " + m.id + ": " + old.error);
   }
-  std::optional<std::string> password_enc, oauth_token_enc;
+  std::optional<std::string> password_enc, oauth_token_enc, oauth_provider, oauth_refresh_enc;
   if (!m.password.empty()) password_enc = encode_bytea(seal_mailbox_secret(box, m.password, m.account, m.id, MailboxSecret::Password));
   if (!m.oauth_token.empty())
     oauth_token_enc = encode_bytea(seal_mailbox_secret(box, m.oauth_token, m.account, m.id, MailboxSecret::OAuthToken));
-  if (!old.rows.empty() && m.password.empty() && m.oauth_token.empty()) {
+  if (!m.oauth_provider.empty()) {
+    oauth_provider = m.oauth_provider;
+    oauth_refresh_enc =
+        encode_bytea(seal_mailbox_secret(box, m.oauth_refresh_token, m.account, m.id, MailboxSecret::OAuthRefresh));
+  }
+  if (!old.rows.empty() && m.password.empty() && m.oauth_token.empty() && m.oauth_provider.empty()) {
     const auto& row = old.rows[0];
-    const bool had_secret = row[3].has_value() || row[4].has_value();
+    const bool had_secret = row[3].has_value() || row[4].has_value() || row[6].has_value();
     // The table's CHECK admits only named values; one that does not read counts as a change.
     auto stored_security = parse_security(row[2].value_or(""));
     SecretDestination before{row[0].value_or(""), std::atoi(row[1].value_or("0").c_str()),
-                             stored_security ? *stored_security : core::Security::None};
+                             stored_security ? *stored_security : core::Security::None, row[5].value_or("")};
     if (!stored_security) before.smtp_port = -1;
-    if (had_secret && !(before == SecretDestination::of(m)))
+    SecretDestination now = SecretDestination::of(m);
+    now.oauth_provider = before.oauth_provider;  // not given: the stored grant stays with its provider
+    if (had_secret && !(before == now))
       return fail("mailbox " + m.id + ": --smtp-host, --smtp-port or --security changes where its stored password or "
-                  "token would be sent; give --password-file or --oauth-token-file again");
+                  "token would be sent; give --password-file, --oauth-token-file or --refresh-token-file again");
     password_enc = row[3];  // unchanged server: the stored secrets stay
     oauth_token_enc = row[4];
+    oauth_provider = row[5];
+    oauth_refresh_enc = row[6];
     if (had_secret && m.security == core::Security::None && !allow_plaintext_auth)
       return fail("mailbox " + m.id + ": " + std::string(kPlaintextCredentials));
   }
   if (auto e = plaintext_credentials_error(m, allow_plaintext_auth)) return fail("mailbox " + m.id + ": " + *e);
-  const bool plaintext = m.security == core::Security::None && (password_enc || oauth_token_enc);
+  const bool plaintext = m.security == core::Security::None && (password_enc || oauth_token_enc || oauth_refresh_enc);
+  // A new grant replaces the old one whole (its pending token and refresh record included) and
+  // lifts a disable that a revoked grant caused: the user has connected the mailbox again.
+  const bool new_grant = !m.oauth_provider.empty();
   std::optional<std::string> username;
   if (!m.username.empty()) username = m.username;
   std::optional<std::string> paused_by;
@@ -282,9 +315,10 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
   PgResult r = pg->exec(
       "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
       " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start, min_gap_s, per_hour, per_minute, timezone,"
-      " window_days, window_start_hour, window_end_hour, disabled, plaintext_auth, paused_by)"
+      " window_days, window_start_hour, window_end_hour, disabled, plaintext_auth, paused_by, oauth_provider,"
+      " oauth_refresh_enc)"
       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bytea, $9, $10, $11::bytea, $12, $13, $14, $15::date, $16, $17, $18,"
-      " $19, $20, $21, $22, $23, $24, $25)"
+      " $19, $20, $21, $22, $23, $24, $25, $26, $27::bytea)"
       " ON CONFLICT (account, id) DO UPDATE SET email = EXCLUDED.email,"
       " smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port, security = EXCLUDED.security,"
       " username = EXCLUDED.username, password_enc = EXCLUDED.password_enc, mode = EXCLUDED.mode,"
@@ -294,6 +328,12 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
       " timezone = EXCLUDED.timezone, window_days = EXCLUDED.window_days,"
       " window_start_hour = EXCLUDED.window_start_hour, window_end_hour = EXCLUDED.window_end_hour,"
       " disabled = EXCLUDED.disabled, plaintext_auth = EXCLUDED.plaintext_auth, paused_by = EXCLUDED.paused_by,"
+      " oauth_provider = EXCLUDED.oauth_provider, oauth_refresh_enc = EXCLUDED.oauth_refresh_enc,"
+      " oauth_pending_enc = CASE WHEN $28::boolean THEN NULL ELSE mailboxes.oauth_pending_enc END,"
+      " oauth_expires_at = CASE WHEN $28::boolean THEN NULL ELSE mailboxes.oauth_expires_at END,"
+      " oauth_refreshed_at = CASE WHEN $28::boolean THEN NULL ELSE mailboxes.oauth_refreshed_at END,"
+      " oauth_refresh_result = CASE WHEN $28::boolean THEN NULL ELSE mailboxes.oauth_refresh_result END,"
+      " disabled_reason = CASE WHEN NOT EXCLUDED.disabled THEN NULL ELSE mailboxes.disabled_reason END,"
       " updated_at = now()",
       {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), std::string(core::to_string(m.security)),
        username, password_enc, std::string(to_string(m.mode)), m.paused ? "true" : "false", oauth_token_enc,
@@ -302,7 +342,7 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
        opt_text(m.per_hour), opt_text(m.per_minute),
        m.timezone.empty() ? std::optional<std::string>() : m.timezone, opt_text(m.window_days),
        opt_text(m.window_start_hour), opt_text(m.window_end_hour), m.disabled ? "true" : "false",
-       plaintext ? "true" : "false", paused_by});
+       plaintext ? "true" : "false", paused_by, oauth_provider, oauth_refresh_enc, new_grant ? "true" : "false"});
   if (!r.ok) return fail("cannot save mailbox " + m.id + ": " + r.error);
   if (PgResult c = pg->exec("COMMIT"); !c.ok) return core::Err("cannot save mailbox " + m.id + ": " + c.error);
   return core::Ok{};
@@ -310,7 +350,7 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
 
 bool same_sending_settings(const Mailbox& a, const Mailbox& b) {
   return a.email == b.email && a.smtp_host == b.smtp_host && a.smtp_port == b.smtp_port && a.security == b.security &&
-         a.username == b.username && a.password == b.password && a.oauth_token == b.oauth_token && a.mode == b.mode &&
+         a.username == b.username && a.password == b.password && a.oauth_token == b.oauth_token && a.oauth_provider == b.oauth_provider && a.mode == b.mode &&
          a.paused == b.paused && a.disabled == b.disabled && a.plaintext_auth == b.plaintext_auth;
 }
 
@@ -322,7 +362,8 @@ void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string&
   pg.query(
       "SELECT id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
       " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start::text, min_gap_s, per_hour, per_minute,"
-      " timezone, window_days, window_start_hour, window_end_hour, disabled, plaintext_auth FROM mailboxes" + where +
+      " timezone, window_days, window_start_hour, window_end_hour, disabled, plaintext_auth,"
+      " coalesce(oauth_provider, ''), coalesce(disabled_reason, '') FROM mailboxes" + where +
           " ORDER BY account, id",
       std::move(params), [box, cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot load mailboxes: " + r.error));
@@ -374,6 +415,17 @@ void load_mailboxes_by_ref(PgConnection& pg, const SecretBox& box, const std::ve
   select_mailboxes(pg, box, where + ")", std::move(params), std::move(cb));
 }
 
+std::optional<MailboxRef> MailboxRef::from_key(std::string_view key) {
+  size_t colon = key.find(':');
+  if (colon == 0 || colon == std::string_view::npos || colon > 4) return std::nullopt;
+  std::string_view digits = key.substr(0, colon);
+  if (digits.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  size_t n = static_cast<size_t>(std::atoi(std::string(digits).c_str()));
+  std::string_view rest = key.substr(colon + 1);
+  if (n >= rest.size() || rest[n] != ':') return std::nullopt;
+  return MailboxRef{std::string(rest.substr(0, n)), std::string(rest.substr(n + 1))};
+}
+
 std::optional<MailboxRef> parse_mailbox_notification(std::string_view payload) {
   size_t colon = payload.find(':');
   if (colon == 0 || colon == std::string_view::npos || colon > 6) return std::nullopt;
@@ -387,7 +439,7 @@ std::optional<MailboxRef> parse_mailbox_notification(std::string_view payload) {
 
 void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::string& id,
                        std::optional<bool> paused, std::optional<bool> disabled, PausedBy by,
-                       std::function<void(core::Result<bool, std::string>)> cb) {
+                       std::function<void(core::Result<bool, std::string>)> cb, std::string_view disabled_reason) {
   auto flag = [](std::optional<bool> b) -> std::optional<std::string> {
     if (!b) return std::nullopt;
     return std::string(*b ? "true" : "false");
@@ -399,8 +451,11 @@ void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::
            "   CASE WHEN paused AND array_position(ARRAY['tenant', 'operator', 'daemon'], paused_by)"
            "     >= array_position(ARRAY['tenant', 'operator', 'daemon'], $5) THEN paused_by ELSE $5 END"
            " WHEN NOT $3::boolean THEN NULL ELSE paused_by END,"
+           " disabled_reason = CASE WHEN $4::boolean THEN COALESCE($6, disabled_reason, 'auth_failures')"
+           " WHEN NOT $4::boolean THEN NULL ELSE disabled_reason END,"
            " updated_at = now() WHERE account = $1 AND id = $2",
-           {account, id, flag(paused), flag(disabled), std::string(to_string(by))},
+           {account, id, flag(paused), flag(disabled), std::string(to_string(by)),
+            disabled_reason.empty() ? std::optional<std::string>() : std::string(disabled_reason)},
            [cb = std::move(cb)](const PgResult& r) {
              if (!r.ok) return cb(core::Err("cannot update mailbox flags: " + r.error));
              cb(r.affected > 0);
@@ -408,17 +463,21 @@ void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::
 }
 
 void store_mailbox_change(PgConnection& pg, const std::string& account, const std::string& id, MailboxChange change,
-                          PausedBy by, std::function<void(core::Result<ChangeAnswer, std::string>)> cb) {
+                          PausedBy by, std::function<void(core::Result<ChangeAnswer, std::string>)> cb,
+                          std::string_view reason) {
   const bool lifts = change == MailboxChange::Resume || change == MailboxChange::ResetBreaker;
   std::optional<bool> paused, disabled;
   if (change == MailboxChange::Pause) paused = true;
   if (change == MailboxChange::Disable) disabled = true;
   if (lifts) paused = false;
   if (lifts && by != PausedBy::Tenant) disabled = false;  // an operator's resume lifts a disable too
-  set_mailbox_flags(pg, account, id, paused, disabled, by, [cb = std::move(cb)](core::Result<bool, std::string> r) {
-    if (!r) return cb(core::Err(r.error()));
-    cb(*r ? ChangeAnswer::Done : ChangeAnswer::NoMailbox);
-  });
+  set_mailbox_flags(
+      pg, account, id, paused, disabled, by,
+      [cb = std::move(cb)](core::Result<bool, std::string> r) {
+        if (!r) return cb(core::Err(r.error()));
+        cb(*r ? ChangeAnswer::Done : ChangeAnswer::NoMailbox);
+      },
+      reason);
 }
 
 }  // namespace deliverd::store

@@ -40,6 +40,11 @@ struct Mailbox {
   core::Security security = core::Security::StartTls;
   std::string username, password /* plaintext, memory only */;
   std::string oauth_token;     // XOAUTH2 access token; plaintext, memory only; used instead of password
+  // An OAuth grant the daemon refreshes itself ([[oauth]] provider name; "" = none). The refresh
+  // token is written by the API and the command line only: the daemon reads it, and writes the
+  // ones the provider rotates, through store/oauth_grants.h when it refreshes.
+  std::string oauth_provider;
+  std::string oauth_refresh_token;  // plaintext, memory only; not loaded by load_mailboxes
   Mode mode = Mode::Relay;
   bool paused = false;
   // Sending-policy overrides (policy/); unset means the daemon's [policy] default.
@@ -49,7 +54,8 @@ struct Mailbox {
   std::string timezone;            // IANA name ("Europe/Berlin") for the day and window; "" = UTC
   std::optional<int> window_days;  // bit 0 = Monday … bit 6 = Sunday; unset = every day
   std::optional<int> window_start_hour, window_end_hour;  // [start, end) local hours; unset = all day
-  bool disabled = false;                                  // repeated AUTH failures; only an operator clears it
+  bool disabled = false;  // repeated AUTH failures or a revoked OAuth grant; only an operator clears it
+  std::string disabled_reason;  // "auth_failures" or "oauth_revoked" while disabled
   // Credentials kept although security is "none": stored by a daemon with [smtp]
   // allow_plaintext_auth (lab rigs); any other daemon refuses to send them.
   bool plaintext_auth = false;
@@ -82,7 +88,8 @@ enum class MailboxChange : uint8_t {
 enum class ChangeAnswer : uint8_t { Done, NoMailbox, Refused };
 
 // The secrets of a mailbox, each sealed with its own associated data so none can stand in for another.
-enum class MailboxSecret : uint8_t { Password, OAuthToken, ImapPassword };
+enum class MailboxSecret : uint8_t { Password, OAuthToken, ImapPassword, OAuthRefresh };
+// A pending (rotated) refresh token is sealed as OAuthRefresh: it is the same secret's next value.
 std::string seal_mailbox_secret(const SecretBox& box, std::string_view plaintext, const std::string& account,
                                 const std::string& id, MailboxSecret which);
 // Opens a value of either sealed format (values sealed before mailboxes were per account were
@@ -97,8 +104,9 @@ struct SecretDestination {
   std::string smtp_host;
   int smtp_port = 0;
   core::Security security = core::Security::None;
+  std::string oauth_provider;  // a refresh token goes only to the token endpoint it was given for
   bool operator==(const SecretDestination&) const = default;
-  static SecretDestination of(const Mailbox& m) { return {m.smtp_host, m.smtp_port, m.security}; }
+  static SecretDestination of(const Mailbox& m) { return {m.smtp_host, m.smtp_port, m.security, m.oauth_provider}; }
 };
 
 // "security: credentials need TLS …" when m holds a password or token and security is "none"
@@ -140,6 +148,8 @@ struct MailboxRef {
   auto operator<=>(const MailboxRef&) const = default;
   // "<length of account>:<account>:<id>": one string per pair, which no other pair can spell.
   std::string key() const { return std::to_string(account.size()) + ":" + account + ":" + id; }
+  // The pair back from key(); nullopt for a string key() cannot have made.
+  static std::optional<MailboxRef> from_key(std::string_view key);
 };
 // The same for some mailboxes only; a pair without a row is simply not in the answer.
 void load_mailboxes_by_ref(PgConnection& pg, const SecretBox& box, const std::vector<MailboxRef>& refs,
@@ -153,10 +163,12 @@ std::optional<MailboxRef> parse_mailbox_notification(std::string_view payload);
 // it. cb gets whether the mailbox exists.
 void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::string& id,
                        std::optional<bool> paused, std::optional<bool> disabled, PausedBy by,
-                       std::function<void(core::Result<bool, std::string>)> cb);
+                       std::function<void(core::Result<bool, std::string>)> cb, std::string_view disabled_reason = {});
 // The PostgreSQL half of a MailboxChange (policy::Gate::set_state writes Redis first, then this):
 // the flags it sets and clears, through set_mailbox_flags.
+// `reason` names why a Disable happened ("auth_failures" when empty); a lift clears it.
 void store_mailbox_change(PgConnection& pg, const std::string& account, const std::string& id, MailboxChange change,
-                          PausedBy by, std::function<void(core::Result<ChangeAnswer, std::string>)> cb);
+                          PausedBy by, std::function<void(core::Result<ChangeAnswer, std::string>)> cb,
+                          std::string_view reason = {});
 
 }  // namespace deliverd::store

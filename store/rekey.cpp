@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <iterator>
 #include <set>
 #include <utility>
 
@@ -23,13 +24,16 @@ core::Result<RekeyReport, std::string> rekey_secrets(const std::string& conninfo
   };
   static constexpr Column kColumns[] = {{"password_enc", MailboxSecret::Password, "password"},
                                         {"oauth_token_enc", MailboxSecret::OAuthToken, "oauth_token"},
-                                        {"imap_password_enc", MailboxSecret::ImapPassword, "imap password"}};
+                                        {"imap_password_enc", MailboxSecret::ImapPassword, "imap password"},
+                                        {"oauth_refresh_enc", MailboxSecret::OAuthRefresh, "oauth refresh token"},
+                                        {"oauth_pending_enc", MailboxSecret::OAuthRefresh, "oauth pending refresh token"}};
   RekeyReport report;
   std::string after_account, after_id;
   bool first = true;
   while (true) {
     PgResult rows = pg->exec(
-        "SELECT account, id, password_enc, oauth_token_enc, imap_password_enc FROM mailboxes"
+        "SELECT account, id, password_enc, oauth_token_enc, imap_password_enc, oauth_refresh_enc, oauth_pending_enc"
+        " FROM mailboxes"
         " WHERE $3::boolean OR (account, id) > ($1, $2) ORDER BY account, id LIMIT $4::integer",
         {after_account, after_id, std::string(first ? "true" : "false"), std::to_string(batch)});
     if (!rows.ok) {
@@ -41,7 +45,7 @@ core::Result<RekeyReport, std::string> rekey_secrets(const std::string& conninfo
     for (const auto& row : rows.rows) {
       const std::string account = row[0].value_or(""), id = row[1].value_or("");
       ++report.mailboxes;
-      for (size_t c = 0; c < 3; ++c) {
+      for (size_t c = 0; c < std::size(kColumns); ++c) {
         const auto& text = row[2 + c];
         if (!text) continue;
         const Column& col = kColumns[c];
