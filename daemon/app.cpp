@@ -13,11 +13,13 @@
 #include "admin/http_server.h"
 #include "admin/unsubscribe_routes.h"
 #include "core/address.h"
+#include "core/key_file.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "daemon/delivery.h"
 #include "daemon/notify.h"
 #include "dns/resolver.h"
+#include "oauth/token_manager.h"
 #include "policy/gate.h"
 #include "policy/mailbox_keys.h"
 #include "queue/job.h"
@@ -111,6 +113,27 @@ core::Result<DomainKeys, std::string> load_dkim_signers(const Config& cfg) {
   return signers;
 }
 
+// The [[oauth]] providers with their client secrets read.
+core::Result<std::vector<oauth::Provider>, std::string> load_oauth_providers(const Config& cfg) {
+  std::vector<oauth::Provider> out;
+  for (const auto& p : cfg.oauth) {
+    oauth::Provider o{p.name, p.token_url, p.client_id, "", p.scope};
+    if (!p.client_secret_file.empty()) {
+      auto secret = core::read_private_file(p.client_secret_file);
+      if (!secret) return core::Err{cfg.path + ": [[oauth]] " + p.name + ": client_secret_file: " + secret.error()};
+      // The file as an editor leaves it: the secret, perhaps a newline.
+      const std::string& text = *secret;
+      size_t a = text.find_first_not_of(" \t\r\n"), b = text.find_last_not_of(" \t\r\n");
+      if (a != std::string::npos) o.client_secret = text.substr(a, b - a + 1);
+      if (o.client_secret.empty())
+        return core::Err{cfg.path + ": [[oauth]] " + p.name + ": client_secret_file: " + p.client_secret_file +
+                         " is empty"};
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 MessageBuilderConfig message_builder_config(const Config& cfg) {
   return {cfg.unsubscribe_base_url, cfg.unsubscribe_mailto, cfg.postal_address, cfg.account_postal_addresses};
 }
@@ -134,6 +157,7 @@ core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
     if (auto a = core::parse_address(cfg.unsubscribe_mailto); !a)
       return core::Err{cfg.path + ": [unsubscribe] mailto: " + a.error()};
   if (auto s = load_dkim_signers(cfg); !s) return core::Err{s.error()};
+  if (auto p = load_oauth_providers(cfg); !p) return core::Err{p.error()};
   return core::Ok{};
 }
 

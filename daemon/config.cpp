@@ -1,11 +1,14 @@
 #include "daemon/config.h"
 
+#include "core/https_client.h"
+
 #include <unistd.h>
 
 #include <set>
 #include <toml++/toml.h>
 
 #include "core/ascii.h"
+#include "core/https_client.h"
 #include "core/log.h"
 #include "dns/address_policy.h"
 #include "queue/redis_client.h"
@@ -173,6 +176,12 @@ bool dkim_account_allowed(const std::vector<std::string>& accounts, std::string_
   return false;
 }
 
+const Config::OAuthProvider* Config::oauth_provider(std::string_view name) const {
+  for (const auto& p : oauth)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
 bool Config::DkimKey::allows(const std::string& account) const { return dkim_account_allowed(accounts, account); }
 
 const Config::DkimKey* Config::dkim_for_address(const std::string& email) const {
@@ -210,6 +219,13 @@ core::Result<Config, std::string> load_config(const std::string& path) {
     dkim_tables = *a;
     dkim_line = root["dkim"].node()->source().begin.line;
     root.erase("dkim");
+  }
+  toml::array oauth_tables;
+  unsigned oauth_line = 0;
+  if (auto* a = root["oauth"].as_array()) {
+    oauth_tables = *a;
+    oauth_line = root["oauth"].node()->source().begin.line;
+    root.erase("oauth");
   }
   Reader r(path, root);
   r.reject_unknown({
@@ -388,6 +404,33 @@ core::Result<Config, std::string> load_config(const std::string& path) {
     for (const auto& other : c.dkim)
       if (other.domain == k.domain) return core::Err{where + "domain: " + k.domain + " has two keys"};
     c.dkim.push_back(std::move(k));
+  }
+
+  for (auto& el : oauth_tables) {
+    auto* t = el.as_table();
+    unsigned line = el.source().begin.line ? el.source().begin.line : oauth_line;
+    std::string where = path + ":" + std::to_string(line) + ": [[oauth]] ";
+    if (!t) return core::Err{where + "must be a table"};
+    Config::OAuthProvider p;
+    for (auto& [key, v] : *t) {
+      std::string name(key.str());
+      std::string* out = name == "name"                 ? &p.name
+                         : name == "token_url"          ? &p.token_url
+                         : name == "client_id"          ? &p.client_id
+                         : name == "client_secret_file" ? &p.client_secret_file
+                         : name == "scope"              ? &p.scope
+                                                        : nullptr;
+      if (!out) return core::Err{where + name + ": unknown key"};
+      auto s = v.value<std::string>();
+      if (!s) return core::Err{where + name + ": must be a string"};
+      *out = *s;
+    }
+    if (p.name.empty() || p.token_url.empty() || p.client_id.empty())
+      return core::Err{where + "name, token_url and client_id are required"};
+    if (auto u = core::parse_https_url(p.token_url); !u) return core::Err{where + "token_url: " + u.error()};
+    for (const auto& other : c.oauth)
+      if (other.name == p.name) return core::Err{where + "name: " + p.name + " is given twice"};
+    c.oauth.push_back(std::move(p));
   }
 
   if (c.hostname.empty()) c.hostname = system_hostname();

@@ -124,6 +124,13 @@ struct Config {
   const DkimKey* dkim_for_address(const std::string& email) const;
   std::vector<DkimKey> dkim;
 
+  // [[oauth]]: token endpoints that refresh the access tokens of OAuth mailboxes (docs/smtp.md)
+  struct OAuthProvider {
+    std::string name, token_url, client_id, client_secret_file, scope;
+  };
+  const OAuthProvider* oauth_provider(std::string_view name) const;
+  std::vector<OAuthProvider> oauth;
+
   // [compliance]: CAN-SPAM postal address footer for campaign mail, default and per account
   std::string postal_address;
   std::map<std::string, std::string> account_postal_addresses;

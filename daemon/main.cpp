@@ -24,6 +24,7 @@
 #include "dns/address_policy.h"
 #include "store/mailboxes.h"
 #include "store/migrations.h"
+#include "store/oauth_grants.h"
 #include "store/rekey.h"
 #include "store/secret_box.h"
 #include "store/suppressions.h"
@@ -76,6 +77,22 @@ int cmd_run(const daemon::ParsedArgs& a) {
 int cmd_check_config(const daemon::ParsedArgs& a) {
   daemon::Config cfg;
   if (!load(a, cfg)) return 2;
+  // Mailboxes that name an [[oauth]] provider the config lacks would never get a token. Without
+  // PostgreSQL (a config checked on another host) this is said, not failed.
+  auto in_use = store::oauth_providers_in_use(cfg.pg_conninfo);
+  if (!in_use) {
+    std::fprintf(stderr, "%s: note: mailboxes' OAuth providers not checked: %s\n", cfg.path.c_str(),
+                 in_use.error().c_str());
+  } else {
+    int missing = 0;
+    for (const auto& [name, count] : *in_use) {
+      if (cfg.oauth_provider(name)) continue;
+      std::fprintf(stderr, "%s: [[oauth]]: no provider \"%s\", which %lld mailbox(es) use\n", cfg.path.c_str(),
+                   name.c_str(), static_cast<long long>(count));
+      ++missing;
+    }
+    if (missing) return 2;
+  }
   std::printf("%s: ok\n", cfg.path.c_str());
   return 0;
 }
@@ -137,6 +154,18 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
     std::string err;
     m.oauth_token = read_secret_file(a.get("oauth-token-file"), err);
     if (!err.empty()) return fail("mailbox add: --oauth-token-file: " + err);
+  }
+  // An OAuth grant the daemon refreshes itself: the provider of [[oauth]], the SASL user, and
+  // the refresh token from a file (never on the command line, where ps would show it).
+  if (a.has("oauth-provider") || a.has("oauth-user") || a.has("refresh-token-file")) {
+    if (!a.has("oauth-provider") || !a.has("refresh-token-file"))
+      return fail("mailbox add: --oauth-provider and --refresh-token-file go together");
+    m.oauth_provider = a.get("oauth-provider");
+    if (a.has("oauth-user")) m.username = a.get("oauth-user");
+    if (m.username.empty()) m.username = m.email;
+    std::string err;
+    m.oauth_refresh_token = read_secret_file(a.get("refresh-token-file"), err);
+    if (!err.empty()) return fail("mailbox add: --refresh-token-file: " + err);
   }
   const std::string mode = a.get("mode", "relay");
   auto parsed_mode = store::mode_from_name(mode);
@@ -346,6 +375,9 @@ const std::vector<Command>& commands() {
         {"username", true, "AUTH user name"},
         {"password-file", true, "file holding the AUTH password"},
         {"oauth-token-file", true, "file holding an OAuth access token for AUTH XOAUTH2 (Gmail, Microsoft 365)"},
+        {"oauth-provider", true, "[[oauth]] provider whose token endpoint refreshes this mailbox's access token"},
+        {"oauth-user", true, "the OAuth SASL user (default --email)"},
+        {"refresh-token-file", true, "file holding the OAuth refresh token (with --oauth-provider)"},
         {"mode", true, "relay (through --smtp-host, default) | mx (straight to the recipient's MX)"},
         {"ramp-start", true, "ramp-up: sends allowed on the first day (default [policy] ramp_start)"},
         {"ramp-step", true, "ramp-up: added per day (default [policy] ramp_step)"},

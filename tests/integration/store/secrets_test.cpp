@@ -237,6 +237,53 @@ TEST_F(SecretsCli, RekeyCommandResealsWithTheNewKeyAndKeyFilesMustBePrivate) {
   EXPECT_NE(out.find(dir_.file("k2") + " is readable by group or others (mode 0644)"), std::string::npos) << out;
 }
 
+// An OAuth grant from the command line: the refresh token from a file, sealed; check-config names
+// a provider that a mailbox uses but the config lacks; rekey reseals the refresh token too.
+TEST_F(SecretsCli, AnOAuthGrantFromTheCommandLineIsSealedCheckedAndResealed) {
+  std::string out;
+  testing::write_secret_file(dir_.file("refresh"), "1//cli-refresh-token\n");
+  auto args = add("smtp.gmail.example", "alice@sender.example");
+  args.insert(args.end(), {"--oauth-provider", "google", "--oauth-user", "alice@sender.example",
+                           "--refresh-token-file", dir_.file("refresh")});
+  ASSERT_EQ(cli(args, &out), 0) << out;
+  auto row = rows("SELECT oauth_provider, username, oauth_refresh_enc, password_enc FROM mailboxes");
+  ASSERT_EQ(row.size(), 1u);
+  EXPECT_EQ(row[0][0], "google");
+  EXPECT_EQ(row[0][1], "alice@sender.example");
+  EXPECT_EQ(row[0][3], "") << "no password alongside the grant";
+  auto opened = open_mailbox_secret(SecretBox::from_key(key_of(1)), *decode_bytea(row[0][2]), "acct_1", "mbx_1",
+                                    MailboxSecret::OAuthRefresh);
+  ASSERT_TRUE(opened) << opened.error();
+  EXPECT_EQ(*opened, "1//cli-refresh-token");
+  EXPECT_EQ(row[0][2].find(store::encode_bytea("cli-refresh").substr(2)), std::string::npos);
+
+  // The config has no [[oauth]] google: named, and the command fails.
+  EXPECT_EQ(cli({"check-config"}, &out), 2);
+  EXPECT_NE(out.find("[[oauth]]: no provider \"google\", which 1 mailbox(es) use"), std::string::npos) << out;
+  testing::write_secret_file(dir_.file("google-secret"), "client-secret\n");
+  std::string conf;
+  ASSERT_EQ(testing::run_command({"cat", dir_.file("deliverd.toml")}, &conf), 0);
+  testing::write_file(dir_.file("deliverd.toml"),
+                      conf + "[[oauth]]\nname = \"google\"\ntoken_url = \"https://oauth2.googleapis.com/token\"\n"
+                             "client_id = \"id\"\nclient_secret_file = \"" + dir_.file("google-secret") + "\"\n");
+  EXPECT_EQ(cli({"check-config"}, &out), 0) << out;
+
+  // Half a grant is refused, naming what is missing.
+  auto half = add("smtp.gmail.example");
+  half.insert(half.end(), {"--oauth-provider", "google"});
+  EXPECT_EQ(cli(half, &out), 2);
+  EXPECT_NE(out.find("--oauth-provider and --refresh-token-file go together"), std::string::npos) << out;
+
+  // Key rotation reseals the refresh token with the new key.
+  write_config("k2", {"k1"});
+  ASSERT_EQ(cli({"rekey"}, &out), 0) << out;
+  auto resealed = rows("SELECT oauth_refresh_enc FROM mailboxes");
+  auto with_new = open_mailbox_secret(SecretBox::from_key(key_of(2)), *decode_bytea(resealed[0][0]), "acct_1",
+                                      "mbx_1", MailboxSecret::OAuthRefresh);
+  ASSERT_TRUE(with_new) << with_new.error();
+  EXPECT_EQ(*with_new, "1//cli-refresh-token");
+}
+
 // The suppress commands hash as the daemon does (keyed by the secret key); after a rotation the
 // old row still counts, and rekey moves it to the new key.
 TEST_F(SecretsCli, SuppressCommandsWriteKeyedRowsThatRekeyMovesToTheNewKey) {

@@ -108,6 +108,33 @@ TEST(Config, OldKeyFilesAreLists) {
   EXPECT_EQ(r->unsubscribe_old_key_files, (std::vector<std::string>{"/u1", "/u0"}));
 }
 
+TEST(Config, OAuthProvidersAreNamedAndTheirTokenUrlsAreHttps) {
+  const std::string google =
+      "[[oauth]]\nname = \"google\"\ntoken_url = \"https://oauth2.googleapis.com/token\"\n"
+      "client_id = \"id.apps.googleusercontent.com\"\nclient_secret_file = \"/etc/deliverd/google\"\n";
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal + google +
+                                     "[[oauth]]\nname = \"microsoft\"\n"
+                                     "token_url = \"https://login.microsoftonline.com/common/oauth2/v2.0/token\"\n"
+                                     "client_id = \"app\"\nscope = \"offline_access\"\n");
+  auto r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_EQ(r->oauth.size(), 2u);
+  ASSERT_NE(r->oauth_provider("google"), nullptr);
+  EXPECT_EQ(r->oauth_provider("google")->client_secret_file, "/etc/deliverd/google");
+  EXPECT_EQ(r->oauth_provider("microsoft")->scope, "offline_access");
+  EXPECT_EQ(r->oauth_provider("yahoo"), nullptr);
+
+  EXPECT_NE(load_error(kMinimal + google + google).find("[[oauth]] name: google is given twice"), std::string::npos);
+  std::string e = load_error(kMinimal + "[[oauth]]\nname = \"x\"\ntoken_url = \"http://t.example/token\"\n"
+                                        "client_id = \"c\"\n");
+  EXPECT_NE(e.find("[[oauth]] token_url: "), std::string::npos) << e;
+  e = load_error(kMinimal + "[[oauth]]\nname = \"x\"\n");
+  EXPECT_NE(e.find("[[oauth]] name, token_url and client_id are required"), std::string::npos) << e;
+  e = load_error(kMinimal + google + "client_secret = \"inline\"\n");
+  EXPECT_NE(e.find("[[oauth]] client_secret: unknown key"), std::string::npos) << e;
+}
+
 TEST(Config, DkimKeysNameTheAccountsThatMaySendFromTheirDomain) {
   const std::string key = "[[dkim]]\ndomain = \"Acme.Example\"\nselector = \"s\"\nkey_file = \"/d.pem\"\n";
   std::string e = load_error(kMinimal + key);
