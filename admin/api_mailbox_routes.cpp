@@ -19,6 +19,8 @@ struct MailboxRow {
   bool has_password = false, has_oauth = false, has_imap_password = false;
   std::optional<store::PausedBy> paused_by;
   std::string created_at, updated_at;
+  // The OAuth grant's last refresh, as any daemon recorded it (store/oauth_grants.h); unset = none yet.
+  std::optional<std::string> oauth_expires_at, oauth_refreshed_at, oauth_refresh_result;
 };
 
 constexpr const char* kSelect =
@@ -27,7 +29,10 @@ constexpr const char* kSelect =
     " imap_password_enc, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
     " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ramp_start, ramp_step, ramp_max,"
     " coalesce(warmup_start::text, ''), min_gap_s, per_hour, per_minute, coalesce(timezone, ''), window_days,"
-    " window_start_hour, window_end_hour, coalesce(paused_by, ''), plaintext_auth FROM mailboxes";
+    " window_start_hour, window_end_hour, coalesce(paused_by, ''), plaintext_auth, coalesce(disabled_reason, ''),"
+    " coalesce(oauth_provider, ''), to_char(oauth_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " to_char(oauth_refreshed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), oauth_refresh_result"
+    " FROM mailboxes";
 
 // The per-mailbox overrides of [policy] (store::Mailbox): their names under "policy" in JSON and
 // their columns in kSelect. Unset means the daemon's default.
@@ -87,6 +92,11 @@ core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<s
   for (const auto& o : kTextOverrides) r.m.*o.field = s(o.column);
   r.paused_by = store::paused_by_from_name(s(29));
   r.m.plaintext_auth = s(30) == "t";
+  r.m.disabled_reason = s(31);
+  r.m.oauth_provider = s(32);
+  r.oauth_expires_at = row[33];
+  r.oauth_refreshed_at = row[34];
+  r.oauth_refresh_result = row[35];
   if (box) {
     const std::pair<size_t, store::MailboxSecret> secrets[] = {{7, store::MailboxSecret::Password},
                                                                {11, store::MailboxSecret::OAuthToken},
@@ -117,10 +127,24 @@ void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* l
       .field("paused", r.m.paused)
       .key("paused_by");
   r.paused_by ? w.value(store::to_string(*r.paused_by)) : w.null();
-  w.field("disabled", r.m.disabled)
-      .field("has_password", r.has_password)
-      .field("has_oauth_token", r.has_oauth)
-      .key("imap");
+  w.field("disabled", r.m.disabled).key("disabled_reason");
+  r.m.disabled && !r.m.disabled_reason.empty() ? w.value(r.m.disabled_reason) : w.null();
+  w.field("has_password", r.has_password).field("has_oauth_token", r.has_oauth).key("oauth");
+  if (r.m.oauth_provider.empty()) {
+    w.null();
+  } else {
+    // Never the tokens: who the grant is for and what its last refresh came to.
+    auto opt = [&w](const char* name, const std::optional<std::string>& v) {
+      w.key(name);
+      v ? w.value(*v) : w.null();
+    };
+    w.begin_object().field("provider", r.m.oauth_provider).field("user", r.m.username);
+    opt("access_token_expires_at", r.oauth_expires_at);
+    opt("last_refresh_at", r.oauth_refreshed_at);
+    opt("last_refresh_result", r.oauth_refresh_result);
+    w.end_object();
+  }
+  w.key("imap");
   if (r.imap.empty()) {
     w.null();
   } else {
@@ -578,6 +602,13 @@ void create_mailbox(CallPtr call) {
 // stale token never reaches the new server. Answers 422 itself; true when all is well.
 bool secrets_follow_destination(const CallPtr& call, const JsonObject& body, MailboxRow& row, const MailboxRow& before) {
   if (!(store::SecretDestination::of(row.m) == store::SecretDestination::of(before.m))) {
+    if (!before.m.oauth_provider.empty()) {
+      // The access tokens its grant yields would go to the new server.
+      call->field_error(422, "credentials_required", "oauth",
+                        "oauth: the OAuth grant must be given again when smtp_host, smtp_port or security changes "
+                        "(deliverd mailbox add --oauth-provider … --refresh-token-file …)");
+      return false;
+    }
     const bool password = body.has("password"), token = body.has("oauth_token");
     if (!password && !token && (before.has_password || before.has_oauth)) {
       const char* field = before.has_password ? "password" : "oauth_token";

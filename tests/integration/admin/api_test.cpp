@@ -461,6 +461,47 @@ TEST_F(ApiTest, MailboxSecretsAreSealedAndNeverReturned) {
   EXPECT_EQ(*imap, "Imap-Secret");
 }
 
+TEST_F(ApiTest, AnOAuthGrantIsShownWithoutItsTokenAndStaysWithItsServer) {
+  store::Mailbox m;
+  m.account = "acct_a";
+  m.id = "mbx_o";
+  m.email = "o@acme.example";
+  m.smtp_host = "smtp.acme.example";
+  m.username = "o@acme.example";
+  m.oauth_provider = "google";
+  m.oauth_refresh_token = "1//Refresh-Secret";
+  ASSERT_TRUE(store::add_mailbox(pg_->conninfo(), m, *box_).ok());
+  std::string key = make_key("user", "acct_a");
+  run([&](int port) {
+    Client c(port);
+    auto g = c.request("GET", "/v1/mailboxes/mbx_o", key);
+    ASSERT_EQ(g.status, 200) << g.body;
+    EXPECT_EQ(g.body.find("Secret"), std::string::npos) << g.body;
+    EXPECT_NE(g.body.find(R"("oauth":{"provider":"google","user":"o@acme.example","access_token_expires_at":null,)"
+                          R"("last_refresh_at":null,"last_refresh_result":null})"),
+              std::string::npos)
+        << g.body;
+    EXPECT_NE(g.body.find(R"("disabled":false,"disabled_reason":null)"), std::string::npos) << g.body;
+    // Access tokens of this grant go to the server it was given for, nowhere else.
+    auto p = c.request("PATCH", "/v1/mailboxes/mbx_o", key, R"({"smtp_host": "smtp.elsewhere.example"})");
+    EXPECT_EQ(p.status, 422) << p.body;
+    EXPECT_NE(p.body.find(R"("code":"credentials_required")"), std::string::npos) << p.body;
+    EXPECT_NE(p.body.find(R"("field":"oauth")"), std::string::npos) << p.body;
+  });
+  EXPECT_EQ(scalar("SELECT smtp_host FROM mailboxes WHERE id = 'mbx_o'"), "smtp.acme.example");
+  scalar("UPDATE mailboxes SET disabled = true, disabled_reason = 'oauth_revoked', oauth_refresh_result ="
+         " 'oauth_revoked', oauth_refreshed_at = '2026-12-02T10:00:00Z' WHERE id = 'mbx_o' RETURNING 1");
+  run([&](int port) {
+    Client c(port);
+    auto g = c.request("GET", "/v1/mailboxes/mbx_o", key);
+    ASSERT_EQ(g.status, 200) << g.body;
+    EXPECT_NE(g.body.find(R"("disabled":true,"disabled_reason":"oauth_revoked")"), std::string::npos) << g.body;
+    EXPECT_NE(g.body.find(R"("last_refresh_at":"2026-12-02T10:00:00Z","last_refresh_result":"oauth_revoked")"),
+              std::string::npos)
+        << g.body;
+  });
+}
+
 TEST_F(ApiTest, PolicyOverridesAreSetShownAndClearedWithoutAConnectionTest) {
   // An operator's key: a warm-up start in the past and a faster ramp loosen [policy], which
   // account-bound keys may not (TenantBoundaryTest covers that).
