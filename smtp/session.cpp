@@ -1,5 +1,7 @@
 #include "smtp/session.h"
 
+#include <netinet/in.h>
+
 #include <algorithm>
 
 #include "core/base64.h"
@@ -120,6 +122,10 @@ Session::Session(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vett
   metrics().active.inc();
   int port = dns::port_of(vetted_addr);
   ip_ = dns::address_to_string(vetted_addr);
+  if (vetted_addr->sa_family == AF_INET)
+    port_ = ntohs(reinterpret_cast<const sockaddr_in*>(vetted_addr)->sin_port);
+  else if (vetted_addr->sa_family == AF_INET6)
+    port_ = ntohs(reinterpret_cast<const sockaddr_in6*>(vetted_addr)->sin6_port);
   in_transaction_ = true;
   if (cfg_.tls_name.empty()) cfg_.tls_name = host_;
   // The resumption key names the peer exactly: the certificate name and the address connected to.
@@ -397,6 +403,10 @@ void Session::start_auth() {
     if (caps_.supports_auth("XOAUTH2")) {
       auth_mech_ = AuthMech::XOauth2;
       cmd = "AUTH XOAUTH2 " + core::base64_encode(core::sasl_xoauth2(c.username, c.oauth_token));
+    } else if (caps_.supports_auth("OAUTHBEARER")) {
+      auth_mech_ = AuthMech::OAuthBearer;
+      cmd = "AUTH OAUTHBEARER " +
+            core::base64_encode(core::sasl_oauthbearer(c.username, host_, port_, c.oauth_token));
     }
   } else if (caps_.supports_auth("PLAIN")) {
     auth_mech_ = AuthMech::Plain;
@@ -409,7 +419,7 @@ void Session::start_auth() {
     send("QUIT\r\n");
     return fail(core::Status::Failed, core::Reason::AuthUnavailable,
                 c.oauth_token.empty() ? "the server offers neither AUTH PLAIN nor LOGIN"
-                                      : "the server does not offer AUTH XOAUTH2",
+                                      : "the server offers neither AUTH XOAUTH2 nor OAUTHBEARER",
                 {}, core::Fault::PolicyAuth);
   }
   auth_step_ = 0;
@@ -434,6 +444,11 @@ void Session::auth_reply(const core::Reply& r) {
       // The challenge is a JSON error; the mechanism's answer (an empty line) asks for the final
       // (failure) reply.
       send(core::base64_encode(core::kXoauth2ErrorAnswer) + "\r\n");
+      return enter(Phase::Auth);
+    }
+    if (auth_mech_ == AuthMech::OAuthBearer && auth_step_ == 1) {
+      // RFC 7628 §3.2.3: the error challenge is answered with ^A; the server's final reply follows.
+      send(core::base64_encode(core::kOauthbearerErrorAnswer) + "\r\n");
       return enter(Phase::Auth);
     }
     send("*\r\n");  // RFC 4954: cancel an exchange we cannot continue

@@ -86,7 +86,7 @@ std::optional<TlsPolicy> tls_policy_from_name(std::string_view s);
 struct Credentials {
   std::string username;
   std::string password;     // AUTH PLAIN / LOGIN
-  std::string oauth_token;  // XOAUTH2 access token; when set it is used instead of the password
+  std::string oauth_token;  // OAuth access token (XOAUTH2, else OAUTHBEARER); when set it is used instead of the password
   bool empty() const { return username.empty(); }
 };
 
@@ -206,7 +206,8 @@ class Session final : private core::StreamHandler, private core::DeletesItself<S
   ReplyParser parser_;
   EhloCapabilities caps_;
   Phase phase_ = Phase::Connect;
-  enum class AuthMech { None, Plain, Login, XOauth2 } auth_mech_ = AuthMech::None;
+  enum class AuthMech { None, Plain, Login, XOauth2, OAuthBearer } auth_mech_ = AuthMech::None;
+  int port_ = 0;  // the server's, for OAUTHBEARER's port field
   int auth_step_ = 0;
   bool tls_on_ = false;
   bool pipelined_ = false;  // the current MAIL/RCPT/DATA went out as one group

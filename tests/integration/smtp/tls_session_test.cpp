@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <string>
@@ -166,6 +167,45 @@ TEST(SmtpTls, RejectedXOAuth2TokenIsAnAuthFailure) {
   EXPECT_EQ(run.outcome.reply.code, 535);
   EXPECT_EQ(to_string(run.outcome.fault), "policy_auth");
   EXPECT_EQ(srv.message_count(), 0u);
+}
+
+// RFC 7628: OAUTHBEARER when the server offers it and not XOAUTH2, its error challenge answered
+// with ^A so that the server's final 535 decides; tokens are the ones an OAuth endpoint issued
+// (the file it writes), and one past its expiry is refused.
+TEST(SmtpTls, OAuthBearerIsUsedWhenXOAuth2IsNotOfferedAndExpiredTokensAreRefused) {
+  deliverd::testing::TempDir dir("deliverd-oauthbearer");
+  const long long now = static_cast<long long>(time(nullptr)) * 1000;
+  deliverd::testing::write_file(dir.file("tokens"), "at-live " + std::to_string(now + 600000) + "\nat-old " +
+                                                        std::to_string(now - 1000) + "\n");
+  auto o = submission();
+  o.mechanisms = "PLAIN,OAUTHBEARER";
+  o.oauth_token.clear();
+  o.oauth_tokens_file = dir.file("tokens");
+  AiosmtpdServer srv(o);
+  auto cfg = tls_config(Security::StartTls);
+  cfg.auth = Credentials{"alice@acme.example", "", "at-live"};
+  auto run = run_session(srv.port(), cfg);
+  EXPECT_EQ(run.outcome.status, core::Status::Delivered) << describe(run.outcome) << srv.log();
+  EXPECT_TRUE(has_line(srv.auth_log(), "OAUTHBEARER alice@acme.example ok")) << srv.log();
+
+  cfg.auth = Credentials{"alice@acme.example", "", "at-old"};
+  run = run_session(srv.port(), cfg);
+  EXPECT_EQ(run.outcome.status, core::Status::Failed) << describe(run.outcome);
+  EXPECT_EQ(to_string(run.outcome.reason), "auth_failed");
+  EXPECT_EQ(run.outcome.reply.code, 535) << describe(run.outcome);
+  EXPECT_TRUE(has_line(srv.auth_log(), "OAUTHBEARER alice@acme.example expired")) << srv.log();
+  EXPECT_EQ(srv.message_count(), 1u);
+}
+
+TEST(SmtpTls, ATokenWithNeitherOAuthMechanismOfferedIsNamed) {
+  auto o = submission();
+  o.mechanisms = "PLAIN";
+  AiosmtpdServer srv(o);
+  auto cfg = tls_config(Security::StartTls);
+  cfg.auth = Credentials{"alice@acme.example", "", "ya29.test-token"};
+  auto run = run_session(srv.port(), cfg);
+  EXPECT_EQ(to_string(run.outcome.reason), "auth_unavailable");
+  EXPECT_EQ(run.outcome.detail, "the server offers neither AUTH XOAUTH2 nor OAUTHBEARER");
 }
 
 TEST(SmtpTls, WrongPasswordIsAnAuthFailureAndNeverLogged) {
