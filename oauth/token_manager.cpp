@@ -18,6 +18,15 @@ int64_t wall_ms() {
       .count();
 }
 
+// Takes the lease if it is free or already this daemon's: a daemon restarted after a crash
+// holds its dead predecessor's lease (same consumer name) and need not wait for it to lapse.
+const queue::LuaScript kTakeLease(R"(
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+)");
+
 // Deletes the lease only while it is still ours: a refresh that outlived its lease must not end
 // the lease another daemon took since.
 const queue::LuaScript kReleaseLease(R"(
@@ -93,6 +102,10 @@ size_t TokenManager::expiring_within(int64_t ms) const {
 
 void TokenManager::get(const MailboxGrant& grant, Callback cb) {
   if (auto it = tokens_.find(grant.mailbox); it != tokens_.end() && fresh(it->second)) return cb(it->second);
+  if (auto h = held_.find(grant.mailbox); h != held_.end()) {
+    if (wall_ms() < h->second.until_ms) return cb(core::Err(h->second.failure));
+    held_.erase(h);
+  }
   auto& f = flights_[grant.mailbox];
   bool started = f != nullptr;
   if (!f) f = std::make_unique<Flight>();
@@ -115,6 +128,11 @@ void TokenManager::invalidate(const std::string& mailbox, const std::string& tok
   }
 }
 
+void TokenManager::forget(const std::string& mailbox) {
+  tokens_.erase(mailbox);
+  held_.erase(mailbox);
+}
+
 void TokenManager::start_flight(const std::string& mailbox) {
   Flight& f = *flights_[mailbox];
   f.timer = core::TimerHandle(loop_);
@@ -122,7 +140,7 @@ void TokenManager::start_flight(const std::string& mailbox) {
     return finish(mailbox, core::Err(TokenFailure{FailureKind::NoProvider,
                                                   "provider '" + f.grant.provider + "' is not in the config"}));
   }
-  if (!redis_ || !opts_.seal || !opts_.open) return refresh(mailbox, !f.grant.pending_refresh_token.empty(), false);
+  if (!redis_ || !opts_.seal || !opts_.open) return load_and_refresh(mailbox);
   f.wait_until_ms = wall_ms() + opts_.lease_ms + 5000;
   look_shared(mailbox);
 }
@@ -160,21 +178,37 @@ void TokenManager::look_shared(const std::string& mailbox) {
 }
 
 void TokenManager::try_lease(const std::string& mailbox) {
-  redis_->command({"SET", key(mailbox, "lease"), opts_.owner, "NX", "PX", std::to_string(opts_.lease_ms)},
+  redis_->eval(kTakeLease, {"1", key(mailbox, "lease"), opts_.owner, std::to_string(opts_.lease_ms)},
                   [this, alive = alive_, mailbox](const queue::RedisReply& r) {
                     if (!*alive || !flights_.count(mailbox)) return;
                     Flight& f = *flights_[mailbox];
-                    if (r.type == queue::RedisReply::Type::Status) {
+                    if (r.type == queue::RedisReply::Type::Integer && r.integer == 1) {
                       f.lease = true;
-                      return refresh(mailbox, !f.grant.pending_refresh_token.empty(), false);
+                      return load_and_refresh(mailbox);
                     }
                     if (r.is_error() && wall_ms() >= f.wait_until_ms) {
                       // Redis is away: refreshing alone beats sending nothing.
-                      return refresh(mailbox, !f.grant.pending_refresh_token.empty(), false);
+                      return load_and_refresh(mailbox);
                     }
                     // Someone else refreshes: wait for the token it shares (or for its lease to go).
                     f.timer->start(static_cast<uint64_t>(opts_.poll_ms), [this, mailbox] { look_shared(mailbox); });
                   });
+}
+
+// The refresh token is read only now, under the lease: the one another daemon rotated to a
+// moment ago is the one to use.
+void TokenManager::load_and_refresh(const std::string& mailbox) {
+  Flight& f = *flights_[mailbox];
+  if (!f.grant.refresh_token.empty() || !store_) return refresh(mailbox, !f.grant.pending_refresh_token.empty(), false);
+  store_->load(mailbox, [this, alive = alive_, mailbox](bool ok, MailboxGrant g) {
+    if (!*alive || !flights_.count(mailbox)) return;
+    Flight& f = *flights_[mailbox];
+    if (!ok)
+      return finish(mailbox, core::Err(TokenFailure{FailureKind::StoreFailed, "the mailbox's refresh token could not be read"}));
+    f.grant.refresh_token = std::move(g.refresh_token);
+    f.grant.pending_refresh_token = std::move(g.pending_refresh_token);
+    refresh(mailbox, !f.grant.pending_refresh_token.empty(), false);
+  });
 }
 
 void TokenManager::refresh(const std::string& mailbox, bool with_pending, bool reloaded) {
@@ -302,6 +336,8 @@ void TokenManager::finish(const std::string& mailbox, core::Result<AccessToken, 
   flights_.erase(it);
   if (f->lease) release_lease(mailbox);
   if (!r && store_) store_->record(mailbox, {wall_ms(), std::string(to_string(r.error().kind)), 0});
+  if (!r && (opts_.failure_hold_ms > 0 || is_permanent(r.error().kind)))
+    held_[mailbox] = {r.error(), is_permanent(r.error().kind) ? INT64_MAX : wall_ms() + opts_.failure_hold_ms};
   if (!r)
     core::log_warn("oauth_refresh_failed", {{"mailbox", mailbox},
                              {"provider", f->grant.provider},

@@ -35,7 +35,9 @@ struct Provider {
 struct MailboxGrant {
   std::string mailbox;  // the key for the cache, the lease and the store
   std::string provider;
-  std::string refresh_token;          // the current one
+  // The current one; "" = read it from the store right before the refresh (the daemon keeps no
+  // refresh token in memory: another daemon may have rotated it since).
+  std::string refresh_token;
   std::string pending_refresh_token;  // saved but not yet seen to work; "" when none
 };
 
@@ -85,6 +87,10 @@ struct TokenManagerOptions {
   std::string owner = "deliverd";  // this daemon's name in the lease
   int lease_ms = 30000;            // longer than a refresh may take (the client's total timeout)
   int poll_ms = 100;               // how often a daemon waiting on another's refresh looks again
+  // A failure is given again, without asking the endpoint, for this long: every job of a mailbox
+  // whose endpoint is down must not become a request. A revoked grant is remembered until
+  // forget() (the mailbox changed: a new grant).
+  int failure_hold_ms = 5000;
   // Seals the shared access token (store::SecretBox in the daemon); both must be set to share.
   std::function<std::string(std::string_view plain, std::string_view ad)> seal;
   std::function<core::Result<std::string, std::string>(std::string_view sealed, std::string_view ad)> open;
@@ -113,6 +119,8 @@ class TokenManager {
   // The server refused `token` as expired or invalid: the next get() refreshes (unless another
   // daemon already shared a newer token).
   void invalidate(const std::string& mailbox, const std::string& token);
+  // The mailbox changed (a new grant, another provider, removed): nothing remembered of it stays.
+  void forget(const std::string& mailbox);
   // Tokens in memory that expire within `ms`.
   size_t expiring_within(int64_t ms) const;
   // Refreshes done here (not those taken from Redis): by mailbox, for tests and logs.
@@ -123,6 +131,7 @@ class TokenManager {
   void start_flight(const std::string& mailbox);
   void look_shared(const std::string& mailbox);
   void try_lease(const std::string& mailbox);
+  void load_and_refresh(const std::string& mailbox);
   void refresh(const std::string& mailbox, bool with_pending, bool reloaded);
   void on_grant(const std::string& mailbox, const std::string& used, bool used_pending, TokenGrant g, uint64_t t0);
   void publish(const std::string& mailbox, const AccessToken& t);
@@ -140,6 +149,11 @@ class TokenManager {
   std::vector<Provider> providers_;
   std::unordered_map<std::string, AccessToken> tokens_;
   std::unordered_map<std::string, std::unique_ptr<Flight>> flights_;
+  struct Held {
+    TokenFailure failure;
+    int64_t until_ms = 0;  // INT64_MAX for a revoked grant
+  };
+  std::unordered_map<std::string, Held> held_;  // failures given again without a request
   std::shared_ptr<bool> alive_;
   uint64_t refreshes_ = 0;
 };

@@ -97,6 +97,7 @@ class TokenManagerTest : public ::testing::Test {
     }
     oauth::TokenManagerOptions mo;
     mo.owner = "daemon-" + std::to_string(managers_.size());
+    mo.failure_hold_ms = failure_hold_ms_;
     mo.seal = [this](std::string_view p, std::string_view ad) { return box_.seal(p, ad); };
     mo.open = [this](std::string_view s, std::string_view ad) { return box_.open(s, ad); };
     auto m = std::make_unique<oauth::TokenManager>(&loop_, clients_.back(), redis, &store_, mo);
@@ -131,6 +132,7 @@ class TokenManagerTest : public ::testing::Test {
   std::unique_ptr<testing::RedisServer> redis_server_;
   store::SecretBox box_ = store::SecretBox::from_key({1, 2, 3});
   MemoryStore store_;
+  int failure_hold_ms_ = 0;  // most tests look at each failure afresh
   std::vector<core::HttpsClient*> clients_;
   std::vector<queue::RedisClient*> redis_;
   std::vector<std::unique_ptr<oauth::TokenManager>> managers_;
@@ -291,6 +293,61 @@ TEST_F(TokenManagerTest, AnEndpointThatFailsOrSaysNothingIsUnavailable) {
   endpoint_->set_mode("ok");
   auto back = get(m, grant());
   EXPECT_TRUE(back.ok());
+}
+
+TEST_F(TokenManagerTest, AFailureIsGivenAgainForAWhileWithoutAskingTheEndpoint) {
+  failure_hold_ms_ = 1500;
+  start_endpoint();
+  auto& m = manager(false);
+  endpoint_->set_mode("503");
+  auto first = get(m, grant());
+  ASSERT_FALSE(first.ok());
+  auto again = get(m, grant());
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().kind, FailureKind::Unavailable);
+  EXPECT_EQ(again.error().detail, first.error().detail);
+  EXPECT_EQ(endpoint_->requests(), 1);  // the second job did not become a request
+  endpoint_->set_mode("ok");
+  run_until([] { return false; }, 1600);
+  auto back = get(m, grant());
+  ASSERT_TRUE(back.ok()) << back.error().detail;
+  EXPECT_EQ(endpoint_->requests(), 2);
+}
+
+TEST_F(TokenManagerTest, ARevokedGrantIsRememberedUntilTheMailboxChanges) {
+  failure_hold_ms_ = 1;  // holds of other failures end at once; a revoked grant's does not
+  start_endpoint();
+  auto& m = manager(false);
+  endpoint_->set_mode("invalid_grant");
+  ASSERT_FALSE(get(m, grant()).ok());
+  int asked = endpoint_->requests();
+  run_until([] { return false; }, 50);
+  auto again = get(m, grant());
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().kind, FailureKind::Revoked);
+  EXPECT_EQ(endpoint_->requests(), asked);  // nothing loops on a dead grant
+  endpoint_->set_mode("ok");
+  m.forget("mbx_1");  // the user connected the mailbox again
+  auto back = get(m, grant());
+  EXPECT_TRUE(back.ok()) << back.error().detail;
+}
+
+TEST_F(TokenManagerTest, WithoutARefreshTokenFromTheCallerTheStoredOneIsReadUnderTheLease) {
+  start_endpoint({.rotate = true});
+  auto& m = manager(true);
+  auto g = grant();
+  g.refresh_token.clear();  // what the daemon passes: it keeps no refresh token in memory
+  auto r = get(m, g);
+  ASSERT_TRUE(r.ok()) << r.error().detail;
+  ASSERT_FALSE(store_.journal.empty());
+  EXPECT_EQ(store_.journal.front(), "load");
+  // The rotation was saved and promoted; the next refresh (another expiry) reads the new token.
+  std::string rotated = store_.rows["mbx_1"].refresh_token;
+  EXPECT_NE(rotated, endpoint_->options().refresh_token);
+  m.forget("mbx_1");
+  auto again = get(m, g);
+  ASSERT_TRUE(again.ok()) << again.error().detail;
+  EXPECT_EQ(endpoint_->refused(), 0);  // it used the rotated token, not the retired one
 }
 
 TEST_F(TokenManagerTest, AMailboxWithAnUnknownProviderIsNamed) {
