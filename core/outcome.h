@@ -169,6 +169,13 @@ enum class Reason : uint8_t {
   Overloaded,
   // the account was erased while its job waited or was in flight: nothing of it is kept
   AccountErased,
+  // an OAuth mailbox's access token (oauth::FailureKind, same names)
+  OauthRevoked,
+  OauthUnavailable,
+  OauthClientRejected,
+  OauthBadAnswer,
+  OauthNoProvider,
+  OauthStoreFailed,
 };
 
 inline constexpr Named<Reason> kReasonNames[] = {
@@ -268,6 +275,12 @@ inline constexpr Named<Reason> kReasonNames[] = {
     {Reason::InvalidName, "invalid_name"},
     {Reason::Overloaded, "overloaded"},
     {Reason::AccountErased, "account_erased"},
+    {Reason::OauthRevoked, "oauth_revoked"},
+    {Reason::OauthUnavailable, "oauth_unavailable"},
+    {Reason::OauthClientRejected, "oauth_client_rejected"},
+    {Reason::OauthBadAnswer, "oauth_bad_answer"},
+    {Reason::OauthNoProvider, "oauth_no_provider"},
+    {Reason::OauthStoreFailed, "oauth_store_failed"},
 };
 static_assert(in_order(kReasonNames));
 

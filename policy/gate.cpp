@@ -358,7 +358,8 @@ std::optional<Decision> Gate::local_decision(const AdmitRequest& req, const Mail
   Decision d;
   if (m.disabled) {
     d.verdict = Verdict::Reject;
-    d.reason = core::Reason::MailboxDisabled;
+    // A revoked grant is named: the user must connect the mailbox again, not wait for an operator.
+    d.reason = m.disabled_reason == "oauth_revoked" ? core::Reason::OauthRevoked : core::Reason::MailboxDisabled;
     return d;
   }
   if (m.paused) {
@@ -485,8 +486,9 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
                 if (stale && d.reason == core::Reason::MailboxPaused)
                   complete_state(account, id, store::MailboxChange::Pause,
                                  store::paused_by_from_name(r.elements[4].str).value_or(store::PausedBy::Daemon));
-                else if (stale && d.reason == core::Reason::MailboxDisabled)
-                  complete_state(account, id, store::MailboxChange::Disable, store::PausedBy::Daemon);
+                else if (stale && (d.reason == core::Reason::MailboxDisabled || d.reason == core::Reason::OauthRevoked))
+                  complete_state(account, id, store::MailboxChange::Disable, store::PausedBy::Daemon,
+                                 d.reason == core::Reason::OauthRevoked ? "oauth_revoked" : "");
                 if (d.verdict == Verdict::Allow) {
                   if (!lease.empty()) {
                     d.lease = lease;
@@ -632,14 +634,15 @@ constexpr std::string_view change_name(store::MailboxChange c) { return core::na
 }  // namespace
 
 void Gate::set_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
-                     store::PausedBy by, ChangeCallback cb) {
+                     store::PausedBy by, ChangeCallback cb, std::string reason) {
   if (closed_) return;
+  std::string disable_reason = change == store::MailboxChange::Disable ? reason : "";
   redis_.eval(
       scripts::kSetState,
       {"2", key(account, mailbox_id, "state"), key(account, mailbox_id, "sends"), std::string(change_name(change)),
-       std::string(store::to_string(by)), ms_text(now_ms_())},
-      [this, alive = alive_.token(), account, mailbox_id, change, by,
-       cb = std::move(cb)](const queue::RedisReply& r) mutable {
+       std::string(store::to_string(by)), ms_text(now_ms_()), disable_reason},
+      [this, alive = alive_.token(), account, mailbox_id, change, by, cb = std::move(cb),
+       reason = std::move(reason)](const queue::RedisReply& r) mutable {
         if (!alive) return;
         if (r.type != queue::RedisReply::Type::Array || r.elements.empty() ||
             r.elements[0].type != queue::RedisReply::Type::Integer) {
@@ -654,12 +657,12 @@ void Gate::set_state(const std::string& account, const std::string& mailbox_id, 
                           {"held", r.elements.size() > 1 ? r.elements[1].str : std::string()}});
           return cb(store::ChangeAnswer::Refused);
         }
-        store_state(account, mailbox_id, change, by, std::move(cb));
+        store_state(account, mailbox_id, change, by, std::move(cb), reason);
       });
 }
 
 void Gate::store_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
-                       store::PausedBy by, ChangeCallback cb) {
+                       store::PausedBy by, ChangeCallback cb, const std::string& reason) {
   using C = store::MailboxChange;
   store::store_mailbox_change(
       pg_, account, mailbox_id, change, by,
@@ -675,11 +678,12 @@ void Gate::store_state(const std::string& account, const std::string& mailbox_id
                          {{"mailbox", mailbox_id}, {"change", change_name(change)}, {"by", store::to_string(by)}});
         }
         cb(std::move(r));
-      });
+      },
+      reason);
 }
 
 void Gate::complete_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
-                          store::PausedBy by) {
+                          store::PausedBy by, const std::string& reason) {
   store::MailboxRef ref{account, mailbox_id};
   if (!completing_.insert(ref).second) return;
   core::log_debug("mailbox_state_completed", {{"mailbox", mailbox_id}, {"change", change_name(change)}});
@@ -689,7 +693,7 @@ void Gate::complete_state(const std::string& account, const std::string& mailbox
       errors().with({"mailbox_state"}).inc();
       core::log_warn("mailbox_state_store_failed", {{"mailbox", ref.id}, {"error", r.error()}});
     }
-  });
+  }, reason);
 }
 
 }  // namespace deliverd::policy

@@ -155,8 +155,9 @@ class Gate {
   // row through NOTIFY, so a resumed mailbox sends again at once on each. cb gets Done, NoMailbox,
   // or Refused (a tenant lifting a pause that is not its own, or a disabled mailbox), or an error.
   using ChangeCallback = std::function<void(core::Result<store::ChangeAnswer, std::string>)>;
+  // `reason` names why a Disable happens (store_mailbox_change: "auth_failures" when empty).
   void set_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
-                 store::PausedBy by, ChangeCallback cb);
+                 store::PausedBy by, ChangeCallback cb, std::string reason = {});
 
   // What the admin API shows for a mailbox: sends today (its local day), today's ramp-up limit,
   // breaker state (closed | open | half_open). -1 / "" when Redis could not be asked.
@@ -202,11 +203,11 @@ class Gate {
                      LearnResult& res);
   // The PostgreSQL half of set_state (the learn script does the Redis half of the daemon's own).
   void store_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
-                   store::PausedBy by, ChangeCallback cb);
+                   store::PausedBy by, ChangeCallback cb, const std::string& reason = {});
   // An admit met a pause or disable in Redis that this daemon's copy of the row lacks: the
   // PostgreSQL half is in flight or was lost in a crash; writing it again is harmless.
   void complete_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
-                      store::PausedBy by);
+                      store::PausedBy by, const std::string& reason = {});
   const TimeZone& zone(const std::string& name);
   int64_t rand_upto(int64_t max_inclusive);
   std::string key(const std::string& account, const std::string& mailbox_id, std::string_view what) const;

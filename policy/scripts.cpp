@@ -23,9 +23,9 @@ const queue::LuaScript kAdmit{R"lua(
 local now = tonumber(ARGV[1])
 local spread = tonumber(ARGV[15])
 local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until', 'disabled', 'paused', 'paused_by',
-                      'changed_at')
+                      'changed_at', 'disabled_reason')
 local changed_at = tonumber(st[7] or '0')
-if st[4] == '1' then return {2, 0, 'mailbox_disabled', '', '', changed_at} end
+if st[4] == '1' then return {2, 0, st[8] or 'mailbox_disabled', '', '', changed_at} end
 if st[5] == '1' then
   return {0, now + tonumber(ARGV[14]) + spread, 'mailbox_paused', '', st[6] or 'daemon', changed_at}
 end
@@ -223,7 +223,8 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 
 // The Redis half of a mailbox state change (Gate::set_state). KEYS: 1 state hash, 2 recent
 // sends. ARGV: 1 change (pause | resume | disable | reset_breaker), 2 who (tenant | operator |
-// daemon), 3 now (kept with a pause or disable as changed_at). A pause records who made it, never weakening a stronger pauser's (tenant < operator <
+// daemon), 3 now (kept with a pause or disable as changed_at), 4 a disable's reason as admit
+// answers it ("oauth_revoked"; "" = mailbox_disabled). A pause records who made it, never weakening a stronger pauser's (tenant < operator <
 // daemon; a pause without a name is the bounce guard's, written by an earlier release). Only an
 // operator lifts a pause that is not the tenant's, or a disable; an operator's resume also
 // forgets the AUTH failures, so the next one does not disable the mailbox again at once.
@@ -241,6 +242,7 @@ if change == 'pause' then
 end
 if change == 'disable' then
   redis.call('HSET', KEYS[1], 'disabled', '1', 'changed_at', ARGV[3])
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'disabled_reason', ARGV[4]) end
   return {1}
 end
 if by ~= 'operator' then
@@ -253,7 +255,7 @@ if change == 'reset_breaker' then
   redis.call('DEL', KEYS[1], KEYS[2])
   return {1}
 end
-redis.call('HDEL', KEYS[1], 'paused', 'paused_by', 'disabled')
+redis.call('HDEL', KEYS[1], 'paused', 'paused_by', 'disabled', 'disabled_reason')
 redis.call('HSET', KEYS[1], 'auth_fails', 0)
 redis.call('DEL', KEYS[2])
 return {1}

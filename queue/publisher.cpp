@@ -81,6 +81,15 @@ void Publisher::ack(const std::string& entry_id, std::function<void(bool ok)> cb
   });
 }
 
+void Publisher::publish(const std::string& event_json, std::function<void(bool ok)> cb) {
+  client_.command({"XADD", cfg_.results, "MAXLEN", "~", std::to_string(cfg_.results_maxlen), "*", "event", event_json},
+                  [cb = std::move(cb)](const RedisReply& r) {
+                    const bool ok = r.type == RedisReply::Type::String;
+                    if (!ok) core::log_warn("results_publish_failed", {{"reason", r.str}});
+                    if (cb) cb(ok);
+                  });
+}
+
 void Publisher::dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                                     std::function<void(bool ok)> cb) {
   add_and_ack(cfg_.dead, cfg_.dead_maxlen, {"job", payload, "reason", reason}, entry_id, "", 0, std::move(cb));

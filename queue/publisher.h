@@ -55,6 +55,10 @@ class Publisher {
   // results stream).
   void ack(const std::string& entry_id, std::function<void(bool ok)> cb);
 
+  // XADD results MAXLEN ~ N * event <event_json> alone: an event that is no job's outcome (a
+  // mailbox disabled). cb(false) on an error.
+  void publish(const std::string& event_json, std::function<void(bool ok)> cb);
+
   // XADD dead MAXLEN ~ N * job <payload> reason <reason>, then XACK; cb as above.
   void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                            std::function<void(bool ok)> cb);

@@ -445,6 +445,37 @@ TEST_F(GateStateTest, OneResumeLiftsTheBounceGuardsPauseOnEveryDaemon) {
   EXPECT_FALSE(learn(a, m, kNoSuchUser, "gone9@example.org").paused_now);
 }
 
+// A revoked OAuth grant disables the mailbox under its own name, in Redis (every daemon at once)
+// and in PostgreSQL (this daemon's next read of the row); an operator's resume forgets it.
+TEST_F(GateStateTest, ADisableForARevokedGrantIsNamedEverywhere) {
+  Gate& a = make_gate(no_pacing());
+  Gate& b = make_gate(no_pacing());
+  store::Mailbox m = stored("mbx_revoked");
+  std::optional<core::Result<store::ChangeAnswer, std::string>> out;
+  a.set_state(
+      m.account, m.id, store::MailboxChange::Disable, store::PausedBy::Daemon,
+      [&](core::Result<store::ChangeAnswer, std::string> r) { out = std::move(r); }, "oauth_revoked");
+  ASSERT_TRUE(loop_.run_until([&] { return out.has_value(); }));
+  ASSERT_TRUE(*out && **out == store::ChangeAnswer::Done);
+  EXPECT_EQ(to_string(admit(b, m).reason), "oauth_revoked") << "through Redis, before the row is read again";
+  EXPECT_EQ(sql_value("SELECT disabled_reason FROM mailboxes WHERE id = 'mbx_revoked'"), "oauth_revoked");
+  store::Mailbox reread = m;
+  reread.disabled = true;
+  reread.disabled_reason = "oauth_revoked";
+  Decision d = admit(b, reread);
+  EXPECT_EQ(d.verdict, Verdict::Reject);
+  EXPECT_EQ(to_string(d.reason), "oauth_revoked") << "from the row";
+  reread.disabled_reason = "auth_failures";
+  EXPECT_EQ(to_string(admit(b, reread).reason), "mailbox_disabled");
+
+  EXPECT_EQ(change(a, m, store::MailboxChange::Resume, store::PausedBy::Operator), store::ChangeAnswer::Done);
+  EXPECT_EQ(sql_value("SELECT coalesce(disabled_reason, '-') FROM mailboxes WHERE id = 'mbx_revoked'"), "-");
+  EXPECT_TRUE(admit(b, m).allowed());
+  // A later disable for AUTH failures is not taken for a revoked grant.
+  EXPECT_EQ(change(a, m, store::MailboxChange::Disable, store::PausedBy::Daemon), store::ChangeAnswer::Done);
+  EXPECT_EQ(to_string(admit(b, m).reason), "mailbox_disabled");
+}
+
 TEST_F(GateStateTest, ATenantLiftsItsOwnPauseOnlyAndNeverADisable) {
   Gate& g = make_gate(no_pacing());
   store::Mailbox m = stored("mbx_tenant");
