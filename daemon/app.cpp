@@ -19,6 +19,8 @@
 #include "daemon/delivery.h"
 #include "daemon/notify.h"
 #include "dns/resolver.h"
+#include "daemon/oauth_tokens.h"
+#include "daemon/result_event.h"
 #include "oauth/token_manager.h"
 #include "policy/gate.h"
 #include "policy/mailbox_keys.h"
@@ -166,11 +168,27 @@ App::App(Config cfg) : cfg_(std::move(cfg)) {
   session_config_ = session_config(cfg_);
 }
 
-smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m) const {
+smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m, const std::string& oauth_token) const {
   smtp::SessionConfig s = session_config_;
   s.tls = tls_;
-  return smtp::submission_config(std::move(s), m.security,
-                                 smtp::Credentials{m.username, m.password, m.oauth_token});
+  return smtp::submission_config(std::move(s), m.security, smtp::Credentials{m.username, m.password, oauth_token});
+}
+
+// Tokens for OAuth mailboxes: the endpoint is reached like any other peer (the resolver vets its
+// addresses), trusted like the SMTP servers ([smtp] ca_file), and the refresh lease is per fleet.
+bool App::start_oauth() {
+  OAuthTokensParts parts;
+  parts.loop = &loop_;
+  parts.resolver = resolver_;
+  parts.tls = tls_;
+  parts.redis = redis_;
+  parts.pg = pg_;
+  parts.secrets = secrets_.get();
+  parts.redis_prefix = cfg_.policy.redis_prefix;
+  parts.owner = cfg_.consumer;
+  parts.providers = load_oauth_providers(cfg_).value();
+  oauth_ = std::make_unique<OAuthTokens>(std::move(parts));
+  return true;
 }
 
 // The connection test runs the sessions deliveries run: same settings, same TLS trust.
@@ -237,14 +255,68 @@ void App::cancel_resolve(dns::Resolver::RequestId id) { resolver_->cancel(id); }
 
 void App::send_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
                      smtp::Session::Done done) {
+  if (!m.oauth_provider.empty()) return send_oauth(m, addr, std::move(env), false, std::move(done));
+  submit_relay(m, addr, std::move(env), m.oauth_token, std::move(done));
+}
+
+void App::submit_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
+                       const std::string& oauth_token, smtp::Session::Done done) {
   smtp::Route route;
   // Per account and id: another account's mailbox with the same id never reuses this session.
   // and per settings: a session opened before the mailbox changed is never reused after.
   route.key = "mbx:" + store::MailboxRef{m.account, m.id}.key() + "#" + std::to_string(m.generation);
-  route.cfg = mailbox_session_config(m);
+  route.cfg = mailbox_session_config(m, oauth_token);
   route.addr = addr;
   route.host = m.smtp_host;
   pool_->submit(std::move(route), std::move(env), std::move(done));
+}
+
+void App::send_oauth(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env, bool retried,
+                     smtp::Session::Done done) {
+  // The mailbox is copied: the retry outlives the caller's reference only by a token's wait, but
+  // a copy costs less than reasoning about it.
+  oauth_->token(m, [this, alive = alive_.token(), m, addr, env = std::move(env), retried,
+                    done = std::move(done)](core::Result<std::string, oauth::TokenFailure> t) mutable {
+    if (!alive) return;
+    if (!t) {
+      if (t.error().kind == oauth::FailureKind::Revoked) disable_revoked(m, t.error().detail);
+      return done(oauth_failure_outcome(t.error(), m.oauth_provider));
+    }
+    std::string token = std::move(t).value();
+    // The first try keeps the message: a 535 for an expired token is answered with one more.
+    std::optional<smtp::Envelope> again;
+    if (!retried) again = env;
+    submit_relay(m, addr, std::move(env), token,
+                 [this, alive, m, addr, token, again = std::move(again),
+                  done = std::move(done)](const core::Outcome& o) mutable {
+                   if (!alive) return;
+                   if (o.reason != core::Reason::AuthFailed || !again) return done(o);
+                   core::log_info("oauth_token_refused", {{"mailbox", m.id}, {"reply", o.reply.text}});
+                   oauth_->refused(m, token);
+                   send_oauth(m, addr, std::move(*again), true, std::move(done));
+                 });
+  });
+}
+
+// A revoked grant (invalid_grant) needs the user: the mailbox is disabled with reason
+// oauth_revoked and the platform told on the results stream, once per revocation.
+void App::disable_revoked(const store::Mailbox& m, const std::string& detail) {
+  store::MailboxRef ref{m.account, m.id};
+  if (m.disabled || !gate_ || !disabling_.insert(ref).second) return;
+  core::log_warn("mailbox_disabled", {{"mailbox", m.id}, {"reason", "oauth_revoked"}, {"detail", detail}});
+  gate_->set_state(
+      m.account, m.id, store::MailboxChange::Disable, store::PausedBy::Daemon,
+      [this, alive = alive_.token(), ref, detail](core::Result<store::ChangeAnswer, std::string> r) {
+        if (!alive) return;
+        disabling_.erase(ref);
+        if (!r) return core::log_error("mailbox_disable_store_failed", {{"mailbox", ref.id}, {"error", r.error()}});
+        if (*r != store::ChangeAnswer::Done) return;
+        if (publisher_)
+          publisher_->publish(mailbox_event("mailbox_disabled", ref.account, ref.id, "oauth_revoked", detail, now_ms()),
+                              nullptr);
+        if (mailboxes_) mailboxes_->refresh(ref, [] {});
+      },
+      "oauth_revoked");
 }
 
 void App::send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) {
@@ -334,8 +406,8 @@ bool App::start() {
   loop_lag_ = core::LoopLagMonitor(&loop_);
   log_flush_timer_ = core::TimerHandle(&loop_);
   log_flush_timer_->start_repeating(1000, [] { core::flush_log(); });
-  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_policy() &&
-         start_admin() && start_compliance() && start_consumer() && watch_signals() && connect();
+  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_oauth() &&
+         start_policy() && start_admin() && start_compliance() && start_consumer() && watch_signals() && connect();
 }
 
 void App::apply_logging(const Config& cfg) {
@@ -385,6 +457,7 @@ bool App::open_store() {
   // would never reuse them anyway; this closes them now rather than at their idle timeout).
   mailboxes_->on_change([this](const store::MailboxRef& ref) {
     if (pool_) pool_->close_idle("mbx:" + ref.key() + "#");
+    if (oauth_) oauth_->forget(ref);  // a new grant gets a first chance, not the old one's failure
   });
   events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_);
   store::RetentionConfig retention;
@@ -788,6 +861,7 @@ void App::reload() {
   *policy_ = dns::AddressPolicy::create(next.allow_private_targets).value();
   resolver_->set_policy(policy_.get());
   tls_ = core::TlsContext::client({next.smtp_ca_file}).value();
+  if (oauth_) oauth_->reconfigure(load_oauth_providers(next).value(), tls_);
   retry_policy_.schedule_ms = next.retry_schedule_ms;
   retry_policy_.max_age_ms = next.retry_max_age_ms;
   compliance_->builder->reconfigure(message_builder_config(next), std::move(signers).value());
@@ -866,6 +940,7 @@ void App::shutdown() {
   write_health_.reset();
   mx_.reset();
   prober_.reset();
+  oauth_.reset();  // before the resolver, Redis and PostgreSQL it uses
   if (pool_) pool_->shutdown();  // idle pooled connections would keep the loop running
   if (resolver_) resolver_->close();
   resolver_ = nullptr;

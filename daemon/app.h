@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "core/lifetime.h"
@@ -61,6 +62,7 @@ namespace deliverd::daemon {
 
 class Delivery;
 class Notifier;
+class OAuthTokens;
 
 // Checks what load_config cannot: values parsed by the modules themselves (Redis URL, CIDRs,
 // listen address, key file). Used by `check-config` and before `run` starts anything.
@@ -124,6 +126,7 @@ class App final : private DeliveryServices {
   bool start_resolver();
   bool start_smtp();
   bool start_redis();
+  bool start_oauth();
   bool start_policy();
   store::PgConnectionOptions pg_options();
   bool start_admin();
@@ -133,6 +136,14 @@ class App final : private DeliveryServices {
   bool connect();
   void start_api();
   void on_mailboxes(core::Result<size_t, std::string> r);
+  // A relay send with explicit credentials (the mailbox's own, or an OAuth access token).
+  void submit_relay(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env,
+                    const std::string& oauth_token, smtp::Session::Done done);
+  // An OAuth mailbox's send: a token first; a server that refuses it (535) gets one fresh token
+  // and one more try; a revoked grant disables the mailbox.
+  void send_oauth(const store::Mailbox& m, const sockaddr_storage& addr, smtp::Envelope env, bool retried,
+                  smtp::Session::Done done);
+  void disable_revoked(const store::Mailbox& m, const std::string& detail);
   void upgrade_policy_keys();
   void on_entry(queue::StreamEntry entry);
   void maybe_ready();
@@ -145,7 +156,8 @@ class App final : private DeliveryServices {
 
   Config cfg_;
   smtp::SessionConfig session_config_;
-  smtp::SessionConfig mailbox_session_config(const store::Mailbox& m) const;
+  // A mailbox's submission settings; `oauth_token` is its static token or a refreshed one.
+  smtp::SessionConfig mailbox_session_config(const store::Mailbox& m, const std::string& oauth_token) const;
   smtp::PoolConfig pool_config() const;  // from cfg_, at start and on reload
   smtp::MxConfig mx_config() const;
   admin::MailboxProberConfig prober_config() const;
@@ -163,6 +175,8 @@ class App final : private DeliveryServices {
   std::unique_ptr<policy::Gate> gate_;
   queue::RedisClient* redis_ = nullptr;
   std::unique_ptr<queue::Publisher> publisher_;
+  std::unique_ptr<OAuthTokens> oauth_;  // access tokens of OAuth mailboxes
+  std::set<store::MailboxRef> disabling_;  // revoked grants whose disable is being written
   std::unique_ptr<queue::AccountEraser> eraser_;
   queue::Consumer* consumer_ = nullptr;
   std::unique_ptr<admin::Router> router_;

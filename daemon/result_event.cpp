@@ -56,4 +56,19 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
   return w.take();
 }
 
+std::string mailbox_event(std::string_view event, const std::string& account, const std::string& mailbox,
+                          std::string_view reason, const std::string& detail, int64_t now_ms) {
+  core::JsonWriter w;
+  w.begin_object()
+      .field("v", 1)
+      .field("event", event)
+      .field("account", account)
+      .field("mailbox", mailbox)
+      .field("reason", reason)
+      .field("detail", core::escape_utf8_lossless(detail))
+      .field("ts", format_rfc3339_ms(now_ms))
+      .end_object();
+  return w.take();
+}
+
 }  // namespace deliverd::daemon

@@ -168,6 +168,7 @@ std::vector<ResultEvent> all_events(RedisServer& redis) {
   simdjson::dom::parser parser;
   for (const auto& entry : redis.xrange("deliverd:results")) {
     simdjson::dom::element e = parser.parse(entry.fields.at("event"));
+    if (!e["event"].error()) continue;  // about a mailbox, not a job's outcome
     ResultEvent ev;
     ev.job_id = std::string(e["job_id"].get_string().value());
     ev.account = std::string(e["account"].get_string().value());
@@ -185,6 +186,16 @@ std::vector<ResultEvent> all_events(RedisServer& redis) {
     if (!first.error()) ev.first_delivered_at = std::string(first.value());
     ev.entry_ms = std::atoll(entry.id.c_str());
     out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+std::vector<std::string> mailbox_events(RedisServer& redis) {
+  std::vector<std::string> out;
+  simdjson::dom::parser parser;
+  for (const auto& entry : redis.xrange("deliverd:results")) {
+    const std::string& json = entry.fields.at("event");
+    if (!parser.parse(json)["event"].error()) out.push_back(json);
   }
   return out;
 }

@@ -91,6 +91,8 @@ struct ResultEvent {
 };
 // Every event of the results stream, oldest first.
 std::vector<ResultEvent> all_events(RedisServer& redis);
+// The results stream's events about mailboxes ({"event":"mailbox_disabled",…}), as JSON, oldest first.
+std::vector<std::string> mailbox_events(RedisServer& redis);
 // The latest event of each job.
 std::map<std::string, ResultEvent> events_by_job(RedisServer& redis);
 // Waits until every id has a final (not deferred) event; returns the latest event by job id.

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <iterator>
+
+#include "daemon/oauth_tokens.h"
+#include "policy/signals.h"
+
 using namespace deliverd;
 
 TEST(ResultEvent, CarriesEveryFieldOfTheSchema) {
@@ -31,4 +36,26 @@ TEST(ResultEvent, NoReplyMeansNullCode) {
 TEST(ResultEvent, FormatsRfc3339WithMilliseconds) {
   EXPECT_EQ(daemon::format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(daemon::format_rfc3339_ms(1798545600007), "2026-12-29T12:00:00.007Z");
+}
+
+TEST(MailboxEvent, NamesTheMailboxAndWhyWithoutAJob) {
+  EXPECT_EQ(daemon::mailbox_event("mailbox_disabled", "acct", "mbx_g", "oauth_revoked",
+                                  "invalid_grant: Token has been expired or revoked.", 1764410400123),
+            R"({"v":1,"event":"mailbox_disabled","account":"acct","mailbox":"mbx_g","reason":"oauth_revoked",)"
+            R"("detail":"invalid_grant: Token has been expired or revoked.","ts":"2025-11-29T10:00:00.123Z"})");
+}
+
+// Every way a token cannot be had is an outcome reason of the same name; only a revoked grant
+// fails the job, the rest wait in the retry set, and each is the mailbox's fault, which the
+// breaker counts.
+TEST(OAuthFailureOutcome, RevokedFailsTheRestDeferAsTheMailboxsFault) {
+  for (size_t i = 0; i < std::size(oauth::kFailureNames); ++i) {
+    auto kind = static_cast<oauth::FailureKind>(i);
+    core::Outcome o = daemon::oauth_failure_outcome({kind, "why"}, "google");
+    EXPECT_EQ(core::to_string(o.reason), oauth::to_string(kind));
+    EXPECT_EQ(o.status, kind == oauth::FailureKind::Revoked ? core::Status::Failed : core::Status::Deferred);
+    EXPECT_EQ(o.phase, core::Phase::Auth);
+    EXPECT_EQ(o.detail, "oauth (google): why");
+    EXPECT_EQ(policy::breaker_signal(o), policy::Signal::Failure) << oauth::to_string(kind);
+  }
 }
