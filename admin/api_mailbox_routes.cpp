@@ -21,6 +21,9 @@ struct MailboxRow {
   std::string created_at, updated_at;
   // The OAuth grant's last refresh, as any daemon recorded it (store/oauth_grants.h); unset = none yet.
   std::optional<std::string> oauth_expires_at, oauth_refreshed_at, oauth_refresh_result;
+  // What a create or update does to the OAuth grant: a new one (provider and refresh token in
+  // m), none any more (null, or a password instead), or the stored one as it is.
+  enum class Grant { Keep, Set, Clear } grant = Grant::Keep;
 };
 
 constexpr const char* kSelect =
@@ -257,6 +260,43 @@ std::optional<std::string> apply_policy(const JsonObject& o, store::Mailbox& m) 
   return std::nullopt;
 }
 
+// "oauth": {"provider", "user", "refresh_token"} gives a new grant (user: the SASL identity,
+// stored as the username; default the mailbox's email), null removes it; a password or static
+// token instead of a grant removes it too. The three kinds of credentials exclude each other.
+std::optional<std::string> apply_oauth(const JsonObject& o, MailboxRow& r) {
+  const JsonValue* v = o.get("oauth");
+  const bool other = o.has("password") || o.has("oauth_token");
+  if (!v) {
+    if (other && !r.m.oauth_provider.empty()) {
+      r.m.oauth_provider.clear();
+      r.grant = MailboxRow::Grant::Clear;
+    }
+    return std::nullopt;
+  }
+  if (v->type == JsonValue::Type::Null) {
+    if (!r.m.oauth_provider.empty()) r.grant = MailboxRow::Grant::Clear;
+    r.m.oauth_provider.clear();
+    return std::nullopt;
+  }
+  if (v->type != JsonValue::Type::Object) return std::string("oauth: must be an object or null");
+  if (other) return std::string("oauth: password, oauth_token and oauth exclude each other");
+  std::string provider, user = r.m.email, token;
+  std::optional<std::string> err = read_string(v->object, "provider", provider, 64);
+  if (!err) err = read_string(v->object, "user", user, 256);
+  if (!err) err = read_string(v->object, "refresh_token", token, 8192);
+  if (err) return "oauth." + *err;
+  if (provider.empty()) return std::string("oauth.provider: required");
+  if (token.empty()) return std::string("oauth.refresh_token: required (a grant is given whole)");
+  if (user.empty()) return std::string("oauth.user: required");
+  r.m.oauth_provider = std::move(provider);
+  r.m.oauth_refresh_token = std::move(token);
+  r.m.username = std::move(user);
+  r.m.password.clear();
+  r.m.oauth_token.clear();
+  r.grant = MailboxRow::Grant::Set;
+  return std::nullopt;
+}
+
 // Applies the body's fields to m; the error names the field.
 std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool creating) {
   std::optional<std::string> err;
@@ -276,6 +316,7 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
   if (!err) err = read_string(o, "oauth_token", r.m.oauth_token, 8192);
   if (!err) err = read_string(o, "mode", mode, 16);
   if (err) return err;
+  if (auto e = apply_oauth(o, r)) return e;
   auto parsed_security = store::parse_security(security);
   if (!parsed_security) return parsed_security.error();
   r.m.security = *parsed_security;
@@ -299,7 +340,9 @@ std::optional<std::string> apply_fields(const JsonObject& o, MailboxRow& r, bool
       im.host = std::move(*host);
       if (auto why = store::refused_host(im.host)) return "imap_ssrf: imap.host '" + im.host + "' " + *why;
       if (im.port != 993 && im.port != 143) return std::string("imap.port: 993 (TLS) or 143 (STARTTLS)");
-      if (im.username.empty() || im.password.empty()) return std::string("imap.username and imap.password: required");
+      // An OAuth mailbox logs in to IMAP with its access token (AUTHENTICATE XOAUTH2).
+      if (im.username.empty() || (im.password.empty() && r.m.oauth_provider.empty()))
+        return std::string("imap.username and imap.password: required");
       if (im.password.find_first_of(std::string("\r\n\0", 3)) != std::string::npos ||
           im.username.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
         return std::string("imap: username and password may not hold NUL, CR or LF");
@@ -332,12 +375,17 @@ void probe_failed(const CallPtr& call, const MailboxTestResult& t) {
   call->ok_json(422, w.take());
 }
 
-void run_probe(const CallPtr& call, const MailboxRow& row, std::function<void()> passed) {
+// The test passed: `passed` gets the row to store (with the refresh token the test's refresh
+// rotated to, when it did: the one given may no longer work).
+void run_probe(const CallPtr& call, const MailboxRow& row, std::function<void(MailboxRow)> passed) {
   if (!call->ctx->deps.test_mailbox) return call->error(501, "not_implemented", "mailbox tests are not configured");
   MailboxProbeRequest req{row.m, row.imap};
-  call->ctx->deps.test_mailbox(req, [call, passed](MailboxTestResult t) {
+  call->ctx->deps.test_mailbox(req, [call, row, passed](MailboxTestResult t) {
     if (!t.ok) return probe_failed(call, t);
-    passed();
+    MailboxRow tested = row;
+    if (!t.rotated_refresh_token.empty() && row.grant == MailboxRow::Grant::Set)
+      tested.m.oauth_refresh_token = t.rotated_refresh_token;
+    passed(std::move(tested));
   });
 }
 
@@ -346,6 +394,12 @@ void run_probe(const CallPtr& call, const MailboxRow& row, std::function<void()>
 // or keep credentials without TLS. Answers the refusal itself; true when all is well.
 bool check_tenant_rules(const CallPtr& call, const JsonObject& body, const MailboxRow& row, const MailboxRow* before) {
   const ApiDeps& deps = call->ctx->deps;
+  if (row.grant == MailboxRow::Grant::Set &&
+      !(deps.oauth_provider_known && deps.oauth_provider_known(row.m.oauth_provider))) {
+    call->field_error(422, "unknown_provider", "oauth.provider",
+                      "oauth.provider: the daemon's config has no [[oauth]] provider \"" + row.m.oauth_provider + "\"");
+    return false;
+  }
   if (auto e = store::plaintext_credentials_error(row.m, deps.allow_plaintext_auth)) {
     call->field_error(400, "invalid_body", "security", *e);
     return false;
@@ -424,7 +478,8 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
     if (s.empty()) return std::nullopt;
     return s;
   };
-  const bool plaintext = m.security == core::Security::None && (!m.password.empty() || !m.oauth_token.empty());
+  const bool plaintext = m.security == core::Security::None &&
+                         (!m.password.empty() || !m.oauth_token.empty() || !m.oauth_provider.empty());
   std::vector<std::optional<std::string>> params = {
       m.id,
       m.account,
@@ -440,7 +495,13 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
       row.imap.empty() ? std::nullopt : std::optional<std::string>(std::to_string(row.imap.port)),
       opt(row.imap.username),
       sealed(call, m, row.imap.password, store::MailboxSecret::ImapPassword),
-      std::string(plaintext ? "true" : "false")};
+      std::string(plaintext ? "true" : "false"),
+      opt(m.oauth_provider),
+      sealed(call, m, m.oauth_refresh_token, store::MailboxSecret::OAuthRefresh)};
+  // An update names what happens to the grant ($18); a new one starts without a pending token or
+  // a refresh record, and lifts a disable that a revoked grant caused (the user reconnected).
+  constexpr const char* kGrantNames[] = {"keep", "set", "clear"};
+  if (!creating) params.push_back(std::string(kGrantNames[static_cast<int>(row.grant)]));
   // The overrides' JSON names are their column names.
   std::string policy_columns, policy_values, policy_sets;
   auto add_policy = [&](const char* name, std::optional<std::string> value, const char* cast) {
@@ -458,15 +519,25 @@ void save(const CallPtr& call, MailboxRow row, bool creating) {
   std::string sql =
       creating
           ? "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode,"
-            " oauth_token_enc, imap_host, imap_port, imap_username, imap_password_enc, plaintext_auth" +
+            " oauth_token_enc, imap_host, imap_port, imap_username, imap_password_enc, plaintext_auth,"
+            " oauth_provider, oauth_refresh_enc" +
                 policy_columns +
                 ") VALUES ($1, $2, $3, $4, $5::integer, $6, $7, $8::bytea, $9, $10::bytea, $11, $12::integer, $13,"
-                " $14::bytea, $15::boolean" +
+                " $14::bytea, $15::boolean, $16, $17::bytea" +
                 policy_values + ") ON CONFLICT (account, id) DO NOTHING"
           : "UPDATE mailboxes SET email = $3, smtp_host = $4, smtp_port = $5::integer, security = $6, username = $7,"
             " password_enc = $8::bytea, mode = $9, oauth_token_enc = $10::bytea, imap_host = $11,"
             " imap_port = $12::integer, imap_username = $13, imap_password_enc = $14::bytea,"
-            " plaintext_auth = $15::boolean" +
+            " plaintext_auth = $15::boolean,"
+            " oauth_provider = CASE $18::text WHEN 'keep' THEN oauth_provider ELSE $16 END,"
+            " oauth_refresh_enc = CASE $18::text WHEN 'keep' THEN oauth_refresh_enc ELSE $17::bytea END,"
+            " oauth_pending_enc = CASE $18::text WHEN 'keep' THEN oauth_pending_enc END,"
+            " oauth_expires_at = CASE $18::text WHEN 'keep' THEN oauth_expires_at END,"
+            " oauth_refreshed_at = CASE $18::text WHEN 'keep' THEN oauth_refreshed_at END,"
+            " oauth_refresh_result = CASE $18::text WHEN 'keep' THEN oauth_refresh_result END,"
+            " disabled = disabled AND NOT ($18::text = 'set' AND coalesce(disabled_reason, '') = 'oauth_revoked'),"
+            " disabled_reason = CASE WHEN $18::text = 'set' AND disabled_reason = 'oauth_revoked' THEN NULL"
+            " ELSE disabled_reason END" +
                 policy_sets + ", updated_at = now() WHERE id = $1 AND account = $2";
   call->pg().query(std::move(sql), std::move(params),
                    [call, creating, id = m.id, account = m.account](const store::PgResult& r) {
@@ -593,7 +664,7 @@ void create_mailbox(CallPtr call) {
                    [call, row](const store::PgResult& r) {
                      if (!r.ok) return call->error(500, "internal_error", "cannot check the mailbox id");
                      if (!r.rows.empty()) return call->error(409, "conflict", "this account has a mailbox with this id");
-                     run_probe(call, row, [call, row] { save(call, row, true); });
+                     run_probe(call, row, [call](MailboxRow tested) { save(call, std::move(tested), true); });
                    });
 }
 
@@ -602,7 +673,7 @@ void create_mailbox(CallPtr call) {
 // stale token never reaches the new server. Answers 422 itself; true when all is well.
 bool secrets_follow_destination(const CallPtr& call, const JsonObject& body, MailboxRow& row, const MailboxRow& before) {
   if (!(store::SecretDestination::of(row.m) == store::SecretDestination::of(before.m))) {
-    if (!before.m.oauth_provider.empty()) {
+    if (!before.m.oauth_provider.empty() && row.grant == MailboxRow::Grant::Keep) {
       // The access tokens its grant yields would go to the new server.
       call->field_error(422, "credentials_required", "oauth",
                         "oauth: the OAuth grant must be given again when smtp_host, smtp_port or security changes "
@@ -610,7 +681,7 @@ bool secrets_follow_destination(const CallPtr& call, const JsonObject& body, Mai
       return false;
     }
     const bool password = body.has("password"), token = body.has("oauth_token");
-    if (!password && !token && (before.has_password || before.has_oauth)) {
+    if (!password && !token && row.grant != MailboxRow::Grant::Set && (before.has_password || before.has_oauth)) {
       const char* field = before.has_password ? "password" : "oauth_token";
       call->field_error(422, "credentials_required", field,
                         std::string(field) + ": required again when smtp_host, smtp_port or security changes (a stored "
@@ -645,12 +716,13 @@ void update_mailbox(CallPtr call) {
     bool connection_changed = row.m.smtp_host != before.m.smtp_host || row.m.smtp_port != before.m.smtp_port ||
                               row.m.security != before.m.security || row.m.username != before.m.username ||
                               row.m.password != before.m.password || row.m.oauth_token != before.m.oauth_token ||
+                              row.grant != MailboxRow::Grant::Keep ||
                               row.imap.host != before.imap.host || row.imap.port != before.imap.port ||
                               row.imap.username != before.imap.username || row.imap.password != before.imap.password;
     // A new sender address or mode is vouched for by a connection test too.
     bool identity_changed = row.m.email != before.m.email || row.m.mode != before.m.mode;
     if (!connection_changed && !identity_changed) return save(call, row, false);
-    run_probe(call, row, [call, row] { save(call, row, false); });
+    run_probe(call, row, [call](MailboxRow tested) { save(call, std::move(tested), false); });
   });
 }
 
@@ -676,6 +748,10 @@ void set_flags(CallPtr call, bool paused) {
     // The tenant may lift its own pause only; the daemon's (bounce guard, repeated AUTH
     // failures) and an operator's are for operators to lift.
     if (!paused && !operator_call) {
+      if (row.m.disabled && row.m.disabled_reason == "oauth_revoked")
+        return call->error(403, "forbidden",
+                           "the provider revoked this mailbox's OAuth grant: connect it again (PATCH with a new "
+                           "\"oauth\" grant), which lifts the disable");
       if (row.m.disabled)
         return call->error(403, "forbidden",
                            "the daemon disabled this mailbox after repeated AUTH failures: resuming needs an admin or "

@@ -57,6 +57,8 @@ struct ApiDeps {
   // ([[dkim]] accounts) that keeps it out. Unset: every address is allowed.
   std::function<std::optional<std::string>(const std::string& account, const std::string& email)> sender_refused;
   std::function<OperatorLimits()> operator_limits;  // unset: the [policy] defaults
+  // Whether the daemon's config has this [[oauth]] provider. Unset: no OAuth grant is accepted.
+  std::function<bool(const std::string& provider)> oauth_provider_known;
   // Erasure of an account's Redis state (queue::AccountEraser::erase), run after its rows are
   // gone. Unset (no Redis): the erasure answer has no "redis" counts.
   std::function<void(const std::string& account, std::function<void(core::Result<queue::RedisEraseCounts, std::string>)>)>

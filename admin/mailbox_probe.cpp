@@ -82,9 +82,9 @@ class Check {
   };
 
   void fail(Step step, std::string message) {
-    finish(MailboxTestResult{false, std::string(step_name(proto_, step)), std::move(message)});
+    finish(MailboxTestResult{false, std::string(step_name(proto_, step)), std::move(message), {}});
   }
-  void pass() { finish(MailboxTestResult{true, "", "ok"}); }
+  void pass() { finish(MailboxTestResult{true, "", "ok", {}}); }
   bool finished() const { return finished_; }
 
   uv_loop_t* loop_;
@@ -266,10 +266,19 @@ void log_result(const std::string& mailbox, const MailboxTestResult& r) {
   core::log_info("mailbox_probe", {{"mailbox", mailbox}, {"ok", r.ok ? "true" : "false"}, {"step", r.step}});
 }
 
+// An OAuth mailbox logs in to IMAP with the access token its SMTP check used (AUTHENTICATE
+// XOAUTH2); any other with the IMAP password.
+inbound::ImapCredentials imap_credentials(const MailboxProbeRequest& req) {
+  if (!req.mailbox.oauth_provider.empty())
+    return {req.imap.username, "", req.mailbox.oauth_token, inbound::ImapAuthMethod::Auto};
+  return inbound::ImapCredentials::with_password(req.imap.username, req.imap.password);
+}
+
 }  // namespace
 
 MailboxProber::MailboxProber(uv_loop_t* loop, dns::Resolver* resolver, MailboxProberConfig config)
     : loop_(loop), resolver_(resolver), config_(std::move(config)) {}
+
 
 void MailboxProber::probe(const MailboxProbeRequest& req, std::function<void(MailboxTestResult)> done) {
   const store::Mailbox& m = req.mailbox;
@@ -290,13 +299,13 @@ void MailboxProber::probe(const MailboxProbeRequest& req, std::function<void(Mai
     // Only the two IMAP ports: TLS from the first byte or STARTTLS, never plaintext.
     if (req.imap.port != 993 && req.imap.port != 143)
       return finish(
-          {false, "imap_port_policy", "port " + std::to_string(req.imap.port) + " is not an IMAP port (993, 143)"});
+          {false, "imap_port_policy", "port " + std::to_string(req.imap.port) + " is not an IMAP port (993, 143)", {}});
     inbound::ImapConfig cfg = config.imap;
     cfg.tls = config.tls;
     cfg.security = req.imap.port == 993 ? core::Security::Tls : core::Security::StartTls;
     auto* imap =
         new ImapCheck(loop, {req.imap.host, req.imap.port, config.timeout_ms}, std::move(cfg),
-                      inbound::ImapCredentials::with_password(req.imap.username, req.imap.password), std::move(finish));
+                      imap_credentials(req), std::move(finish));
     imap->start(resolver);
   };
   auto* smtp = new SmtpCheck(loop_, {m.smtp_host, m.smtp_port, config_.timeout_ms}, std::move(cfg), after_smtp);

@@ -34,10 +34,13 @@ struct MailboxProbeRequest {
 
 struct MailboxTestResult {
   bool ok = false;
-  // resolve, port_policy, ssrf, connect, tls, auth, smtp, imap_resolve, imap_port_policy, imap_ssrf,
-  // imap_connect, imap_tls, imap_login, timeout; "" when ok.
+  // oauth_refresh, resolve, port_policy, ssrf, connect, tls, auth, smtp, imap_resolve,
+  // imap_port_policy, imap_ssrf, imap_connect, imap_tls, imap_login, timeout; "" when ok.
   std::string step;
   std::string message;
+  // An OAuth grant's test refresh rotated the refresh token: this one is to be stored, not the
+  // one given. "" otherwise.
+  std::string rotated_refresh_token;
 };
 
 struct MailboxProberConfig {

@@ -458,6 +458,9 @@ bool App::open_store() {
   mailboxes_->on_change([this](const store::MailboxRef& ref) {
     if (pool_) pool_->close_idle("mbx:" + ref.key() + "#");
     if (oauth_) oauth_->forget(ref);  // a new grant gets a first chance, not the old one's failure
+    // A row no longer disabled after a revoked grant has a new one: Redis lets it send again too.
+    const store::Mailbox* m = mailboxes_ ? mailboxes_->find(ref.account, ref.id) : nullptr;
+    if (gate_ && m && !m->oauth_provider.empty() && !m->disabled) gate_->lift_revoked(ref.account, ref.id);
   });
   events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_);
   store::RetentionConfig retention;
@@ -658,8 +661,26 @@ void App::start_api() {
     });
   };
   deps.test_mailbox = [this](const admin::MailboxProbeRequest& req, std::function<void(admin::MailboxTestResult)> cb) {
-    prober_->probe(req, std::move(cb));
+    if (req.mailbox.oauth_provider.empty()) return prober_->probe(req, std::move(cb));
+    // An OAuth mailbox: a refresh first (step oauth_refresh), then SMTP AUTH and IMAP with its token.
+    oauth_->probe_token(req.mailbox, [this, alive = alive_.token(), req = admin::MailboxProbeRequest(req), cb = std::move(cb)](
+                                         core::Result<OAuthTokens::ProbeToken, oauth::TokenFailure> t) mutable {
+      if (!alive) return;
+      if (!t) {
+        admin::MailboxTestResult r;
+        r.step = "oauth_refresh";
+        r.message = oauth_failure_outcome(t.error(), req.mailbox.oauth_provider).detail + " (" +
+                    std::string(oauth::to_string(t.error().kind)) + ")";
+        return cb(std::move(r));
+      }
+      req.mailbox.oauth_token = std::move(t->access_token);
+      prober_->probe(req, [cb = std::move(cb), rotated = std::move(t->rotated_refresh_token)](admin::MailboxTestResult r) {
+        r.rotated_refresh_token = rotated;
+        cb(std::move(r));
+      });
+    });
   };
+  deps.oauth_provider_known = [this](const std::string& name) { return cfg_.oauth_provider(name) != nullptr; };
   // The table's trigger tells every daemon (this one too); refreshing here as well makes the
   // change visible to this daemon's next job without waiting for the notification.
   deps.mailboxes_changed = [this] { mailboxes_->refresh(); };

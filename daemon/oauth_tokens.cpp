@@ -99,6 +99,21 @@ void OAuthTokens::token(const store::Mailbox& m, TokenCallback cb) {
                 });
 }
 
+void OAuthTokens::probe_token(const store::Mailbox& m,
+                              std::function<void(core::Result<ProbeToken, oauth::TokenFailure>)> cb) {
+  if (m.oauth_refresh_token.empty()) {
+    return token(m, [cb = std::move(cb)](core::Result<std::string, oauth::TokenFailure> t) {
+      if (!t) return cb(core::Err(t.error()));
+      cb(ProbeToken{std::move(t).value(), ""});
+    });
+  }
+  manager_->request_grant(m.oauth_provider, m.oauth_refresh_token,
+                          [cb = std::move(cb)](core::Result<oauth::TokenGrant, oauth::TokenFailure> g) {
+                            if (!g) return cb(core::Err(g.error()));
+                            cb(ProbeToken{std::move(g->access_token), std::move(g->refresh_token)});
+                          });
+}
+
 void OAuthTokens::refused(const store::Mailbox& m, const std::string& token) {
   manager_->invalidate(store::MailboxRef{m.account, m.id}.key(), token);
 }

@@ -59,6 +59,14 @@ class OAuthTokens {
   using TokenCallback = std::function<void(core::Result<std::string, oauth::TokenFailure>)>;
   // An access token for the mailbox (m.oauth_provider set); the callback may come at once.
   void token(const store::Mailbox& m, TokenCallback cb);
+  // For the connection test: an access token from a refresh. A grant not stored yet (the refresh
+  // token in m) is refreshed once on its own; the answer's rotated refresh token, if any, is
+  // handed back to be stored instead of the one given. A stored grant goes through token().
+  struct ProbeToken {
+    std::string access_token;
+    std::string rotated_refresh_token;  // "" when the provider did not rotate it
+  };
+  void probe_token(const store::Mailbox& m, std::function<void(core::Result<ProbeToken, oauth::TokenFailure>)> cb);
   // The server refused `token` (AUTH 535): the next token() refreshes.
   void refused(const store::Mailbox& m, const std::string& token);
   // The mailbox changed (a new grant, removed): what was remembered of it goes.

@@ -52,6 +52,9 @@ core::Family<core::Gauge>& expiring_gauge() {
   return f;
 }
 
+// The metric's result label: the reason without its "oauth_" prefix.
+std::string_view result_label(FailureKind k) { return to_string(k).substr(6); }
+
 }  // namespace
 
 int64_t refresh_margin_ms(int64_t lifetime_ms) { return std::clamp<int64_t>(lifetime_ms / 10, 1000, 300000); }
@@ -211,6 +214,47 @@ void TokenManager::load_and_refresh(const std::string& mailbox) {
   });
 }
 
+// One refresh_token grant at the provider's endpoint (RFC 6749 §6), its answer parsed and any
+// failure named: what a refresh under the lease and the connection test's one-off both send.
+core::HttpsClient::RequestId TokenManager::exchange(const Provider& p, const std::string& refresh_token,
+                                                    ExchangeCallback cb) {
+  std::string body = "grant_type=refresh_token&refresh_token=" + core::percent_encode(refresh_token) +
+                     "&client_id=" + core::percent_encode(p.client_id);
+  if (!p.client_secret.empty()) body += "&client_secret=" + core::percent_encode(p.client_secret);
+  if (!p.scope.empty()) body += "&scope=" + core::percent_encode(p.scope);
+  core::HttpsRequest req{"POST", p.token_url,
+                         {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}},
+                         std::move(body)};
+  return https_->request(std::move(req), [cb = std::move(cb)](core::Result<core::HttpsResponse, core::HttpsError> r) {
+    if (!r) {
+      const auto& e = r.error();
+      return cb(core::Err(TokenFailure{FailureKind::Unavailable, std::string(core::to_string(e.kind)) + " in " +
+                                                                     std::string(core::to_string(e.phase)) + ": " +
+                                                                     e.detail}));
+    }
+    auto answer = parse_token_answer(r->status, r->body);
+    if (answer) return cb(std::move(answer).value());
+    const TokenError& e = answer.error();
+    FailureKind kind = e.kind == TokenErrorKind::Revoked          ? FailureKind::Revoked
+                       : e.kind == TokenErrorKind::ClientRejected ? FailureKind::ClientRejected
+                       : e.kind == TokenErrorKind::Malformed      ? FailureKind::BadAnswer
+                                                                  : FailureKind::Unavailable;
+    cb(core::Err(TokenFailure{kind, e.code + (e.description.empty() ? "" : ": " + e.description)}));
+  });
+}
+
+void TokenManager::request_grant(const std::string& provider_name, const std::string& refresh_token,
+                                 ExchangeCallback cb) {
+  const Provider* p = provider(provider_name);
+  if (!p) return cb(core::Err(TokenFailure{FailureKind::NoProvider, "provider '" + provider_name + "' is not in the config"}));
+  uint64_t t0 = uv_now(loop_);
+  exchange(*p, refresh_token, [this, alive = alive_, t0, provider_name, cb = std::move(cb)](core::Result<TokenGrant, TokenFailure> r) {
+    if (!*alive) return;
+    count(provider_name, r ? "ok" : result_label(r.error().kind), t0);
+    cb(std::move(r));
+  });
+}
+
 void TokenManager::refresh(const std::string& mailbox, bool with_pending, bool reloaded) {
   Flight& f = *flights_[mailbox];
   const Provider* p = provider(f.grant.provider);
@@ -218,36 +262,20 @@ void TokenManager::refresh(const std::string& mailbox, bool with_pending, bool r
   if (used.empty()) {
     return finish(mailbox, core::Err(TokenFailure{FailureKind::Revoked, "the mailbox has no refresh token"}));
   }
-  std::string body = "grant_type=refresh_token&refresh_token=" + core::percent_encode(used) +
-                     "&client_id=" + core::percent_encode(p->client_id);
-  if (!p->client_secret.empty()) body += "&client_secret=" + core::percent_encode(p->client_secret);
-  if (!p->scope.empty()) body += "&scope=" + core::percent_encode(p->scope);
-  core::HttpsRequest req{"POST", p->token_url,
-                         {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}},
-                         std::move(body)};
   uint64_t t0 = uv_now(loop_);
   std::string provider_name = p->name;
   f.requesting = true;
-  f.request = https_->request(std::move(req), [this, alive = alive_, mailbox, used, with_pending, reloaded, t0,
-                                               provider_name](core::Result<core::HttpsResponse, core::HttpsError> r) {
+  f.request = exchange(*p, used, [this, alive = alive_, mailbox, used, with_pending, reloaded, t0,
+                                  provider_name](core::Result<TokenGrant, TokenFailure> r) {
     if (!*alive || !flights_.count(mailbox)) return;
     Flight& f = *flights_[mailbox];
     f.requesting = false;
-    if (!r) {
-      count(provider_name, "unavailable", t0);
-      const auto& e = r.error();
-      return finish(mailbox, core::Err(TokenFailure{FailureKind::Unavailable, std::string(core::to_string(e.kind)) + " in " +
-                                                                                  std::string(core::to_string(e.phase)) +
-                                                                                  ": " + e.detail}));
-    }
-    auto answer = parse_token_answer(r->status, r->body);
-    if (answer) {
+    if (r) {
       count(provider_name, "ok", t0);
-      return on_grant(mailbox, used, with_pending, std::move(answer.value()), t0);
+      return on_grant(mailbox, used, with_pending, std::move(r).value(), t0);
     }
-    const TokenError& e = answer.error();
-    std::string detail = e.code + (e.description.empty() ? "" : ": " + e.description);
-    if (e.kind == TokenErrorKind::Revoked) {
+    const TokenFailure& e = r.error();
+    if (e.kind == FailureKind::Revoked) {
       if (with_pending) {
         // The pending token never took: forget it and try the current one.
         count(provider_name, "pending_refused", t0);
@@ -259,7 +287,7 @@ void TokenManager::refresh(const std::string& mailbox, bool with_pending, bool r
       }
       if (!reloaded) {
         // Another daemon may have rotated the token since this one read the mailbox.
-        return store_->load(mailbox, [this, alive = alive_, mailbox, used, detail, provider_name, t0](bool ok, MailboxGrant g) {
+        return store_->load(mailbox, [this, alive = alive_, mailbox, used, e, provider_name, t0](bool ok, MailboxGrant g) {
           if (!*alive || !flights_.count(mailbox)) return;
           Flight& f = *flights_[mailbox];
           if (ok && ((!g.refresh_token.empty() && g.refresh_token != used) || !g.pending_refresh_token.empty())) {
@@ -268,17 +296,12 @@ void TokenManager::refresh(const std::string& mailbox, bool with_pending, bool r
             return refresh(mailbox, !g.pending_refresh_token.empty() && g.pending_refresh_token != used, true);
           }
           count(provider_name, "revoked", t0);
-          finish(mailbox, core::Err(TokenFailure{FailureKind::Revoked, detail}));
+          finish(mailbox, core::Err(e));
         });
       }
-      count(provider_name, "revoked", t0);
-      return finish(mailbox, core::Err(TokenFailure{FailureKind::Revoked, detail}));
     }
-    FailureKind kind = e.kind == TokenErrorKind::ClientRejected ? FailureKind::ClientRejected
-                       : e.kind == TokenErrorKind::Malformed    ? FailureKind::BadAnswer
-                                                                : FailureKind::Unavailable;
-    count(provider_name, to_string(kind).substr(6), t0);
-    finish(mailbox, core::Err(TokenFailure{kind, detail}));
+    count(provider_name, result_label(e.kind), t0);
+    finish(mailbox, core::Err(e));
   });
 }
 

@@ -121,6 +121,10 @@ class TokenManager {
   void invalidate(const std::string& mailbox, const std::string& token);
   // The mailbox changed (a new grant, another provider, removed): nothing remembered of it stays.
   void forget(const std::string& mailbox);
+  // One refresh outside the cache, the lease and the store: the connection test of a grant that
+  // is not stored yet. The answer may carry a rotated refresh token, which is the one to store.
+  using ExchangeCallback = std::function<void(core::Result<TokenGrant, TokenFailure>)>;
+  void request_grant(const std::string& provider, const std::string& refresh_token, ExchangeCallback cb);
   // Tokens in memory that expire within `ms`.
   size_t expiring_within(int64_t ms) const;
   // Refreshes done here (not those taken from Redis): by mailbox, for tests and logs.
@@ -133,6 +137,7 @@ class TokenManager {
   void try_lease(const std::string& mailbox);
   void load_and_refresh(const std::string& mailbox);
   void refresh(const std::string& mailbox, bool with_pending, bool reloaded);
+  core::HttpsClient::RequestId exchange(const Provider& p, const std::string& refresh_token, ExchangeCallback cb);
   void on_grant(const std::string& mailbox, const std::string& used, bool used_pending, TokenGrant g, uint64_t t0);
   void publish(const std::string& mailbox, const AccessToken& t);
   void release_lease(const std::string& mailbox);

@@ -661,6 +661,17 @@ void Gate::set_state(const std::string& account, const std::string& mailbox_id, 
       });
 }
 
+void Gate::lift_revoked(const std::string& account, const std::string& mailbox_id) {
+  if (closed_) return;
+  redis_.eval(scripts::kLiftRevoked, {"1", key(account, mailbox_id, "state")},
+              [mailbox_id](const queue::RedisReply& r) {
+                if (r.type == queue::RedisReply::Type::Integer && r.integer == 1)
+                  core::log_info("mailbox_reconnected", {{"mailbox", mailbox_id}, {"lifted", "oauth_revoked"}});
+                else if (r.is_error())
+                  core::log_warn("mailbox_reconnect_failed", {{"mailbox", mailbox_id}, {"error", r.str}});
+              });
+}
+
 void Gate::store_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
                        store::PausedBy by, ChangeCallback cb, const std::string& reason) {
   using C = store::MailboxChange;

@@ -155,6 +155,10 @@ class Gate {
   // row through NOTIFY, so a resumed mailbox sends again at once on each. cb gets Done, NoMailbox,
   // or Refused (a tenant lifting a pause that is not its own, or a disabled mailbox), or an error.
   using ChangeCallback = std::function<void(core::Result<store::ChangeAnswer, std::string>)>;
+  // The mailbox got a new OAuth grant (its row is no longer disabled): the Redis half of a
+  // disable for a revoked grant goes too. Any other disable or pause stays.
+  void lift_revoked(const std::string& account, const std::string& mailbox_id);
+
   // `reason` names why a Disable happens (store_mailbox_change: "auth_failures" when empty).
   void set_state(const std::string& account, const std::string& mailbox_id, store::MailboxChange change,
                  store::PausedBy by, ChangeCallback cb, std::string reason = {});

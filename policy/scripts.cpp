@@ -261,4 +261,12 @@ redis.call('DEL', KEYS[2])
 return {1}
 )lua"};
 
+// KEYS: 1 state hash. Lifts a disable whose reason is a revoked OAuth grant, and no other: the
+// mailbox has a new grant. Returns 1 when it lifted one.
+const queue::LuaScript kLiftRevoked{R"lua(
+if redis.call('HGET', KEYS[1], 'disabled_reason') ~= 'oauth_revoked' then return 0 end
+redis.call('HDEL', KEYS[1], 'disabled', 'disabled_reason')
+return 1
+)lua"};
+
 }  // namespace deliverd::policy::scripts

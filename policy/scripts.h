@@ -10,5 +10,6 @@ extern const queue::LuaScript kAdmit;
 extern const queue::LuaScript kLearn;
 extern const queue::LuaScript kRelease;
 extern const queue::LuaScript kSetState;
+extern const queue::LuaScript kLiftRevoked;
 
 }  // namespace deliverd::policy::scripts

@@ -5,7 +5,9 @@ INBOX, NOOP, IDLE, LOGOUT. Logs "LOGIN user ok|fail" and every command verb. Fau
 --close-on VERB drops the connection when VERB arrives; --bye-on VERB answers it with
 "* BYE [UNAVAILABLE]" and closes. With --token, AUTHENTICATE XOAUTH2 and OAUTHBEARER (SASL-IR or
 after "+") accept that token; another gets the providers' error challenge (a base64 JSON), and
-the client's answer to it is logged ("ANSWER <base64>") before the NO."""
+the client's answer to it is logged ("ANSWER <base64>") before the NO. With --oauth-tokens-file
+(the OAuth test endpoint's "TOKEN EXPIRES_MS" lines, read at each AUTHENTICATE) any token it
+issued that has not expired is accepted too."""
 import argparse
 import base64
 import os
@@ -13,6 +15,24 @@ import shlex
 import socket
 import ssl
 import threading
+import time
+
+
+def issued_and_live(path, token):
+    """Whether the OAuth test endpoint issued token and it has not expired."""
+    if not path or not token:
+        return False
+    try:
+        with open(path) as f:
+            listed = f.read()
+    except FileNotFoundError:
+        return False
+    now_ms = int(time.time() * 1000)
+    for line in listed.split("\n")[:-1]:  # whole lines only: the endpoint appends while we read
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == token and parts[1].isdigit() and int(parts[1]) > now_ms:
+            return True
+    return False
 
 
 def main():
@@ -28,6 +48,7 @@ def main():
     ap.add_argument("--close-on", default="")
     ap.add_argument("--bye-on", default="")
     ap.add_argument("--token", default="")
+    ap.add_argument("--oauth-tokens-file", default="")
     args = ap.parse_args()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
@@ -55,7 +76,8 @@ def main():
             line, state["buf"] = state["buf"].split(b"\r\n", 1)
             return line.decode(errors="replace")
 
-        oauth_caps = " SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER" if args.token else ""
+        oauth = bool(args.token or args.oauth_tokens_file)
+        oauth_caps = " SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER" if oauth else ""
         send("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] test IMAP ready" if not state["tls"]
              else "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN%s] test IMAP ready" % oauth_caps)
         while True:
@@ -85,7 +107,7 @@ def main():
                 ok = state["tls"] and user == args.user and password == args.password
                 log("LOGIN %s %s" % (user, "ok" if ok else "fail"))
                 send(tag + (" OK LOGIN completed" if ok else " NO [AUTHENTICATIONFAILED] invalid credentials"))
-            elif cmd == "AUTHENTICATE" and args.token and state["tls"]:
+            elif cmd == "AUTHENTICATE" and oauth and state["tls"]:
                 mech, _, initial = argstr.partition(" ")
                 mech = mech.upper()
                 if not initial:
@@ -102,7 +124,8 @@ def main():
                 else:  # OAUTHBEARER: "n,a=user," then key=value pairs
                     user = fields[0].split("a=", 1)[-1].rstrip(",")
                     token = next((f[len("auth=Bearer "):] for f in fields if f.startswith("auth=Bearer ")), "")
-                ok = user == args.user and token == args.token
+                ok = user == args.user and bool(token) and (
+                    token == args.token or issued_and_live(args.oauth_tokens_file, token))
                 log("AUTHENTICATE %s %s %s" % (mech, user, "ok" if ok else "fail"))
                 if ok:
                     send(tag + " OK authenticated")

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "core/hex.h"
 #include "core/metrics.h"
 #include "store/mailboxes.h"
 #include "queue/redis_client.h"
@@ -500,6 +501,75 @@ TEST_F(ApiTest, AnOAuthGrantIsShownWithoutItsTokenAndStaysWithItsServer) {
               std::string::npos)
         << g.body;
   });
+}
+
+// "oauth" in a create or PATCH: sealed, never shown; the refresh token the connection test
+// rotated to is the one stored; a password instead, or null, removes the grant; a provider the
+// config lacks is refused before any test.
+TEST_F(ApiTest, AnOAuthGrantIsGivenThroughTheApiAndReplacedWhole) {
+  deps_.oauth_provider_known = [](const std::string& name) { return name == "google"; };
+  deps_.test_mailbox = [this](const MailboxProbeRequest& r, std::function<void(MailboxTestResult)> done) {
+    ++probes_;
+    MailboxTestResult t;
+    t.ok = true;
+    if (r.mailbox.oauth_refresh_token == "rt-given") t.rotated_refresh_token = "rt-rotated";
+    done(t);
+  };
+  std::string key = make_key("user", "acct_a");
+  auto stored_refresh = [this]() -> std::string {
+    std::string hex = scalar("SELECT coalesce(encode(oauth_refresh_enc, 'hex'), '') FROM mailboxes WHERE id = 'mbx_g'");
+    if (hex.empty()) return "";
+    auto sealed = core::from_hex(hex);
+    auto plain = store::open_mailbox_secret(*box_, *sealed, "acct_a", "mbx_g", store::MailboxSecret::OAuthRefresh);
+    return plain ? *plain : "unreadable: " + plain.error();
+  };
+  const std::string base = R"({"id":"mbx_g","email":"g@acme.example","smtp_host":"smtp.gmail.example",)"
+                           R"("smtp_port":587,"security":"starttls",)";
+  run([&](int port) {
+    Client c(port);
+    auto unknown = c.request("POST", "/v1/mailboxes", key,
+                             base + R"("oauth":{"provider":"yahoo","refresh_token":"rt-given"}})");
+    EXPECT_EQ(unknown.status, 422) << unknown.body;
+    EXPECT_NE(unknown.body.find(R"("code":"unknown_provider")"), std::string::npos) << unknown.body;
+    EXPECT_EQ(probes_.load(), 0);
+    auto half = c.request("POST", "/v1/mailboxes", key, base + R"("oauth":{"provider":"google"}})");
+    EXPECT_EQ(half.status, 400) << half.body;
+    EXPECT_NE(half.body.find("oauth.refresh_token: required"), std::string::npos) << half.body;
+
+    auto created = c.request("POST", "/v1/mailboxes", key, base + R"("oauth":{"provider":"google","refresh_token":"rt-given"}})");
+    ASSERT_EQ(created.status, 201) << created.body;
+    EXPECT_EQ(created.body.find("rt-"), std::string::npos) << created.body;
+    EXPECT_NE(created.body.find(R"("username":"g@acme.example")"), std::string::npos) << "user defaults to the email";
+    EXPECT_EQ(stored_refresh(), "rt-rotated");
+    EXPECT_EQ(scalar("SELECT oauth_provider FROM mailboxes WHERE id = 'mbx_g'"), "google");
+
+    auto pw = c.request("PATCH", "/v1/mailboxes/mbx_g", key, R"({"username":"g@acme.example","password":"app-pass"})");
+    ASSERT_EQ(pw.status, 200) << pw.body;
+    EXPECT_NE(pw.body.find(R"("has_password":true)"), std::string::npos) << pw.body;
+    EXPECT_NE(pw.body.find(R"("oauth":null)"), std::string::npos) << pw.body;
+    EXPECT_EQ(stored_refresh(), "");
+
+    auto again = c.request("PATCH", "/v1/mailboxes/mbx_g", key,
+                           R"({"oauth":{"provider":"google","user":"g2@acme.example","refresh_token":"rt-second"}})");
+    ASSERT_EQ(again.status, 200) << again.body;
+    EXPECT_NE(again.body.find(R"("has_password":false)"), std::string::npos) << again.body;
+    EXPECT_NE(again.body.find(R"("oauth":{"provider":"google","user":"g2@acme.example")"), std::string::npos) << again.body;
+    EXPECT_EQ(stored_refresh(), "rt-second");
+    scalar("UPDATE mailboxes SET disabled = true, disabled_reason = 'oauth_revoked' WHERE id = 'mbx_g' RETURNING 1");
+    auto reconnect = c.request("PATCH", "/v1/mailboxes/mbx_g", key,
+                               R"({"oauth":{"provider":"google","user":"g2@acme.example","refresh_token":"rt-third"}})");
+    ASSERT_EQ(reconnect.status, 200) << reconnect.body;
+    EXPECT_NE(reconnect.body.find(R"("disabled":false,"disabled_reason":null)"), std::string::npos) << reconnect.body;
+
+    auto both = c.request("PATCH", "/v1/mailboxes/mbx_g", key,
+                          R"({"password":"x","oauth":{"provider":"google","refresh_token":"rt-4"}})");
+    EXPECT_EQ(both.status, 400) << both.body;
+    auto none = c.request("PATCH", "/v1/mailboxes/mbx_g", key, R"({"oauth":null})");
+    ASSERT_EQ(none.status, 200) << none.body;
+    EXPECT_NE(none.body.find(R"("oauth":null)"), std::string::npos) << none.body;
+  });
+  EXPECT_EQ(stored_refresh(), "");
+  EXPECT_EQ(scalar("SELECT coalesce(oauth_provider, '-') FROM mailboxes WHERE id = 'mbx_g'"), "-");
 }
 
 TEST_F(ApiTest, PolicyOverridesAreSetShownAndClearedWithoutAConnectionTest) {

@@ -16,6 +16,7 @@
 #include "tests/integration/daemon/deliverd_process.h"
 #include "tests/integration/fixtures/aiosmtpd_server.h"
 #include "tests/integration/fixtures/dns_server.h"
+#include "tests/integration/fixtures/imap_stub.h"
 #include "tests/integration/fixtures/oauth_endpoint.h"
 #include "tests/integration/fixtures/postgres_server.h"
 #include "tests/integration/fixtures/redis_server.h"
@@ -345,3 +346,133 @@ TEST_F(OAuthBreakerTest, AFailingTokenEndpointOpensTheBreaker) {
 }
 
 }  // namespace
+
+namespace {
+
+// The refresh token the endpoint issued last ("OLD -> NEW" lines of its refresh log).
+std::string latest_refresh_token(const std::string& log) {
+  std::string last;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto arrow = line.find(" -> ");
+    if (arrow != std::string::npos && line.substr(arrow + 4) != "same") last = line.substr(arrow + 4);
+  }
+  return last;
+}
+
+std::vector<std::string> refresh_lines(const std::string& log) {
+  std::vector<std::string> out;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(line);
+  return out;
+}
+
+class OAuthApiTest : public OAuthDaemonTest {
+ protected:
+  OAuthApiTest() { rotate_ = true; }
+  std::string key(DeliverdProcess& d) {
+    std::string out;
+    EXPECT_EQ(d.cli({"key", "create", "--role", "user", "--account", "acct_1"}, &out), 0) << out;
+    auto pos = out.find("dlv_");
+    return pos == std::string::npos ? "" : out.substr(pos, out.find_first_of(" \n", pos) - pos);
+  }
+  std::string mailbox_body(const std::string& id, const std::string& oauth) {
+    std::string imap = imap_ip_.empty() ? "" : R"(,"imap":{"host":")" + imap_ip_ + R"(","port":993,"username":"alice@acme.example"})";
+    return R"({"id":")" + id + R"(","email":"alice@acme.example","smtp_host":")" + smtp_ip_ +
+           R"(","smtp_port":2525,"security":"starttls","oauth":)" + oauth + imap + "}";
+  }
+  // An IMAP server that, like the SMTP one, takes only tokens the endpoint issued.
+  void start_imap() {
+    imap_ip_ = free_loopback_ip(993);
+    while (imap_ip_ == smtp_ip_ || imap_ip_ == endpoint_->ip()) imap_ip_ = free_loopback_ip(993);
+    ImapStub::Options io;
+    io.host = imap_ip_;
+    io.port = 993;
+    io.user = "alice@acme.example";
+    io.oauth_tokens_file = endpoint_->tokens_file();
+    imap_ = std::make_unique<ImapStub>(ca_.issue("imap-oauth", {imap_ip_}, 2), io);
+  }
+  std::string imap_ip_;
+  std::unique_ptr<ImapStub> imap_;
+};
+
+}  // namespace
+
+// A tenant connects an OAuth mailbox through the API: the connection test refreshes once (the
+// rotated refresh token it got is the one stored), a wrong provider or a dead token is refused
+// naming why, and after the grant was revoked a new one reconnects the mailbox.
+TEST_F(OAuthApiTest, ATenantConnectsTestsAndReconnectsAnOAuthMailbox) {
+  DeliverdProcess& d = daemon();
+  std::string token = key(d);
+  ASSERT_FALSE(token.empty());
+  start_imap();
+  d.start();
+  const std::string base = "http://127.0.0.1:" + std::to_string(d.admin_port());
+  const std::string grant = R"({"provider":"google","user":"alice@acme.example","refresh_token":"rt-initial"})";
+
+  std::string unknown = curl("POST", base + "/v1/mailboxes", token,
+                             mailbox_body("mbx_api", R"({"provider":"yahoo","refresh_token":"rt-initial"})"));
+  EXPECT_NE(unknown.find("\"unknown_provider\""), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("oauth.provider"), std::string::npos) << unknown;
+  std::string both = curl("POST", base + "/v1/mailboxes", token,
+                          R"({"id":"mbx_api","email":"alice@acme.example","smtp_host":")" + smtp_ip_ +
+                              R"(","smtp_port":2525,"security":"starttls","password":"x","oauth":)" + grant + "}");
+  EXPECT_NE(both.find("exclude each other"), std::string::npos) << both;
+  std::string dead = curl("POST", base + "/v1/mailboxes", token,
+                          mailbox_body("mbx_api", R"({"provider":"google","refresh_token":"rt-never-issued"})"));
+  EXPECT_NE(dead.find("\"step\":\"oauth_refresh\""), std::string::npos) << dead;
+  EXPECT_NE(dead.find("invalid_grant"), std::string::npos) << dead;
+  EXPECT_EQ(pg_.scalar("SELECT count(*) FROM mailboxes WHERE id = 'mbx_api'"), "0");
+  const int refused = endpoint_->refused();  // the dead token's
+
+  std::string created = curl("POST", base + "/v1/mailboxes", token, mailbox_body("mbx_api", grant));
+  EXPECT_NE(created.find(R"("oauth":{"provider":"google","user":"alice@acme.example")"), std::string::npos) << created;
+  EXPECT_EQ(created.find("rt-"), std::string::npos) << "a refresh token is never returned: " << created;
+  ASSERT_EQ(endpoint_->grants(), 1) << "the connection test refreshed once";
+  EXPECT_EQ(smtp_->auth_log(), std::vector<std::string>{"XOAUTH2 alice@acme.example ok"});
+  EXPECT_NE(imap_->log().find("AUTHENTICATE XOAUTH2 alice@acme.example ok"), std::string::npos) << imap_->log();
+
+  // The job's refresh uses the token the test rotated to, not the one the tenant gave.
+  redis_.xadd_job("deliverd:jobs", make_job("api-1", "acct_1", "mbx_api", "bob@example.org"));
+  auto first = wait_for_final_events(redis_, {"api-1"}, 30000);
+  EXPECT_EQ(first["api-1"].status, "delivered") << first["api-1"].detail << all_logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5200));  // the access token expires
+  redis_.xadd_job("deliverd:jobs", make_job("api-2", "acct_1", "mbx_api", "bob@example.org"));
+  EXPECT_EQ(wait_for_final_events(redis_, {"api-2"}, 30000)["api-2"].status, "delivered");
+  // The stored grant's test takes its token the way sends do.
+  std::string tested = curl("POST", base + "/v1/mailboxes/mbx_api/test", token);
+  EXPECT_EQ(tested.find("mailbox_test_failed"), std::string::npos) << tested;
+  EXPECT_NE(tested.find("\"ok\":true"), std::string::npos) << tested;
+  auto lines = refresh_lines(endpoint_->refresh_log());
+  ASSERT_GE(lines.size(), 2u);
+  std::string rotated = lines[0].substr(lines[0].find(" -> ") + 4);
+  EXPECT_EQ(lines[1].rfind(rotated + " -> ", 0), 0u) << endpoint_->refresh_log();
+  EXPECT_EQ(endpoint_->refused(), refused);
+
+  // Revoked: the mailbox is disabled; the tenant may not resume it, only connect it again.
+  endpoint_->set_mode("invalid_grant");
+  std::this_thread::sleep_for(std::chrono::milliseconds(5200));
+  redis_.xadd_job("deliverd:jobs", make_job("api-3", "acct_1", "mbx_api", "bob@example.org"));
+  EXPECT_EQ(wait_for_final_events(redis_, {"api-3"}, 30000)["api-3"].reason, "oauth_revoked");
+  ASSERT_TRUE(wait_until([&] { return pg_.scalar("SELECT disabled FROM mailboxes WHERE id = 'mbx_api'") == "t"; }, 10000));
+  std::string shown = curl("GET", base + "/v1/mailboxes/mbx_api", token);
+  EXPECT_NE(shown.find(R"("disabled_reason":"oauth_revoked")"), std::string::npos) << shown;
+  EXPECT_NE(shown.find(R"("last_refresh_result":"oauth_revoked")"), std::string::npos) << shown;
+  std::string resumed = curl("POST", base + "/v1/mailboxes/mbx_api/resume", token);
+  EXPECT_NE(resumed.find("connect it again"), std::string::npos) << resumed;
+
+  endpoint_->set_mode("ok");
+  std::string fresh = latest_refresh_token(endpoint_->refresh_log());
+  std::string patched = curl("PATCH", base + "/v1/mailboxes/mbx_api", token,
+                             R"({"oauth":{"provider":"google","user":"alice@acme.example","refresh_token":")" + fresh +
+                                 R"("}})");
+  EXPECT_NE(patched.find(R"("disabled":false)"), std::string::npos) << patched;
+  EXPECT_NE(patched.find(R"("disabled_reason":null)"), std::string::npos) << patched;
+  redis_.xadd_job("deliverd:jobs", make_job("api-4", "acct_1", "mbx_api", "bob@example.org"));
+  auto back = wait_for_final_events(redis_, {"api-4"}, 30000);
+  EXPECT_EQ(back["api-4"].status, "delivered") << back["api-4"].reason << " " << back["api-4"].detail << all_logs();
+  EXPECT_EQ(d.stop(SIGTERM), 0);
+}

@@ -333,7 +333,9 @@ TEST_F(TokenManagerTest, ARevokedGrantIsRememberedUntilTheMailboxChanges) {
 }
 
 TEST_F(TokenManagerTest, WithoutARefreshTokenFromTheCallerTheStoredOneIsReadUnderTheLease) {
-  start_endpoint({.rotate = true});
+  testing::OAuthEndpoint::Options rotating;
+  rotating.rotate = true;
+  start_endpoint(rotating);
   auto& m = manager(true);
   auto g = grant();
   g.refresh_token.clear();  // what the daemon passes: it keeps no refresh token in memory

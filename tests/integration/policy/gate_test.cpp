@@ -468,12 +468,19 @@ TEST_F(GateStateTest, ADisableForARevokedGrantIsNamedEverywhere) {
   reread.disabled_reason = "auth_failures";
   EXPECT_EQ(to_string(admit(b, reread).reason), "mailbox_disabled");
 
+  // A new grant (the row no longer disabled) lifts the Redis half for every daemon.
+  a.lift_revoked(m.account, m.id);
+  ASSERT_TRUE(loop_.run_until([&] { return state_field(m, "disabled") == "(nil)"; }));
+  EXPECT_TRUE(admit(b, m).allowed());
+
+  // A disable for AUTH failures is not taken for a revoked grant, and no new grant lifts it.
+  EXPECT_EQ(change(a, m, store::MailboxChange::Disable, store::PausedBy::Daemon), store::ChangeAnswer::Done);
+  EXPECT_EQ(to_string(admit(b, m).reason), "mailbox_disabled");
+  a.lift_revoked(m.account, m.id);
+  EXPECT_EQ(to_string(admit(b, m).reason), "mailbox_disabled");
   EXPECT_EQ(change(a, m, store::MailboxChange::Resume, store::PausedBy::Operator), store::ChangeAnswer::Done);
   EXPECT_EQ(sql_value("SELECT coalesce(disabled_reason, '-') FROM mailboxes WHERE id = 'mbx_revoked'"), "-");
   EXPECT_TRUE(admit(b, m).allowed());
-  // A later disable for AUTH failures is not taken for a revoked grant.
-  EXPECT_EQ(change(a, m, store::MailboxChange::Disable, store::PausedBy::Daemon), store::ChangeAnswer::Done);
-  EXPECT_EQ(to_string(admit(b, m).reason), "mailbox_disabled");
 }
 
 TEST_F(GateStateTest, ATenantLiftsItsOwnPauseOnlyAndNeverADisable) {
