@@ -1,14 +1,13 @@
 #include "core/https_client.h"
 
 #include <arpa/inet.h>
-#include <http_parser.h>
 #include <netinet/in.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 
 #include "core/ascii.h"
+#include "core/http_response_reader.h"
 #include "core/tcp_stream.h"
 #include "core/timer.h"
 
@@ -104,14 +103,7 @@ class HttpsClient::Exchange final : public StreamHandler {
       : client_(client), id_(id), req_(std::move(req)), cb_(std::move(cb)), timer_(client->loop_) {
     opts_ = client->opts_;
     deadline_ = now_ms(client->loop_) + static_cast<uint64_t>(std::max(opts_.total_timeout_ms, 1));
-    http_parser_init(&parser_, HTTP_RESPONSE);
-    parser_.data = this;
-    http_parser_settings_init(&settings_);
-    settings_.on_header_field = on_header_field;
-    settings_.on_header_value = on_header_value;
-    settings_.on_headers_complete = on_headers_complete;
-    settings_.on_body = on_body;
-    settings_.on_message_complete = on_message_complete;
+    reader_.emplace(HttpResponseReader::Limits{opts_.max_header_bytes, opts_.max_response_bytes}, req_.method == "HEAD");
   }
 
   void start() {
@@ -224,76 +216,20 @@ class HttpsClient::Exchange final : public StreamHandler {
   void on_data(std::string_view bytes) override {
     if (phase_ != HttpsPhase::Response && phase_ != HttpsPhase::Send) return;
     phase_ = HttpsPhase::Response;
-    received_ += bytes.size();
-    if (received_ > opts_.max_response_bytes + opts_.max_header_bytes)
-      return fail(HttpsErrorKind::TooLarge, "answer larger than " + std::to_string(opts_.max_response_bytes) + " bytes");
-    size_t n = http_parser_execute(&parser_, &settings_, bytes.data(), bytes.size());
-    if (failed_kind_) return fail(*failed_kind_, failed_detail_);
-    if (complete_) return done();
-    if (HTTP_PARSER_ERRNO(&parser_) != HPE_OK || n != bytes.size())
-      return fail(HttpsErrorKind::BadResponse, http_errno_description(HTTP_PARSER_ERRNO(&parser_)));
+    answered(reader_->feed(bytes));
   }
 
   void on_end(int status) override {
     if (phase_ == HttpsPhase::Tls) return fail(HttpsErrorKind::TlsFailed, stream_->tls_error().empty() ? uv_strerror(status) : stream_->tls_error());
-    if (phase_ == HttpsPhase::Response && status == UV_EOF) {
-      // An answer without a length ends with the connection (http_parser is told with 0 bytes).
-      http_parser_execute(&parser_, &settings_, nullptr, 0);
-      if (failed_kind_) return fail(*failed_kind_, failed_detail_);
-      if (complete_) return done();
-    }
+    // An answer without a length ends with the connection.
+    if (phase_ == HttpsPhase::Response && status == UV_EOF && reader_->end() != HttpResponseReader::State::More)
+      return answered(reader_->state());
     fail(HttpsErrorKind::Closed, status == UV_EOF ? "connection closed before the answer was complete" : uv_strerror(status));
   }
 
-  static Exchange* self(http_parser* p) { return static_cast<Exchange*>(p->data); }
-  bool count_header(size_t n) {
-    header_bytes_ += n;
-    if (header_bytes_ <= opts_.max_header_bytes) return true;
-    failed_kind_ = HttpsErrorKind::TooLarge;
-    failed_detail_ = "headers larger than " + std::to_string(opts_.max_header_bytes) + " bytes";
-    return false;
-  }
-  static int on_header_field(http_parser* p, const char* at, size_t len) {
-    auto* s = self(p);
-    if (!s->count_header(len)) return 1;
-    if (!s->in_field_) s->resp_.headers.emplace_back();
-    s->in_field_ = true;
-    s->resp_.headers.back().first.append(ascii_lowercase(std::string_view(at, len)));
-    return 0;
-  }
-  static int on_header_value(http_parser* p, const char* at, size_t len) {
-    auto* s = self(p);
-    if (!s->count_header(len)) return 1;
-    s->in_field_ = false;
-    if (s->resp_.headers.empty()) return 1;
-    s->resp_.headers.back().second.append(at, len);
-    return 0;
-  }
-  static int on_headers_complete(http_parser* p) {
-    auto* s = self(p);
-    s->resp_.status = static_cast<int>(p->status_code);
-    if (p->content_length != ULLONG_MAX && p->content_length > s->opts_.max_response_bytes) {
-      s->failed_kind_ = HttpsErrorKind::TooLarge;
-      s->failed_detail_ = "Content-Length " + std::to_string(p->content_length) + " exceeds " +
-                          std::to_string(s->opts_.max_response_bytes) + " bytes";
-      return 2;
-    }
-    return s->req_.method == "HEAD" ? 1 : 0;  // 1: no body follows
-  }
-  static int on_body(http_parser* p, const char* at, size_t len) {
-    auto* s = self(p);
-    if (s->resp_.body.size() + len > s->opts_.max_response_bytes) {
-      s->failed_kind_ = HttpsErrorKind::TooLarge;
-      s->failed_detail_ = "body larger than " + std::to_string(s->opts_.max_response_bytes) + " bytes";
-      return 1;
-    }
-    s->resp_.body.append(at, len);
-    return 0;
-  }
-  static int on_message_complete(http_parser* p) {
-    self(p)->complete_ = true;
-    http_parser_pause(p, 1);
-    return 0;
+  void answered(HttpResponseReader::State st) {
+    if (st == HttpResponseReader::State::Failed) return fail(reader_->error_kind(), reader_->error());
+    if (st == HttpResponseReader::State::Complete) done();
   }
 
   // Re-arms the phase timer, never beyond the request's total deadline.
@@ -326,9 +262,10 @@ class HttpsClient::Exchange final : public StreamHandler {
     finish(Err(HttpsError{phase_, kind, std::move(detail)}));
   }
   void done() {
-    resp_.ip = ip_;
-    resp_.tls_version = tls_version_;
-    finish(std::move(resp_));
+    HttpsResponse resp = reader_->take();
+    resp.ip = ip_;
+    resp.tls_version = tls_version_;
+    finish(std::move(resp));
   }
   void finish(Result<HttpsResponse, HttpsError> r) {
     auto cb = std::move(cb_);
@@ -354,13 +291,7 @@ class HttpsClient::Exchange final : public StreamHandler {
   size_t next_addr_ = 0;
   std::string ip_, last_error_ = "no address", tls_version_;
   TcpStream* stream_ = nullptr;
-  http_parser parser_{};
-  http_parser_settings settings_{};
-  HttpsResponse resp_;
-  bool in_field_ = false, complete_ = false;
-  size_t received_ = 0, header_bytes_ = 0;
-  std::optional<HttpsErrorKind> failed_kind_;
-  std::string failed_detail_;
+  std::optional<HttpResponseReader> reader_;  // not movable (the parser points at it): built in place
 };
 
 HttpsClient* HttpsClient::create(uv_loop_t* loop, HostLookup* lookup, HttpsClientOptions opts) {
