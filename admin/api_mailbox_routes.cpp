@@ -594,13 +594,10 @@ void list_mailboxes(CallPtr call) {
   // and its cursor is "<length of account>:<account>:<id>" (MailboxRef::key).
   std::string after_account, after_id = after;
   if (!acct && !after.empty()) {
-    auto colon = after.find(':');
-    size_t n = colon == std::string::npos ? std::string::npos : static_cast<size_t>(std::atoi(after.substr(0, colon).c_str()));
-    if (colon == std::string::npos || n == std::string::npos || colon + 1 + n + 1 > after.size() ||
-        after[colon + 1 + n] != ':')
-      return call->error(400, "invalid_query", "after: the next cursor of a previous page");
-    after_account = after.substr(colon + 1, n);
-    after_id = after.substr(colon + 2 + n);
+    auto ref = store::MailboxRef::from_key(after);
+    if (!ref) return call->error(400, "invalid_query", "after: the next cursor of a previous page");
+    after_account = std::move(ref->account);
+    after_id = std::move(ref->id);
   }
   call->pg().query(
       std::string(kSelect) +

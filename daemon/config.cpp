@@ -168,6 +168,28 @@ bool valid_hostname(const std::string& h) {
   return h.front() != '.' && h.front() != '-' && h.back() != '.';
 }
 
+// An array of tables ([[name]]) taken out of the document, with what its error messages name.
+struct TableArray {
+  std::string name;
+  toml::array tables;
+  unsigned line = 0;  // the array's, for a table without a position of its own
+  // "<path>:<line>: [[name]] ", the prefix of every error about one of its tables.
+  std::string where(const std::string& path, const toml::node& table) const {
+    unsigned at = table.source().begin.line ? table.source().begin.line : line;
+    return path + ":" + std::to_string(at) + ": [[" + name + "]] ";
+  }
+};
+
+TableArray take_table_array(toml::table& root, const char* name) {
+  TableArray out{name, {}, 0};
+  if (auto* a = root[name].as_array()) {
+    out.tables = *a;
+    out.line = root[name].node()->source().begin.line;
+    root.erase(name);
+  }
+  return out;
+}
+
 }  // namespace
 
 bool dkim_account_allowed(const std::vector<std::string>& accounts, std::string_view account) {
@@ -212,21 +234,10 @@ core::Result<Config, std::string> load_config(const std::string& path) {
 
   Config c;
   c.path = path;
-  // [[dkim]] is an array of tables, read on its own below; reject_unknown checks plain tables.
-  toml::array dkim_tables;
-  unsigned dkim_line = 0;
-  if (auto* a = root["dkim"].as_array()) {
-    dkim_tables = *a;
-    dkim_line = root["dkim"].node()->source().begin.line;
-    root.erase("dkim");
-  }
-  toml::array oauth_tables;
-  unsigned oauth_line = 0;
-  if (auto* a = root["oauth"].as_array()) {
-    oauth_tables = *a;
-    oauth_line = root["oauth"].node()->source().begin.line;
-    root.erase("oauth");
-  }
+  // [[dkim]] and [[oauth]] are arrays of tables, read on their own below; reject_unknown checks
+  // plain tables.
+  TableArray dkim_tables = take_table_array(root, "dkim");
+  TableArray oauth_tables = take_table_array(root, "oauth");
   Reader r(path, root);
   r.reject_unknown({
       {"daemon", {"hostname", "log_level", "log_format", "shutdown_grace_s"}},
@@ -365,10 +376,9 @@ core::Result<Config, std::string> load_config(const std::string& path) {
       r.check(false, "compliance", "accounts", "must be a table of account = \"postal address\"");
     }
   }
-  for (auto& el : dkim_tables) {
+  for (auto& el : dkim_tables.tables) {
     auto* t = el.as_table();
-    unsigned line = el.source().begin.line ? el.source().begin.line : dkim_line;
-    std::string where = path + ":" + std::to_string(line) + ": [[dkim]] ";
+    std::string where = dkim_tables.where(path, el);
     if (!t) return core::Err{where + "must be a table"};
     Config::DkimKey k;
     bool has_accounts = false;
@@ -406,10 +416,9 @@ core::Result<Config, std::string> load_config(const std::string& path) {
     c.dkim.push_back(std::move(k));
   }
 
-  for (auto& el : oauth_tables) {
+  for (auto& el : oauth_tables.tables) {
     auto* t = el.as_table();
-    unsigned line = el.source().begin.line ? el.source().begin.line : oauth_line;
-    std::string where = path + ":" + std::to_string(line) + ": [[oauth]] ";
+    std::string where = oauth_tables.where(path, el);
     if (!t) return core::Err{where + "must be a table"};
     Config::OAuthProvider p;
     for (auto& [key, v] : *t) {

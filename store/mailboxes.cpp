@@ -415,26 +415,34 @@ void load_mailboxes_by_ref(PgConnection& pg, const SecretBox& box, const std::ve
   select_mailboxes(pg, box, where + ")", std::move(params), std::move(cb));
 }
 
-std::optional<MailboxRef> MailboxRef::from_key(std::string_view key) {
-  size_t colon = key.find(':');
-  if (colon == 0 || colon == std::string_view::npos || colon > 4) return std::nullopt;
-  std::string_view digits = key.substr(0, colon);
+namespace {
+
+// "<n>:<n bytes><tail>" → (the n bytes, tail): the length prefix both MailboxRef::key() and the
+// mailbox notification use. At most max_digits digits; nullopt when the string is not one.
+std::optional<std::pair<std::string_view, std::string_view>> split_length_prefixed(std::string_view s,
+                                                                                   size_t max_digits) {
+  size_t colon = s.find(':');
+  if (colon == 0 || colon == std::string_view::npos || colon > max_digits) return std::nullopt;
+  std::string_view digits = s.substr(0, colon);
   if (digits.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
   size_t n = static_cast<size_t>(std::atoi(std::string(digits).c_str()));
-  std::string_view rest = key.substr(colon + 1);
-  if (n >= rest.size() || rest[n] != ':') return std::nullopt;
-  return MailboxRef{std::string(rest.substr(0, n)), std::string(rest.substr(n + 1))};
+  std::string_view rest = s.substr(colon + 1);
+  if (n > rest.size()) return std::nullopt;
+  return std::pair{rest.substr(0, n), rest.substr(n)};
+}
+
+}  // namespace
+
+std::optional<MailboxRef> MailboxRef::from_key(std::string_view key) {
+  auto parts = split_length_prefixed(key, 4);
+  if (!parts || parts->second.empty() || parts->second.front() != ':') return std::nullopt;
+  return MailboxRef{std::string(parts->first), std::string(parts->second.substr(1))};
 }
 
 std::optional<MailboxRef> parse_mailbox_notification(std::string_view payload) {
-  size_t colon = payload.find(':');
-  if (colon == 0 || colon == std::string_view::npos || colon > 6) return std::nullopt;
-  std::string_view digits = payload.substr(0, colon);
-  if (digits.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
-  size_t n = static_cast<size_t>(std::atoi(std::string(digits).c_str()));
-  std::string_view rest = payload.substr(colon + 1);
-  if (n == 0 || n > rest.size()) return std::nullopt;
-  return MailboxRef{std::string(rest.substr(n)), std::string(rest.substr(0, n))};
+  auto parts = split_length_prefixed(payload, 6);
+  if (!parts || parts->first.empty()) return std::nullopt;
+  return MailboxRef{std::string(parts->second), std::string(parts->first)};
 }
 
 void set_mailbox_flags(PgConnection& pg, const std::string& account, const std::string& id,

@@ -118,6 +118,16 @@ TEST(MailboxRefs, NoTwoPairsSpellTheSameKey) {
   EXPECT_EQ((MailboxRef{"acct_1", "mbx_7"}.key()), "6:acct_1:mbx_7");
 }
 
+TEST(MailboxRefs, AKeyGivesItsPairBackAndNothingElseParses) {
+  for (const MailboxRef& ref : {MailboxRef{"acct_1", "mbx_7"}, MailboxRef{"a:b", "c"}, MailboxRef{"", "x:y"}}) {
+    auto back = MailboxRef::from_key(ref.key());
+    ASSERT_TRUE(back) << ref.key();
+    EXPECT_EQ(*back, ref);
+  }
+  for (const char* bad : {"", "6:acct_1", "6:acct_1mbx_7", ":a:b", "x:a:b", "99:a:b", "12345:a:b"})
+    EXPECT_FALSE(MailboxRef::from_key(bad)) << bad;
+}
+
 TEST(MailboxRefs, ChangeNotificationsNameAccountAndId) {
   auto r = parse_mailbox_notification("5:mbx_7acct:with:colons");
   ASSERT_TRUE(r);
