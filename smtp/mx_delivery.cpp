@@ -15,7 +15,11 @@ struct MxDelivery::Job {
   Session::Done done;
   std::vector<std::string> hosts;  // in preference order
   size_t next_host = 0;
-  size_t attempts = 0;
+  size_t attempts = 0;  // hosts tried, a failed address lookup included
+  // The current host's vetted addresses (IPv6 first, then IPv4, each in the order DNS gave).
+  std::vector<sockaddr_storage> addrs;
+  size_t next_addr = 0;
+  std::string host;
   core::Outcome last;  // the most telling failure so far
   bool skip_idle = false;
 };
@@ -60,6 +64,16 @@ core::Reason host_reason(dns::Code c) {
     case dns::Code::Overloaded: return R::Overloaded;
     default: return R::Error;
   }
+}
+
+// A name with dozens of addresses must not hold one delivery for dozens of connect timeouts.
+constexpr size_t kAddressesPerHost = 4;
+
+// IPv6 first, then IPv4, each family in the order DNS gave (stable_partition keeps it).
+std::vector<sockaddr_storage> in_connect_order(std::vector<sockaddr_storage> addrs) {
+  std::stable_partition(addrs.begin(), addrs.end(), [](const sockaddr_storage& a) { return a.ss_family == AF_INET6; });
+  if (addrs.size() > kAddressesPerHost) addrs.resize(kAddressesPerHost);
+  return addrs;
 }
 
 }  // namespace
@@ -135,6 +149,7 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
 }
 
 void MxDelivery::try_next(std::shared_ptr<Job> job) {
+  if (job->next_addr < job->addrs.size()) return connect(job, job->addrs[job->next_addr++]);
   if (job->next_host >= job->hosts.size() || job->attempts >= cfg_.max_attempts) {
     core::Outcome o = job->last;
     if (o.reason == core::Reason::None) {
@@ -147,34 +162,13 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
     }
     return finish(job, o);
   }
-  std::string host = job->hosts[job->next_host++];
-  std::string key = "mx:" + job->domain;
-  auto submit = [this, job, key, host](const sockaddr_storage& addr) {
-    ++job->attempts;
-    Route route;
-    route.key = key;
-    route.cfg = cfg_.session;
-    route.cfg.tls_name = host;
-    route.addr = addr;
-    route.host = host;
-    // The pool may reuse an open connection to this domain instead of the address given here.
-    pool_.submit(std::move(route), job->env, [this, job, alive = alive_.token()](const core::Outcome& o) {
-      if (alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: connect as usual
-        --job->attempts;
-        --job->next_host;
-        job->skip_idle = true;
-        return try_next(job);
-      }
-      if (alive && try_next_host(o) && job->next_host < job->hosts.size() && job->attempts < cfg_.max_attempts) {
-        job->last = o;
-        return try_next(job);
-      }
-      finish(job, o);
-    });
-  };
-  if (!job->skip_idle && pool_.has_idle(key)) return submit(sockaddr_storage{});
+  job->host = job->hosts[job->next_host++];
+  job->addrs.clear();
+  job->next_addr = 0;
+  ++job->attempts;  // a host counts whether its lookup fails or one of its addresses answers
+  if (!job->skip_idle && pool_.has_idle("mx:" + job->domain)) return connect(job, sockaddr_storage{});
   auto id = std::make_shared<dns::Resolver::RequestId>(0);
-  *id = resolver_.resolve_host(host, [this, job, id, submit, host, alive = alive_.token()](const dns::ResolvedHost& r) {
+  *id = resolver_.resolve_host(job->host, [this, job, id, alive = alive_.token()](const dns::ResolvedHost& r) {
     if (!alive) return;
     pending_.erase(*id);
     if (r.allowed.empty()) {
@@ -182,21 +176,49 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
       o.status = r.error == dns::Code::RefusedByPolicy ? core::Status::Rejected : core::Status::Deferred;
       o.phase = core::Phase::Resolve;
       o.reason = host_reason(r.error);
-      o.detail = "no usable address for MX host " + host;
+      o.detail = "no usable address for MX host " + job->host;
       for (const auto& [ip, why] : r.refused) o.detail += "; " + ip + " refused (" + why + ")";
-      o.host = host;
+      o.host = job->host;
       o.fault = core::Fault::RecipientTransient;
       job->last = o;
       return try_next(job);
     }
-    sockaddr_storage addr = r.allowed.front();
-    if (addr.ss_family == AF_INET)
-      reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(static_cast<uint16_t>(cfg_.port));
-    else
-      reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(static_cast<uint16_t>(cfg_.port));
-    submit(addr);
+    job->addrs = in_connect_order(r.allowed);
+    for (auto& addr : job->addrs) {
+      if (addr.ss_family == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(static_cast<uint16_t>(cfg_.port));
+      else
+        reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(static_cast<uint16_t>(cfg_.port));
+    }
+    try_next(job);
   });
   pending_.insert(*id);
+}
+
+// One connection (or the pool's idle one, when addr is empty) to the current host.
+void MxDelivery::connect(std::shared_ptr<Job> job, const sockaddr_storage& addr) {
+  Route route;
+  route.key = "mx:" + job->domain;
+  route.cfg = cfg_.session;
+  route.cfg.tls_name = job->host;
+  route.addr = addr;
+  route.host = job->host;
+  // The pool may reuse an open connection to this domain instead of the address given here.
+  pool_.submit(std::move(route), job->env, [this, job, alive = alive_.token()](const core::Outcome& o) {
+    if (alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: look the host up
+      --job->attempts;
+      --job->next_host;
+      job->skip_idle = true;
+      return try_next(job);
+    }
+    const bool more = job->next_addr < job->addrs.size() ||
+                      (job->next_host < job->hosts.size() && job->attempts < cfg_.max_attempts);
+    if (alive && try_next_host(o) && more) {
+      job->last = o;
+      return try_next(job);
+    }
+    finish(job, o);
+  });
 }
 
 }  // namespace deliverd::smtp

@@ -2,7 +2,7 @@
 // MX mode: deliver straight to the recipient domain's mail exchangers. MX lookup through
 // dns::Resolver (c-ares), A/AAAA of the domain itself when it has no MX (RFC 5321 5.1), null MX
 // (RFC 7505) ends as a bounce, hosts tried in preference order with a bounded number of
-// connection attempts, every address vetted by the resolver's AddressPolicy. Connections go
+// attempts, every address of a host in turn, each vetted by the resolver's AddressPolicy. Connections go
 // through the SessionPool keyed by domain, so consecutive messages to one domain share one.
 #include <memory>
 #include <string>
@@ -16,7 +16,9 @@ namespace deliverd::smtp {
 
 struct MxConfig {
   int port = 25;
-  size_t max_attempts = 5;  // connections tried for one message before it is deferred
+  // MX hosts tried for one message before it is deferred, a host whose lookup failed included;
+  // each host's addresses (IPv6, then IPv4, at most 4) are tried within its one attempt.
+  size_t max_attempts = 5;
   SessionConfig session;    // security should be StartTls; tls_policy opportunistic or required
 };
 
@@ -36,6 +38,7 @@ class MxDelivery {
  private:
   struct Job;
   void try_next(std::shared_ptr<Job> job);
+  void connect(std::shared_ptr<Job> job, const sockaddr_storage& addr);
   void finish(const std::shared_ptr<Job>& job, core::Outcome o);
 
   dns::Resolver& resolver_;

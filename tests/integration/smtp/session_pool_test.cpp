@@ -386,7 +386,13 @@ class MxDeliveryTest : public ::testing::Test {
     DnsServer::Options d;
     d.records = {DnsServer::mx("pref.test", "dead.pref.test", 10),   DnsServer::mx("pref.test", "good.pref.test", 20),
                  DnsServer::host_record("dead.pref.test", dead_ip_), DnsServer::host_record("good.pref.test", good_ip_),
-                 DnsServer::host_record("implicit.test", good_ip_),  "mx-host=nullmx.test,.,0"};
+                 DnsServer::host_record("implicit.test", good_ip_),  "mx-host=nullmx.test,.,0",
+                 // one host, a dead address and a good one (in whatever order dnsmasq gives them)
+                 DnsServer::mx("multi.test", "mx.multi.test", 10),
+                 "host-record=mx.multi.test," + dead_ip_, "host-record=mx.multi.test," + good_ip_,
+                 // three MX names that do not resolve before the good one
+                 DnsServer::mx("lookups.test", "gone1.lookups.test", 10), DnsServer::mx("lookups.test", "gone2.lookups.test", 20),
+                 DnsServer::mx("lookups.test", "gone3.lookups.test", 30), DnsServer::mx("lookups.test", "good.pref.test", 40)};
     dns_ = std::make_unique<DnsServer>(d);
     uv_loop_init(&loop_);
     auto policy = dns::AddressPolicy::create({"127.0.0.0/8"});
@@ -401,12 +407,13 @@ class MxDeliveryTest : public ::testing::Test {
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
-  core::Outcome deliver(const std::string& domain) {
+  core::Outcome deliver(const std::string& domain, size_t max_attempts = 5) {
     PoolConfig pc;
     pc.idle_timeout_ms = 50;
     SessionPool pool(&loop_, pc);
     MxConfig mc;
     mc.port = port_;
+    mc.max_attempts = max_attempts;
     mc.session = fast_config();
     MxDelivery mx(*resolver_, pool, mc);
     core::Outcome out;
@@ -442,6 +449,30 @@ TEST_F(MxDeliveryTest, TriesHostsInPreferenceOrder) {
   EXPECT_EQ(o.host, "good.pref.test");
   EXPECT_EQ(o.ip, good_ip_);
   EXPECT_EQ(srv_->message_count(), 1u);
+}
+
+// Every address of a host is tried within the host's one attempt: a dead first address does not
+// end the delivery, whichever order DNS gives the two in.
+TEST_F(MxDeliveryTest, EveryAddressOfAHostIsTriedWithinItsAttempt) {
+  for (int round = 0; round < 3; ++round) {
+    auto o = deliver("multi.test", 1);
+    EXPECT_EQ(o.status, core::Status::Delivered) << o.phase << "/" << o.reason << " " << o.detail;
+    EXPECT_EQ(o.ip, good_ip_);
+    EXPECT_EQ(o.host, "mx.multi.test");
+  }
+}
+
+// A host whose name does not resolve counts as a host tried: three dead names use up three
+// attempts, so a domain on a broken name server cannot hold a delivery for many more.
+TEST_F(MxDeliveryTest, FailedLookupsCountAsAttempts) {
+  auto stopped = deliver("lookups.test", 3);
+  EXPECT_EQ(stopped.status, core::Status::Deferred) << stopped.phase << "/" << stopped.reason << " " << stopped.detail;
+  EXPECT_EQ(to_string(stopped.phase), "resolve");
+  EXPECT_EQ(stopped.host, "gone3.lookups.test");
+  EXPECT_EQ(srv_->message_count(), 0u);
+  auto reached = deliver("lookups.test", 4);
+  EXPECT_EQ(reached.status, core::Status::Delivered) << reached.phase << "/" << reached.reason << " " << reached.detail;
+  EXPECT_EQ(reached.host, "good.pref.test");
 }
 
 TEST_F(MxDeliveryTest, DomainWithoutMxIsItsOwnMailExchanger) {
