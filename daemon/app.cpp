@@ -299,17 +299,21 @@ void App::send_oauth(const store::Mailbox& m, const sockaddr_storage& addr, smtp
 }
 
 // A revoked grant (invalid_grant) needs the user: the mailbox is disabled with reason
-// oauth_revoked and the platform told on the results stream, once per revocation.
+// oauth_revoked and the platform told on the results stream, once per revocation. Jobs admitted
+// before this daemon read the disable back still carry a copy of the row that is not disabled:
+// revoked_ remembers the revocation until the row says the mailbox was connected again.
 void App::disable_revoked(const store::Mailbox& m, const std::string& detail) {
   store::MailboxRef ref{m.account, m.id};
-  if (m.disabled || !gate_ || !disabling_.insert(ref).second) return;
+  if (m.disabled || !gate_ || !revoked_.insert(ref).second) return;
   core::log_warn("mailbox_disabled", {{"mailbox", m.id}, {"reason", "oauth_revoked"}, {"detail", detail}});
   gate_->set_state(
       m.account, m.id, store::MailboxChange::Disable, store::PausedBy::Daemon,
       [this, alive = alive_.token(), ref, detail](core::Result<store::ChangeAnswer, std::string> r) {
         if (!alive) return;
-        disabling_.erase(ref);
-        if (!r) return core::log_error("mailbox_disable_store_failed", {{"mailbox", ref.id}, {"error", r.error()}});
+        if (!r) {
+          revoked_.erase(ref);  // the next job's refusal tries again
+          return core::log_error("mailbox_disable_store_failed", {{"mailbox", ref.id}, {"error", r.error()}});
+        }
         if (*r != store::ChangeAnswer::Done) return;
         if (publisher_)
           publisher_->publish(mailbox_event("mailbox_disabled", ref.account, ref.id, "oauth_revoked", detail, now_ms()),
@@ -460,6 +464,7 @@ bool App::open_store() {
     if (oauth_) oauth_->forget(ref);  // a new grant gets a first chance, not the old one's failure
     // A row no longer disabled after a revoked grant has a new one: Redis lets it send again too.
     const store::Mailbox* m = mailboxes_ ? mailboxes_->find(ref.account, ref.id) : nullptr;
+    if (m && !m->disabled) revoked_.erase(ref);
     if (gate_ && m && !m->oauth_provider.empty() && !m->disabled) gate_->lift_revoked(ref.account, ref.id);
   });
   events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_);

@@ -176,7 +176,7 @@ class App final : private DeliveryServices {
   queue::RedisClient* redis_ = nullptr;
   std::unique_ptr<queue::Publisher> publisher_;
   std::unique_ptr<OAuthTokens> oauth_;  // access tokens of OAuth mailboxes
-  std::set<store::MailboxRef> disabling_;  // revoked grants whose disable is being written
+  std::set<store::MailboxRef> revoked_;  // disabled (or being disabled) for a revoked grant, by this daemon
   std::unique_ptr<queue::AccountEraser> eraser_;
   queue::Consumer* consumer_ = nullptr;
   std::unique_ptr<admin::Router> router_;
