@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "inbound/fetch_plan.h"
 #include "inbound/imap_parser.h"
 
 namespace {
@@ -14,6 +15,23 @@ size_t count_parts(const deliverd::inbound::BodyPart& p) {
   size_t n = 1;
   for (const auto& c : p.parts) n += count_parts(c);
   return n;
+}
+
+// Whatever structure a server claims, the plan stays within its bounds and the message built
+// from the same response's sections stays within the MIME limits.
+void plan_and_assemble(const deliverd::inbound::FetchData& f) {
+  if (!f.body_structure) return;
+  deliverd::inbound::FetchPlanLimits plan_limits;
+  plan_limits.max_sections = 6;
+  auto plan = deliverd::inbound::plan_fetch(*f.body_structure, plan_limits);
+  if (plan.sections.empty() || plan.sections.size() > plan_limits.max_sections || plan.sections[0].section != "HEADER")
+    std::abort();
+  deliverd::inbound::MimeLimits mime;
+  mime.max_part_bytes = 512;
+  auto m = deliverd::inbound::assemble_message(plan, f, mime);
+  if (m.parts.size() > plan.sections.size() - 1) std::abort();
+  for (const auto& p : m.parts)
+    if (p.body.size() > mime.max_part_bytes) std::abort();
 }
 
 }  // namespace
@@ -39,10 +57,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (resp.fetch.body_structure && count_parts(*resp.fetch.body_structure) > limits.max_values) std::abort();
       for (const auto& s : resp.fetch.sections)
         if (s.data && s.data->size() > limits.max_literal + limits.max_line) std::abort();
+      plan_and_assemble(resp.fetch);
     }
     // Bounded: at most one response in the making plus one read.
     if (parser.buffered() > limits.max_response + chunk + 2) std::abort();
   }
-  (void)deliverd::inbound::parse_response(in, limits);
+  if (auto whole = deliverd::inbound::parse_response(in, limits); whole.ok()) plan_and_assemble(whole->fetch);
   return 0;
 }
