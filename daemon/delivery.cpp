@@ -10,6 +10,7 @@
 #include "core/utf8.h"
 #include "daemon/message_builder.h"
 #include "daemon/result_event.h"
+#include "smtp/composer.h"
 
 namespace deliverd::daemon {
 namespace {
@@ -259,6 +260,7 @@ void Delivery::compose_and_send() {
     return done(policy_outcome(f.status, f.reason, f.detail));
   }
   message_ = std::move(message).value();
+  message_id_ = smtp::message_id_of(message_);
   if (mailbox_.mode == store::Mode::Mx) return send_mx();
   resolve_id_ = services_.resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
     resolve_id_ = 0;
@@ -423,6 +425,7 @@ void Delivery::record(const core::Outcome& o) const {
   e.detail = reason.empty() ? o.detail : reason + (o.detail.empty() ? "" : ": " + o.detail);
   e.attempt = attempt_;
   e.duration_ms = static_cast<int64_t>(services_.uptime_ms() - started_);
+  if (o.status == core::Status::Delivered) e.message_id = message_id_;
   services_.record(std::move(e));
 }
 
@@ -436,7 +439,8 @@ std::string Delivery::event(const core::Outcome& o, int64_t next_attempt_ms) con
                    static_cast<int64_t>(services_.uptime_ms() - started_),
                    services_.now_ms(),
                    next_attempt_ms,
-                   first_delivered_ms_};
+                   first_delivered_ms_,
+                   o.status == core::Status::Delivered ? message_id_ : std::string()};
   return result_event(ctx, o);
 }
 

@@ -82,6 +82,7 @@ class Delivery {
   core::Reply last_reply_;  // the previous attempt's reply, carried through the retry set
   store::Mailbox mailbox_;
   std::string message_;
+  std::string message_id_;  // of the message built, kept with its delivered event
   dns::Resolver::RequestId resolve_id_ = 0;
   bool sending_ = false;  // handed to the session pool / MX delivery; done() will follow
   bool attempted_ = false;  // an SMTP attempt was made: its outcome teaches the policy gate

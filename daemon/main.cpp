@@ -167,6 +167,26 @@ int cmd_mailbox_add(const daemon::ParsedArgs& a) {
     m.oauth_refresh_token = read_secret_file(a.get("refresh-token-file"), err);
     if (!err.empty()) return fail("mailbox add: --refresh-token-file: " + err);
   }
+  // The inbox deliverd reads bounces and replies from (docs/inbound.md); the password comes from a
+  // file, an OAuth mailbox logs in with its access token.
+  if (a.has("imap-host") || a.has("imap-port") || a.has("imap-user") || a.has("imap-password-file")) {
+    if (!a.has("imap-host")) return fail("mailbox add: --imap-port, --imap-user and --imap-password-file need --imap-host");
+    auto host = store::normalize_host(a.get("imap-host"));
+    if (!host) return fail("mailbox add: --imap-host: " + host.error());
+    if (auto why = store::refused_host(*host)) return fail("mailbox add: --imap-host '" + *host + "' " + *why);
+    m.imap.host = *host;
+    const std::string port = a.get("imap-port", "993");
+    if (port != "993" && port != "143") return fail("mailbox add: --imap-port must be 993 (TLS) or 143 (STARTTLS), got \"" + port + "\"");
+    m.imap.port = std::stoi(port);
+    m.imap.username = a.get("imap-user", m.username.empty() ? m.email : m.username);
+    if (a.has("imap-password-file")) {
+      std::string err;
+      m.imap.password = read_secret_file(a.get("imap-password-file"), err);
+      if (!err.empty()) return fail("mailbox add: --imap-password-file: " + err);
+    } else if (m.oauth_provider.empty()) {
+      return fail("mailbox add: --imap-host needs --imap-password-file (or an OAuth grant)");
+    }
+  }
   const std::string mode = a.get("mode", "relay");
   auto parsed_mode = store::mode_from_name(mode);
   if (!parsed_mode) return fail("mailbox add: --mode must be relay or mx, got \"" + mode + "\"");
@@ -378,6 +398,10 @@ const std::vector<Command>& commands() {
         {"oauth-provider", true, "[[oauth]] provider whose token endpoint refreshes this mailbox's access token"},
         {"oauth-user", true, "the OAuth SASL user (default --email)"},
         {"refresh-token-file", true, "file holding the OAuth refresh token (with --oauth-provider)"},
+        {"imap-host", true, "IMAP server of the mailbox's inbox, read for bounces and replies (docs/inbound.md)"},
+        {"imap-port", true, "993 (TLS, default) | 143 (STARTTLS)"},
+        {"imap-user", true, "IMAP login (default --username, else --email)"},
+        {"imap-password-file", true, "file holding the IMAP password (an OAuth mailbox uses its token)"},
         {"mode", true, "relay (through --smtp-host, default) | mx (straight to the recipient's MX)"},
         {"ramp-start", true, "ramp-up: sends allowed on the first day (default [policy] ramp_start)"},
         {"ramp-step", true, "ramp-up: added per day (default [policy] ramp_step)"},

@@ -51,6 +51,7 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
       .end_object();
   w.field("attempt", ctx.attempt);
   if (ctx.next_attempt_ms) w.field("next_attempt_at", format_rfc3339_ms(ctx.next_attempt_ms));
+  if (!ctx.message_id.empty()) w.field("message_id", core::escape_utf8_lossless(ctx.message_id));
   if (ctx.first_delivered_ms) w.field("first_delivered_at", format_rfc3339_ms(ctx.first_delivered_ms));
   w.field("duration_ms", static_cast<int64_t>(ctx.duration_ms)).field("ts", format_rfc3339_ms(ctx.now_ms)).end_object();
   return w.take();
@@ -67,6 +68,33 @@ std::string mailbox_event(std::string_view event, const std::string& account, co
       .field("reason", reason)
       .field("detail", core::escape_utf8_lossless(detail))
       .field("ts", format_rfc3339_ms(now_ms))
+      .end_object();
+  return w.take();
+}
+
+std::string signal_event(const SignalEventContext& ctx, const inbound::Signal& s,
+                         const inbound::SignalRecipient* about) {
+  using core::escape_utf8_lossless;
+  core::JsonWriter w;
+  w.begin_object()
+      .field("v", 1)
+      .field("event", inbound::to_string(s.kind))
+      .field("job_id", ctx.job_id)
+      .field("account", ctx.account)
+      .field("mailbox", ctx.mailbox)
+      .field("recipient", escape_utf8_lossless(ctx.recipient))
+      .field("matched_by", ctx.by_message_id ? "message_id" : "recipient")
+      .field("rule", s.rule);
+  if (s.kind == inbound::SignalKind::Bounce || s.kind == inbound::SignalKind::Delay) {
+    w.field("status", escape_utf8_lossless(about ? about->status : ""))
+        .field("action", about ? inbound::to_string(about->action) : std::string_view("unknown"))
+        .field("diagnostic", escape_utf8_lossless(about ? about->diagnostic : ""))
+        .field("remote_mta", escape_utf8_lossless(about ? about->remote_mta : ""));
+  }
+  if (s.kind == inbound::SignalKind::Complaint) w.field("feedback_type", escape_utf8_lossless(s.feedback_type));
+  w.field("message_id", escape_utf8_lossless(s.message_id))
+      .field("date", escape_utf8_lossless(s.date))
+      .field("ts", format_rfc3339_ms(ctx.now_ms))
       .end_object();
   return w.take();
 }

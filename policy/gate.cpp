@@ -514,16 +514,14 @@ void Gate::release(const Decision& admitted) {
                  });
 }
 
-// A hard bounce suppresses the address here first, so this daemon's very next admit refuses it;
-// the row (and its NOTIFY to the fleet) follows. Returns whether the address is newly suppressed.
-bool Gate::suppress_hard_bounce(const store::Mailbox& m, const std::string& to_email) {
-  // Local first, so this daemon's very next admit refuses it; the row (and its NOTIFY) follows.
+bool Gate::suppress(const std::string& account, const std::string& to_email, const std::string& reason,
+                    const std::string& source) {
   const std::string key = addresses_.key(to_email);
   if (key.empty()) return false;
-  const bool fresh = !set_.contains_any(m.account, addresses_.candidates(to_email));
-  set_.insert(m.account, key);
-  suppression_events().with({"hard_bounce"}).inc();
-  store::add_suppression(pg_, addresses_, {m.account, to_email, "hard_bounce", "bounce"}, [](core::Result<bool, std::string> r) {
+  const bool fresh = !set_.contains_any(account, addresses_.candidates(to_email));
+  set_.insert(account, key);
+  suppression_events().with({reason}).inc();
+  store::add_suppression(pg_, addresses_, {account, to_email, reason, source}, [](core::Result<bool, std::string> r) {
     if (!r) {
       errors().with({"suppression_add"}).inc();
       core::log_warn("policy_suppression_add_failed", {{"error", r.error()}});
@@ -611,9 +609,27 @@ void Gate::learn(const store::Mailbox& m, const std::string& to_email, const cor
   const Signal sig = breaker_signal(o);
   const bool hard = is_hard_bounce(o);
   LearnResult base;
-  if (hard) base.suppressed_now = suppress_hard_bounce(m, to_email);
+  if (hard) base.suppressed_now = suppress(m.account, to_email, "hard_bounce", "bounce");
   redis_.eval(scripts::kLearn, learn_argv(m, o, sig, hard),
               [this, alive = alive_.token(), account = m.account, id = m.id, base, done = std::move(done)](const queue::RedisReply& r) mutable {
+                if (!alive) return;
+                LearnResult res = base;
+                apply_learned(r, account, id, res);
+                if (done) done(res);
+              });
+}
+
+void Gate::learn_late_bounce(const store::Mailbox& m, const std::string& to_email,
+                             std::function<void(const LearnResult&)> done) {
+  if (closed_) return;
+  LearnResult base;
+  base.suppressed_now = suppress(m.account, to_email, "hard_bounce", "bounce_async");
+  const int pause_at = std::max(1, static_cast<int>(std::ceil(cfg_.bounce_rate * cfg_.bounce_window - 1e-9)));
+  redis_.eval(scripts::kLearnLateBounce,
+              {"2", key(m.account, m.id, "state"), key(m.account, m.id, "sends"), ms_text(now_ms_()),
+               std::to_string(cfg_.bounce_window), std::to_string(pause_at), ms_text(30 * kDayMs)},
+              [this, alive = alive_.token(), account = m.account, id = m.id, base,
+               done = std::move(done)](const queue::RedisReply& r) mutable {
                 if (!alive) return;
                 LearnResult res = base;
                 apply_learned(r, account, id, res);

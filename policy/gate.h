@@ -142,6 +142,18 @@ class Gate {
   // what changed, once the Redis and PostgreSQL updates were issued.
   void learn(const store::Mailbox& mailbox, const std::string& to_email, const core::Outcome& outcome,
              const Decision* admitted = nullptr, std::function<void(const LearnResult&)> done = {});
+  // A hard bounce that came back by mail after the server's 250 (inbound/): the address is
+  // suppressed (source "bounce_async") and the bounce counts in the bounce guard as the send's
+  // own would have: the send recorded as "not a bounce" becomes one, and three in the window
+  // pause the mailbox as they would at send time. The breaker is not touched: it judges the
+  // mailbox's server, which did its part.
+  void learn_late_bounce(const store::Mailbox& mailbox, const std::string& to_email,
+                         std::function<void(const LearnResult&)> done = {});
+  // Puts an address on the account's suppression list: in this daemon's memory at once (its next
+  // admit refuses it), then the row, whose NOTIFY reaches the fleet. Whether it is newly
+  // suppressed here.
+  bool suppress(const std::string& account, const std::string& to_email, const std::string& reason,
+                const std::string& source);
   // Gives back a destination connection slot without an outcome (the job was dropped).
   void release(const Decision& admitted);
 
@@ -201,7 +213,6 @@ class Gate {
   std::vector<std::string> admit_argv(const AdmitRequest& req, const MailboxPolicy& p, int64_t now, bool destination,
                                       const std::string& lease);
   Decision decode_admit(const queue::RedisReply& r, const std::string& mailbox_id, int64_t now);
-  bool suppress_hard_bounce(const store::Mailbox& m, const std::string& to_email);
   std::vector<std::string> learn_argv(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard);
   void apply_learned(const queue::RedisReply& r, const std::string& account, const std::string& id,
                      LearnResult& res);

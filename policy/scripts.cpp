@@ -216,6 +216,37 @@ end
 return {state, ou, trips, auth, #items, bounces, changed, disabled_now, paused_now}
 )lua"};
 
+// A hard bounce that arrived by mail after the 250 (Gate::learn_late_bounce). KEYS: 1 state
+// hash, 2 recent sends. ARGV: 1 now, 2 bounce window (sends kept), 3 bounces that pause, 4 the
+// sends list's time to live. The send was recorded as "0" when its 250 came: the newest such
+// entry becomes "1" (which of the recent sends it was does not change the count); when none is
+// left in the window the bounce is added as a send of its own. Then the pause rule of kLearn.
+// Returns what kLearn returns, with no breaker transition and no disable.
+const queue::LuaScript kLearnLateBounce{R"lua(
+local h = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'trips', 'auth_fails', 'paused')
+local i = redis.call('LPOS', KEYS[2], '0')
+if i then
+  redis.call('LSET', KEYS[2], i, '1')
+else
+  redis.call('LPUSH', KEYS[2], '1')
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+local bounces = 0
+for _, v in ipairs(items) do
+  if v == '1' then bounces = bounces + 1 end
+end
+local paused_now = 0
+if h[5] ~= '1' and bounces >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', 'daemon', 'changed_at', ARGV[1])
+  redis.call('DEL', KEYS[2])
+  paused_now = 1
+end
+return {h[1] or 'closed', tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), #items, bounces, '',
+        0, paused_now}
+)lua"};
+
 // KEYS: 1 destination connection leases. ARGV: 1 lease token.
 const queue::LuaScript kRelease{R"lua(
 return redis.call('ZREM', KEYS[1], ARGV[1])

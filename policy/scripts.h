@@ -8,6 +8,7 @@ namespace deliverd::policy::scripts {
 
 extern const queue::LuaScript kAdmit;
 extern const queue::LuaScript kLearn;
+extern const queue::LuaScript kLearnLateBounce;
 extern const queue::LuaScript kRelease;
 extern const queue::LuaScript kSetState;
 extern const queue::LuaScript kLiftRevoked;

@@ -701,4 +701,31 @@ std::string dot_stuff(std::string_view message) {
   return out;
 }
 
+std::string message_id_of(std::string_view message) {
+  size_t pos = 0;
+  while (pos < message.size()) {
+    size_t eol = message.find('\n', pos);
+    if (eol == std::string_view::npos) eol = message.size();
+    std::string_view line = message.substr(pos, eol - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // the end of the header block
+    pos = eol + 1;
+    if (line.size() < 11 || !core::iequals(line.substr(0, 11), "message-id:")) continue;
+    std::string value(line.substr(11));
+    // A folded value continues on lines that start with white space.
+    while (pos < message.size() && (message[pos] == ' ' || message[pos] == '\t')) {
+      size_t next = message.find('\n', pos);
+      if (next == std::string_view::npos) next = message.size();
+      value.append(message.substr(pos, next - pos));
+      pos = next + 1;
+    }
+    const size_t open = value.find('<'), close = value.find('>', open == std::string::npos ? 0 : open);
+    if (open == std::string::npos || close == std::string::npos) return "";
+    std::string id = value.substr(open + 1, close - open - 1);
+    std::erase_if(id, [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+    return id;
+  }
+  return "";
+}
+
 }  // namespace deliverd::smtp

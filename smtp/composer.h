@@ -53,4 +53,8 @@ std::string base64_lines(std::string_view bytes);          // RFC 2045 6.8, 76-c
 core::Result<std::string, std::string> header_field(std::string_view name, std::string_view value,
                                                     std::string_view field);
 
+// The Message-ID of a composed (or raw) message, without the angle brackets: "" when its header
+// block has none. Kept with the delivery so what comes back to the mailbox can be matched to it.
+std::string message_id_of(std::string_view message);
+
 }  // namespace deliverd::smtp

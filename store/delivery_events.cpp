@@ -16,7 +16,8 @@ constexpr const char* kColumns =
     "id, job_id, account, coalesce(mailbox, ''), coalesce(recipient, ''), status, coalesce(reply_code, 0),"
     " coalesce(enhanced_code, ''), coalesce(reply_text, ''), coalesce(host, ''), coalesce(ip, ''),"
     " coalesce(tls_version, ''), coalesce(tls_cipher, ''), attempt, coalesce(duration_ms, 0), coalesce(detail, ''),"
-    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    " coalesce(message_id, '')";
 
 DeliveryEvent from_row(const std::vector<std::optional<std::string>>& row) {
   auto s = [&](size_t i) { return row.size() > i && row[i] ? *row[i] : std::string(); };
@@ -38,6 +39,7 @@ DeliveryEvent from_row(const std::vector<std::optional<std::string>>& row) {
   e.duration_ms = std::stoll(s(14));
   e.detail = s(15);
   e.created_at = s(16);
+  e.message_id = s(17);
   return e;
 }
 
@@ -67,10 +69,10 @@ void insert_rows(PgConnection& pg, const AddressHasher& addresses, const std::ve
   };
   // Text a peer chose: any bytes, stored as valid UTF-8 without losing one.
   auto peer = [&](const std::string& s) { return opt(core::escape_utf8_lossless(s)); };
-  constexpr size_t kColumnsPerRow = 16;
+  constexpr size_t kColumnsPerRow = 17;
   std::string sql =
       "INSERT INTO delivery_events (job_id, account, mailbox, recipient, recipient_sha256, status, reply_code,"
-      " enhanced_code, reply_text, host, ip, tls_version, tls_cipher, attempt, duration_ms, detail) VALUES ";
+      " enhanced_code, reply_text, host, ip, tls_version, tls_cipher, attempt, duration_ms, detail, message_id) VALUES ";
   std::vector<std::optional<std::string>> params;
   params.reserve(events.size() * kColumnsPerRow);
   for (size_t i = 0; i < events.size(); ++i) {
@@ -83,12 +85,13 @@ void insert_rows(PgConnection& pg, const AddressHasher& addresses, const std::ve
     auto n = [&](size_t k) { return "$" + std::to_string(p + k); };
     sql += (i ? ", (" : "(") + n(1) + ", " + n(2) + ", " + n(3) + ", " + n(4) + ", " + n(5) + "::bytea, " + n(6) +
            ", " + n(7) + "::integer, " + n(8) + ", " + n(9) + ", " + n(10) + ", " + n(11) + ", " + n(12) + ", " +
-           n(13) + ", " + n(14) + "::integer, " + n(15) + "::bigint, " + n(16) + ")";
+           n(13) + ", " + n(14) + "::integer, " + n(15) + "::bigint, " + n(16) + ", " + n(17) + ")";
     for (auto& v : std::vector<std::optional<std::string>>{
              e.job_id, e.account, opt(e.mailbox), opt(e.recipient), hash, e.status,
              e.reply_code ? std::optional<std::string>(std::to_string(e.reply_code)) : std::nullopt,
              peer(e.enhanced_code), peer(e.reply_text), peer(e.host), peer(e.ip), peer(e.tls_version),
-             peer(e.tls_cipher), std::to_string(e.attempt), std::to_string(e.duration_ms), peer(e.detail)})
+             peer(e.tls_cipher), std::to_string(e.attempt), std::to_string(e.duration_ms), peer(e.detail),
+             peer(e.message_id)})
       params.push_back(std::move(v));
   }
   pg.query(std::move(sql), std::move(params), std::move(cb));
@@ -357,6 +360,50 @@ void aged_out_jobs(PgConnection& pg, const std::string& job_id,
       });
 }
 
+void find_sent_message(PgConnection& pg, const AddressHasher& addresses, const std::string& account,
+                       const std::string& mailbox, const std::vector<std::string>& message_ids,
+                       const std::string& recipient, int64_t window_s,
+                       std::function<void(core::Result<std::optional<SentMessage>, std::string>)> cb) {
+  // Ids are tried in the order given: the first that names a delivery wins, before any match by
+  // recipient. deliverd's own ids are printable ASCII without array syntax, so an id that is not
+  // (peer bytes: Latin-1, quotes, braces) cannot be one of them and is left out rather than sent
+  // where it could make the statement fail and the signal wait forever.
+  std::string ids = "{";
+  size_t used = 0;
+  for (const auto& id : message_ids) {
+    if (used == 16) break;
+    bool ok = !id.empty() && id.size() <= 250;
+    for (unsigned char c : id)
+      if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '{' || c == '}' || c == ',') ok = false;
+    if (!ok) continue;
+    ids += (used++ ? ",\"" : "\"") + id + "\"";
+  }
+  ids += "}";
+  const std::string key = addresses.key(recipient);
+  std::optional<std::string> hash;
+  if (!key.empty()) hash = encode_bytea(key);
+  pg.query(
+      "SELECT job_id, coalesce(recipient, ''), coalesce(message_id, ''), by_id FROM ("
+      " SELECT d.job_id, d.recipient, d.message_id, d.id, array_position($3::text[], d.message_id) AS rank, true AS by_id"
+      "   FROM delivery_events d WHERE d.account = $1 AND d.mailbox = $2 AND d.message_id = ANY($3::text[])"
+      " UNION ALL"
+      " SELECT d.job_id, d.recipient, d.message_id, d.id, cardinality($3::text[]) + 1 AS rank, false AS by_id"
+      "   FROM delivery_events d WHERE $4::bytea IS NOT NULL AND d.account = $1 AND d.mailbox = $2"
+      "    AND d.recipient_sha256 = $4::bytea AND d.status = 'delivered'"
+      "    AND d.created_at > now() - make_interval(secs => $5::bigint)"
+      ") m ORDER BY rank, id DESC LIMIT 1",
+      {account, mailbox, ids, hash, std::to_string(window_s)},
+      [cb = std::move(cb)](const PgResult& r) {
+        if (!r.ok) return cb(core::Err("cannot look up the sent message: " + r.error));
+        if (r.rows.empty()) return cb(std::optional<SentMessage>());
+        const auto& row = r.rows[0];
+        auto s = [&](size_t i) { return row.size() > i && row[i] ? *row[i] : std::string(); };
+        SentMessage m{s(0), s(1), s(2), false};
+        m.by_message_id = s(3) == "t";
+        cb(std::optional<SentMessage>(std::move(m)));
+      });
+}
+
 std::string delivery_event_json(const DeliveryEvent& e) {
   core::JsonWriter w;
   w.begin_object()
@@ -379,8 +426,9 @@ std::string delivery_event_json(const DeliveryEvent& e) {
       .field("tls_cipher", e.tls_cipher)
       .field("attempt", e.attempt)
       .field("duration_ms", e.duration_ms)
-      .field("detail", e.detail)
-      .field("created_at", e.created_at)
+      .field("detail", e.detail);
+  if (!e.message_id.empty()) w.field("message_id", e.message_id);
+  w.field("created_at", e.created_at)
       .end_object();
   return w.take();
 }

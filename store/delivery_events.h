@@ -24,6 +24,7 @@ struct DeliveryEvent {
   std::string enhanced_code, reply_text, host, ip, tls_version, tls_cipher, detail;
   int attempt = 1;
   int64_t duration_ms = 0;
+  std::string message_id;  // delivered: the Message-ID sent, without brackets (inbound correlation)
   std::string created_at;  // RFC 3339, filled on reads
 };
 
@@ -121,6 +122,18 @@ void delivery_events_for_job(PgConnection& pg, const std::optional<std::string>&
 // At most `limit` events of an account with id > after_id, oldest first.
 void delivery_events_for_account(PgConnection& pg, const std::string& account, int64_t after_id, int limit,
                                  std::function<void(core::Result<std::vector<DeliveryEvent>, std::string>)> cb);
+
+// The delivered message a signal read from the mailbox's inbox is about: by one of its
+// Message-IDs (most telling first), else the newest delivery to `recipient` from that mailbox
+// within window_s. nullopt when neither finds one.
+struct SentMessage {
+  std::string job_id, recipient, message_id;
+  bool by_message_id = false;  // false: matched by recipient and time
+};
+void find_sent_message(PgConnection& pg, const AddressHasher& addresses, const std::string& account,
+                       const std::string& mailbox, const std::vector<std::string>& message_ids,
+                       const std::string& recipient, int64_t window_s,
+                       std::function<void(core::Result<std::optional<SentMessage>, std::string>)> cb);
 
 // The JSON object the API shows for one event.
 std::string delivery_event_json(const DeliveryEvent& e);

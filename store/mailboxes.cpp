@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
 #include "core/address.h"
 #include "core/domain.h"
@@ -304,6 +305,17 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
       return fail("mailbox " + m.id + ": " + std::string(kPlaintextCredentials));
   }
   if (auto e = plaintext_credentials_error(m, allow_plaintext_auth)) return fail("mailbox " + m.id + ": " + *e);
+  // IMAP settings are written when given, whole (the password goes only to the host it was given
+  // for); without them the stored ones stay.
+  std::optional<std::string> imap_host, imap_port, imap_user, imap_password_enc;
+  if (!m.imap.host.empty()) {
+    imap_host = m.imap.host;
+    imap_port = std::to_string(m.imap.port);
+    imap_user = m.imap.username;
+    if (!m.imap.password.empty())
+      imap_password_enc =
+          encode_bytea(seal_mailbox_secret(box, m.imap.password, m.account, m.id, MailboxSecret::ImapPassword));
+  }
   const bool plaintext = m.security == core::Security::None && (password_enc || oauth_token_enc || oauth_refresh_enc);
   // A new grant replaces the old one whole (its pending token and refresh record included) and
   // lifts a disable that a revoked grant caused: the user has connected the mailbox again.
@@ -316,9 +328,9 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
       "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
       " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start, min_gap_s, per_hour, per_minute, timezone,"
       " window_days, window_start_hour, window_end_hour, disabled, plaintext_auth, paused_by, oauth_provider,"
-      " oauth_refresh_enc)"
+      " oauth_refresh_enc, imap_host, imap_port, imap_username, imap_password_enc)"
       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bytea, $9, $10, $11::bytea, $12, $13, $14, $15::date, $16, $17, $18,"
-      " $19, $20, $21, $22, $23, $24, $25, $26, $27::bytea)"
+      " $19, $20, $21, $22, $23, $24, $25, $26, $27::bytea, $29, $30::integer, $31, $32::bytea)"
       " ON CONFLICT (account, id) DO UPDATE SET email = EXCLUDED.email,"
       " smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port, security = EXCLUDED.security,"
       " username = EXCLUDED.username, password_enc = EXCLUDED.password_enc, mode = EXCLUDED.mode,"
@@ -334,6 +346,11 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
       " oauth_refreshed_at = CASE WHEN $28::boolean THEN NULL ELSE mailboxes.oauth_refreshed_at END,"
       " oauth_refresh_result = CASE WHEN $28::boolean THEN NULL ELSE mailboxes.oauth_refresh_result END,"
       " disabled_reason = CASE WHEN NOT EXCLUDED.disabled THEN NULL ELSE mailboxes.disabled_reason END,"
+      " imap_host = CASE WHEN $29::text IS NULL THEN mailboxes.imap_host ELSE EXCLUDED.imap_host END,"
+      " imap_port = CASE WHEN $29::text IS NULL THEN mailboxes.imap_port ELSE EXCLUDED.imap_port END,"
+      " imap_username = CASE WHEN $29::text IS NULL THEN mailboxes.imap_username ELSE EXCLUDED.imap_username END,"
+      " imap_password_enc = CASE WHEN $29::text IS NULL THEN mailboxes.imap_password_enc"
+      "   ELSE EXCLUDED.imap_password_enc END,"
       " updated_at = now()",
       {m.id, m.account, m.email, m.smtp_host, std::to_string(m.smtp_port), std::string(core::to_string(m.security)),
        username, password_enc, std::string(to_string(m.mode)), m.paused ? "true" : "false", oauth_token_enc,
@@ -342,7 +359,8 @@ core::Result<core::Ok, std::string> add_mailbox(const std::string& conninfo, con
        opt_text(m.per_hour), opt_text(m.per_minute),
        m.timezone.empty() ? std::optional<std::string>() : m.timezone, opt_text(m.window_days),
        opt_text(m.window_start_hour), opt_text(m.window_end_hour), m.disabled ? "true" : "false",
-       plaintext ? "true" : "false", paused_by, oauth_provider, oauth_refresh_enc, new_grant ? "true" : "false"});
+       plaintext ? "true" : "false", paused_by, oauth_provider, oauth_refresh_enc, new_grant ? "true" : "false",
+       imap_host, imap_port, imap_user, imap_password_enc});
   if (!r.ok) return fail("cannot save mailbox " + m.id + ": " + r.error);
   if (PgResult c = pg->exec("COMMIT"); !c.ok) return core::Err("cannot save mailbox " + m.id + ": " + c.error);
   return core::Ok{};
@@ -363,7 +381,8 @@ void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string&
       "SELECT id, account, email, smtp_host, smtp_port, security, username, password_enc, mode, paused,"
       " oauth_token_enc, ramp_start, ramp_step, ramp_max, warmup_start::text, min_gap_s, per_hour, per_minute,"
       " timezone, window_days, window_start_hour, window_end_hour, disabled, plaintext_auth,"
-      " coalesce(oauth_provider, ''), coalesce(disabled_reason, '') FROM mailboxes" + where +
+      " coalesce(oauth_provider, ''), coalesce(disabled_reason, ''), coalesce(imap_host, ''),"
+      " coalesce(imap_port, 0), coalesce(imap_username, ''), imap_password_enc FROM mailboxes" + where +
           " ORDER BY account, id",
       std::move(params), [box, cb = std::move(cb)](const PgResult& r) {
         if (!r.ok) return cb(core::Err("cannot load mailboxes: " + r.error));
@@ -386,6 +405,19 @@ void select_mailboxes(PgConnection& pg, const SecretBox& box, const std::string&
             auto plain = open_mailbox_secret(box, *sealed, m.account, m.id, MailboxSecret::OAuthToken);
             if (!plain) return cb(core::Err("mailbox " + m.id + ": cannot open OAuth token: " + plain.error()));
             m.oauth_token = std::move(*plain);
+          }
+          if (r.rows[i].size() > 29) {
+            auto col = [&](size_t c) { return r.rows[i][c] ? *r.rows[i][c] : std::string(); };
+            m.imap.host = col(26);
+            m.imap.port = std::atoi(col(27).c_str());
+            m.imap.username = col(28);
+            if (const auto& enc = r.rows[i][29]) {
+              auto sealed = decode_bytea(*enc);
+              if (!sealed) return cb(core::Err("mailbox " + m.id + ": imap_password_enc is not hex bytea"));
+              auto plain = open_mailbox_secret(box, *sealed, m.account, m.id, MailboxSecret::ImapPassword);
+              if (!plain) return cb(core::Err("mailbox " + m.id + ": cannot open IMAP password: " + plain.error()));
+              m.imap.password = std::move(*plain);
+            }
           }
           out.push_back(std::move(m));
         }

@@ -59,6 +59,14 @@ struct Mailbox {
   // Credentials kept although security is "none": stored by a daemon with [smtp]
   // allow_plaintext_auth (lab rigs); any other daemon refuses to send them.
   bool plaintext_auth = false;
+  // Where the mailbox's own inbox is read (inbound/): bounces, complaints and replies. host "" =
+  // not watched. An OAuth mailbox logs in with its access token (XOAUTH2) when password is "".
+  struct Imap {
+    std::string host;
+    int port = 0;  // 993 (TLS) or 143 (STARTTLS)
+    std::string username, password /* plaintext, memory only */;
+    bool operator==(const Imap&) const = default;
+  } imap;
   // In memory only: the daemon's count of changes to this row's sending settings (host, port,
   // security, credentials, address, mode, paused, disabled). Part of its pooled sessions' key, so
   // a session opened with old settings is never reused for the new ones.

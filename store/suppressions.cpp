@@ -61,7 +61,8 @@ void is_suppressed(PgConnection& pg, const AddressHasher& addresses, const std::
 }
 
 bool is_guard_source(std::string_view source) {
-  return source == "one_click" || source == "bounce" || source == "complaint" || source == "erasure";
+  return source == "one_click" || source == "bounce" || source == "bounce_async" || source == "complaint" ||
+         source == "erasure";
 }
 
 void remove_suppression(PgConnection& pg, const AddressHasher& addresses, const std::string& account,

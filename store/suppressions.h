@@ -49,7 +49,8 @@ void add_suppression(PgConnection& pg, const AddressHasher& addresses, const Sup
 // a hard bounce, a complaint, an erasure. Only operators lift them (an account's own key lifts
 // only what the account added), so a tenant cannot undo an opt-out, a bounce or an erasure.
 bool is_guard_source(std::string_view source);
-inline constexpr std::string_view kGuardSourcesSql = "('one_click', 'bounce', 'complaint', 'erasure')";
+inline constexpr std::string_view kGuardSourcesSql =
+    "('one_click', 'bounce', 'bounce_async', 'complaint', 'erasure')";
 
 struct SuppressionRemoval {
   bool found = false;    // the account had the address suppressed

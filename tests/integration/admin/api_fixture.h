@@ -39,7 +39,7 @@ class ApiTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    pg_->exec("TRUNCATE api_keys, audit_log, delivery_events, delivery_event_tombstones, suppressions, mailboxes");
+    pg_->exec("TRUNCATE api_keys, audit_log, delivery_events, delivery_event_tombstones, suppressions, inbound_watch, mailboxes");
     uv_loop_init(&loop_);
     std::array<unsigned char, 32> key{};
     for (size_t i = 0; i < key.size(); ++i) key[i] = static_cast<unsigned char>(i * 7 + 1);

@@ -31,7 +31,7 @@ const std::vector<std::string> kOnlyB = {"acct_b", "bee.example", "mbx_only_b", 
 
 std::string seed_sql(const std::map<std::string, store::CreatedApiKey>& keys) {
   std::string sql =
-      "TRUNCATE api_keys, audit_log, delivery_events, suppressions, mailboxes;"
+      "TRUNCATE api_keys, audit_log, delivery_events, suppressions, inbound_watch, mailboxes;"
       "INSERT INTO mailboxes (id, account, email, smtp_host, smtp_port, security, username, paused, paused_by) VALUES"
       " ('mbx_1', 'acct_a', 'a1@aaa.example', 'smtp.aaa.example', 587, 'starttls', 'a1', true, 'daemon'),"
       " ('mbx_1', 'acct_b', 'b1@bee.example', 'smtp.bee.example', 587, 'starttls', 'b1', true, 'daemon'),"

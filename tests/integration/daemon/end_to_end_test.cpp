@@ -392,7 +392,7 @@ TEST(MailboxChanges, ReachTheRunningDaemonWithoutARestart) {
 
   // TRUNCATE names no row: everything is read again, and nothing is left.
   before = d.metric(reloads);
-  stack.pg.exec("TRUNCATE mailboxes");
+  stack.pg.exec("TRUNCATE mailboxes CASCADE");  // with their inbox watches
   ASSERT_TRUE(wait_for_reload_after(before)) << d.log();
   EXPECT_EQ(d.metric("deliverd_mailboxes_loaded"), 0) << d.log();
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();

@@ -396,6 +396,40 @@ TEST_F(GateTest, BounceGuardPausesAtFivePercentOfTheLastFifty) {
   EXPECT_EQ(sql_value("SELECT count(*) FROM suppressions WHERE address_sha256 = sha256('gone1@example.org')"), "0");
 }
 
+// Bounces that come back by mail after a 250 (inbound/) count as the sends' own would have.
+TEST_F(GateTest, ThreeLateHardBouncesOfTheLastFiftySendsPauseTheMailbox) {
+  PolicyConfig cfg = no_pacing();
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_late");
+  store::SecretBox box = store::SecretBox::from_key(std::array<unsigned char, 32>{});
+  ASSERT_TRUE(store::add_mailbox(conninfo_, m, box).ok());
+  // Fifty sends the relay accepted: nothing to pause on.
+  for (int i = 0; i < 50; ++i) EXPECT_FALSE(learn(g, m, kDelivered).paused_now);
+  auto late = [&](const std::string& to) {
+    std::optional<LearnResult> r;
+    g.learn_late_bounce(m, to, [&](const LearnResult& x) { r = x; });
+    EXPECT_TRUE(loop_.run_until([&] { return r.has_value(); })) << "learn_late_bounce never finished";
+    return r.value_or(LearnResult{});
+  };
+  LearnResult first = late("gone1@example.org");
+  EXPECT_FALSE(first.paused_now);
+  EXPECT_TRUE(first.suppressed_now);
+  EXPECT_EQ(first.window_sends, 50) << "the bounce turns one of the fifty sends into a bounce, adds none";
+  EXPECT_EQ(first.window_bounces, 1);
+  EXPECT_FALSE(late("gone2@example.org").paused_now) << "2 of 50 is 4%";
+  LearnResult third = late("gone3@example.org");
+  EXPECT_TRUE(third.paused_now) << "3 of 50 is 6%";
+  EXPECT_EQ(third.breaker_state, Breaker::Closed) << "the mailbox's server did its part";
+  EXPECT_EQ(admit(g, m).verdict, Verdict::Defer);
+  EXPECT_TRUE(loop_.run_until([&] { return sql_value("SELECT paused FROM mailboxes WHERE id = 'mbx_late'") == "t"; }));
+  EXPECT_TRUE(loop_.run_until([&] {
+    return sql_value("SELECT count(*) FROM suppressions WHERE account = 'acct_1' AND source = 'bounce_async'"
+                     " AND reason = 'hard_bounce'") == "3";
+  }));
+  EXPECT_TRUE(g.is_suppressed("acct_1", "gone2@example.org"));
+  EXPECT_TRUE(store::is_guard_source("bounce_async")) << "a tenant's key cannot lift it";
+}
+
 // ---- one pause state: Gate::set_state -------------------------------------------------------
 
 class GateStateTest : public GateTest {

@@ -18,7 +18,7 @@ TEST(ResultEvent, CarriesEveryFieldOfTheSchema) {
   o.reply = {550, "5.1.1", "no such user"};
   o.host = "mx.example.org";
   o.ip = "192.0.2.1";
-  daemon::EventContext ctx{"job-1", "1-0", "acct", "mbx", "bob@example.org", 2, 1234, 1764410400123};
+  daemon::EventContext ctx{"job-1", "1-0", "acct", "mbx", "bob@example.org", 2, 1234, 1764410400123, 0, 0, ""};
   EXPECT_EQ(daemon::result_event(ctx, o),
             R"({"v":1,"job_id":"job-1","entry_id":"1-0","account":"acct","mailbox":"mbx","to":"bob@example.org",)"
             R"("status":"bounced","phase":"rcpt","reason":"rcpt_rejected","fault":"recipient_permanent","reply":{"code":550,"enhanced":"5.1.1",)"
@@ -58,4 +58,53 @@ TEST(OAuthFailureOutcome, RevokedFailsTheRestDeferAsTheMailboxsFault) {
     EXPECT_EQ(o.detail, "oauth (google): why");
     EXPECT_EQ(policy::breaker_signal(o), policy::Signal::Failure) << oauth::to_string(kind);
   }
+}
+
+TEST(ResultEvent, DeliveredCarriesTheMessageIdSent) {
+  core::Outcome o;
+  o.status = core::Status::Delivered;
+  daemon::EventContext ctx;
+  ctx.message_id = "abc@acme.example";
+  EXPECT_NE(daemon::result_event(ctx, o).find(R"("message_id":"abc@acme.example")"), std::string::npos);
+  ctx.message_id.clear();
+  EXPECT_EQ(daemon::result_event(ctx, o).find("message_id"), std::string::npos);
+}
+
+TEST(SignalEvent, BounceNamesTheJobStatusAndDiagnosticNeverTheBody) {
+  inbound::Signal s;
+  s.kind = inbound::SignalKind::Bounce;
+  s.rule = "rfc3464";
+  s.message_id = "dsn-1@mx.example.org";
+  s.date = "Thu, 3 Dec 2026 10:00:00 +0000";
+  inbound::SignalRecipient r;
+  r.address = "bob@example.org";
+  r.action = inbound::DsnAction::Failed;
+  r.status = "5.1.1";
+  r.diagnostic = "smtp; 550 5.1.1 no such user \xE9t\xE9";  // Latin-1 from the peer
+  r.remote_mta = "dns; mx.example.org";
+  s.recipients = {r};
+  daemon::SignalEventContext ctx{"job-7", "acct", "mbx", "bob@example.org", true, 1764410400123};
+  EXPECT_EQ(daemon::signal_event(ctx, s, &s.recipients[0]),
+            R"({"v":1,"event":"bounce","job_id":"job-7","account":"acct","mailbox":"mbx","recipient":"bob@example.org",)"
+            R"("matched_by":"message_id","rule":"rfc3464","status":"5.1.1","action":"failed",)"
+            R"("diagnostic":"smtp; 550 5.1.1 no such user \\xe9t\\xe9","remote_mta":"dns; mx.example.org",)"
+            R"("message_id":"dsn-1@mx.example.org","date":"Thu, 3 Dec 2026 10:00:00 +0000","ts":"2025-11-29T10:00:00.123Z"})");
+}
+
+TEST(SignalEvent, ComplaintAndReplyCarryWhatTheyAreAbout) {
+  inbound::Signal s;
+  s.kind = inbound::SignalKind::Complaint;
+  s.rule = "arf";
+  s.feedback_type = "abuse";
+  daemon::SignalEventContext ctx{"job-8", "acct", "mbx", "bob@example.org", false, 0};
+  const std::string c = daemon::signal_event(ctx, s, nullptr);
+  EXPECT_NE(c.find(R"("event":"complaint")"), std::string::npos) << c;
+  EXPECT_NE(c.find(R"("feedback_type":"abuse")"), std::string::npos) << c;
+  EXPECT_NE(c.find(R"("matched_by":"recipient")"), std::string::npos) << c;
+  EXPECT_EQ(c.find("status"), std::string::npos) << c;
+  s.kind = inbound::SignalKind::Reply;
+  s.rule = "in_reply_to";
+  const std::string reply = daemon::signal_event(ctx, s, nullptr);
+  EXPECT_NE(reply.find(R"("event":"reply")"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find("feedback_type"), std::string::npos) << reply;
 }

@@ -612,3 +612,26 @@ TEST(ComposerScale, TheFirstOfSeveralFaultsIsTheOneNamed) {
 
 }  // namespace
 }  // namespace deliverd::smtp
+
+TEST(MessageIdOf, ReadsTheHeaderBlockOnly) {
+  using deliverd::smtp::message_id_of;
+  EXPECT_EQ(message_id_of("From: a@b.example\r\nMessage-ID: <abc.123@acme.example>\r\n\r\nbody"), "abc.123@acme.example");
+  EXPECT_EQ(message_id_of("message-id:\r\n  <folded@acme.example>\r\nSubject: x\r\n\r\n"), "folded@acme.example");
+  // One in the body is not the message's.
+  EXPECT_EQ(message_id_of("Subject: x\r\n\r\nMessage-ID: <in-body@acme.example>\r\n"), "");
+  EXPECT_EQ(message_id_of("Message-ID: no brackets\r\n\r\n"), "");
+  EXPECT_EQ(message_id_of(""), "");
+}
+
+TEST(MessageIdOf, FindsTheIdComposeGenerated) {
+  deliverd::smtp::MessageSpec m;
+  m.from_email = "alice@acme.example";
+  m.to_email = "bob@example.org";
+  m.subject = "hi";
+  m.text = "hello";
+  auto out = deliverd::smtp::compose(m, 1764410400);
+  ASSERT_TRUE(out) << out.error();
+  const std::string id = deliverd::smtp::message_id_of(*out);
+  EXPECT_TRUE(id.ends_with("@acme.example")) << id;
+  EXPECT_NE(out->find("Message-ID: <" + id + ">"), std::string::npos);
+}
