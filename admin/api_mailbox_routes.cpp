@@ -4,6 +4,7 @@
 // answer; a stored secret is only ever sent to the server it was given for. Mailbox ids are
 // unique per account: every query names the account, so no answer reveals another's ids.
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 
 #include "admin/api_internal.h"
@@ -21,6 +22,7 @@ struct MailboxRow {
   std::string created_at, updated_at;
   // The OAuth grant's last refresh, as any daemon recorded it (store/oauth_grants.h); unset = none yet.
   std::optional<std::string> oauth_expires_at, oauth_refreshed_at, oauth_refresh_result;
+  std::optional<std::string> watcher;  // kSelect's joined fields; unset = never watched
   // What a create or update does to the OAuth grant: a new one (provider and refresh token in
   // m), none any more (null, or a password instead), or the stored one as it is.
   enum class Grant { Keep, Set, Clear } grant = Grant::Keep;
@@ -34,7 +36,12 @@ constexpr const char* kSelect =
     " coalesce(warmup_start::text, ''), min_gap_s, per_hour, per_minute, coalesce(timezone, ''), window_days,"
     " window_start_hour, window_end_hour, coalesce(paused_by, ''), plaintext_auth, coalesce(disabled_reason, ''),"
     " coalesce(oauth_provider, ''), to_char(oauth_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-    " to_char(oauth_refreshed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), oauth_refresh_result"
+    " to_char(oauth_refreshed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), oauth_refresh_result,"
+    // The inbox watcher as its daemon last wrote it (store/inbound_watch.h): its fields joined by
+    // U+001F, the error last (it is the only one that may hold anything).
+    " (SELECT concat_ws(chr(31), w.state, w.last_uid, w.uid_validity, w.owner,"
+    "   to_char(w.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), w.last_error)"
+    "  FROM inbound_watch w WHERE w.account = mailboxes.account AND w.mailbox = mailboxes.id)"
     " FROM mailboxes";
 
 // The per-mailbox overrides of [policy] (store::Mailbox): their names under "policy" in JSON and
@@ -100,6 +107,7 @@ core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<s
   r.oauth_expires_at = row[33];
   r.oauth_refreshed_at = row[34];
   r.oauth_refresh_result = row[35];
+  if (row.size() > 36) r.watcher = row[36];
   if (box) {
     const std::pair<size_t, store::MailboxSecret> secrets[] = {{7, store::MailboxSecret::Password},
                                                                {11, store::MailboxSecret::OAuthToken},
@@ -115,6 +123,30 @@ core::Result<MailboxRow, std::string> from_row(const std::vector<std::optional<s
     }
   }
   return r;
+}
+
+void watcher_json(core::JsonWriter& w, const std::optional<std::string>& joined) {
+  if (!joined) {
+    w.null();
+    return;
+  }
+  std::vector<std::string> f;
+  size_t start = 0;
+  while (f.size() < 5) {
+    const size_t sep = joined->find('\x1f', start);
+    if (sep == std::string::npos) break;
+    f.push_back(joined->substr(start, sep - start));
+    start = sep + 1;
+  }
+  f.push_back(joined->substr(start));
+  f.resize(6);
+  auto number = [](const std::string& s) { return static_cast<int64_t>(std::strtoll(s.c_str(), nullptr, 10)); };
+  w.begin_object().field("state", f[0]).field("last_uid", number(f[1])).field("uid_validity", number(f[2]));
+  w.key("owner");
+  f[3].empty() ? w.null() : w.value(f[3]);
+  w.field("updated_at", f[4]).key("last_error");
+  f[5].empty() ? w.null() : w.value(f[5]);
+  w.end_object();
 }
 
 void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* live) {
@@ -155,8 +187,12 @@ void mailbox_json(core::JsonWriter& w, const MailboxRow& r, const MailboxLive* l
         .field("host", r.imap.host)
         .field("port", r.imap.port)
         .field("username", r.imap.username)
-        .field("has_password", r.has_imap_password)
-        .end_object();
+        .field("has_password", r.has_imap_password);
+    // What reads this inbox (docs/inbound.md): state connecting | reading | idle | polling |
+    // backoff, the last UID read, the last error.
+    w.key("watcher");
+    watcher_json(w, r.watcher);
+    w.end_object();
   }
   w.key("policy").begin_object();
   for (const auto& o : kIntOverrides) {

@@ -19,6 +19,7 @@
 #include "daemon/delivery.h"
 #include "daemon/notify.h"
 #include "dns/resolver.h"
+#include "daemon/inbound_watchers.h"
 #include "daemon/oauth_tokens.h"
 #include "daemon/result_event.h"
 #include "oauth/token_manager.h"
@@ -411,7 +412,8 @@ bool App::start() {
   log_flush_timer_ = core::TimerHandle(&loop_);
   log_flush_timer_->start_repeating(1000, [] { core::flush_log(); });
   return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_oauth() &&
-         start_policy() && start_admin() && start_compliance() && start_consumer() && watch_signals() && connect();
+         start_policy() && start_admin() && start_compliance() && start_consumer() && start_inbound() &&
+         watch_signals() && connect();
 }
 
 void App::apply_logging(const Config& cfg) {
@@ -466,6 +468,7 @@ bool App::open_store() {
     const store::Mailbox* m = mailboxes_ ? mailboxes_->find(ref.account, ref.id) : nullptr;
     if (m && !m->disabled) revoked_.erase(ref);
     if (gate_ && m && !m->oauth_provider.empty() && !m->disabled) gate_->lift_revoked(ref.account, ref.id);
+    if (inbound_) inbound_->mailbox_changed(ref);
   });
   events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_);
   store::RetentionConfig retention;
@@ -594,6 +597,27 @@ bool App::start_admin() {
 }
 
 // Created now, started once the mailboxes are loaded (on_mailboxes).
+// Watchers start once the mailboxes are loaded (on_mailboxes); their leases are per fleet and
+// their cursors in PostgreSQL.
+bool App::start_inbound() {
+  InboundParts parts;
+  parts.loop = &loop_;
+  parts.resolver = resolver_;
+  parts.redis = redis_;
+  parts.publisher = publisher_.get();
+  parts.pg = pg_;
+  parts.addresses = addresses_.get();
+  parts.gate = gate_.get();
+  parts.mailboxes = mailboxes_.get();
+  parts.oauth = oauth_.get();
+  parts.tls = tls_;
+  parts.lease_prefix = cfg_.policy.redis_prefix + "inbound:";
+  parts.owner = cfg_.consumer;
+  parts.now_ms = [this] { return now_ms(); };
+  inbound_ = std::make_unique<InboundWatchers>(std::move(parts), cfg_.inbound);
+  return true;
+}
+
 bool App::start_consumer() {
   auto redis_cfg = redis_config(cfg_).value();
   redis_cfg.name = "consumer";
@@ -742,6 +766,7 @@ void App::on_mailboxes(core::Result<size_t, std::string> r) {
                              {"stream", cfg_.stream},
                              {"consumer", cfg_.consumer}});
   upgrade_policy_keys();
+  if (inbound_) inbound_->start();
 }
 
 // Policy state written under the key layout of before mailbox ids were per account is moved to
@@ -888,6 +913,7 @@ void App::reload() {
   resolver_->set_policy(policy_.get());
   tls_ = core::TlsContext::client({next.smtp_ca_file}).value();
   if (oauth_) oauth_->reconfigure(load_oauth_providers(next).value(), tls_);
+  if (inbound_) inbound_->reconfigure(next.inbound, tls_);
   retry_policy_.schedule_ms = next.retry_schedule_ms;
   retry_policy_.max_age_ms = next.retry_max_age_ms;
   compliance_->builder->reconfigure(message_builder_config(next), std::move(signers).value());
@@ -918,6 +944,7 @@ void App::begin_drain(const char* why) {
   status_timer_.reset();
   if (notifier_) notifier_->stopping();
   if (consumer_) consumer_->stop();
+  if (inbound_) inbound_->stop();  // another daemon takes the watches over now, not after the lease
   drain_timer_ = core::TimerHandle(&loop_);
   drain_timer_->start(static_cast<uint64_t>(cfg_.shutdown_grace_s) * 1000, [this] {
     // Past the bound: end what is still running. Aborted sessions end deferred and are
@@ -966,6 +993,7 @@ void App::shutdown() {
   write_health_.reset();
   mx_.reset();
   prober_.reset();
+  inbound_.reset();  // uses the tokens, the gate, Redis and PostgreSQL
   oauth_.reset();  // before the resolver, Redis and PostgreSQL it uses
   if (pool_) pool_->shutdown();  // idle pooled connections would keep the loop running
   if (resolver_) resolver_->close();

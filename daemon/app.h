@@ -63,6 +63,7 @@ namespace deliverd::daemon {
 class Delivery;
 class Notifier;
 class OAuthTokens;
+class InboundWatchers;
 
 // Checks what load_config cannot: values parsed by the modules themselves (Redis URL, CIDRs,
 // listen address, key file). Used by `check-config` and before `run` starts anything.
@@ -132,6 +133,7 @@ class App final : private DeliveryServices {
   bool start_admin();
   bool start_compliance();
   bool start_consumer();
+  bool start_inbound();
   bool watch_signals();
   bool connect();
   void start_api();
@@ -176,6 +178,7 @@ class App final : private DeliveryServices {
   queue::RedisClient* redis_ = nullptr;
   std::unique_ptr<queue::Publisher> publisher_;
   std::unique_ptr<OAuthTokens> oauth_;  // access tokens of OAuth mailboxes
+  std::unique_ptr<InboundWatchers> inbound_;  // bounces, complaints, replies read from the mailboxes
   std::set<store::MailboxRef> revoked_;  // disabled (or being disabled) for a revoked grant, by this daemon
   std::unique_ptr<queue::AccountEraser> eraser_;
   queue::Consumer* consumer_ = nullptr;

@@ -262,6 +262,9 @@ core::Result<Config, std::string> load_config(const std::string& path) {
         "mx_port", "mx_max_attempts", "allow_plaintext_auth"}},
       {"unsubscribe", {"listen", "base_url", "key_file", "old_key_files", "mailto"}},
       {"compliance", {"postal_address", "accounts"}},
+      {"inbound",
+       {"enabled", "max_watchers", "poll_interval", "move_to", "suppress_on_reply", "correlation_window",
+        "max_fetch_bytes", "lease"}},
   });
 
   r.str("daemon", "hostname", c.hostname);
@@ -365,6 +368,17 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.str("unsubscribe", "key_file", c.unsubscribe_key_file);
   r.str_list("unsubscribe", "old_key_files", c.unsubscribe_old_key_files);
   r.str("unsubscribe", "mailto", c.unsubscribe_mailto);
+  auto& in = c.inbound;
+  r.boolean("inbound", "enabled", in.enabled);
+  r.integer("inbound", "max_watchers", in.max_watchers, 0, 100000);
+  r.duration("inbound", "poll_interval", in.poll_interval_ms, 1000);
+  r.str("inbound", "move_to", in.move_to);
+  r.check(in.move_to.find_first_of("\r\n\"\\") == std::string::npos && in.move_to.size() <= 200, "inbound",
+          "move_to", "must be a folder name without quotes, backslashes or line breaks");
+  r.boolean("inbound", "suppress_on_reply", in.suppress_on_reply);
+  r.duration("inbound", "correlation_window", in.correlation_window_ms, 60'000);
+  r.integer("inbound", "max_fetch_bytes", in.max_fetch_bytes, 4096, 16 << 20);
+  r.duration("inbound", "lease", in.lease_ms, 3000);
   r.str("compliance", "postal_address", c.postal_address);
   if (auto* accounts = root["compliance"]["accounts"].node()) {
     if (auto* t = accounts->as_table()) {

@@ -131,6 +131,18 @@ struct Config {
   const OAuthProvider* oauth_provider(std::string_view name) const;
   std::vector<OAuthProvider> oauth;
 
+  // [inbound] (docs/inbound.md): what comes back to the sending mailboxes, read over IMAP
+  struct Inbound {
+    bool enabled = true;         // watch every mailbox that has IMAP settings
+    int max_watchers = 1000;     // IMAP connections this daemon holds at most
+    int64_t poll_interval_ms = 60'000;  // servers without IDLE are looked at this often
+    std::string move_to;         // "" = never change the mailbox; else bounces and complaints go to this folder
+    bool suppress_on_reply = false;     // a human reply suppresses the address too
+    int64_t correlation_window_ms = 7LL * 86'400'000;  // a notice without headers matches sends this recent
+    int max_fetch_bytes = 65536;        // per section fetched (headers, report parts)
+    int64_t lease_ms = 30'000;          // one watcher per mailbox across the fleet: the Redis lease
+  } inbound;
+
   // [compliance]: CAN-SPAM postal address footer for campaign mail, default and per account
   std::string postal_address;
   std::map<std::string, std::string> account_postal_addresses;

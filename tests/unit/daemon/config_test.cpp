@@ -159,3 +159,29 @@ TEST(Config, DkimKeysNameTheAccountsThatMaySendFromTheirDomain) {
   EXPECT_TRUE(r->dkim_for_address("x@shared.example")->allows("anyone"));
   EXPECT_EQ(r->dkim_for_address("no-at-sign"), nullptr);
 }
+
+TEST(Config, InboundDefaultsAndBounds) {
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal);
+  auto r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_TRUE(r->inbound.enabled);
+  EXPECT_EQ(r->inbound.max_watchers, 1000);
+  EXPECT_EQ(r->inbound.poll_interval_ms, 60'000);
+  EXPECT_EQ(r->inbound.move_to, "");
+  EXPECT_FALSE(r->inbound.suppress_on_reply);
+  EXPECT_EQ(r->inbound.correlation_window_ms, 7LL * 86'400'000);
+
+  write_file(dir.file("d.toml"), kMinimal + "[inbound]\npoll_interval = \"30s\"\nmove_to = \"Bounces\"\n"
+                                            "suppress_on_reply = true\ncorrelation_window = \"2d\"\n");
+  r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->inbound.poll_interval_ms, 30'000);
+  EXPECT_EQ(r->inbound.move_to, "Bounces");
+  EXPECT_TRUE(r->inbound.suppress_on_reply);
+  EXPECT_EQ(r->inbound.correlation_window_ms, 2LL * 86'400'000);
+
+  EXPECT_NE(load_error(kMinimal + "[inbound]\nmove_to = \"a\\\"b\"\n").find("[inbound] move_to"), std::string::npos)
+      << load_error(kMinimal + "[inbound]\nmove_to = \"a\\\"b\"\n");
+  EXPECT_NE(load_error(kMinimal + "[inbound]\nfolder = \"x\"\n").find("folder"), std::string::npos);
+}
