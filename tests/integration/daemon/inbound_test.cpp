@@ -3,7 +3,8 @@
 // dnsmasq), and bounces, complaints, automatic replies and replies put into that inbox over LMTP
 // come out as events on deliverd:results naming the job they are about, with their effects
 // (suppression, the bounce guard). The inbox is never changed; a restart reads nothing twice; a
-// second daemon takes the watch over when the first is killed.
+// second daemon takes the watch over when the first is killed. A real Postfix bounces a message
+// deliverd sent, and the bounce names the job.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <simdjson.h>
@@ -15,6 +16,7 @@
 #include "tests/integration/daemon/deliverd_process.h"
 #include "tests/integration/fixtures/dns_server.h"
 #include "tests/integration/fixtures/dovecot_server.h"
+#include "tests/integration/fixtures/postfix_server.h"
 #include "tests/integration/fixtures/postgres_server.h"
 #include "tests/integration/fixtures/redis_server.h"
 #include "tests/integration/fixtures/smtp_sink.h"
@@ -76,12 +78,14 @@ class InboundDaemonTest : public ::testing::Test {
     DovecotServer::Options dov;
     dov.ca = &ca_;
     dov.cert_name = "imap.test";
+    dov.extra_config = PostfixServer::kDovecotConfig;  // Postfix delivers "alice@inbound.test"
     dovecot_ = std::make_unique<DovecotServer>(dov);
     sink_ = std::make_unique<SmtpSink>(SmtpSink::Options::at_mail_port(kMailPort));
     DnsServer::Options dso;
     dso.records = {DnsServer::host_record("imap.test", dovecot_->host())};
     dns_ = std::make_unique<DnsServer>(dso);
     write_secret_file(dir_.file("imap-password"), "imap-pass\n");
+    write_secret_file(dir_.file("bob-password"), "bob-pass\n");
   }
 
   DeliverdProcess::Options options(const std::string& consumer) {
@@ -278,6 +282,47 @@ TEST_F(InboundDaemonTest, ThreeAsyncHardBouncesOfTheLastFiftySendsPauseTheMailbo
       << logs();
   EXPECT_EQ(pg_.scalar("SELECT paused_by FROM mailboxes WHERE id = 'mbx_in'"), "daemon");
   EXPECT_EQ(pg_.scalar("SELECT count(*) FROM suppressions WHERE source = 'bounce_async'"), "3");
+}
+
+// The relay accepts (250), then the recipient's server refuses: Postfix's own DSN comes back to
+// the sending mailbox, and the watcher reads it as the bounce of the job.
+TEST_F(InboundDaemonTest, ARealPostfixBounceOfAMessageDeliverdSentNamesItsJob) {
+  PostfixServer::Options po;
+  po.lmtp_socket = dovecot_->lmtp_socket();
+  PostfixServer postfix(po);
+  DeliverdProcess& d = daemon();
+  std::string out;
+  ASSERT_EQ(d.cli({"mailbox", "add", "--id", "mbx_pf", "--account", "acct_1", "--email", "bob@inbound.test",
+                   "--smtp-host", postfix.host(), "--smtp-port", std::to_string(PostfixServer::kPort), "--security",
+                   "none", "--imap-host", "imap.test", "--imap-port", "993", "--imap-user", "bob",
+                   "--imap-password-file", dir_.file("bob-password")},
+                  &out),
+            0)
+      << out;
+  d.start();
+  ASSERT_TRUE(wait_until([&] { return pg_.scalar("SELECT count(*) FROM inbound_watch WHERE state = 'idle'") == "2"; },
+                         20000))
+      << logs();
+  redis_.xadd_jobs("deliverd:jobs", {make_job("pf-gone", "acct_1", "mbx_pf", "nobody@inbound.test"),
+                                     make_job("pf-ok", "acct_1", "mbx_pf", "alice@inbound.test")});
+  auto events = wait_for_final_events(redis_, {"pf-gone", "pf-ok"}, 30000);
+  ASSERT_EQ(events["pf-gone"].status, "delivered") << "the relay's 250 is all deliverd sees at send time";
+  ASSERT_TRUE(wait_signals(1, 30000)) << logs() << "\n--- postfix\n" << postfix.log();
+  auto got = signals();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].event, "bounce") << got[0].json;
+  EXPECT_EQ(got[0].job_id, "pf-gone") << got[0].json;
+  EXPECT_EQ(got[0].matched_by, "message_id") << got[0].json;
+  EXPECT_EQ(got[0].recipient, "nobody@inbound.test");
+  EXPECT_EQ(got[0].status.substr(0, 4), "5.1.") << got[0].json;
+  EXPECT_NE(got[0].json.find(R"("rule":"rfc3464")"), std::string::npos) << got[0].json;
+  EXPECT_TRUE(wait_until([&] {
+    return pg_.scalar("SELECT count(*) FROM suppressions WHERE source = 'bounce_async'") == "1";
+  }, 10000));
+  // The delivered one reached alice's inbox, which deliverd also watches (mbx_in): it is not a
+  // signal about anything sent.
+  EXPECT_EQ(dovecot_->count("alice"), 1u);
+  EXPECT_EQ(dovecot_->count("bob"), 1u);
 }
 
 }  // namespace
