@@ -150,6 +150,7 @@ long long status_kb(pid_t pid, const std::string& key) {
 
 long long DeliverdProcess::peak_rss_kb() const { return status_kb(proc_.pid(), "VmHWM"); }
 long long DeliverdProcess::rss_kb() const { return status_kb(proc_.pid(), "VmRSS"); }
+pid_t DeliverdProcess::pid() const { return proc_.pid(); }
 
 std::string DeliverdProcess::log() const { return read_file(dir_.file("deliverd.log")); }
 

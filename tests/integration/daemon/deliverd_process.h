@@ -1,6 +1,8 @@
 #pragma once
 // The deliverd binary under test: writes a config pointing at the test's Redis and PostgreSQL,
 // migrates, registers mailboxes, runs the daemon and talks to its admin listener.
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -60,6 +62,7 @@ class DeliverdProcess {
   // now (VmRSS), in KiB; -1 when it is not running.
   long long peak_rss_kb() const;
   long long rss_kb() const;
+  pid_t pid() const;  // of the running daemon; 0 when it is not running
 
  private:
   Options o_;
