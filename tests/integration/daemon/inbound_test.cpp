@@ -72,6 +72,26 @@ std::string reply(const std::string& from, const std::string& original_id, const
          "Thanks, sounds good. A private sentence that must never leave the inbox.\r\n";
 }
 
+// IMAP APPEND into a user's INBOX, as a mail client (or a test) puts a message there: Python's
+// imaplib over TLS with the test CA, a client of its own rather than deliverd's.
+void imap_append(const std::string& host, const std::string& ca_file, const std::string& user,
+                 const std::string& password, const std::string& message, const TempDir& dir) {
+  write_file(dir.file("append.eml"), message);
+  const std::string script =
+      "import imaplib, ssl, sys\n"
+      "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+      "ctx.check_hostname = False\n"
+      "c = imaplib.IMAP4_SSL(sys.argv[1], 993, ssl_context=ctx)\n"
+      "c.login(sys.argv[3], sys.argv[4])\n"
+      "typ, _ = c.append('INBOX', None, None, open(sys.argv[5], 'rb').read())\n"
+      "assert typ == 'OK', typ\n"
+      "c.logout()\n";
+  std::string out;
+  const int rc = run_command({"/usr/bin/python3", "-c", script, host, ca_file, user, password, dir.file("append.eml")},
+                             &out, 20000);
+  if (rc != 0) throw std::runtime_error("IMAP APPEND failed: " + out);
+}
+
 class InboundDaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -189,9 +209,11 @@ TEST_F(InboundDaemonTest, SignalsFromTheInboxNameTheirJobsTakeEffectAndNeverChan
   auto sent = send("j", 4);
 
   dovecot_->deliver("alice", dsn(recipient("j", 0), sent["j0"], 1));
-  dovecot_->deliver("alice", arf(recipient("j", 1), sent["j1"]));
-  dovecot_->deliver("alice", reply(recipient("j", 2), sent["j2"], "ooo-1@example.org", true));
-  dovecot_->deliver("alice", reply(recipient("j", 3), sent["j3"], "reply-1@example.org", false));
+  // The bounce comes as an MTA delivers it (LMTP); the others are put in with IMAP APPEND.
+  auto append = [&](const std::string& m) { imap_append(dovecot_->host(), ca_.ca_file(), "alice", "imap-pass", m, dir_); };
+  append(arf(recipient("j", 1), sent["j1"]));
+  append(reply(recipient("j", 2), sent["j2"], "ooo-1@example.org", true));
+  append(reply(recipient("j", 3), sent["j3"], "reply-1@example.org", false));
   // Nothing deliverd sent: counted, not published.
   dovecot_->deliver("alice", reply("stranger@example.net", "unknown@elsewhere.example", "reply-2@example.net", false));
   // IDLE: each is picked up within seconds, not at a poll.
