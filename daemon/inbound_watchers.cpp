@@ -12,7 +12,7 @@
 #include "dns/resolver.h"
 #include "inbound/watcher.h"
 #include "policy/gate.h"
-#include "queue/lua_script.h"
+#include "queue/lease.h"
 #include "queue/publisher.h"
 #include "queue/redis_client.h"
 #include "store/address_hash.h"
@@ -22,20 +22,6 @@
 
 namespace deliverd::daemon {
 namespace {
-
-// KEYS: 1 lease. ARGV: 1 owner, 2 life (ms). Takes a free lease or renews our own; 1 when held.
-const queue::LuaScript kHoldLease(R"(
-local v = redis.call('GET', KEYS[1])
-if v and v ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-)");
-
-// KEYS: 1 lease. ARGV: 1 owner. Gives back a lease only if it is still ours.
-const queue::LuaScript kReleaseLease(R"(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-)");
 
 core::Family<core::Counter>& signals_total() {
   static auto& f = core::Registry::global().counter(
@@ -328,7 +314,7 @@ void InboundWatchers::scan() {
     const bool held = watches_.count(ref) > 0;
     if (!held && watches_.size() + asking_.size() >= static_cast<size_t>(cfg_.max_watchers)) continue;
     asking_[ref] = true;
-    parts_.redis->eval(kHoldLease, {"1", parts_.lease_prefix + ref.key(), parts_.owner, std::to_string(cfg_.lease_ms)},
+    parts_.redis->eval(queue::kTakeLease, {"1", parts_.lease_prefix + ref.key(), parts_.owner, std::to_string(cfg_.lease_ms)},
                        [this, alive = alive_.token(), ref](const queue::RedisReply& r) {
                          if (!alive) return;
                          asking_.erase(ref);
@@ -368,7 +354,7 @@ void InboundWatchers::drop(const store::MailboxRef& ref, bool release) {
     core::log_info("inbound_watch_stopped", {{"mailbox", ref.id}});
   }
   if (release && parts_.redis)
-    parts_.redis->eval(kReleaseLease, {"1", parts_.lease_prefix + ref.key(), parts_.owner},
+    parts_.redis->eval(queue::kReleaseLease, {"1", parts_.lease_prefix + ref.key(), parts_.owner},
                        [](const queue::RedisReply&) {});
   update_gauge();
 }

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/percent.h"
+#include "queue/lease.h"
 #include "queue/lua_script.h"
 #include "queue/redis_client.h"
 
@@ -17,22 +18,6 @@ int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// Takes the lease if it is free or already this daemon's: a daemon restarted after a crash
-// holds its dead predecessor's lease (same consumer name) and need not wait for it to lapse.
-const queue::LuaScript kTakeLease(R"(
-local v = redis.call('GET', KEYS[1])
-if v and v ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-)");
-
-// Deletes the lease only while it is still ours: a refresh that outlived its lease must not end
-// the lease another daemon took since.
-const queue::LuaScript kReleaseLease(R"(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-)");
 
 core::Family<core::Counter>& refresh_counter() {
   static auto& f = core::Registry::global().counter(
@@ -181,7 +166,7 @@ void TokenManager::look_shared(const std::string& mailbox) {
 }
 
 void TokenManager::try_lease(const std::string& mailbox) {
-  redis_->eval(kTakeLease, {"1", key(mailbox, "lease"), opts_.owner, std::to_string(opts_.lease_ms)},
+  redis_->eval(queue::kTakeLease, {"1", key(mailbox, "lease"), opts_.owner, std::to_string(opts_.lease_ms)},
                   [this, alive = alive_, mailbox](const queue::RedisReply& r) {
                     if (!*alive || !flights_.count(mailbox)) return;
                     Flight& f = *flights_[mailbox];
@@ -349,7 +334,7 @@ void TokenManager::publish(const std::string& mailbox, const AccessToken& t) {
 
 void TokenManager::release_lease(const std::string& mailbox) {
   if (!redis_) return;
-  redis_->eval(kReleaseLease, {"1", key(mailbox, "lease"), opts_.owner}, [](const queue::RedisReply&) {});
+  redis_->eval(queue::kReleaseLease, {"1", key(mailbox, "lease"), opts_.owner}, [](const queue::RedisReply&) {});
 }
 
 void TokenManager::finish(const std::string& mailbox, core::Result<AccessToken, TokenFailure> r) {
