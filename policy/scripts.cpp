@@ -1,5 +1,8 @@
 #include "policy/scripts.h"
 
+#include <string>
+#include <string_view>
+
 namespace deliverd::policy::scripts {
 
 // KEYS: 1 state hash, 2 today's send counter, 3 GCRA per hour, 4 GCRA per minute (both in µs),
@@ -150,6 +153,23 @@ if why == '' then why = 'daily_limit' end
 return {0, horizon_end + spread, 'ramp_up', why}
 )lua"};
 
+// The bounce guard's rule, one text in both learn scripts so an asynchronous hard bounce counts
+// exactly as one at send time: the hard bounces among the recent sends (KEYS[2]) pause the
+// mailbox once they reach pause_at. Each script sets `hard` (this outcome is a hard bounce),
+// `was_paused` (the state hash's 'paused') and `pause_at` first; ARGV[1] is now in both.
+constexpr std::string_view kBounceGuard = R"lua(local items = redis.call('LRANGE', KEYS[2], 0, -1)
+local bounces = 0
+for _, v in ipairs(items) do
+  if v == '1' then bounces = bounces + 1 end
+end
+local paused_now = 0
+if hard and was_paused ~= '1' and bounces >= pause_at then
+  redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', 'daemon', 'changed_at', ARGV[1])
+  redis.call('DEL', KEYS[2])
+  paused_now = 1
+end
+)lua";
+
 // KEYS: 1 state hash, 2 recent sends (list of "1" hard bounce / "0" other, newest first).
 // ARGV: 1 now, 2 signal (neutral|success|failure|auth_failure|quota), 3 failures to open,
 //       4 open durations ms "60000,300000,…", 5 quota open ms, 6 AUTH failures to disable,
@@ -157,7 +177,7 @@ return {0, horizon_end + spread, 'ramp_up', why}
 //       11 recent-sends TTL ms.
 // Returns {state, open until, trips, auth failures, window length, bounces, transition
 // ("open"/"closed"/""), disabled now (1/0), paused now (1/0)}.
-const queue::LuaScript kLearn{R"lua(
+const queue::LuaScript kLearn{std::string(R"lua(
 local now, sig = tonumber(ARGV[1]), ARGV[2]
 local h = redis.call('HMGET', KEYS[1], 'state', 'fails', 'trips', 'auth_fails', 'open_until', 'paused', 'disabled')
 local state = h[1] or 'closed'
@@ -202,18 +222,8 @@ if ARGV[7] == '1' then
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[9]) - 1)
   redis.call('PEXPIRE', KEYS[2], ARGV[11])
 end
-local items = redis.call('LRANGE', KEYS[2], 0, -1)
-local bounces = 0
-for _, v in ipairs(items) do
-  if v == '1' then bounces = bounces + 1 end
-end
-local paused_now = 0
-if ARGV[8] == '1' and h[6] ~= '1' and bounces >= tonumber(ARGV[10]) then
-  redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', 'daemon', 'changed_at', ARGV[1])
-  redis.call('DEL', KEYS[2])
-  paused_now = 1
-end
-return {state, ou, trips, auth, #items, bounces, changed, disabled_now, paused_now}
+local hard, was_paused, pause_at = ARGV[8] == '1', h[6], tonumber(ARGV[10])
+)lua") + std::string(kBounceGuard) + R"lua(return {state, ou, trips, auth, #items, bounces, changed, disabled_now, paused_now}
 )lua"};
 
 // A hard bounce that arrived by mail after the 250 (Gate::learn_late_bounce). KEYS: 1 state
@@ -222,7 +232,7 @@ return {state, ou, trips, auth, #items, bounces, changed, disabled_now, paused_n
 // entry becomes "1" (which of the recent sends it was does not change the count); when none is
 // left in the window the bounce is added as a send of its own. Then the pause rule of kLearn.
 // Returns what kLearn returns, with no breaker transition and no disable.
-const queue::LuaScript kLearnLateBounce{R"lua(
+const queue::LuaScript kLearnLateBounce{std::string(R"lua(
 local h = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'trips', 'auth_fails', 'paused')
 local i = redis.call('LPOS', KEYS[2], '0')
 if i then
@@ -232,18 +242,8 @@ else
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-local items = redis.call('LRANGE', KEYS[2], 0, -1)
-local bounces = 0
-for _, v in ipairs(items) do
-  if v == '1' then bounces = bounces + 1 end
-end
-local paused_now = 0
-if h[5] ~= '1' and bounces >= tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', 'daemon', 'changed_at', ARGV[1])
-  redis.call('DEL', KEYS[2])
-  paused_now = 1
-end
-return {h[1] or 'closed', tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), #items, bounces, '',
+local hard, was_paused, pause_at = true, h[5], tonumber(ARGV[3])
+)lua") + std::string(kBounceGuard) + R"lua(return {h[1] or 'closed', tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), #items, bounces, '',
         0, paused_now}
 )lua"};
 
