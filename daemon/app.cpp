@@ -470,7 +470,9 @@ bool App::open_store() {
     if (gate_ && m && !m->oauth_provider.empty() && !m->disabled) gate_->lift_revoked(ref.account, ref.id);
     if (inbound_) inbound_->mailbox_changed(ref);
   });
-  events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_);
+  // Rows wait up to 100 ms for others so that busy daemons write them in large COPYs; the results
+  // stream, not this table, is what a producer waits on.
+  events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_, 500, 100000, /*gather_ms=*/100);
   store::RetentionConfig retention;
   retention.days = cfg_.events_retention_days;
   events_retention_ = std::make_unique<store::DeliveryEventRetention>(*pg_, retention);

@@ -61,40 +61,75 @@ namespace {
 // The server refused the statement (it has a SQLSTATE), as opposed to the connection failing.
 bool refused_by_server(const PgResult& r) { return !r.ok && !r.sqlstate.empty(); }
 
-void insert_rows(PgConnection& pg, const AddressHasher& addresses, const std::vector<DeliveryEvent>& events,
-                 std::function<void(const PgResult&)> cb) {
-  auto opt = [](const std::string& s) -> std::optional<std::string> {
-    if (s.empty()) return std::nullopt;
-    return s;
+// One field of COPY's text format: \N for NULL, and the four bytes that format gives meaning to
+// escaped; every other byte goes as it is (one append per run, not per byte).
+void copy_field(std::string& out, const std::string* v) {
+  if (!v) {
+    out += "\\N";
+    return;
+  }
+  size_t from = 0;
+  for (size_t i = 0; i < v->size(); ++i) {
+    const char c = (*v)[i];
+    const char* esc = c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : nullptr;
+    if (!esc) continue;
+    out.append(*v, from, i - from);
+    out += esc;
+    from = i + 1;
+  }
+  out.append(*v, from, std::string::npos);
+}
+
+constexpr const char* kCopySql =
+    "COPY delivery_events (job_id, account, mailbox, recipient, recipient_sha256, status, reply_code, enhanced_code,"
+    " reply_text, host, ip, tls_version, tls_cipher, attempt, duration_ms, detail, message_id) FROM STDIN";
+
+// The rows in COPY text format, in kCopySql's column order.
+std::string copy_rows(const AddressHasher& addresses, const std::vector<DeliveryEvent>& events) {
+  std::string out;
+  out.reserve(events.size() * 256);
+  std::string scratch;
+  auto field = [&](const std::string& v, bool last = false) {
+    copy_field(out, &v);
+    out += last ? '\n' : '\t';
+  };
+  auto optional = [&](const std::string& v) {
+    copy_field(out, v.empty() ? nullptr : &v);
+    out += '\t';
   };
   // Text a peer chose: any bytes, stored as valid UTF-8 without losing one.
-  auto peer = [&](const std::string& s) { return opt(core::escape_utf8_lossless(s)); };
-  constexpr size_t kColumnsPerRow = 17;
-  std::string sql =
-      "INSERT INTO delivery_events (job_id, account, mailbox, recipient, recipient_sha256, status, reply_code,"
-      " enhanced_code, reply_text, host, ip, tls_version, tls_cipher, attempt, duration_ms, detail, message_id) VALUES ";
-  std::vector<std::optional<std::string>> params;
-  params.reserve(events.size() * kColumnsPerRow);
-  for (size_t i = 0; i < events.size(); ++i) {
-    const DeliveryEvent& e = events[i];
+  auto peer = [&](const std::string& v, bool last = false) {
+    scratch = core::escape_utf8_lossless(v);
+    copy_field(out, scratch.empty() ? nullptr : &scratch);
+    out += last ? '\n' : '\t';
+  };
+  for (const DeliveryEvent& e : events) {
+    field(e.job_id);
+    field(e.account);
+    optional(e.mailbox);
+    optional(e.recipient);
     // The address's keyed hash, so erasing an address finds its events whatever case they had.
     const std::string key = addresses.key(e.recipient);
-    std::optional<std::string> hash;
-    if (!key.empty()) hash = encode_bytea(key);
-    const size_t p = i * kColumnsPerRow;
-    auto n = [&](size_t k) { return "$" + std::to_string(p + k); };
-    sql += (i ? ", (" : "(") + n(1) + ", " + n(2) + ", " + n(3) + ", " + n(4) + ", " + n(5) + "::bytea, " + n(6) +
-           ", " + n(7) + "::integer, " + n(8) + ", " + n(9) + ", " + n(10) + ", " + n(11) + ", " + n(12) + ", " +
-           n(13) + ", " + n(14) + "::integer, " + n(15) + "::bigint, " + n(16) + ", " + n(17) + ")";
-    for (auto& v : std::vector<std::optional<std::string>>{
-             e.job_id, e.account, opt(e.mailbox), opt(e.recipient), hash, e.status,
-             e.reply_code ? std::optional<std::string>(std::to_string(e.reply_code)) : std::nullopt,
-             peer(e.enhanced_code), peer(e.reply_text), peer(e.host), peer(e.ip), peer(e.tls_version),
-             peer(e.tls_cipher), std::to_string(e.attempt), std::to_string(e.duration_ms), peer(e.detail),
-             peer(e.message_id)})
-      params.push_back(std::move(v));
+    optional(key.empty() ? key : encode_bytea(key));
+    field(e.status);
+    optional(e.reply_code ? std::to_string(e.reply_code) : std::string());
+    peer(e.enhanced_code);
+    peer(e.reply_text);
+    peer(e.host);
+    peer(e.ip);
+    peer(e.tls_version);
+    peer(e.tls_cipher);
+    field(std::to_string(e.attempt));
+    field(std::to_string(e.duration_ms));
+    peer(e.detail);
+    peer(e.message_id, true);
   }
-  pg.query(std::move(sql), std::move(params), std::move(cb));
+  return out;
+}
+
+void insert_rows(PgConnection& pg, const AddressHasher& addresses, const std::vector<DeliveryEvent>& events,
+                 std::function<void(const PgResult&)> cb) {
+  pg.copy_in(kCopySql, copy_rows(addresses, events), std::move(cb));
 }
 
 }  // namespace
@@ -122,8 +157,12 @@ constexpr uint64_t kRetryMaxMs = 30000;
 }  // namespace
 
 DeliveryEventWriter::DeliveryEventWriter(PgConnection& pg, AddressHasher addresses, size_t max_batch,
-                                         size_t max_buffered)
-    : pg_(pg), addresses_(std::move(addresses)), max_batch_(std::max<size_t>(1, max_batch)), max_buffered_(max_buffered) {
+                                         size_t max_buffered, uint64_t gather_ms)
+    : pg_(pg),
+      addresses_(std::move(addresses)),
+      max_batch_(std::max<size_t>(1, max_batch)),
+      max_buffered_(max_buffered),
+      gather_ms_(gather_ms) {
   written();
 }
 
@@ -136,17 +175,35 @@ void DeliveryEventWriter::add(DeliveryEvent e) {
     return;
   }
   buffered_.push_back(std::move(e));
-  if (!writing_) write_next();
+  schedule();
 }
 
 void DeliveryEventWriter::when_idle(std::function<void()> done) {
   if (idle()) return done();
   idle_waiters_.push_back(std::move(done));
+  schedule();
 }
 
 void DeliveryEventWriter::finished() {
   writing_ = false;
-  write_next();
+  schedule();
+}
+
+void DeliveryEventWriter::schedule() {
+  if (writing_) return;
+  if (buffered_.empty() || gather_ms_ == 0 || buffered_.size() >= max_batch_ || !idle_waiters_.empty()) {
+    if (gathering_) gather_timer_->stop();
+    gathering_ = false;
+    return write_next();
+  }
+  if (gathering_) return;
+  // Made when first needed, like the retry timer.
+  if (!gather_timer_) gather_timer_ = core::TimerHandle(pg_.loop());
+  gathering_ = true;
+  gather_timer_->start(gather_ms_, [this] {
+    gathering_ = false;
+    write_next();
+  });
 }
 
 void DeliveryEventWriter::write_next() {

@@ -28,15 +28,18 @@ struct DeliveryEvent {
   std::string created_at;  // RFC 3339, filled on reads
 };
 
-// One multi-row INSERT (one round trip, one commit) for all of them. Peer text (reply, enhanced
+// One COPY (one round trip, one commit) for all of them. Peer text (reply, enhanced
 // code, host, IP, TLS names, detail) is stored through core::escape_utf8_lossless, so bytes that
 // are not UTF-8 (a Latin-1 reply) and NUL cannot make PostgreSQL refuse the row.
 void insert_delivery_events(PgConnection& pg, const AddressHasher& addresses, const std::vector<DeliveryEvent>& events,
                             std::function<void(core::Result<core::Ok, std::string>)> cb);
 
-// How the daemon appends its events: while one INSERT is on its way, new events gather and go
-// together in the next one, so the cost is one round trip and one commit per batch rather than
-// per outcome, and the rate of outcomes cannot outrun the connection's queue. A batch the server
+// How the daemon appends its events: in batches of up to max_batch rows, each one COPY. A row
+// waits at most gather_ms for others to join it (0: the first goes at once), and while one batch
+// is on its way new rows gather for the next, so the cost is one round trip, one statement and one
+// commit per batch rather than per outcome (PostgreSQL's CPU per row falls from ~35 µs in
+// batches of 8 INSERTed rows to ~15 µs in COPYs of 100: docs/benchmarks.md), and the rate of
+// outcomes cannot outrun the connection's queue. when_idle() writes what is gathered at once. A batch the server
 // refuses is written again row by row, so one bad row costs only itself; a batch that failed
 // because the connection did (no server verdict) is kept and tried again after a pause. Rows are
 // best effort (the results stream is the record of truth): every row is counted by how it ended
@@ -44,7 +47,8 @@ void insert_delivery_events(PgConnection& pg, const AddressHasher& addresses, co
 class DeliveryEventWriter {
  public:
   // pg must outlive the writer (the writer's retry timer runs on pg's loop).
-  DeliveryEventWriter(PgConnection& pg, AddressHasher addresses, size_t max_batch = 500, size_t max_buffered = 100000);
+  DeliveryEventWriter(PgConnection& pg, AddressHasher addresses, size_t max_batch = 500, size_t max_buffered = 100000,
+                      uint64_t gather_ms = 0);
   ~DeliveryEventWriter();
   DeliveryEventWriter(const DeliveryEventWriter&) = delete;
   DeliveryEventWriter& operator=(const DeliveryEventWriter&) = delete;
@@ -56,11 +60,15 @@ class DeliveryEventWriter {
 
  private:
   void write_next();
+  void schedule();  // writes now when a batch is full or someone waits, else within gather_ms
   void write_rows_alone(std::vector<DeliveryEvent> batch);
   void finished();
   PgConnection& pg_;
   AddressHasher addresses_;
   size_t max_batch_, max_buffered_;
+  uint64_t gather_ms_;
+  core::TimerHandle gather_timer_;
+  bool gathering_ = false;
   std::vector<DeliveryEvent> buffered_;
   bool writing_ = false;
   uint64_t retry_ms_ = 0;

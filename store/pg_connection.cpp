@@ -109,12 +109,20 @@ void PgConnection::connect(std::function<void(bool, const std::string&)> cb) {
 
 void PgConnection::query(std::string sql, std::vector<std::optional<std::string>> params,
                          std::function<void(const PgResult&)> cb) {
+  enqueue(Pending{std::move(sql), std::move(params), std::move(cb), std::nullopt});
+}
+
+void PgConnection::copy_in(std::string sql, std::string data, std::function<void(const PgResult&)> cb) {
+  enqueue(Pending{std::move(sql), {}, std::move(cb), std::move(data)});
+}
+
+void PgConnection::enqueue(Pending p) {
   if (state_ == State::Closed) return;
   if (queue_.size() >= options_.max_queued) {
-    defer([cb = std::move(cb)] { cb(error_result("query queue full")); });
+    defer([cb = std::move(p.cb)] { cb(error_result("query queue full")); });
     return;
   }
-  queue_.push_back(Pending{std::move(sql), std::move(params), std::move(cb)});
+  queue_.push_back(std::move(p));
   if (state_ == State::Idle) {
     state_ = State::Connecting;
     defer([this] { start_connect(); });
@@ -389,6 +397,11 @@ void PgConnection::read_results() {
       finish_query(std::move(done));
       continue;
     }
+    if (PQresultStatus(r) == PGRES_COPY_IN) {
+      PQclear(r);
+      if (!send_copy_data()) return;
+      continue;
+    }
     PgResult copy = copy_result(r);
     PQclear(r);
     // A statement yields one result; keep the first error if several arrive.
@@ -399,6 +412,30 @@ void PgConnection::read_results() {
   }
   // PQgetResult may have parsed notifications that arrived behind the query's result.
   if (state_ == State::Ready) deliver_notifications();
+}
+
+bool PgConnection::send_copy_data() {
+  Pending& p = queue_.front();
+  // A plain query() that turned out to be a COPY FROM STDIN has no rows to give: end it with an
+  // error rather than leave the connection waiting in the copy state.
+  const char* refusal = p.copy_data ? nullptr : "COPY FROM STDIN needs PgConnection::copy_in";
+  if (p.copy_data && !p.copy_data->empty() &&
+      PQputCopyData(conn_, p.copy_data->data(), static_cast<int>(p.copy_data->size())) != 1) {
+    connection_lost(conn_error());
+    return false;
+  }
+  if (PQputCopyEnd(conn_, refusal) != 1) {
+    connection_lost(conn_error());
+    return false;
+  }
+  p.copy_data.reset();  // sent: the memory is libpq's now
+  int f = PQflush(conn_);
+  if (f < 0) {
+    connection_lost(conn_error());
+    return false;
+  }
+  watch(f == 1 ? (UV_READABLE | UV_WRITABLE) : UV_READABLE);
+  return state_ == State::Ready;
 }
 
 void PgConnection::deliver_notifications() {

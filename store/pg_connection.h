@@ -57,6 +57,10 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   // if there is no connection (so a lost connection is re-opened by the next query). cb runs
   // exactly once, later, on the loop — unless close() was called first.
   void query(std::string sql, std::vector<std::optional<std::string>> params, std::function<void(const PgResult&)> cb);
+  // Queues `COPY … FROM STDIN` (sql) with its rows already in COPY text format (data): one
+  // statement and one commit for many rows, and none of a multi-row INSERT's parse and plan.
+  // Same queue, timeouts and callback contract as query().
+  void copy_in(std::string sql, std::string data, std::function<void(const PgResult&)> cb);
 
   bool connected() const { return state_ == State::Ready; }
   uv_loop_t* loop() const { return loop_; }
@@ -80,6 +84,7 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
     std::string sql;
     std::vector<std::optional<std::string>> params;
     std::function<void(const PgResult&)> cb;
+    std::optional<std::string> copy_data;  // set: a COPY FROM STDIN and its rows
   };
   struct PollBox;
 
@@ -93,6 +98,8 @@ class PgConnection {  // heap object freed after close() (STYLE.md §1)
   void connect_failed(const std::string& error);
   void on_socket(int status, int events);
   void read_results();
+  bool send_copy_data();  // answers the server's CopyInResponse; false: the connection was lost
+  void enqueue(Pending p);
   void send_next();
   void finish_query(PgResult result);
   void connection_lost(const std::string& error);

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "core/metrics.h"
+#include "core/timer.h"
 #include "core/utf8.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
@@ -185,6 +186,71 @@ TEST_F(EventsDb, ARowTheServerRefusesCostsTheWriterOnlyThatRow) {
   EXPECT_EQ(events_total("failed") - failed_before, 1);
   EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events"), "50");
   EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events WHERE job_id = 'poison'"), "0");
+}
+
+TEST_F(EventsDb, RowsGatherIntoOneCopyAndAWaiterDoesNotWaitForTheGatherTime) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  PgConnection* c = PgConnection::create(&loop, conninfo_);
+  bool timed_out = false;
+  {
+    // A gather time of an hour: only a full batch or a waiter may start a write.
+    DeliveryEventWriter w(*c, deliverd::testing::test_hasher(), 10, 5000, 3600 * 1000);
+    for (int i = 0; i < 25; ++i) {
+      DeliveryEvent e = event_for("g" + std::to_string(i));
+      // Every byte COPY's text format gives meaning to, in peer text and in our own.
+      e.reply_text = "line one\r\nline\ttwo \\N \\ end";
+      e.detail = i == 0 ? "tab\there" : "";
+      w.add(std::move(e));
+    }
+    core::TimerHandle guard(&loop);
+    guard->start(60000, [&] {
+      timed_out = true;
+      c->close();
+    });
+    // Two batches of 10 went when they filled; the last 5 go when someone waits for them.
+    w.when_idle([&] {
+      guard->stop();
+      c->close();
+    });
+    uv_run(&loop, UV_RUN_DEFAULT);
+    EXPECT_TRUE(w.idle());
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // the timers' close callbacks
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  ASSERT_FALSE(timed_out) << "when_idle waited for the gather time";
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events WHERE job_id LIKE 'g%'"), "25");
+  // Rows of one COPY share their transaction id.
+  EXPECT_EQ(scalar("SELECT count(DISTINCT xmin::text) FROM delivery_events"), "3");
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events WHERE reply_text = E'line one\\r\\nline\\ttwo \\\\\\\\N \\\\\\\\ end'"), "25");
+  EXPECT_EQ(scalar("SELECT detail FROM delivery_events WHERE job_id = 'g0'"), "tab\there");
+  EXPECT_EQ(scalar("SELECT count(*) FROM delivery_events WHERE detail IS NULL AND mailbox = 'mbx'"), "24");
+}
+
+TEST_F(EventsDb, ARowWaitsAtMostTheGatherTimeForOthers) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  PgConnection* c = PgConnection::create(&loop, conninfo_);
+  {
+    DeliveryEventWriter w(*c, deliverd::testing::test_hasher(), 500, 5000, 50);
+    w.add(event_for("first"));
+    // Added a little later, within the first row's gather time: they go together.
+    core::TimerHandle later(&loop);
+    later->start(10, [&] {
+      for (int i = 0; i < 5; ++i) w.add(event_for("later" + std::to_string(i)));
+    });
+    // Nobody waits: the gather timer alone must write them.
+    core::TimerHandle check(&loop);
+    std::function<void()> poll = [&] {
+      if (scalar("SELECT count(*) FROM delivery_events") == "6") return c->close();
+      check->start(20, poll);
+    };
+    check->start(20, poll);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // the timers' close callbacks
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  EXPECT_EQ(scalar("SELECT count(DISTINCT xmin::text) FROM delivery_events"), "1");
 }
 
 TEST_F(EventsDb, RetentionRemovesOldRowsInBatchesAndKeepsTheLastStatusOfTheirJob) {

@@ -9,8 +9,10 @@
 #include <signal.h>
 #include <simdjson.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/daemon/deliverd_process.h"
@@ -148,7 +150,12 @@ class InboundDaemonTest : public ::testing::Test {
     std::map<std::string, std::string> out;
     for (const auto& id : ids) {
       EXPECT_EQ(events[id].status, "delivered") << id << "\n" << logs();
-      out[id] = pg_.scalar("SELECT message_id FROM delivery_events WHERE job_id = '" + id + "' AND status = 'delivered'");
+      // The row follows the result by up to the writer's gather time: the signals sent next are
+      // matched against it.
+      for (int tries = 0; tries < 200 && out[id].empty(); ++tries) {
+        if (tries) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        out[id] = pg_.scalar("SELECT message_id FROM delivery_events WHERE job_id = '" + id + "' AND status = 'delivered'");
+      }
       EXPECT_NE(out[id], "") << id;
     }
     return out;
