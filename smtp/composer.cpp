@@ -15,6 +15,8 @@
 #include "core/domain.h"
 #include "core/hex.h"
 #include "core/utf8.h"
+#include "smtp/body_encoder.h"
+#include "smtp/line_walker.h"
 
 namespace deliverd::smtp {
 namespace {
@@ -23,7 +25,9 @@ constexpr size_t kMaxLine = 998;      // RFC 5322 2.1.1: MUST
 constexpr size_t kFoldAt = 78;        // RFC 5322 2.1.1: SHOULD
 constexpr size_t kWordBytes = 42;     // raw bytes per encoded word: "=?UTF-8?B?" + 56 + "?=" = 68 chars
 
-bool has_crlf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+bool has_crlf(std::string_view s) {
+  return std::memchr(s.data(), '\r', s.size()) != nullptr || std::memchr(s.data(), '\n', s.size()) != nullptr;
+}
 
 bool has_control(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -137,53 +141,9 @@ std::string random_hex(size_t bytes) {
   return core::to_hex(raw);
 }
 
-// The line breaks of a text, found with memchr for CR and for LF separately, each remembered
-// until passed: a text with only LFs is scanned for CR once, not once a line. (find_first_of with
-// a two-character set calls memchr over the set for every byte of the text.)
-class LineBreaks {
- public:
-  explicit LineBreaks(std::string_view t) : t_(t), cr_(find(0, '\r')), lf_(find(0, '\n')) {}
-  // The first CR or LF at or after i (i never goes back), or npos.
-  size_t next(size_t i) {
-    if (cr_ < i) cr_ = find(i, '\r');
-    if (lf_ < i) lf_ = find(i, '\n');
-    return std::min(cr_, lf_);
-  }
-
- private:
-  size_t find(size_t i, char c) const {
-    if (i >= t_.size()) return std::string_view::npos;
-    const void* p = std::memchr(t_.data() + i, c, t_.size() - i);
-    return p ? static_cast<size_t>(static_cast<const char*>(p) - t_.data()) : std::string_view::npos;
-  }
-  std::string_view t_;
-  size_t cr_, lf_;
-};
-
-// Splits on CRLF, bare LF and bare CR alike so the output has one line-ending convention.
-template <class F>
-void for_each_line(std::string_view text, F&& f) {
-  LineBreaks breaks(text);
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t e = breaks.next(i);
-    if (e == std::string_view::npos) {
-      f(text.substr(i));
-      return;
-    }
-    f(text.substr(i, e - i));
-    i = e + 1;
-    if (text[e] == '\r' && i < text.size() && text[i] == '\n') ++i;
-  }
-}
-
 std::string normalize_crlf(std::string_view text) {
   std::string out;
-  out.reserve(text.size() + text.size() / 32 + 2);
-  for_each_line(text, [&](std::string_view line) {
-    out += line;
-    out += "\r\n";
-  });
+  append_crlf(out, text, nullptr);
   return out;
 }
 
@@ -223,62 +183,12 @@ std::string encode_words(std::string_view utf8) {
 }
 
 std::string quoted_printable(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
-  out.reserve(text.size() + text.size() / 8);
-  for_each_line(text, [&](std::string_view line) {
-    size_t col = 0;
-    for (size_t i = 0; i < line.size(); ++i) {
-      auto c = static_cast<unsigned char>(line[i]);
-      bool last = i + 1 == line.size();
-      char tok[3];
-      size_t len = 1;
-      if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !last)) {
-        tok[0] = static_cast<char>(c);
-      } else {
-        tok[0] = '=';
-        tok[1] = kHex[c >> 4];
-        tok[2] = kHex[c & 15];
-        len = 3;
-      }
-      // 76 characters per line including the "=" of a soft break (RFC 2045 6.7 rule 5).
-      if (col + len > 75) {
-        out += "=\r\n";
-        col = 0;
-      }
-      out.append(tok, len);
-      col += len;
-    }
-    out += "\r\n";
-  });
+  append_quoted_printable(out, text, nullptr);
   return out;
 }
 
 namespace {
-
-enum class Cte { SevenBit, QuotedPrintable, Base64 };
-
-// 7bit when it is already safe; otherwise the smaller of the two encodings: text that is mostly
-// non-Latin (CJK, Cyrillic…) triples in quoted-printable, while base64 always costs a third.
-Cte choose_encoding(std::string_view crlf_body) {
-  // Branch-free, so the compiler vectorises it; the line lengths come from memchr's jumps.
-  size_t high = 0;
-  unsigned nul = 0;
-  for (char c : crlf_body) {
-    const auto u = static_cast<unsigned char>(c);
-    high += u >> 7;
-    nul |= u == 0;
-  }
-  bool long_line = false;
-  for (size_t i = 0; i < crlf_body.size() && !long_line;) {
-    const void* p = std::memchr(crlf_body.data() + i, '\n', crlf_body.size() - i);
-    const size_t e = p ? static_cast<size_t>(static_cast<const char*>(p) - crlf_body.data()) : crlf_body.size();
-    long_line = e - i > kMaxLine + (p ? 1 : 0);  // a line ended by CRLF, or the last one without
-    i = e + 1;
-  }
-  if (high == 0 && !long_line && !nul) return Cte::SevenBit;
-  return high * 4 > crlf_body.size() ? Cte::Base64 : Cte::QuotedPrintable;
-}
 
 std::string part_headers(std::string_view content_type, Cte cte) {
   std::string out = "Content-Type: " + std::string(content_type) + "; charset=utf-8\r\n";
@@ -286,15 +196,6 @@ std::string part_headers(std::string_view content_type, Cte cte) {
          : cte == Cte::QuotedPrintable ? "Content-Transfer-Encoding: quoted-printable\r\n"
                                        : "Content-Transfer-Encoding: base64\r\n";
   return out;
-}
-
-std::string encode_body(std::string_view crlf_body, Cte cte) {
-  switch (cte) {
-    case Cte::SevenBit: return std::string(crlf_body);
-    case Cte::QuotedPrintable: return quoted_printable(crlf_body);
-    case Cte::Base64: return base64_lines(crlf_body);
-  }
-  return std::string(crlf_body);
 }
 
 std::string html_escape(std::string_view s) {
@@ -551,12 +452,8 @@ core::Result<std::string, std::string> header_field(std::string_view name, std::
 }
 
 std::string base64_lines(std::string_view bytes) {
-  std::string b = core::base64_encode(bytes), out;
-  out.reserve(b.size() + b.size() / 76 * 2 + 2);
-  for (size_t i = 0; i < b.size(); i += 76) {
-    out.append(b, i, 76);
-    out += "\r\n";
-  }
+  std::string out;
+  append_base64_lines(out, bytes, nullptr);
   return out;
 }
 
@@ -566,11 +463,15 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg, bool 
   // the one named.
   const void* z = std::memchr(msg.data(), '\0', msg.size());
   const size_t nul = z ? static_cast<size_t>(static_cast<const char*>(z) - msg.data()) : msg.size();
-  LineBreaks breaks(msg);
-  for (size_t i = breaks.next(0); i < nul; i = breaks.next(i + 1)) {
-    if (msg[i] == '\n') return err("bare LF at offset " + std::to_string(i));
-    if (i + 1 == msg.size() || msg[i + 1] != '\n') return err("bare CR at offset " + std::to_string(i));
-    ++i;  // the CR's LF
+  // The same walk notes the first line over 998 octets: past the header block only line lengths
+  // are checked, so the body is not walked a second time.
+  size_t lines = 0, first_long = 0;
+  LineWalker walk(msg);
+  for (Line l; walk.next(l) && l.end < nul;) {
+    if (l.ending == LineEnd::Lf) return err("bare LF at offset " + std::to_string(l.end));
+    if (l.ending == LineEnd::Cr) return err("bare CR at offset " + std::to_string(l.end));
+    ++lines;
+    if (first_long == 0 && l.size() > kMaxLine) first_long = lines;
   }
   if (nul < msg.size()) return err("NUL byte at offset " + std::to_string(nul));
   if (!msg.empty() && msg.substr(msg.size() - std::min<size_t>(2, msg.size())) != "\r\n")
@@ -581,7 +482,7 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg, bool 
                     {"sender", 0},      {"in-reply-to", 0},  {"references", 0},  {"mime-version", 0},
                     {"content-type", 0}, {"content-transfer-encoding", 0}, {"list-unsubscribe", 0},
                     {"list-unsubscribe-post", 0}};
-  bool in_header = true, first = true;
+  bool first = true;
   size_t pos = 0, line_no = 0;
   while (pos < msg.size()) {
     size_t eol = msg.find("\r\n", pos);
@@ -589,11 +490,7 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg, bool 
     pos = eol + 2;
     ++line_no;
     if (line.size() > kMaxLine) return err("line " + std::to_string(line_no) + " is longer than 998 octets");
-    if (!in_header) continue;
-    if (line.empty()) {
-      in_header = false;
-      continue;
-    }
+    if (line.empty()) break;  // the end of the header block
     const bool text_ok = core::is_ascii(line) || (utf8_headers && core::is_valid_utf8(line));
     if (!text_ok || has_control(line)) return err("header line " + std::to_string(line_no) + " has non-ASCII or control characters");
     if (line.front() == ' ' || line.front() == '\t') {
@@ -611,6 +508,7 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg, bool 
     for (auto& c : counts)
       if (core::iequals(name, c.name)) ++c.n;
   }
+  if (first_long != 0) return err("line " + std::to_string(first_long) + " is longer than 998 octets");
   for (const auto& c : counts) {
     if (c.n > 1) return err("header field " + std::string(c.name) + " appears " + std::to_string(c.n) + " times");
     if ((c.name == "from" || c.name == "date") && c.n == 0) return err("header field " + std::string(c.name) + " is missing");
@@ -618,7 +516,7 @@ core::Result<core::Ok, std::string> validate_message(std::string_view msg, bool 
   return core::Ok{};
 }
 
-core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t now) {
+core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t now, ComposeStats* stats) {
   auto addr = check_addresses(m);
   if (!addr) return core::Err{addr.error()};
   if (auto r = check_unsubscribe(m); !r) return core::Err{r.error()};
@@ -626,6 +524,7 @@ core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t
   if (auto r = check_text("subject", m.subject); !r) return core::Err{r.error()};
   if (!core::is_valid_utf8(m.text)) return core::Err{std::string("text: not valid UTF-8")};
   if (!core::is_valid_utf8(m.html)) return core::Err{std::string("html: not valid UTF-8")};
+  if (stats) stats->bytes_examined += m.text.size() + m.html.size();
 
   std::string out;
   out += "Date: " + rfc5322_date(now) + "\r\n";
@@ -657,47 +556,92 @@ core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t
   if (!lu) return core::Err{lu.error()};
   out += *lu;
 
-  std::string text = m.text, html = m.html;
+  std::string text_buf, html_buf;
+  std::string_view text = m.text, html = m.html;
   if (campaign) {
-    if (!text.empty() || html.empty()) text += text_footer(m, text);
-    if (!html.empty()) html = with_html_footer(m, html);
-  }
-  out += "MIME-Version: 1.0\r\n";
-  if (html.empty()) {
-    std::string body = normalize_crlf(text);
-    Cte cte = choose_encoding(body);
-    out += part_headers("text/plain", cte) + "\r\n" + encode_body(body, cte);
-  } else if (text.empty()) {
-    std::string body = normalize_crlf(html);
-    Cte cte = choose_encoding(body);
-    out += part_headers("text/html", cte) + "\r\n" + encode_body(body, cte);
-  } else {
-    // "=_" cannot occur in quoted-printable or base64 output, so the boundary never collides.
-    std::string boundary = "=_deliverd_" + random_hex(12);
-    out += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n";
-    for (auto [type, content] : {std::pair<std::string_view, std::string_view>{"text/plain", text},
-                                 std::pair<std::string_view, std::string_view>{"text/html", html}}) {
-      std::string body = normalize_crlf(content);
-      Cte cte = choose_encoding(body);
-      // A 7bit part could hold a line equal to the boundary; encode it then.
-      if (cte == Cte::SevenBit && body.find("--" + boundary) != std::string::npos) cte = Cte::QuotedPrintable;
-      out += "--" + boundary + "\r\n" + part_headers(type, cte) + "\r\n" + encode_body(body, cte);
+    if (!text.empty() || html.empty()) {
+      text_buf = m.text + text_footer(m, m.text);
+      text = text_buf;
     }
-    out += "--" + boundary + "--\r\n";
+    if (!html.empty()) {
+      html_buf = with_html_footer(m, m.html);
+      html = html_buf;
+    }
   }
-  if (auto v = validate_message(out, addr->utf8); !v) return core::Err{"headers: " + v.error()};
+  // The header block is complete before any body is written, so it is validated alone: the
+  // encoders' output is valid by construction (CRLF lines of at most 998 octets, no NUL).
+  auto check_head = [&]() -> core::Result<core::Ok, std::string> {
+    if (auto v = validate_message(out, addr->utf8); !v) return core::Err{"headers: " + v.error()};
+    return core::Ok{};
+  };
+  out += "MIME-Version: 1.0\r\n";
+  if (html.empty() || text.empty()) {
+    const bool plain = html.empty();
+    const std::string_view body = plain ? text : html;
+    const BodyScan scan = scan_body(body, stats);
+    const Cte cte = choose_encoding(scan);
+    if (stats) stats->body_bytes += body.size();
+    out += part_headers(plain ? "text/plain" : "text/html", cte);
+    out += "\r\n";
+    if (auto v = check_head(); !v) return core::Err{v.error()};
+    out.reserve(out.size() + scan.crlf_size + scan.crlf_size / 2);
+    append_encoded(out, body, scan, cte, stats);
+    return out;
+  }
+  // "=_" cannot occur in quoted-printable or base64 output, so the boundary never collides.
+  const std::string boundary = "=_deliverd_" + random_hex(12);
+  const std::string delimiter = "--" + boundary;
+  out += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n";
+  if (auto v = check_head(); !v) return core::Err{v.error()};
+  for (auto [type, content] : {std::pair<std::string_view, std::string_view>{"text/plain", text},
+                               std::pair<std::string_view, std::string_view>{"text/html", html}}) {
+    const BodyScan scan = scan_body(content, stats);
+    Cte cte = choose_encoding(scan);
+    if (stats) stats->body_bytes += content.size();
+    out += delimiter;
+    out += "\r\n";
+    const size_t part_at = out.size();
+    out += part_headers(type, cte);
+    out += "\r\n";
+    const size_t body_at = out.size();
+    append_encoded(out, content, scan, cte, stats);
+    // A 7bit part could hold a line equal to the boundary; encode it then.
+    if (cte == Cte::SevenBit) {
+      if (stats) stats->bytes_examined += out.size() - body_at;
+      if (std::string_view(out).substr(body_at).find(delimiter) != std::string_view::npos) {
+        out.resize(part_at);
+        out += part_headers(type, Cte::QuotedPrintable);
+        out += "\r\n";
+        append_quoted_printable(out, content, stats);
+      }
+    }
+  }
+  out += delimiter;
+  out += "--\r\n";
   return out;
 }
 
-std::string dot_stuff(std::string_view message) {
+std::string dot_stuff(std::string_view message, ComposeStats* stats) {
   std::string out;
   out.reserve(message.size() + message.size() / 64 + 8);
-  for_each_line(message, [&](std::string_view line) {
-    if (!line.empty() && line.front() == '.') out += '.';
-    out += line;
-    out += "\r\n";
-  });
+  // `run` is where the bytes not yet copied start: a clean CRLF message is one append.
+  size_t run = 0;
+  LineWalker walk(message);
+  for (Line l; walk.next(l);) {
+    if (l.size() != 0 && message[l.begin] == '.') {
+      out.append(message.data() + run, l.begin - run);
+      out += '.';
+      run = l.begin;
+    }
+    if (l.ending != LineEnd::Crlf) {
+      out.append(message.data() + run, l.end - run);
+      out += "\r\n";
+      run = l.next;
+    }
+  }
+  out.append(message.data() + run, message.size() - run);
   out += ".\r\n";
+  if (stats) stats->bytes_examined += 3 * message.size();  // two memchrs and the copy
   return out;
 }
 

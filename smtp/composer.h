@@ -4,6 +4,7 @@
 // a visible link and postal footer for campaign mail, and pass-through of producer-built `raw`
 // messages with only the headers we must add. Every input is validated; a bad one is an error
 // value naming the field.
+#include <cstddef>
 #include <ctime>
 #include <string>
 #include <string_view>
@@ -28,15 +29,26 @@ struct MessageSpec {
   std::string postal_address;      // footer for campaign mail; "" = none
 };
 
+// What composing cost, for tests that bound the work rather than the time: the body bytes given
+// (after footers) and the bytes every pass over them examined (each memchr, count, encoding
+// loop and copy adds the bytes it read).
+struct ComposeStats {
+  size_t body_bytes = 0;
+  size_t bytes_examined = 0;
+};
+
 // The message with CRLF line endings, no line over 998 octets. Addresses are checked and
 // normalised by core/address.h; one with a UTF-8 local part goes into the header as raw UTF-8
 // (RFC 6532), so the message must then travel with SMTPUTF8. The error names the field:
 // "to_email: the address has no '@'", "header \"X Bad\": invalid name", …
-core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t now);
+// Each body is scanned once to choose its encoding and then encoded straight into the message.
+core::Result<std::string, std::string> compose(const MessageSpec& m, std::time_t now,
+                                               ComposeStats* stats = nullptr);
 
 // The DATA payload: line endings made CRLF, lines starting with "." doubled (RFC 5321 4.5.2),
-// and the terminating CRLF "." CRLF.
-std::string dot_stuff(std::string_view message);
+// and the terminating CRLF "." CRLF. Runs of lines that need nothing are copied whole; the
+// examined bytes are added to `stats` (body_bytes untouched).
+std::string dot_stuff(std::string_view message, ComposeStats* stats = nullptr);
 
 // RFC 5322 checks on a finished message (CRLF only, lines ≤ 998, well-formed fields, exactly
 // one From and Date, at most one of each other singular field, ASCII header values, or UTF-8

@@ -106,22 +106,33 @@ std::string dkim_relaxed_body(std::string_view body) {
   size_t keep = 0;  // length of out up to the last non-empty line
   while (pos < body.size()) {
     size_t eol = body.find("\r\n", pos);
-    std::string_view line = body.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
-    pos = eol == std::string_view::npos ? body.size() : eol + 2;
-    std::string l;
-    bool space = false;
-    for (char c : line) {
-      if (is_wsp(c)) {
-        space = true;
+    if (eol == std::string_view::npos) eol = body.size();
+    const std::string_view line = body.substr(pos, eol - pos);
+    pos = eol == body.size() ? eol : eol + 2;
+    const size_t line_at = out.size();
+    // Text is copied in runs: a single space between words is already canonical, so only other
+    // white space (tabs, several in a row, at the end of the line) breaks a run.
+    size_t run = 0, j = 0;
+    while (j < line.size()) {
+      if (!is_wsp(line[j])) {
+        ++j;
         continue;
       }
-      if (space) l += ' ';
-      space = false;
-      l += c;
+      size_t k = j + 1;
+      while (k < line.size() && is_wsp(line[k])) ++k;
+      if (k == line.size()) break;  // trailing white space goes (3.4.4 b)
+      if (k == j + 1 && line[j] == ' ') {
+        j = k;
+        continue;
+      }
+      out.append(line.data() + run, j - run);
+      out += ' ';
+      run = j = k;
     }
-    out += l;
+    out.append(line.data() + run, j - run);
+    const bool empty = out.size() == line_at;
     out += "\r\n";
-    if (!l.empty()) keep = out.size();
+    if (!empty) keep = out.size();
   }
   out.resize(keep);  // trailing empty lines are ignored (3.4.4); an empty body stays empty
   return out;
