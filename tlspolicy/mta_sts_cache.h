@@ -44,8 +44,10 @@ using TxtLookup = std::function<void(const std::string& name, std::function<void
 
 // Where the policy given out came from.
 enum class StsSource : uint8_t { None, Cache, Fetched };
-constexpr std::string_view kStsSourceNames[] = {"none", "cache", "fetched"};
-constexpr std::string_view to_string(StsSource s) { return kStsSourceNames[static_cast<size_t>(s)]; }
+inline constexpr core::Named<StsSource> kStsSourceNames[] = {
+    {StsSource::None, "none"}, {StsSource::Cache, "cache"}, {StsSource::Fetched, "fetched"}};
+static_assert(core::in_order(kStsSourceNames));
+constexpr std::string_view to_string(StsSource s) { return core::name_in(kStsSourceNames, s); }
 
 struct StsDecision {
   std::string domain;                 // normalised

@@ -7,11 +7,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "core/https_client.h"
+#include "core/names.h"
 #include "core/result.h"
 #include "core/tls_context.h"
 #include "tlspolicy/mta_sts_policy.h"
@@ -33,11 +35,22 @@ enum class StsFailure : uint8_t {
   BadPolicy,    // the body is not a valid policy
   Other,        // a closed connection, a garbled answer, an overloaded client
 };
-constexpr std::string_view kStsFailureNames[] = {
-    "invalid_record", "resolve",     "refused_by_policy", "connect",   "tls",  "timeout",
-    "status",         "content_type", "too_large",        "bad_policy", "other"};
-inline constexpr size_t kStsFailureCount = 11;
-constexpr std::string_view to_string(StsFailure f) { return kStsFailureNames[static_cast<size_t>(f)]; }
+inline constexpr core::Named<StsFailure> kStsFailureNames[] = {
+    {StsFailure::InvalidRecord, "invalid_record"},
+    {StsFailure::Resolve, "resolve"},
+    {StsFailure::RefusedByPolicy, "refused_by_policy"},
+    {StsFailure::Connect, "connect"},
+    {StsFailure::Tls, "tls"},
+    {StsFailure::Timeout, "timeout"},
+    {StsFailure::Status, "status"},
+    {StsFailure::ContentType, "content_type"},
+    {StsFailure::TooLarge, "too_large"},
+    {StsFailure::BadPolicy, "bad_policy"},
+    {StsFailure::Other, "other"},
+};
+static_assert(core::in_order(kStsFailureNames));
+inline constexpr size_t kStsFailureCount = std::size(kStsFailureNames);
+constexpr std::string_view to_string(StsFailure f) { return core::name_in(kStsFailureNames, f); }
 
 struct StsError {
   StsFailure kind = StsFailure::Other;

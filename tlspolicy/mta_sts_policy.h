@@ -3,18 +3,24 @@
 // receive its mail, and whether a sender must refuse the others (enforce) or only report (testing).
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/names.h"
 #include "core/result.h"
 
 namespace deliverd::tlspolicy {
 
 enum class StsMode : uint8_t { Enforce, Testing, None };
-constexpr std::string_view kStsModeNames[] = {"enforce", "testing", "none"};
-constexpr std::string_view to_string(StsMode m) { return kStsModeNames[static_cast<size_t>(m)]; }
-inline constexpr size_t kStsModeCount = 3;
+inline constexpr core::Named<StsMode> kStsModeNames[] = {
+    {StsMode::Enforce, "enforce"}, {StsMode::Testing, "testing"}, {StsMode::None, "none"}};
+static_assert(core::in_order(kStsModeNames));
+inline constexpr size_t kStsModeCount = std::size(kStsModeNames);
+constexpr std::string_view to_string(StsMode m) { return core::name_in(kStsModeNames, m); }
+constexpr std::optional<StsMode> sts_mode_from_name(std::string_view n) { return core::value_in(kStsModeNames, n); }
 
 inline constexpr size_t kMaxPolicyBytes = 64 * 1024;
 inline constexpr int64_t kMaxStsMaxAge = 31557600;  // one year (RFC 8461 3.2)

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/names_check.h"
+
 namespace deliverd::tlspolicy {
 namespace {
 
@@ -64,6 +66,11 @@ TEST(MtaStsPolicy, AnOversizedBodyIsRefused) {
   std::string body = "version: STSv1\nmode: enforce\nmax_age: 1\n";
   while (body.size() <= kMaxPolicyBytes) body += "mx: mx.example.com\n";
   EXPECT_EQ(error_of(body), "the policy is " + std::to_string(body.size()) + " bytes; at most 65536 are allowed");
+}
+
+TEST(MtaStsPolicy, ModeNamesRoundTrip) {
+  deliverd::testing::expect_names_round_trip(
+      kStsModeNames, [](StsMode m) { return to_string(m); }, [](std::string_view n) { return sts_mode_from_name(n); });
 }
 
 TEST(MatchesMx, ExactNamesIgnoreCaseAndTheTrailingDot) {
