@@ -57,6 +57,13 @@ bool is_ascii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
+void truncate_utf8(std::string& s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return;
+  size_t n = max_bytes;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  s.resize(n);
+}
+
 std::string escape_utf8_lossless(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size());

@@ -19,6 +19,9 @@ size_t utf8_sequence_length(unsigned char lead);
 // point past U+10FFFF).
 size_t utf8_sequence_at(std::string_view s, size_t i);
 bool is_ascii(std::string_view s);
+// Cuts valid UTF-8 to at most max_bytes without splitting a character (a byte-wise resize can
+// leave half a sequence, which PostgreSQL text and JSON refuse).
+void truncate_utf8(std::string& s, size_t max_bytes);
 
 // Valid UTF-8 holding no NUL and no backslash comes back unchanged.
 std::string escape_utf8_lossless(std::string_view bytes);

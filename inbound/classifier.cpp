@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/ascii.h"
+#include "core/utf8.h"
 #include "inbound/arf.h"
 #include "inbound/headers.h"
 
@@ -409,7 +410,7 @@ void set_common(const Message& m, Signal& s) {
   s.date = std::string(m.headers.value("Date"));
   s.from = address_in(m.headers.value("From"));
   s.subject = decode_words(m.headers.value("Subject"));
-  if (s.subject.size() > 998) s.subject.resize(998);
+  core::truncate_utf8(s.subject, 998);
 }
 
 void add_thread_ids(const Message& m, Signal& s) {

@@ -80,6 +80,20 @@ TEST(Utf8, EscapedTextIsAlwaysValidAndHasNoNul) {
   }
 }
 
+TEST(Utf8, TruncationNeverSplitsACharacter) {
+  std::string s = "ab\xc3\xbc\xe2\x82\xac\xf0\x9f\x98\x80";  // a b ü € 😀
+  for (size_t max = 0; max <= s.size() + 1; ++max) {
+    std::string t = s;
+    truncate_utf8(t, max);
+    EXPECT_LE(t.size(), max) << max;
+    EXPECT_TRUE(is_valid_utf8(t)) << max;
+    EXPECT_EQ(s.compare(0, t.size(), t), 0) << max;
+  }
+  std::string cut = s;
+  truncate_utf8(cut, 5);  // inside the euro sign
+  EXPECT_EQ(cut, "ab\xc3\xbc");
+}
+
 TEST(Utf8, UnescapeLeavesTextThatWasNeverEscapedAlone) {
   EXPECT_EQ(unescape_utf8_lossless("plain \\q and \\x4"), "plain \\q and \\x4");
   EXPECT_EQ(unescape_utf8_lossless("ends in \\"), "ends in \\");

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/utf8.h"
+
 namespace deliverd::inbound {
 namespace {
 
@@ -257,6 +259,18 @@ TEST(Classifier, AMalformedDsnIsIgnoredWithAnError) {
   Signal s = classify_fixture("malformed_dsn.eml");
   EXPECT_EQ(s.kind, SignalKind::Ignored);
   EXPECT_EQ(s.error, "delivery status: no recipient group with a Final-Recipient");
+}
+
+TEST(Classifier, ALongSubjectIsCutBetweenCharacters) {
+  // "x" and 500 two-byte characters: a byte-wise cut at 998 leaves half of the 499th (found by
+  // the fuzzer through an RFC 2047 Latin-1 word).
+  std::string raw = "From: a@example.com\r\nSubject: x";
+  for (int i = 0; i < 500; ++i) raw += "\xc3\xbc";
+  raw += "\r\n\r\nbody\r\n";
+  Signal s = classify(parse_message(raw));
+  EXPECT_LE(s.subject.size(), 998u);
+  EXPECT_EQ(s.subject.size(), 997u);
+  EXPECT_TRUE(core::is_valid_utf8(s.subject));
 }
 
 TEST(Classifier, KindNamesAreTheEventNames) {
