@@ -313,11 +313,53 @@ static_assert(in_order(kFaultNames));
 constexpr std::string_view to_string(Fault f) { return name_in(kFaultNames, f); }
 constexpr std::optional<Fault> fault_from_name(std::string_view n) { return value_in(kFaultNames, n); }
 
+// Which TLS policy a delivery ran under (docs/smtp.md, "MX mode: opportunistic TLS, required TLS
+// and `tls.policy`"). Opportunistic takes any TLS the peer offers, unverified, and plaintext when
+// TLS cannot be had; every other policy but none means TLS 1.2+ with a verified certificate or no
+// delivery at all.
+enum class TlsPolicy : uint8_t {
+  None,           // no TLS asked for: a lab mailbox in plaintext, or decided before any connection
+  Opportunistic,  // MX mode without a policy: TLS when it works, else plaintext
+  MtaSts,         // the recipient domain's MTA-STS policy in enforce mode (RFC 8461)
+  Dane,           // usable TLSA records for the MX host (RFC 7672)
+  Required,       // a mailbox's own server with TLS, or [smtp] mx_tls = "required"
+};
+
+inline constexpr Named<TlsPolicy> kTlsPolicyNames[] = {
+    {TlsPolicy::None, "none"},         {TlsPolicy::Opportunistic, "opportunistic"}, {TlsPolicy::MtaSts, "mta-sts"},
+    {TlsPolicy::Dane, "dane"},         {TlsPolicy::Required, "required"},
+};
+static_assert(in_order(kTlsPolicyNames));
+
+constexpr std::string_view to_string(TlsPolicy p) { return name_in(kTlsPolicyNames, p); }
+constexpr std::optional<TlsPolicy> tls_policy_from_name(std::string_view n) { return value_in(kTlsPolicyNames, n); }
+// Whether the policy insists on TLS 1.2+ with a verified certificate (never plaintext).
+constexpr bool verified_tls_required(TlsPolicy p) { return p != TlsPolicy::None && p != TlsPolicy::Opportunistic; }
+
+// Why an opportunistic connection carried the message in plaintext although the server offered
+// STARTTLS.
+enum class TlsFallback : uint8_t {
+  None,
+  StarttlsRefused,  // a 4xx/5xx to STARTTLS: this connection went on in plaintext
+  HandshakeFailed,  // the handshake after STARTTLS's 220 failed: a new connection without TLS
+};
+
+inline constexpr Named<TlsFallback> kTlsFallbackNames[] = {
+    {TlsFallback::None, ""},
+    {TlsFallback::StarttlsRefused, "starttls_refused"},
+    {TlsFallback::HandshakeFailed, "handshake_failed"},
+};
+static_assert(in_order(kTlsFallbackNames));
+
+constexpr std::string_view to_string(TlsFallback f) { return name_in(kTlsFallbackNames, f); }
+constexpr std::optional<TlsFallback> tls_fallback_from_name(std::string_view n) { return value_in(kTlsFallbackNames, n); }
+
 // For logs and test messages: the wire name.
 std::ostream& operator<<(std::ostream& os, Status s);
 std::ostream& operator<<(std::ostream& os, Phase p);
 std::ostream& operator<<(std::ostream& os, Reason r);
 std::ostream& operator<<(std::ostream& os, Fault f);
+std::ostream& operator<<(std::ostream& os, TlsPolicy p);
 
 // One SMTP reply as the server sent it: "550 5.1.1 no such user" → {550, "5.1.1", "no such user"}.
 struct Reply {
@@ -334,8 +376,10 @@ struct Outcome {
   std::string detail;  // human-readable explanation
   std::string host;    // the host name connected to (or tried)
   std::string ip;      // the vetted address actually used
-  std::string tls_version;
+  std::string tls_version;  // "" when the message did not go over TLS
   std::string tls_cipher;
+  TlsPolicy tls_policy = TlsPolicy::None;      // the policy the attempt ran under
+  TlsFallback tls_fallback = TlsFallback::None;  // set: plaintext because TLS failed or was refused
   Fault fault = Fault::None;
 };
 

@@ -35,20 +35,31 @@ int TlsContext::peer_ref_index() {
 Result<std::shared_ptr<TlsContext>, std::string> TlsContext::client(const TlsClientOptions& opts) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) return Err(tls_error_string());
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_min_proto_version(ctx, opts.opportunistic ? TLS1_VERSION : TLS1_2_VERSION);
+  if (opts.opportunistic) {
+    // Debian's openssl.cnf raises the floor to TLS 1.2 at level 2 for every context; a server
+    // that speaks only TLS 1.0 with SHA-1 signatures would then get plaintext instead.
+    SSL_CTX_set_security_level(ctx, 0);
+    if (SSL_CTX_set_cipher_list(ctx, "ALL:@SECLEVEL=0") != 1) {
+      SSL_CTX_free(ctx);
+      return Err("cannot allow every cipher for opportunistic TLS: " + tls_error_string());
+    }
+  }
   // Many SMTP servers drop the TCP connection after QUIT without close_notify; that is not an attack
   // on a protocol with its own end marker ("." and 250), so it is reported as a plain close.
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-  if (opts.use_system_roots && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+  if (opts.opportunistic) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  } else if (opts.use_system_roots && SSL_CTX_set_default_verify_paths(ctx) != 1) {
     SSL_CTX_free(ctx);
     return Err("cannot load the system CA store: " + tls_error_string());
   }
-  if (!opts.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, opts.ca_file.c_str(), nullptr) != 1) {
+  if (!opts.opportunistic && !opts.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, opts.ca_file.c_str(), nullptr) != 1) {
     SSL_CTX_free(ctx);
     return Err("cannot load CA file " + opts.ca_file + ": " + tls_error_string());
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  if (!opts.opportunistic) SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   if (opts.session_cache_size > 0) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);

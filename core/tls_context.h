@@ -1,7 +1,8 @@
 #pragma once
 // OpenSSL configuration shared by every TLS stream of one role: TLS 1.2 minimum, the system trust
 // store plus an optional extra CA bundle, and (client side) a bounded per-peer session cache so a
-// reconnect to the same host resumes instead of paying a full handshake.
+// reconnect to the same host resumes instead of paying a full handshake. The one exception is the
+// opportunistic client context of MX mode (TlsClientOptions::opportunistic).
 #include <openssl/ssl.h>
 
 #include <cstddef>
@@ -18,6 +19,10 @@ struct TlsClientOptions {
   std::string ca_file;               // extra CA bundle trusted besides the system's; "" = system only
   bool use_system_roots = true;      // false: trust only ca_file (tests)
   size_t session_cache_size = 4096;  // peers remembered for resumption; 0 disables resumption
+  // Any protocol version (TLS 1.0 up) and cipher the peer offers, at OpenSSL security level 0,
+  // and never verified: for opportunistic TLS only, where the alternative is plaintext and old
+  // TLS still beats none (RFC 7435). Trust settings are ignored; nothing is verified with it.
+  bool opportunistic = false;
 };
 
 struct TlsServerOptions {

@@ -18,6 +18,7 @@ namespace {
 struct Metrics {
   core::Family<core::Counter>& outcomes;
   core::Family<core::Counter>& dead_letters;
+  core::Family<core::Counter>& tls_deliveries;
   core::Counter& duplicates;
   core::Counter& redis_write_retries;
   core::Histogram& duration;
@@ -27,6 +28,9 @@ struct Metrics {
         r.counter("deliverd_outcomes_total", "Final and deferred outcomes of delivery attempts, by status and reason",
                   {"status", "reason"}),
         r.counter("deliverd_dead_letters_total", "Jobs that could not be parsed or validated", {}),
+        r.counter("deliverd_tls_deliveries_total",
+                  "Messages delivered, by the TLS policy that applied and how the message travelled",
+                  {"policy", "tls"}),
         r.counter("deliverd_duplicates_skipped_total",
                   "Jobs not sent because their idempotency marker showed them delivered already")
             .get(),
@@ -54,6 +58,13 @@ bool parse_positive(const std::string* text, int64_t& out) {
   if (!text) return true;  // absent: keep the default
   auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), out);
   return ec == std::errc() && end == text->data() + text->size() && out > 0;
+}
+
+// The "tls" label of deliverd_tls_deliveries_total: a fixed set, so that versions below TLS 1.2
+// (taken only opportunistically) show without a label per version string.
+std::string_view tls_label(const core::Outcome& o) {
+  if (o.tls_version.empty()) return o.tls_fallback == core::TlsFallback::None ? "plaintext" : "fallback";
+  return o.tls_version == "TLSv1.2" || o.tls_version == "TLSv1.3" ? "tls" : "legacy_tls";
 }
 
 constexpr uint64_t kBackoffMinMs = 100;
@@ -380,6 +391,8 @@ void Delivery::publish(const core::Outcome& o, int64_t next_attempt_ms) {
   m.duration.observe(static_cast<double>(services_.uptime_ms() - started_) / 1000.0);
   log_outcome(o);
   std::string ev = event(o, next_attempt_ms);
+  if (o.status == core::Status::Delivered && attempted_ && o.reason != core::Reason::Duplicate)
+    m.tls_deliveries.with({std::string(core::to_string(o.tls_policy)), std::string(tls_label(o))}).inc();
   if (o.status == core::Status::Delivered && o.reason != core::Reason::Duplicate)
     return persist([this, ev, at = services_.now_ms()](auto cb) {
       services_.publish_delivered_and_ack(entry_.id, job_.account, job_.id, at, ev, std::move(cb));
@@ -402,7 +415,9 @@ void Delivery::log_outcome(const core::Outcome& o) const {
                               {"reply", o.reply.text},
                               {"host", o.host},
                               {"ip", o.ip},
-                              {"tls", o.tls_version}});
+                              {"tls", o.tls_version},
+                              {"tls_policy", core::to_string(o.tls_policy)},
+                              {"tls_fallback", core::to_string(o.tls_fallback)}});
 }
 
 // The outcome also goes to PostgreSQL (delivery_events) for the admin API's "get outcome" and

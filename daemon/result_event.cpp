@@ -46,8 +46,11 @@ std::string result_event(const EventContext& ctx, const core::Outcome& o) {
       .field("ip", escape_utf8_lossless(o.ip));
   w.key("tls")
       .begin_object()
+      .field("policy", core::to_string(o.tls_policy))
+      .field("used", !o.tls_version.empty())
       .field("version", escape_utf8_lossless(o.tls_version))
       .field("cipher", escape_utf8_lossless(o.tls_cipher))
+      .field("fallback", core::to_string(o.tls_fallback))
       .end_object();
   w.field("attempt", ctx.attempt);
   if (ctx.next_attempt_ms) w.field("next_attempt_at", format_rfc3339_ms(ctx.next_attempt_ms));

@@ -22,6 +22,7 @@ struct MxDelivery::Job {
   std::string host;
   core::Outcome last;  // the most telling failure so far
   bool skip_idle = false;
+  TlsPolicy tls_policy = TlsPolicy::Opportunistic;
 };
 
 namespace {
@@ -88,10 +89,34 @@ bool try_next_host(const core::Outcome& o) {
   return greeting(o.phase) && o.reply.code >= 400 && o.reply.code < 500;
 }
 
-MxDelivery::MxDelivery(dns::Resolver& resolver, SessionPool& pool, MxConfig cfg)
-    : resolver_(resolver), pool_(pool), cfg_(std::move(cfg)) {
+bool tls_handshake_failed(const core::Outcome& o) {
+  return o.status == core::Status::Deferred && o.phase == core::Phase::Tls && o.reply.code == 0 &&
+         o.tls_policy == TlsPolicy::Opportunistic;
+}
+
+std::string mx_pool_key(const std::string& domain, TlsPolicy policy) {
+  return "mx:" + domain + "#" + std::string(core::to_string(policy));
+}
+
+MxDelivery::MxDelivery(dns::Resolver& resolver, SessionPool& pool, MxConfig cfg) : resolver_(resolver), pool_(pool) {
+  core::TlsClientOptions any;
+  any.opportunistic = true;
+  if (auto ctx = core::TlsContext::client(any)) {
+    opportunistic_ = *ctx;
+  } else {
+    // Then the verified context serves unverified, TLS 1.2+ only: less mail over TLS, none lost.
+    core::log_error("mx_opportunistic_tls_unavailable", {{"error", ctx.error()}});
+  }
+  set_config(std::move(cfg));
+}
+
+void MxDelivery::reconfigure(MxConfig cfg) { set_config(std::move(cfg)); }
+
+void MxDelivery::set_config(MxConfig cfg) {
+  cfg_ = std::move(cfg);
   if (cfg_.max_attempts == 0) cfg_.max_attempts = 1;
   cfg_.session.relay = false;
+  if (!cfg_.session.tls_opportunistic) cfg_.session.tls_opportunistic = opportunistic_;
 }
 
 MxDelivery::~MxDelivery() {
@@ -100,13 +125,16 @@ MxDelivery::~MxDelivery() {
 }
 
 void MxDelivery::finish(const std::shared_ptr<Job>& job, core::Outcome o) {
+  o.tls_policy = job->tls_policy;  // also where no session ran (lookups, pool)
   Session::Done done = std::move(job->done);
   job->done = nullptr;
   if (done) done(o);
 }
 
-void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::Done done) {
+void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::Done done,
+                         std::optional<TlsPolicy> tls_policy) {
   auto job = std::make_shared<Job>();
+  job->tls_policy = tls_policy.value_or(cfg_.session.tls_policy);
   job->domain = core::ascii_lowercase(rcpt_domain);
   job->env = std::move(env);
   job->done = std::move(done);
@@ -166,7 +194,8 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
   job->addrs.clear();
   job->next_addr = 0;
   ++job->attempts;  // a host counts whether its lookup fails or one of its addresses answers
-  if (!job->skip_idle && pool_.has_idle("mx:" + job->domain)) return connect(job, sockaddr_storage{});
+  if (!job->skip_idle && pool_.has_idle(mx_pool_key(job->domain, job->tls_policy)))
+    return connect(job, sockaddr_storage{});
   auto id = std::make_shared<dns::Resolver::RequestId>(0);
   *id = resolver_.resolve_host(job->host, [this, job, id, alive = alive_.token()](const dns::ResolvedHost& r) {
     if (!alive) return;
@@ -196,20 +225,35 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
 }
 
 // One connection (or the pool's idle one, when addr is empty) to the current host.
-void MxDelivery::connect(std::shared_ptr<Job> job, const sockaddr_storage& addr) {
+void MxDelivery::connect(std::shared_ptr<Job> job, const sockaddr_storage& addr, bool fallback) {
   Route route;
-  route.key = "mx:" + job->domain;
+  route.key = mx_pool_key(job->domain, job->tls_policy);
   route.cfg = cfg_.session;
+  route.cfg.tls_policy = job->tls_policy;
   route.cfg.tls_name = job->host;
+  if (fallback) route.cfg.tls_fallback = core::TlsFallback::HandshakeFailed;
   route.addr = addr;
   route.host = job->host;
   // The pool may reuse an open connection to this domain instead of the address given here.
-  pool_.submit(std::move(route), job->env, [this, job, alive = alive_.token()](const core::Outcome& o) {
+  pool_.submit(std::move(route), job->env, [this, job, addr, fallback, alive = alive_.token()](const core::Outcome& o) {
     if (alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: look the host up
       --job->attempts;
       --job->next_host;
       job->skip_idle = true;
       return try_next(job);
+    }
+    // Postfix's "may": a server that says 220 to STARTTLS and then cannot finish a handshake
+    // with us (an old or broken TLS stack, a middlebox eating it) still gets its mail, in
+    // plaintext, on a new connection to the same address: that address, not the host, failed.
+    // Once per address; the retry's own failure is judged like any other.
+    if (alive && !fallback && addr.ss_family != AF_UNSPEC && tls_handshake_failed(o)) {
+      core::log_info("mx_tls_fallback", {{"domain", job->domain},
+                                         {"host", o.host},
+                                         {"ip", o.ip},
+                                         {"reason", core::to_string(o.reason)},
+                                         {"detail", o.detail},
+                                         {"note", "TLS handshake failed; retrying once in plaintext"}});
+      return connect(job, addr, true);
     }
     const bool more = job->next_addr < job->addrs.size() ||
                       (job->next_host < job->hosts.size() && job->attempts < cfg_.max_attempts);

@@ -96,14 +96,15 @@ bool has_8bit(std::string_view s) {
 }  // namespace
 
 std::optional<TlsPolicy> tls_policy_from_name(std::string_view s) {
-  if (s == "required") return TlsPolicy::Required;
-  if (s == "opportunistic") return TlsPolicy::Opportunistic;
+  auto p = core::tls_policy_from_name(s);
+  if (p == TlsPolicy::Required || p == TlsPolicy::Opportunistic) return p;
   return std::nullopt;
 }
 
 SessionConfig submission_config(SessionConfig base, Security security, Credentials auth) {
   base.security = security;
-  base.tls_policy = TlsPolicy::Required;  // a mailbox's own server: its certificate must check out
+  // A mailbox's own server: its certificate must check out; a lab mailbox without TLS has none.
+  base.tls_policy = security == Security::None ? TlsPolicy::None : TlsPolicy::Required;
   base.relay = true;
   base.auth = std::move(auth);
   return base;
@@ -127,6 +128,7 @@ Session::Session(uv_loop_t* loop, const SessionConfig& cfg, const sockaddr* vett
   else if (vetted_addr->sa_family == AF_INET6)
     port_ = ntohs(reinterpret_cast<const sockaddr_in6*>(vetted_addr)->sin6_port);
   in_transaction_ = true;
+  tls_fallback_ = cfg_.tls_fallback;
   if (cfg_.tls_name.empty()) cfg_.tls_name = host_;
   // The resumption key names the peer exactly: the certificate name and the address connected to.
   tls_key_ = cfg_.tls_name + "@" + ip_ + ":" + std::to_string(port);
@@ -246,9 +248,9 @@ void Session::on_connected(int status) {
 
 void Session::start_tls() {
   core::TlsClientParams p;
-  p.ctx = cfg_.tls;
   p.server_name = cfg_.tls_name;
-  p.verify = cfg_.security == Security::Tls || cfg_.tls_policy == TlsPolicy::Required;
+  p.verify = cfg_.security == Security::Tls || core::verified_tls_required(cfg_.tls_policy);
+  p.ctx = !p.verify && cfg_.tls_opportunistic ? cfg_.tls_opportunistic : cfg_.tls;
   p.session_key = tls_key_;
   enter(Phase::Tls);
   if (int rc = stream_->start_tls_client(p); rc != 0)
@@ -325,10 +327,11 @@ void Session::advance(const core::Reply& r) {
       return after_ehlo();
     case Phase::StartTls:
       if (r.code != 220) {
-        if (cfg_.tls_policy == TlsPolicy::Opportunistic && cfg_.security == Security::StartTls && r.code < 500 &&
-            r.code >= 400) {
+        // Opportunistic: a refusal (4xx or 5xx) is the server saying it has no TLS for us now;
+        // as Postfix's "may" does, this connection continues in plaintext.
+        if (cfg_.tls_policy == TlsPolicy::Opportunistic && cfg_.security == Security::StartTls && r.code >= 400) {
           tls_on_ = false;
-          cfg_.security = Security::None;  // this connection continues in plaintext
+          tls_fallback_ = core::TlsFallback::StarttlsRefused;
           return after_ehlo();
         }
         return fail_reply(r, core::Reason::StarttlsFailed);
@@ -365,12 +368,12 @@ void Session::advance(const core::Reply& r) {
 }
 
 void Session::after_ehlo() {
-  if (cfg_.security == Security::StartTls && !tls_on_) {
+  if (cfg_.security == Security::StartTls && !tls_on_ && tls_fallback_ == core::TlsFallback::None) {
     if (caps_.starttls) {
       send("STARTTLS\r\n");
       return enter(Phase::StartTls);
     }
-    if (cfg_.tls_policy == TlsPolicy::Required) {
+    if (cfg_.tls_policy != TlsPolicy::Opportunistic) {
       send("QUIT\r\n");
       return fail(cfg_.relay ? core::Status::Failed : core::Status::Deferred, core::Reason::StarttlsUnavailable,
                   "TLS is required but the server does not offer STARTTLS", {},
@@ -571,6 +574,8 @@ void Session::report(core::Outcome outcome, bool reusable) {
     outcome.tls_version = info.version;
     outcome.tls_cipher = info.cipher;
   }
+  outcome.tls_policy = applied_tls_policy();
+  outcome.tls_fallback = tls_on_ ? core::TlsFallback::None : tls_fallback_;
   if (outcome.status != core::Status::Delivered)
     metrics().failures.with({std::string(to_string(outcome.phase)), std::string(to_string(outcome.reason))}).inc();
   // The delivery logs its outcome (one line a delivery, daemon/delivery.cpp); this is the
@@ -595,6 +600,10 @@ void Session::report(core::Outcome outcome, bool reusable) {
     return;
   }
   begin_quit();
+}
+
+TlsPolicy Session::applied_tls_policy() const {
+  return cfg_.security == Security::None ? TlsPolicy::None : cfg_.tls_policy;
 }
 
 void Session::begin_quit() {

@@ -77,10 +77,12 @@ struct PhaseTimeouts {
 };
 
 using Security = core::Security;
-// For STARTTLS: required = the server must offer it and present a valid certificate for the name;
-// opportunistic (MX mode) = use it when offered, without verification, else continue in plaintext.
-enum class TlsPolicy { Required, Opportunistic };
+// For STARTTLS: opportunistic (MX mode without a policy) = use it when offered, any version,
+// without verification, else continue in plaintext; every other policy (required, mta-sts, dane)
+// = the server must offer it and present a valid certificate for the name over TLS 1.2+.
+using TlsPolicy = core::TlsPolicy;
 
+// The values of [smtp] mx_tls: "opportunistic" or "required" (the other policies come from DNS).
 std::optional<TlsPolicy> tls_policy_from_name(std::string_view s);
 
 struct Credentials {
@@ -97,8 +99,16 @@ struct SessionConfig {
   size_t max_reply_line = 2048;
   size_t max_reply_bytes = 64 * 1024;
   Security security = Security::None;
+  // Per connection, so one delivery's policy (mx_tls, MTA-STS, DANE) never rides another's
+  // connection; outcomes report it as tls.policy (none when security is None).
   TlsPolicy tls_policy = TlsPolicy::Required;
-  std::shared_ptr<core::TlsContext> tls;  // client context; needed unless security is None
+  std::shared_ptr<core::TlsContext> tls;  // client context, verified, TLS 1.2+; needed unless security is None
+  // Used instead of tls where nothing is verified (opportunistic): any TLS version and cipher
+  // (core::TlsClientOptions::opportunistic). Unset: tls, unverified.
+  std::shared_ptr<core::TlsContext> tls_opportunistic;
+  // Set (MX mode, opportunistic): this connection is the plaintext retry after TLS failed at this
+  // address, so STARTTLS is not tried again; outcomes report the fallback.
+  core::TlsFallback tls_fallback = core::TlsFallback::None;
   std::string tls_name;                   // certificate name and SNI; "" = the host name
   Credentials auth;                       // empty: no AUTH
   bool pipelining = true;                 // pipeline MAIL/RCPT/DATA when the server offers it
@@ -190,6 +200,7 @@ class Session final : private core::StreamHandler, private core::DeletesItself<S
   void report(core::Outcome outcome, bool reusable);  // ends the current message
   void close_session();                               // ends the connection
   void begin_quit();
+  TlsPolicy applied_tls_policy() const;
 
   friend class core::DeletesItself<Session>;  // frees the session as the last entry into it returns
 
@@ -210,6 +221,7 @@ class Session final : private core::StreamHandler, private core::DeletesItself<S
   int port_ = 0;  // the server's, for OAUTHBEARER's port field
   int auth_step_ = 0;
   bool tls_on_ = false;
+  core::TlsFallback tls_fallback_ = core::TlsFallback::None;  // why this connection is plaintext, if it is
   bool pipelined_ = false;  // the current MAIL/RCPT/DATA went out as one group
   bool in_transaction_ = false;
   bool probe_ = false;  // Session::probe(): stop after AUTH (or EHLO), no transaction

@@ -274,6 +274,7 @@ TEST(SmtpTls, UntrustedCertificateIsRefusedAndOpportunisticTlsAcceptsIt) {
   run = run_session(srv.port(), cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Delivered) << describe(run.outcome);
   EXPECT_FALSE(run.outcome.tls_version.empty());
+  EXPECT_EQ(core::to_string(run.outcome.tls_policy), "opportunistic");
 }
 
 TEST(SmtpTls, StalledStartTlsHandshakeTimesOut) {
@@ -325,6 +326,44 @@ TEST(SmtpTls, StartTlsAdvertisedThenRefused) {
   cfg.relay = false;
   run = run_session(srv.port(), cfg);
   EXPECT_EQ(run.outcome.status, core::Status::Delivered) << describe(run.outcome);
+  EXPECT_TRUE(run.outcome.tls_version.empty());
+  EXPECT_EQ(core::to_string(run.outcome.tls_policy), "opportunistic");
+  EXPECT_EQ(core::to_string(run.outcome.tls_fallback), "starttls_refused");
+  EXPECT_EQ(srv.message_count(), 1u);
+}
+
+// A 5xx to STARTTLS is as much a "no TLS here" as a 4xx: opportunistic goes on in plaintext on the
+// same connection, as Postfix's "may" does; required never does.
+TEST(SmtpTls, PermanentStartTlsRefusalContinuesInPlaintextOnlyOpportunistically) {
+  ScriptedSmtpServer srv(tls_script(ca().good(), R"({"STARTTLS": "554 5.7.3 TLS not available"})"));
+  auto cfg = tls_config(Security::StartTls);
+  cfg.relay = false;
+  auto run = run_session(srv.port(), cfg);
+  EXPECT_NE(run.outcome.status, core::Status::Delivered) << describe(run.outcome);
+  EXPECT_EQ(to_string(run.outcome.reason), "starttls_failed");
+  EXPECT_EQ(core::to_string(run.outcome.tls_policy), "required");
+  EXPECT_EQ(srv.message_count(), 0u);
+  cfg.tls_policy = TlsPolicy::Opportunistic;
+  run = run_session(srv.port(), cfg);
+  EXPECT_EQ(run.outcome.status, core::Status::Delivered) << describe(run.outcome);
+  EXPECT_EQ(core::to_string(run.outcome.tls_fallback), "starttls_refused");
+  ASSERT_EQ(srv.message_count(), 1u);
+  EXPECT_NE(srv.messages()[0].find("hello over TLS"), std::string::npos);
+}
+
+// The policy every relay outcome names: "required" for a mailbox's server with TLS (always
+// verified), "none" for a lab mailbox in plaintext.
+TEST(SmtpTls, RelayOutcomesNameRequiredOrNone) {
+  ScriptedSmtpServer srv(tls_script(ca().good()));
+  auto run = run_session(srv.port(), submission_config(tls_config(Security::None), Security::StartTls, {}));
+  ASSERT_EQ(run.outcome.status, core::Status::Delivered) << describe(run.outcome);
+  EXPECT_EQ(core::to_string(run.outcome.tls_policy), "required");
+  EXPECT_FALSE(run.outcome.tls_version.empty());
+  EXPECT_EQ(core::to_string(run.outcome.tls_fallback), "");
+  ScriptedSmtpServer plain;
+  run = run_session(plain.port(), submission_config(tls_config(Security::None), Security::None, {}));
+  ASSERT_EQ(run.outcome.status, core::Status::Delivered) << describe(run.outcome);
+  EXPECT_EQ(core::to_string(run.outcome.tls_policy), "none");
   EXPECT_TRUE(run.outcome.tls_version.empty());
 }
 

@@ -79,11 +79,20 @@ struct TlsSink::Conn final : core::StreamHandler {
   }
 };
 
-TlsSink::TlsSink(const std::string& cert_file, const std::string& key_file, Mode mode, const std::string& ip, int port)
+TlsSink::TlsSink(const std::string& cert_file, const std::string& key_file, Mode mode, const std::string& ip, int port,
+                 int max_tls_version)
     : mode_(mode) {
   auto ctx = core::TlsContext::server({cert_file, key_file});
   if (!ctx) throw std::runtime_error(ctx.error());
   ctx_ = *ctx;
+  if (max_tls_version) {
+    SSL_CTX* native = ctx_->native();
+    SSL_CTX_set_security_level(native, 0);
+    if (SSL_CTX_set_min_proto_version(native, TLS1_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(native, max_tls_version) != 1 ||
+        SSL_CTX_set_cipher_list(native, "ALL:@SECLEVEL=0") != 1)
+      throw std::runtime_error("tls sink: cannot limit TLS to version " + std::to_string(max_tls_version));
+  }
   uv_loop_init(&loop_);
   uv_tcp_init(&loop_, &listener_);
   listener_.data = this;

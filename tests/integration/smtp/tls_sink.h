@@ -17,8 +17,10 @@ namespace deliverd::testing {
 class TlsSink {
  public:
   enum class Mode { Implicit, StartTls };
+  // max_tls_version (e.g. TLS1_1_VERSION): an old server that speaks nothing newer, at OpenSSL
+  // security level 0 as such servers need; 0 = the library's TLS 1.2+.
   TlsSink(const std::string& cert_file, const std::string& key_file, Mode mode, const std::string& ip = "127.0.0.1",
-          int port = 0);
+          int port = 0, int max_tls_version = 0);
   ~TlsSink();
   int port() const { return port_; }
   size_t messages() const { return messages_.load(); }

@@ -28,6 +28,24 @@ TEST(Names, FaultsRoundTrip) {
   expect_names_round_trip(kFaultNames, [](Fault f) { return to_string(f); }, fault_from_name, FirstMayBeEmpty::Yes);
 }
 
+TEST(Names, TlsPoliciesRoundTrip) {
+  expect_names_round_trip(kTlsPolicyNames, [](TlsPolicy p) { return to_string(p); }, tls_policy_from_name);
+}
+
+TEST(Names, TlsFallbacksRoundTrip) {
+  expect_names_round_trip(kTlsFallbackNames, [](TlsFallback f) { return to_string(f); }, tls_fallback_from_name,
+                          FirstMayBeEmpty::Yes);
+}
+
+// Only opportunistic and none let a message go without verified TLS 1.2+.
+TEST(Names, EveryTlsPolicyButOpportunisticAndNoneWantsVerifiedTls) {
+  EXPECT_FALSE(verified_tls_required(TlsPolicy::None));
+  EXPECT_FALSE(verified_tls_required(TlsPolicy::Opportunistic));
+  EXPECT_TRUE(verified_tls_required(TlsPolicy::MtaSts));
+  EXPECT_TRUE(verified_tls_required(TlsPolicy::Dane));
+  EXPECT_TRUE(verified_tls_required(TlsPolicy::Required));
+}
+
 TEST(Names, SecuritiesRoundTrip) {
   expect_names_round_trip(kSecurityNames, [](Security s) { return to_string(s); }, security_from_name);
 }
@@ -42,6 +60,13 @@ TEST(Names, WireNamesAreTheDocumentedOnes) {
   EXPECT_EQ(to_string(Fault::PolicyAuth), "policy_auth");
   EXPECT_EQ(to_string(Fault::None), "");
   EXPECT_EQ(to_string(Status::Suppressed), "suppressed");
+  EXPECT_EQ(to_string(TlsPolicy::None), "none");
+  EXPECT_EQ(to_string(TlsPolicy::Opportunistic), "opportunistic");
+  EXPECT_EQ(to_string(TlsPolicy::MtaSts), "mta-sts");
+  EXPECT_EQ(to_string(TlsPolicy::Dane), "dane");
+  EXPECT_EQ(to_string(TlsPolicy::Required), "required");
+  EXPECT_EQ(to_string(TlsFallback::StarttlsRefused), "starttls_refused");
+  EXPECT_EQ(to_string(TlsFallback::HandshakeFailed), "handshake_failed");
 }
 
 enum class Color : uint8_t { Red, Green };

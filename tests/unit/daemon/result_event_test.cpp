@@ -23,7 +23,33 @@ TEST(ResultEvent, CarriesEveryFieldOfTheSchema) {
             R"({"v":1,"job_id":"job-1","entry_id":"1-0","account":"acct","mailbox":"mbx","to":"bob@example.org",)"
             R"("status":"bounced","phase":"rcpt","reason":"rcpt_rejected","fault":"recipient_permanent","reply":{"code":550,"enhanced":"5.1.1",)"
             R"("text":"no such user"},"detail":"","host":"mx.example.org","ip":"192.0.2.1",)"
-            R"("tls":{"version":"","cipher":""},"attempt":2,"duration_ms":1234,"ts":"2025-11-29T10:00:00.123Z"})");
+            R"("tls":{"policy":"none","used":false,"version":"","cipher":"","fallback":""},"attempt":2,"duration_ms":1234,"ts":"2025-11-29T10:00:00.123Z"})");
+}
+
+// tls says which policy applied, whether TLS carried the message and, when it did not although
+// the server offered it, why.
+TEST(ResultEvent, TlsNamesThePolicyWhetherItWasUsedAndAnyFallback) {
+  daemon::EventContext ctx;
+  core::Outcome o;
+  o.status = core::Status::Delivered;
+  o.tls_policy = core::TlsPolicy::Opportunistic;
+  o.tls_version = "TLSv1.1";
+  o.tls_cipher = "ECDHE-RSA-AES256-SHA";
+  EXPECT_NE(daemon::result_event(ctx, o).find(R"("tls":{"policy":"opportunistic","used":true,"version":"TLSv1.1",)"
+                                               R"("cipher":"ECDHE-RSA-AES256-SHA","fallback":""})"),
+            std::string::npos)
+      << daemon::result_event(ctx, o);
+  o.tls_version.clear();
+  o.tls_cipher.clear();
+  o.tls_fallback = core::TlsFallback::HandshakeFailed;
+  EXPECT_NE(daemon::result_event(ctx, o).find(R"("tls":{"policy":"opportunistic","used":false,"version":"",)"
+                                               R"("cipher":"","fallback":"handshake_failed"})"),
+            std::string::npos)
+      << daemon::result_event(ctx, o);
+  o.status = core::Status::Deferred;
+  o.tls_policy = core::TlsPolicy::MtaSts;
+  o.tls_fallback = core::TlsFallback::None;
+  EXPECT_NE(daemon::result_event(ctx, o).find(R"("tls":{"policy":"mta-sts","used":false,)"), std::string::npos);
 }
 
 TEST(ResultEvent, NoReplyMeansNullCode) {
