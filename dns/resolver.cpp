@@ -19,9 +19,12 @@ namespace {
 
 constexpr int kTypeA = 1;
 constexpr int kTypeMx = 15;
+constexpr int kTypeTxt = 16;
 constexpr int kTypeAaaa = 28;
 constexpr int kMaxAddrsPerAnswer = 32;
 constexpr size_t kMaxMxHosts = 64;
+constexpr size_t kMaxTxtRecords = 16;
+constexpr size_t kMaxTxtRecordBytes = 4096;
 
 const char* type_label(int type) {
   switch (type) {
@@ -29,6 +32,8 @@ const char* type_label(int type) {
       return "a";
     case kTypeAaaa:
       return "aaaa";
+    case kTypeTxt:
+      return "txt";
     default:
       return "mx";
   }
@@ -43,7 +48,10 @@ struct Metrics {
   core::Counter& hits_a = hits.with({"a"});
   core::Counter& hits_aaaa = hits.with({"aaaa"});
   core::Counter& hits_mx = hits.with({"mx"});
-  core::Counter& hit_counter(int type) { return type == kTypeA ? hits_a : type == kTypeAaaa ? hits_aaaa : hits_mx; }
+  core::Counter& hits_txt = hits.with({"txt"});
+  core::Counter& hit_counter(int type) {
+    return type == kTypeA ? hits_a : type == kTypeAaaa ? hits_aaaa : type == kTypeTxt ? hits_txt : hits_mx;
+  }
 };
 
 Metrics& metrics() {
@@ -234,8 +242,8 @@ Resolver::RequestId Resolver::resolve_host(const std::string& host, std::functio
   req.host = host;
   req.cb = std::move(cb);
   if (auto lit = parse_ip_literal(host)) {
-    req.a = std::make_shared<Answer>(Answer{Code::Ok, {*lit}, {}, false});
-    req.aaaa = std::make_shared<Answer>(Answer{Code::Nodata, {}, {}, false});
+    req.a = std::make_shared<Answer>(Answer{Code::Ok, {*lit}, {}, false, {}});
+    req.aaaa = std::make_shared<Answer>(Answer{Code::Nodata, {}, {}, false, {}});
     schedule([this, id] { finish_host(id); });
     return id;
   }
@@ -329,6 +337,35 @@ Resolver::RequestId Resolver::resolve_mx(const std::string& domain, std::functio
   return id;
 }
 
+Resolver::RequestId Resolver::resolve_txt(const std::string& name, std::function<void(const TxtResult&)> cb) {
+  RequestId id = next_id_++;
+  if (closing_) return id;
+  TxtReq& req = txt_reqs_[id];
+  req.cb = std::move(cb);
+  auto normal = normalize_host_name(name);
+  if (auto rule = normal ? refused_name(*normal) : std::nullopt) req.ready = Code::RefusedByPolicy;
+  else if (!normal) req.ready = Code::InvalidName;
+  else if (pending() > cfg_.max_pending) req.ready = Code::Overloaded;
+  if (req.ready != Code::None) {
+    schedule([this, id] { finish_txt(id, nullptr); });
+    return id;
+  }
+  fetch(kTypeTxt, *normal, [this, id](const AnswerPtr& ans) { finish_txt(id, ans); });
+  return id;
+}
+
+void Resolver::finish_txt(RequestId id, const AnswerPtr& ans) {
+  auto it = txt_reqs_.find(id);
+  if (it == txt_reqs_.end()) return;
+  TxtReq req = std::move(it->second);
+  txt_reqs_.erase(it);
+  TxtResult out;
+  if (req.ready != Code::None) out.error = req.ready;
+  else if (ans->code == Code::Ok) out.records = ans->txt;
+  else out.error = ans->code;
+  req.cb(out);
+}
+
 void Resolver::finish_mx(RequestId id, const AnswerPtr& ans) {
   auto it = mx_reqs_.find(id);
   if (it == mx_reqs_.end()) return;
@@ -386,6 +423,7 @@ void Resolver::on_service_host_done(void* arg, int status, int /*timeouts*/, str
 void Resolver::cancel(RequestId id) {
   host_reqs_.erase(id);
   mx_reqs_.erase(id);
+  txt_reqs_.erase(id);
   service_reqs_.erase(id);
 }
 
@@ -456,6 +494,27 @@ void Resolver::on_query_done(void* arg, int status, int /*timeouts*/, unsigned c
       ans->addrs.push_back(ss);
       uint32_t t = static_cast<uint32_t>(std::max(0, ttls[i].ttl));
       ttl = i == 0 ? t : std::min(ttl, t);
+    }
+  } else if (status == ARES_SUCCESS && ctx->type == kTypeTxt) {
+    ares_txt_ext* txt = nullptr;
+    status = ares_parse_txt_reply_ext(abuf, alen, &txt);
+    if (status == ARES_SUCCESS) {
+      // A record's strings arrive as separate entries; record_start marks the first of each.
+      bool keep = false;
+      for (ares_txt_ext* t = txt; t; t = t->next) {
+        if (t->record_start) {
+          keep = ans->txt.size() < kMaxTxtRecords;
+          if (keep) ans->txt.emplace_back();
+        }
+        if (!keep || ans->txt.empty()) continue;
+        std::string& rec = ans->txt.back();
+        // Cut, not dropped: a record's presence counts (MTA-STS wants exactly one v=STSv1).
+        size_t room = kMaxTxtRecordBytes - rec.size();
+        rec.append(reinterpret_cast<const char*>(t->txt), std::min(room, t->length));
+      }
+      ares_free_data(txt);
+      if (ans->txt.empty()) status = ARES_ENODATA;
+      ttl = min_answer_ttl(abuf, static_cast<size_t>(std::max(alen, 0))).value_or(0);
     }
   } else if (status == ARES_SUCCESS) {
     ares_mx_reply* mx = nullptr;
@@ -610,6 +669,7 @@ void Resolver::close() {
   closing_ = true;
   host_reqs_.clear();
   mx_reqs_.clear();
+  txt_reqs_.clear();
   service_reqs_.clear();
   deliver_.clear();
   inflight_.clear();

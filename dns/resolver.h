@@ -69,7 +69,7 @@ struct ResolverConfig {
   int max_ttl_s = 3600;               // cap on how long an answer is cached
   int negative_ttl_s = 60;            // NXDOMAIN / no-data answers
   size_t max_cache_entries = 100000;  // 0 disables the cache
-  size_t max_pending = 10000;         // resolve_host + resolve_mx requests outstanding
+  size_t max_pending = 10000;         // resolve_host, _mx and _txt requests outstanding
 };
 
 struct ResolvedHost {
@@ -85,6 +85,11 @@ struct MxResult {
   bool no_mx = false;  // the name exists but has no MX: use the domain itself (RFC 5321 §5.1)
   Code error = Code::None;  // as ResolvedHost::error
   std::string detail;       // refused_by_policy: the rule the name broke
+};
+
+struct TxtResult {
+  std::vector<std::string> records;  // each TXT record with its strings joined (RFC 7208 3.3)
+  Code error = Code::None;           // as ResolvedHost::error; nodata / nxdomain: no record
 };
 
 // The outcome a failed resolution ends with (nullopt when r.error is empty): refused_by_policy and
@@ -103,6 +108,9 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   // are refused before any query, as refused_by_policy with the rule as the refused entry.
   RequestId resolve_host(const std::string& host, std::function<void(const ResolvedHost&)> cb);
   RequestId resolve_mx(const std::string& domain, std::function<void(const MxResult&)> cb);
+  // TXT records of a policy name (_mta-sts.<domain>, _smtp._tls.<domain>): at most 16 records of
+  // at most 4 KiB each are kept (a policy record is one short line). Cached like any answer.
+  RequestId resolve_txt(const std::string& name, std::function<void(const TxtResult&)> cb);
   // For the daemon's own services (PostgreSQL), not for mail targets: /etc/hosts first, then
   // DNS with resolv.conf's search domains, as getaddrinfo would, but on the loop. No target
   // policy applies (a database on a private address is normal). cb gets numeric addresses in the
@@ -113,7 +121,7 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   void set_policy(const AddressPolicy* policy);  // for reload; applies to cached answers too
   void clear_cache();
   size_t cache_size() const { return cache_.size(); }
-  size_t pending() const { return host_reqs_.size() + mx_reqs_.size() + service_reqs_.size(); }
+  size_t pending() const { return host_reqs_.size() + mx_reqs_.size() + txt_reqs_.size() + service_reqs_.size(); }
   void close();  // pending callbacks are not called; freed once libuv has closed the handles
 
   Resolver(const Resolver&) = delete;
@@ -125,6 +133,7 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
     std::vector<sockaddr_storage> addrs;
     std::vector<std::pair<int, std::string>> mx;
     bool null_mx = false;
+    std::vector<std::string> txt;
   };
   using AnswerPtr = std::shared_ptr<const Answer>;
 
@@ -148,6 +157,10 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
     std::function<void(const MxResult&)> cb;
     std::optional<MxResult> ready;
   };
+  struct TxtReq {
+    std::function<void(const TxtResult&)> cb;
+    Code ready = Code::None;  // an early error: nothing to look up
+  };
   struct CacheEntry {
     AnswerPtr answer;
     uint64_t expires_ms = 0;
@@ -166,6 +179,7 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   void fetch(int type, const std::string& name, std::function<void(const AnswerPtr&)> on_answer);
   void finish_host(RequestId id);
   void finish_mx(RequestId id, const AnswerPtr& answer);
+  void finish_txt(RequestId id, const AnswerPtr& answer);
   void schedule(std::function<void()> fn);
   void cache_put(const std::string& key, AnswerPtr answer, uint32_t ttl_s);
   AnswerPtr cache_get(const std::string& key);
@@ -193,6 +207,7 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   std::unordered_map<ares_socket_t, SockPoll*> polls_;
   std::unordered_map<RequestId, HostReq> host_reqs_;
   std::unordered_map<RequestId, MxReq> mx_reqs_;
+  std::unordered_map<RequestId, TxtReq> txt_reqs_;
   std::unordered_map<RequestId, ServiceHostCallback> service_reqs_;
   std::unordered_map<std::string, std::vector<std::function<void(const AnswerPtr&)>>> inflight_;
   std::unordered_map<std::string, CacheEntry> cache_;

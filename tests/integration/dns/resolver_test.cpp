@@ -39,6 +39,10 @@ DnsServer::Options zone() {
       DnsServer::mx("mx.test", "mail1.mx.test", 10),
       DnsServer::mx("mxlocal.test", "127.0.0.1", 10),
       DnsServer::mx("mxlo.test", "lo.mx.test", 10),
+      DnsServer::txt("_mta-sts.txt.test", {"v=STSv1; ", "id=20261203;"}),
+      DnsServer::txt("two.txt.test", {"first"}),
+      DnsServer::txt("two.txt.test", {"second"}),
+      DnsServer::host_record("notxt.test", kPublic4),
       // Per-test names, so query counts are not shared between tests.
       DnsServer::host_record("cached.test", kPublic4),
       DnsServer::host_record("coalesce.test", kPublic4),
@@ -227,6 +231,31 @@ TEST_F(ResolverTest, MxPointingAtLoopbackIsRefusedWhenItsHostIsResolved) {
   EXPECT_EQ(to_string(r2.error), "refused_by_policy");
   ASSERT_EQ(r2.refused.size(), 1u);
   EXPECT_EQ(r2.refused[0], (std::pair<std::string, std::string>{"127.0.0.1", "loopback"}));
+}
+
+TEST_F(ResolverTest, ResolvesTxtRecordsWithTheirStringsJoined) {
+  make();
+  auto txt = [&](const std::string& name) {
+    std::optional<TxtResult> out;
+    resolver_->resolve_txt(name, [&](const TxtResult& r) { out = r; });
+    EXPECT_TRUE(run_until([&] { return out.has_value(); })) << name;
+    return out.value_or(TxtResult{});
+  };
+  auto one = txt("_mta-sts.txt.test");
+  EXPECT_EQ(to_string(one.error), "");
+  EXPECT_EQ(one.records, std::vector<std::string>{"v=STSv1; id=20261203;"});
+  auto two = txt("two.txt.test");
+  std::sort(two.records.begin(), two.records.end());
+  EXPECT_EQ(two.records, (std::vector<std::string>{"first", "second"}));
+  auto none = txt("notxt.test");
+  EXPECT_EQ(to_string(none.error), "nodata");
+  EXPECT_TRUE(none.records.empty());
+  EXPECT_EQ(to_string(txt("_mta-sts.absent.test").error), "nxdomain");
+  EXPECT_EQ(to_string(txt("bad name.test").error), "invalid_name");
+  EXPECT_EQ(to_string(txt("_mta-sts.localhost").error), "refused_by_policy");
+  // A second lookup is answered from the cache: dnsmasq sees one TXT query.
+  EXPECT_EQ(txt("_mta-sts.txt.test").records.size(), 1u);
+  EXPECT_EQ(server_->query_count("_mta-sts.txt.test", "TXT"), 1u);
 }
 
 TEST_F(ResolverTest, ReportsNoMxForANameWithoutMxRecords) {
