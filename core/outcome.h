@@ -146,6 +146,8 @@ enum class Reason : uint8_t {
   DnsOverloaded,
   NullMx,
   NoUsableMx,
+  MtaStsMxMismatch,  // the domain's MTA-STS policy (enforce) allows none of its MX hosts
+  DaneTlsaFailed,    // an MX host's TLSA lookup failed (bogus, timeout): the host is not used
   MxNxdomain,
   MxTimeout,
   MxServfail,
@@ -253,6 +255,8 @@ inline constexpr Named<Reason> kReasonNames[] = {
     {Reason::DnsOverloaded, "dns_overloaded"},
     {Reason::NullMx, "null_mx"},
     {Reason::NoUsableMx, "no_usable_mx"},
+    {Reason::MtaStsMxMismatch, "mta_sts_mx_mismatch"},
+    {Reason::DaneTlsaFailed, "dane_tlsa_failed"},
     {Reason::MxNxdomain, "mx_nxdomain"},
     {Reason::MxTimeout, "mx_timeout"},
     {Reason::MxServfail, "mx_servfail"},

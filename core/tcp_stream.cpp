@@ -54,7 +54,19 @@ int TcpStream::start_tls_client(const TlsClientParams& p) {
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
   SSL_set_connect_state(t->ssl);
   if (!p.server_name.empty() && !is_ip_literal(p.server_name)) SSL_set_tlsext_host_name(t->ssl, p.server_name.c_str());
-  if (p.verify) {
+  if (!p.dane.empty()) {
+    if (!p.verify || p.server_name.empty() || SSL_dane_enable(t->ssl, p.server_name.c_str()) <= 0) return UV_EINVAL;
+    SSL_set_verify(t->ssl, SSL_VERIFY_PEER, nullptr);
+    SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_dane_set_flags(t->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+    int usable = 0;
+    for (const auto& r : p.dane) {
+      const auto* data = reinterpret_cast<const unsigned char*>(r.data.data());
+      if (SSL_dane_tlsa_add(t->ssl, r.usage, r.selector, r.mtype, data, r.data.size()) > 0) ++usable;
+    }
+    ERR_clear_error();  // an unusable record leaves an error behind; it is not this stream's failure
+    if (usable == 0) return UV_EINVAL;
+  } else if (p.verify) {
     SSL_set_verify(t->ssl, SSL_VERIFY_PEER, nullptr);
     SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (is_ip_literal(p.server_name)) {
@@ -65,7 +77,8 @@ int TcpStream::start_tls_client(const TlsClientParams& p) {
   } else {
     SSL_set_verify(t->ssl, SSL_VERIFY_NONE, nullptr);
   }
-  if (!p.session_key.empty()) {
+  // A resumed session skips the certificate, and with it the TLSA match.
+  if (!p.session_key.empty() && p.dane.empty()) {
     t->ref = TlsContext::PeerRef{p.ctx.get(), p.session_key + (p.verify ? "|v" : "|n")};
     SSL_set_ex_data(t->ssl, TlsContext::peer_ref_index(), &t->ref);
     if (SSL_SESSION* sess = p.ctx->take_session(t->ref.peer)) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/tls_context.h"
 
@@ -33,6 +34,10 @@ struct TlsClientParams {
   std::string server_name;  // SNI and, when verify is set, the name the certificate must carry
   bool verify = true;       // false only for opportunistic TLS, where plaintext is the alternative
   std::string session_key;  // resumption cache key ("host:port"); "" = no resumption
+  // DANE (RFC 7672): usable TLSA records of the peer; the certificate is then verified against
+  // them, not the CA store: DANE-EE by key or certificate alone (no name or expiry check, 3.1.1),
+  // DANE-TA as a trust anchor with server_name checked (3.1.2). Requires verify; no resumption.
+  std::vector<DaneRecord> dane;
 };
 
 struct TlsInfo {

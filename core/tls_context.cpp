@@ -32,6 +32,17 @@ int TlsContext::peer_ref_index() {
   return idx;
 }
 
+bool dane_usable(const DaneRecord& r) {
+  if (r.usage != 2 && r.usage != 3) return false;
+  if (r.selector > 1) return false;
+  switch (r.mtype) {
+    case 0: return !r.data.empty();
+    case 1: return r.data.size() == 32;
+    case 2: return r.data.size() == 64;
+    default: return false;
+  }
+}
+
 Result<std::shared_ptr<TlsContext>, std::string> TlsContext::client(const TlsClientOptions& opts) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) return Err(tls_error_string());
@@ -60,6 +71,11 @@ Result<std::shared_ptr<TlsContext>, std::string> TlsContext::client(const TlsCli
     return Err("cannot load CA file " + opts.ca_file + ": " + tls_error_string());
   }
   if (!opts.opportunistic) SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  // Lets a connection verify against TLSA records instead (TcpStream, TlsClientParams::dane).
+  if (!opts.opportunistic && SSL_CTX_dane_enable(ctx) <= 0) {
+    SSL_CTX_free(ctx);
+    return Err("cannot enable DANE verification: " + tls_error_string());
+  }
   if (opts.session_cache_size > 0) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);

@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <memory>
 #include <string>
@@ -24,6 +25,20 @@ struct TlsClientOptions {
   // TLS still beats none (RFC 7435). Trust settings are ignored; nothing is verified with it.
   bool opportunistic = false;
 };
+
+// One TLSA record (RFC 6698 2.1) as DANE verification takes it: certificate usage (2 DANE-TA,
+// 3 DANE-EE; RFC 7672 3.1.3 leaves 0 and 1 unused for SMTP), selector (0 certificate, 1 public
+// key), matching type (0 full, 1 SHA-256, 2 SHA-512) and the association data as raw bytes.
+struct DaneRecord {
+  uint8_t usage = 0;
+  uint8_t selector = 0;
+  uint8_t mtype = 0;
+  std::string data;
+  bool operator==(const DaneRecord&) const = default;
+};
+// Whether OpenSSL can verify a peer against the record for SMTP (RFC 7672 3.1): DANE-TA or
+// DANE-EE, a known selector and matching type, digest data of the digest's length.
+bool dane_usable(const DaneRecord& r);
 
 struct TlsServerOptions {
   std::string cert_file;  // PEM chain, leaf first

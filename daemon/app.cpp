@@ -411,7 +411,7 @@ bool App::start() {
   loop_lag_ = core::LoopLagMonitor(&loop_);
   log_flush_timer_ = core::TimerHandle(&loop_);
   log_flush_timer_->start_repeating(1000, [] { core::flush_log(); });
-  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_oauth() &&
+  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_mta_sts() && start_oauth() &&
          start_policy() && start_admin() && start_compliance() && start_consumer() && start_inbound() &&
          watch_signals() && connect();
 }
@@ -503,6 +503,14 @@ bool App::start_smtp() {
   tls_ = core::TlsContext::client({cfg_.smtp_ca_file}).value();
   pool_ = std::make_unique<smtp::SessionPool>(&loop_, pool_config());
   mx_ = std::make_unique<smtp::MxDelivery>(*resolver_, *pool_, mx_config());
+  return true;
+}
+
+// Created whether or not [smtp] mta_sts is on, so that a reload can switch it either way.
+// Policies are fetched with the trust store of SMTP as it was at start.
+bool App::start_mta_sts() {
+  mta_sts_ = std::make_unique<MtaStsPolicies>(&loop_, resolver_, tls_, redis_, cfg_.policy.redis_prefix);
+  mx_->set_domain_policy_lookup(cfg_.smtp_mta_sts ? mta_sts_->lookup() : nullptr);
   return true;
 }
 
@@ -933,6 +941,7 @@ void App::reload() {
   session_config_ = session_config(cfg_);
   if (pool_) pool_->reconfigure(pool_config());
   if (mx_) mx_->reconfigure(mx_config());
+  if (mx_ && mta_sts_) mx_->set_domain_policy_lookup(cfg_.smtp_mta_sts ? mta_sts_->lookup() : nullptr);
   if (prober_) prober_->reconfigure(prober_config());
   mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
   core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
@@ -994,6 +1003,7 @@ void App::shutdown() {
   trimmer_.reset();
   write_health_.reset();
   mx_.reset();
+  mta_sts_.reset();  // after MX delivery, which asks it; before the resolver and Redis it uses
   prober_.reset();
   inbound_.reset();  // uses the tokens, the gate, Redis and PostgreSQL
   oauth_.reset();  // before the resolver, Redis and PostgreSQL it uses

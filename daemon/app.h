@@ -22,6 +22,7 @@
 #include "queue/consumer.h"
 #include "queue/retry_policy.h"
 #include "core/tls_context.h"
+#include "daemon/mta_sts_policies.h"
 #include "smtp/mx_delivery.h"
 #include "smtp/session.h"
 #include "smtp/dkim.h"
@@ -127,6 +128,7 @@ class App final : private DeliveryServices {
   bool start_resolver();
   bool start_smtp();
   bool start_redis();
+  bool start_mta_sts();
   bool start_oauth();
   bool start_policy();
   store::PgConnectionOptions pg_options();
@@ -166,6 +168,7 @@ class App final : private DeliveryServices {
   std::shared_ptr<core::TlsContext> tls_;       // SMTP client TLS: system CAs + [smtp] ca_file
   std::unique_ptr<smtp::SessionPool> pool_;     // connection reuse per mailbox / MX domain
   std::unique_ptr<smtp::MxDelivery> mx_;        // mailboxes in mode "mx"
+  std::unique_ptr<MtaStsPolicies> mta_sts_;     // MX mode: recipient domains' MTA-STS policies
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   std::unique_ptr<dns::AddressPolicy> policy_;

@@ -357,6 +357,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.str("smtp", "mx_tls", c.smtp_mx_tls);
   r.check(c.smtp_mx_tls == "opportunistic" || c.smtp_mx_tls == "required", "smtp", "mx_tls",
           "must be \"opportunistic\" or \"required\"");
+  r.boolean("smtp", "mta_sts", c.smtp_mta_sts);
   r.integer("smtp", "mx_port", c.smtp_mx_port, 1, 65535);
   r.check(c.smtp_mx_port == 25 || c.smtp_mx_port == 465 || c.smtp_mx_port == 587 || c.smtp_mx_port == 2525, "smtp",
           "mx_port", "must be 25, 465, 587 or 2525");

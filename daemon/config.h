@@ -101,6 +101,7 @@ struct Config {
   int smtp_max_messages_per_connection = 100;
   int smtp_idle_timeout_s = 30;       // an unused pooled connection QUITs after this
   std::string smtp_mx_tls = "opportunistic";  // MX mode STARTTLS: opportunistic | required
+  bool smtp_mta_sts = true;           // MX mode: honour recipient domains' MTA-STS policies (RFC 8461)
   int smtp_mx_port = 25;
   int smtp_mx_max_attempts = 5;
   // Lab rigs only: let the session and the connection test send AUTH / IMAP LOGIN without TLS,

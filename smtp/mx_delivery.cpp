@@ -23,6 +23,15 @@ struct MxDelivery::Job {
   core::Outcome last;  // the most telling failure so far
   bool skip_idle = false;
   TlsPolicy tls_policy = TlsPolicy::Opportunistic;
+  DomainTlsPolicy sts;
+  // The current host's DANE state: Secure → this host's connection is under policy dane.
+  HostDane dane;
+  // The policy of the current host's connection: dane where the host has secure TLSA records,
+  // else the delivery's.
+  TlsPolicy host_policy() const { return dane.status == HostDane::Status::Secure ? TlsPolicy::Dane : tls_policy; }
+  std::string pool_key() const {
+    return mx_pool_key(domain, host_policy(), dane.status == HostDane::Status::Secure ? host : "");
+  }
 };
 
 namespace {
@@ -94,8 +103,10 @@ bool tls_handshake_failed(const core::Outcome& o) {
          o.tls_policy == TlsPolicy::Opportunistic;
 }
 
-std::string mx_pool_key(const std::string& domain, TlsPolicy policy) {
-  return "mx:" + domain + "#" + std::string(core::to_string(policy));
+std::string mx_pool_key(const std::string& domain, TlsPolicy policy, const std::string& dane_host) {
+  std::string key = "mx:" + domain + "#" + std::string(core::to_string(policy));
+  if (!dane_host.empty()) key += ":" + dane_host;
+  return key;
 }
 
 MxDelivery::MxDelivery(dns::Resolver& resolver, SessionPool& pool, MxConfig cfg) : resolver_(resolver), pool_(pool) {
@@ -125,7 +136,16 @@ MxDelivery::~MxDelivery() {
 }
 
 void MxDelivery::finish(const std::shared_ptr<Job>& job, core::Outcome o) {
-  o.tls_policy = job->tls_policy;  // also where no session ran (lookups, pool)
+  // Also where no session ran (lookups, pool); a session's outcome already names its policy.
+  if (o.tls_policy != TlsPolicy::Dane) o.tls_policy = job->tls_policy;
+  // A TLS deferral names the policy that refused plaintext or an unverified peer.
+  const bool tls_deferral =
+      o.status == core::Status::Deferred &&
+      (o.phase == core::Phase::Tls || o.phase == core::Phase::StartTls || o.reason == core::Reason::StarttlsUnavailable);
+  if (tls_deferral && o.tls_policy == TlsPolicy::Dane)
+    o.detail = "DANE (TLSA records of " + o.host + "): " + o.detail;
+  else if (tls_deferral && job->sts.mode == StsMode::Enforce)
+    o.detail = "MTA-STS policy of " + job->domain + " (enforce, id " + job->sts.id + "): " + o.detail;
   Session::Done done = std::move(job->done);
   job->done = nullptr;
   if (done) done(o);
@@ -138,6 +158,57 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
   job->domain = core::ascii_lowercase(rcpt_domain);
   job->env = std::move(env);
   job->done = std::move(done);
+  if (tls_policy || !sts_lookup_) return resolve_mx(job);
+  sts_lookup_(job->domain, [this, job, alive = alive_.token()](DomainTlsPolicy p) {
+    if (!alive) return;
+    if (p.mode == StsMode::Enforce) job->tls_policy = TlsPolicy::MtaSts;
+    job->sts = std::move(p);
+    resolve_mx(job);
+  });
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
+}
+
+}  // namespace
+
+// RFC 8461 4.2: an MX host that does not match the policy fails validation; in enforce mode it
+// is not used, in testing mode it is used and the failure reported.
+bool MxDelivery::apply_sts(const std::shared_ptr<Job>& job) {
+  if (job->sts.mode == StsMode::None || !job->sts.allows_mx) return true;
+  std::vector<std::string> allowed, refused;
+  for (auto& h : job->hosts) (job->sts.allows_mx(h) ? allowed : refused).push_back(h);
+  if (refused.empty()) return true;
+  const bool enforce = job->sts.mode == StsMode::Enforce;
+  core::log_info(enforce ? "mta_sts_mx_refused" : "mta_sts_testing_failure",
+                 {{"domain", job->domain},
+                  {"id", job->sts.id},
+                  {"reason", "mx_mismatch"},
+                  {"refused", joined(refused)},
+                  {"policy_mx", joined(job->sts.mx)}});
+  if (!enforce) return true;
+  if (allowed.empty()) {
+    core::Outcome o;
+    o.status = core::Status::Deferred;
+    o.phase = core::Phase::Resolve;
+    o.reason = core::Reason::MtaStsMxMismatch;
+    o.host = job->domain;
+    o.fault = core::Fault::RecipientTransient;
+    o.detail = "MTA-STS policy of " + job->domain + " (enforce, id " + job->sts.id + ") allows mx " +
+               joined(job->sts.mx) + "; no MX host matches (" + joined(refused) + ")";
+    finish(job, o);
+    return false;
+  }
+  job->hosts = std::move(allowed);
+  return true;
+}
+
+void MxDelivery::resolve_mx(std::shared_ptr<Job> job) {
   auto id = std::make_shared<dns::Resolver::RequestId>(0);
   *id = resolver_.resolve_mx(job->domain, [this, job, id, alive = alive_.token()](const dns::MxResult& mx) {
     if (!alive) return;
@@ -171,7 +242,7 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
     } else {
       for (const auto& [pref, host] : mx.hosts) job->hosts.push_back(host);
     }
-    try_next(job);
+    if (apply_sts(job)) try_next(job);
   });
   pending_.insert(*id);
 }
@@ -193,9 +264,39 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
   job->host = job->hosts[job->next_host++];
   job->addrs.clear();
   job->next_addr = 0;
-  ++job->attempts;  // a host counts whether its lookup fails or one of its addresses answers
-  if (!job->skip_idle && pool_.has_idle(mx_pool_key(job->domain, job->tls_policy)))
-    return connect(job, sockaddr_storage{});
+  job->dane = HostDane{};
+  ++job->attempts;  // a host counts whether its lookups fail or one of its addresses answers
+  lookup_host(job);
+}
+
+void MxDelivery::lookup_host(std::shared_ptr<Job> job) {
+  if (!dane_lookup_) return resolve_host(job);
+  dane_lookup_(job->host, cfg_.port, [this, job, alive = alive_.token()](HostDane d) {
+    if (!alive) return;
+    if (d.status == HostDane::Status::Failed) {
+      core::Outcome o;
+      o.status = core::Status::Deferred;
+      o.phase = core::Phase::Resolve;
+      o.reason = core::Reason::DaneTlsaFailed;
+      o.detail = "DANE: the TLSA lookup for MX host " + job->host + " failed (" + d.detail +
+                 "); the host is not used without it";
+      o.host = job->host;
+      o.fault = core::Fault::RecipientTransient;
+      o.tls_policy = TlsPolicy::Dane;
+      job->last = o;
+      return try_next(job);
+    }
+    if (d.status == HostDane::Status::Secure) {
+      // RFC 7672 2.2: unusable records are ignored; none usable still means TLS, unauthenticated.
+      std::erase_if(d.records, [](const core::DaneRecord& r) { return !core::dane_usable(r); });
+    }
+    job->dane = std::move(d);
+    resolve_host(job);
+  });
+}
+
+void MxDelivery::resolve_host(std::shared_ptr<Job> job) {
+  if (!job->skip_idle && pool_.has_idle(job->pool_key())) return connect(job, sockaddr_storage{});
   auto id = std::make_shared<dns::Resolver::RequestId>(0);
   *id = resolver_.resolve_host(job->host, [this, job, id, alive = alive_.token()](const dns::ResolvedHost& r) {
     if (!alive) return;
@@ -227,10 +328,11 @@ void MxDelivery::try_next(std::shared_ptr<Job> job) {
 // One connection (or the pool's idle one, when addr is empty) to the current host.
 void MxDelivery::connect(std::shared_ptr<Job> job, const sockaddr_storage& addr, bool fallback) {
   Route route;
-  route.key = mx_pool_key(job->domain, job->tls_policy);
+  route.key = job->pool_key();
   route.cfg = cfg_.session;
-  route.cfg.tls_policy = job->tls_policy;
+  route.cfg.tls_policy = job->host_policy();
   route.cfg.tls_name = job->host;
+  if (route.cfg.tls_policy == TlsPolicy::Dane) route.cfg.dane = job->dane.records;
   if (fallback) route.cfg.tls_fallback = core::TlsFallback::HandshakeFailed;
   route.addr = addr;
   route.host = job->host;

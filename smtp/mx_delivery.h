@@ -8,16 +8,45 @@
 // opportunistic takes any TLS the server offers, unverified, and when the handshake after
 // STARTTLS's 220 fails, retries once in plaintext on a new connection to the same address;
 // every other policy wants TLS 1.2+ with a verified certificate and otherwise defers.
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
+#include <vector>
 
 #include "core/lifetime.h"
 #include "dns/resolver.h"
 #include "smtp/session_pool.h"
 
 namespace deliverd::smtp {
+
+// A recipient domain's MTA-STS policy (RFC 8461) as the daemon's lookup found it; smtp/ knows
+// nothing of how policies are fetched, cached or shared (tlspolicy/).
+enum class StsMode : uint8_t { None, Testing, Enforce };
+struct DomainTlsPolicy {
+  StsMode mode = StsMode::None;  // None: the domain has no policy (or its mode is "none")
+  std::string id;                // the policy's id, for logs
+  std::vector<std::string> mx;   // its mx patterns, for the text of a deferral
+  std::function<bool(std::string_view host)> allows_mx;  // RFC 8461 4.1 matching
+};
+using DomainTlsPolicyLookup =
+    std::function<void(const std::string& domain, std::function<void(DomainTlsPolicy)> cb)>;
+
+// An MX host's TLSA records (RFC 7672 2.2) as the daemon's DNSSEC-validated lookup found them.
+struct HostDane {
+  enum class Status : uint8_t {
+    None,    // no DANE: the TLSA RRset is absent (authenticated denial) or not DNSSEC-secure
+    Secure,  // a validated TLSA RRset: records
+    Failed,  // the lookup failed (SERVFAIL from a bogus signature, a timeout): never "no DANE"
+  };
+  Status status = Status::None;
+  std::vector<core::DaneRecord> records;
+  std::string detail;  // Failed: what went wrong
+};
+using DaneLookup = std::function<void(const std::string& host, int port, std::function<void(HostDane)> cb)>;
 
 struct MxConfig {
   int port = 25;
@@ -41,13 +70,29 @@ class MxDelivery {
   // session.tls_policy. The outcome names it (tls_policy).
   void deliver(const std::string& rcpt_domain, Envelope env, Session::Done done,
                std::optional<TlsPolicy> tls_policy = std::nullopt);
+  // Where a domain's MTA-STS policy comes from (unset: none is looked up). With one, every
+  // delivery without a policy of its own asks first: enforce → only MX hosts the policy allows,
+  // verified TLS 1.2+ (tls.policy "mta-sts"), else deferred naming the policy; testing → delivered
+  // as without a policy, what enforce would have refused logged (mta_sts_testing_failure).
+  void set_domain_policy_lookup(DomainTlsPolicyLookup lookup) { sts_lookup_ = std::move(lookup); }
+  // Where MX hosts' TLSA records come from (unset: DANE is off). With one, every MX host is
+  // asked before it is connected to: secure TLSA records make verified TLS against them required
+  // (tls.policy "dane", over any MTA-STS or mx_tls policy); a failed lookup makes the host
+  // unusable (reason dane_tlsa_failed), never a host without DANE.
+  void set_dane_lookup(DaneLookup lookup) { dane_lookup_ = std::move(lookup); }
   // A reload's new settings (port, attempts, timeouts, TLS policy and CA): attempts started
   // from now on use them.
   void reconfigure(MxConfig cfg);
 
  private:
   struct Job;
+  void resolve_mx(std::shared_ptr<Job> job);
+  // Applies the domain's MTA-STS policy to its MX hosts; false when the delivery has ended.
+  bool apply_sts(const std::shared_ptr<Job>& job);
   void try_next(std::shared_ptr<Job> job);
+  // The current host's DANE lookup, then its addresses (or the pool's idle connection).
+  void lookup_host(std::shared_ptr<Job> job);
+  void resolve_host(std::shared_ptr<Job> job);
   // fallback: the plaintext retry after a failed TLS handshake at addr (opportunistic only).
   void connect(std::shared_ptr<Job> job, const sockaddr_storage& addr, bool fallback = false);
   void finish(const std::shared_ptr<Job>& job, core::Outcome o);
@@ -56,6 +101,8 @@ class MxDelivery {
   dns::Resolver& resolver_;
   SessionPool& pool_;
   MxConfig cfg_;
+  DomainTlsPolicyLookup sts_lookup_;
+  DaneLookup dane_lookup_;
   std::shared_ptr<core::TlsContext> opportunistic_;  // made once; it depends on no setting
   std::unordered_set<dns::Resolver::RequestId> pending_;
   core::Lifetime alive_;  // pool outcomes may arrive after destruction
@@ -68,6 +115,7 @@ bool try_next_host(const core::Outcome& o);
 bool tls_handshake_failed(const core::Outcome& o);
 // The pool key of a destination: connections are shared by deliveries under the same TLS policy
 // only, so a plaintext fallback connection never carries a message whose policy wants TLS.
-std::string mx_pool_key(const std::string& domain, TlsPolicy policy);
+// DANE connections are verified against one host's TLSA records: their key names the host too.
+std::string mx_pool_key(const std::string& domain, TlsPolicy policy, const std::string& dane_host = "");
 
 }  // namespace deliverd::smtp

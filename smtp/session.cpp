@@ -250,8 +250,11 @@ void Session::start_tls() {
   core::TlsClientParams p;
   p.server_name = cfg_.tls_name;
   p.verify = cfg_.security == Security::Tls || core::verified_tls_required(cfg_.tls_policy);
+  // RFC 7672 2.2: TLSA records exist but none is usable → TLS is still mandatory, unauthenticated.
+  if (cfg_.tls_policy == TlsPolicy::Dane && cfg_.dane.empty()) p.verify = false;
   p.ctx = !p.verify && cfg_.tls_opportunistic ? cfg_.tls_opportunistic : cfg_.tls;
   p.session_key = tls_key_;
+  if (cfg_.tls_policy == TlsPolicy::Dane) p.dane = cfg_.dane;
   enter(Phase::Tls);
   if (int rc = stream_->start_tls_client(p); rc != 0)
     fail(core::Status::Failed, core::Reason::TlsFailed, std::string("cannot start TLS: ") + uv_strerror(rc));

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/lifetime.h"
 #include "core/outcome.h"
@@ -110,6 +111,9 @@ struct SessionConfig {
   // address, so STARTTLS is not tried again; outcomes report the fallback.
   core::TlsFallback tls_fallback = core::TlsFallback::None;
   std::string tls_name;                   // certificate name and SNI; "" = the host name
+  // tls_policy Dane: the MX host's usable TLSA records; the certificate is verified against them
+  // instead of the CA store (core::TlsClientParams::dane).
+  std::vector<core::DaneRecord> dane;
   Credentials auth;                       // empty: no AUTH
   bool pipelining = true;                 // pipeline MAIL/RCPT/DATA when the server offers it
   bool relay = true;                      // the server is the mailbox's own (fault attribution, classifier.h)

@@ -8,12 +8,54 @@
 #include "core/domain.h"
 #include "core/json_writer.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "queue/redis_client.h"
 #include "tlspolicy/mta_sts_record.h"
 
 namespace deliverd::tlspolicy {
 
 namespace {
+
+// The process-wide metrics mirror StsCounters (which tests read per cache).
+struct Metrics {
+  core::Family<core::Counter>& fetched;
+  core::Family<core::Counter>& cached;
+  core::Family<core::Counter>& failures;
+  core::Counter& no_policy;
+  core::Counter& refreshes;
+  core::Counter& shared;
+};
+
+Metrics& metrics() {
+  auto& r = core::Registry::global();
+  static Metrics m{
+      r.counter("deliverd_mta_sts_policies_fetched_total", "MTA-STS policies fetched over HTTPS, by mode", {"mode"}),
+      r.counter("deliverd_mta_sts_cached_total", "MTA-STS lookups answered from the cache (memory or Redis), by mode",
+                {"mode"}),
+      r.counter("deliverd_mta_sts_failures_total", "MTA-STS record or policy failures, by reason", {"reason"}),
+      r.counter("deliverd_mta_sts_no_policy_total", "MTA-STS lookups that ended without a policy").get(),
+      r.counter("deliverd_mta_sts_refreshes_total", "Background MTA-STS refreshes started (the TXT id changed)").get(),
+      r.counter("deliverd_mta_sts_shared_total", "MTA-STS policies taken from Redis that another daemon fetched").get(),
+  };
+  return m;
+}
+
+void count_fetched(StsCounters& c, StsMode m) {
+  ++c.fetched[static_cast<size_t>(m)];
+  metrics().fetched.with({std::string(to_string(m))}).inc();
+}
+void count_cached(StsCounters& c, StsMode m, size_t n) {
+  c.cached[static_cast<size_t>(m)] += n;
+  metrics().cached.with({std::string(to_string(m))}).inc(static_cast<double>(n));
+}
+void count_failed(StsCounters& c, StsFailure f) {
+  ++c.failures[static_cast<size_t>(f)];
+  metrics().failures.with({std::string(to_string(f))}).inc();
+}
+void count_no_policy(StsCounters& c, size_t n) {
+  c.no_policy += n;
+  metrics().no_policy.inc(static_cast<double>(n));
+}
 
 int64_t system_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -94,7 +136,7 @@ void MtaStsCache::lookup(const std::string& domain_in, Callback cb) {
     StsDecision d;
     d.domain = domain_in;
     d.failure = StsError{StsFailure::Other, norm.error()};
-    ++counters_.no_policy;
+    count_no_policy(counters_, 1);
     return cb(d);
   }
   const std::string& domain = norm.value();
@@ -107,7 +149,7 @@ void MtaStsCache::lookup(const std::string& domain_in, Callback cb) {
     d.domain = domain;
     d.failure = StsError{StsFailure::Other, "too many MTA-STS lookups in flight (" +
                                                 std::to_string(opts_.max_in_flight) + ")"};
-    ++counters_.no_policy;
+    count_no_policy(counters_, 1);
     return cb(d);
   }
   flights_[domain].waiters.push_back(std::move(cb));
@@ -174,7 +216,10 @@ void MtaStsCache::decide(const std::string& domain, std::optional<Entry> shared)
   const Entry* mine = fresh_entry(domain);
   // The newer of the two wins: another daemon may have fetched since this one did.
   if (shared && (!mine || shared->fetched_at_ms > mine->fetched_at_ms)) {
-    if (!mine || mine->id != shared->id) ++counters_.shared;
+    if (!mine || mine->id != shared->id) {
+      ++counters_.shared;
+      metrics().shared.inc();
+    }
     store(domain, *shared);
     mine = fresh_entry(domain);
   }
@@ -204,7 +249,7 @@ void MtaStsCache::fetch_now(const std::string& domain, const std::string& id) {
       d.failure = r.error();
       return finish(domain, std::move(d));
     }
-    ++counters_.fetched[static_cast<size_t>(r->mode)];
+    count_fetched(counters_, r->mode);
     Entry e{id, r.value(), now_ms()};
     store(domain, e);
     publish(domain, e);
@@ -219,11 +264,12 @@ void MtaStsCache::fetch_now(const std::string& domain, const std::string& id) {
 void MtaStsCache::refresh(const std::string& domain, const std::string& id) {
   if (refreshing_.count(domain)) return;
   ++counters_.refreshes;
+  metrics().refreshes.inc();
   auto rid = fetcher_->fetch(domain, [this, alive = alive_, domain, id](core::Result<MtaStsPolicy, StsError> r) {
     if (!*alive) return;
     refreshing_.erase(domain);
     if (!r) return count_failure(domain, r.error(), true);
-    ++counters_.fetched[static_cast<size_t>(r->mode)];
+    count_fetched(counters_, r->mode);
     Entry e{id, std::move(r.value()), now_ms()};
     store(domain, e);
     publish(domain, e);
@@ -253,7 +299,7 @@ void MtaStsCache::publish(const std::string& domain, const Entry& e) {
 }
 
 void MtaStsCache::count_failure(const std::string& domain, const StsError& e, bool background) {
-  ++counters_.failures[static_cast<size_t>(e.kind)];
+  count_failed(counters_, e.kind);
   std::string text = e.text();
   core::log_warn("mta_sts_fetch_failed",
                  {{"domain", domain}, {"reason", to_string(e.kind)}, {"detail", text},
@@ -267,9 +313,9 @@ void MtaStsCache::finish(const std::string& domain, StsDecision d) {
   flights_.erase(it);
   d.domain = domain;
   if (d.failure && d.failure->kind == StsFailure::InvalidRecord)
-    ++counters_.failures[static_cast<size_t>(StsFailure::InvalidRecord)];
-  if (!d.policy) counters_.no_policy += waiters.size();
-  else if (d.source == StsSource::Cache) counters_.cached[static_cast<size_t>(d.policy->mode)] += waiters.size();
+    count_failed(counters_, StsFailure::InvalidRecord);
+  if (!d.policy) count_no_policy(counters_, waiters.size());
+  else if (d.source == StsSource::Cache) count_cached(counters_, d.policy->mode, waiters.size());
   // A waiter may destroy the cache (a daemon shutting down); the others are then not called.
   auto alive = alive_;
   for (auto& w : waiters) {
