@@ -39,11 +39,16 @@ TlsaResult failed(std::string detail) {
 
 std::string rcode_text(const TlsaResponse& r) {
   switch (r.rcode) {
-    case Rcode::NoError: return "NOERROR";
-    case Rcode::NxDomain: return "NXDOMAIN";
-    case Rcode::ServFail: return "SERVFAIL";
-    case Rcode::Refused: return "REFUSED";
-    default: return "rcode " + std::to_string(r.rcode_value);
+    case Rcode::NoError:
+      return "NOERROR";
+    case Rcode::NxDomain:
+      return "NXDOMAIN";
+    case Rcode::ServFail:
+      return "SERVFAIL";
+    case Rcode::Refused:
+      return "REFUSED";
+    default:
+      return "rcode " + std::to_string(r.rcode_value);
   }
 }
 
@@ -199,9 +204,9 @@ void TlsaResolver::on_answer(void* arg, int status, int /*timeouts*/, unsigned c
     }
   }
   core::log_debug("dane_tlsa_lookup", {{"name", ctx->name},
-                                        {"result", to_string(result.status)},
-                                        {"detail", result.detail},
-                                        {"ttl", std::to_string(ttl)}});
+                                       {"result", to_string(result.status)},
+                                       {"detail", result.detail},
+                                       {"ttl", std::to_string(ttl)}});
   self->finish_query(ctx->name, std::move(result), ttl);
 }
 

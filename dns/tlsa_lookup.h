@@ -39,7 +39,7 @@ struct TlsaResult {
 };
 
 inline constexpr core::Named<TlsaResult::Status> kTlsaStatusNames[] = {
-    {TlsaResult::Status::Secure, "secure"},       {TlsaResult::Status::Insecure, "insecure"},
+    {TlsaResult::Status::Secure, "secure"},        {TlsaResult::Status::Insecure, "insecure"},
     {TlsaResult::Status::NoRecords, "no_records"}, {TlsaResult::Status::Bogus, "bogus"},
     {TlsaResult::Status::Failed, "failed"},
 };
@@ -57,8 +57,8 @@ struct TlsaResolverConfig {
   std::vector<std::string> servers;  // the validating resolver(s): "127.0.0.1:5353", "[::1]:53"; required
   int timeout_ms = 3000;             // first try; c-ares doubles it on later tries
   int tries = 2;
-  int max_ttl_s = 3600;      // cap on how long a Secure, Insecure or NoRecords answer is cached
-  int negative_ttl_s = 300;  // cap on NoRecords when the denial has no SOA; also the SOA cap
+  int max_ttl_s = 3600;              // cap on how long a Secure, Insecure or NoRecords answer is cached
+  int negative_ttl_s = 300;          // cap on NoRecords when the denial has no SOA; also the SOA cap
   size_t max_cache_entries = 10000;  // 0 disables the cache
   size_t max_pending = 10000;        // lookups outstanding (waiters, not queries on the wire)
 };

@@ -185,11 +185,21 @@ TlsaResponse parse_tlsa_response(const unsigned char* msg, size_t len, std::opti
   r.authenticated = (flags & 0x0020) != 0;
   r.rcode_value = flags & 0xf;
   switch (r.rcode_value) {
-    case 0: r.rcode = Rcode::NoError; break;
-    case 2: r.rcode = Rcode::ServFail; break;
-    case 3: r.rcode = Rcode::NxDomain; break;
-    case 5: r.rcode = Rcode::Refused; break;
-    default: r.rcode = Rcode::Other; break;
+    case 0:
+      r.rcode = Rcode::NoError;
+      break;
+    case 2:
+      r.rcode = Rcode::ServFail;
+      break;
+    case 3:
+      r.rcode = Rcode::NxDomain;
+      break;
+    case 5:
+      r.rcode = Rcode::Refused;
+      break;
+    default:
+      r.rcode = Rcode::Other;
+      break;
   }
   uint16_t qd = u16(msg + 4), an = u16(msg + 6), ns = u16(msg + 8);
   if (qd != 1) {

@@ -35,13 +35,13 @@ struct TlsaResponse {
   std::string error;  // non-empty: the message is malformed or does not answer the question
   uint16_t id = 0;
   Rcode rcode = Rcode::Other;
-  int rcode_value = 0;         // the header's 4-bit RCODE as sent
-  bool truncated = false;      // TC: the answer did not fit (c-ares normally retries over TCP)
-  bool authenticated = false;  // AD: the validating resolver vouches for the answer (RFC 4035 §3.2.3)
-  std::string owner;           // the name the TLSA records belong to, after in-answer CNAMEs
-  std::vector<TlsaRecord> records;  // TLSA RRs of class IN at owner, in message order
-  size_t malformed_records = 0;     // TLSA RRs at owner shorter than 3 octets (unusable, RFC 7672 §2.2)
-  uint32_t answer_ttl = 0;          // smallest TTL of the CNAMEs followed and the records (0: none)
+  int rcode_value = 0;                   // the header's 4-bit RCODE as sent
+  bool truncated = false;                // TC: the answer did not fit (c-ares normally retries over TCP)
+  bool authenticated = false;            // AD: the validating resolver vouches for the answer (RFC 4035 §3.2.3)
+  std::string owner;                     // the name the TLSA records belong to, after in-answer CNAMEs
+  std::vector<TlsaRecord> records;       // TLSA RRs of class IN at owner, in message order
+  size_t malformed_records = 0;          // TLSA RRs at owner shorter than 3 octets (unusable, RFC 7672 §2.2)
+  uint32_t answer_ttl = 0;               // smallest TTL of the CNAMEs followed and the records (0: none)
   std::optional<uint32_t> negative_ttl;  // from the authority SOA: min(its TTL, MINIMUM), RFC 2308
   bool ok() const { return error.empty(); }
 };

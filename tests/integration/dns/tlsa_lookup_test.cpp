@@ -34,10 +34,10 @@ struct World {
     ValidatingDns::Options o;
     o.zones.push_back({"dane.test",
                        ValidatingDns::Signing::Secure,
-                       {"@ IN MX 10 mx", "mx IN A " + std::string(kMxAddress), "_25._tcp.mx IN TLSA 3 1 1 " + spki_sha256,
-                        "notlsa IN A " + std::string(kMxAddress), "cached IN A " + std::string(kMxAddress),
-                        "_25._tcp.cached IN TLSA 3 1 1 " + spki_sha256, "_25._tcp.alias IN CNAME _25._tcp.mx",
-                        "_25._tcp.txtonly IN TXT \"no TLSA here\""}});
+                       {"@ IN MX 10 mx", "mx IN A " + std::string(kMxAddress),
+                        "_25._tcp.mx IN TLSA 3 1 1 " + spki_sha256, "notlsa IN A " + std::string(kMxAddress),
+                        "cached IN A " + std::string(kMxAddress), "_25._tcp.cached IN TLSA 3 1 1 " + spki_sha256,
+                        "_25._tcp.alias IN CNAME _25._tcp.mx", "_25._tcp.txtonly IN TXT \"no TLSA here\""}});
     o.zones.push_back({"plain.test",
                        ValidatingDns::Signing::Insecure,
                        {"mx IN A " + std::string(kMxAddress), "_25._tcp.mx IN TLSA 3 1 1 " + spki_sha256}});

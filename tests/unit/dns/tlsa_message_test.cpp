@@ -89,9 +89,9 @@ struct Msg {
   }
 };
 
-constexpr uint16_t kOkAd = 0x81a0;   // QR RD RA AD, NOERROR
-constexpr uint16_t kOk = 0x8180;     // QR RD RA, NOERROR
-constexpr uint16_t kNxAd = 0x81a3;   // NXDOMAIN with AD
+constexpr uint16_t kOkAd = 0x81a0;  // QR RD RA AD, NOERROR
+constexpr uint16_t kOk = 0x8180;    // QR RD RA, NOERROR
+constexpr uint16_t kNxAd = 0x81a3;  // NXDOMAIN with AD
 constexpr uint16_t kServfail = 0x8182;
 
 TEST(BuildTlsaQuery, SetsRdAdAndAnEdnsOptWithDo) {
