@@ -27,6 +27,18 @@ constexpr const char* kMxAddress = "93.184.216.34";
 
 // The DANE-EE record of the test CA's "good" server certificate: real bytes, as a TLS sink would
 // present them.
+// 24 DANE-EE SHA-512 records: with their RRSIG more than the 1232-octet EDNS size, so Unbound
+// answers UDP with TC and the lookup has to come over TCP.
+std::vector<std::string> many_tlsa_records(const std::string& owner) {
+  std::vector<std::string> out;
+  for (int i = 0; i < 24; ++i) {
+    std::string hex = {"0123456789abcdef"[i / 16], "0123456789abcdef"[i % 16]};  // distinct records
+    for (int j = 1; j < 64; ++j) hex += "5a";
+    out.push_back(owner + " IN TLSA 3 1 2 " + hex);
+  }
+  return out;
+}
+
 struct World {
   testing::TestCa ca;
   std::string spki_sha256 = ValidatingDns::tlsa_3_1_1(ca.good().cert_file);
@@ -38,6 +50,7 @@ struct World {
                         "_25._tcp.mx IN TLSA 3 1 1 " + spki_sha256, "notlsa IN A " + std::string(kMxAddress),
                         "cached IN A " + std::string(kMxAddress), "_25._tcp.cached IN TLSA 3 1 1 " + spki_sha256,
                         "_25._tcp.alias IN CNAME _25._tcp.mx", "_25._tcp.txtonly IN TXT \"no TLSA here\""}});
+    for (auto& r : many_tlsa_records("_25._tcp.big")) o.zones.front().records.push_back(r);
     o.zones.push_back({"plain.test",
                        ValidatingDns::Signing::Insecure,
                        {"mx IN A " + std::string(kMxAddress), "_25._tcp.mx IN TLSA 3 1 1 " + spki_sha256}});
@@ -114,6 +127,17 @@ TEST_F(TlsaLookupTest, FollowsASignedCname) {
   ASSERT_EQ(r.status, Status::Secure) << r.detail;
   ASSERT_EQ(r.records.size(), 1u);
   EXPECT_EQ(r.records[0].data, core::from_hex(world->spki_sha256).value());
+}
+
+TEST_F(TlsaLookupTest, AnswerTooBigForUdpComesOverTcp) {
+  make();
+  TlsaResult r = lookup(tlsa_name("big.dane.test"));
+  ASSERT_EQ(r.status, Status::Secure) << r.detail;
+  ASSERT_EQ(r.records.size(), 24u);
+  for (const auto& rec : r.records) {
+    EXPECT_EQ(rec.mtype, 2);
+    EXPECT_EQ(rec.data.size(), 64u);
+  }
 }
 
 TEST_F(TlsaLookupTest, NameWithoutTlsaInSignedZoneIsAuthenticatedDenial) {
