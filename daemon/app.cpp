@@ -492,6 +492,14 @@ bool App::start_resolver() {
   rc.max_cache_entries = static_cast<size_t>(cfg_.dns_cache_entries);
   try {
     resolver_ = dns::Resolver::create(&loop_, rc, policy_.get());
+    if (!cfg_.dns_dnssec_resolver.empty()) {
+      dns::TlsaResolverConfig tc;
+      tc.servers = {cfg_.dns_dnssec_resolver};
+      tc.timeout_ms = cfg_.dns_timeout_ms;
+      tc.tries = cfg_.dns_tries;
+      tc.max_ttl_s = cfg_.dns_max_ttl_s;
+      tlsa_ = dns::TlsaResolver::create(&loop_, tc);
+    }
   } catch (const std::exception& e) {
     core::log_error("dns_init_failed", {{"error", e.what()}});
     return false;
@@ -503,6 +511,7 @@ bool App::start_smtp() {
   tls_ = core::TlsContext::client({cfg_.smtp_ca_file}).value();
   pool_ = std::make_unique<smtp::SessionPool>(&loop_, pool_config());
   mx_ = std::make_unique<smtp::MxDelivery>(*resolver_, *pool_, mx_config());
+  if (tlsa_) mx_->set_dane_lookup(smtp::tlsa_dane_lookup(tlsa_));
   return true;
 }
 
@@ -1010,6 +1019,8 @@ void App::shutdown() {
   if (pool_) pool_->shutdown();  // idle pooled connections would keep the loop running
   if (resolver_) resolver_->close();
   resolver_ = nullptr;
+  if (tlsa_) tlsa_->close();
+  tlsa_ = nullptr;
   if (gate_) gate_->close();
   if (pg_policy_) pg_policy_->close();
   pg_policy_ = nullptr;

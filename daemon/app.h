@@ -175,6 +175,7 @@ class App final : private DeliveryServices {
   std::unique_ptr<store::SecretBox> secrets_;
   std::unique_ptr<store::AddressHasher> addresses_;  // from secrets_: suppression and event hashes
   dns::Resolver* resolver_ = nullptr;
+  dns::TlsaResolver* tlsa_ = nullptr;  // [dns] dnssec_resolver: DANE's TLSA lookups; null = DANE off
   store::PgConnection* pg_ = nullptr;
   store::PgConnection* pg_policy_ = nullptr;  // the gate's own: it LISTENs for suppression changes
   std::unique_ptr<policy::Gate> gate_;

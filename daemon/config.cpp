@@ -254,12 +254,12 @@ core::Result<Config, std::string> load_config(const std::string& path) {
       {"postgres", {"conninfo", "events_retention_days"}},
       {"admin", {"listen", "trusted_proxies"}},
       {"security", {"allow_private_targets", "secret_key_file", "old_secret_key_files"}},
-      {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries"}},
+      {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries", "dnssec_resolver"}},
       {"smtp",
        {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
         "session_timeout_s", "starttls_timeout_s", "tls_timeout_s", "auth_timeout_s", "quit_timeout_s", "ca_file",
         "max_sessions", "max_sessions_per_destination", "max_messages_per_connection", "idle_timeout_s", "mx_tls",
-        "mx_port", "mx_max_attempts", "allow_plaintext_auth"}},
+        "mta_sts", "mx_port", "mx_max_attempts", "allow_plaintext_auth"}},
       {"unsubscribe", {"listen", "base_url", "key_file", "old_key_files", "mailto"}},
       {"compliance", {"postal_address", "accounts"}},
       {"inbound",
@@ -338,6 +338,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.integer("dns", "max_ttl_s", c.dns_max_ttl_s, 0, 86400);
   r.integer("dns", "negative_ttl_s", c.dns_negative_ttl_s, 0, 3600);
   r.integer("dns", "cache_entries", c.dns_cache_entries, 0, 10000000);
+  r.str("dns", "dnssec_resolver", c.dns_dnssec_resolver);
 
   r.integer("smtp", "connect_timeout_s", c.smtp_connect_timeout_s, 1, 3600);
   r.integer("smtp", "banner_timeout_s", c.smtp_banner_timeout_s, 1, 3600);

@@ -78,6 +78,9 @@ struct Config {
 
   // [dns]
   std::vector<std::string> dns_servers;  // empty: the system's resolv.conf
+  // A validating resolver the operator runs ("127.0.0.1:53"), asked for TLSA records with DNSSEC:
+  // DANE in MX mode (docs/smtp.md "DANE"). Empty: DANE is off.
+  std::string dns_dnssec_resolver;
   int dns_timeout_ms = 3000;
   int dns_tries = 2;
   int dns_max_ttl_s = 3600;      // answers are cached for their TTL, capped here

@@ -9,19 +9,17 @@
 #include <string_view>
 #include <vector>
 
+#include "core/tls_context.h"
+
 namespace deliverd::dns {
 
 inline constexpr uint16_t kTypeTlsa = 52;
 inline constexpr uint16_t kEdnsUdpSize = 1232;  // the DNS flag day 2020 size: no IP fragmentation
 inline constexpr int kMaxCnameHops = 8;         // in-answer CNAME chain followed at most this far
 
-struct TlsaRecord {
-  uint8_t usage = 0;     // 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE
-  uint8_t selector = 0;  // 0 full certificate, 1 SubjectPublicKeyInfo
-  uint8_t mtype = 0;     // 0 exact, 1 SHA-256, 2 SHA-512
-  std::string data;      // certificate association data, raw bytes
-  bool operator==(const TlsaRecord&) const = default;
-};
+// One TLSA record as DANE verification takes it (core/tls_context.h): usage, selector, matching
+// type and the association data as raw bytes.
+using TlsaRecord = core::DaneRecord;
 
 // A query for <name> TLSA IN: RD=1, AD=1 (RFC 6840 §5.7: asks a validator to say whether the
 // answer was authenticated), and an EDNS0 OPT record (RFC 6891) with UDP size kEdnsUdpSize and

@@ -88,6 +88,32 @@ std::vector<sockaddr_storage> in_connect_order(std::vector<sockaddr_storage> add
 
 }  // namespace
 
+HostDane host_dane(const dns::TlsaResult& r) {
+  using S = dns::TlsaResult::Status;
+  HostDane d;
+  switch (r.status) {
+    case S::Secure:
+      d.status = HostDane::Status::Secure;
+      d.records = r.records;
+      break;
+    case S::NoRecords:
+    case S::Insecure:
+      break;
+    case S::Bogus:
+    case S::Failed:
+      d.status = HostDane::Status::Failed;
+      d.detail = std::string(dns::to_string(r.status)) + (r.detail.empty() ? "" : ": " + r.detail);
+      break;
+  }
+  return d;
+}
+
+DaneLookup tlsa_dane_lookup(dns::TlsaResolver* resolver) {
+  return [resolver](const std::string& host, int port, std::function<void(HostDane)> cb) {
+    resolver->lookup(dns::tlsa_name(host, port), [cb = std::move(cb)](const dns::TlsaResult& r) { cb(host_dane(r)); });
+  };
+}
+
 bool try_next_host(const core::Outcome& o) {
   if (o.status == core::Status::Delivered || o.status == core::Status::Bounced) return false;
   if (o.reply.code == 0) {  // nothing was said about the message: connect, TLS, timeouts, garbage

@@ -19,6 +19,7 @@
 
 #include "core/lifetime.h"
 #include "dns/resolver.h"
+#include "dns/tlsa_lookup.h"
 #include "smtp/session_pool.h"
 
 namespace deliverd::smtp {
@@ -47,6 +48,12 @@ struct HostDane {
   std::string detail;  // Failed: what went wrong
 };
 using DaneLookup = std::function<void(const std::string& host, int port, std::function<void(HostDane)> cb)>;
+
+// DANE through a validating resolver (dns/tlsa_lookup.h): secure → the records; authenticated
+// denial or an insecure zone → no DANE; bogus or failed → Failed (the host is not used).
+HostDane host_dane(const dns::TlsaResult& r);
+// resolver must outlive the lookups' use; callbacks after MxDelivery is gone are ignored by it.
+DaneLookup tlsa_dane_lookup(dns::TlsaResolver* resolver);
 
 struct MxConfig {
   int port = 25;

@@ -3,16 +3,13 @@
 // resolver in dane_dns_integration_test and end to end in mta_sts_dane_daemon tests). The client
 // trusts no CA at all, so a delivery that passes was verified by its TLSA record alone.
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
-#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/hex.h"
 #include "core/tls_context.h"
 #include "dns/resolver.h"
 #include "smtp/mx_delivery.h"
@@ -21,6 +18,7 @@
 #include "tests/integration/fixtures/process.h"
 #include "tests/integration/fixtures/test_ca.h"
 #include "tests/integration/fixtures/test_loop.h"
+#include "tests/integration/fixtures/validating_dns.h"
 #include "tests/integration/smtp/tls_sink.h"
 
 namespace deliverd::smtp {
@@ -28,29 +26,9 @@ namespace {
 
 using deliverd::testing::DnsServer;
 
-// SHA-256 of the first certificate in a PEM file: its SubjectPublicKeyInfo (selector 1) or the
-// whole certificate (selector 0); `skip` certificates are passed over first (1 = the CA after
-// the leaf).
-std::string cert_digest(const std::string& pem_file, int selector, int skip = 0) {
-  FILE* f = std::fopen(pem_file.c_str(), "r");
-  EXPECT_NE(f, nullptr) << pem_file;
-  if (!f) return "";
-  X509* cert = nullptr;
-  for (int i = 0; i <= skip; ++i) {
-    if (cert) X509_free(cert);
-    cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
-  }
-  std::fclose(f);
-  EXPECT_NE(cert, nullptr);
-  if (!cert) return "";
-  unsigned char* der = nullptr;
-  int len = selector == 1 ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der) : i2d_X509(cert, &der);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  EVP_Digest(der, static_cast<size_t>(len), md, &md_len, EVP_sha256(), nullptr);
-  OPENSSL_free(der);
-  X509_free(cert);
-  return std::string(reinterpret_cast<char*>(md), md_len);
+// The raw association data of a SHA-256 TLSA record for a certificate in a PEM file.
+std::string cert_digest(const std::string& pem_file, int selector, int index = 0) {
+  return core::from_hex(deliverd::testing::ValidatingDns::tlsa_sha256(pem_file, selector, index)).value();
 }
 
 std::string describe(const core::Outcome& o) {
@@ -70,6 +48,15 @@ class MxDaneTest : public ::testing::Test {
     DnsServer::Options d;
     d.records = {DnsServer::mx("dane.test", "mx.dane.test", 10), DnsServer::host_record("mx.dane.test", ip_),
                  DnsServer::mx("other.test", "mx.other.test", 10), DnsServer::host_record("mx.other.test", ip_)};
+    // For the DNSSEC suite: MX and A from dnsmasq ([dns] servers), TLSA from the validator.
+    for (const auto& [domain, host] : std::vector<std::pair<std::string, std::string>>{{"sec.test", "mx.sec.test"},
+                                                                                       {"secbad.test", "mxbad.sec.test"},
+                                                                                       {"nodane.test", "nodane.sec.test"},
+                                                                                       {"bog.test", "mx.bog.test"},
+                                                                                       {"ins.test", "mx.ins.test"}}) {
+      d.records.push_back(DnsServer::mx(domain, host, 10));
+      d.records.push_back(DnsServer::host_record(host, ip_));
+    }
     dns_ = std::make_unique<DnsServer>(d);
     policy_ = std::make_unique<dns::AddressPolicy>(dns::AddressPolicy::create({"127.0.0.0/8"}).value());
     dns::ResolverConfig rc;
@@ -80,6 +67,13 @@ class MxDaneTest : public ::testing::Test {
 
   // One message to bob@<domain>; every MX host's TLSA lookup answers `answer`.
   core::Outcome deliver(const std::string& domain, HostDane answer) {
+    return deliver_with(domain, [this, answer](const std::string& host, int port, std::function<void(HostDane)> cb) {
+      asked_.push_back(host + ":" + std::to_string(port));
+      cb(answer);
+    });
+  }
+
+  core::Outcome deliver_with(const std::string& domain, DaneLookup lookup) {
     PoolConfig pc;
     pc.idle_timeout_ms = 50;
     SessionPool pool(loop_.get(), pc);
@@ -95,10 +89,7 @@ class MxDaneTest : public ::testing::Test {
     o.use_system_roots = false;  // no CA: only a TLSA record can make a certificate pass
     mc.session.tls = core::TlsContext::client(o).value();
     MxDelivery mx(*resolver_, pool, mc);
-    mx.set_dane_lookup([this, answer](const std::string& host, int port, std::function<void(HostDane)> cb) {
-      asked_.push_back(host + ":" + std::to_string(port));
-      cb(answer);
-    });
+    mx.set_dane_lookup(std::move(lookup));
     std::optional<core::Outcome> out;
     mx.deliver(domain, Envelope{"alice@acme.example", "bob@" + domain, "Subject: dane\r\n\r\nhello\r\n"},
                [&](const core::Outcome& r) { out = r; });
@@ -191,6 +182,76 @@ TEST_F(MxDaneTest, WithoutTlsaRecordsTheDeliveryIsOpportunistic) {
   ASSERT_EQ(o.status, core::Status::Delivered) << describe(o);
   EXPECT_EQ(core::to_string(o.tls_policy), "opportunistic");
   EXPECT_EQ(sink_->messages(), 1u);
+}
+
+// The same through the daemon's path: TLSA records from Unbound validating zones that ldns signed
+// at start (dns::TlsaResolver, smtp::tlsa_dane_lookup), MX and A records from dnsmasq.
+class MxDaneDnssecTest : public MxDaneTest {
+ protected:
+  MxDaneDnssecTest() {
+    using deliverd::testing::ValidatingDns;
+    const std::string good = ValidatingDns::tlsa_3_1_1(cert_.cert_file);
+    std::string bad = good;
+    bad[0] = bad[0] == '0' ? '1' : '0';
+    // The TLSA owner names the port MX delivery connects to (25 in production, a free one here).
+    // Each MX host also has an A record here: ldns-signzone's NSEC3 chain leaves empty
+    // non-terminals unproven, so a denial below one would not validate.
+    const std::string at = "_" + std::to_string(port_) + "._tcp.";
+    ValidatingDns::Options o;
+    o.zones.push_back({"sec.test", ValidatingDns::Signing::Secure,
+                       {at + "mx IN TLSA 3 1 1 " + good, at + "mxbad IN TLSA 3 1 1 " + bad, "mx IN A 192.0.2.1",
+                        "mxbad IN A 192.0.2.1", "nodane IN A 192.0.2.1"}});
+    o.zones.push_back({"bog.test", ValidatingDns::Signing::Bogus, {at + "mx IN TLSA 3 1 1 " + good, "mx IN A 192.0.2.1"}});
+    o.zones.push_back({"ins.test", ValidatingDns::Signing::Insecure, {at + "mx IN TLSA 3 1 1 " + bad, "mx IN A 192.0.2.1"}});
+    validator_ = std::make_unique<ValidatingDns>(o);
+    dns::TlsaResolverConfig tc;
+    tc.servers = {validator_->address()};
+    tlsa_ = dns::TlsaResolver::create(loop_.get(), tc);
+  }
+  ~MxDaneDnssecTest() override { tlsa_->close(); }
+
+  core::Outcome deliver_validated(const std::string& domain) { return deliver_with(domain, tlsa_dane_lookup(tlsa_)); }
+
+  std::unique_ptr<deliverd::testing::ValidatingDns> validator_;
+  dns::TlsaResolver* tlsa_ = nullptr;
+};
+
+TEST_F(MxDaneDnssecTest, ASecureMatchingRecordDeliversUnderDane) {
+  auto o = deliver_validated("sec.test");
+  ASSERT_EQ(o.status, core::Status::Delivered) << describe(o) << validator_->validator_log();
+  EXPECT_EQ(core::to_string(o.tls_policy), "dane");
+  EXPECT_EQ(sink_->messages(), 1u);
+}
+
+TEST_F(MxDaneDnssecTest, ASecureRecordThatDoesNotMatchTheKeyDefers) {
+  auto o = deliver_validated("secbad.test");
+  EXPECT_EQ(o.status, core::Status::Deferred) << describe(o);
+  EXPECT_EQ(core::to_string(o.reason), "tls_certificate") << describe(o);
+  EXPECT_EQ(core::to_string(o.tls_policy), "dane");
+  EXPECT_EQ(sink_->messages(), 0u);
+}
+
+// RFC 7672 2.2: authenticated denial → no DANE.
+TEST_F(MxDaneDnssecTest, AnAuthenticatedDenialMeansNoDane) {
+  auto o = deliver_validated("nodane.test");
+  ASSERT_EQ(o.status, core::Status::Delivered) << describe(o);
+  EXPECT_EQ(core::to_string(o.tls_policy), "opportunistic");
+}
+
+// A bogus signature is a lookup failure, never "no DANE": nothing is sent.
+TEST_F(MxDaneDnssecTest, ABogusSignatureDefersAndConnectsNowhere) {
+  auto o = deliver_validated("bog.test");
+  EXPECT_EQ(o.status, core::Status::Deferred) << describe(o);
+  EXPECT_EQ(core::to_string(o.reason), "dane_tlsa_failed") << describe(o);
+  EXPECT_NE(o.detail.find("bogus"), std::string::npos) << o.detail;
+  EXPECT_EQ(sink_->connections(), 0u);
+}
+
+// An unsigned zone's TLSA records are not trusted (AD not set): they are ignored, not applied.
+TEST_F(MxDaneDnssecTest, RecordsOfAnInsecureZoneAreIgnored) {
+  auto o = deliver_validated("ins.test");
+  ASSERT_EQ(o.status, core::Status::Delivered) << describe(o);
+  EXPECT_EQ(core::to_string(o.tls_policy), "opportunistic");
 }
 
 }  // namespace
