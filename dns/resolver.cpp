@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
 
 #include "core/domain.h"
@@ -92,36 +91,6 @@ Code ares_code(int status) {
   }
 }
 
-// "127.0.0.1:5353", "[::1]:53", "::1", "192.0.2.1" → the same in c-ares' CSV syntax.
-std::string server_csv_entry(const std::string& s) {
-  std::string host = s;
-  int port = 53;
-  auto bad = [&] { return std::runtime_error("dns: bad server '" + s + "' (want 1.2.3.4[:port] or [::1][:port])"); };
-  auto parse_port = [&](const std::string& p) {
-    if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) throw bad();
-    port = std::stoi(p);
-    if (port < 1 || port > 65535) throw bad();
-  };
-  if (!s.empty() && s[0] == '[') {
-    size_t close = s.find(']');
-    if (close == std::string::npos) throw bad();
-    host = s.substr(1, close - 1);
-    std::string rest = s.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest[0] != ':') throw bad();
-      parse_port(rest.substr(1));
-    }
-  } else if (std::count(s.begin(), s.end(), ':') == 1) {
-    host = s.substr(0, s.find(':'));
-    parse_port(s.substr(s.find(':') + 1));
-  }
-  in_addr a4{};
-  in6_addr a6{};
-  if (::inet_pton(AF_INET, host.c_str(), &a4) == 1) return host + ":" + std::to_string(port);
-  if (::inet_pton(AF_INET6, host.c_str(), &a6) == 1) return "[" + host + "]:" + std::to_string(port);
-  throw bad();
-}
-
 void add_unique(std::vector<sockaddr_storage>& out, const sockaddr_storage& ss) {
   for (const auto& o : out) {
     if (o.ss_family != ss.ss_family) continue;
@@ -198,38 +167,17 @@ std::optional<core::Outcome> resolve_failure_outcome(const ResolvedHost& r) {
 Resolver* Resolver::create(uv_loop_t* loop, const ResolverConfig& cfg, const AddressPolicy* policy) {
   if (cfg.timeout_ms < 1 || cfg.tries < 1 || cfg.max_ttl_s < 0 || cfg.negative_ttl_s < 0)
     throw std::runtime_error("dns: timeout_ms and tries must be at least 1, TTLs not negative");
-  std::string csv;
-  for (const auto& s : cfg.servers) csv += (csv.empty() ? "" : ",") + server_csv_entry(s);
-  static std::once_flag once;
-  std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
   auto* r = new Resolver(loop, cfg, policy);
-  ares_options opts{};
-  opts.sock_state_cb = &Resolver::on_sock_state;
-  opts.sock_state_cb_data = r;
-  opts.timeout = cfg.timeout_ms;
-  opts.tries = cfg.tries;
-  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
-  int rc = ares_init_options(&r->channel_, &opts, mask);
-  if (rc == ARES_SUCCESS && !csv.empty()) rc = ares_set_servers_ports_csv(r->channel_, csv.c_str());
-  if (rc != ARES_SUCCESS) {
-    std::string why = ares_strerror(rc);
-    r->close();
-    throw std::runtime_error("dns: c-ares init failed: " + why);
-  }
+  const std::string& csv = r->ares_.servers_csv();
   core::log_info("dns_resolver_started", {{"servers", csv.empty() ? std::string_view("system") : std::string_view(csv)},
                                           {"timeout_ms", std::to_string(cfg.timeout_ms)}});
   return r;
 }
 
 Resolver::Resolver(uv_loop_t* loop, const ResolverConfig& cfg, const AddressPolicy* policy)
-    : loop_(loop), cfg_(cfg), policy_(policy) {
-  metrics();
-  uv_timer_init(loop_, &ares_timer_);
-  ares_timer_.data = this;
-  uv_timer_init(loop_, &deliver_timer_);
-  deliver_timer_.data = this;
-  open_handles_ = 2;
-}
+    : loop_(loop), cfg_(cfg), policy_(policy),
+      ares_(loop, AresOptions{cfg.servers, cfg.timeout_ms, cfg.tries, 0}, [this] { delete this; }),
+      cache_(cfg.max_cache_entries, metrics().entries) {}
 
 Resolver::~Resolver() = default;
 
@@ -244,18 +192,18 @@ Resolver::RequestId Resolver::resolve_host(const std::string& host, std::functio
   if (auto lit = parse_ip_literal(host)) {
     req.a = std::make_shared<Answer>(Answer{Code::Ok, {*lit}, {}, false, {}});
     req.aaaa = std::make_shared<Answer>(Answer{Code::Nodata, {}, {}, false, {}});
-    schedule([this, id] { finish_host(id); });
+    ares_.schedule([this, id] { finish_host(id); });
     return id;
   }
   auto name = normalize_host_name(host);
   if (auto rule = name ? refused_name(*name) : std::nullopt) {
     req.ready = ResolvedHost{host, {}, {{*name, std::string(*rule)}}, Code::RefusedByPolicy};
-    schedule([this, id] { finish_host(id); });
+    ares_.schedule([this, id] { finish_host(id); });
     return id;
   }
   if (!name || pending() > cfg_.max_pending) {
     req.ready = ResolvedHost{host, {}, {}, name ? Code::Overloaded : Code::InvalidName};
-    schedule([this, id] { finish_host(id); });
+    ares_.schedule([this, id] { finish_host(id); });
     return id;
   }
   req.pending = 2;
@@ -323,14 +271,14 @@ Resolver::RequestId Resolver::resolve_mx(const std::string& domain, std::functio
     r.error = Code::RefusedByPolicy;
     r.detail = *name + " is refused: " + std::string(*rule);
     req.ready = r;
-    schedule([this, id] { finish_mx(id, nullptr); });
+    ares_.schedule([this, id] { finish_mx(id, nullptr); });
     return id;
   }
   if (!name || pending() > cfg_.max_pending) {
     MxResult r;
     r.error = name ? Code::Overloaded : Code::InvalidName;
     req.ready = r;
-    schedule([this, id] { finish_mx(id, nullptr); });
+    ares_.schedule([this, id] { finish_mx(id, nullptr); });
     return id;
   }
   fetch(kTypeMx, *name, [this, id](const AnswerPtr& ans) { finish_mx(id, ans); });
@@ -347,7 +295,7 @@ Resolver::RequestId Resolver::resolve_txt(const std::string& name, std::function
   else if (!normal) req.ready = Code::InvalidName;
   else if (pending() > cfg_.max_pending) req.ready = Code::Overloaded;
   if (req.ready != Code::None) {
-    schedule([this, id] { finish_txt(id, nullptr); });
+    ares_.schedule([this, id] { finish_txt(id, nullptr); });
     return id;
   }
   fetch(kTypeTxt, *normal, [this, id](const AnswerPtr& ans) { finish_txt(id, ans); });
@@ -392,8 +340,8 @@ Resolver::RequestId Resolver::resolve_service_host(const std::string& host, Serv
   ares_addrinfo_hints hints{};
   hints.ai_family = AF_UNSPEC;
   // c-ares may answer at once (a hosts-file entry, a bad name): the callback defers delivery.
-  ares_getaddrinfo(channel_, host.c_str(), nullptr, &hints, &Resolver::on_service_host_done, new ServiceCtx{this, id});
-  rearm_timer();
+  ares_getaddrinfo(ares_.channel(), host.c_str(), nullptr, &hints, &Resolver::on_service_host_done, new ServiceCtx{this, id});
+  ares_.sent();
   return id;
 }
 
@@ -411,7 +359,7 @@ void Resolver::on_service_host_done(void* arg, int status, int /*timeouts*/, str
   Resolver* self = ctx->self;
   if (self->closing_) return;
   std::string error = status == ARES_SUCCESS ? (ips.empty() ? "no address" : "") : ares_strerror(status);
-  self->schedule([self, id = ctx->id, ips = std::move(ips), error = std::move(error)]() mutable {
+  self->ares_.schedule([self, id = ctx->id, ips = std::move(ips), error = std::move(error)]() mutable {
     auto it = self->service_reqs_.find(id);
     if (it == self->service_reqs_.end()) return;  // cancelled
     auto cb = std::move(it->second);
@@ -427,38 +375,19 @@ void Resolver::cancel(RequestId id) {
   service_reqs_.erase(id);
 }
 
-void Resolver::schedule(std::function<void()> fn) {
-  deliver_.push_back(std::move(fn));
-  if (!deliver_armed_) {
-    deliver_armed_ = true;
-    uv_timer_start(&deliver_timer_, &Resolver::on_deliver_timer, 0, 0);
-  }
-}
-
-void Resolver::on_deliver_timer(uv_timer_t* t) {
-  auto* self = static_cast<Resolver*>(t->data);
-  self->deliver_armed_ = false;
-  std::vector<std::function<void()>> batch;
-  batch.swap(self->deliver_);
-  for (auto& fn : batch) {
-    if (self->closing_) return;
-    fn();
-  }
-}
-
 void Resolver::fetch(int type, const std::string& name, std::function<void(const AnswerPtr&)> on_answer) {
   std::string key = std::string(type_label(type)) + ":" + name;
   if (AnswerPtr hit = cache_get(key)) {
     metrics().hit_counter(type).inc();
-    schedule([hit, cb = std::move(on_answer)] { cb(hit); });
+    ares_.schedule([hit, cb = std::move(on_answer)] { cb(hit); });
     return;
   }
   auto [it, fresh] = inflight_.try_emplace(key);
   it->second.push_back(std::move(on_answer));
   if (!fresh) return;  // an identical question is already on the wire
   auto* ctx = new QueryCtx{this, key, type};
-  ares_query(channel_, name.c_str(), ns_c_in, type, &Resolver::on_query_done, ctx);
-  rearm_timer();
+  ares_query(ares_.channel(), name.c_str(), ns_c_in, type, &Resolver::on_query_done, ctx);
+  ares_.sent();
 }
 
 void Resolver::on_query_done(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
@@ -555,114 +484,19 @@ void Resolver::on_query_done(void* arg, int status, int /*timeouts*/, unsigned c
   auto node = self->inflight_.extract(ctx->key);
   if (node.empty()) return;
   AnswerPtr shared = ans;
-  for (auto& waiter : node.mapped()) self->schedule([shared, cb = std::move(waiter)] { cb(shared); });
+  for (auto& waiter : node.mapped()) self->ares_.schedule([shared, cb = std::move(waiter)] { cb(shared); });
 }
 
 void Resolver::cache_put(const std::string& key, AnswerPtr answer, uint32_t ttl_s) {
-  if (cfg_.max_cache_entries == 0 || ttl_s == 0) return;
-  uint64_t expires = uv_now(loop_) + uint64_t{ttl_s} * 1000;
-  auto it = cache_.find(key);
-  if (it != cache_.end()) {
-    it->second.answer = std::move(answer);
-    it->second.expires_ms = expires;
-    lru_.splice(lru_.begin(), lru_, it->second.lru);
-    return;
-  }
-  while (cache_.size() >= cfg_.max_cache_entries && !lru_.empty()) {
-    cache_.erase(lru_.back());
-    lru_.pop_back();
-    metrics().entries.dec();
-  }
-  lru_.push_front(key);
-  cache_.emplace(key, CacheEntry{std::move(answer), expires, lru_.begin()});
-  metrics().entries.inc();
+  cache_.put(key, std::move(answer), ttl_s, uv_now(loop_));
 }
 
 Resolver::AnswerPtr Resolver::cache_get(const std::string& key) {
-  auto it = cache_.find(key);
-  if (it == cache_.end()) return nullptr;
-  if (it->second.expires_ms <= uv_now(loop_)) {
-    lru_.erase(it->second.lru);
-    cache_.erase(it);
-    metrics().entries.dec();
-    return nullptr;
-  }
-  lru_.splice(lru_.begin(), lru_, it->second.lru);
-  return it->second.answer;
+  const AnswerPtr* hit = cache_.get(key, uv_now(loop_));
+  return hit ? *hit : nullptr;
 }
 
-void Resolver::clear_cache() {
-  metrics().entries.dec(static_cast<double>(cache_.size()));
-  cache_.clear();
-  lru_.clear();
-}
-
-void Resolver::rearm_timer() {
-  if (closing_) return;
-  timeval tv{};
-  if (ares_timeout(channel_, nullptr, &tv)) {
-    uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec + 999) / 1000;
-    uv_timer_start(&ares_timer_, &Resolver::on_ares_timer, ms, 0);
-  } else {
-    uv_timer_stop(&ares_timer_);
-  }
-}
-
-void Resolver::on_ares_timer(uv_timer_t* t) {
-  auto* self = static_cast<Resolver*>(t->data);
-  ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-  self->rearm_timer();
-}
-
-void Resolver::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
-  auto* self = static_cast<Resolver*>(data);
-  auto it = self->polls_.find(fd);
-  if (readable || writable) {
-    SockPoll* p;
-    if (it == self->polls_.end()) {
-      p = new SockPoll;
-      p->owner = self;
-      p->fd = fd;
-      p->poll.data = p;
-      if (uv_poll_init_socket(self->loop_, &p->poll, fd) != 0) {
-        delete p;
-        return;  // c-ares times the query out; nothing better to do without a poll handle
-      }
-      ++self->open_handles_;
-      self->polls_.emplace(fd, p);
-    } else {
-      p = it->second;
-    }
-    uv_poll_start(&p->poll, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0), &Resolver::on_poll);
-    return;
-  }
-  if (it == self->polls_.end()) return;
-  SockPoll* p = it->second;
-  self->polls_.erase(it);
-  // Closed now, before c-ares closes the fd, so a reused fd number gets a fresh handle.
-  uv_poll_stop(&p->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
-    auto* sp = static_cast<SockPoll*>(h->data);
-    Resolver* owner = sp->owner;
-    delete sp;
-    owner->handle_closed();
-  });
-}
-
-void Resolver::on_poll(uv_poll_t* h, int status, int events) {
-  auto* p = static_cast<SockPoll*>(h->data);
-  Resolver* self = p->owner;
-  ares_socket_t fd = p->fd;
-  // On a poll error let c-ares read and write, so it sees the socket error and retries elsewhere.
-  ares_socket_t rfd = (status < 0 || (events & UV_READABLE)) ? fd : ARES_SOCKET_BAD;
-  ares_socket_t wfd = (status < 0 || (events & UV_WRITABLE)) ? fd : ARES_SOCKET_BAD;
-  ares_process_fd(self->channel_, rfd, wfd);
-  self->rearm_timer();
-}
-
-void Resolver::handle_closed() {
-  if (--open_handles_ == 0 && closing_) delete this;
-}
+void Resolver::clear_cache() { cache_.clear(); }
 
 void Resolver::close() {
   if (closing_) return;
@@ -671,26 +505,9 @@ void Resolver::close() {
   mx_reqs_.clear();
   txt_reqs_.clear();
   service_reqs_.clear();
-  deliver_.clear();
   inflight_.clear();
   clear_cache();
-  if (channel_) {
-    ares_destroy(channel_);  // runs the query callbacks (they see closing_) and closes sockets
-    channel_ = nullptr;
-  }
-  for (auto& [fd, p] : polls_) {
-    uv_poll_stop(&p->poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
-      auto* sp = static_cast<SockPoll*>(h->data);
-      Resolver* owner = sp->owner;
-      delete sp;
-      owner->handle_closed();
-    });
-  }
-  polls_.clear();
-  auto closed = [](uv_handle_t* h) { static_cast<Resolver*>(h->data)->handle_closed(); };
-  uv_close(reinterpret_cast<uv_handle_t*>(&ares_timer_), closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&deliver_timer_), closed);
+  ares_.close();  // runs the query callbacks (they see closing_); frees this once its handles are closed
 }
 
 }  // namespace deliverd::dns

@@ -17,6 +17,8 @@
 
 #include "core/outcome.h"
 #include "dns/address_policy.h"
+#include "dns/ares_loop.h"
+#include "dns/ttl_cache.h"
 
 namespace deliverd::dns {
 
@@ -141,11 +143,6 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   Resolver(uv_loop_t* loop, const ResolverConfig& cfg, const AddressPolicy* policy);
   ~Resolver();
 
-  struct SockPoll {
-    uv_poll_t poll{};
-    Resolver* owner = nullptr;
-    ares_socket_t fd = ARES_SOCKET_BAD;
-  };
   struct HostReq {
     std::string host;
     std::function<void(const ResolvedHost&)> cb;
@@ -161,11 +158,6 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
     std::function<void(const TxtResult&)> cb;
     Code ready = Code::None;  // an early error: nothing to look up
   };
-  struct CacheEntry {
-    AnswerPtr answer;
-    uint64_t expires_ms = 0;
-    std::list<std::string>::iterator lru;
-  };
   struct QueryCtx {
     Resolver* self;
     std::string key;
@@ -180,16 +172,9 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   void finish_host(RequestId id);
   void finish_mx(RequestId id, const AnswerPtr& answer);
   void finish_txt(RequestId id, const AnswerPtr& answer);
-  void schedule(std::function<void()> fn);
   void cache_put(const std::string& key, AnswerPtr answer, uint32_t ttl_s);
   AnswerPtr cache_get(const std::string& key);
-  void rearm_timer();
-  void handle_closed();
 
-  static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable);
-  static void on_poll(uv_poll_t* h, int status, int events);
-  static void on_ares_timer(uv_timer_t* t);
-  static void on_deliver_timer(uv_timer_t* t);
   static void on_query_done(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
   static void on_service_host_done(void* arg, int status, int timeouts, struct ares_addrinfo* info);
 
@@ -197,22 +182,15 @@ class Resolver {  // lives on one uv loop; heap object freed after close() (STYL
   ResolverConfig cfg_;
   const AddressPolicy* policy_;
   AddressPolicy default_policy_;
-  ares_channel channel_ = nullptr;
-  uv_timer_t ares_timer_{};
-  uv_timer_t deliver_timer_{};
-  int open_handles_ = 0;
+  AresLoop ares_;  // after cfg_: built from it
   bool closing_ = false;
-  bool deliver_armed_ = false;
   RequestId next_id_ = 1;
-  std::unordered_map<ares_socket_t, SockPoll*> polls_;
   std::unordered_map<RequestId, HostReq> host_reqs_;
   std::unordered_map<RequestId, MxReq> mx_reqs_;
   std::unordered_map<RequestId, TxtReq> txt_reqs_;
   std::unordered_map<RequestId, ServiceHostCallback> service_reqs_;
   std::unordered_map<std::string, std::vector<std::function<void(const AnswerPtr&)>>> inflight_;
-  std::unordered_map<std::string, CacheEntry> cache_;
-  std::list<std::string> lru_;  // front = most recently used
-  std::vector<std::function<void()>> deliver_;
+  TtlCache<AnswerPtr> cache_;
 };
 
 }  // namespace deliverd::dns

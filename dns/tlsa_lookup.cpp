@@ -1,7 +1,6 @@
 #include "dns/tlsa_lookup.h"
 
 #include <algorithm>
-#include <mutex>
 #include <stdexcept>
 
 #include "core/log.h"
@@ -96,43 +95,18 @@ TlsaResolver* TlsaResolver::create(uv_loop_t* loop, const TlsaResolverConfig& cf
   if (cfg.servers.empty()) throw std::runtime_error("dns: dnssec_resolver: a validating resolver must be configured");
   if (cfg.timeout_ms < 1 || cfg.tries < 1 || cfg.max_ttl_s < 0 || cfg.negative_ttl_s < 0)
     throw std::runtime_error("dns: dnssec_resolver: timeout_ms and tries must be at least 1, TTLs not negative");
-  std::string csv;
-  for (const auto& s : cfg.servers) {
-    if (s.empty() || s.find_first_of(", \t") != std::string::npos)
-      throw std::runtime_error("dns: dnssec_resolver: bad server '" + s + "'");
-    csv += (csv.empty() ? "" : ",") + s;
-  }
-  static std::once_flag once;
-  std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
   auto* r = new TlsaResolver(loop, cfg);
-  ares_options opts{};
-  opts.sock_state_cb = &TlsaResolver::on_sock_state;
-  opts.sock_state_cb_data = r;
-  opts.timeout = cfg.timeout_ms;
-  opts.tries = cfg.tries;
-  // NOCHECKRESP: SERVFAIL and REFUSED come back to us as answers instead of making c-ares try
-  // the next server and report a bare error; a SERVFAIL is what a bogus signature looks like.
-  opts.flags = ARES_FLAG_NOCHECKRESP;
-  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
-  int rc = ares_init_options(&r->channel_, &opts, mask);
-  if (rc == ARES_SUCCESS) rc = ares_set_servers_ports_csv(r->channel_, csv.c_str());
-  if (rc != ARES_SUCCESS) {
-    std::string why = ares_strerror(rc);
-    r->close();
-    throw std::runtime_error("dns: dnssec_resolver '" + csv + "': " + why);
-  }
-  core::log_info("dane_tlsa_resolver_started", {{"servers", csv}, {"timeout_ms", std::to_string(cfg.timeout_ms)}});
+  core::log_info("dane_tlsa_resolver_started",
+                 {{"servers", r->ares_.servers_csv()}, {"timeout_ms", std::to_string(cfg.timeout_ms)}});
   return r;
 }
 
-TlsaResolver::TlsaResolver(uv_loop_t* loop, const TlsaResolverConfig& cfg) : loop_(loop), cfg_(cfg) {
-  metrics();
-  uv_timer_init(loop_, &ares_timer_);
-  ares_timer_.data = this;
-  uv_timer_init(loop_, &deliver_timer_);
-  deliver_timer_.data = this;
-  open_handles_ = 2;
-}
+// NOCHECKRESP: SERVFAIL and REFUSED come back to us as answers instead of making c-ares try the
+// next server and report a bare error; a SERVFAIL is what a bogus signature looks like.
+TlsaResolver::TlsaResolver(uv_loop_t* loop, const TlsaResolverConfig& cfg)
+    : loop_(loop), cfg_(cfg),
+      ares_(loop, AresOptions{cfg.servers, cfg.timeout_ms, cfg.tries, ARES_FLAG_NOCHECKRESP}, [this] { delete this; }),
+      cache_(cfg.max_cache_entries, metrics().entries) {}
 
 TlsaResolver::~TlsaResolver() = default;
 
@@ -146,14 +120,14 @@ TlsaResolver::RequestId TlsaResolver::lookup(const std::string& name, Callback c
     TlsaResult r = failed(key ? "overloaded: " + std::to_string(cfg_.max_pending) + " TLSA lookups outstanding"
                               : "not a valid DNS name: '" + name.substr(0, 300) + "'");
     metrics().result(r.status).inc();
-    schedule([this, id, r = std::move(r)]() mutable { deliver(id, std::move(r)); });
+    ares_.schedule([this, id, r = std::move(r)]() mutable { deliver(id, std::move(r)); });
     return id;
   }
   if (const TlsaResult* hit = cache_get(*key)) {
     metrics().cache_hits.inc();
     TlsaResult r = *hit;
     r.from_cache = true;
-    schedule([this, id, r = std::move(r)]() mutable { deliver(id, std::move(r)); });
+    ares_.schedule([this, id, r = std::move(r)]() mutable { deliver(id, std::move(r)); });
     return id;
   }
   auto [it, fresh] = inflight_.try_emplace(*key);
@@ -166,9 +140,9 @@ TlsaResolver::RequestId TlsaResolver::lookup(const std::string& name, Callback c
     return id;
   }
   // c-ares may call back at once (no usable server): finish_query defers delivery to the loop.
-  ares_send(channel_, reinterpret_cast<const unsigned char*>(query.data()), static_cast<int>(query.size()),
+  ares_send(ares_.channel(), reinterpret_cast<const unsigned char*>(query.data()), static_cast<int>(query.size()),
             &TlsaResolver::on_answer, new QueryCtx{this, *key});
-  rearm_timer();
+  ares_.sent();
   return id;
 }
 
@@ -216,7 +190,7 @@ void TlsaResolver::finish_query(const std::string& name, TlsaResult result, uint
   auto node = inflight_.extract(name);
   if (node.empty()) return;
   auto shared = std::make_shared<const TlsaResult>(std::move(result));
-  for (RequestId id : node.mapped()) schedule([this, id, shared] { deliver(id, *shared); });
+  for (RequestId id : node.mapped()) ares_.schedule([this, id, shared] { deliver(id, *shared); });
 }
 
 void TlsaResolver::deliver(RequestId id, TlsaResult result) {
@@ -229,145 +203,21 @@ void TlsaResolver::deliver(RequestId id, TlsaResult result) {
 
 void TlsaResolver::cancel(RequestId id) { waiters_.erase(id); }
 
-void TlsaResolver::schedule(std::function<void()> fn) {
-  deliver_.push_back(std::move(fn));
-  if (deliver_armed_) return;
-  deliver_armed_ = true;
-  uv_timer_start(&deliver_timer_, &TlsaResolver::on_deliver_timer, 0, 0);
-}
-
-void TlsaResolver::on_deliver_timer(uv_timer_t* t) {
-  auto* self = static_cast<TlsaResolver*>(t->data);
-  self->deliver_armed_ = false;
-  std::vector<std::function<void()>> batch;
-  batch.swap(self->deliver_);
-  for (auto& fn : batch) {
-    if (self->closing_) return;  // a callback closed us: the rest is dropped, as close() promises
-    fn();
-  }
-}
-
 void TlsaResolver::cache_put(const std::string& name, const TlsaResult& result, uint32_t ttl_s) {
-  if (cfg_.max_cache_entries == 0 || ttl_s == 0) return;
-  uint64_t expires = uv_now(loop_) + uint64_t{ttl_s} * 1000;
-  if (auto it = cache_.find(name); it != cache_.end()) {
-    it->second.result = result;
-    it->second.expires_ms = expires;
-    lru_.splice(lru_.begin(), lru_, it->second.lru);
-    return;
-  }
-  while (cache_.size() >= cfg_.max_cache_entries && !lru_.empty()) {
-    cache_.erase(lru_.back());
-    lru_.pop_back();
-    metrics().entries.dec();
-  }
-  lru_.push_front(name);
-  cache_.emplace(name, CacheEntry{result, expires, lru_.begin()});
-  metrics().entries.inc();
+  cache_.put(name, result, ttl_s, uv_now(loop_));
 }
 
-const TlsaResult* TlsaResolver::cache_get(const std::string& name) {
-  auto it = cache_.find(name);
-  if (it == cache_.end()) return nullptr;
-  if (it->second.expires_ms <= uv_now(loop_)) {
-    lru_.erase(it->second.lru);
-    cache_.erase(it);
-    metrics().entries.dec();
-    return nullptr;
-  }
-  lru_.splice(lru_.begin(), lru_, it->second.lru);
-  return &it->second.result;
-}
+const TlsaResult* TlsaResolver::cache_get(const std::string& name) { return cache_.get(name, uv_now(loop_)); }
 
-void TlsaResolver::clear_cache() {
-  metrics().entries.dec(static_cast<double>(cache_.size()));
-  cache_.clear();
-  lru_.clear();
-}
-
-void TlsaResolver::rearm_timer() {
-  if (closing_) return;
-  timeval tv{};
-  if (!ares_timeout(channel_, nullptr, &tv)) {
-    uv_timer_stop(&ares_timer_);
-    return;
-  }
-  uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec + 999) / 1000;
-  uv_timer_start(&ares_timer_, &TlsaResolver::on_ares_timer, ms, 0);
-}
-
-void TlsaResolver::on_ares_timer(uv_timer_t* t) {
-  auto* self = static_cast<TlsaResolver*>(t->data);
-  ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-  self->rearm_timer();
-}
-
-void TlsaResolver::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
-  auto* self = static_cast<TlsaResolver*>(data);
-  auto it = self->polls_.find(fd);
-  if (!readable && !writable) {
-    if (it == self->polls_.end()) return;
-    SockPoll* p = it->second;
-    self->polls_.erase(it);
-    self->close_poll(p);  // before c-ares closes the fd, so a reused number gets a new handle
-    return;
-  }
-  SockPoll* p = it == self->polls_.end() ? nullptr : it->second;
-  if (!p) {
-    p = new SockPoll;
-    p->owner = self;
-    p->fd = fd;
-    p->poll.data = p;
-    if (uv_poll_init_socket(self->loop_, &p->poll, fd) != 0) {
-      delete p;  // c-ares times the query out
-      return;
-    }
-    ++self->open_handles_;
-    self->polls_.emplace(fd, p);
-  }
-  uv_poll_start(&p->poll, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0), &TlsaResolver::on_poll);
-}
-
-void TlsaResolver::close_poll(SockPoll* p) {
-  uv_poll_stop(&p->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
-    auto* sp = static_cast<SockPoll*>(h->data);
-    TlsaResolver* owner = sp->owner;
-    delete sp;
-    owner->handle_closed();
-  });
-}
-
-void TlsaResolver::on_poll(uv_poll_t* h, int status, int events) {
-  auto* p = static_cast<SockPoll*>(h->data);
-  TlsaResolver* self = p->owner;
-  // On a poll error c-ares reads and writes, sees the socket error and retries or fails.
-  ares_socket_t rfd = (status < 0 || (events & UV_READABLE)) ? p->fd : ARES_SOCKET_BAD;
-  ares_socket_t wfd = (status < 0 || (events & UV_WRITABLE)) ? p->fd : ARES_SOCKET_BAD;
-  ares_process_fd(self->channel_, rfd, wfd);
-  self->rearm_timer();
-}
-
-void TlsaResolver::handle_closed() {
-  if (--open_handles_ == 0 && closing_) delete this;
-}
+void TlsaResolver::clear_cache() { cache_.clear(); }
 
 void TlsaResolver::close() {
   if (closing_) return;
   closing_ = true;
   waiters_.clear();
-  deliver_.clear();
   inflight_.clear();
   clear_cache();
-  if (channel_) {
-    ares_destroy(channel_);  // query callbacks see closing_; sockets are closed
-    channel_ = nullptr;
-  }
-  for (auto& [fd, p] : polls_) close_poll(p);
-  polls_.clear();
-  auto closed = [](uv_handle_t* h) { static_cast<TlsaResolver*>(h->data)->handle_closed(); };
-  uv_close(reinterpret_cast<uv_handle_t*>(&ares_timer_), closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&deliver_timer_), closed);
+  ares_.close();  // query callbacks see closing_; frees this once its handles are closed
 }
 
 }  // namespace deliverd::dns

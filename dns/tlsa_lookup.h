@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "core/names.h"
+#include "dns/ares_loop.h"
+#include "dns/ttl_cache.h"
 #include "dns/tlsa_message.h"
 
 namespace deliverd::dns {
@@ -86,52 +88,27 @@ class TlsaResolver {  // lives on one uv loop; heap object freed after close() (
   TlsaResolver(uv_loop_t* loop, const TlsaResolverConfig& cfg);
   ~TlsaResolver();
 
-  struct SockPoll {
-    uv_poll_t poll{};
-    TlsaResolver* owner = nullptr;
-    ares_socket_t fd = ARES_SOCKET_BAD;
-  };
-  struct CacheEntry {
-    TlsaResult result;
-    uint64_t expires_ms = 0;
-    std::list<std::string>::iterator lru;
-  };
   struct QueryCtx {
     TlsaResolver* self;
     std::string name;
   };
 
   void deliver(RequestId id, TlsaResult result);
-  void schedule(std::function<void()> fn);
   void cache_put(const std::string& name, const TlsaResult& result, uint32_t ttl_s);
   const TlsaResult* cache_get(const std::string& name);
   void finish_query(const std::string& name, TlsaResult result, uint32_t ttl_s);
-  void rearm_timer();
-  void handle_closed();
-  void close_poll(SockPoll* p);
 
-  static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable);
-  static void on_poll(uv_poll_t* h, int status, int events);
-  static void on_ares_timer(uv_timer_t* t);
-  static void on_deliver_timer(uv_timer_t* t);
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
 
   uv_loop_t* loop_;
   TlsaResolverConfig cfg_;
-  ares_channel channel_ = nullptr;
-  uv_timer_t ares_timer_{};
-  uv_timer_t deliver_timer_{};
-  int open_handles_ = 0;
+  AresLoop ares_;  // after cfg_: built from it
   bool closing_ = false;
-  bool deliver_armed_ = false;
   RequestId next_id_ = 1;
   uint16_t next_query_id_ = 1;
-  std::unordered_map<ares_socket_t, SockPoll*> polls_;
   std::unordered_map<RequestId, Callback> waiters_;
   std::unordered_map<std::string, std::vector<RequestId>> inflight_;  // name → waiting requests
-  std::unordered_map<std::string, CacheEntry> cache_;
-  std::list<std::string> lru_;  // front = most recently used
-  std::vector<std::function<void()>> deliver_;
+  TtlCache<TlsaResult> cache_;
 };
 
 }  // namespace deliverd::dns
