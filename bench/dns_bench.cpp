@@ -40,7 +40,7 @@ class BenchDns {
     pid_ = ::fork();
     if (pid_ == 0) {
       std::string port = "--port=" + std::to_string(port_), conf = "--conf-file=" + dir_ + "/d.conf";
-      std::freopen("/dev/null", "w", stderr);
+      if (!std::freopen("/dev/null", "w", stderr)) _exit(126);  // dnsmasq would write over the results
       ::execlp("dnsmasq", "dnsmasq", "--no-daemon", port.c_str(), "--listen-address=127.0.0.1", "--bind-interfaces",
                "--no-resolv", "--no-hosts", "--pid-file=", "--cache-size=0", conf.c_str(), static_cast<char*>(nullptr));
       _exit(127);

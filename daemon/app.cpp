@@ -489,6 +489,7 @@ bool App::start_resolver() {
   rc.tries = cfg_.dns_tries;
   rc.max_ttl_s = cfg_.dns_max_ttl_s;
   rc.negative_ttl_s = cfg_.dns_negative_ttl_s;
+  rc.timeout_ttl_s = cfg_.dns_timeout_ttl_s;
   rc.max_cache_entries = static_cast<size_t>(cfg_.dns_cache_entries);
   try {
     resolver_ = dns::Resolver::create(&loop_, rc, policy_.get());

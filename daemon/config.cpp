@@ -254,7 +254,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
       {"postgres", {"conninfo", "events_retention_days"}},
       {"admin", {"listen", "trusted_proxies"}},
       {"security", {"allow_private_targets", "secret_key_file", "old_secret_key_files"}},
-      {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries", "dnssec_resolver"}},
+      {"dns", {"servers", "timeout_ms", "tries", "max_ttl_s", "negative_ttl_s", "cache_entries", "timeout_ttl_s", "dnssec_resolver"}},
       {"smtp",
        {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
         "session_timeout_s", "starttls_timeout_s", "tls_timeout_s", "auth_timeout_s", "quit_timeout_s", "ca_file",
@@ -337,6 +337,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.integer("dns", "tries", c.dns_tries, 1, 10);
   r.integer("dns", "max_ttl_s", c.dns_max_ttl_s, 0, 86400);
   r.integer("dns", "negative_ttl_s", c.dns_negative_ttl_s, 0, 3600);
+  r.integer("dns", "timeout_ttl_s", c.dns_timeout_ttl_s, 0, 3600);
   r.integer("dns", "cache_entries", c.dns_cache_entries, 0, 10000000);
   r.str("dns", "dnssec_resolver", c.dns_dnssec_resolver);
 

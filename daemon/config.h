@@ -85,6 +85,7 @@ struct Config {
   int dns_tries = 2;
   int dns_max_ttl_s = 3600;      // answers are cached for their TTL, capped here
   int dns_negative_ttl_s = 60;   // NXDOMAIN / no-data answers are cached this long
+  int dns_timeout_ttl_s = 30;    // a lookup that timed out answers "timeout" this long without asking
   int dns_cache_entries = 100000;
 
   // [smtp] (seconds; RFC 5321 4.5.3.2 defaults)

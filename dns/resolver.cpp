@@ -480,6 +480,8 @@ void Resolver::on_query_done(void* arg, int status, int /*timeouts*/, unsigned c
     self->cache_put(ctx->key, ans, std::min<uint32_t>(ttl, static_cast<uint32_t>(self->cfg_.max_ttl_s)));
   } else if (ans->code == Code::Nxdomain || ans->code == Code::Nodata) {
     self->cache_put(ctx->key, ans, static_cast<uint32_t>(std::min(self->cfg_.negative_ttl_s, self->cfg_.max_ttl_s)));
+  } else if (ans->code == Code::Timeout) {
+    self->cache_put(ctx->key, ans, static_cast<uint32_t>(std::max(0, self->cfg_.timeout_ttl_s)));
   }
   auto node = self->inflight_.extract(ctx->key);
   if (node.empty()) return;

@@ -70,6 +70,9 @@ struct ResolverConfig {
   int tries = 2;
   int max_ttl_s = 3600;               // cap on how long an answer is cached
   int negative_ttl_s = 60;            // NXDOMAIN / no-data answers
+  // A question that timed out is answered "timeout" for this long without asking again, so a dead
+  // name server costs one timeout per name, not one per delivery. 0: always ask again.
+  int timeout_ttl_s = 30;
   size_t max_cache_entries = 100000;  // 0 disables the cache
   size_t max_pending = 10000;         // resolve_host, _mx and _txt requests outstanding
 };

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/ascii.h"
 #include "core/log.h"
@@ -21,6 +22,7 @@ struct MxDelivery::Job {
   size_t next_addr = 0;
   std::string host;
   core::Outcome last;  // the most telling failure so far
+  std::chrono::steady_clock::time_point deadline;
   bool skip_idle = false;
   TlsPolicy tls_policy = TlsPolicy::Opportunistic;
   DomainTlsPolicy sts;
@@ -181,6 +183,7 @@ void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::
                          std::optional<TlsPolicy> tls_policy) {
   auto job = std::make_shared<Job>();
   job->tls_policy = tls_policy.value_or(cfg_.session.tls_policy);
+  job->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg_.deadline_ms);
   job->domain = core::ascii_lowercase(rcpt_domain);
   job->env = std::move(env);
   job->done = std::move(done);
@@ -274,9 +277,13 @@ void MxDelivery::resolve_mx(std::shared_ptr<Job> job) {
 }
 
 void MxDelivery::try_next(std::shared_ptr<Job> job) {
-  if (job->next_addr < job->addrs.size()) return connect(job, job->addrs[job->next_addr++]);
-  if (job->next_host >= job->hosts.size() || job->attempts >= cfg_.max_attempts) {
+  const bool out_of_time = std::chrono::steady_clock::now() >= job->deadline;
+  if (!out_of_time && job->next_addr < job->addrs.size()) return connect(job, job->addrs[job->next_addr++]);
+  if (out_of_time || job->next_host >= job->hosts.size() || job->attempts >= cfg_.max_attempts) {
     core::Outcome o = job->last;
+    if (out_of_time && job->next_host < job->hosts.size())
+      o.detail += (o.detail.empty() ? "" : "; ") + std::string("the delivery's deadline passed before ") +
+                  job->hosts[job->next_host] + " was tried";
     if (o.reason == core::Reason::None) {
       o.status = core::Status::Deferred;
       o.phase = core::Phase::Resolve;

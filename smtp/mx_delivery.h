@@ -60,6 +60,9 @@ struct MxConfig {
   // MX hosts tried for one message before it is deferred, a host whose lookup failed included;
   // each host's addresses (IPv6, then IPv4, at most 4) are tried within its one attempt.
   size_t max_attempts = 5;
+  // One bound for a delivery's lookups and connection attempts together: once it has passed, no
+  // further MX host or address is tried and the delivery ends with the last failure.
+  uint64_t deadline_ms = 5 * 60 * 1000;
   // security should be StartTls; tls_policy ([smtp] mx_tls) opportunistic or required is the
   // policy of deliveries that bring none of their own. tls_opportunistic unset: MxDelivery makes one.
   SessionConfig session;

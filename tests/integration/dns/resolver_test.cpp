@@ -281,6 +281,23 @@ TEST_F(ResolverTest, ADroppedAnswerTimesOut) {
   ASSERT_TRUE(outcome);
   EXPECT_EQ(outcome->status, core::Status::Deferred);
   EXPECT_EQ(to_string(mx("y.slow.test").error), "timeout");
+  // The timeout is remembered briefly: asked again at once, the answer comes without a query.
+  long long again = testing::now_ms();
+  EXPECT_EQ(to_string(host("x.slow.test").error), "timeout");
+  EXPECT_LT(testing::now_ms() - again, 150);
+  EXPECT_EQ(counter("deliverd_dns_queries_total", {"type", "result"}, {"a", "timeout"}), before + 1);
+}
+
+TEST_F(ResolverTest, TimeoutsAreAskedAgainWhenNotRemembered) {
+  ResolverConfig cfg;
+  cfg.timeout_ms = 200;
+  cfg.tries = 1;
+  cfg.timeout_ttl_s = 0;
+  make(cfg);
+  double before = counter("deliverd_dns_queries_total", {"type", "result"}, {"a", "timeout"});
+  EXPECT_EQ(to_string(host("z.slow.test").error), "timeout");
+  EXPECT_EQ(to_string(host("z.slow.test").error), "timeout");
+  EXPECT_EQ(counter("deliverd_dns_queries_total", {"type", "result"}, {"a", "timeout"}), before + 2);
 }
 
 TEST_F(ResolverTest, AnswersARepeatedLookupFromTheCache) {

@@ -14,6 +14,7 @@
 #include "dns/resolver.h"
 #include "smtp/mx_delivery.h"
 #include "smtp/session_pool.h"
+#include "tests/integration/smtp/mx_test_support.h"
 #include "tests/integration/fixtures/dns_server.h"
 #include "tests/integration/fixtures/process.h"
 #include "tests/integration/fixtures/test_ca.h"
@@ -25,17 +26,13 @@ namespace deliverd::smtp {
 namespace {
 
 using deliverd::testing::DnsServer;
+using testing::describe;
 
 // The raw association data of a SHA-256 TLSA record for a certificate in a PEM file.
 std::string cert_digest(const std::string& pem_file, int selector, int index = 0) {
   return core::from_hex(deliverd::testing::ValidatingDns::tlsa_sha256(pem_file, selector, index)).value();
 }
 
-std::string describe(const core::Outcome& o) {
-  return std::string(core::to_string(o.status)) + " " + std::string(core::to_string(o.phase)) + "/" +
-         std::string(core::to_string(o.reason)) + " policy=" + std::string(core::to_string(o.tls_policy)) +
-         " tls=" + o.tls_version + " " + o.detail;
-}
 
 class MxDaneTest : public ::testing::Test {
  protected:
@@ -77,18 +74,9 @@ class MxDaneTest : public ::testing::Test {
     PoolConfig pc;
     pc.idle_timeout_ms = 50;
     SessionPool pool(loop_.get(), pc);
-    MxConfig mc;
-    mc.port = port_;
-    mc.max_attempts = 2;
-    mc.session.helo_name = "client.test";
-    for (auto& ms : mc.session.timeouts.ms) ms = 5000;
-    mc.session.total_ms = 30000;
-    mc.session.security = Security::StartTls;
-    mc.session.tls_policy = TlsPolicy::Opportunistic;
     core::TlsClientOptions o;
     o.use_system_roots = false;  // no CA: only a TLSA record can make a certificate pass
-    mc.session.tls = core::TlsContext::client(o).value();
-    MxDelivery mx(*resolver_, pool, mc);
+    MxDelivery mx(*resolver_, pool, testing::mx_test_config(port_, core::TlsContext::client(o).value()));
     mx.set_dane_lookup(std::move(lookup));
     std::optional<core::Outcome> out;
     mx.deliver(domain, Envelope{"alice@acme.example", "bob@" + domain, "Subject: dane\r\n\r\nhello\r\n"},

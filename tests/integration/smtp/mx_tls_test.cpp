@@ -16,6 +16,7 @@
 #include "dns/resolver.h"
 #include "smtp/mx_delivery.h"
 #include "smtp/session_pool.h"
+#include "tests/integration/smtp/mx_test_support.h"
 #include "tests/integration/fixtures/dns_server.h"
 #include "tests/integration/fixtures/process.h"
 #include "tests/integration/fixtures/scripted_smtp_server.h"
@@ -30,17 +31,13 @@ using deliverd::testing::now_ms;
 using deliverd::testing::ScriptedSmtpServer;
 using deliverd::testing::TestCa;
 using deliverd::testing::TlsSink;
+using testing::describe;
 
 TestCa& ca() {
   static TestCa* c = new TestCa();  // one CA for the whole binary: key generation is not free
   return *c;
 }
 
-std::string describe(const core::Outcome& o) {
-  return std::string(core::to_string(o.status)) + " " + std::string(core::to_string(o.phase)) + "/" +
-         std::string(core::to_string(o.reason)) + " policy=" + std::string(core::to_string(o.tls_policy)) +
-         " tls=" + o.tls_version + " fallback=" + std::string(core::to_string(o.tls_fallback)) + " " + o.detail;
-}
 
 // The commands of each connection, split at the scripted server's "CONNECT" markers.
 std::vector<std::vector<std::string>> connections(const std::vector<std::string>& commands) {
@@ -104,19 +101,10 @@ class MxTlsTest : public ::testing::Test {
     PoolConfig pc;
     pc.idle_timeout_ms = 50;
     SessionPool pool(&loop_, pc);
-    MxConfig mc;
-    mc.port = port_;
-    mc.max_attempts = 2;
-    mc.session.helo_name = "client.test";
-    for (auto& ms : mc.session.timeouts.ms) ms = 5000;
-    mc.session.total_ms = 30000;
-    mc.session.security = Security::StartTls;
-    mc.session.tls_policy = configured;
     core::TlsClientOptions o;
     o.ca_file = ca().ca_file();
     o.use_system_roots = false;
-    mc.session.tls = core::TlsContext::client(o).value();
-    MxDelivery mx(*resolver_, pool, mc);
+    MxDelivery mx(*resolver_, pool, testing::mx_test_config(port_, core::TlsContext::client(o).value(), configured));
     core::Outcome out;
     int calls = 0;
     mx.deliver(

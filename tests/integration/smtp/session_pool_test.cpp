@@ -392,7 +392,11 @@ class MxDeliveryTest : public ::testing::Test {
                  "host-record=mx.multi.test," + dead_ip_, "host-record=mx.multi.test," + good_ip_,
                  // three MX names that do not resolve before the good one
                  DnsServer::mx("lookups.test", "gone1.lookups.test", 10), DnsServer::mx("lookups.test", "gone2.lookups.test", 20),
-                 DnsServer::mx("lookups.test", "gone3.lookups.test", 30), DnsServer::mx("lookups.test", "good.pref.test", 40)};
+                 DnsServer::mx("lookups.test", "gone3.lookups.test", 30), DnsServer::mx("lookups.test", "good.pref.test", 40),
+                 // two MX names on a name server that never answers, then the good one
+                 DnsServer::mx("slowmx.test", "mx1.slow.test", 10), DnsServer::mx("slowmx.test", "mx2.slow.test", 20),
+                 DnsServer::mx("slowmx.test", "good.pref.test", 30)};
+    d.black_holed_domains = {"slow.test"};
     dns_ = std::make_unique<DnsServer>(d);
     uv_loop_init(&loop_);
     auto policy = dns::AddressPolicy::create({"127.0.0.0/8"});
@@ -400,6 +404,8 @@ class MxDeliveryTest : public ::testing::Test {
     policy_ = std::make_unique<dns::AddressPolicy>(*policy);
     dns::ResolverConfig rc;
     rc.servers = {dns_->address()};
+    rc.timeout_ms = 300;  // the black-holed names time out quickly
+    rc.tries = 1;
     resolver_ = dns::Resolver::create(&loop_, rc, policy_.get());
   }
   void TearDown() override {
@@ -407,13 +413,14 @@ class MxDeliveryTest : public ::testing::Test {
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
-  core::Outcome deliver(const std::string& domain, size_t max_attempts = 5) {
+  core::Outcome deliver(const std::string& domain, size_t max_attempts = 5, uint64_t deadline_ms = 5 * 60 * 1000) {
     PoolConfig pc;
     pc.idle_timeout_ms = 50;
     SessionPool pool(&loop_, pc);
     MxConfig mc;
     mc.port = port_;
     mc.max_attempts = max_attempts;
+    mc.deadline_ms = deadline_ms;
     mc.session = fast_config();
     MxDelivery mx(*resolver_, pool, mc);
     core::Outcome out;
@@ -471,6 +478,21 @@ TEST_F(MxDeliveryTest, FailedLookupsCountAsAttempts) {
   EXPECT_EQ(stopped.host, "gone3.lookups.test");
   EXPECT_EQ(srv_->message_count(), 0u);
   auto reached = deliver("lookups.test", 4);
+  EXPECT_EQ(reached.status, core::Status::Delivered) << reached.phase << "/" << reached.reason << " " << reached.detail;
+  EXPECT_EQ(reached.host, "good.pref.test");
+}
+
+// One deadline bounds a delivery's lookups and connects together: MX names on a dead name server
+// cannot hold it for a timeout each.
+TEST_F(MxDeliveryTest, TheDeliveryDeadlineStopsFurtherHosts) {
+  auto stopped = deliver("slowmx.test", 5, 100);  // the first host's lookup alone takes 300 ms
+  EXPECT_EQ(stopped.status, core::Status::Deferred) << stopped.phase << "/" << stopped.reason << " " << stopped.detail;
+  EXPECT_EQ(stopped.host, "mx1.slow.test");
+  EXPECT_EQ(to_string(stopped.reason), "timeout");
+  EXPECT_NE(stopped.detail.find("the delivery's deadline passed before mx2.slow.test was tried"), std::string::npos)
+      << stopped.detail;
+  EXPECT_EQ(srv_->message_count(), 0u);
+  auto reached = deliver("slowmx.test");  // within the default deadline both dead names are passed
   EXPECT_EQ(reached.status, core::Status::Delivered) << reached.phase << "/" << reached.reason << " " << reached.detail;
   EXPECT_EQ(reached.host, "good.pref.test");
 }

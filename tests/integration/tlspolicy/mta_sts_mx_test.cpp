@@ -18,6 +18,7 @@
 #include "queue/redis_client.h"
 #include "smtp/mx_delivery.h"
 #include "smtp/session_pool.h"
+#include "tests/integration/smtp/mx_test_support.h"
 #include "tests/integration/fixtures/dns_server.h"
 #include "tests/integration/fixtures/mta_sts_server.h"
 #include "tests/integration/fixtures/process.h"
@@ -34,6 +35,7 @@ namespace deliverd {
 namespace {
 
 using testing::DnsServer;
+using smtp::testing::describe;
 
 std::string policy(const std::string& mode, const std::vector<std::string>& mx) {
   std::string p = "version: STSv1\r\nmode: " + mode + "\r\n";
@@ -41,11 +43,6 @@ std::string policy(const std::string& mode, const std::vector<std::string>& mx) 
   return p + "max_age: 86400\r\n";
 }
 
-std::string describe(const core::Outcome& o) {
-  return std::string(core::to_string(o.status)) + " " + std::string(core::to_string(o.phase)) + "/" +
-         std::string(core::to_string(o.reason)) + " policy=" + std::string(core::to_string(o.tls_policy)) +
-         " tls=" + o.tls_version + " " + o.detail;
-}
 
 // The test domains: <name>.test, its MX mx.<name>.test, its policy host mta-sts.<name>.test.
 const std::vector<std::string> kDomains = {"good", "mismatch", "testing", "broken", "wrongcert", "none"};
@@ -118,16 +115,7 @@ class MtaStsMxTest : public ::testing::Test {
     smtp::PoolConfig pc;
     pc.idle_timeout_ms = 50;
     smtp::SessionPool pool(loop_.get(), pc);
-    smtp::MxConfig mc;
-    mc.port = port_;
-    mc.max_attempts = 2;
-    mc.session.helo_name = "client.test";
-    for (auto& ms : mc.session.timeouts.ms) ms = 5000;
-    mc.session.total_ms = 30000;
-    mc.session.security = smtp::Security::StartTls;
-    mc.session.tls_policy = smtp::TlsPolicy::Opportunistic;
-    mc.session.tls = tls_;
-    smtp::MxDelivery mx(*resolver_, pool, mc);
+    smtp::MxDelivery mx(*resolver_, pool, smtp::testing::mx_test_config(port_, tls_));
     mx.set_domain_policy_lookup(tlspolicy::mx_policy_lookup(cache_.get()));
     std::optional<core::Outcome> out;
     mx.deliver(domain, smtp::Envelope{"alice@acme.example", "bob@" + domain, "Subject: sts\r\n\r\nhello\r\n"},
