@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hex.h"
 #include "core/timer.h"
 #include "core/tls_context.h"
 #include "dns/address_policy.h"
@@ -26,6 +27,7 @@
 #include "tests/integration/fixtures/scripted_smtp_server.h"
 #include "tests/integration/fixtures/test_ca.h"
 #include "tests/integration/fixtures/test_loop.h"
+#include "tests/integration/fixtures/validating_dns.h"
 #include "tests/integration/smtp/tls_sink.h"
 #include "tlspolicy/mta_sts_cache.h"
 #include "tlspolicy/mta_sts_fetch.h"
@@ -111,12 +113,13 @@ class MtaStsMxTest : public ::testing::Test {
     resolver_->close();
   }
 
-  core::Outcome deliver(const std::string& domain) {
+  core::Outcome deliver(const std::string& domain, smtp::DaneLookup dane = nullptr) {
     smtp::PoolConfig pc;
     pc.idle_timeout_ms = 50;
     smtp::SessionPool pool(loop_.get(), pc);
     smtp::MxDelivery mx(*resolver_, pool, smtp::testing::mx_test_config(port_, tls_));
     mx.set_domain_policy_lookup(tlspolicy::mx_policy_lookup(cache_.get()));
+    if (dane) mx.set_dane_lookup(std::move(dane));
     std::optional<core::Outcome> out;
     mx.deliver(domain, smtp::Envelope{"alice@acme.example", "bob@" + domain, "Subject: sts\r\n\r\nhello\r\n"},
                [&](const core::Outcome& o) { out = o; });
@@ -212,6 +215,20 @@ TEST_F(MtaStsMxTest, EnforceDefersWhenTheCertificateDoesNotNameTheMx) {
   EXPECT_EQ(core::to_string(o.reason), "tls_certificate") << describe(o);
   EXPECT_EQ(core::to_string(o.tls_policy), "mta-sts");
   EXPECT_EQ(sink_->messages(), 0u);
+}
+
+// RFC 8461 2: where DANE applies it takes precedence. The certificate does not name
+// mx.wrongcert.test (MTA-STS alone defers, above), but the host's DANE-EE record matches its key,
+// and DANE-EE checks no name: delivered under policy dane.
+TEST_F(MtaStsMxTest, DaneTakesPrecedenceOverMtaSts) {
+  const std::string spki = core::from_hex(testing::ValidatingDns::tlsa_sha256(cert_.cert_file, 1)).value();
+  auto o = deliver("wrongcert.test", [spki](const std::string&, int, std::function<void(smtp::HostDane)> cb) {
+    cb(smtp::HostDane{smtp::HostDane::Status::Secure, {{3, 1, 1, spki}}, ""});
+  });
+  ASSERT_EQ(o.status, core::Status::Delivered) << describe(o);
+  EXPECT_EQ(core::to_string(o.tls_policy), "dane");
+  EXPECT_EQ(sink_->messages(), 1u);
+  EXPECT_EQ(sts_->requests("mta-sts.wrongcert.test"), 1);  // the policy was still asked (its MX list applies)
 }
 
 // No `_mta-sts` record: delivered as without MTA-STS, no policy fetched.
