@@ -1,5 +1,7 @@
 #include "daemon/app.h"
 
+#include "policy/scripts.h"
+
 #include <cctype>
 #include <chrono>
 #include <cstring>
@@ -25,6 +27,7 @@
 #include "oauth/token_manager.h"
 #include "policy/gate.h"
 #include "policy/mailbox_keys.h"
+#include "policy/scripts.h"
 #include "queue/job.h"
 #include "queue/lag_monitor.h"
 #include "queue/scheduler.h"
@@ -241,10 +244,12 @@ void App::admit(const policy::AdmitRequest& req, std::function<void(const policy
   gate_->admit(req, std::move(cb));
 }
 
-void App::learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
-                const policy::Decision& admitted) {
-  gate_->learn(m, to, o, &admitted);
+policy::LearnCall App::prepare_learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
+                                     const policy::Decision& admitted) {
+  return gate_->prepare_learn(m, to, o, &admitted);
 }
+
+void App::learn(policy::LearnCall call) { gate_->run_learn(std::move(call)); }
 
 void App::release(const policy::Decision& admitted) { gate_->release(admitted); }
 
@@ -334,8 +339,8 @@ void App::abort_sends() {
   if (pool_) pool_->shutdown();
 }
 
-void App::is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) {
-  publisher_->is_done(account, job_id, std::move(cb));
+std::string App::done_key(const std::string& account, const std::string& job_id) {
+  return publisher_->done_key(account, job_id);
 }
 
 void App::is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) {
@@ -356,6 +361,42 @@ void App::publish_and_ack(const std::string& entry_id, const std::string& event,
 void App::publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
                                     int64_t delivered_ms, const std::string& event, WriteDone cb) {
   publisher_->publish_delivered_and_ack(entry_id, account, job_id, delivered_ms, event, std::move(cb));
+}
+
+namespace {
+
+// An outcome's publish, then its learn, in one script: each body is written once, in its module
+// (queue/publisher.cpp, policy/scripts.cpp). Publish first: a re-run after a lost reply finds
+// the entry finished and learns nothing twice.
+const queue::LuaScript& publish_then_learn() {
+  static const queue::LuaScript script = queue::Publisher::add_and_ack_script().then(policy::scripts::kLearn);
+  return script;
+}
+
+queue::Publisher::ThenCallback learned_then(const policy::LearnCall& learn, DeliveryServices::WriteDone cb) {
+  return [answer = learn.answer, cb = std::move(cb)](bool ok, const queue::RedisReply* learned) {
+    if (learned && answer) answer(*learned);
+    if (cb) cb(ok);
+  };
+}
+
+}  // namespace
+
+void App::learn_publish_and_ack(const policy::LearnCall& learn, const std::string& entry_id, const std::string& event,
+                                WriteDone cb) {
+  if (learn.script.keys.empty()) return publish_and_ack(entry_id, event, std::move(cb));  // the gate was closed
+  publisher_->publish_then(publish_then_learn(), publisher_->publish_call(entry_id, event), learn.script,
+                           learned_then(learn, std::move(cb)));
+}
+
+void App::learn_publish_delivered_and_ack(const policy::LearnCall& learn, const std::string& entry_id,
+                                          const std::string& account, const std::string& job_id, int64_t delivered_ms,
+                                          const std::string& event, WriteDone cb) {
+  if (learn.script.keys.empty())
+    return publish_delivered_and_ack(entry_id, account, job_id, delivered_ms, event, std::move(cb));
+  publisher_->publish_then(publish_then_learn(),
+                           publisher_->delivered_call(entry_id, account, job_id, delivered_ms, event), learn.script,
+                           learned_then(learn, std::move(cb)));
 }
 
 void App::defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,

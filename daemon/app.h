@@ -96,8 +96,9 @@ class App final : private DeliveryServices {
   const store::Mailbox* find_mailbox(const std::string& account, const std::string& id) override;
   void refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) override;
   void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override;
-  void learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
-             const policy::Decision& admitted) override;
+  policy::LearnCall prepare_learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
+                                  const policy::Decision& admitted) override;
+  void learn(policy::LearnCall call) override;
   void release(const policy::Decision& admitted) override;
   const MessageBuilder& message_builder() override { return *compliance_->builder; }
   dns::Resolver::RequestId resolve_host(const std::string& host,
@@ -107,7 +108,7 @@ class App final : private DeliveryServices {
                   smtp::Session::Done done) override;
   void send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) override;
   void abort_sends() override;
-  void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) override;
+  std::string done_key(const std::string& account, const std::string& job_id) override;
   void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) override;
   void ack(const std::string& entry_id, WriteDone cb) override;
   void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
@@ -115,6 +116,11 @@ class App final : private DeliveryServices {
   void publish_and_ack(const std::string& entry_id, const std::string& event, WriteDone cb) override;
   void publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
                                  int64_t delivered_ms, const std::string& event, WriteDone cb) override;
+  void learn_publish_and_ack(const policy::LearnCall& learn, const std::string& entry_id, const std::string& event,
+                             WriteDone cb) override;
+  void learn_publish_delivered_and_ack(const policy::LearnCall& learn, const std::string& entry_id,
+                                       const std::string& account, const std::string& job_id, int64_t delivered_ms,
+                                       const std::string& event, WriteDone cb) override;
   void defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
                      const std::string& event, WriteDone cb) override;
   void record(store::DeliveryEvent e) override;

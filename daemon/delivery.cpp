@@ -215,41 +215,28 @@ void Delivery::find_mailbox(bool refreshed) {
   if (!dns::port_allowed(mailbox_.smtp_port))
     return done(policy_outcome(core::Status::Rejected, core::Reason::PortRefused,
                                "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
-  check_done();
+  admit();
 }
 
-// The idempotency marker, keyed by (account, job id), is checked before anything is sent: an
+// The policy gate (policy/gate.h): idempotency marker, suppression list (in memory, kept current
+// by NOTIFY), paused or disabled mailbox, breaker, ramp-up slot, destination throttle. A job that
+// may not go now waits in the retry set until its slot without using up an attempt; so does one
+// whose marker could not be read (Redis away: policy_unavailable), which is never taken as "not
+// delivered".
+//
+// The marker, keyed by (account, job id), is read by the admit script before anything else: an
 // entry redelivered after a crash, or a producer's duplicate of a delivered job, is not sent
 // again; it gets a result event of its own (delivered, reason "duplicate", with the time of the
 // first delivery), so a producer waiting for one never waits forever. Another account's job with
 // the same id is a job of its own.
-void Delivery::check_done() {
-  services_.is_done(job_.account, job_.id, [this](core::Result<std::optional<int64_t>, std::string> r) {
-    if (!r) {
-      // Unknown is not "no": sending now could send twice. Wait for Redis.
-      if (aborted_) return release();
-      return after_backoff([this] { check_done(); });
-    }
-    if (!*r) return admit();
-    Metrics::get().duplicates.inc();
-    core::log_info("job_already_delivered", {{"job", job_.id}, {"account", job_.account}, {"entry", entry_.id}});
-    first_delivered_ms_ = **r;
-    core::Outcome o = policy_outcome(core::Status::Delivered, core::Reason::Duplicate,
-                                     "already delivered" + (first_delivered_ms_ ? " at " + format_rfc3339_ms(first_delivered_ms_)
-                                                                                 : std::string()) +
-                                         "; not sent again");
-    publish(o);
-  });
-}
-
-// The policy gate (policy/gate.h): suppression list (in memory, kept current by NOTIFY), paused
-// or disabled mailbox, breaker, ramp-up slot, destination throttle. A job that may not go now
-// waits in the retry set until its slot without using up an attempt.
 void Delivery::admit() {
   std::string mx_domain;
   if (mailbox_.mode == store::Mode::Mx) mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
-  services_.admit({job_.account, mailbox_, job_.to_email, mx_domain}, [this](const policy::Decision& d) {
+  services_.admit({job_.account, mailbox_, job_.to_email, mx_domain, services_.done_key(job_.account, job_.id)},
+                  [this](const policy::Decision& d) {
     switch (d.verdict) {
+      case policy::Verdict::Duplicate:
+        return duplicate(d.delivered_ms);
       case policy::Verdict::Allow:
         admitted_ = d;
         return compose_and_send();
@@ -262,6 +249,17 @@ void Delivery::admit() {
         return done(d.outcome());
     }
   });
+}
+
+void Delivery::duplicate(int64_t delivered_ms) {
+  Metrics::get().duplicates.inc();
+  core::log_info("job_already_delivered", {{"job", job_.id}, {"account", job_.account}, {"entry", entry_.id}});
+  first_delivered_ms_ = delivered_ms;
+  core::Outcome o = policy_outcome(core::Status::Delivered, core::Reason::Duplicate,
+                                   "already delivered" + (first_delivered_ms_ ? " at " + format_rfc3339_ms(first_delivered_ms_)
+                                                                               : std::string()) +
+                                       "; not sent again");
+  publish(o);
 }
 
 void Delivery::compose_and_send() {
@@ -328,7 +326,9 @@ void Delivery::finish(const core::Outcome& o) {
   if (admitted_) {
     // Breaker, bounce guard and hard-bounce suppression learn from real attempts only; a job
     // dropped before sending just gives its destination slot back.
-    if (attempted_) services_.learn(mailbox_, job_.to_email, o, *admitted_);
+    // The learn is prepared now and runs with the outcome's write: in the same script as its
+    // publish (one EVALSHA), or alone before a deferral.
+    if (attempted_) learn_ = services_.prepare_learn(mailbox_, job_.to_email, o, *admitted_);
     else services_.release(*admitted_);
     admitted_.reset();
   }
@@ -342,6 +342,8 @@ void Delivery::retry_later(const core::Outcome& o) {
   auto next = queue::next_retry(services_.retry_policy(), attempt_, services_.now_ms(), first_seen_ms_,
                                 job_.expires_at_ms, unit);
   if (!next.give_up) {
+    if (learn_) services_.learn(std::move(*learn_));
+    learn_.reset();
     Metrics::get().outcomes.with({"deferred", std::string(core::to_string(o.reason))}).inc();
     const std::string ev = event(o, next.due_ms);
     log_outcome(o);
@@ -393,9 +395,22 @@ void Delivery::publish(const core::Outcome& o, int64_t next_attempt_ms) {
   std::string ev = event(o, next_attempt_ms);
   if (o.status == core::Status::Delivered && attempted_ && o.reason != core::Reason::Duplicate)
     m.tls_deliveries.with({std::string(core::to_string(o.tls_policy)), std::string(tls_label(o))}).inc();
-  if (o.status == core::Status::Delivered && o.reason != core::Reason::Duplicate)
+  // An attempt's learn goes in the same script as its publish; a re-run of that script after a
+  // lost reply learns nothing again (queue/publisher.h add_and_ack_script).
+  std::optional<policy::LearnCall> learn = std::move(learn_);
+  learn_.reset();
+  if (o.status == core::Status::Delivered && o.reason != core::Reason::Duplicate) {
+    if (learn)
+      return persist([this, ev, at = services_.now_ms(), learn = std::move(*learn)](auto cb) {
+        services_.learn_publish_delivered_and_ack(learn, entry_.id, job_.account, job_.id, at, ev, std::move(cb));
+      });
     return persist([this, ev, at = services_.now_ms()](auto cb) {
       services_.publish_delivered_and_ack(entry_.id, job_.account, job_.id, at, ev, std::move(cb));
+    });
+  }
+  if (learn)
+    return persist([this, ev, learn = std::move(*learn)](auto cb) {
+      services_.learn_publish_and_ack(learn, entry_.id, ev, std::move(cb));
     });
   persist([this, ev](auto cb) { services_.publish_and_ack(entry_.id, ev, std::move(cb)); });
 }

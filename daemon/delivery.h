@@ -2,8 +2,9 @@
 // One job from the moment it is taken off the stream until its outcome is written to Redis and
 // its entry acked (or, when Redis cannot be reached before the daemon stops, left pending for a
 // later run). The steps, in order: poison check → parse → erased account → expiry and
-// not_before → mailbox → idempotency marker → suppression → compose and sign → send → erased
-// account again (it may have been erased meanwhile) → outcome → publish / retry set.
+// not_before → mailbox → idempotency marker and policy (one admit script) → compose and sign →
+// send → erased account again (it may have been erased meanwhile) → outcome → learn and publish
+// (one script) / retry set.
 #include <uv.h>
 
 #include <cstdint>
@@ -45,8 +46,9 @@ class Delivery {
   void schedule_or_send();
   // The end of a job whose account was erased: no address, reply or detail of it goes anywhere.
   void erased();
-  void check_done();
   void admit();
+  // The marker says the job was delivered at delivered_ms (0: unknown): a duplicate's event.
+  void duplicate(int64_t delivered_ms);
   void compose_and_send();
   void resolved(const dns::ResolvedHost& r);
   void send_mx();
@@ -87,6 +89,7 @@ class Delivery {
   bool sending_ = false;  // handed to the session pool / MX delivery; done() will follow
   bool attempted_ = false;  // an SMTP attempt was made: its outcome teaches the policy gate
   std::optional<policy::Decision> admitted_;  // the gate's Allow (holds a destination lease in MX mode)
+  std::optional<policy::LearnCall> learn_;    // the attempt's learn, waiting for the outcome's write
   bool aborted_ = false;
   core::TimerHandle backoff_;
   uint64_t backoff_ms_ = 0;

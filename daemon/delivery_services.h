@@ -46,8 +46,12 @@ class DeliveryServices {
 
   // Policy gate.
   virtual void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) = 0;
-  virtual void learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
-                     const policy::Decision& admitted) = 0;
+  // An attempt's learn is prepared when its outcome is known (suppression and lease release at
+  // once) and runs with the outcome's write: alone before a deferral (learn()), or inside the
+  // outcome's publish (learn_publish_and_ack and learn_publish_delivered_and_ack: one script).
+  virtual policy::LearnCall prepare_learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
+                                          const policy::Decision& admitted) = 0;
+  virtual void learn(policy::LearnCall call) = 0;
   virtual void release(const policy::Decision& admitted) = 0;
 
   // Message builder (composition and DKIM signing).
@@ -66,7 +70,8 @@ class DeliveryServices {
   // Results publisher and retry scheduler (Redis). Each WriteDone(false) leaves the entry pending.
   // Job ids are per account: the idempotency marker is (account, job id), holding the time of
   // the delivery (queue/publisher.h).
-  virtual void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) = 0;
+  // The marker's key, which admit() reads first (policy::AdmitRequest::done_key).
+  virtual std::string done_key(const std::string& account, const std::string& job_id) = 0;
   // Whether the account was erased (queue/account_eraser.h): its jobs end without a trace.
   virtual void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) = 0;
   virtual void ack(const std::string& entry_id, WriteDone cb) = 0;
@@ -76,6 +81,14 @@ class DeliveryServices {
   virtual void publish_delivered_and_ack(const std::string& entry_id, const std::string& account,
                                          const std::string& job_id, int64_t delivered_ms, const std::string& event,
                                          WriteDone cb) = 0;
+  // The same two publishes with the attempt's learn in the same script (one EVALSHA): the event,
+  // the marker and the ack are written as above, and the learn runs only when the event was
+  // recorded by this call (not again on a retry after a lost reply).
+  virtual void learn_publish_and_ack(const policy::LearnCall& learn, const std::string& entry_id,
+                                     const std::string& event, WriteDone cb) = 0;
+  virtual void learn_publish_delivered_and_ack(const policy::LearnCall& learn, const std::string& entry_id,
+                                               const std::string& account, const std::string& job_id,
+                                               int64_t delivered_ms, const std::string& event, WriteDone cb) = 0;
   virtual void defer_and_ack(const std::string& entry_id, const queue::RetryItem& item, int64_t due_ms,
                              const std::string& event, WriteDone cb) = 0;
 

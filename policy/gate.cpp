@@ -9,6 +9,7 @@
 #include "policy/ramp.h"
 #include "policy/scripts.h"
 #include "policy/signals.h"
+#include "queue/publisher.h"
 #include "store/suppressions.h"
 
 namespace deliverd::policy {
@@ -79,6 +80,8 @@ std::string_view to_string(Verdict v) {
       return "reject";
     case Verdict::Defer:
       return "defer";
+    case Verdict::Duplicate:
+      return "duplicate";
   }
   return "defer";
 }
@@ -90,6 +93,10 @@ core::Outcome Decision::outcome() const {
   switch (verdict) {
     case Verdict::Allow:
       o.status = core::Status::Delivered;  // not an outcome: the send goes ahead
+      break;
+    case Verdict::Duplicate:
+      o.status = core::Status::Delivered;  // the delivery's own words say when (daemon/delivery.cpp)
+      o.reason = core::Reason::Duplicate;
       break;
     case Verdict::Suppressed:
       o.status = core::Status::Suppressed;
@@ -327,6 +334,8 @@ void Gate::on_notify(const std::string& channel, const std::string& payload) {
 // ---- admit ---------------------------------------------------------------------------------
 
 void Gate::finish(DecisionCallback& cb, const Decision& d, const std::string& mailbox_id) {
+  // A duplicate is no policy decision (it has a counter of its own: deliverd_duplicates_skipped_total).
+  if (d.verdict == Verdict::Duplicate) return cb(d);
   decisions().with({std::string(to_string(d.verdict)), std::string(core::to_string(d.reason))}).inc();
   if (d.verdict != Verdict::Allow)
     core::log_debug("policy_decision", {{"mailbox", mailbox_id},
@@ -402,7 +411,7 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
   for (int k = 2; k <= cfg_.reservation_days; ++k) day_ends += "," + ms_text(local_day_start_ms(tz, today.day + k));
   const int64_t gap_ms = p.min_gap_s * 1000LL, jitter_max = p.jitter_s * 1000LL;
   std::string dst_prefix = cfg_.redis_prefix + "dst:" + (destination ? req.mx_domain : std::string("-"));
-  return {"9",
+  return {"10",
           key(m.account, m.id, "state"),
           key(m.account, m.id, "day:" + std::to_string(today.day)),
           // Microsecond arrival times: not the millisecond keys of earlier releases, which a
@@ -414,6 +423,7 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
           key(m.account, m.id, "warmup"),
           dst_prefix + ":gcra_us",
           dst_prefix + ":conn",
+          req.done_key.empty() ? key(m.account, m.id, "state") : req.done_key,
           ms_text(now),
           std::to_string(today.day),
           day_ends,
@@ -434,7 +444,8 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
           ms_text(cfg_.destination_lease_s * 1000LL),
           lease.empty() ? std::string("-") : lease,
           ms_text(cfg_.destination_retry_ms),
-          ms_text(3 * kDayMs)};
+          ms_text(3 * kDayMs),
+          req.done_key.empty() ? "0" : "1"};
 }
 
 // The script's answer {verdict, until, reason, detail}; a failed call defers as "policy_unavailable".
@@ -452,6 +463,12 @@ Decision Gate::decode_admit(const queue::RedisReply& r, const std::string& mailb
     return d;
   }
   const long long verdict = r.elements[0].integer;
+  if (verdict == 3) {
+    d.verdict = Verdict::Duplicate;
+    d.reason = core::Reason::Duplicate;
+    d.delivered_ms = queue::Publisher::marker_time(r.elements[3].str);
+    return d;
+  }
   d.until_ms = r.elements[1].integer;
   // The script's names come back as text: read through the tables, like any text coming in.
   d.reason = core::reason_from_name(r.elements[2].str).value_or(core::Reason::PolicyUnavailable);
@@ -465,8 +482,38 @@ void Gate::admit(const AdmitRequest& req, DecisionCallback cb) {
   if (closed_) return;
   const int64_t now = now_ms_();
   const MailboxPolicy p = effective_policy(cfg_, req.mailbox);
-  if (auto d = local_decision(req, p, now)) return answer_later(std::move(cb), *d, req.mailbox.id);
+  if (auto d = local_decision(req, p, now)) {
+    if (!req.done_key.empty()) return check_marker_then(req.done_key, *d, req.mailbox.id, now, std::move(cb));
+    return answer_later(std::move(cb), *d, req.mailbox.id);
+  }
+  admit_script(req, p, now, std::move(cb));
+}
 
+// The marker used to be read before the policy: a delivered job stopped by a pause, the list or
+// the window is still answered as the duplicate it is. One GET, on this less travelled path only.
+void Gate::check_marker_then(const std::string& done_key, const Decision& local, const std::string& mailbox_id,
+                             int64_t now, DecisionCallback cb) {
+  redis_.command({"GET", done_key}, [this, alive = alive_.token(), local, mailbox_id, now,
+                                     cb = std::move(cb)](const queue::RedisReply& r) mutable {
+    if (!alive) return;
+    if (r.type == queue::RedisReply::Type::Nil) return finish(cb, local, mailbox_id);
+    Decision d;
+    if (r.type == queue::RedisReply::Type::String) {
+      d.verdict = Verdict::Duplicate;
+      d.reason = core::Reason::Duplicate;
+      d.delivered_ms = queue::Publisher::marker_time(r.str);
+    } else {
+      errors().with({"redis"}).inc();
+      d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
+      d.reason = core::Reason::PolicyUnavailable;
+      d.detail = Detail::RedisFailed;
+      d.error = r.is_error() ? r.str : "unexpected reply";
+    }
+    finish(cb, d, mailbox_id);
+  });
+}
+
+void Gate::admit_script(const AdmitRequest& req, const MailboxPolicy& p, int64_t now, DecisionCallback cb) {
   // Breaker, ramp-up slot and destination throttle: one script, so the fleet shares one limit.
   const bool dest = !req.mx_domain.empty() && (cfg_.destination_max_connections > 0 || cfg_.destination_per_minute > 0);
   std::string lease = dest && cfg_.destination_max_connections > 0
@@ -531,27 +578,27 @@ bool Gate::suppress(const std::string& account, const std::string& to_email, con
 }
 
 // The learn script's keys and arguments, in the order policy/scripts.cpp documents.
-std::vector<std::string> Gate::learn_argv(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard) {
+queue::ScriptCall Gate::learn_call(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard) {
   std::string durations;
   for (int mins : cfg_.breaker_open_minutes) {
     if (!durations.empty()) durations += ",";
     durations += std::to_string(mins * 60000LL);
   }
   const int pause_at = std::max(1, static_cast<int>(std::ceil(cfg_.bounce_rate * cfg_.bounce_window - 1e-9)));
-  return {"2",
-          key(m.account, m.id, "state"),
-          key(m.account, m.id, "sends"),
-          ms_text(now_ms_()),
-          std::string(to_string(sig)),
-          std::to_string(cfg_.breaker_failures),
-          durations,
-          ms_text(cfg_.quota_open_minutes * 60000LL),
-          std::to_string(cfg_.auth_disable_after),
-          counts_as_send(o) ? "1" : "0",
-          hard ? "1" : "0",
-          std::to_string(cfg_.bounce_window),
-          std::to_string(pause_at),
-          ms_text(30 * kDayMs)};
+  queue::ScriptCall c;
+  c.keys = {key(m.account, m.id, "state"), key(m.account, m.id, "sends")};
+  c.args = {ms_text(now_ms_()),
+            std::string(to_string(sig)),
+            std::to_string(cfg_.breaker_failures),
+            durations,
+            ms_text(cfg_.quota_open_minutes * 60000LL),
+            std::to_string(cfg_.auth_disable_after),
+            counts_as_send(o) ? "1" : "0",
+            hard ? "1" : "0",
+            std::to_string(cfg_.bounce_window),
+            std::to_string(pause_at),
+            ms_text(30 * kDayMs)};
+  return c;
 }
 
 // The script's answer, and what follows from it: metrics, logs, the pause or disable in
@@ -605,18 +652,36 @@ void Gate::apply_learned(const queue::RedisReply& r, const std::string& account,
 void Gate::learn(const store::Mailbox& m, const std::string& to_email, const core::Outcome& o, const Decision* admitted,
                  std::function<void(const LearnResult&)> done) {
   if (closed_) return;
+  run_learn(prepare_learn(m, to_email, o, admitted, std::move(done)));
+}
+
+LearnCall Gate::prepare_learn(const store::Mailbox& m, const std::string& to_email, const core::Outcome& o,
+                              const Decision* admitted, std::function<void(const LearnResult&)> done) {
+  LearnCall call;
+  if (closed_) {
+    call.answer = [](const queue::RedisReply&) {};
+    return call;
+  }
   if (admitted) release(*admitted);
   const Signal sig = breaker_signal(o);
   const bool hard = is_hard_bounce(o);
   LearnResult base;
   if (hard) base.suppressed_now = suppress(m.account, to_email, "hard_bounce", "bounce");
-  redis_.eval(scripts::kLearn, learn_argv(m, o, sig, hard),
-              [this, alive = alive_.token(), account = m.account, id = m.id, base, done = std::move(done)](const queue::RedisReply& r) mutable {
-                if (!alive) return;
-                LearnResult res = base;
-                apply_learned(r, account, id, res);
-                if (done) done(res);
-              });
+  call.script = learn_call(m, o, sig, hard);
+  call.answer = [this, alive = alive_.token(), account = m.account, id = m.id, base,
+                 done = std::move(done)](const queue::RedisReply& r) {
+    if (!alive) return;
+    LearnResult res = base;
+    apply_learned(r, account, id, res);
+    if (done) done(res);
+  };
+  return call;
+}
+
+void Gate::run_learn(LearnCall call) {
+  if (closed_ || call.script.keys.empty()) return;
+  redis_.eval(scripts::kLearn, call.script.eval_args(),
+              [answer = std::move(call.answer)](const queue::RedisReply& r) { answer(r); });
 }
 
 void Gate::learn_late_bounce(const store::Mailbox& m, const std::string& to_email,

@@ -33,7 +33,8 @@
 
 namespace deliverd::policy {
 
-enum class Verdict { Allow, Suppressed, Reject, Defer };
+// Duplicate: the job's idempotency marker says it was delivered already (AdmitRequest::done_key).
+enum class Verdict { Allow, Suppressed, Reject, Defer, Duplicate };
 std::string_view to_string(Verdict v);
 
 // The finer cause of a decision, as the admit script names it (policy/scripts.cpp).
@@ -87,6 +88,8 @@ struct Decision {
   core::Reason reason = core::Reason::None;
   Detail detail = Detail::None;
   std::string error;  // Detail::RedisFailed: the error Redis gave
+  // Duplicate: when the job was delivered (epoch ms; 0 when the marker holds no time).
+  int64_t delivered_ms = 0;
   // MX mode with a connection limit: the slot to give back (learn() or release() does).
   std::string lease, lease_domain;
 
@@ -102,6 +105,21 @@ struct AdmitRequest {
   const store::Mailbox& mailbox;  // with its policy overrides; read during admit() only
   std::string to_email;
   std::string mx_domain;  // MX mode: the recipient's domain for the destination throttle; "" otherwise
+  // The job's idempotency marker (queue::Publisher::done_key), checked before anything else: a
+  // marked job is answered Duplicate whatever the policy would say, and takes no slot. When Redis
+  // cannot be asked the answer is Defer / PolicyUnavailable / RedisFailed — never "not done".
+  // "" = no marker to check.
+  std::string done_key;
+};
+
+// A learn() prepared for one outcome: what the learn script (policy/scripts.cpp kLearn) gets,
+// and what to do with its answer (metrics, logs, the pause or disable in PostgreSQL). The
+// in-memory suppression of a hard bounce and the lease release are done when it is prepared, so
+// the call may run alone (Gate::learn) or inside a script that also publishes the outcome
+// (daemon/: one EVALSHA for learn and publish); answer runs at most once per prepared call.
+struct LearnCall {
+  queue::ScriptCall script;
+  std::function<void(const queue::RedisReply&)> answer;
 };
 
 struct LearnResult {
@@ -142,6 +160,12 @@ class Gate {
   // what changed, once the Redis and PostgreSQL updates were issued.
   void learn(const store::Mailbox& mailbox, const std::string& to_email, const core::Outcome& outcome,
              const Decision* admitted = nullptr, std::function<void(const LearnResult&)> done = {});
+  // learn() in two steps: prepare (suppression, lease release), then the script, run by
+  // run_learn() or composed into another script whose answer is given to call.answer. After
+  // close() the prepared answer does nothing.
+  LearnCall prepare_learn(const store::Mailbox& mailbox, const std::string& to_email, const core::Outcome& outcome,
+                          const Decision* admitted = nullptr, std::function<void(const LearnResult&)> done = {});
+  void run_learn(LearnCall call);
   // A hard bounce that came back by mail after the server's 250 (inbound/): the address is
   // suppressed (source "bounce_async") and the bounce counts in the bounce guard as the send's
   // own would have: the send recorded as "not a bounce" becomes one, and three in the window
@@ -213,7 +237,12 @@ class Gate {
   std::vector<std::string> admit_argv(const AdmitRequest& req, const MailboxPolicy& p, int64_t now, bool destination,
                                       const std::string& lease);
   Decision decode_admit(const queue::RedisReply& r, const std::string& mailbox_id, int64_t now);
-  std::vector<std::string> learn_argv(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard);
+  queue::ScriptCall learn_call(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard);
+  void admit_script(const AdmitRequest& req, const MailboxPolicy& p, int64_t now, DecisionCallback cb);
+  // A decision taken without the policy script (local_decision) for a job whose marker must still
+  // be read: the marker's answer comes first.
+  void check_marker_then(const std::string& done_key, const Decision& local, const std::string& mailbox_id,
+                         int64_t now, DecisionCallback cb);
   void apply_learned(const queue::RedisReply& r, const std::string& account, const std::string& id,
                      LearnResult& res);
   // The PostgreSQL half of set_state (the learn script does the Redis half of the daemon's own).

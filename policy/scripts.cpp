@@ -7,15 +7,25 @@ namespace deliverd::policy::scripts {
 
 // KEYS: 1 state hash, 2 today's send counter, 3 GCRA per hour, 4 GCRA per minute (both in µs),
 //       5 next allowed send (min gap), 6 reservations (zset of hint times), 7 warm-up day,
-//       8 destination GCRA (µs), 9 destination connection leases (zset).
+//       8 destination GCRA (µs), 9 destination connection leases (zset), 10 the job's idempotency
+//       marker (queue/publisher.h; read only when ARGV[22] is "1").
 // ARGV: 1 now, 2 today (local day number), 3 the ends of today and the following days of the
 //       reservation horizon ("t1,t2,…", local midnights as UTC ms), 4 ramp start, 5 ramp step,
 //       6 ramp max, 7 warm-up day ("" = first day seen), 8 per hour, 9 per minute, 10 min gap ms,
 //       11 this send's jitter ms, 12 max jitter ms, 13 probe timeout ms, 14 paused retry ms,
 //       15 spread ms (random, this call), 16 destination per minute, 17 destination max
-//       connections, 18 lease ms, 19 lease token, 20 destination retry ms, 21 day counter TTL ms.
-// Returns {verdict (1 allow, 0 defer, 2 reject), until ms, reason, detail}; a paused or disabled
-// mailbox's answer adds who paused it and when it was paused or disabled (0: unknown).
+//       connections, 18 lease ms, 19 lease token, 20 destination retry ms, 21 day counter TTL ms,
+//       22 "1": check the marker first ("0": do not).
+// Returns {verdict (1 allow, 0 defer, 2 reject, 3 delivered already), until ms, reason, detail};
+// a paused or disabled mailbox's answer adds who paused it and when it was paused or disabled (0:
+// unknown). A job whose marker exists is answered {3, 0, 'duplicate', marker value} before
+// anything else is read or written: it takes no slot, and it is a duplicate whatever the mailbox's
+// state (the marker was checked before the policy when it was a command of its own).
+//
+// Only the work the mailbox's limits need: a limit that is off (0) reads and writes no key, the
+// day counter's TTL is set when the day's first send creates it, the warm-up day is written once,
+// and the reservations are looked at on an allowed send only while the state hash's 'resv' field
+// says some may exist (reserve() sets it; it is dropped once the set is gone).
 //
 // A refused caller is handed the time of a slot that will exist (a reservation, not a lock):
 // reservations are spaced by the sustained rate and never exceed today's or tomorrow's
@@ -23,10 +33,14 @@ namespace deliverd::policy::scripts {
 // come back one by one instead of all at once. Callers beyond the horizon's capacity come back
 // when it ends, spread by ARGV[15].
 const queue::LuaScript kAdmit{R"lua(
+if ARGV[22] == '1' then
+  local done = redis.call('GET', KEYS[10])
+  if done then return {3, 0, 'duplicate', done} end
+end
 local now = tonumber(ARGV[1])
 local spread = tonumber(ARGV[15])
 local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until', 'disabled', 'paused', 'paused_by',
-                      'changed_at', 'disabled_reason')
+                      'changed_at', 'disabled_reason', 'resv')
 local changed_at = tonumber(st[7] or '0')
 if st[4] == '1' then return {2, 0, st[8] or 'mailbox_disabled', '', '', changed_at} end
 if st[5] == '1' then
@@ -51,8 +65,11 @@ local day_end, horizon_end = ends[1], ends[#ends]
 local rstart, rstep, rmax = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local wd = ARGV[7]
 if wd == '' then
-  redis.call('SET', KEYS[7], ARGV[2], 'NX')
   wd = redis.call('GET', KEYS[7])
+  if not wd then
+    redis.call('SET', KEYS[7], ARGV[2])
+    wd = ARGV[2]
+  end
 end
 wd = tonumber(wd)
 local function limit_for(day)
@@ -105,8 +122,7 @@ if t0 <= now then
     if at > now then return {0, at, 'destination_throttle', 'per_minute'} end
     d_tat = tat
   end
-  redis.call('INCR', KEYS[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[21])
+  if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[21]) end
   if gap + jit > 0 then redis.call('SET', KEYS[5], now + gap + jit, 'PX', gap + jit + 1000) end
   if h_tat then set_tat(KEYS[3], h_tat) end
   if m_tat then set_tat(KEYS[4], m_tat) end
@@ -115,8 +131,11 @@ if t0 <= now then
     redis.call('ZADD', KEYS[9], now + tonumber(ARGV[18]), ARGV[19])
     redis.call('PEXPIRE', KEYS[9], ARGV[18])
   end
-  local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1)
-  if #due > 0 then redis.call('ZREM', KEYS[6], due[1]) end
+  if st[9] then
+    local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1)
+    if #due > 0 then redis.call('ZREM', KEYS[6], due[1]) end
+    if redis.call('EXISTS', KEYS[6]) == 0 then redis.call('HDEL', KEYS[1], 'resv') end
+  end
   if probe then
     redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[13]))
   end
@@ -132,6 +151,7 @@ if #last > 0 then cursor = math.max(cursor, tonumber(last[2]) + spacing) end
 local function reserve(t)
   redis.call('ZADD', KEYS[6], t, string.format('%d', t))
   redis.call('PEXPIRE', KEYS[6], horizon_end - now + 86400000)
+  if not st[9] then redis.call('HSET', KEYS[1], 'resv', '1') end
   return {0, t, 'ramp_up', why}
 end
 -- Day k of the horizon is [ends[k-1], ends[k]) (today: up to ends[1]); its free capacity is its
@@ -283,7 +303,10 @@ if by ~= 'operator' then
   return {1}
 end
 if change == 'reset_breaker' then
+  -- The reservations outlive a reset, and so does admit's hint that they exist.
+  local resv = redis.call('HGET', KEYS[1], 'resv')
   redis.call('DEL', KEYS[1], KEYS[2])
+  if resv then redis.call('HSET', KEYS[1], 'resv', resv) end
   return {1}
 end
 redis.call('HDEL', KEYS[1], 'paused', 'paused_by', 'disabled', 'disabled_reason')

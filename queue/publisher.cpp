@@ -66,11 +66,28 @@ void Publisher::is_done(const std::string& account, const std::string& job_id, D
   client_.command({"GET", done_key(account, job_id)}, [cb = std::move(cb)](const RedisReply& r) {
     if (r.type == RedisReply::Type::Nil) return cb(std::optional<int64_t>());
     if (r.type != RedisReply::Type::String) return cb(core::Err{"GET: " + r.str});
-    // A marker without a time (written by an older release) still says "delivered".
-    char* end = nullptr;
-    const long long ms = std::strtoll(r.str.c_str(), &end, 10);
-    cb(std::optional<int64_t>(end && *end == '\0' && ms > 0 ? ms : 0));
+    cb(std::optional<int64_t>(marker_time(r.str)));
   });
+}
+
+// A marker without a time (written by an older release) still says "delivered".
+int64_t Publisher::marker_time(const std::string& value) {
+  char* end = nullptr;
+  const long long ms = std::strtoll(value.c_str(), &end, 10);
+  return end && *end == '\0' && ms > 0 ? ms : 0;
+}
+
+const LuaScript& Publisher::add_and_ack_script() { return kAddAndAck; }
+
+ScriptCall Publisher::publish_call(const std::string& entry_id, const std::string& event_json) const {
+  return add_and_ack_call(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id, "", 0);
+}
+
+ScriptCall Publisher::delivered_call(const std::string& entry_id, const std::string& account,
+                                     const std::string& job_id, int64_t delivered_ms,
+                                     const std::string& event_json) const {
+  return add_and_ack_call(cfg_.results, cfg_.results_maxlen, {"event", event_json}, entry_id,
+                          done_key(account, job_id), delivered_ms);
 }
 
 void Publisher::ack(const std::string& entry_id, std::function<void(bool ok)> cb) {
@@ -98,23 +115,36 @@ void Publisher::dead_letter_and_ack(const std::string& entry_id, const std::stri
 void Publisher::add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
                             const std::string& entry_id, const std::string& marker, int64_t marker_value,
                             std::function<void(bool ok)> cb) {
-  std::vector<std::string> argv = {"3",
-                                   target,
-                                   cfg_.stream,
-                                   marker.empty() ? cfg_.done_prefix : marker,
-                                   std::to_string(maxlen),
-                                   cfg_.group,
-                                   entry_id,
-                                   marker.empty() ? "0" : std::to_string(cfg_.done_ttl_ms),
-                                   std::to_string(marker_value)};
-  for (auto& f : fields) argv.push_back(std::move(f));
   // The callback holds copies, not `this`: the publisher may be gone when the reply arrives.
-  client_.eval(kAddAndAck, std::move(argv), [cb = std::move(cb), entry_id, target](const RedisReply& r) {
+  client_.eval(kAddAndAck, add_and_ack_call(target, maxlen, std::move(fields), entry_id, marker, marker_value).eval_args(), [cb = std::move(cb), entry_id, target](const RedisReply& r) {
     // 1, or 0 if the entry was no longer in the stream (finished before) — both are done.
     const bool ok = r.type == RedisReply::Type::Integer;
     if (!ok) core::log_warn("queue_ack_failed", {{"target", target}, {"entry", entry_id}, {"reason", r.str}});
     if (cb) cb(ok);
   });
+}
+
+void Publisher::publish_then(const LuaScript& composed, const ScriptCall& publish, const ScriptCall& next,
+                             ThenCallback cb) {
+  const std::string entry_id = publish.args.size() > 2 ? publish.args[2] : std::string();
+  client_.eval(composed, LuaScript::then_args(publish, next), [cb = std::move(cb), entry_id](const RedisReply& r) {
+    // {1, next's answer} or {0}: both are done; anything else (an error) leaves the entry pending.
+    const bool ok = r.type == RedisReply::Type::Array && !r.elements.empty() &&
+                    r.elements[0].type == RedisReply::Type::Integer;
+    if (!ok) core::log_warn("queue_ack_failed", {{"entry", entry_id}, {"reason", r.str}});
+    if (cb) cb(ok, ok && r.elements.size() > 1 ? &r.elements[1] : nullptr);
+  });
+}
+
+ScriptCall Publisher::add_and_ack_call(const std::string& target, size_t maxlen, std::vector<std::string> fields,
+                                       const std::string& entry_id, const std::string& marker,
+                                       int64_t marker_value) const {
+  ScriptCall c;
+  c.keys = {target, cfg_.stream, marker.empty() ? cfg_.done_prefix : marker};
+  c.args = {std::to_string(maxlen), cfg_.group, entry_id, marker.empty() ? "0" : std::to_string(cfg_.done_ttl_ms),
+            std::to_string(marker_value)};
+  for (auto& f : fields) c.args.push_back(std::move(f));
+  return c;
 }
 
 }  // namespace deliverd::queue

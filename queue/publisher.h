@@ -46,6 +46,9 @@ class Publisher {
   // it was not. Error = the answer is unknown.
   using DoneCallback = std::function<void(core::Result<std::optional<int64_t>, std::string>)>;
   void is_done(const std::string& account, const std::string& job_id, DoneCallback cb);
+  // What a marker's value says: the delivery time, or 0 when it holds none (a marker written by
+  // an older release) — either way "delivered". Shared with the admit script's reading of it.
+  static int64_t marker_time(const std::string& value);
 
   // Job ids are the producer's, per account: the marker is keyed by both, the account length-
   // prefixed so no (account, id) pair can spell another's key: <done_prefix><len>:<account>:<id>.
@@ -63,12 +66,30 @@ class Publisher {
   void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,
                            std::function<void(bool ok)> cb);
 
+  // The publish script and its calls, for a script composed of it and another that must run only
+  // when the outcome was recorded (daemon/: the outcome's learn, LuaScript::then()): the script
+  // answers 1 when it recorded the event, 0 when the entry had been finished before (a re-run
+  // after a lost reply: nothing is added, the entry is acked), and raises before acking anything
+  // when the XADD fails.
+  static const LuaScript& add_and_ack_script();
+  ScriptCall publish_call(const std::string& entry_id, const std::string& event_json) const;
+  ScriptCall delivered_call(const std::string& entry_id, const std::string& account, const std::string& job_id,
+                            int64_t delivered_ms, const std::string& event_json) const;
+
+  // Runs composed (add_and_ack_script().then(another script)) with publish (one of the calls
+  // above) and next. cb(ok, next's answer): ok as for publish_and_ack; next's answer only when
+  // this run recorded the event (nullptr otherwise).
+  using ThenCallback = std::function<void(bool ok, const RedisReply* next_answer)>;
+  void publish_then(const LuaScript& composed, const ScriptCall& publish, const ScriptCall& next, ThenCallback cb);
+
   const PublisherConfig& config() const { return cfg_; }
 
  private:
   void add_and_ack(const std::string& target, size_t maxlen, std::vector<std::string> fields,
                    const std::string& entry_id, const std::string& marker, int64_t marker_value,
                    std::function<void(bool ok)> cb);
+  ScriptCall add_and_ack_call(const std::string& target, size_t maxlen, std::vector<std::string> fields,
+                              const std::string& entry_id, const std::string& marker, int64_t marker_value) const;
   RedisClient& client_;
   PublisherConfig cfg_;
 };

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <simdjson.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <set>
 #include <thread>
@@ -119,6 +121,48 @@ TEST_F(EndToEnd, ThousandJobsAreDeliveredToSmtpSinkAndReported) {
   for (size_t at = 0; (at = log.find(" event=delivery job=bulk-", at)) != std::string::npos; ++at) ++lines;
   EXPECT_EQ(lines, 1000u);
   EXPECT_EQ(log.find("smtp_transaction_end"), std::string::npos);
+}
+
+namespace {
+
+// calls=N of one command in INFO commandstats (0 when it was not run).
+long long command_calls(const std::string& stats, const std::string& command) {
+  const std::string tag = "cmdstat_" + command + ":calls=";
+  size_t at = stats.find(tag);
+  return at == std::string::npos ? 0 : std::atoll(stats.c_str() + at + tag.size());
+}
+
+}  // namespace
+
+// Issue 19: a delivered message costs two script calls, the admit (which reads the marker) and
+// the publish with the learn in it. Besides the messages, the daemon's own timers run scripts
+// (the retry set's poll every second): at most two a second of the run, plus five, are allowed
+// for them.
+TEST_F(EndToEnd, ADeliveredMessageCostsAtMostTwoScriptCalls) {
+  constexpr int kJobs = 300;
+  std::vector<std::string> jobs, ids;
+  for (int i = 0; i < kJobs; ++i) {
+    ids.push_back("cost-" + std::to_string(i));
+    jobs.push_back(make_job(ids.back(), "acct_1", "mbx_sink", "cost" + std::to_string(i) + "@example.org"));
+  }
+  // Every script the run uses is loaded first, so no NOSCRIPT round (EVAL) counts in the run.
+  ResultEvent warm = outcome_of(make_job("cost-warm", "acct_1", "mbx_sink", "warm@example.org"), "cost-warm");
+  ASSERT_EQ(warm.status, "delivered");
+  redis_->command({"CONFIG", "RESETSTAT"});
+  const long long t0 = now_ms();
+  redis_->xadd_jobs("deliverd:jobs", jobs);
+  auto all = wait_for_events(*redis_, ids, 120000);
+  const long long elapsed_s = (now_ms() - t0) / 1000 + 1;
+  const std::string stats = redis_->command({"INFO", "commandstats"});
+  size_t delivered = 0;
+  for (const auto& id : ids)
+    if (all.count(id) && all[id].status == "delivered") ++delivered;
+  ASSERT_EQ(delivered, static_cast<size_t>(kJobs)) << daemon_->log().substr(0, 4000);
+  const long long scripts = command_calls(stats, "evalsha") + command_calls(stats, "eval");
+  std::printf("%d delivered in about %lld s: %lld script calls (%.2f a message)\n", kJobs, elapsed_s, scripts,
+              static_cast<double>(scripts) / kJobs);
+  EXPECT_LE(scripts, 2LL * kJobs + 2 * elapsed_s + 5) << stats;
+  EXPECT_GE(scripts, 2LL * kJobs) << "the admit and the publish are scripts: " << stats;
 }
 
 TEST_F(EndToEnd, InvalidJsonJobIsDeadLetteredAckedAndDaemonKeepsGoing) {

@@ -13,6 +13,7 @@
 
 #include "policy/mailbox_keys.h"
 #include "policy/ramp.h"
+#include "queue/publisher.h"
 #include "store/migrations.h"
 #include "store/suppressions.h"
 #include "tests/integration/fixtures/address_hashes.h"
@@ -113,7 +114,7 @@ class GateTest : public ::testing::Test {
 
   Decision admit(Gate& g, const store::Mailbox& m, const std::string& to = "rcpt@example.org") {
     std::optional<Decision> d;
-    g.admit({m.account, m, to, ""}, [&](const Decision& x) { d = x; });
+    g.admit({m.account, m, to, "", ""}, [&](const Decision& x) { d = x; });
     EXPECT_TRUE(loop_.run_until([&] { return d.has_value(); })) << "admit never answered";
     return d.value_or(Decision{});
   }
@@ -237,7 +238,7 @@ TEST_F(GateTest, TwoDaemonsShareOneDailyLimit) {
     for (int i = 0; i < 100; ++i) {
       Gate& g = i % 2 ? a : b;
       // All in flight at once, interleaved on two connections.
-      g.admit({m.account, m, "r" + std::to_string(i) + "@example.org", ""}, [&](const Decision& d) {
+      g.admit({m.account, m, "r" + std::to_string(i) + "@example.org", "", ""}, [&](const Decision& d) {
         ++answered;
         if (d.allowed()) ++allowed;
       });
@@ -595,6 +596,89 @@ std::string insert_sql(const std::string& account, const std::string& address) {
          address + "', sha256(convert_to('" + address + "', 'UTF8')), 'unsubscribed', 'test')";
 }
 
+// ---- the idempotency marker, read by the admit script ------------------------------------------
+
+TEST_F(GateTest, AJobWhoseMarkerExistsIsADuplicateAndTakesNoSlot) {
+  Gate& g = make_gate(no_pacing());
+  queue::Publisher pub(*clients_.front(), queue::PublisherConfig{});
+  store::Mailbox m = mailbox("mbx_d", "acct_1");
+  redis_->command({"SET", pub.done_key("acct_1", "job-1"), "1764410000000"});
+  auto ask = [&](Gate& gate, const store::Mailbox& box, const std::string& job) {
+    std::optional<Decision> d;
+    gate.admit({box.account, box, "rcpt@example.org", "", pub.done_key(box.account, job)},
+               [&](const Decision& x) { d = x; });
+    EXPECT_TRUE(loop_.run_until([&] { return d.has_value(); })) << "admit never answered";
+    return d.value_or(Decision{});
+  };
+  Decision dup = ask(g, m, "job-1");
+  EXPECT_EQ(dup.verdict, Verdict::Duplicate);
+  EXPECT_EQ(dup.reason, core::Reason::Duplicate);
+  EXPECT_EQ(dup.delivered_ms, 1764410000000);
+  EXPECT_EQ(redis_->command({"KEYS", "*day:*"}), "[]") << "a duplicate takes no slot";
+  // Marker keys are per account: another account's job with the same id is a job of its own.
+  store::Mailbox other = mailbox("mbx_d", "acct_2");
+  EXPECT_TRUE(ask(g, other, "job-1").allowed());
+  EXPECT_TRUE(ask(g, m, "job-2").allowed());
+  // A marker without a time (an older release) still says delivered.
+  redis_->command({"SET", pub.done_key("acct_1", "job-3"), "yes"});
+  Decision old = ask(g, m, "job-3");
+  EXPECT_EQ(old.verdict, Verdict::Duplicate);
+  EXPECT_EQ(old.delivered_ms, 0);
+  // Decided without the script (a paused mailbox): the marker is still read first.
+  store::Mailbox paused = m;
+  paused.paused = true;
+  EXPECT_EQ(ask(g, paused, "job-1").verdict, Verdict::Duplicate);
+  EXPECT_EQ(to_string(ask(g, paused, "job-4").reason), "mailbox_paused");
+}
+
+// Redis cannot say whether the job was delivered: the answer is a deferral, never "not done".
+TEST_F(GateTest, AMarkerThatCannotBeReadDefersTheJob) {
+  Gate& g = make_gate(no_pacing());
+  queue::Publisher pub(*clients_.front(), queue::PublisherConfig{});
+  store::Mailbox m = mailbox("mbx_u", "acct_1");
+  const std::string key = pub.done_key("acct_1", "job-1");
+  redis_->command({"HSET", key, "not", "a string"});  // GET fails with WRONGTYPE
+  for (bool paused : {false, true}) {
+    store::Mailbox box = m;
+    box.paused = paused;
+    std::optional<Decision> d;
+    g.admit({box.account, box, "rcpt@example.org", "", key}, [&](const Decision& x) { d = x; });
+    ASSERT_TRUE(loop_.run_until([&] { return d.has_value(); }));
+    EXPECT_EQ(d->verdict, Verdict::Defer) << "paused " << paused;
+    EXPECT_EQ(to_string(d->reason), "policy_unavailable") << "paused " << paused;
+    EXPECT_EQ(d->detail, Detail::RedisFailed) << "paused " << paused;
+  }
+}
+
+// A plain mailbox (no hourly or per-minute cap, no gap, no destination limit) costs its day
+// counter and its warm-up day in Redis, and no rate, gap or reservation key at all.
+TEST_F(GateTest, AdmitTouchesNoKeyOfALimitThatIsOff) {
+  Gate& g = make_gate(no_pacing());
+  store::Mailbox m = mailbox("mbx_plain", "acct_1");
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(admit(g, m).allowed());
+  const std::string keys = redis_->command({"KEYS", "*"});
+  EXPECT_EQ(redis_->integer({"DBSIZE"}), 2) << keys;
+  EXPECT_NE(keys.find(":day:"), std::string::npos) << keys;
+  EXPECT_NE(keys.find(":warmup"), std::string::npos) << keys;
+  for (const char* off : {"gcra", ":next", ":resv", "dst:", ":state"}) EXPECT_EQ(keys.find(off), std::string::npos) << off << " in " << keys;
+  std::string day = redis_->command({"KEYS", "*:day:*"});  // "[key]"
+  ASSERT_GT(day.size(), 2u);
+  day = day.substr(1, day.size() - 2);
+  EXPECT_GT(redis_->integer({"PTTL", day}), 0) << "the day counter expires";
+
+  // With the caps on, their keys appear (so the check above could fail).
+  PolicyConfig paced = no_pacing();
+  paced.per_hour = 100;
+  paced.per_minute = 10;
+  paced.min_gap_s = 1;
+  Gate& h = make_gate(paced);
+  ASSERT_TRUE(admit(h, mailbox("mbx_paced", "acct_1")).allowed());
+  const std::string after = redis_->command({"KEYS", "*mbx_paced*"});
+  EXPECT_NE(after.find("gcra_us:h"), std::string::npos) << after;
+  EXPECT_NE(after.find("gcra_us:m"), std::string::npos) << after;
+  EXPECT_NE(after.find(":next"), std::string::npos) << after;
+}
+
 TEST_F(GateTest, AnAddressSuppressedInPostgresStopsTheVeryNextSend) {
   Gate& g = make_gate(no_pacing());
   store::Mailbox m = mailbox("mbx_s");
@@ -726,13 +810,13 @@ TEST_F(GateTest, DestinationThrottleLimitsConnectionsAcrossDaemons) {
   Gate& b = make_gate(cfg);
   store::Mailbox m1 = mailbox("mx1"), m2 = mailbox("mx2");
   std::optional<Decision> d1, d2, d3;
-  a.admit({m1.account, m1, "a@gmail.example", "gmail.example"}, [&](const Decision& d) { d1 = d; });
-  b.admit({m2.account, m2, "b@gmail.example", "gmail.example"}, [&](const Decision& d) { d2 = d; });
+  a.admit({m1.account, m1, "a@gmail.example", "gmail.example", ""}, [&](const Decision& d) { d1 = d; });
+  b.admit({m2.account, m2, "b@gmail.example", "gmail.example", ""}, [&](const Decision& d) { d2 = d; });
   ASSERT_TRUE(loop_.run_until([&] { return d1 && d2; }));
   ASSERT_TRUE(d1->allowed() && d2->allowed());
   Decision third = admit(a, m1, "c@gmail.example");  // not MX mode: no destination limit
   EXPECT_TRUE(third.allowed());
-  a.admit({m1.account, m1, "d@gmail.example", "gmail.example"}, [&](const Decision& d) { d3 = d; });
+  a.admit({m1.account, m1, "d@gmail.example", "gmail.example", ""}, [&](const Decision& d) { d3 = d; });
   ASSERT_TRUE(loop_.run_until([&] { return d3.has_value(); }));
   EXPECT_EQ(to_string(d3->reason), "destination_throttle");
   EXPECT_TRUE(admit(a, m1, "e@other.example").allowed());
@@ -740,7 +824,7 @@ TEST_F(GateTest, DestinationThrottleLimitsConnectionsAcrossDaemons) {
   b.release(*d2);
   std::optional<Decision> d4;
   loop_.run_for(50);
-  a.admit({m1.account, m1, "d@gmail.example", "gmail.example"}, [&](const Decision& d) { d4 = d; });
+  a.admit({m1.account, m1, "d@gmail.example", "gmail.example", ""}, [&](const Decision& d) { d4 = d; });
   ASSERT_TRUE(loop_.run_until([&] { return d4.has_value(); }));
   EXPECT_TRUE(d4->allowed()) << d4->reason;
 }
@@ -797,7 +881,7 @@ TEST_F(GateTest, EveryLimitAtTheBoundCheckConfigAllowsAdmitsOrDefersForReal) {
     int allowed = 0;
     for (int i = 0; i < 3; ++i) {
       std::optional<Decision> d;
-      g.admit({m.account, m, "r" + std::to_string(i) + "@example.org", c.mx ? "example.org" : ""},
+      g.admit({m.account, m, "r" + std::to_string(i) + "@example.org", c.mx ? "example.org" : "", ""},
               [&](const Decision& x) { d = x; });
       ASSERT_TRUE(loop_.run_until([&] { return d.has_value(); })) << c.name;
       EXPECT_NE(to_string(d->reason), "policy_unavailable") << c.name << ": " << d->detail_text();

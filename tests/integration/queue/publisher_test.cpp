@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,62 @@ TEST(Publisher, AnEntryRedisForgotWasReadStillGetsItsEvent) {
   EXPECT_EQ(results[0].fields["event"], R"({"status":"delivered"})");
   EXPECT_EQ(f.redis.command({"GET", "deliverd:done:6:acct_1:j1"}), "1700000000000");
   EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 0);
+}
+
+// A publish composed with another script (LuaScript::then; the daemon's learn): one EVALSHA does
+// both, the second part runs only when this run recorded the event, and a re-run after a lost
+// reply publishes nothing again and runs nothing again.
+TEST(Publisher, APublishComposedWithAScriptRunsItOnceWithTheEvent) {
+  Fixture f;
+  Publisher p(*f.client, PublisherConfig{});
+  static const LuaScript kCount{R"lua(
+local n = redis.call('INCR', KEYS[1])
+return {n, ARGV[1], ARGV[2]}
+)lua"};
+  const LuaScript composed = Publisher::add_and_ack_script().then(kCount);
+  ScriptCall count{{"counted"}, {"a", "b"}};
+  auto run = [&](const ScriptCall& publish) {
+    std::optional<std::string> answer;
+    bool done = false, ok = false;
+    p.publish_then(composed, publish, count, [&](bool good, const RedisReply* r) {
+      ok = good;
+      if (r) answer = std::to_string(r->elements[0].integer) + r->elements[1].str + r->elements[2].str;
+      done = true;
+    });
+    EXPECT_TRUE(f.loop.run_until([&] { return done; }));
+    EXPECT_TRUE(ok);
+    return answer;
+  };
+  f.redis.command({"CONFIG", "RESETSTAT"});
+  EXPECT_EQ(run(p.delivered_call(f.entry, "acct_1", "j1", 1700000000000, R"({"status":"delivered"})")),
+            std::optional<std::string>("1ab"));
+  EXPECT_EQ(f.redis.command({"GET", "deliverd:done:6:acct_1:j1"}), "1700000000000");
+  EXPECT_EQ(f.redis.xlen("deliverd:results"), 1);
+  EXPECT_EQ(f.redis.xpending_count("deliverd:jobs", "deliverd"), 0);
+  EXPECT_EQ(f.redis.xlen("deliverd:jobs"), 0);
+  // The same call again (its reply was lost): nothing published, nothing counted again.
+  EXPECT_EQ(run(p.delivered_call(f.entry, "acct_1", "j1", 1700000000000, R"({"status":"delivered"})")), std::nullopt);
+  EXPECT_EQ(f.redis.xlen("deliverd:results"), 1);
+  EXPECT_EQ(f.redis.command({"GET", "counted"}), "1");
+  const std::string stats = f.redis.command({"INFO", "commandstats"});
+  EXPECT_NE(stats.find("cmdstat_evalsha:calls=2,"), std::string::npos) << "one script call each: " << stats;
+}
+
+TEST(Publisher, AComposedPublishWhoseXaddFailsRunsNothingElse) {
+  Fixture f;
+  f.redis.command({"SET", "deliverd:results", "not a stream"});
+  Publisher p(*f.client, PublisherConfig{});
+  static const LuaScript kCount{"redis.call('INCR', KEYS[1]) return 1"};
+  const LuaScript composed = Publisher::add_and_ack_script().then(kCount);
+  bool done = false, ok = true;
+  p.publish_then(composed, p.publish_call(f.entry, "{}"), ScriptCall{{"counted"}, {}}, [&](bool good, const RedisReply*) {
+    ok = good;
+    done = true;
+  });
+  ASSERT_TRUE(f.loop.run_until([&] { return done; }));
+  EXPECT_FALSE(ok);
+  EXPECT_EQ(f.redis.command({"GET", "counted"}), "(nil)");
+  EXPECT_EQ(f.redis.xpending_count("deliverd:jobs", "deliverd"), 1) << "never acked without its event";
 }
 
 TEST(Publisher, ServerKilledReportsFailure) {

@@ -61,6 +61,8 @@ class FakeServices final : public DeliveryServices {
   std::optional<queue::RetryItem> deferred_item;
   int64_t deferred_due = 0;
   std::optional<core::Outcome> learned;
+  int learn_answers = 0;
+  std::string admitted_done_key;  // the marker the admit was asked to read first
   std::vector<store::DeliveryEvent> recorded;
   std::string dead_reason;
   smtp::Envelope envelope;
@@ -102,12 +104,37 @@ class FakeServices final : public DeliveryServices {
   }
   void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override {
     calls.push_back("admit " + req.account + " " + req.mailbox.id + " " + req.to_email + " mx=" + req.mx_domain);
+    admitted_done_key = req.done_key;
+    // The gate reads the marker first (policy/gate.h AdmitRequest::done_key): a marked job is a
+    // duplicate, an unreadable marker a deferral, never "not done".
+    if (!done_marker) {
+      policy::Decision d;
+      d.verdict = policy::Verdict::Defer;
+      d.reason = core::Reason::PolicyUnavailable;
+      d.detail = policy::Detail::RedisFailed;
+      d.error = "connection lost";
+      d.until_ms = kNow + 1000;
+      return cb(d);
+    }
+    if (*done_marker) {
+      policy::Decision d;
+      d.verdict = policy::Verdict::Duplicate;
+      d.reason = core::Reason::Duplicate;
+      d.delivered_ms = kFirstDeliveredMs;
+      return cb(d);
+    }
     cb(decision);
   }
-  void learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o, const policy::Decision&) override {
+  policy::LearnCall prepare_learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
+                                  const policy::Decision&) override {
     calls.push_back("learn " + m.id + " " + to + " " + std::string(core::to_string(o.status)));
     learned = o;
+    policy::LearnCall c;
+    c.script.keys = {"state", "sends"};
+    c.answer = [this](const queue::RedisReply&) { ++learn_answers; };
+    return c;
   }
+  void learn(policy::LearnCall) override { calls.push_back("learn_alone"); }
   void release(const policy::Decision&) override { calls.push_back("release"); }
   const MessageBuilder& message_builder() override { return builder_; }
 
@@ -152,14 +179,9 @@ class FakeServices final : public DeliveryServices {
     std::exchange(pending_send_, nullptr)(o);
   }
 
-  void is_done(const std::string& account, const std::string& job_id, queue::Publisher::DoneCallback cb) override {
-    calls.push_back("is_done " + job_id);
+  std::string done_key(const std::string& account, const std::string& job_id) override {
     marker_account = account;
-    if (!done_marker) {
-      done_marker = false;  // answers the retry
-      return cb(core::Err(std::string("connection lost")));
-    }
-    cb(*done_marker ? std::optional<int64_t>(kFirstDeliveredMs) : std::nullopt);
+    return "done:" + account + ":" + job_id;
   }
   // Not in `calls`: every job asks, and the call lists above would only repeat it.
   void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) override {
@@ -188,6 +210,23 @@ class FakeServices final : public DeliveryServices {
   void publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
                                  int64_t delivered_ms, const std::string& event, WriteDone cb) override {
     calls.push_back("publish_delivered_and_ack " + entry_id + " " + job_id);
+    marker_account = account;
+    marked_delivered_ms = delivered_ms;
+    events.push_back(event);
+    cb(next_write());
+  }
+  void learn_publish_and_ack(const policy::LearnCall& learn, const std::string& entry_id, const std::string& event,
+                             WriteDone cb) override {
+    EXPECT_EQ(learn.script.keys.size(), 2u);
+    calls.push_back("learn_publish_and_ack " + entry_id);
+    events.push_back(event);
+    cb(next_write());
+  }
+  void learn_publish_delivered_and_ack(const policy::LearnCall& learn, const std::string& entry_id,
+                                       const std::string& account, const std::string& job_id, int64_t delivered_ms,
+                                       const std::string& event, WriteDone cb) override {
+    EXPECT_EQ(learn.script.keys.size(), 2u);
+    calls.push_back("learn_publish_delivered_and_ack " + entry_id + " " + job_id);
     marker_account = account;
     marked_delivered_ms = delivered_ms;
     events.push_back(event);
@@ -245,10 +284,10 @@ TEST(Delivery, DeliveredIsPublishedWithItsMarkerAndTeachesThePolicy) {
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
                             "resolve_host smtp.acme.example", "send_relay mbx_7 192.0.2.25:587",
                             "learn mbx_7 bob@example.org delivered",
-                            "publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
+                            "learn_publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
   EXPECT_EQ(s.looked_up_account, "acct_42");
   EXPECT_EQ(s.marker_account, "acct_42");
   EXPECT_EQ(s.marked_delivered_ms, s.now_ms()) << "the marker holds the delivery's time";
@@ -273,8 +312,8 @@ TEST(Delivery, MxModeSendsToTheRecipientDomainWithItsThrottle) {
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls[2], "admit acct_42 mbx_7 bob@example.org mx=example.org");
-  EXPECT_EQ(s.calls[3], "send_mx example.org");
+  EXPECT_EQ(s.calls[1], "admit acct_42 mbx_7 bob@example.org mx=example.org");
+  EXPECT_EQ(s.calls[2], "send_mx example.org");
 }
 
 TEST(Delivery, DeferredGoesToTheRetrySetWithTheNextAttempt) {
@@ -313,7 +352,7 @@ TEST(Delivery, PolicyDeferralWaitsForItsSlotWithoutUsingAnAttempt) {
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
                             "defer_and_ack 1764410000000-0", "finished"}));
   ASSERT_TRUE(s.deferred_item);
   EXPECT_EQ(s.deferred_item->attempt, 1);
@@ -333,7 +372,7 @@ TEST(Delivery, SuppressedIsPublishedAndNeverSent) {
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
                             "publish_and_ack 1764410000000-0", "finished"}));
   ASSERT_EQ(s.events.size(), 1u);
   EXPECT_TRUE(contains(s.events[0], R"("status":"suppressed","phase":"policy","reason":"suppressed")")) << s.events[0];
@@ -407,8 +446,11 @@ TEST(Delivery, AlreadyDeliveredIsNotSentAgainAndSaysDuplicateWithTheFirstDeliver
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "publish_and_ack 1764410000000-0", "finished"}));
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "publish_and_ack 1764410000000-0", "finished"}));
   EXPECT_EQ(s.marker_account, "acct_42") << "the marker is the account's";
+  EXPECT_EQ(s.admitted_done_key, "done:acct_42:job-1") << "the admit reads the marker";
+  EXPECT_FALSE(s.learned) << "nothing was sent, nothing is learnt";
   ASSERT_EQ(s.events.size(), 1u);
   EXPECT_TRUE(contains(s.events[0], R"("status":"delivered")")) << s.events[0];
   EXPECT_TRUE(contains(s.events[0], R"("reason":"duplicate")")) << s.events[0];
@@ -419,18 +461,33 @@ TEST(Delivery, AlreadyDeliveredIsNotSentAgainAndSaysDuplicateWithTheFirstDeliver
 TEST(Delivery, RedisWriteFailuresBackOffAndRetryTheSameWrite) {
   FakeServices s;
   s.write_results = {false, false, true};
-  s.done_marker.reset();  // the marker check fails once as well
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "is_done job-1",
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7",
                             "admit acct_42 mbx_7 bob@example.org mx=", "resolve_host smtp.acme.example",
                             "send_relay mbx_7 192.0.2.25:587", "learn mbx_7 bob@example.org delivered",
-                            "publish_delivered_and_ack 1764410000000-0 job-1",
-                            "publish_delivered_and_ack 1764410000000-0 job-1",
-                            "publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
+                            "learn_publish_delivered_and_ack 1764410000000-0 job-1",
+                            "learn_publish_delivered_and_ack 1764410000000-0 job-1",
+                            "learn_publish_delivered_and_ack 1764410000000-0 job-1", "finished"}));
   ASSERT_EQ(s.events.size(), 3u);
   EXPECT_EQ(s.events[0], s.events[2]) << "the retried write carries the same event";
+}
+
+// The marker is read by the admit script; when Redis cannot answer, the job is not sent: it waits
+// in the retry set (its write retried until Redis takes it) and is admitted, marker first, again.
+TEST(Delivery, AMarkerThatCannotBeReadIsNeverTakenAsNotDelivered) {
+  FakeServices s;
+  s.done_marker.reset();
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "defer_and_ack 1764410000000-0", "finished"}));
+  EXPECT_EQ(s.admitted_done_key, "done:acct_42:job-1");
+  ASSERT_TRUE(s.deferred_item);
+  EXPECT_EQ(s.deferred_item->attempt, 1) << "no attempt was used up";
+  EXPECT_EQ(s.deferred_item->reason, "policy_unavailable");
 }
 
 TEST(Delivery, AbortDuringSendEndsDeferredAndIsStillPersisted) {
@@ -441,9 +498,9 @@ TEST(Delivery, AbortDuringSendEndsDeferredAndIsStillPersisted) {
   ASSERT_EQ(s.calls.back(), "send_relay mbx_7 192.0.2.25:587");
   d.abort();
   ASSERT_TRUE(s.run_until_finished());
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
                             "resolve_host smtp.acme.example", "send_relay mbx_7 192.0.2.25:587", "abort_sends",
-                            "learn mbx_7 bob@example.org deferred", "defer_and_ack 1764410000000-0", "finished"}));
+                            "learn mbx_7 bob@example.org deferred", "learn_alone", "defer_and_ack 1764410000000-0", "finished"}));
   ASSERT_TRUE(s.deferred_item);
   EXPECT_EQ(s.deferred_item->attempt, 2);
   EXPECT_EQ(s.deferred_item->reason, "aborted");
@@ -495,7 +552,7 @@ TEST(Delivery, AnAttemptThatOutlastsItsAccountEndsAsErasedAndTeachesNothing) {
   d.start();
   ASSERT_TRUE(s.run_until_finished());
   // The bounce would have listed the address again (hard-bounce suppression): not learnt.
-  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "is_done job-1", "admit acct_42 mbx_7 bob@example.org mx=",
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
                             "resolve_host smtp.acme.example", "send_relay mbx_7 192.0.2.25:587", "release",
                             "publish_and_ack 1764410000000-0", "finished"}));
   EXPECT_FALSE(s.learned);
