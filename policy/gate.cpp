@@ -449,26 +449,37 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
 }
 
 // The script's answer {verdict, until, reason, detail}; a failed call defers as "policy_unavailable".
+// Redis could not answer (an error or a reply of the wrong shape): defer, never "allowed" or
+// "not delivered"; retried after unavailable_retry_ms, spread a little.
+Decision Gate::redis_failed(const queue::RedisReply& r, int64_t now) {
+  errors().with({"redis"}).inc();
+  Decision d;
+  d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
+  d.reason = core::Reason::PolicyUnavailable;
+  d.detail = Detail::RedisFailed;
+  d.error = r.is_error() ? r.str : "unexpected reply";
+  return d;
+}
+
+// The job's idempotency marker exists: delivered before, at the time the marker holds.
+Decision Gate::duplicate(const std::string& marker) {
+  Decision d;
+  d.verdict = Verdict::Duplicate;
+  d.reason = core::Reason::Duplicate;
+  d.delivered_ms = queue::Publisher::marker_time(marker);
+  return d;
+}
+
 Decision Gate::decode_admit(const queue::RedisReply& r, const std::string& mailbox_id, int64_t now) {
   Decision d;
   if (r.type != queue::RedisReply::Type::Array || r.elements.size() < 4 ||
       r.elements[0].type != queue::RedisReply::Type::Integer) {
-    errors().with({"redis"}).inc();
     core::log_warn("policy_admit_failed",
                    {{"mailbox", mailbox_id}, {"error", r.is_error() ? r.str : "unexpected reply"}});
-    d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
-    d.reason = core::Reason::PolicyUnavailable;
-    d.detail = Detail::RedisFailed;
-    d.error = r.is_error() ? r.str : "unexpected reply";
-    return d;
+    return redis_failed(r, now);
   }
   const long long verdict = r.elements[0].integer;
-  if (verdict == 3) {
-    d.verdict = Verdict::Duplicate;
-    d.reason = core::Reason::Duplicate;
-    d.delivered_ms = queue::Publisher::marker_time(r.elements[3].str);
-    return d;
-  }
+  if (verdict == 3) return duplicate(r.elements[3].str);
   d.until_ms = r.elements[1].integer;
   // The script's names come back as text: read through the tables, like any text coming in.
   d.reason = core::reason_from_name(r.elements[2].str).value_or(core::Reason::PolicyUnavailable);
@@ -497,19 +508,7 @@ void Gate::check_marker_then(const std::string& done_key, const Decision& local,
                                      cb = std::move(cb)](const queue::RedisReply& r) mutable {
     if (!alive) return;
     if (r.type == queue::RedisReply::Type::Nil) return finish(cb, local, mailbox_id);
-    Decision d;
-    if (r.type == queue::RedisReply::Type::String) {
-      d.verdict = Verdict::Duplicate;
-      d.reason = core::Reason::Duplicate;
-      d.delivered_ms = queue::Publisher::marker_time(r.str);
-    } else {
-      errors().with({"redis"}).inc();
-      d.until_ms = now + cfg_.unavailable_retry_ms + rand_upto(cfg_.defer_spread_ms / 10);
-      d.reason = core::Reason::PolicyUnavailable;
-      d.detail = Detail::RedisFailed;
-      d.error = r.is_error() ? r.str : "unexpected reply";
-    }
-    finish(cb, d, mailbox_id);
+    finish(cb, r.type == queue::RedisReply::Type::String ? duplicate(r.str) : redis_failed(r, now), mailbox_id);
   });
 }
 

@@ -237,6 +237,8 @@ class Gate {
   std::vector<std::string> admit_argv(const AdmitRequest& req, const MailboxPolicy& p, int64_t now, bool destination,
                                       const std::string& lease);
   Decision decode_admit(const queue::RedisReply& r, const std::string& mailbox_id, int64_t now);
+  Decision redis_failed(const queue::RedisReply& r, int64_t now);
+  static Decision duplicate(const std::string& marker);
   queue::ScriptCall learn_call(const store::Mailbox& m, const core::Outcome& o, Signal sig, bool hard);
   void admit_script(const AdmitRequest& req, const MailboxPolicy& p, int64_t now, DecisionCallback cb);
   // A decision taken without the policy script (local_decision) for a job whose marker must still

@@ -62,14 +62,6 @@ void Publisher::publish_delivered_and_ack(const std::string& entry_id, const std
               delivered_ms, std::move(cb));
 }
 
-void Publisher::is_done(const std::string& account, const std::string& job_id, DoneCallback cb) {
-  client_.command({"GET", done_key(account, job_id)}, [cb = std::move(cb)](const RedisReply& r) {
-    if (r.type == RedisReply::Type::Nil) return cb(std::optional<int64_t>());
-    if (r.type != RedisReply::Type::String) return cb(core::Err{"GET: " + r.str});
-    cb(std::optional<int64_t>(marker_time(r.str)));
-  });
-}
-
 // A marker without a time (written by an older release) still says "delivered".
 int64_t Publisher::marker_time(const std::string& value) {
   char* end = nullptr;

@@ -42,10 +42,6 @@ class Publisher {
   void publish_delivered_and_ack(const std::string& entry_id, const std::string& account, const std::string& job_id,
                                  int64_t delivered_ms, const std::string& event_json, std::function<void(bool ok)> cb);
 
-  // When (account, job id) was delivered (epoch ms; 0 if the marker holds no time), or nullopt if
-  // it was not. Error = the answer is unknown.
-  using DoneCallback = std::function<void(core::Result<std::optional<int64_t>, std::string>)>;
-  void is_done(const std::string& account, const std::string& job_id, DoneCallback cb);
   // What a marker's value says: the delivery time, or 0 when it holds none (a marker written by
   // an older release) — either way "delivered". Shared with the admit script's reading of it.
   static int64_t marker_time(const std::string& value);
