@@ -358,6 +358,45 @@ static_assert(in_order(kTlsFallbackNames));
 constexpr std::string_view to_string(TlsFallback f) { return name_in(kTlsFallbackNames, f); }
 constexpr std::optional<TlsFallback> tls_fallback_from_name(std::string_view n) { return value_in(kTlsFallbackNames, n); }
 
+// What one connection's TLS negotiation came to, in TLS-RPT's terms (RFC 8460 4.3 result types):
+// set on the outcome of the message during which the connection negotiated (or failed to
+// negotiate) TLS, None on messages that reused it and where TLS was not attempted.
+enum class TlsResult : uint8_t {
+  None,
+  Success,
+  StarttlsNotSupported,     // TLS was required and the server offered no STARTTLS
+  CertificateHostMismatch,  // the certificate does not name the host
+  CertificateExpired,
+  CertificateNotTrusted,    // no chain to a trusted root (self-signed, unknown issuer)
+  ValidationFailure,        // any other negotiation failure (handshake, protocol, MX mismatch)
+  TlsaInvalid,              // DANE: no TLSA record matched the server's certificate or key
+  DnssecInvalid,            // DANE: the TLSA lookup failed DNSSEC validation (bogus) or failed
+  DaneRequired,
+  StsPolicyFetchError,
+  StsPolicyInvalid,
+  StsWebpkiInvalid,
+};
+
+inline constexpr Named<TlsResult> kTlsResultNames[] = {
+    {TlsResult::None, ""},
+    {TlsResult::Success, "success"},
+    {TlsResult::StarttlsNotSupported, "starttls-not-supported"},
+    {TlsResult::CertificateHostMismatch, "certificate-host-mismatch"},
+    {TlsResult::CertificateExpired, "certificate-expired"},
+    {TlsResult::CertificateNotTrusted, "certificate-not-trusted"},
+    {TlsResult::ValidationFailure, "validation-failure"},
+    {TlsResult::TlsaInvalid, "tlsa-invalid"},
+    {TlsResult::DnssecInvalid, "dnssec-invalid"},
+    {TlsResult::DaneRequired, "dane-required"},
+    {TlsResult::StsPolicyFetchError, "sts-policy-fetch-error"},
+    {TlsResult::StsPolicyInvalid, "sts-policy-invalid"},
+    {TlsResult::StsWebpkiInvalid, "sts-webpki-invalid"},
+};
+static_assert(in_order(kTlsResultNames));
+
+constexpr std::string_view to_string(TlsResult r) { return name_in(kTlsResultNames, r); }
+constexpr std::optional<TlsResult> tls_result_from_name(std::string_view n) { return value_in(kTlsResultNames, n); }
+
 // For logs and test messages: the wire name.
 std::ostream& operator<<(std::ostream& os, Status s);
 std::ostream& operator<<(std::ostream& os, Phase p);
@@ -384,6 +423,8 @@ struct Outcome {
   std::string tls_cipher;
   TlsPolicy tls_policy = TlsPolicy::None;      // the policy the attempt ran under
   TlsFallback tls_fallback = TlsFallback::None;  // set: plaintext because TLS failed or was refused
+  TlsResult tls_result = TlsResult::None;        // this attempt's TLS negotiation, for TLS-RPT
+  std::string tls_result_detail;                 // a failure's own words (OpenSSL's, the policy's)
   Fault fault = Fault::None;
 };
 

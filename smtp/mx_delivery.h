@@ -55,6 +55,26 @@ HostDane host_dane(const dns::TlsaResult& r);
 // resolver must outlive the lookups' use; callbacks after MxDelivery is gone are ignored by it.
 DaneLookup tlsa_dane_lookup(dns::TlsaResolver* resolver);
 
+// What one MX connection attempt's TLS came to under which policy, for TLS-RPT (RFC 8460):
+// MxDelivery tells a sink the daemon sets; how results are counted, shared and reported is
+// tlspolicy/'s and daemon/'s business. One per connection that negotiated or failed TLS (not per
+// message on a reused connection), and one per MX host a policy failure ruled out before any
+// connection (an MTA-STS MX mismatch, a failed TLSA lookup).
+struct TlsAttemptReport {
+  enum class PolicyType : uint8_t { Sts, Tlsa, NoPolicyFound };
+  PolicyType policy_type = PolicyType::NoPolicyFound;
+  std::string policy_domain;              // the recipient domain
+  StsMode sts_mode = StsMode::None;       // Sts: the policy's mode, id and mx patterns
+  std::string sts_id;
+  std::vector<std::string> sts_mx;
+  std::vector<core::DaneRecord> tlsa;     // Tlsa: the host's usable TLSA records
+  std::string mx_host;                    // receiving-mx-hostname
+  std::string receiving_ip;               // "" when no connection was made
+  core::TlsResult result = core::TlsResult::Success;
+  std::string detail;                     // failure-reason-code
+};
+using TlsReportSink = std::function<void(const TlsAttemptReport&)>;
+
 struct MxConfig {
   int port = 25;
   // MX hosts tried for one message before it is deferred, a host whose lookup failed included;
@@ -90,6 +110,10 @@ class MxDelivery {
   // (tls.policy "dane", over any MTA-STS or mx_tls policy); a failed lookup makes the host
   // unusable (reason dane_tlsa_failed), never a host without DANE.
   void set_dane_lookup(DaneLookup lookup) { dane_lookup_ = std::move(lookup); }
+  // Where TLS-RPT results go (unset: nowhere). Under an MTA-STS testing policy the certificate is
+  // then checked (TLS 1.2+, the SMTP trust store) without being enforced, so that testing-mode
+  // failures are reported as RFC 8461 5 asks.
+  void set_tls_report_sink(TlsReportSink sink) { report_sink_ = std::move(sink); }
   // A reload's new settings (port, attempts, timeouts, TLS policy and CA): attempts started
   // from now on use them.
   void reconfigure(MxConfig cfg);
@@ -113,6 +137,7 @@ class MxDelivery {
   MxConfig cfg_;
   DomainTlsPolicyLookup sts_lookup_;
   DaneLookup dane_lookup_;
+  TlsReportSink report_sink_;
   std::shared_ptr<core::TlsContext> opportunistic_;  // made once; it depends on no setting
   std::unordered_set<dns::Resolver::RequestId> pending_;
   core::Lifetime alive_;  // pool outcomes may arrive after destruction
