@@ -1005,6 +1005,7 @@ void App::reload() {
   session_config_ = session_config(cfg_);
   if (pool_) pool_->reconfigure(pool_config());
   if (mx_) mx_->reconfigure(mx_config());
+  if (mta_sts_) mta_sts_->set_tls(tls_);
   if (mx_ && mta_sts_) mx_->set_domain_policy_lookup(cfg_.smtp_mta_sts ? mta_sts_->lookup() : nullptr);
   if (prober_) prober_->reconfigure(prober_config());
   mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure

@@ -28,6 +28,8 @@ class MtaStsPolicies {
   MtaStsPolicies& operator=(const MtaStsPolicies&) = delete;
 
   smtp::DomainTlsPolicyLookup lookup();
+  // A reload's SMTP trust store: policy fetches trust what SMTP trusts, after a reload too.
+  void set_tls(std::shared_ptr<core::TlsContext> tls) { fetcher_->set_tls(std::move(tls)); }
 
  private:
   std::unique_ptr<dns::ResolverLookup> hosts_;
