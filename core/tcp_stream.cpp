@@ -118,6 +118,24 @@ TlsInfo TcpStream::tls_info() const {
   return info;
 }
 
+void TcpStream::release_buffers() {
+  if (!tls_ || !tls_->handshake_done || tls_->failed) return;
+  if (BIO_ctrl_pending(tls_->rbio) != 0 || BIO_ctrl_pending(tls_->wbio) != 0 || !tls_->pending_plain.empty()) return;
+  BIO* rbio = BIO_new(BIO_s_mem());
+  BIO* wbio = BIO_new(BIO_s_mem());
+  if (!rbio || !wbio) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+    return;
+  }
+  BIO_set_mem_eof_return(rbio, -1);
+  BIO_set_mem_eof_return(wbio, -1);
+  SSL_set_bio(tls_->ssl, rbio, wbio);  // frees the old pair
+  tls_->rbio = rbio;
+  tls_->wbio = wbio;
+  std::string().swap(tls_->pending_plain);
+}
+
 long TcpStream::tls_verify_result() const { return tls_ ? SSL_get_verify_result(tls_->ssl) : X509_V_OK; }
 
 std::string tls_verify_error_text(long r) { return X509_verify_cert_error_string(r); }

@@ -84,6 +84,9 @@ class TcpStream {
   // The certificate check's X509 verdict, after a handshake or its failure (X509_V_OK = 0).
   long tls_verify_result() const;
 
+  // For a connection about to sit idle: gives back what TLS buffering grew to (the memory BIOs
+  // keep the capacity of the largest flight, the certificate chain's) when nothing is pending.
+  void release_buffers();
   void pause_reading();
   void resume_reading();
 

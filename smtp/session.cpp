@@ -616,6 +616,7 @@ void Session::report(core::Outcome outcome, bool reusable) {
   if (finished_ || !reusable || closing_) return;
   if (hooks_.idle) {
     enter(Phase::Idle);
+    if (stream_) stream_->release_buffers();  // thousands may wait idle: keep each small
     hooks_.idle(this);
     return;
   }
