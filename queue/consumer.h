@@ -48,7 +48,7 @@ struct ConsumerConfig {
   std::string dead = "deliverd:dead";  // where such an entry goes
   // Entries handed out per loop turn at most, and the on_entry time after which a turn's slice
   // ends early (see "Intake order" above).
-  size_t hand_out_slice = 16;
+  size_t hand_out_slice = 8;
   int hand_out_budget_us = 2000;
   size_t dead_maxlen = 100000;
   // Entries of another consumer idle this long are taken over (XAUTOCLAIM). Our own in-flight
