@@ -15,6 +15,7 @@ struct Metrics {
   core::Gauge& inflight;
   core::Gauge& inflight_bytes;
   core::Gauge& batch;
+  core::Gauge& queued;
   core::Counter& leases_lost;
   core::Counter& too_large;
   static Metrics& get() {
@@ -28,6 +29,9 @@ struct Metrics {
         r.gauge("deliverd_queue_inflight_bytes", "Bytes of the stream entries handed out and not yet acked").get(),
         r.gauge("deliverd_queue_read_batch",
                 "Entries one read asks for now: [redis] read batch, halved while replies are too large")
+            .get(),
+        r.gauge("deliverd_queue_intake_queued",
+                "Entries read and waiting for their slice of the intake (handed out a few per loop turn)")
             .get(),
         r.counter("deliverd_queue_leases_lost_total",
                   "In-flight entries found pending for another consumer (or no longer pending) at lease renewal")
@@ -409,6 +413,7 @@ void Consumer::recover(std::vector<StreamEntry> entries) {
 
 void Consumer::hand_out(std::vector<StreamEntry> entries) {
   if (closed_ || entries.empty()) return;
+  Metrics::get().queued.inc(static_cast<double>(entries.size()));
   for (auto& e : entries) {
     queued_bytes_ += e.bytes;
     queue_.push_back(std::move(e));
@@ -427,6 +432,7 @@ void Consumer::hand_out_slice() {
     if (n > 0 && uv_hrtime() - start >= budget_ns) break;
     StreamEntry entry = std::move(queue_.front());
     queue_.pop_front();
+    m.queued.dec();
     const size_t bytes = entry.bytes;
     queued_bytes_ -= bytes;
     if (!inflight_.emplace(entry.id, bytes).second) continue;  // already handed out and not done
@@ -451,6 +457,7 @@ void Consumer::on_idle(uv_idle_t* h) {
 
 void Consumer::drop_queue() {
   // Pending for us in Redis: taken again by the next pending pass or a reclaim.
+  Metrics::get().queued.dec(static_cast<double>(queue_.size()));
   queue_.clear();
   queued_bytes_ = 0;
   if (!closed_) uv_idle_stop(&slice_idle_);
