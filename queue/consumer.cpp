@@ -15,6 +15,7 @@ struct Metrics {
   core::Gauge& inflight;
   core::Gauge& inflight_bytes;
   core::Gauge& batch;
+  core::Gauge& queued;
   core::Counter& leases_lost;
   core::Counter& too_large;
   static Metrics& get() {
@@ -28,6 +29,9 @@ struct Metrics {
         r.gauge("deliverd_queue_inflight_bytes", "Bytes of the stream entries handed out and not yet acked").get(),
         r.gauge("deliverd_queue_read_batch",
                 "Entries one read asks for now: [redis] read batch, halved while replies are too large")
+            .get(),
+        r.gauge("deliverd_queue_intake_queued",
+                "Entries read and waiting for their slice of the intake (handed out a few per loop turn)")
             .get(),
         r.counter("deliverd_queue_leases_lost_total",
                   "In-flight entries found pending for another consumer (or no longer pending) at lease renewal")
@@ -167,6 +171,7 @@ Consumer::Consumer(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConf
   if (cfg_.read_batch == 0) cfg_.read_batch = 1;
   if (cfg_.claim_idle_ms < 1) cfg_.claim_idle_ms = 1;
   if (cfg_.max_inflight_bytes == 0) cfg_.max_inflight_bytes = 1;
+  if (cfg_.hand_out_slice == 0) cfg_.hand_out_slice = 1;
   // One entry within max_entry_bytes always fits in a reply: that is what lets the halving of
   // the read batch end at one entry that can be read.
   redis_cfg_.max_reply_bytes = cfg_.max_entry_bytes + kReplySlack;
@@ -175,6 +180,8 @@ Consumer::Consumer(uv_loop_t* loop, const RedisConfig& redis, const ConsumerConf
   retry_timer_.data = this;
   uv_timer_init(loop, &claim_timer_);
   claim_timer_.data = this;
+  uv_idle_init(loop, &slice_idle_);
+  slice_idle_.data = this;
   Metrics::get().batch.set(static_cast<double>(batch_));
 }
 
@@ -225,7 +232,7 @@ void Consumer::on_ready() {
 }
 
 bool Consumer::has_room() const {
-  return !held_ && held_entries() < cfg_.max_inflight && inflight_bytes_ < cfg_.max_inflight_bytes;
+  return !held_ && held_entries() < cfg_.max_inflight && inflight_bytes_ + queued_bytes_ < cfg_.max_inflight_bytes;
 }
 
 size_t Consumer::room() const {
@@ -235,7 +242,10 @@ size_t Consumer::room() const {
 }
 
 void Consumer::read() {
-  if (!running_ || closed_ || read_outstanding_ || delivering_ || !client_ || !client_->connected()) return;
+  // A read waits for the queue to empty: it is sized by what can be handed out next.
+  if (!running_ || closed_ || read_outstanding_ || delivering_ || !queue_.empty() || !client_ ||
+      !client_->connected())
+    return;
   if (phase_ == Phase::Pending) {
     if (!to_fetch_.empty()) return fetch_pending();
     if (!pending_listed_) return list_pending();
@@ -402,12 +412,29 @@ void Consumer::recover(std::vector<StreamEntry> entries) {
 }
 
 void Consumer::hand_out(std::vector<StreamEntry> entries) {
-  // While handing out a batch, done() must not start a read sized before the batch was counted.
+  if (closed_ || entries.empty()) return;
+  Metrics::get().queued.inc(static_cast<double>(entries.size()));
+  for (auto& e : entries) {
+    queued_bytes_ += e.bytes;
+    queue_.push_back(std::move(e));
+  }
+  // Not from this reply's callback: the first slice too waits for the next turn, so that the
+  // replies of this poll phase, and those of the next, come before it.
+  uv_idle_start(&slice_idle_, on_idle);
+}
+
+void Consumer::hand_out_slice() {
+  // While handing out, done() must not start a read sized before the slice was counted.
   delivering_ = true;
   auto& m = Metrics::get();
-  for (auto& entry : entries) {
-    if (closed_) return;
+  const uint64_t start = uv_hrtime(), budget_ns = static_cast<uint64_t>(cfg_.hand_out_budget_us) * 1000;
+  for (size_t n = 0; n < cfg_.hand_out_slice && !queue_.empty() && !closed_; ++n) {
+    if (n > 0 && uv_hrtime() - start >= budget_ns) break;
+    StreamEntry entry = std::move(queue_.front());
+    queue_.pop_front();
+    m.queued.dec();
     const size_t bytes = entry.bytes;
+    queued_bytes_ -= bytes;
     if (!inflight_.emplace(entry.id, bytes).second) continue;  // already handed out and not done
     inflight_bytes_ += bytes;
     largest_ = std::max(bytes, largest_ - largest_ / 1024);
@@ -417,6 +444,23 @@ void Consumer::hand_out(std::vector<StreamEntry> entries) {
     on_entry_(std::move(entry));
   }
   delivering_ = false;
+  // The rest on the next turns (the idle handle stays active meanwhile, which also keeps the poll
+  // phase between two slices from waiting: it only runs what has arrived).
+  if (queue_.empty() && !closed_) uv_idle_stop(&slice_idle_);
+}
+
+void Consumer::on_idle(uv_idle_t* h) {
+  auto* self = static_cast<Consumer*>(h->data);
+  self->hand_out_slice();
+  self->read();
+}
+
+void Consumer::drop_queue() {
+  // Pending for us in Redis: taken again by the next pending pass or a reclaim.
+  Metrics::get().queued.dec(static_cast<double>(queue_.size()));
+  queue_.clear();
+  queued_bytes_ = 0;
+  if (!closed_) uv_idle_stop(&slice_idle_);
 }
 
 void Consumer::on_claim_timer(uv_timer_t* t) { static_cast<Consumer*>(t->data)->claim_tick(); }
@@ -522,6 +566,7 @@ void Consumer::drop_client() {
   read_outstanding_ = false;
   claim_outstanding_ = false;
   recovering_ = 0;  // their callbacks were dropped with the client; the entries stay pending
+  drop_queue();
   uv_timer_stop(&claim_timer_);
 }
 
@@ -564,6 +609,7 @@ void Consumer::stop() {
 void Consumer::close() {
   if (closed_) return;
   stop();
+  drop_queue();
   closed_ = true;
   auto& m = Metrics::get();
   m.inflight.dec(static_cast<double>(inflight_.size()));
@@ -573,10 +619,11 @@ void Consumer::close() {
   on_entry_ = nullptr;
   auto closed = [](uv_handle_t* h) {
     auto* self = static_cast<Consumer*>(h->data);
-    if (--self->open_timers_ == 0) delete self;
+    if (--self->open_handles_ == 0) delete self;
   };
   uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_), closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&claim_timer_), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&slice_idle_), closed);
 }
 
 }  // namespace deliverd::queue

@@ -3,6 +3,21 @@
 // max_inflight entries, nor (beyond one read) more than max_inflight_bytes of them, handed out
 // and not yet done(). Uses its own RedisClient because XREADGROUP BLOCK holds the connection;
 // acks go through the Publisher's client.
+//
+// Intake order. Every entry handed out starts work on the loop at once (parse, the policy gate's
+// admit, then compose and DKIM when the admit answers), so a read's batch handed out in one
+// callback would keep every SMTP reply and every outcome write waiting behind it — and a 250
+// left unread is a duplicate if the process dies then. So a read's entries are queued and handed
+// out in slices from an idle handle, one slice a turn from the turn after the read: at most
+// hand_out_slice entries, and at most hand_out_budget_us of their on_entry time. Between two
+// slices the loop polls, so replies that arrived meanwhile (SMTP, and the Redis replies of
+// outcome writes) are processed before more jobs are taken. The next read is made only once
+// the queue is empty, so a read never brings more than the slices about to be handed out.
+// Queued entries count against max_inflight and max_inflight_bytes like entries in hand. They
+// are pending for this consumer in Redis already: stop(), close() and a lost connection drop
+// them unhanded, and they are taken again like any pending entry of ours (the next start's or
+// reconnection's pending pass, or another consumer's reclaim), never lost and never handed
+// twice. hold() does not stop the queue: its entries were read before the hold.
 #include <uv.h>
 
 #include <cstddef>
@@ -31,6 +46,10 @@ struct ConsumerConfig {
   // even alone is dead-lettered by a script inside Redis (it never crosses the network).
   size_t max_entry_bytes = 32u << 20;
   std::string dead = "deliverd:dead";  // where such an entry goes
+  // Entries handed out per loop turn at most, and the on_entry time after which a turn's slice
+  // ends early (see "Intake order" above).
+  size_t hand_out_slice = 8;
+  int hand_out_budget_us = 2000;
   size_t dead_maxlen = 100000;
   // Entries of another consumer idle this long are taken over (XAUTOCLAIM). Our own in-flight
   // entries are touched every third of it, and only while still ours (see renew_leases), so a
@@ -76,6 +95,8 @@ class Consumer {
   size_t inflight() const { return inflight_.size(); }
   size_t inflight_bytes() const { return inflight_bytes_; }
   size_t read_batch() const { return batch_; }
+  // Entries read and not yet handed out (the rest of a sliced batch).
+  size_t queued() const { return queue_.size(); }
   // Reload: a lower bound takes effect as entries finish, a higher one at once.
   void set_max_inflight(size_t n);
   void set_max_inflight_bytes(size_t n);
@@ -108,7 +129,11 @@ class Consumer {
   void drop_oversized();
   // Entries taken over from others: their delivery counts are looked up, then handed out.
   void recover(std::vector<StreamEntry> entries);
+  // Queues a read's entries and starts handing them out in slices.
   void hand_out(std::vector<StreamEntry> entries);
+  void hand_out_slice();
+  void drop_queue();
+  static void on_idle(uv_idle_t* h);
   void grow_batch(size_t reply_bytes);
   void claim_tick();
   void renew_leases();
@@ -148,12 +173,15 @@ class Consumer {
   bool delivering_ = false;
   bool claim_outstanding_ = false;
   size_t recovering_ = 0;  // entries whose delivery counts are being looked up
-  size_t held_entries() const { return inflight_.size() + recovering_; }
+  std::deque<StreamEntry> queue_;  // read, not yet handed out, in id order
+  size_t queued_bytes_ = 0;
+  size_t held_entries() const { return inflight_.size() + recovering_ + queue_.size(); }
   std::string claim_cursor_ = "0-0";
   int retry_ms_ = 0;
   uv_timer_t retry_timer_{};
   uv_timer_t claim_timer_{};
-  int open_timers_ = 2;
+  uv_idle_t slice_idle_{};  // active while queue_ holds entries
+  int open_handles_ = 3;
 };
 
 }  // namespace deliverd::queue
