@@ -216,6 +216,7 @@ smtp::MxConfig App::mx_config() const {
   smtp::MxConfig m;
   m.port = cfg_.smtp_mx_port;
   m.max_attempts = static_cast<size_t>(cfg_.smtp_mx_max_attempts);
+  m.deadline_ms = static_cast<uint64_t>(cfg_.smtp_mx_deadline_s) * 1000;
   m.session = session_config_;
   m.session.security = smtp::Security::StartTls;
   m.session.tls_policy = smtp::tls_policy_from_name(cfg_.smtp_mx_tls).value_or(smtp::TlsPolicy::Opportunistic);

@@ -259,7 +259,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
        {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
         "session_timeout_s", "starttls_timeout_s", "tls_timeout_s", "auth_timeout_s", "quit_timeout_s", "ca_file",
         "max_sessions", "max_sessions_per_destination", "max_messages_per_connection", "idle_timeout_s", "mx_tls",
-        "mta_sts", "mx_port", "mx_max_attempts", "allow_plaintext_auth"}},
+        "mta_sts", "mx_port", "mx_max_attempts", "mx_deadline_s", "allow_plaintext_auth"}},
       {"unsubscribe", {"listen", "base_url", "key_file", "old_key_files", "mailto"}},
       {"compliance", {"postal_address", "accounts"}},
       {"inbound",
@@ -364,6 +364,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.check(c.smtp_mx_port == 25 || c.smtp_mx_port == 465 || c.smtp_mx_port == 587 || c.smtp_mx_port == 2525, "smtp",
           "mx_port", "must be 25, 465, 587 or 2525");
   r.integer("smtp", "mx_max_attempts", c.smtp_mx_max_attempts, 1, 20);
+  r.integer("smtp", "mx_deadline_s", c.smtp_mx_deadline_s, 10, 3600);
   r.boolean("smtp", "allow_plaintext_auth", c.smtp_allow_plaintext_auth);
 
   r.str("unsubscribe", "listen", c.unsubscribe_listen);

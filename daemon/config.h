@@ -108,6 +108,7 @@ struct Config {
   bool smtp_mta_sts = true;           // MX mode: honour recipient domains' MTA-STS policies (RFC 8461)
   int smtp_mx_port = 25;
   int smtp_mx_max_attempts = 5;
+  int smtp_mx_deadline_s = 300;  // one delivery's MX lookups and connects together
   // Lab rigs only: let the session and the connection test send AUTH / IMAP LOGIN without TLS,
   // and let mailboxes with security "none" keep credentials. Logged loudly at start.
   bool smtp_allow_plaintext_auth = false;

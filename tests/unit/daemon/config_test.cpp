@@ -185,3 +185,14 @@ TEST(Config, InboundDefaultsAndBounds) {
       << load_error(kMinimal + "[inbound]\nmove_to = \"a\\\"b\"\n");
   EXPECT_NE(load_error(kMinimal + "[inbound]\nfolder = \"x\"\n").find("folder"), std::string::npos);
 }
+
+TEST(Config, TheMxDeadlineIsSecondsWithinItsBounds) {
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal + "[smtp]\nmx_deadline_s = 90\n");
+  auto r = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->smtp_mx_deadline_s, 90);
+  write_file(dir.file("d.toml"), kMinimal);
+  EXPECT_EQ(load_config(dir.file("d.toml"))->smtp_mx_deadline_s, 300);
+  EXPECT_EQ(load_error(kMinimal + "[smtp]\nmx_deadline_s = 5\n"), "d.toml:4: [smtp] mx_deadline_s: must be between 10 and 3600");
+}
