@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include "core/ascii.h"
 #include "core/deflate.h"
 #include "core/hex.h"
 #include "core/json_writer.h"
@@ -12,6 +13,9 @@ namespace deliverd::tlspolicy {
 namespace {
 
 std::string cut(std::string_view s, size_t n) { return std::string(s.substr(0, n)); }
+
+// Host names without case, so that one MX spelled two ways is counted as one.
+std::string host(std::string_view s) { return core::ascii_lowercase(s.substr(0, kMaxHostBytes)); }
 
 std::string_view sts_mode_name(smtp::StsMode m) {
   switch (m) {
@@ -52,7 +56,7 @@ bool header_safe(std::string_view s) { return !s.empty() && s.find_first_of("\r\
 
 ReportPolicy report_policy(const smtp::TlsAttemptReport& a) {
   ReportPolicy p;
-  p.domain = cut(a.policy_domain, kMaxHostBytes);
+  p.domain = host(a.policy_domain);
   switch (a.policy_type) {
     case smtp::TlsAttemptReport::PolicyType::Sts:
       p.type = ReportPolicyType::Sts;
@@ -60,8 +64,8 @@ ReportPolicy report_policy(const smtp::TlsAttemptReport& a) {
       p.strings.push_back("mode: " + std::string(sts_mode_name(a.sts_mode)));
       for (const auto& mx : a.sts_mx) {
         if (p.strings.size() >= kMaxPolicyStrings) break;
-        p.strings.push_back("mx: " + cut(mx, kMaxHostBytes));
-        p.mx_hosts.push_back(cut(mx, kMaxHostBytes));
+        p.strings.push_back("mx: " + host(mx));
+        p.mx_hosts.push_back(host(mx));
       }
       break;
     case smtp::TlsAttemptReport::PolicyType::Tlsa:
@@ -71,7 +75,7 @@ ReportPolicy report_policy(const smtp::TlsAttemptReport& a) {
         p.strings.push_back(std::to_string(r.usage) + " " + std::to_string(r.selector) + " " +
                             std::to_string(r.mtype) + " " + core::to_hex(r.data));
       }
-      if (!a.mx_host.empty()) p.mx_hosts.push_back(cut(a.mx_host, kMaxHostBytes));
+      if (!a.mx_host.empty()) p.mx_hosts.push_back(host(a.mx_host));
       break;
     case smtp::TlsAttemptReport::PolicyType::NoPolicyFound:
       p.type = ReportPolicyType::NoPolicyFound;
@@ -83,7 +87,7 @@ ReportPolicy report_policy(const smtp::TlsAttemptReport& a) {
 FailureDetail failure_detail(const smtp::TlsAttemptReport& a) {
   FailureDetail d;
   d.result = a.result;
-  d.receiving_mx_hostname = cut(a.mx_host, kMaxHostBytes);
+  d.receiving_mx_hostname = host(a.mx_host);
   d.receiving_ip = cut(a.receiving_ip, 64);
   d.reason = cut(a.detail, kMaxReasonBytes);
   return d;
