@@ -374,13 +374,14 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   auto one_line = [](const std::string& v) { return v.size() <= 200 && v.find_first_of("\r\n") == std::string::npos; };
   r.check(one_line(c.smtp_tls_rpt_org), "smtp", "tls_rpt_org", "must be one line of at most 200 characters");
   r.check(one_line(c.smtp_tls_rpt_contact), "smtp", "tls_rpt_contact", "must be one line of at most 200 characters");
-  r.check(!c.smtp_tls_rpt || !c.smtp_tls_rpt_org.empty(), "smtp", "tls_rpt_org",
-          "is required when tls_rpt is on (the organization-name of the reports)");
-  if (c.smtp_tls_rpt || !c.smtp_tls_rpt_from.empty()) {
+  // A missing key has no line of its own: the error points at tls_rpt, which asked for it.
+  r.check(!c.smtp_tls_rpt || !c.smtp_tls_rpt_org.empty(), "smtp", "tls_rpt",
+          "needs tls_rpt_org (the organization-name of the reports)");
+  r.check(!c.smtp_tls_rpt || !c.smtp_tls_rpt_from.empty(), "smtp", "tls_rpt",
+          "needs tls_rpt_from (the envelope and From of report mail)");
+  if (!c.smtp_tls_rpt_from.empty()) {
     auto from = core::parse_address(c.smtp_tls_rpt_from);
-    r.check(from.ok(), "smtp", "tls_rpt_from",
-            c.smtp_tls_rpt_from.empty() ? std::string("is required when tls_rpt is on (the envelope and From of report mail)")
-                                        : "is not a mail address: " + (from.ok() ? std::string() : from.error()));
+    r.check(from.ok(), "smtp", "tls_rpt_from", "is not a mail address: " + (from.ok() ? std::string() : from.error()));
   }
 
   r.str("unsubscribe", "listen", c.unsubscribe_listen);
