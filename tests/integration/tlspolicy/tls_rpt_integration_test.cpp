@@ -18,6 +18,7 @@
 #include "core/deflate.h"
 #include "core/metrics.h"
 #include "core/tls_context.h"
+#include "daemon/mta_sts_policies.h"
 #include "dns/address_policy.h"
 #include "dns/resolver.h"
 #include "queue/redis_client.h"
@@ -131,6 +132,8 @@ class TlsRptTest : public ::testing::Test {
     d.records.push_back(DnsServer::host_record("mx.rcv.test", ao.host));
     d.records.push_back(DnsServer::txt("_smtp._tls.bad.test", {"v=TLSRPTv1; rua=ftp://rpt.bad.test/"}));
     d.records.push_back(DnsServer::host_record("mx.nothing.test", "192.0.2.7"));  // nothing.test: no TXT
+    // An MTA-STS record whose policy host has no address: the policy cannot be fetched.
+    d.records.push_back(DnsServer::txt("_mta-sts.stsfail.test", {"v=STSv1; id=1"}));
     dns_ = std::make_unique<DnsServer>(d);
     policy_ = std::make_unique<dns::AddressPolicy>(dns::AddressPolicy::create({"127.0.0.0/8"}).value());
     dns::ResolverConfig rc;
@@ -352,6 +355,28 @@ TEST_F(TlsRptTest, AHostileDomainsManyMxAddressesAreCapped) {
   auto s = summary_of(d->report_json);
   EXPECT_EQ(s.failures, 2000) << "the summary counts what the details could not";
   EXPECT_EQ(s.detail_count, 1);
+}
+
+TEST_F(TlsRptTest, AnMtaStsPolicyThatCannotBeFetchedIsReported) {
+  auto& a = daemon();
+  queue::RedisConfig rc;
+  rc.port = redis_server_.port();
+  auto* redis = queue::RedisClient::create(loop_.get(), rc);
+  redis->connect([](bool, const std::string&) {});
+  redis_.push_back(redis);
+  daemon::MtaStsPolicies sts(loop_.get(), resolver_, tls_, redis, "deliverd:");
+  sts.set_report_sink(a.sink());
+  std::optional<smtp::DomainTlsPolicy> policy;
+  sts.lookup()("stsfail.test", [&](smtp::DomainTlsPolicy p) { policy = std::move(p); });
+  ASSERT_TRUE(loop_.run_until([&] { return policy.has_value(); }, 30000));
+  EXPECT_EQ(policy->mode, smtp::StsMode::None) << "delivered as without a policy";
+  auto day = run(a);
+  const auto* d = find(day, "stsfail.test");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->status, "no_record") << "stsfail.test asks for no reports";
+  auto s = summary_of(d->report_json);
+  EXPECT_EQ(s.failures, 1);
+  EXPECT_EQ(s.result_type, "sts-policy-fetch-error") << d->report_json;
 }
 
 }  // namespace
