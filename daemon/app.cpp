@@ -571,7 +571,6 @@ bool App::start_mta_sts() {
 bool App::start_tls_reports() {
   tls_reports_ = std::make_unique<TlsReports>(&loop_, redis_, resolver_, mx_.get(), tls_, TlsReportsConfig{});
   apply_tls_rpt();
-  tls_reports_->start();
   return true;
 }
 
@@ -594,6 +593,10 @@ void App::apply_tls_rpt() {
   smtp::TlsReportSink sink = cfg_.smtp_tls_rpt ? tls_reports_->sink() : nullptr;
   mx_->set_tls_report_sink(sink);
   if (mta_sts_) mta_sts_->set_report_sink(sink);
+  if (cfg_.smtp_tls_rpt)
+    tls_reports_->start();
+  else
+    tls_reports_->stop();
 }
 
 // Results, acks and the retry set go through a client that reconnects by itself; the blocking

@@ -5,7 +5,6 @@
 #include <ctime>
 
 #include "core/domain.h"
-#include "core/hex.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "tlspolicy/mx_policy.h"
@@ -204,6 +203,12 @@ void TlsReports::start() {
   schedule_daily();
 }
 
+void TlsReports::stop() {
+  flush_timer_->stop();
+  daily_timer_->stop();
+  flush();
+}
+
 void TlsReports::schedule_daily() {
   // After UTC midnight plus a random delay, so the fleet does not ask every receiver at once and
   // the daemons' last flushes of the day are in.
@@ -220,6 +225,7 @@ void TlsReports::send_reports(int64_t day, std::function<void(const TlsReportDay
   auto run = std::make_shared<Run>();
   run->day.day = day;
   run->done = std::move(done);
+  if (!redis_) return next_domain(run);
   // Our own counters first, so that what this daemon saw is in the report it may send.
   flush([this, alive = alive_, run](bool) {
     if (!*alive) return;
@@ -398,7 +404,7 @@ void TlsReports::send_to(std::shared_ptr<Run> run, std::shared_ptr<TlsReportDoma
   m.submitter = domain_of(cfg_.from);
   m.policy_domain = d->domain;
   m.now = static_cast<std::time_t>(now_s());
-  m.unique = std::to_string(report.start_s / 86400) + "-" + core::to_hex(std::to_string(rng_())) + std::to_string(++unique_);
+  m.unique = std::to_string(report.start_s / 86400) + "-" + std::to_string(rng_()) + "-" + std::to_string(++unique_);
   auto mail = tlspolicy::report_mail(report, m);
   if (!mail) {
     s.detail = mail.error();

@@ -93,8 +93,10 @@ class TlsReports {
   // Sends the reports of one UTC day (days since the epoch) for every domain with results, as
   // far as this daemon wins each domain's lock. The daily timer calls this for yesterday.
   void send_reports(int64_t day, std::function<void(const TlsReportDay&)> done = {});
-  // Starts the flush timer and the daily run.
+  // Starts (or restarts) the flush timer and the daily run; stop() ends both, for a reload that
+  // turns [smtp] tls_rpt off. Counters already in Redis stay until their TTL.
   void start();
+  void stop();
   void reconfigure(TlsReportsConfig cfg);
 
   static int64_t utc_day(int64_t unix_s) { return unix_s >= 0 ? unix_s / 86400 : (unix_s - 86399) / 86400; }
