@@ -66,8 +66,8 @@ int TcpStream::start_tls_client(const TlsClientParams& p) {
     }
     ERR_clear_error();  // an unusable record leaves an error behind; it is not this stream's failure
     if (usable == 0) return UV_EINVAL;
-  } else if (p.verify) {
-    SSL_set_verify(t->ssl, SSL_VERIFY_PEER, nullptr);
+  } else if (p.verify || p.check) {
+    SSL_set_verify(t->ssl, p.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
     SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (is_ip_literal(p.server_name)) {
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), p.server_name.c_str());
@@ -79,7 +79,7 @@ int TcpStream::start_tls_client(const TlsClientParams& p) {
   }
   // A resumed session skips the certificate, and with it the TLSA match.
   if (!p.session_key.empty() && p.dane.empty()) {
-    t->ref = TlsContext::PeerRef{p.ctx.get(), p.session_key + (p.verify ? "|v" : "|n")};
+    t->ref = TlsContext::PeerRef{p.ctx.get(), p.session_key + (p.verify ? "|v" : p.check ? "|c" : "|n")};
     SSL_set_ex_data(t->ssl, TlsContext::peer_ref_index(), &t->ref);
     if (SSL_SESSION* sess = p.ctx->take_session(t->ref.peer)) {
       SSL_set_session(t->ssl, sess);
@@ -113,8 +113,31 @@ TlsInfo TcpStream::tls_info() const {
   info.version = SSL_get_version(tls_->ssl);
   if (const SSL_CIPHER* c = SSL_get_current_cipher(tls_->ssl)) info.cipher = SSL_CIPHER_get_name(c);
   info.resumed = SSL_session_reused(tls_->ssl) == 1;
-  info.verified = SSL_get_verify_mode(tls_->ssl) != SSL_VERIFY_NONE && SSL_get_verify_result(tls_->ssl) == X509_V_OK;
+  info.verify_result = SSL_get_verify_result(tls_->ssl);
+  info.verified = SSL_get_verify_mode(tls_->ssl) != SSL_VERIFY_NONE && info.verify_result == X509_V_OK;
   return info;
+}
+
+long TcpStream::tls_verify_result() const { return tls_ ? SSL_get_verify_result(tls_->ssl) : X509_V_OK; }
+
+std::string tls_verify_error_text(long r) { return X509_verify_cert_error_string(r); }
+
+TlsResult tls_result_of_verify(long r) {
+  switch (r) {
+    case X509_V_OK: return TlsResult::Success;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH: return TlsResult::CertificateHostMismatch;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID: return TlsResult::CertificateExpired;
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_UNTRUSTED: return TlsResult::CertificateNotTrusted;
+    case X509_V_ERR_DANE_NO_MATCH: return TlsResult::TlsaInvalid;
+    default: return TlsResult::ValidationFailure;
+  }
 }
 
 void TcpStream::tls_flush() {

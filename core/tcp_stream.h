@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/tls_context.h"
+#include "core/outcome.h"
 
 namespace deliverd::core {
 
@@ -33,6 +34,10 @@ struct TlsClientParams {
   std::shared_ptr<TlsContext> ctx;
   std::string server_name;  // SNI and, when verify is set, the name the certificate must carry
   bool verify = true;       // false only for opportunistic TLS, where plaintext is the alternative
+  // With verify false: the chain and server_name are still checked against ctx's trust store,
+  // and the handshake goes on whatever they say (MTA-STS testing mode reports, never refuses).
+  // TlsInfo::verify_result tells what the check found.
+  bool check = false;
   std::string session_key;  // resumption cache key ("host:port"); "" = no resumption
   // DANE (RFC 7672): usable TLSA records of the peer; the certificate is then verified against
   // them, not the CA store: DANE-EE by key or certificate alone (no name or expiry check, 3.1.1),
@@ -45,7 +50,13 @@ struct TlsInfo {
   std::string cipher;
   bool resumed = false;
   bool verified = false;  // the certificate chain and name were checked and passed
+  long verify_result = 0;  // X509_V_OK, or what the check (verify or check) found wrong
 };
+
+// An X509 verification verdict (X509_V_OK, X509_V_ERR_…) as a TLS-RPT result type (RFC 8460 4.3).
+TlsResult tls_result_of_verify(long x509_result);
+// OpenSSL's words for the verdict ("certificate has expired").
+std::string tls_verify_error_text(long x509_result);
 
 class TcpStream {
  public:
@@ -70,6 +81,8 @@ class TcpStream {
   TlsInfo tls_info() const;
   // Why TLS failed, when it did ("certificate verify failed: certificate has expired", …).
   const std::string& tls_error() const { return tls_error_; }
+  // The certificate check's X509 verdict, after a handshake or its failure (X509_V_OK = 0).
+  long tls_verify_result() const;
 
   void pause_reading();
   void resume_reading();

@@ -590,6 +590,7 @@ void App::apply_tls_rpt() {
     core::log_warn("tls_rpt_unsigned", {{"from", rc.from}, {"note", "no [[dkim]] key for this domain; RFC 8460 asks for signed reports"}});
   }
   tls_reports_->reconfigure(std::move(rc));
+  tls_reports_->set_tls(tls_);
   smtp::TlsReportSink sink = cfg_.smtp_tls_rpt ? tls_reports_->sink() : nullptr;
   mx_->set_tls_report_sink(sink);
   if (mta_sts_) mta_sts_->set_report_sink(sink);
@@ -759,8 +760,11 @@ bool App::connect() {
       exit_code_ = 1;
       return begin_drain("postgres unavailable");
     }
-    gate_->start([](core::Result<core::Ok, std::string> r) {
+    gate_->start([this, alive = alive_.token()](core::Result<core::Ok, std::string> r) {
       if (!r) core::log_warn("policy_load_failed", {{"error", r.error()}, {"note", "jobs are deferred until it loads"}});
+      if (!alive) return;
+      suppressions_settled_ = true;
+      maybe_start_consumer();
     });
   });
   redis_->set_connect_handler([this] { maybe_ready(); });
@@ -882,9 +886,19 @@ void App::upgrade_policy_keys() {
                                  }
                                  if (*r) core::log_info("policy_keys_upgraded", {{"renamed", std::to_string(*r)}});
                                  mailboxes_loaded_ = true;
-                                 consumer_->start();
+                                 maybe_start_consumer();
                                  maybe_ready();
                                });
+}
+
+// Jobs are taken once the mailboxes are loaded (and their keys upgraded) and the suppression list
+// has had its first answer: taken sooner, every job of a pre-filled stream is deferred
+// (suppression list not loaded) and waits out a retry for nothing. A list that failed to load
+// does not hold the consumer: its jobs are deferred until a reload succeeds, as before.
+void App::maybe_start_consumer() {
+  if (consumer_started_ || draining_ || !mailboxes_loaded_ || !suppressions_settled_) return;
+  consumer_started_ = true;
+  consumer_->start();
 }
 
 // READY=1 once PostgreSQL has answered (mailboxes loaded), Redis is connected and the listeners
@@ -1026,6 +1040,7 @@ void App::reload() {
   session_config_ = session_config(cfg_);
   if (pool_) pool_->reconfigure(pool_config());
   if (mx_) mx_->reconfigure(mx_config());
+  if (mta_sts_) mta_sts_->set_tls(tls_);
   if (mx_ && mta_sts_) mx_->set_domain_policy_lookup(cfg_.smtp_mta_sts ? mta_sts_->lookup() : nullptr);
   if (mx_ && tls_reports_) apply_tls_rpt();
   if (prober_) prober_->reconfigure(prober_config());

@@ -159,6 +159,7 @@ class App final : private DeliveryServices {
   void disable_revoked(const store::Mailbox& m, const std::string& detail);
   void upgrade_policy_keys();
   void on_entry(queue::StreamEntry entry);
+  void maybe_start_consumer();
   void maybe_ready();
   void reload();
   void begin_drain(const char* why);
@@ -213,6 +214,8 @@ class App final : private DeliveryServices {
   core::LoopLagMonitor loop_lag_;     // deliverd_loop_lag_seconds
   bool ready_sent_ = false;
   bool mailboxes_loaded_ = false;
+  bool suppressions_settled_ = false;  // the gate's first load answered (loaded or failed)
+  bool consumer_started_ = false;
   std::unique_ptr<MailboxDirectory> mailboxes_;  // on pg_, which it LISTENs on
   std::unique_ptr<store::DeliveryEventWriter> events_;  // delivery_events rows, batched, on pg_
   std::unique_ptr<store::DeliveryEventRetention> events_retention_;  // [postgres] events_retention_days, on pg_

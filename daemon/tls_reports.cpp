@@ -109,6 +109,12 @@ TlsReports::~TlsReports() {
 
 void TlsReports::reconfigure(TlsReportsConfig cfg) { cfg_ = std::move(cfg); }
 
+void TlsReports::set_tls(std::shared_ptr<core::TlsContext> tls) {
+  core::HttpsClientOptions opts = https_->options();
+  opts.tls = std::move(tls);
+  https_->set_options(std::move(opts));
+}
+
 int64_t TlsReports::now_s() const {
   if (clock_) return clock_();
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();

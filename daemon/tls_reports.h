@@ -98,6 +98,8 @@ class TlsReports {
   void start();
   void stop();
   void reconfigure(TlsReportsConfig cfg);
+  // A reload's SMTP trust store: https: reports trust what SMTP trusts.
+  void set_tls(std::shared_ptr<core::TlsContext> tls);
 
   static int64_t utc_day(int64_t unix_s) { return unix_s >= 0 ? unix_s / 86400 : (unix_s - 86399) / 86400; }
   std::string domain_key(int64_t day, const std::string& domain) const;

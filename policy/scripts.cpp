@@ -174,19 +174,37 @@ return {0, horizon_end + spread, 'ramp_up', why}
 )lua"};
 
 // The bounce guard's rule, one text in both learn scripts so an asynchronous hard bounce counts
-// exactly as one at send time: the hard bounces among the recent sends (KEYS[2]) pause the
-// mailbox once they reach pause_at. Each script sets `hard` (this outcome is a hard bounce),
-// `was_paused` (the state hash's 'paused') and `pause_at` first; ARGV[1] is now in both.
-constexpr std::string_view kBounceGuard = R"lua(local items = redis.call('LRANGE', KEYS[2], 0, -1)
-local bounces = 0
-for _, v in ipairs(items) do
-  if v == '1' then bounces = bounces + 1 end
+// exactly as one at send time: the hard bounces among the recent sends (KEYS[2], newest first)
+// pause the mailbox once they reach pause_at. The state hash keeps their count ('wb') so that a
+// send costs no walk over the window: each script sets `sends` (the list's length after its own
+// change), `wb` (the stored count, false when none), `delta` (1 when its change added a hard
+// bounce), `window`, `hard` (this outcome is a hard bounce), `was_paused` and `pause_at` first;
+// ARGV[1] is now in both. A list that is new, or older than the count, is counted once.
+constexpr std::string_view kBounceGuard = R"lua(local bounces = 0
+if not wb or sends <= 1 then
+  if sends > window then redis.call('LTRIM', KEYS[2], 0, window - 1); sends = window end
+  if sends > 0 then
+    for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+      if v == '1' then bounces = bounces + 1 end
+    end
+  end
+else
+  bounces = tonumber(wb) + delta
+  if sends > window then
+    for _, v in ipairs(redis.call('LRANGE', KEYS[2], window, -1)) do
+      if v == '1' then bounces = bounces - 1 end
+    end
+    redis.call('LTRIM', KEYS[2], 0, window - 1)
+    sends = window
+  end
 end
 local paused_now = 0
 if hard and was_paused ~= '1' and bounces >= pause_at then
-  redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', 'daemon', 'changed_at', ARGV[1])
+  redis.call('HSET', KEYS[1], 'paused', '1', 'paused_by', 'daemon', 'changed_at', ARGV[1], 'wb', 0)
   redis.call('DEL', KEYS[2])
   paused_now = 1
+elseif tostring(bounces) ~= wb then
+  redis.call('HSET', KEYS[1], 'wb', bounces)
 end
 )lua";
 
@@ -197,19 +215,22 @@ end
 //       11 recent-sends TTL ms.
 // Returns {state, open until, trips, auth failures, window length, bounces, transition
 // ("open"/"closed"/""), disabled now (1/0), paused now (1/0)}.
+// A message that changes nothing (the usual success on a closed breaker) writes only its send to
+// the window: the breaker's fields are written when one of them changes.
 const queue::LuaScript kLearn{std::string(R"lua(
 local now, sig = tonumber(ARGV[1]), ARGV[2]
-local h = redis.call('HMGET', KEYS[1], 'state', 'fails', 'trips', 'auth_fails', 'open_until', 'paused', 'disabled')
+local h = redis.call('HMGET', KEYS[1], 'state', 'fails', 'trips', 'auth_fails', 'open_until', 'paused', 'disabled', 'wb')
 local state = h[1] or 'closed'
 local fails, trips, auth = tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0')
 local ou = tonumber(h[5] or '0')
-local durs = {}
-for d in string.gmatch(ARGV[4], '%d+') do durs[#durs + 1] = tonumber(d) end
+local before = {state, fails, trips, auth, ou}
 local changed = ''
 local function open_for(ms)
   state = 'open'; ou = math.max(ou, now + ms); fails = 0; changed = 'open'
 end
 local function trip()
+  local durs = {}
+  for d in string.gmatch(ARGV[4], '%d+') do durs[#durs + 1] = tonumber(d) end
   trips = trips + 1
   open_for(durs[math.min(trips, #durs)])
 end
@@ -231,19 +252,25 @@ elseif state == 'half_open' then
   -- The probe ended without a verdict on the mailbox (a recipient fault): let another through.
   redis.call('HSET', KEYS[1], 'probe_until', 0)
 end
-redis.call('HSET', KEYS[1], 'state', state, 'fails', fails, 'trips', trips, 'auth_fails', auth, 'open_until', ou)
+if state ~= before[1] or fails ~= before[2] or trips ~= before[3] or auth ~= before[4] or ou ~= before[5] then
+  redis.call('HSET', KEYS[1], 'state', state, 'fails', fails, 'trips', trips, 'auth_fails', auth, 'open_until', ou)
+end
 local disabled_now = 0
 if auth >= tonumber(ARGV[6]) and h[7] ~= '1' then
   redis.call('HSET', KEYS[1], 'disabled', '1', 'changed_at', ARGV[1])
   disabled_now = 1
 end
+local sends, delta = 0, 0
 if ARGV[7] == '1' then
-  redis.call('LPUSH', KEYS[2], ARGV[8])
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[9]) - 1)
+  sends = redis.call('LPUSH', KEYS[2], ARGV[8])
   redis.call('PEXPIRE', KEYS[2], ARGV[11])
+  if ARGV[8] == '1' then delta = 1 end
+else
+  sends = redis.call('LLEN', KEYS[2])
 end
+local wb, window = h[8], tonumber(ARGV[9])
 local hard, was_paused, pause_at = ARGV[8] == '1', h[6], tonumber(ARGV[10])
-)lua") + std::string(kBounceGuard) + R"lua(return {state, ou, trips, auth, #items, bounces, changed, disabled_now, paused_now}
+)lua") + std::string(kBounceGuard) + R"lua(return {state, ou, trips, auth, sends, bounces, changed, disabled_now, paused_now}
 )lua"};
 
 // A hard bounce that arrived by mail after the 250 (Gate::learn_late_bounce). KEYS: 1 state
@@ -253,17 +280,19 @@ local hard, was_paused, pause_at = ARGV[8] == '1', h[6], tonumber(ARGV[10])
 // left in the window the bounce is added as a send of its own. Then the pause rule of kLearn.
 // Returns what kLearn returns, with no breaker transition and no disable.
 const queue::LuaScript kLearnLateBounce{std::string(R"lua(
-local h = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'trips', 'auth_fails', 'paused')
+local h = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'trips', 'auth_fails', 'paused', 'wb')
+local sends
 local i = redis.call('LPOS', KEYS[2], '0')
 if i then
   redis.call('LSET', KEYS[2], i, '1')
+  sends = redis.call('LLEN', KEYS[2])
 else
-  redis.call('LPUSH', KEYS[2], '1')
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+  sends = redis.call('LPUSH', KEYS[2], '1')
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local wb, delta, window = h[6], 1, tonumber(ARGV[2])
 local hard, was_paused, pause_at = true, h[5], tonumber(ARGV[3])
-)lua") + std::string(kBounceGuard) + R"lua(return {h[1] or 'closed', tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), #items, bounces, '',
+)lua") + std::string(kBounceGuard) + R"lua(return {h[1] or 'closed', tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), sends, bounces, '',
         0, paused_now}
 )lua"};
 

@@ -179,6 +179,27 @@ void MxDelivery::finish(const std::shared_ptr<Job>& job, core::Outcome o) {
   if (done) done(o);
 }
 
+void MxDelivery::report_tls(const Job& job, const std::string& host, const std::string& ip, core::TlsResult result,
+                            std::string detail) {
+  if (!report_sink_ || result == core::TlsResult::None) return;
+  TlsAttemptReport r;
+  if (host == job.host && job.dane.status != HostDane::Status::None) {
+    r.policy_type = TlsAttemptReport::PolicyType::Tlsa;
+    r.tlsa = job.dane.records;
+  } else if (job.sts.mode != StsMode::None) {
+    r.policy_type = TlsAttemptReport::PolicyType::Sts;
+    r.sts_mode = job.sts.mode;
+    r.sts_id = job.sts.id;
+    r.sts_mx = job.sts.mx;
+  }
+  r.policy_domain = job.domain;
+  r.mx_host = host;
+  r.receiving_ip = ip;
+  r.result = result;
+  r.detail = std::move(detail);
+  report_sink_(r);
+}
+
 void MxDelivery::deliver(const std::string& rcpt_domain, Envelope env, Session::Done done,
                          std::optional<TlsPolicy> tls_policy) {
   auto job = std::make_shared<Job>();
@@ -220,6 +241,8 @@ bool MxDelivery::apply_sts(const std::shared_ptr<Job>& job) {
                   {"reason", "mx_mismatch"},
                   {"refused", joined(refused)},
                   {"policy_mx", joined(job->sts.mx)}});
+  for (const auto& h : refused)
+    report_tls(*job, h, "", core::TlsResult::ValidationFailure, "mx-mismatch: " + h + " does not match the policy's mx");
   if (!enforce) return true;
   if (allowed.empty()) {
     core::Outcome o;
@@ -317,6 +340,8 @@ void MxDelivery::lookup_host(std::shared_ptr<Job> job) {
       o.fault = core::Fault::RecipientTransient;
       o.tls_policy = TlsPolicy::Dane;
       job->last = o;
+      job->dane = std::move(d);  // so that the report names the DANE policy
+      report_tls(*job, job->host, "", core::TlsResult::DnssecInvalid, "tlsa lookup: " + job->dane.detail);
       return try_next(job);
     }
     if (d.status == HostDane::Status::Secure) {
@@ -366,11 +391,14 @@ void MxDelivery::connect(std::shared_ptr<Job> job, const sockaddr_storage& addr,
   route.cfg.tls_policy = job->host_policy();
   route.cfg.tls_name = job->host;
   if (route.cfg.tls_policy == TlsPolicy::Dane) route.cfg.dane = job->dane.records;
+  // RFC 8461 5: a testing policy's failures are reported, so its certificates are checked.
+  route.cfg.tls_check = report_sink_ && job->sts.mode == StsMode::Testing && route.cfg.tls_policy == TlsPolicy::Opportunistic;
   if (fallback) route.cfg.tls_fallback = core::TlsFallback::HandshakeFailed;
   route.addr = addr;
   route.host = job->host;
   // The pool may reuse an open connection to this domain instead of the address given here.
   pool_.submit(std::move(route), job->env, [this, job, addr, fallback, alive = alive_.token()](const core::Outcome& o) {
+    if (alive) report_tls(*job, o.host.empty() ? job->host : o.host, o.ip, o.tls_result, o.tls_result_detail);
     if (alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: look the host up
       --job->attempts;
       --job->next_host;

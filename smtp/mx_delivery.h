@@ -130,6 +130,9 @@ class MxDelivery {
   // fallback: the plaintext retry after a failed TLS handshake at addr (opportunistic only).
   void connect(std::shared_ptr<Job> job, const sockaddr_storage& addr, bool fallback = false);
   void finish(const std::shared_ptr<Job>& job, core::Outcome o);
+  // One TLS-RPT result for the current host (or host, where a policy ruled it out unconnected).
+  void report_tls(const Job& job, const std::string& host, const std::string& ip, core::TlsResult result,
+                  std::string detail);
   void set_config(MxConfig cfg);
 
   dns::Resolver& resolver_;

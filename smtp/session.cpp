@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "core/base64.h"
 #include "core/log.h"
@@ -252,7 +253,9 @@ void Session::start_tls() {
   p.verify = cfg_.security == Security::Tls || core::verified_tls_required(cfg_.tls_policy);
   // RFC 7672 2.2: TLSA records exist but none is usable → TLS is still mandatory, unauthenticated.
   if (cfg_.tls_policy == TlsPolicy::Dane && cfg_.dane.empty()) p.verify = false;
-  p.ctx = !p.verify && cfg_.tls_opportunistic ? cfg_.tls_opportunistic : cfg_.tls;
+  p.check = !p.verify && cfg_.tls_check && cfg_.tls && cfg_.tls_policy != TlsPolicy::Dane;
+  p.ctx = !p.verify && !p.check && cfg_.tls_opportunistic ? cfg_.tls_opportunistic : cfg_.tls;
+  tls_checked_ = p.verify || p.check;
   p.session_key = tls_key_;
   if (cfg_.tls_policy == TlsPolicy::Dane) p.dane = cfg_.dane;
   enter(Phase::Tls);
@@ -264,12 +267,19 @@ void Session::on_tls_handshake(bool ok, const std::string& error) {
   Entry g(this);
   if (finished_) return;
   metrics().tls.with({ok ? "ok" : "failed"}).inc();
+  // Without a check OpenSSL's verdict is about a trust store nobody asked for: not reported.
+  const long verdict = tls_checked_ ? stream_->tls_verify_result() : 0;
   if (!ok) {
+    tls_result_ = verdict != 0 ? core::tls_result_of_verify(verdict) : core::TlsResult::ValidationFailure;
+    tls_result_detail_ = error;
     bool cert = error.rfind("certificate verify failed", 0) == 0;
     return fail(core::Status::Deferred, cert ? core::Reason::TlsCertificate : core::Reason::TlsFailed, error, {},
                 network_fault(cfg_.relay));
   }
   tls_on_ = true;
+  // Unchecked opportunistic TLS is a success as such; a checked one says what the check found.
+  tls_result_ = core::tls_result_of_verify(verdict);
+  if (verdict != 0) tls_result_detail_ = "certificate check: " + core::tls_verify_error_text(verdict);
   // RFC 3207 4.2: everything learned before TLS is discarded.
   caps_ = EhloCapabilities{};
   parser_.reset();
@@ -375,6 +385,10 @@ void Session::after_ehlo() {
     if (caps_.starttls) {
       send("STARTTLS\r\n");
       return enter(Phase::StartTls);
+    }
+    if (cfg_.tls_policy != TlsPolicy::Opportunistic || cfg_.tls_check) {
+      tls_result_ = core::TlsResult::StarttlsNotSupported;
+      tls_result_detail_ = "the server does not offer STARTTLS";
     }
     if (cfg_.tls_policy != TlsPolicy::Opportunistic) {
       send("QUIT\r\n");
@@ -579,6 +593,9 @@ void Session::report(core::Outcome outcome, bool reusable) {
   }
   outcome.tls_policy = applied_tls_policy();
   outcome.tls_fallback = tls_on_ ? core::TlsFallback::None : tls_fallback_;
+  outcome.tls_result = std::exchange(tls_result_, core::TlsResult::None);
+  outcome.tls_result_detail = std::move(tls_result_detail_);
+  tls_result_detail_.clear();
   if (outcome.status != core::Status::Delivered)
     metrics().failures.with({std::string(to_string(outcome.phase)), std::string(to_string(outcome.reason))}).inc();
   // The delivery logs its outcome (one line a delivery, daemon/delivery.cpp); this is the

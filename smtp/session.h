@@ -107,6 +107,10 @@ struct SessionConfig {
   // Used instead of tls where nothing is verified (opportunistic): any TLS version and cipher
   // (core::TlsClientOptions::opportunistic). Unset: tls, unverified.
   std::shared_ptr<core::TlsContext> tls_opportunistic;
+  // Opportunistic TLS whose certificate is checked against tls's trust store and tls_name but not
+  // enforced (MTA-STS testing mode, RFC 8461 5): TLS 1.2+ through tls; outcomes carry the
+  // verdict as tls_result, for TLS-RPT.
+  bool tls_check = false;
   // Set (MX mode, opportunistic): this connection is the plaintext retry after TLS failed at this
   // address, so STARTTLS is not tried again; outcomes report the fallback.
   core::TlsFallback tls_fallback = core::TlsFallback::None;
@@ -226,6 +230,11 @@ class Session final : private core::StreamHandler, private core::DeletesItself<S
   int auth_step_ = 0;
   bool tls_on_ = false;
   core::TlsFallback tls_fallback_ = core::TlsFallback::None;  // why this connection is plaintext, if it is
+  // What this connection's TLS negotiation came to, told once: on the outcome of the message
+  // during which it happened (TLS-RPT counts sessions, not messages).
+  core::TlsResult tls_result_ = core::TlsResult::None;
+  bool tls_checked_ = false;  // the handshake checked the certificate (verify or check)
+  std::string tls_result_detail_;
   bool pipelined_ = false;  // the current MAIL/RCPT/DATA went out as one group
   bool in_transaction_ = false;
   bool probe_ = false;  // Session::probe(): stop after AUTH (or EHLO), no transaction

@@ -84,4 +84,10 @@ PolicyFetcher::RequestId PolicyFetcher::fetch(const std::string& domain, Callbac
 
 void PolicyFetcher::cancel(RequestId id) { client_->cancel(id); }
 
+void PolicyFetcher::set_tls(std::shared_ptr<core::TlsContext> tls) {
+  core::HttpsClientOptions o = client_->options();
+  o.tls = std::move(tls);
+  client_->set_options(std::move(o));
+}
+
 }  // namespace deliverd::tlspolicy

@@ -80,6 +80,8 @@ class PolicyFetcher {
   // unless cancelled or the fetcher is destroyed first.
   RequestId fetch(const std::string& domain, Callback cb);
   void cancel(RequestId id);
+  // What fetches from now on trust (a reload's [smtp] ca_file); fetches under way keep theirs.
+  void set_tls(std::shared_ptr<core::TlsContext> tls);
   size_t in_flight() const { return client_->in_flight(); }
 
  private:

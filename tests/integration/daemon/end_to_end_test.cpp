@@ -493,3 +493,35 @@ TEST(EndToEndBadBytes, Latin1RepliesCostNoRowAndNoEvent) {
   EXPECT_LE(d.metric("deliverd_delivery_events_total{result=\"failed\"}"), 0) << "no row may fail";
   EXPECT_EQ(d.stop(SIGTERM), 0);
 }
+
+// Jobs already waiting when the daemon starts are taken once the suppression list has loaded,
+// not before: taken sooner, each would be deferred ("suppression list not loaded") and wait out a
+// retry. A list of 200,000 rows takes forty pages, time enough for the race to show.
+TEST(StartUp, PreQueuedJobsWaitForTheSuppressionListInsteadOfARetry) {
+  SmtpSink sink(SmtpSink::Options::at_mail_port(kMailPort));
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  d.add_mailbox("mbx_start", "acct_1", "alice@acme.example", sink.host(), kMailPort);
+  stack.pg.exec(
+      "INSERT INTO suppressions (account, address, address_sha256, reason, source)"
+      " SELECT 'acct_' || (i % 3), 'u' || i || '@bulk.example', sha256(convert_to('u' || i || '@bulk.example', 'UTF8')),"
+      " 'unsubscribed', 'test' FROM generate_series(1, 200000) i");
+  std::vector<std::string> ids, jobs;
+  for (int i = 0; i < 50; ++i) {
+    ids.push_back("early-" + std::to_string(i));
+    jobs.push_back(make_job(ids.back(), "acct_1", "mbx_start", "r" + std::to_string(i) + "@example.org"));
+  }
+  stack.redis.xadd_jobs("deliverd:jobs", jobs);
+  d.start();
+  auto finals = wait_for_final_events(stack.redis, ids, 60000);
+  ASSERT_EQ(finals.size(), ids.size()) << d.log();
+  size_t deferred = 0;
+  for (const auto& e : all_events(stack.redis)) deferred += e.status == "deferred";
+  EXPECT_EQ(deferred, 0u) << d.log();
+  for (const auto& id : ids) {
+    EXPECT_EQ(finals[id].status, "delivered") << id;
+    EXPECT_EQ(finals[id].attempt, 1) << id;
+  }
+  EXPECT_EQ(sink.message_count(), 50u);
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+}

@@ -431,6 +431,43 @@ TEST_F(GateTest, ThreeLateHardBouncesOfTheLastFiftySendsPauseTheMailbox) {
   EXPECT_TRUE(store::is_guard_source("bounce_async")) << "a tenant's key cannot lift it";
 }
 
+// The window's hard bounces are counted as sends come and go, not by walking the list: the count
+// follows a bounce out of the window, a message that changes nothing writes no breaker field,
+// and a list kept before the count existed is counted once.
+TEST_F(GateTest, TheBounceWindowsCountFollowsItsSendsWithoutRewritingTheBreaker) {
+  PolicyConfig cfg = no_pacing();
+  cfg.bounce_window = 4;
+  cfg.bounce_rate = 1.0;  // pause at 4 of 4: out of the way
+  Gate& g = make_gate(cfg);
+  store::Mailbox m = mailbox("mbx_window");
+  store::SecretBox box = store::SecretBox::from_key(std::array<unsigned char, 32>{});
+  ASSERT_TRUE(store::add_mailbox(conninfo_, m, box).ok());
+  const std::string state = mailbox_key("deliverd:", m.account, m.id, "state");
+  const std::string sends = mailbox_key("deliverd:", m.account, m.id, "sends");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(learn(g, m, kDelivered).window_bounces, 0);
+  EXPECT_EQ(redis_->integer({"HEXISTS", state, "state"}), 0) << "successes on a closed breaker change nothing in it";
+  EXPECT_EQ(redis_->integer({"HLEN", state}), 1) << redis_->command({"HGETALL", state});
+
+  LearnResult bounce = learn(g, m, kNoSuchUser, "gone@example.org");
+  EXPECT_EQ(bounce.window_sends, 4);
+  EXPECT_EQ(bounce.window_bounces, 1);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(learn(g, m, kDelivered).window_bounces, 1) << i;  // still among the last 4
+  LearnResult out = learn(g, m, kDelivered);
+  EXPECT_EQ(out.window_sends, 4);
+  EXPECT_EQ(out.window_bounces, 0) << "the bounce left the window";
+  EXPECT_EQ(redis_->integer({"LLEN", sends}), 4);
+
+  // A window from before the count: counted from the list once, then kept.
+  redis_->command({"HDEL", state, "wb"});
+  redis_->command({"RPUSH", sends, "1"});  // the oldest of five: trimmed away by the next send
+  redis_->command({"LSET", sends, "0", "1"});
+  redis_->command({"LSET", sends, "1", "1"});
+  LearnResult migrated = learn(g, m, kDelivered);
+  EXPECT_EQ(migrated.window_sends, 4);
+  EXPECT_EQ(migrated.window_bounces, 2);
+  EXPECT_EQ(redis_->command({"HGET", state, "wb"}), "2");
+}
+
 // ---- one pause state: Gate::set_state -------------------------------------------------------
 
 class GateStateTest : public GateTest {

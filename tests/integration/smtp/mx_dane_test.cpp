@@ -78,6 +78,10 @@ class MxDaneTest : public ::testing::Test {
     o.use_system_roots = false;  // no CA: only a TLSA record can make a certificate pass
     MxDelivery mx(*resolver_, pool, testing::mx_test_config(port_, core::TlsContext::client(o).value()));
     mx.set_dane_lookup(std::move(lookup));
+    mx.set_tls_report_sink([this](const smtp::TlsAttemptReport& r) {
+      reported_.push_back(std::string(r.policy_type == smtp::TlsAttemptReport::PolicyType::Tlsa ? "tlsa " : "other ") +
+                          std::string(core::to_string(r.result)) + " " + r.mx_host);
+    });
     std::optional<core::Outcome> out;
     mx.deliver(domain, Envelope{"alice@acme.example", "bob@" + domain, "Subject: dane\r\n\r\nhello\r\n"},
                [&](const core::Outcome& r) { out = r; });
@@ -99,6 +103,7 @@ class MxDaneTest : public ::testing::Test {
   std::unique_ptr<dns::AddressPolicy> policy_;
   dns::Resolver* resolver_ = nullptr;
   std::vector<std::string> asked_;
+  std::vector<std::string> reported_;  // TLS-RPT results: "tlsa <result> <host>"
 };
 
 // DANE-EE (3 1 1): the server's key matches; no CA is trusted and none is needed (RFC 7672 3.1.1).
@@ -109,6 +114,7 @@ TEST_F(MxDaneTest, ADaneEeRecordThatMatchesTheKeyVerifiesTheServer) {
   EXPECT_TRUE(o.tls_version == "TLSv1.2" || o.tls_version == "TLSv1.3") << o.tls_version;
   EXPECT_EQ(sink_->messages(), 1u);
   EXPECT_EQ(asked_, std::vector<std::string>{"mx.dane.test:" + std::to_string(port_)});
+  EXPECT_EQ(reported_, std::vector<std::string>{"tlsa success mx.dane.test"});
 }
 
 // DANE-EE checks no name (3.1.1): the same key serves another MX name.
@@ -129,6 +135,7 @@ TEST_F(MxDaneTest, ATlsaRecordThatDoesNotMatchDefers) {
   EXPECT_EQ(o.detail.rfind("DANE (TLSA records of mx.dane.test): ", 0), 0u) << o.detail;
   EXPECT_EQ(sink_->messages(), 0u);
   EXPECT_EQ(sink_->connections(), 1u);  // one host, one address, no plaintext retry
+  EXPECT_EQ(reported_, std::vector<std::string>{"tlsa tlsa-invalid mx.dane.test"});
 }
 
 // DANE-TA (2 0 1, the CA certificate the server sends in its chain): a trust anchor, with the MX
@@ -142,6 +149,7 @@ TEST_F(MxDaneTest, ADaneTaRecordVerifiesTheChainAndTheName) {
   EXPECT_EQ(wrong_name.status, core::Status::Deferred) << describe(wrong_name);
   EXPECT_EQ(core::to_string(wrong_name.reason), "tls_certificate") << describe(wrong_name);
   EXPECT_EQ(sink_->messages(), 1u);
+  EXPECT_EQ(reported_, (std::vector<std::string>{"tlsa success mx.dane.test", "tlsa certificate-host-mismatch mx.other.test"}));
 }
 
 // A failed TLSA lookup (a bogus signature, a timeout) is not "no DANE": the host is not used.
@@ -153,6 +161,7 @@ TEST_F(MxDaneTest, AFailedTlsaLookupDefersWithoutConnecting) {
   EXPECT_NE(o.detail.find("mx.dane.test"), std::string::npos) << o.detail;
   EXPECT_NE(o.detail.find("servfail"), std::string::npos) << o.detail;
   EXPECT_EQ(sink_->connections(), 0u);
+  EXPECT_EQ(reported_, std::vector<std::string>{"tlsa dnssec-invalid mx.dane.test"});
 }
 
 // Only unusable records (PKIX-EE, usage 1, which RFC 7672 3.1.3 leaves unused): TLS is still

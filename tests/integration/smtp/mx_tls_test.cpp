@@ -97,7 +97,7 @@ class MxTlsTest : public ::testing::Test {
   // One message to bob@<domain> under [smtp] mx_tls = configured (and the delivery's own policy,
   // when given); the certificate is one the client trusts for the MX host's name.
   core::Outcome deliver(const std::string& domain, TlsPolicy configured,
-                        std::optional<TlsPolicy> for_delivery = std::nullopt) {
+                        std::optional<TlsPolicy> for_delivery = std::nullopt, int messages = 1) {
     PoolConfig pc;
     pc.idle_timeout_ms = 50;
     SessionPool pool(&loop_, pc);
@@ -105,21 +105,28 @@ class MxTlsTest : public ::testing::Test {
     o.ca_file = ca().ca_file();
     o.use_system_roots = false;
     MxDelivery mx(*resolver_, pool, testing::mx_test_config(port_, core::TlsContext::client(o).value(), configured));
+    mx.set_tls_report_sink([this](const smtp::TlsAttemptReport& r) {
+      EXPECT_EQ(r.policy_type, smtp::TlsAttemptReport::PolicyType::NoPolicyFound);
+      reported_.push_back(std::string(core::to_string(r.result)));
+    });
     core::Outcome out;
     int calls = 0;
-    mx.deliver(
-        domain, Envelope{"alice@acme.example", "bob@" + domain, "Subject: tls test\r\n\r\nhello " + domain + "\r\n"},
-        [&](const core::Outcome& o) {
-          out = o;
-          ++calls;
-        },
-        for_delivery);
     core::Timer* tick = core::Timer::create(&loop_);
     tick->start_repeating(10, [] {});
     long long deadline = now_ms() + 25000;
-    while ((calls == 0 || pool.open_sessions() > 0) && now_ms() < deadline) uv_run(&loop_, UV_RUN_ONCE);
+    for (int i = 0; i < messages; ++i) {  // one after the other, so that a later one may reuse the connection
+      mx.deliver(
+          domain, Envelope{"alice@acme.example", "bob@" + domain, "Subject: tls test\r\n\r\nhello " + domain + "\r\n"},
+          [&](const core::Outcome& o) {
+            out = o;
+            ++calls;
+          },
+          for_delivery);
+      while (calls == i && now_ms() < deadline) uv_run(&loop_, UV_RUN_ONCE);
+    }
+    while (pool.open_sessions() > 0 && now_ms() < deadline) uv_run(&loop_, UV_RUN_ONCE);
     tick->close();
-    EXPECT_EQ(calls, 1);
+    EXPECT_EQ(calls, messages);
     return out;
   }
 
@@ -132,6 +139,7 @@ class MxTlsTest : public ::testing::Test {
   std::unique_ptr<dns::AddressPolicy> policy_;
   uv_loop_t loop_{};
   dns::Resolver* resolver_ = nullptr;
+  std::vector<std::string> reported_;  // TLS-RPT result types, in order
 };
 
 // Postfix's "may": the handshake after STARTTLS's 220 fails, so the same address is dialled again
@@ -144,6 +152,8 @@ TEST_F(MxTlsTest, FailedHandshakeWithoutAPolicyDeliversInPlaintextOnASecondConne
   EXPECT_EQ(core::to_string(o.tls_policy), "opportunistic");
   EXPECT_EQ(core::to_string(o.tls_fallback), "handshake_failed");
   EXPECT_TRUE(o.tls_version.empty()) << o.tls_version;
+  // TLS-RPT hears of the failed handshake; the plaintext retry negotiated no TLS to report.
+  EXPECT_EQ(reported_, std::vector<std::string>{"validation-failure"});
 
   auto conns = connections(broken_->commands());
   ASSERT_EQ(conns.size(), 2u) << broken_->log();
@@ -166,6 +176,7 @@ TEST_F(MxTlsTest, FailedHandshakeUnderRequiredTlsDefersAndSendsNothingInPlaintex
   EXPECT_EQ(core::to_string(o.reason), "tls_failed") << describe(o);
   EXPECT_EQ(core::to_string(o.tls_policy), "required");
   EXPECT_EQ(core::to_string(o.tls_fallback), "");
+  EXPECT_EQ(reported_, std::vector<std::string>{"validation-failure"});
   auto conns = connections(broken_->commands());
   ASSERT_EQ(conns.size(), 1u) << broken_->log();  // never retried in plaintext
   EXPECT_FALSE(has_prefix(conns[0], "MAIL"));
@@ -192,6 +203,7 @@ TEST_F(MxTlsTest, TlsBelowOnePointTwoIsTakenOpportunisticallyAndRefusedWhenRequi
   EXPECT_EQ(core::to_string(o.tls_fallback), "");
   EXPECT_EQ(old_->messages(), 1u);
   EXPECT_EQ(old_->handshakes(), 1u);
+  EXPECT_EQ(reported_, std::vector<std::string>{"success"});
 
   auto required = deliver("old.test", TlsPolicy::Required);
   EXPECT_EQ(required.status, core::Status::Deferred) << describe(required);
@@ -200,6 +212,15 @@ TEST_F(MxTlsTest, TlsBelowOnePointTwoIsTakenOpportunisticallyAndRefusedWhenRequi
   EXPECT_EQ(core::to_string(required.tls_policy), "required");
   EXPECT_EQ(old_->messages(), 1u);  // nothing more arrived
   EXPECT_EQ(old_->handshakes(), 1u);
+}
+
+// TLS-RPT counts sessions: three messages over one connection are one successful session.
+TEST_F(MxTlsTest, AReusedConnectionIsReportedOnce) {
+  auto o = deliver("old.test", TlsPolicy::Opportunistic, std::nullopt, 3);
+  ASSERT_EQ(o.status, core::Status::Delivered) << describe(o);
+  EXPECT_EQ(old_->messages(), 3u);
+  ASSERT_EQ(old_->handshakes(), 1u);  // reused, else the test proves nothing
+  EXPECT_EQ(reported_, std::vector<std::string>{"success"});
 }
 
 }  // namespace

@@ -357,6 +357,30 @@ TEST_F(MtaStsCacheTest, AGarbledSharedEntryIsIgnoredAndFetchedAfresh) {
   EXPECT_EQ(server_->requests("mta-sts.enforce.test"), 1);
 }
 
+// A reload's trust store reaches the fetcher: a policy server whose CA was not trusted fails,
+// and once the CA is (set_tls, as a reload of [smtp] ca_file does) the policy is fetched.
+TEST_F(MtaStsCacheTest, TheTrustStoreOfAReloadIsUsedByTheNextFetch) {
+  core::TlsClientOptions none;
+  none.use_system_roots = false;  // trusts nothing
+  fetcher_->set_tls(core::TlsContext::client(none).value());
+  txt_.record("enforce.test", "r1");
+  auto& c = cache(false);
+  auto before = lookup(c, "enforce.test");
+  EXPECT_FALSE(before.policy);
+  ASSERT_TRUE(before.failure);
+  EXPECT_EQ(before.failure->kind, StsFailure::Tls) << before.failure->text();
+
+  core::TlsClientOptions trusted;
+  trusted.ca_file = ca_.ca_file();
+  trusted.use_system_roots = false;
+  fetcher_->set_tls(core::TlsContext::client(trusted).value());
+  txt_.record("enforce.test", "r2");  // a new id: fetched again
+  auto after = lookup(c, "enforce.test");
+  ASSERT_TRUE(after.policy) << (after.failure ? after.failure->text() : "");
+  EXPECT_EQ(after.policy->mode, StsMode::Enforce);
+  EXPECT_EQ(server_->requests("mta-sts.enforce.test"), 1) << "the untrusting handshake sent no request";
+}
+
 TEST(MtaStsEntry, TheStoredFormReadsBackAndRefusesWhatIsNotAPolicy) {
   tlspolicy::MtaStsCache::Entry e{"abc1", {StsMode::Testing, 600, {"mx.a.test", "*.b.test"}}, 1234};
   auto back = tlspolicy::MtaStsCache::from_json(tlspolicy::MtaStsCache::to_json(e));

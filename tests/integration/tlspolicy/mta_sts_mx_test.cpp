@@ -47,7 +47,7 @@ std::string policy(const std::string& mode, const std::vector<std::string>& mx) 
 
 
 // The test domains: <name>.test, its MX mx.<name>.test, its policy host mta-sts.<name>.test.
-const std::vector<std::string> kDomains = {"good", "mismatch", "testing", "broken", "wrongcert", "none"};
+const std::vector<std::string> kDomains = {"good", "mismatch", "testing", "testcert", "broken", "wrongcert", "none"};
 
 class MtaStsMxTest : public ::testing::Test {
  protected:
@@ -56,7 +56,8 @@ class MtaStsMxTest : public ::testing::Test {
     sink_ip_ = testing::free_loopback_ip(port_);
     broken_ip_ = testing::free_loopback_ip(port_);
     while (broken_ip_ == sink_ip_) broken_ip_ = testing::free_loopback_ip(port_);
-    // The sink's certificate names the MX hosts of good, mismatch and testing; not wrongcert's.
+    // The sink's certificate names the MX hosts of good, mismatch and testing; not wrongcert's
+    // or testcert's.
     cert_ = ca_.issue("mx", {"mx.good.test", "mx.mismatch.test", "mx.testing.test", "mx.broken.test"}, 30);
     sink_ = std::make_unique<testing::TlsSink>(cert_.cert_file, cert_.key_file, testing::TlsSink::Mode::StartTls,
                                                sink_ip_, port_);
@@ -74,6 +75,7 @@ class MtaStsMxTest : public ::testing::Test {
     sts_->serve("mta-sts.good.test", {200, "text/plain", "", policy("enforce", {"mx.good.test"})});
     sts_->serve("mta-sts.mismatch.test", {200, "text/plain", "", policy("enforce", {"*.elsewhere.test"})});
     sts_->serve("mta-sts.testing.test", {200, "text/plain", "", policy("testing", {"*.elsewhere.test"})});
+    sts_->serve("mta-sts.testcert.test", {200, "text/plain", "", policy("testing", {"mx.testcert.test"})});
     sts_->serve("mta-sts.broken.test", {200, "text/plain", "", policy("enforce", {"mx.broken.test"})});
     sts_->serve("mta-sts.wrongcert.test", {200, "text/plain", "", policy("enforce", {"*.wrongcert.test"})});
 
@@ -120,6 +122,7 @@ class MtaStsMxTest : public ::testing::Test {
     smtp::MxDelivery mx(*resolver_, pool, smtp::testing::mx_test_config(port_, tls_));
     mx.set_domain_policy_lookup(tlspolicy::mx_policy_lookup(cache_.get()));
     if (dane) mx.set_dane_lookup(std::move(dane));
+    mx.set_tls_report_sink([this](const smtp::TlsAttemptReport& r) { reports_.push_back(r); });
     std::optional<core::Outcome> out;
     mx.deliver(domain, smtp::Envelope{"alice@acme.example", "bob@" + domain, "Subject: sts\r\n\r\nhello\r\n"},
                [&](const core::Outcome& o) { out = o; });
@@ -134,6 +137,17 @@ class MtaStsMxTest : public ::testing::Test {
     return v.value_or("");
   }
 
+  // What the delivery told TLS-RPT, as "policy-type result host ip".
+  std::vector<std::string> reported() const {
+    std::vector<std::string> out;
+    const char* types[] = {"sts", "tlsa", "no-policy-found"};
+    for (const auto& r : reports_)
+      out.push_back(std::string(types[static_cast<int>(r.policy_type)]) + " " + std::string(core::to_string(r.result)) +
+                    " " + r.mx_host + " " + (r.receiving_ip.empty() ? "-" : r.receiving_ip));
+    return out;
+  }
+
+  std::vector<smtp::TlsAttemptReport> reports_;
   testing::TestLoop loop_;
   testing::TestCa ca_;
   testing::RedisServer redis_server_;
@@ -162,6 +176,7 @@ TEST_F(MtaStsMxTest, EnforceDeliversOverVerifiedTlsToAMatchingMx) {
   EXPECT_TRUE(o.tls_version == "TLSv1.2" || o.tls_version == "TLSv1.3") << o.tls_version;
   EXPECT_EQ(o.host, "mx.good.test");
   EXPECT_EQ(sink_->messages(), 1u);
+  EXPECT_EQ(reported(), std::vector<std::string>{"sts success mx.good.test " + sink_ip_});
   EXPECT_EQ(sts_->requests("mta-sts.good.test"), 1);
   EXPECT_NE(redis_get("deliverd:mta-sts:good.test").find("\"id\":\"2026good\""), std::string::npos);
   // The next message uses the cached policy: no second fetch.
@@ -182,6 +197,12 @@ TEST_F(MtaStsMxTest, EnforceDefersWhenNoMxMatchesThePolicy) {
   EXPECT_NE(o.detail.find("mx.mismatch.test"), std::string::npos) << o.detail;
   EXPECT_EQ(sink_->connections(), 0u);
   EXPECT_EQ(sink_->messages(), 0u);
+  EXPECT_EQ(reported(), std::vector<std::string>{"sts validation-failure mx.mismatch.test -"});
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].policy_domain, "mismatch.test");
+  EXPECT_EQ(reports_[0].sts_id, "2026mismatch");
+  EXPECT_EQ(reports_[0].sts_mx, std::vector<std::string>{"*.elsewhere.test"});
+  EXPECT_EQ(reports_[0].detail.rfind("mx-mismatch", 0), 0u) << reports_[0].detail;
 }
 
 // RFC 8461 5: in testing mode a failed validation does not stop delivery.
@@ -191,6 +212,24 @@ TEST_F(MtaStsMxTest, TestingDeliversDespiteAMismatch) {
   EXPECT_EQ(core::to_string(o.tls_policy), "opportunistic");
   EXPECT_EQ(sink_->messages(), 1u);
   EXPECT_EQ(sts_->requests("mta-sts.testing.test"), 1);
+  // Reported: the MX that the policy does not list, and the session itself (its certificate,
+  // checked though not enforced, is valid for the host).
+  EXPECT_EQ(reported(), (std::vector<std::string>{"sts validation-failure mx.testing.test -",
+                                                   "sts success mx.testing.test " + sink_ip_}));
+  for (const auto& r : reports_) EXPECT_EQ(r.sts_mode, smtp::StsMode::Testing);
+}
+
+// RFC 8461 5 / RFC 8460: testing mode delivers over TLS although the certificate does not name
+// the MX host, and that failure is what TLS-RPT hears (the check ran without being enforced).
+TEST_F(MtaStsMxTest, TestingReportsACertificateThatDoesNotNameTheMx) {
+  auto o = deliver("testcert.test");
+  ASSERT_EQ(o.status, core::Status::Delivered) << describe(o);
+  EXPECT_EQ(core::to_string(o.tls_policy), "opportunistic");
+  EXPECT_TRUE(o.tls_version == "TLSv1.2" || o.tls_version == "TLSv1.3") << o.tls_version;
+  EXPECT_EQ(sink_->messages(), 1u);
+  EXPECT_EQ(reported(), std::vector<std::string>{"sts certificate-host-mismatch mx.testcert.test " + sink_ip_});
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_NE(reports_[0].detail.find("hostname mismatch"), std::string::npos) << reports_[0].detail;
 }
 
 // RFC 8461 4.2: a matching MX whose TLS fails is not used, and never in plaintext: one connection,
@@ -203,6 +242,7 @@ TEST_F(MtaStsMxTest, EnforceDefersWhenTheHandshakeFailsAndNeverFallsBackToPlaint
   EXPECT_EQ(core::to_string(o.tls_fallback), "");
   EXPECT_EQ(o.detail.rfind("MTA-STS policy of broken.test (enforce, id 2026broken): ", 0), 0u) << o.detail;
   EXPECT_EQ(broken_->message_count(), 0u);
+  EXPECT_EQ(reported(), std::vector<std::string>{"sts validation-failure mx.broken.test " + broken_ip_});
   size_t connects = 0;
   for (const auto& c : broken_->commands()) connects += c == "CONNECT";
   EXPECT_EQ(connects, 1u) << broken_->log();
@@ -215,6 +255,7 @@ TEST_F(MtaStsMxTest, EnforceDefersWhenTheCertificateDoesNotNameTheMx) {
   EXPECT_EQ(core::to_string(o.reason), "tls_certificate") << describe(o);
   EXPECT_EQ(core::to_string(o.tls_policy), "mta-sts");
   EXPECT_EQ(sink_->messages(), 0u);
+  EXPECT_EQ(reported(), std::vector<std::string>{"sts certificate-host-mismatch mx.wrongcert.test " + sink_ip_});
 }
 
 // RFC 8461 2: where DANE applies it takes precedence. The certificate does not name
@@ -229,6 +270,9 @@ TEST_F(MtaStsMxTest, DaneTakesPrecedenceOverMtaSts) {
   EXPECT_EQ(core::to_string(o.tls_policy), "dane");
   EXPECT_EQ(sink_->messages(), 1u);
   EXPECT_EQ(sts_->requests("mta-sts.wrongcert.test"), 1);  // the policy was still asked (its MX list applies)
+  EXPECT_EQ(reported(), std::vector<std::string>{"tlsa success mx.wrongcert.test " + sink_ip_});
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].tlsa.size(), 1u);
 }
 
 // No `_mta-sts` record: delivered as without MTA-STS, no policy fetched.
@@ -237,6 +281,7 @@ TEST_F(MtaStsMxTest, ADomainWithoutARecordIsDeliveredOpportunistically) {
   ASSERT_EQ(o.status, core::Status::Delivered) << describe(o);
   EXPECT_EQ(core::to_string(o.tls_policy), "opportunistic");
   EXPECT_EQ(sts_->requests("mta-sts.none.test"), 0);
+  EXPECT_EQ(reported(), std::vector<std::string>{"no-policy-found success mx.none.test " + sink_ip_});
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "smtp/session_pool.h"
 #include "tests/integration/fixtures/aiosmtpd_server.h"
 #include "tests/integration/fixtures/dns_server.h"
+#include "tests/integration/fixtures/mta_sts_server.h"
 #include "tests/integration/fixtures/process.h"
 #include "tests/integration/fixtures/redis_server.h"
 #include "tests/integration/fixtures/test_ca.h"
@@ -124,6 +125,17 @@ class TlsRptTest : public ::testing::Test {
     ao.host = testing::free_loopback_ip(2525);
     ao.port = 2525;
     mx_server_ = std::make_unique<testing::AiosmtpdServer>(ao);
+    // e2e.test: an MTA-STS testing policy, and an MX whose certificate names another host.
+    sts_ = std::make_unique<testing::MtaStsServer>(ca_, std::vector<std::string>{"mta-sts.e2e.test"});
+    sts_->serve("mta-sts.e2e.test",
+                {200, "text/plain", "", "version: STSv1\r\nmode: testing\r\nmx: mx.e2e.test\r\nmax_age: 86400\r\n"});
+    wrong_cert_ = ca_.issue("wrong", {"other.test"}, 2);
+    testing::AiosmtpdServer::Options eo;
+    eo.host = testing::free_loopback_ip(2525);
+    eo.port = 2525;
+    eo.cert_file = wrong_cert_.cert_file;
+    eo.key_file = wrong_cert_.key_file;
+    e2e_mx_ = std::make_unique<testing::AiosmtpdServer>(eo);
     DnsServer::Options d;
     d.records.push_back(DnsServer::host_record("rpt.https.test", receiver_->ip()));
     d.records.push_back(DnsServer::txt("_smtp._tls.https.test", {"v=TLSRPTv1; rua=https://rpt.https.test/tlsrpt"}));
@@ -134,6 +146,11 @@ class TlsRptTest : public ::testing::Test {
     d.records.push_back(DnsServer::host_record("mx.nothing.test", "192.0.2.7"));  // nothing.test: no TXT
     // An MTA-STS record whose policy host has no address: the policy cannot be fetched.
     d.records.push_back(DnsServer::txt("_mta-sts.stsfail.test", {"v=STSv1; id=1"}));
+    d.records.push_back(DnsServer::mx("e2e.test", "mx.e2e.test", 10));
+    d.records.push_back(DnsServer::host_record("mx.e2e.test", eo.host));
+    d.records.push_back(DnsServer::host_record("mta-sts.e2e.test", sts_->ip()));
+    d.records.push_back(DnsServer::txt("_mta-sts.e2e.test", {"v=STSv1; id=e2e1"}));
+    d.records.push_back(DnsServer::txt("_smtp._tls.e2e.test", {"v=TLSRPTv1; rua=https://rpt.https.test/e2e"}));
     dns_ = std::make_unique<DnsServer>(d);
     policy_ = std::make_unique<dns::AddressPolicy>(dns::AddressPolicy::create({"127.0.0.0/8"}).value());
     dns::ResolverConfig rc;
@@ -197,6 +214,9 @@ class TlsRptTest : public ::testing::Test {
   testing::RedisServer redis_server_;
   std::unique_ptr<ReportReceiver> receiver_;
   std::unique_ptr<testing::AiosmtpdServer> mx_server_;
+  std::unique_ptr<testing::MtaStsServer> sts_;
+  testing::TestCa::Cert wrong_cert_;
+  std::unique_ptr<testing::AiosmtpdServer> e2e_mx_;
   std::unique_ptr<DnsServer> dns_;
   std::unique_ptr<dns::AddressPolicy> policy_;
   dns::Resolver* resolver_ = nullptr;
@@ -377,6 +397,46 @@ TEST_F(TlsRptTest, AnMtaStsPolicyThatCannotBeFetchedIsReported) {
   auto s = summary_of(d->report_json);
   EXPECT_EQ(s.failures, 1);
   EXPECT_EQ(s.result_type, "sts-policy-fetch-error") << d->report_json;
+}
+
+// The whole path: MX delivery under an MTA-STS testing policy to a server whose certificate does
+// not name the MX host delivers the message, tells TlsReports, and the day's report says so.
+TEST_F(TlsRptTest, ATestingPolicysCertificateMismatchIsDeliveredAndReported) {
+  auto& a = daemon();
+  queue::RedisConfig rc;
+  rc.port = redis_server_.port();
+  auto* redis = queue::RedisClient::create(loop_.get(), rc);
+  redis->connect([](bool, const std::string&) {});
+  redis_.push_back(redis);
+  daemon::MtaStsPolicies sts(loop_.get(), resolver_, tls_, redis, "deliverd:");
+  sts.set_report_sink(a.sink());
+  mx_->set_domain_policy_lookup(sts.lookup());
+  mx_->set_tls_report_sink(a.sink());
+  std::optional<core::Outcome> out;
+  mx_->deliver("e2e.test", smtp::Envelope{"alice@acme.test", "bob@e2e.test", "Subject: hi\r\n\r\nhello\r\n"},
+               [&](const core::Outcome& o) { out = o; });
+  ASSERT_TRUE(loop_.run_until([&] { return out.has_value(); }, 60000));
+  EXPECT_EQ(out->status, core::Status::Delivered) << smtp::testing::describe(*out);
+  ASSERT_TRUE(e2e_mx_->wait_for_messages(1, 20000)) << e2e_mx_->log();
+  mx_->set_domain_policy_lookup(nullptr);
+
+  auto day = run(a);
+  const auto* d = find(day, "e2e.test");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->status, "sent") << d->detail;
+  ASSERT_TRUE(loop_.run_until([&] { return receiver_->posts() == 1; }));
+  EXPECT_NE(receiver_->meta(1).find("\"path\": \"/e2e\""), std::string::npos) << receiver_->meta(1);
+  auto json = core::gunzip(receiver_->body(1), 1 << 20);
+  ASSERT_TRUE(json) << json.error();
+  auto s = summary_of(*json);
+  EXPECT_EQ(s.policy_domain, "e2e.test");
+  EXPECT_EQ(s.successes, 0) << *json;
+  EXPECT_EQ(s.failures, 1) << *json;
+  EXPECT_EQ(s.result_type, "certificate-host-mismatch") << *json;
+  EXPECT_EQ(s.detail_count, 1) << *json;
+  EXPECT_NE(json->find("\"policy-type\":\"sts\""), std::string::npos) << *json;
+  EXPECT_NE(json->find("\"mode: testing\""), std::string::npos) << *json;
+  EXPECT_NE(json->find("\"receiving-mx-hostname\":\"mx.e2e.test\""), std::string::npos) << *json;
 }
 
 }  // namespace
