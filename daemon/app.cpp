@@ -586,6 +586,8 @@ void App::apply_tls_rpt() {
     smtp::parse_dkim_algorithm(k->algorithm, alg);
     if (auto signer = smtp::DkimSigner::from_key_file(k->domain, k->selector, alg, k->key_file))
       rc.dkim = std::make_shared<const smtp::DkimSigner>(std::move(signer.value()));
+    else
+      core::log_error("tls_rpt_unsigned", {{"from", rc.from}, {"error", signer.error()}});
   } else if (cfg_.smtp_tls_rpt) {
     core::log_warn("tls_rpt_unsigned", {{"from", rc.from}, {"note", "no [[dkim]] key for this domain; RFC 8460 asks for signed reports"}});
   }
