@@ -19,4 +19,11 @@ std::string deflate_raw(std::string_view in);
 // expands enormously costs at most max_bytes).
 Result<std::string, std::string> inflate_raw(std::string_view in, size_t max_bytes);
 
+// The gzip file format (RFC 1952) for what leaves the process compressed: TLS-RPT reports
+// (RFC 8460 5.3, application/tlsrpt+gzip). Always the gzip form, even when it is larger.
+std::string gzip(std::string_view in);
+// Its inverse, bounded like inflate_raw; the error names what was wrong (not gzip, cut short,
+// a bad checksum, too large).
+Result<std::string, std::string> gunzip(std::string_view in, size_t max_bytes);
+
 }  // namespace deliverd::core

@@ -453,7 +453,8 @@ bool App::start() {
   loop_lag_ = core::LoopLagMonitor(&loop_);
   log_flush_timer_ = core::TimerHandle(&loop_);
   log_flush_timer_->start_repeating(1000, [] { core::flush_log(); });
-  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_mta_sts() && start_oauth() &&
+  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_mta_sts() && start_tls_reports() &&
+         start_oauth() &&
          start_policy() && start_admin() && start_compliance() && start_consumer() && start_inbound() &&
          watch_signals() && connect();
 }
@@ -564,6 +565,42 @@ bool App::start_mta_sts() {
   mta_sts_ = std::make_unique<MtaStsPolicies>(&loop_, resolver_, tls_, redis_, cfg_.policy.redis_prefix);
   mx_->set_domain_policy_lookup(cfg_.smtp_mta_sts ? mta_sts_->lookup() : nullptr);
   return true;
+}
+
+// TLS-RPT (docs/smtp.md "TLS-RPT"): made whether or not [smtp] tls_rpt is on, so that a reload
+// can switch it either way; the sinks are set only while it is on.
+bool App::start_tls_reports() {
+  tls_reports_ = std::make_unique<TlsReports>(&loop_, redis_, resolver_, mx_.get(), tls_, TlsReportsConfig{});
+  apply_tls_rpt();
+  return true;
+}
+
+void App::apply_tls_rpt() {
+  TlsReportsConfig rc;
+  rc.redis_prefix = cfg_.policy.redis_prefix;
+  rc.organization = cfg_.smtp_tls_rpt_org;
+  rc.contact = cfg_.smtp_tls_rpt_contact;
+  rc.from = cfg_.smtp_tls_rpt_from;
+  // RFC 8460 5.3: mailed reports are DKIM-signed, with the [[dkim]] key of the From domain.
+  if (const Config::DkimKey* k = cfg_.smtp_tls_rpt ? cfg_.dkim_for_address(rc.from) : nullptr) {
+    smtp::DkimAlgorithm alg{};
+    smtp::parse_dkim_algorithm(k->algorithm, alg);
+    if (auto signer = smtp::DkimSigner::from_key_file(k->domain, k->selector, alg, k->key_file))
+      rc.dkim = std::make_shared<const smtp::DkimSigner>(std::move(signer.value()));
+    else
+      core::log_error("tls_rpt_unsigned", {{"from", rc.from}, {"error", signer.error()}});
+  } else if (cfg_.smtp_tls_rpt) {
+    core::log_warn("tls_rpt_unsigned", {{"from", rc.from}, {"note", "no [[dkim]] key for this domain; RFC 8460 asks for signed reports"}});
+  }
+  tls_reports_->reconfigure(std::move(rc));
+  tls_reports_->set_tls(tls_);
+  smtp::TlsReportSink sink = cfg_.smtp_tls_rpt ? tls_reports_->sink() : nullptr;
+  mx_->set_tls_report_sink(sink);
+  if (mta_sts_) mta_sts_->set_report_sink(sink);
+  if (cfg_.smtp_tls_rpt)
+    tls_reports_->start();
+  else
+    tls_reports_->stop();
 }
 
 // Results, acks and the retry set go through a client that reconnects by itself; the blocking
@@ -1008,6 +1045,7 @@ void App::reload() {
   if (mx_) mx_->reconfigure(mx_config());
   if (mta_sts_) mta_sts_->set_tls(tls_);
   if (mx_ && mta_sts_) mx_->set_domain_policy_lookup(cfg_.smtp_mta_sts ? mta_sts_->lookup() : nullptr);
+  if (mx_ && tls_reports_) apply_tls_rpt();
   if (prober_) prober_->reconfigure(prober_config());
   mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
   core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
@@ -1068,6 +1106,7 @@ void App::shutdown() {
   lag_.reset();
   trimmer_.reset();
   write_health_.reset();
+  tls_reports_.reset();  // before MX delivery, which it sends through and which holds its sink
   mx_.reset();
   mta_sts_.reset();  // after MX delivery, which asks it; before the resolver and Redis it uses
   prober_.reset();

@@ -23,6 +23,7 @@
 #include "queue/retry_policy.h"
 #include "core/tls_context.h"
 #include "daemon/mta_sts_policies.h"
+#include "daemon/tls_reports.h"
 #include "smtp/mx_delivery.h"
 #include "smtp/session.h"
 #include "smtp/dkim.h"
@@ -135,6 +136,8 @@ class App final : private DeliveryServices {
   bool start_smtp();
   bool start_redis();
   bool start_mta_sts();
+  bool start_tls_reports();
+  void apply_tls_rpt();
   bool start_oauth();
   bool start_policy();
   store::PgConnectionOptions pg_options();
@@ -176,6 +179,7 @@ class App final : private DeliveryServices {
   std::unique_ptr<smtp::SessionPool> pool_;     // connection reuse per mailbox / MX domain
   std::unique_ptr<smtp::MxDelivery> mx_;        // mailboxes in mode "mx"
   std::unique_ptr<MtaStsPolicies> mta_sts_;     // MX mode: recipient domains' MTA-STS policies
+  std::unique_ptr<TlsReports> tls_reports_;     // MX mode: TLS-RPT counters and daily reports
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   std::unique_ptr<dns::AddressPolicy> policy_;

@@ -1,5 +1,6 @@
 #include "daemon/config.h"
 
+#include "core/address.h"
 #include "core/https_client.h"
 
 #include <unistd.h>
@@ -259,7 +260,8 @@ core::Result<Config, std::string> load_config(const std::string& path) {
        {"connect_timeout_s", "banner_timeout_s", "command_timeout_s", "data_timeout_s", "data_end_timeout_s",
         "session_timeout_s", "starttls_timeout_s", "tls_timeout_s", "auth_timeout_s", "quit_timeout_s", "ca_file",
         "max_sessions", "max_sessions_per_destination", "max_messages_per_connection", "idle_timeout_s", "mx_tls",
-        "mta_sts", "mx_port", "mx_max_attempts", "mx_deadline_s", "allow_plaintext_auth"}},
+        "mta_sts", "mx_port", "mx_max_attempts", "mx_deadline_s", "allow_plaintext_auth", "tls_rpt", "tls_rpt_org",
+        "tls_rpt_contact", "tls_rpt_from"}},
       {"unsubscribe", {"listen", "base_url", "key_file", "old_key_files", "mailto"}},
       {"compliance", {"postal_address", "accounts"}},
       {"inbound",
@@ -366,6 +368,22 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.integer("smtp", "mx_max_attempts", c.smtp_mx_max_attempts, 1, 20);
   r.integer("smtp", "mx_deadline_s", c.smtp_mx_deadline_s, 10, 3600);
   r.boolean("smtp", "allow_plaintext_auth", c.smtp_allow_plaintext_auth);
+  r.boolean("smtp", "tls_rpt", c.smtp_tls_rpt);
+  r.str("smtp", "tls_rpt_org", c.smtp_tls_rpt_org);
+  r.str("smtp", "tls_rpt_contact", c.smtp_tls_rpt_contact);
+  r.str("smtp", "tls_rpt_from", c.smtp_tls_rpt_from);
+  auto one_line = [](const std::string& v) { return v.size() <= 200 && v.find_first_of("\r\n") == std::string::npos; };
+  r.check(one_line(c.smtp_tls_rpt_org), "smtp", "tls_rpt_org", "must be one line of at most 200 characters");
+  r.check(one_line(c.smtp_tls_rpt_contact), "smtp", "tls_rpt_contact", "must be one line of at most 200 characters");
+  // A missing key has no line of its own: the error points at tls_rpt, which asked for it.
+  r.check(!c.smtp_tls_rpt || !c.smtp_tls_rpt_org.empty(), "smtp", "tls_rpt",
+          "needs tls_rpt_org (the organization-name of the reports)");
+  r.check(!c.smtp_tls_rpt || !c.smtp_tls_rpt_from.empty(), "smtp", "tls_rpt",
+          "needs tls_rpt_from (the envelope and From of report mail)");
+  if (!c.smtp_tls_rpt_from.empty()) {
+    auto from = core::parse_address(c.smtp_tls_rpt_from);
+    r.check(from.ok(), "smtp", "tls_rpt_from", "is not a mail address: " + (from.ok() ? std::string() : from.error()));
+  }
 
   r.str("unsubscribe", "listen", c.unsubscribe_listen);
   r.str("unsubscribe", "base_url", c.unsubscribe_base_url);

@@ -106,6 +106,11 @@ struct Config {
   int smtp_idle_timeout_s = 30;       // an unused pooled connection QUITs after this
   std::string smtp_mx_tls = "opportunistic";  // MX mode STARTTLS: opportunistic | required
   bool smtp_mta_sts = true;           // MX mode: honour recipient domains' MTA-STS policies (RFC 8461)
+  // TLS-RPT (RFC 8460): daily reports to recipient domains that ask for them (docs/smtp.md).
+  bool smtp_tls_rpt = false;
+  std::string smtp_tls_rpt_org;      // organization-name; required when on
+  std::string smtp_tls_rpt_contact;  // contact-info; optional
+  std::string smtp_tls_rpt_from;     // envelope and From of report mail; required when on
   int smtp_mx_port = 25;
   int smtp_mx_max_attempts = 5;
   int smtp_mx_deadline_s = 300;  // one delivery's MX lookups and connects together

@@ -16,6 +16,25 @@ MtaStsPolicies::MtaStsPolicies(uv_loop_t* loop, dns::Resolver* resolver, std::sh
 
 MtaStsPolicies::~MtaStsPolicies() = default;
 
-smtp::DomainTlsPolicyLookup MtaStsPolicies::lookup() { return tlspolicy::mx_policy_lookup(cache_.get()); }
+smtp::DomainTlsPolicyLookup MtaStsPolicies::lookup() {
+  return [this](const std::string& domain, std::function<void(smtp::DomainTlsPolicy)> cb) {
+    cache_->lookup(domain, [this, cb = std::move(cb)](const tlspolicy::StsDecision& d) {
+      // Only when no policy applies because of it: a failed refresh under a cached policy is
+      // not a failed session.
+      if (report_sink_ && d.failure && !d.policy) {
+        smtp::TlsAttemptReport a;
+        a.policy_type = smtp::TlsAttemptReport::PolicyType::Sts;
+        a.policy_domain = d.domain;
+        const auto kind = d.failure->kind;
+        a.result = kind == tlspolicy::StsFailure::BadPolicy || kind == tlspolicy::StsFailure::InvalidRecord
+                       ? core::TlsResult::StsPolicyInvalid
+                       : core::TlsResult::StsPolicyFetchError;
+        a.detail = d.failure->text();
+        report_sink_(a);
+      }
+      cb(tlspolicy::to_domain_policy(d));
+    });
+  };
+}
 
 }  // namespace deliverd::daemon

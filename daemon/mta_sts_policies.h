@@ -30,10 +30,14 @@ class MtaStsPolicies {
   smtp::DomainTlsPolicyLookup lookup();
   // A reload's SMTP trust store: policy fetches trust what SMTP trusts, after a reload too.
   void set_tls(std::shared_ptr<core::TlsContext> tls) { fetcher_->set_tls(std::move(tls)); }
+  // Where TLS-RPT hears of a domain whose `_mta-sts` record is there but whose policy could not
+  // be had (RFC 8460 4.3.2: sts-policy-fetch-error, sts-policy-invalid). Unset: nowhere.
+  void set_report_sink(smtp::TlsReportSink sink) { report_sink_ = std::move(sink); }
 
  private:
   std::unique_ptr<dns::ResolverLookup> hosts_;
   std::unique_ptr<tlspolicy::PolicyFetcher> fetcher_;
+  smtp::TlsReportSink report_sink_;
   std::unique_ptr<tlspolicy::MtaStsCache> cache_;  // declared last: it goes first
 };
 

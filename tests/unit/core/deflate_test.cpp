@@ -53,5 +53,41 @@ TEST(Deflate, BadOrShortInputIsNamed) {
   EXPECT_EQ(trailing.error(), "bytes after the end of the compressed data");
 }
 
+TEST(Gzip, GunzipsBackByteForByteWithTheGzipMagic) {
+  const std::string text = job_text() + std::string("\x00\xff", 2);
+  const std::string packed = gzip(text);
+  ASSERT_GE(packed.size(), 18u) << "gzip header and trailer";
+  EXPECT_EQ(static_cast<unsigned char>(packed[0]), 0x1f);
+  EXPECT_EQ(static_cast<unsigned char>(packed[1]), 0x8b);
+  auto back = gunzip(packed, text.size());
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(*back, text);
+  EXPECT_FALSE(inflate_raw(packed, text.size())) << "gzip is not raw deflate";
+}
+
+TEST(Gzip, EvenEmptyOrIncompressibleInputIsGzip) {
+  auto empty = gunzip(gzip(""), 10);
+  ASSERT_TRUE(empty) << empty.error();
+  EXPECT_EQ(*empty, "");
+  auto one = gunzip(gzip("a"), 10);
+  ASSERT_TRUE(one) << one.error();
+  EXPECT_EQ(*one, "a");
+}
+
+TEST(Gzip, GunzipIsBoundedAndNamesWhatWasWrong) {
+  const std::string packed = gzip(std::string(100000, 'x'));
+  auto big = gunzip(packed, 1000);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error(), "compressed data inflates to more than 1000 bytes");
+  auto cut = gunzip(packed.substr(0, packed.size() - 4), 200000);
+  ASSERT_FALSE(cut);
+  EXPECT_EQ(cut.error(), "compressed data cut short");
+  std::string bad = packed;
+  bad[bad.size() - 8] ^= 1;  // the CRC-32
+  auto crc = gunzip(bad, 200000);
+  ASSERT_FALSE(crc);
+  EXPECT_NE(crc.error().find("not gzip data"), std::string::npos) << crc.error();
+}
+
 }  // namespace
 }  // namespace deliverd::core

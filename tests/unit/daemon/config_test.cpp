@@ -196,3 +196,30 @@ TEST(Config, TheMxDeadlineIsSecondsWithinItsBounds) {
   EXPECT_EQ(load_config(dir.file("d.toml"))->smtp_mx_deadline_s, 300);
   EXPECT_EQ(load_error(kMinimal + "[smtp]\nmx_deadline_s = 5\n"), "d.toml:4: [smtp] mx_deadline_s: must be between 10 and 3600");
 }
+
+TEST(Config, TlsRptIsOffByDefaultAndTakesItsKeys) {
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal);
+  auto off = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(off) << off.error();
+  EXPECT_FALSE(off->smtp_tls_rpt);
+  write_file(dir.file("d.toml"), kMinimal + "[smtp]\ntls_rpt = true\ntls_rpt_org = \"Acme Mail\"\n"
+                                            "tls_rpt_contact = \"postmaster@acme.example\"\n"
+                                            "tls_rpt_from = \"tlsrpt@acme.example\"\n");
+  auto on = load_config(dir.file("d.toml"));
+  ASSERT_TRUE(on) << on.error();
+  EXPECT_TRUE(on->smtp_tls_rpt);
+  EXPECT_EQ(on->smtp_tls_rpt_org, "Acme Mail");
+  EXPECT_EQ(on->smtp_tls_rpt_contact, "postmaster@acme.example");
+  EXPECT_EQ(on->smtp_tls_rpt_from, "tlsrpt@acme.example");
+}
+
+TEST(Config, TlsRptNeedsAnOrgAndAFromAddress) {
+  EXPECT_EQ(load_error(kMinimal + "[smtp]\ntls_rpt = true\ntls_rpt_from = \"tlsrpt@acme.example\"\n"),
+            "d.toml:4: [smtp] tls_rpt: needs tls_rpt_org (the organization-name of the reports)");
+  EXPECT_EQ(load_error(kMinimal + "[smtp]\ntls_rpt = true\ntls_rpt_org = \"Acme\"\n"),
+            "d.toml:4: [smtp] tls_rpt: needs tls_rpt_from (the envelope and From of report mail)");
+  EXPECT_NE(load_error(kMinimal + "[smtp]\ntls_rpt = true\ntls_rpt_org = \"Acme\"\ntls_rpt_from = \"nobody\"\n")
+                .find("d.toml:6: [smtp] tls_rpt_from: is not a mail address"),
+            std::string::npos);
+}
