@@ -1077,13 +1077,23 @@ void App::begin_drain(const char* why) {
 void App::maybe_finish_drain() {
   if (!inflight_.empty() || stopped_) return;
   stopped_ = true;
-  // The last outcomes' rows may still be on their way to PostgreSQL: a short, bounded wait.
+  // The last outcomes' rows may still be on their way to PostgreSQL, and the last seconds of
+  // TLS-RPT counts to Redis: a short, bounded wait for both.
+  drain_timer_ = core::TimerHandle(&loop_);
+  drain_timer_->start(5000, [this] { shutdown(); });
+  auto waiting = std::make_shared<int>(1);  // 1: this function's own share, so no early end
+  auto one_done = [this, waiting] {
+    if (--*waiting == 0) shutdown();
+  };
   if (events_ && !events_->idle()) {
-    drain_timer_ = core::TimerHandle(&loop_);
-    drain_timer_->start(5000, [this] { shutdown(); });
-    return events_->when_idle([this] { shutdown(); });
+    ++*waiting;
+    events_->when_idle(one_done);
   }
-  shutdown();
+  if (tls_reports_ && cfg_.smtp_tls_rpt) {
+    ++*waiting;
+    tls_reports_->flush([one_done](bool) { one_done(); });
+  }
+  one_done();
 }
 
 void App::shutdown() {
