@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <thread>
+#include <vector>
+
 using deliverd::core::Registry;
 
 TEST(Metrics, CounterWithLabelsRendersOneLinePerChild) {
@@ -63,4 +67,44 @@ TEST(Metrics, SeriesThatNameATenantAreForOperatorsOnly) {
   EXPECT_EQ(open.find("t_breaker"), std::string::npos) << open;
   EXPECT_EQ(open.find("acct_1"), std::string::npos) << open;
   EXPECT_NE(open.find("t_outcomes{status=\"delivered\"} 1"), std::string::npos) << open;
+}
+
+// [daemon] workers: every loop adds to the same registry, and /metrics may render meanwhile.
+TEST(Metrics, LoopsOnOtherThreadsAddUpAndRenderWhileTheyRun) {
+  Registry r;
+  auto& counters = r.counter("deliverd_test_total", "t", {"loop"});
+  auto& hist = r.histogram("deliverd_test_seconds", "t", {0.1, 1});
+  constexpr int kThreads = 4, kEach = 20000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        counters.with({"shared"}).inc();
+        counters.with({"own-" + std::to_string(t % 2)}).inc();  // children made from two threads at once
+        hist.get().observe(0.05);
+      }
+    });
+  std::string during;
+  for (int i = 0; i < 50; ++i) during = r.render();  // no torn map: the loops insert children meanwhile
+  for (auto& th : threads) th.join();
+  std::string text = r.render();
+  EXPECT_NE(text.find("deliverd_test_total{loop=\"shared\"} 80000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("deliverd_test_total{loop=\"own-0\"} 40000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("deliverd_test_total{loop=\"own-1\"} 40000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("deliverd_test_seconds_bucket{le=\"0.1\"} 80000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("deliverd_test_seconds_count 80000\n"), std::string::npos) << text;
+  EXPECT_FALSE(during.empty());
+}
+
+// A worker loop holds its own copy of what the primary's scrape-time gauges read; reading it from
+// the rendering thread would race, so its registrations are ignored.
+TEST(Metrics, FnGaugesRegisteredOnAWorkerThreadAreIgnored) {
+  Registry r;
+  r.gauge_fn("deliverd_test_loaded", "t", [] { return 7.0; });
+  std::thread([&r] {
+    Registry::skip_fn_gauges_on_this_thread();
+    r.gauge_fn("deliverd_test_loaded", "t", [] { return 99.0; });
+  }).join();
+  std::string text = r.render();
+  EXPECT_NE(text.find("deliverd_test_loaded 7\n"), std::string::npos) << text;
 }
