@@ -170,7 +170,35 @@ core::Result<core::Ok, std::string> validate_config(const Config& cfg) {
 App::App(Config cfg) : cfg_(std::move(cfg)) {
   uv_loop_init(&loop_);
   session_config_ = session_config(cfg_);
+  inbox_ = std::make_unique<core::LoopInbox>(&loop_);
 }
+
+App::App(Config cfg, App* primary, size_t index) : App(std::move(cfg)) {
+  primary_ = primary;
+  index_ = index;
+  worker_name_ = std::to_string(index);
+}
+
+// FNV-1a over account, a NUL and mailbox id: stable across restarts and builds, so a restarted
+// daemon puts a mailbox back on the same loop.
+size_t App::loop_of(std::string_view account, std::string_view mailbox, size_t loops) {
+  if (loops <= 1) return 0;
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](unsigned char c) {
+    h ^= c;
+    h *= 1099511628211ull;
+  };
+  for (unsigned char c : account) mix(c);
+  mix(0);
+  for (unsigned char c : mailbox) mix(c);
+  return static_cast<size_t>(h % loops);
+}
+
+size_t App::loop_count(const Config& cfg) {
+  return cfg.workers > 0 ? static_cast<size_t>(cfg.workers) : std::max(1u, uv_available_parallelism());
+}
+
+std::string App::owner_name() const { return primary() ? cfg_.consumer : cfg_.consumer + "/" + worker_name_; }
 
 smtp::SessionConfig App::mailbox_session_config(const store::Mailbox& m, const std::string& oauth_token) const {
   smtp::SessionConfig s = session_config_;
@@ -189,7 +217,7 @@ bool App::start_oauth() {
   parts.pg = pg_;
   parts.secrets = secrets_.get();
   parts.redis_prefix = cfg_.policy.redis_prefix;
-  parts.owner = cfg_.consumer;
+  parts.owner = owner_name();
   parts.providers = load_oauth_providers(cfg_).value();
   oauth_ = std::make_unique<OAuthTokens>(std::move(parts));
   return true;
@@ -205,7 +233,9 @@ admin::MailboxProberConfig App::prober_config() const {
 
 smtp::PoolConfig App::pool_config() const {
   smtp::PoolConfig p;
-  p.max_sessions = static_cast<size_t>(cfg_.smtp_max_sessions);
+  // [smtp] max_sessions bounds the process: each loop's pool holds its share.
+  size_t loops = loop_count(cfg_);
+  p.max_sessions = (static_cast<size_t>(cfg_.smtp_max_sessions) + loops - 1) / loops;
   p.max_sessions_per_key = static_cast<size_t>(cfg_.smtp_max_sessions_per_destination);
   p.max_messages_per_connection = static_cast<size_t>(cfg_.smtp_max_messages_per_connection);
   p.idle_timeout_ms = static_cast<uint64_t>(cfg_.smtp_idle_timeout_s) * 1000;
@@ -417,7 +447,7 @@ bool App::start_compliance() {
     tokens = smtp::UnsubscribeTokens::from_key_file(cfg_.unsubscribe_key_file, cfg_.unsubscribe_old_key_files).value();
   compliance_->builder =
       std::make_unique<MessageBuilder>(message_builder_config(cfg_), std::move(tokens), load_dkim_signers(cfg_).value());
-  if (cfg_.unsubscribe_listen.empty()) return true;
+  if (cfg_.unsubscribe_listen.empty() || !primary()) return true;
   admin::Router router;
   admin::add_unsubscribe_routes(router, *compliance_->builder->tokens(),
                                 [this](const smtp::UnsubscribeClaims& c, std::function<void(bool)> stored) {
@@ -456,7 +486,53 @@ bool App::start() {
   return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_mta_sts() && start_tls_reports() &&
          start_oauth() &&
          start_policy() && start_admin() && start_compliance() && start_consumer() && start_inbound() &&
-         watch_signals() && connect();
+         watch_signals() && connect() && start_workers();
+}
+
+// The other loops' threads, once the primary's parts exist (the gauges read when scraped are the
+// primary's). Each starts its own parts; the consumer waits until every loop has loaded its
+// mailboxes and suppression list (worker_ready).
+bool App::start_workers() {
+  size_t loops = loop_count(cfg_);
+  core::log_info("workers", {{"count", std::to_string(loops)}});
+  core::Registry::global().gauge("deliverd_workers", "Event loops delivering ([daemon] workers)").get().set(
+      static_cast<double>(loops));
+  for (size_t i = 1; i < loops; ++i) {
+    auto w = std::make_unique<WorkerLoop>();
+    w->app = std::unique_ptr<App>(new App(cfg_, this, i));
+    workers_.push_back(std::move(w));
+  }
+  for (auto& w : workers_) {
+    int rc = uv_thread_create(&w->thread, [](void* a) { static_cast<App*>(a)->run_worker(); }, w->app.get());
+    if (rc != 0) {
+      core::log_error("worker_start_failed", {{"worker", w->app->worker_name_}, {"error", uv_strerror(rc)}});
+      exit_code_ = 1;
+      begin_drain("a worker loop could not start");
+      return true;  // the drain ends the loops that did start
+    }
+    w->started = true;
+  }
+  return true;
+}
+
+// A worker loop: the delivery half of start(), then its loop until its drain ends; the primary
+// learns that it stopped (and how) from the last task it is posted.
+void App::run_worker() {
+  core::Registry::skip_fn_gauges_on_this_thread();
+  int code = 0;
+  if (!start_worker_parts()) {
+    shutdown();
+    code = 1;
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (exit_code_) code = exit_code_;
+  primary_->inbox_->post([p = primary_, i = index_, code] { p->worker_stopped(i, code); });
+}
+
+bool App::start_worker_parts() {
+  loop_lag_ = core::LoopLagMonitor(&loop_);
+  return check_config() && open_store() && start_resolver() && start_smtp() && start_redis() && start_mta_sts() &&
+         start_tls_reports() && start_oauth() && start_policy() && start_compliance() && connect();
 }
 
 void App::apply_logging(const Config& cfg) {
@@ -477,6 +553,7 @@ bool App::check_config() {
   secrets_ = std::make_unique<store::SecretBox>(
       store::SecretBox::from_key_file(cfg_.secret_key_file, cfg_.old_secret_key_files).value());
   addresses_ = std::make_unique<store::AddressHasher>(store::AddressHasher::from(*secrets_));
+  if (!primary()) return true;  // the primary has said it
   for (const auto& cidr : cfg_.allow_private_targets)
     core::log_warn("allow_private_targets",
                    {{"cidr", cidr}, {"note", "SECURITY: the SSRF target policy is bypassed for this range; never in production"}});
@@ -516,10 +593,12 @@ bool App::open_store() {
   // Rows wait up to 100 ms for others so that busy daemons write them in large COPYs; the results
   // stream, not this table, is what a producer waits on.
   events_ = std::make_unique<store::DeliveryEventWriter>(*pg_, *addresses_, 500, 100000, /*gather_ms=*/100);
-  store::RetentionConfig retention;
-  retention.days = cfg_.events_retention_days;
-  events_retention_ = std::make_unique<store::DeliveryEventRetention>(*pg_, retention);
-  events_retention_->start();
+  if (primary()) {
+    store::RetentionConfig retention;
+    retention.days = cfg_.events_retention_days;
+    events_retention_ = std::make_unique<store::DeliveryEventRetention>(*pg_, retention);
+    events_retention_->start();
+  }
   core::Registry::global().gauge_fn("deliverd_mailboxes_loaded", "Mailboxes loaded from PostgreSQL",
                                     [this] { return static_cast<double>(mailboxes_ ? mailboxes_->size() : 0); });
   return true;
@@ -607,7 +686,7 @@ void App::apply_tls_rpt() {
 // reads have their own connection, which the consumer re-creates after a failure.
 bool App::start_redis() {
   auto main_redis_cfg = redis_config(cfg_).value();
-  main_redis_cfg.name = "main";
+  main_redis_cfg.name = primary() ? "main" : "main/" + worker_name_;
   main_redis_cfg.reconnect = true;
   redis_ = queue::RedisClient::create(&loop_, main_redis_cfg);
   queue::PublisherConfig pc;
@@ -638,17 +717,20 @@ bool App::start_redis() {
   sc.dead = cfg_.dead_stream;
   sc.results_maxlen = static_cast<size_t>(cfg_.results_maxlen);
   scheduler_ = std::make_unique<queue::Scheduler>(&loop_, *redis_, sc);
-  scheduler_->start([this] { return now_ms(); });
-  lag_ = std::make_unique<queue::LagMonitor>(&loop_, *redis_, queue::LagMonitorConfig{cfg_.stream, cfg_.group, cfg_.retry_set},
-                                             [this] { return now_ms(); });
-  queue::StreamTrimmerConfig tc;
-  tc.streams = trimmed_streams(cfg_);
-  trimmer_ = std::make_unique<queue::StreamTrimmer>(&loop_, *redis_, tc, [this] { return now_ms(); });
-  trimmer_->start();
+  // Every loop defers through its scheduler; the primary alone promotes, watches lag and trims.
+  if (primary()) {
+    scheduler_->start([this] { return now_ms(); });
+    lag_ = std::make_unique<queue::LagMonitor>(
+        &loop_, *redis_, queue::LagMonitorConfig{cfg_.stream, cfg_.group, cfg_.retry_set}, [this] { return now_ms(); });
+    queue::StreamTrimmerConfig tc;
+    tc.streams = trimmed_streams(cfg_);
+    trimmer_ = std::make_unique<queue::StreamTrimmer>(&loop_, *redis_, tc, [this] { return now_ms(); });
+    trimmer_->start();
+  }
   // No new job while its outcome could not be written: the consumer is held until Redis takes
   // writes again (jobs in hand keep their outcomes in memory and retry).
   queue::WriteHealthConfig wc;
-  wc.probe_key = cfg_.policy.redis_prefix + "probe:" + cfg_.consumer;
+  wc.probe_key = cfg_.policy.redis_prefix + "probe:" + owner_name();
   write_health_ = std::make_unique<queue::WriteHealth>(&loop_, *redis_, wc);
   write_health_->on_change([this](bool accepting) {
     if (consumer_) consumer_->hold(!accepting);
@@ -863,6 +945,10 @@ void App::on_mailboxes(core::Result<size_t, std::string> r) {
     exit_code_ = 1;  // the directory logged why
     return begin_drain("mailboxes could not be loaded");
   }
+  if (!primary()) {  // the primary upgrades the keys before any loop gets a job
+    mailboxes_loaded_ = true;
+    return maybe_start_consumer();
+  }
   core::log_info("started", {{"mailboxes", std::to_string(*r)},
                              {"admin", cfg_.admin_listen},
                              {"stream", cfg_.stream},
@@ -900,26 +986,76 @@ void App::upgrade_policy_keys() {
 // does not hold the consumer: its jobs are deferred until a reload succeeds, as before.
 void App::maybe_start_consumer() {
   if (consumer_started_ || draining_ || !mailboxes_loaded_ || !suppressions_settled_) return;
+  if (!primary()) {
+    consumer_started_ = true;
+    primary_->inbox_->post([p = primary_, i = index_] { p->worker_ready(i); });
+    return;
+  }
+  if (workers_ready_ < workers_.size()) return;
   consumer_started_ = true;
   consumer_->start();
+}
+
+void App::worker_ready(size_t index) {
+  WorkerLoop& w = *workers_[index - 1];
+  if (w.ready) return;
+  w.ready = true;
+  ++workers_ready_;
+  maybe_start_consumer();
 }
 
 // READY=1 once PostgreSQL has answered (mailboxes loaded), Redis is connected and the listeners
 // are bound (they were bound in start()); then STATUS= every few seconds.
 void App::maybe_ready() {
+  if (!primary()) return;
   if (ready_sent_ || draining_ || !mailboxes_loaded_ || !redis_ || !redis_->connected()) return;
   ready_sent_ = true;
   notifier_->ready("consuming jobs");
   status_timer_ = core::TimerHandle(&loop_);
   status_timer_->start_repeating(5000, [this] {
-    notifier_->status(running_status(pool_ ? pool_->open_sessions() : 0, inflight_.size(),
+    size_t inflight = inflight_.size();
+    for (const auto& w : workers_) inflight += w->inflight;
+    notifier_->status(running_status(pool_ ? pool_->open_sessions() : 0, inflight,
                                      lag_ ? lag_->oldest_pending_age_s() : 0.0));
   });
 }
 
+namespace {
+core::Gauge& loop_inflight(const std::string& worker) {
+  static auto& f = core::Registry::global().gauge("deliverd_worker_inflight",
+                                                  "Jobs in hand on each event loop ([daemon] workers)", {"worker"});
+  return f.with({worker});
+}
+}  // namespace
+
+// The primary reads every job; one whose mailbox another loop owns goes there. A job that cannot
+// be read (no payload, invalid JSON) stays here, where its Delivery dead-letters it.
 void App::on_entry(queue::StreamEntry entry) {
+  if (!workers_.empty() && !draining_) {
+    size_t loop = 0;
+    if (const std::string* payload = entry.field("job"))
+      if (auto job = queue::parse_job(*payload, max_job_bytes()))
+        loop = loop_of(job->account, job->mailbox, workers_.size() + 1);
+    if (loop != 0 && !workers_[loop - 1]->stopped) return hand_over(loop, std::move(entry));
+  }
+  start_delivery(std::move(entry));
+}
+
+// A loop that has just stopped (its inbox closed, its stop not yet heard of) refuses the job:
+// it runs here then, as it would on any daemon of the fleet.
+void App::hand_over(size_t loop, queue::StreamEntry entry) {
+  WorkerLoop& w = *workers_[loop - 1];
+  App* app = w.app.get();
+  auto e = std::make_shared<queue::StreamEntry>(std::move(entry));
+  if (!app->inbox_->post([app, e] { app->start_delivery(std::move(*e)); })) return start_delivery(std::move(*e));
+  ++w.inflight;
+  loop_inflight(app->worker_name_).set(static_cast<double>(w.inflight));
+}
+
+void App::start_delivery(queue::StreamEntry entry) {
   auto* d = new Delivery(static_cast<DeliveryServices&>(*this), std::move(entry));
   inflight_[d->entry_id()] = d;
+  if (primary()) loop_inflight(worker_name_).set(static_cast<double>(inflight_.size()));
   d->start();
 }
 
@@ -927,8 +1063,31 @@ void App::finished(Delivery* d) {
   std::string id = d->entry_id();
   inflight_.erase(id);
   delete d;
-  consumer_->done(id);
+  if (primary()) {
+    loop_inflight(worker_name_).set(static_cast<double>(inflight_.size()));
+    consumer_->done(id);
+  } else {
+    primary_->inbox_->post([p = primary_, i = index_, id] { p->worker_finished(i, id); });
+  }
   if (draining_) maybe_finish_drain();
+}
+
+void App::worker_finished(size_t index, const std::string& entry_id) {
+  WorkerLoop& w = *workers_[index - 1];
+  if (w.inflight) --w.inflight;
+  loop_inflight(w.app->worker_name_).set(static_cast<double>(w.inflight));
+  if (consumer_) consumer_->done(entry_id);
+}
+
+// A loop that stops while the primary runs (its PostgreSQL went away, say) stops the daemon:
+// its mailboxes would otherwise wait for ever. Its jobs in hand stay pending for the restart.
+void App::worker_stopped(size_t index, int exit_code) {
+  WorkerLoop& w = *workers_[index - 1];
+  w.stopped = true;
+  core::log_info("worker_stopped", {{"worker", w.app->worker_name_}, {"exit_code", std::to_string(exit_code)}});
+  if (exit_code && !exit_code_) exit_code_ = exit_code;
+  if (!draining_) return begin_drain("a worker loop stopped");
+  maybe_finish_drain();
 }
 
 void App::readiness(std::function<void(std::vector<std::pair<std::string, bool>>)> done) {
@@ -1018,9 +1177,27 @@ void App::reload() {
   keep(next.unsubscribe_key_file, cfg_.unsubscribe_key_file, "[unsubscribe] key_file");
   keep(next.dns_servers, cfg_.dns_servers, "[dns] servers");
   keep(next.hostname, cfg_.hostname, "[daemon] hostname");
+  keep(next.workers, cfg_.workers, "[daemon] workers");
   for (const auto& key : fixed) core::log_warn("reload_needs_restart", {{"key", key}, {"note", "kept its old value"}});
 
   apply_logging(next);
+  // Each loop loads its own DKIM keys: nothing of one loop's builder is shared with another's.
+  for (auto& w : workers_) {
+    App* app = w->app.get();
+    app->inbox_->post([app, next] {
+      auto keys = load_dkim_signers(next);
+      if (!keys) return core::log_error("reload_refused", {{"worker", app->worker_name_}, {"error", keys.error()}});
+      app->apply_config(next, std::move(keys).value());
+      core::log_info("worker_reloaded", {{"worker", app->worker_name_}});
+    });
+  }
+  apply_config(std::move(next), std::move(signers).value());
+  core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
+  if (notifier_) notifier_->ready("configuration reloaded");
+}
+
+// What a reload changes, on this loop's parts (the primary's have more: consumer, trimmer, …).
+void App::apply_config(Config next, DomainKeys signers) {
   *policy_ = dns::AddressPolicy::create(next.allow_private_targets).value();
   resolver_->set_policy(policy_.get());
   tls_ = core::TlsContext::client({next.smtp_ca_file}).value();
@@ -1028,7 +1205,7 @@ void App::reload() {
   if (inbound_) inbound_->reconfigure(next.inbound, tls_);
   retry_policy_.schedule_ms = next.retry_schedule_ms;
   retry_policy_.max_age_ms = next.retry_max_age_ms;
-  compliance_->builder->reconfigure(message_builder_config(next), std::move(signers).value());
+  compliance_->builder->reconfigure(message_builder_config(next), std::move(signers));
   if (gate_) {
     gate_->reconfigure(next.policy);
     gate_->reload_zones();  // off the loop; the table in use serves until the new one is in
@@ -1048,8 +1225,6 @@ void App::reload() {
   if (mx_ && tls_reports_) apply_tls_rpt();
   if (prober_) prober_->reconfigure(prober_config());
   mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
-  core::log_info("reloaded", {{"path", cfg_.path}, {"max_inflight", std::to_string(cfg_.max_inflight)}});
-  if (notifier_) notifier_->ready("configuration reloaded");
 }
 
 void App::begin_drain(const char* why) {
@@ -1060,6 +1235,10 @@ void App::begin_drain(const char* why) {
   if (notifier_) notifier_->stopping();
   if (consumer_) consumer_->stop();
   if (inbound_) inbound_->stop();  // another daemon takes the watches over now, not after the lease
+  for (auto& w : workers_) {
+    App* app = w->app.get();
+    app->inbox_->post([app] { app->begin_drain("the primary loop drains"); });
+  }
   drain_timer_ = core::TimerHandle(&loop_);
   drain_timer_->start(static_cast<uint64_t>(cfg_.shutdown_grace_s) * 1000, [this] {
     // Past the bound: end what is still running. Aborted sessions end deferred and are
@@ -1076,6 +1255,8 @@ void App::begin_drain(const char* why) {
 
 void App::maybe_finish_drain() {
   if (!inflight_.empty() || stopped_) return;
+  for (const auto& w : workers_)
+    if (w->started && !w->stopped) return;  // each loop writes its own last rows first
   stopped_ = true;
   // The last outcomes' rows may still be on their way to PostgreSQL, and the last seconds of
   // TLS-RPT counts to Redis: a short, bounded wait for both.
@@ -1137,8 +1318,10 @@ void App::shutdown() {
   pg_ = nullptr;
   if (redis_) redis_->close();
   redis_ = nullptr;
-  for (auto* s : {&sigterm_, &sigint_, &sighup_})
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s))) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  if (inbox_) inbox_->close();
+  if (primary())
+    for (auto* s : {&sigterm_, &sigint_, &sighup_})
+      if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s))) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
 }
 
 int App::run() {
@@ -1148,6 +1331,8 @@ int App::run() {
     return 1;
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& w : workers_)
+    if (w->started) uv_thread_join(&w->thread);
   core::log_info("stopped", {{"exit_code", std::to_string(exit_code_)}});
   core::flush_log_suppressed(true);
   core::drain_log(2000);

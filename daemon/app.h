@@ -1,6 +1,15 @@
 #pragma once
 // The running daemon: wires queue/ → store/ mailboxes → smtp/ compose → dns/ resolve + policy →
-// smtp/ session → outcome → queue/ publish + ack, all on one libuv loop.
+// smtp/ session → outcome → queue/ publish + ack, on [daemon] workers libuv loops.
+//
+// One App per loop, each on its own thread. The primary (loop 0) is the whole daemon: admin API,
+// consumer, retry scheduler, stream trimmer, inbound watchers, signals. It reads every job and
+// hands each to the loop that owns its mailbox (loop_of: a stable hash), so a mailbox's session,
+// pacing and breaker stay on one loop. Each other loop is the delivery half only: its own Redis
+// and PostgreSQL connections, mailbox directory, policy gate (suppression list), message builder,
+// session pool, resolver and MX delivery — as another daemon of the fleet would have, so nothing
+// on the hot path is shared between threads but the metrics (core/metrics.h) and the log. Loops
+// talk only through their inboxes (core/loop_inbox.h).
 #include <uv.h>
 
 #include <map>
@@ -8,8 +17,11 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/lifetime.h"
+#include "core/loop_inbox.h"
 #include "core/loop_lag.h"
 #include "core/result.h"
 #include "core/timer.h"
@@ -77,6 +89,8 @@ class App final : private DeliveryServices {
  public:
   explicit App(Config cfg);
   ~App();
+  // The loop, 0 … workers-1, that runs the jobs of this mailbox.
+  static size_t loop_of(std::string_view account, std::string_view mailbox, size_t loops);
   // Runs until SIGTERM/SIGINT has drained the daemon. Returns the process exit code.
   int run();
 
@@ -126,7 +140,32 @@ class App final : private DeliveryServices {
                      const std::string& event, WriteDone cb) override;
   void record(store::DeliveryEvent e) override;
   void finished(Delivery* d) override;
+  const std::string& worker_name() override { return worker_name_; }
 
+  // [daemon] workers: the other loops, seen from the primary.
+  struct WorkerLoop {
+    std::unique_ptr<App> app;
+    uv_thread_t thread{};
+    bool started = false;  // the thread runs
+    bool ready = false;    // mailboxes and suppression list loaded
+    bool stopped = false;  // its loop has ended
+    size_t inflight = 0;   // jobs handed to it and not yet finished
+  };
+  App(Config cfg, App* primary, size_t index);
+  bool primary() const { return primary_ == nullptr; }
+  bool start_workers();
+  void run_worker();  // on the worker's thread
+  bool start_worker_parts();
+  void hand_over(size_t loop, queue::StreamEntry entry);
+  void start_delivery(queue::StreamEntry entry);
+  // On the primary, posted by worker `index`.
+  void worker_finished(size_t index, const std::string& entry_id);
+  void worker_ready(size_t index);
+  void worker_stopped(size_t index, int exit_code);
+  // A reload's configuration, checked by the primary, applied to this loop's parts.
+  void apply_config(Config next, DomainKeys signers);
+  static size_t loop_count(const Config& cfg);  // [daemon] workers, 0 resolved to the CPUs
+  std::string owner_name() const;  // leases and probe keys: the consumer name, and the loop
   bool start();
   // The steps of start(), in order; each logs why it failed.
   static void apply_logging(const Config& cfg);
@@ -212,6 +251,12 @@ class App final : private DeliveryServices {
   core::TimerHandle status_timer_;     // refreshes STATUS= while running
   core::TimerHandle log_flush_timer_;  // writes log lines stderr could not take at once
   core::LoopLagMonitor loop_lag_;     // deliverd_loop_lag_seconds
+  App* primary_ = nullptr;  // on a worker loop: the primary, which reads its jobs
+  size_t index_ = 0;        // this loop: 0 is the primary
+  std::string worker_name_ = "0";
+  std::unique_ptr<core::LoopInbox> inbox_;  // what other loops post to this one
+  std::vector<std::unique_ptr<WorkerLoop>> workers_;  // on the primary: loops 1 … workers-1
+  size_t workers_ready_ = 0;
   bool ready_sent_ = false;
   bool mailboxes_loaded_ = false;
   bool suppressions_settled_ = false;  // the gate's first load answered (loaded or failed)

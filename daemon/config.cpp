@@ -241,7 +241,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   TableArray oauth_tables = take_table_array(root, "oauth");
   Reader r(path, root);
   r.reject_unknown({
-      {"daemon", {"hostname", "log_level", "log_format", "shutdown_grace_s"}},
+      {"daemon", {"hostname", "log_level", "log_format", "shutdown_grace_s", "workers"}},
       {"redis",
        {"url", "stream", "group", "consumer", "results_stream", "dead_stream", "results_maxlen", "max_inflight",
         "block_ms", "claim_idle_s", "password_file", "ca_file", "retry_set", "done_prefix", "max_inflight_bytes",
@@ -273,6 +273,7 @@ core::Result<Config, std::string> load_config(const std::string& path) {
   r.str("daemon", "log_level", c.log_level);
   r.str("daemon", "log_format", c.log_format);
   r.integer("daemon", "shutdown_grace_s", c.shutdown_grace_s, 0, 3600);
+  r.integer("daemon", "workers", c.workers, 0, 64);
 
   r.str("redis", "url", c.redis_url);
   r.str("redis", "stream", c.stream);

@@ -20,6 +20,7 @@ struct Config {
   std::string log_level = "info";  // debug | info | warn | error
   std::string log_format = "kv";   // kv (key=value) | json
   int shutdown_grace_s = 30;       // SIGTERM: how long in-flight deliveries may take to finish
+  int workers = 0;                 // event loops (threads); 0: the CPUs the process may use
 
   // [redis]
   std::string redis_url = "redis://127.0.0.1:6379";

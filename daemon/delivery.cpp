@@ -432,7 +432,8 @@ void Delivery::log_outcome(const core::Outcome& o) const {
                               {"ip", o.ip},
                               {"tls", o.tls_version},
                               {"tls_policy", core::to_string(o.tls_policy)},
-                              {"tls_fallback", core::to_string(o.tls_fallback)}});
+                              {"tls_fallback", core::to_string(o.tls_fallback)},
+                              {"worker", services_.worker_name()}});
 }
 
 // The outcome also goes to PostgreSQL (delivery_events) for the admin API's "get outcome" and

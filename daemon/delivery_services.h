@@ -97,6 +97,12 @@ class DeliveryServices {
 
   // The delivery has ended (its entry's fate is in Redis, or it was left pending): free it.
   virtual void finished(Delivery* d) = 0;
+
+  // The event loop this delivery runs on ([daemon] workers; 0 is the primary), for its log line.
+  virtual const std::string& worker_name() {
+    static const std::string zero = "0";
+    return zero;
+  }
 };
 
 }  // namespace deliverd::daemon

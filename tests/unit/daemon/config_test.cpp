@@ -223,3 +223,12 @@ TEST(Config, TlsRptNeedsAnOrgAndAFromAddress) {
                 .find("d.toml:6: [smtp] tls_rpt_from: is not a mail address"),
             std::string::npos);
 }
+
+TEST(Config, WorkersDefaultToTheCpusAndAreBounded) {
+  TempDir dir("deliverd-config");
+  write_file(dir.file("d.toml"), kMinimal);
+  EXPECT_EQ(load_config(dir.file("d.toml"))->workers, 0);  // 0: one loop per CPU the process may use
+  write_file(dir.file("d.toml"), "[daemon]\nworkers = 2\n" + kMinimal);
+  EXPECT_EQ(load_config(dir.file("d.toml"))->workers, 2);
+  EXPECT_EQ(load_error("[daemon]\nworkers = 65\n" + kMinimal), "d.toml:2: [daemon] workers: must be between 0 and 64");
+}
