@@ -15,6 +15,7 @@
 #include "admin/http_server.h"
 #include "admin/unsubscribe_routes.h"
 #include "core/address.h"
+#include "core/deflate.h"
 #include "core/key_file.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -1032,13 +1033,27 @@ core::Gauge& loop_inflight(const std::string& worker) {
 // be read (no payload, invalid JSON) stays here, where its Delivery dead-letters it.
 void App::on_entry(queue::StreamEntry entry) {
   if (!workers_.empty() && !draining_) {
-    size_t loop = 0;
-    if (const std::string* payload = entry.field("job"))
-      if (auto job = queue::parse_job(*payload, max_job_bytes()))
-        loop = loop_of(job->account, job->mailbox, workers_.size() + 1);
+    size_t loop = loop_of(entry);
     if (loop != 0 && !workers_[loop - 1]->stopped) return hand_over(loop, std::move(entry));
   }
   start_delivery(std::move(entry));
+}
+
+// A retry promoted from the retry set carries its text deflated (`job_z`, queue/scheduler.h): it
+// is inflated here, once, and handed on as a plain `job` field, so that it finds its mailbox's
+// loop like its first attempt did.
+size_t App::loop_of(queue::StreamEntry& entry) {
+  const std::string* payload = entry.field("job");
+  if (!payload) {
+    auto packed = std::find_if(entry.fields.begin(), entry.fields.end(), [](const auto& f) { return f.first == "job_z"; });
+    if (packed == entry.fields.end()) return 0;
+    auto text = core::inflate_raw(packed->second, max_job_bytes());
+    if (!text) return 0;  // dead-lettered here, with the reason
+    *packed = {"job", std::move(text).value()};
+    payload = &packed->second;
+  }
+  auto job = queue::parse_job(*payload);  // as the Delivery will: a job it refuses stays here
+  return job ? loop_of(job->account, job->mailbox, workers_.size() + 1) : 0;
 }
 
 // A loop that has just stopped (its inbox closed, its stop not yet heard of) refuses the job:

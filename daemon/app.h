@@ -156,6 +156,7 @@ class App final : private DeliveryServices {
   bool start_workers();
   void run_worker();  // on the worker's thread
   bool start_worker_parts();
+  size_t loop_of(queue::StreamEntry& entry);  // its mailbox's loop; 0 for a job that cannot be read
   void hand_over(size_t loop, queue::StreamEntry entry);
   void start_delivery(queue::StreamEntry entry);
   // On the primary, posted by worker `index`.
