@@ -661,6 +661,7 @@ void App::apply_tls_rpt() {
   rc.organization = cfg_.smtp_tls_rpt_org;
   rc.contact = cfg_.smtp_tls_rpt_contact;
   rc.from = cfg_.smtp_tls_rpt_from;
+  rc.send_daily = primary();
   // RFC 8460 5.3: mailed reports are DKIM-signed, with the [[dkim]] key of the From domain.
   if (const Config::DkimKey* k = cfg_.smtp_tls_rpt ? cfg_.dkim_for_address(rc.from) : nullptr) {
     smtp::DkimAlgorithm alg{};

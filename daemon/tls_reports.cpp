@@ -206,7 +206,7 @@ void TlsReports::flush(std::function<void(bool)> done) {
 
 void TlsReports::start() {
   flush_timer_->start_repeating(cfg_.flush_interval_ms, [this] { flush(); });
-  schedule_daily();
+  if (cfg_.send_daily) schedule_daily();
 }
 
 void TlsReports::stop() {

@@ -51,6 +51,9 @@ struct TlsReportsConfig {
   size_t max_buffered = 10000;     // distinct counters held in memory before an early flush
   uint64_t max_delay_ms = 3600 * 1000;  // the daily run starts at UTC midnight plus up to this
   size_t max_report_bytes = 1 << 20;    // counters read back for one report
+  // Whether this instance runs the daily send; every [daemon] workers loop counts and flushes,
+  // only the primary sends (the fleet's day lock would stop the others, after their lookups).
+  bool send_daily = true;
 };
 
 // What one day's run did, for logs and tests.
