@@ -424,6 +424,7 @@ struct Outcome {
   TlsPolicy tls_policy = TlsPolicy::None;      // the policy the attempt ran under
   TlsFallback tls_fallback = TlsFallback::None;  // set: plaintext because TLS failed or was refused
   TlsResult tls_result = TlsResult::None;        // this attempt's TLS negotiation, for TLS-RPT
+  std::string tls_local_ip;  // this side's address of the connection tls_result is about (TLS-RPT's sending-mta-ip)
   std::string tls_result_detail;                 // a failure's own words (OpenSSL's, the policy's)
   Fault fault = Fault::None;
 };

@@ -376,16 +376,29 @@ void TcpStream::close() {
 
 void TcpStream::on_close_cb(uv_handle_t* h) { delete static_cast<TcpStream*>(h->data); }
 
+namespace {
+std::string ip_text(const sockaddr_storage& ss) {
+  char ip[64] = {};
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), ip, sizeof ip);
+  else
+    uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&ss), ip, sizeof ip);
+  return ip;
+}
+}  // namespace
+
 std::string TcpStream::peer_ip() const {
   sockaddr_storage ss{};
   int len = sizeof ss;
   if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  char ip[64] = {};
-  if (ss.ss_family == AF_INET)
-    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), ip, sizeof ip);
-  else
-    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&ss), ip, sizeof ip);
-  return ip;
+  return ip_text(ss);
+}
+
+std::string TcpStream::local_ip() const {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  return ip_text(ss);
 }
 
 }  // namespace deliverd::core

@@ -96,6 +96,8 @@ class TcpStream {
 
   // "ip" of the peer, e.g. "127.0.0.1" or "::1"; "" if unknown.
   std::string peer_ip() const;
+  // This side's address of the connection, in the same form.
+  std::string local_ip() const;
   uv_loop_t* loop() const { return tcp_.loop; }
 
  private:

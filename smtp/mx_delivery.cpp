@@ -180,7 +180,7 @@ void MxDelivery::finish(const std::shared_ptr<Job>& job, core::Outcome o) {
 }
 
 void MxDelivery::report_tls(const Job& job, const std::string& host, const std::string& ip, core::TlsResult result,
-                            std::string detail) {
+                            std::string detail, const std::string& local_ip) {
   if (!report_sink_ || result == core::TlsResult::None) return;
   TlsAttemptReport r;
   if (host == job.host && job.dane.status != HostDane::Status::None) {
@@ -195,6 +195,7 @@ void MxDelivery::report_tls(const Job& job, const std::string& host, const std::
   r.policy_domain = job.domain;
   r.mx_host = host;
   r.receiving_ip = ip;
+  r.sending_ip = local_ip;
   r.result = result;
   r.detail = std::move(detail);
   report_sink_(r);
@@ -398,7 +399,7 @@ void MxDelivery::connect(std::shared_ptr<Job> job, const sockaddr_storage& addr,
   route.host = job->host;
   // The pool may reuse an open connection to this domain instead of the address given here.
   pool_.submit(std::move(route), job->env, [this, job, addr, fallback, alive = alive_.token()](const core::Outcome& o) {
-    if (alive) report_tls(*job, o.host.empty() ? job->host : o.host, o.ip, o.tls_result, o.tls_result_detail);
+    if (alive) report_tls(*job, o.host.empty() ? job->host : o.host, o.ip, o.tls_result, o.tls_result_detail, o.tls_local_ip);
     if (alive && o.reason == core::Reason::NoIdleConnection) {  // it closed meanwhile: look the host up
       --job->attempts;
       --job->next_host;

@@ -70,6 +70,7 @@ struct TlsAttemptReport {
   std::vector<core::DaneRecord> tlsa;     // Tlsa: the host's usable TLSA records
   std::string mx_host;                    // receiving-mx-hostname
   std::string receiving_ip;               // "" when no connection was made
+  std::string sending_ip;                 // sending-mta-ip: this side's address of that connection
   core::TlsResult result = core::TlsResult::Success;
   std::string detail;                     // failure-reason-code
 };
@@ -130,9 +131,10 @@ class MxDelivery {
   // fallback: the plaintext retry after a failed TLS handshake at addr (opportunistic only).
   void connect(std::shared_ptr<Job> job, const sockaddr_storage& addr, bool fallback = false);
   void finish(const std::shared_ptr<Job>& job, core::Outcome o);
-  // One TLS-RPT result for the current host (or host, where a policy ruled it out unconnected).
+  // One TLS-RPT result for the current host (or host, where a policy ruled it out unconnected:
+  // no addresses then).
   void report_tls(const Job& job, const std::string& host, const std::string& ip, core::TlsResult result,
-                  std::string detail);
+                  std::string detail, const std::string& local_ip = {});
   void set_config(MxConfig cfg);
 
   dns::Resolver& resolver_;

@@ -269,6 +269,7 @@ void Session::on_tls_handshake(bool ok, const std::string& error) {
   metrics().tls.with({ok ? "ok" : "failed"}).inc();
   // Without a check OpenSSL's verdict is about a trust store nobody asked for: not reported.
   const long verdict = tls_checked_ ? stream_->tls_verify_result() : 0;
+  tls_local_ip_ = stream_->local_ip();
   if (!ok) {
     tls_result_ = verdict != 0 ? core::tls_result_of_verify(verdict) : core::TlsResult::ValidationFailure;
     tls_result_detail_ = error;
@@ -389,6 +390,7 @@ void Session::after_ehlo() {
     if (cfg_.tls_policy != TlsPolicy::Opportunistic || cfg_.tls_check) {
       tls_result_ = core::TlsResult::StarttlsNotSupported;
       tls_result_detail_ = "the server does not offer STARTTLS";
+      tls_local_ip_ = stream_ ? stream_->local_ip() : "";
     }
     if (cfg_.tls_policy != TlsPolicy::Opportunistic) {
       send("QUIT\r\n");
@@ -596,6 +598,7 @@ void Session::report(core::Outcome outcome, bool reusable) {
   outcome.tls_result = std::exchange(tls_result_, core::TlsResult::None);
   outcome.tls_result_detail = std::move(tls_result_detail_);
   tls_result_detail_.clear();
+  outcome.tls_local_ip = std::exchange(tls_local_ip_, std::string());
   if (outcome.status != core::Status::Delivered)
     metrics().failures.with({std::string(to_string(outcome.phase)), std::string(to_string(outcome.reason))}).inc();
   // The delivery logs its outcome (one line a delivery, daemon/delivery.cpp); this is the

@@ -235,6 +235,7 @@ class Session final : private core::StreamHandler, private core::DeletesItself<S
   core::TlsResult tls_result_ = core::TlsResult::None;
   bool tls_checked_ = false;  // the handshake checked the certificate (verify or check)
   std::string tls_result_detail_;
+  std::string tls_local_ip_;  // where tls_result_ was seen from
   bool pipelined_ = false;  // the current MAIL/RCPT/DATA went out as one group
   bool in_transaction_ = false;
   bool probe_ = false;  // Session::probe(): stop after AUTH (or EHLO), no transaction

@@ -89,6 +89,7 @@ FailureDetail failure_detail(const smtp::TlsAttemptReport& a) {
   d.result = a.result;
   d.receiving_mx_hostname = host(a.mx_host);
   d.receiving_ip = cut(a.receiving_ip, 64);
+  d.sending_mta_ip = cut(a.sending_ip, 64);
   d.reason = cut(a.detail, kMaxReasonBytes);
   return d;
 }

@@ -437,6 +437,8 @@ TEST_F(TlsRptTest, ATestingPolicysCertificateMismatchIsDeliveredAndReported) {
   EXPECT_NE(json->find("\"policy-type\":\"sts\""), std::string::npos) << *json;
   EXPECT_NE(json->find("\"mode: testing\""), std::string::npos) << *json;
   EXPECT_NE(json->find("\"receiving-mx-hostname\":\"mx.e2e.test\""), std::string::npos) << *json;
+  // sending-mta-ip: the address deliverd connected from (loopback here, as every test address).
+  EXPECT_NE(json->find("\"sending-mta-ip\":\"127."), std::string::npos) << *json;
 }
 
 }  // namespace

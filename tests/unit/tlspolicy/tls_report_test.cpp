@@ -22,6 +22,7 @@ smtp::TlsAttemptReport sts_attempt() {
   a.sts_mx = {"mx1.example.net", "*.mail.example.net"};
   a.mx_host = "mx1.example.net";
   a.receiving_ip = "192.0.2.10";
+  a.sending_ip = "198.51.100.7";
   a.result = core::TlsResult::CertificateHostMismatch;
   a.detail = "certificate does not name mx1.example.net";
   return a;
@@ -102,6 +103,7 @@ TEST(TlsReport, JsonHasTheFieldsOfRfc8460) {
       for (auto d : obj["failure-details"].get_array()) {
         auto fd = d.get_object();
         EXPECT_EQ(std::string_view(fd["result-type"].get_string()), "certificate-host-mismatch");
+        EXPECT_EQ(std::string_view(fd["sending-mta-ip"].get_string()), "198.51.100.7");
         EXPECT_EQ(std::string_view(fd["receiving-mx-hostname"].get_string()), "mx1.example.net");
         EXPECT_EQ(std::string_view(fd["receiving-ip"].get_string()), "192.0.2.10");
         EXPECT_EQ(int64_t(fd["failed-session-count"].get_int64()), 2);
