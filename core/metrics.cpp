@@ -149,14 +149,19 @@ std::string Registry::render(Audience audience) const {
   out.reserve(4096);
   std::lock_guard lock(mu_);
   auto shown = [audience](const auto& fam) { return audience == Audience::Operators || is_public(fam->labels()); };
-  for (const auto& [name, fam] : counters_) {
+  // Named, not bound: clang before 16 cannot capture structured bindings in the lambdas below.
+  for (const auto& entry : counters_) {
+    const std::string& name = entry.first;
+    const auto& fam = entry.second;
     if (!shown(fam)) continue;
     header(out, name, fam->help(), "counter");
     fam->each_child([&](const auto& values, const Counter& c) {
       out += name + label_set(fam->labels(), values) + " " + format_number(c.value()) + "\n";
     });
   }
-  for (const auto& [name, fam] : gauges_) {
+  for (const auto& entry : gauges_) {
+    const std::string& name = entry.first;
+    const auto& fam = entry.second;
     if (!shown(fam)) continue;
     header(out, name, fam->help(), "gauge");
     fam->each_child([&](const auto& values, const Gauge& g) {
@@ -167,7 +172,9 @@ std::string Registry::render(Audience audience) const {
     header(out, name, g.help, "gauge");
     out += name + " " + format_number(g.fn()) + "\n";
   }
-  for (const auto& [name, fam] : histograms_) {
+  for (const auto& entry : histograms_) {
+    const std::string& name = entry.first;
+    const auto& fam = entry.second;
     if (!shown(fam)) continue;
     header(out, name, fam->help(), "histogram");
     fam->each_child([&](const auto& values, const Histogram& h) {
