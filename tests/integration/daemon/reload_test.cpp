@@ -13,14 +13,6 @@ using namespace deliverd::testing;
 
 namespace {
 
-void replace_in_file(const std::string& path, const std::string& from, const std::string& to) {
-  std::string text = read_file(path);
-  auto pos = text.find(from);
-  ASSERT_NE(pos, std::string::npos) << from;
-  text.replace(pos, from.size(), to);
-  write_file(path, text);
-}
-
 bool wait_for_log(DeliverdProcess& d, const std::string& needle, int timeout_ms) {
   long long deadline = now_ms() + timeout_ms;
   while (d.log().find(needle) == std::string::npos) {
@@ -62,7 +54,7 @@ TEST(Reload, SighupUnderLoadAppliesTheNewLimitAndLosesNothing) {
 
   // Then a valid change of the in-flight limit: 200 → 7, under load.
   write_file(d.config_path(), good);
-  replace_in_file(d.config_path(), "max_inflight = 200", "max_inflight = 7");
+  ASSERT_TRUE(replace_in_file(d.config_path(), "max_inflight = 200", "max_inflight = 7")) << read_file(d.config_path());
   d.signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(d, "event=reloaded", 10000)) << d.log();
   // Entries handed out before the reload drain away (waited for, not slept on); from then on at

@@ -63,14 +63,6 @@ void set_workers(DeliverdProcess& d, int n) {
   write_file(d.config_path(), text);
 }
 
-void replace_in_file(const std::string& path, const std::string& from, const std::string& to) {
-  std::string text = read_file(path);
-  auto pos = text.find(from);
-  ASSERT_NE(pos, std::string::npos) << from;
-  text.replace(pos, from.size(), to);
-  write_file(path, text);
-}
-
 std::vector<std::string> lines_of(const std::string& text, const std::string& event) {
   std::vector<std::string> out;
   const std::string needle = " event=" + event + " ";
@@ -273,8 +265,8 @@ TEST(Workers, ReloadReachesEveryLoop) {
 
   // The new file: a 60 s gap between two sends of a mailbox, and workers = 3 (not changed by a
   // reload: the daemon keeps its two loops).
-  replace_in_file(d.config_path(), "min_gap_s = 0", "min_gap_s = 60");
-  replace_in_file(d.config_path(), "workers = 2", "workers = 3");
+  ASSERT_TRUE(replace_in_file(d.config_path(), "min_gap_s = 0", "min_gap_s = 60")) << read_file(d.config_path());
+  ASSERT_TRUE(replace_in_file(d.config_path(), "workers = 2", "workers = 3")) << read_file(d.config_path());
   d.signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(d, [](const std::string& log) { return !lines_of(log, "reloaded").empty(); }, 10000))
       << d.log();
