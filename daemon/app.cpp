@@ -492,7 +492,7 @@ bool App::start() {
 
 // The other loops' threads, once the primary's parts exist (the gauges read when scraped are the
 // primary's). Each starts its own parts; the consumer waits until every loop has loaded its
-// mailboxes and suppression list (worker_ready).
+// mailboxes (worker_ready) and the primary its suppression list, which it shares with them.
 bool App::start_workers() {
   size_t loops = loop_count(cfg_);
   core::log_info("workers", {{"count", std::to_string(loops)}});
@@ -847,6 +847,11 @@ bool App::connect() {
       exit_code_ = 1;
       return begin_drain("postgres unavailable");
     }
+    if (!primary()) {  // the primary's gate feeds this one (share_suppressions)
+      suppressions_settled_ = true;
+      return maybe_start_consumer();
+    }
+    share_suppressions();
     gate_->start([this, alive = alive_.token()](core::Result<core::Ok, std::string> r) {
       if (!r) core::log_warn("policy_load_failed", {{"error", r.error()}, {"note", "jobs are deferred until it loads"}});
       if (!alive) return;
@@ -859,6 +864,31 @@ bool App::connect() {
     if (!ok) core::log_error("redis_connect_failed", {{"error", err}});
   });
   return true;
+}
+
+// The suppression list is in memory once: the primary's gate loads it and passes each load and
+// each change on to every other loop's gate, whose sets read the same frozen rows. A load reaches
+// a loop before the consumer starts (it is posted first), and a change in the order notified.
+void App::share_suppressions() {
+  policy::Gate::SuppressionFeed feed;
+  feed.loaded = [this](policy::SuppressionSet& list) {
+    for (auto& w : workers_) {
+      App* app = w->app.get();
+      auto mine = std::make_shared<policy::SuppressionSet>(list.share());
+      app->inbox_->post([app, mine] {
+        if (app->gate_) app->gate_->follow_suppressions(std::move(*mine));
+      });
+    }
+  };
+  feed.changed = [this](const policy::SuppressionSet::Change& c) {
+    for (auto& w : workers_) {
+      App* app = w->app.get();
+      app->inbox_->post([app, c] {
+        if (app->gate_) app->gate_->follow_suppression_change(c);
+      });
+    }
+  };
+  gate_->feed_suppressions(std::move(feed));
 }
 
 // The /v1 admin API (docs/admin-api.md) on the admin listener, over the daemon's own parts.

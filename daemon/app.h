@@ -147,7 +147,7 @@ class App final : private DeliveryServices {
     std::unique_ptr<App> app;
     uv_thread_t thread{};
     bool started = false;  // the thread runs
-    bool ready = false;    // mailboxes and suppression list loaded
+    bool ready = false;    // its mailboxes loaded
     bool stopped = false;  // its loop has ended
     size_t inflight = 0;   // jobs handed to it and not yet finished
   };
@@ -158,6 +158,7 @@ class App final : private DeliveryServices {
   bool start_worker_parts();
   size_t loop_of(queue::StreamEntry& entry);  // its mailbox's loop; 0 for a job that cannot be read
   void hand_over(size_t loop, queue::StreamEntry entry);
+  void share_suppressions();
   void start_delivery(queue::StreamEntry entry);
   // On the primary, posted by worker `index`.
   void worker_finished(size_t index, const std::string& entry_id);

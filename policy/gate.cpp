@@ -296,6 +296,7 @@ void Gate::suppression_load_done() {
   reload_failures_ = 0;
   suppression_events().with({"reload"}).inc();
   core::log_info("policy_suppressions_loaded", {{"count", std::to_string(set_.size())}});
+  if (feed_.loaded) feed_.loaded(set_);
   if (start_cb_) std::exchange(start_cb_, {})(core::Ok{});
   if (truncated || reload_again_) load_suppressions();
 }
@@ -324,11 +325,19 @@ void Gate::on_notify(const std::string& channel, const std::string& payload) {
       reload_again_ = true;  // too many to replay: take a fresh snapshot afterwards
     return;
   }
-  if (c.op == SuppressionSet::Op::Truncate) {
-    set_.clear();
-    return load_suppressions();
-  }
   set_.apply(c);
+  if (feed_.changed) feed_.changed(c);
+  if (c.op == SuppressionSet::Op::Truncate) load_suppressions();
+}
+
+void Gate::follow_suppressions(SuppressionSet list) {
+  if (closed_) return;
+  set_ = std::move(list);
+  loaded_ = true;
+}
+
+void Gate::follow_suppression_change(const SuppressionSet::Change& c) {
+  if (!closed_) set_.apply(c);
 }
 
 // ---- admit ---------------------------------------------------------------------------------

@@ -151,6 +151,21 @@ class Gate {
   // address that opted out.
   void start(std::function<void(core::Result<core::Ok, std::string>)> cb);
 
+  // One daemon's event loops hold the suppression list once: the primary loop's gate LISTENs
+  // and loads, and feeds the other loops' gates (daemon/app.cpp), which follow instead of
+  // start(). loaded runs after each complete load (list.share() gives a follower its set);
+  // changed runs for each change notified after it. Both run on this gate's loop.
+  struct SuppressionFeed {
+    std::function<void(SuppressionSet& list)> loaded;
+    std::function<void(const SuppressionSet::Change&)> changed;
+  };
+  void feed_suppressions(SuppressionFeed feed) { feed_ = std::move(feed); }
+  // A follower's side: a complete list replaces the one held (until the first, admit() defers
+  // as before a load), and then each change. An address this gate suppresses itself is in its
+  // list at once and comes back from the primary through its row's NOTIFY.
+  void follow_suppressions(SuppressionSet list);
+  void follow_suppression_change(const SuppressionSet::Change& c);
+
   // Suppression (memory), disabled/paused, sending window, then one Lua call: breaker, ramp-up
   // slot (taken when granted), destination throttle. cb runs later, on the loop, exactly once
   // (unless close() came first).
@@ -273,6 +288,7 @@ class Gate {
   std::unique_ptr<SuppressionSet> next_set_;
   bool loaded_ = false, loading_ = false, reload_again_ = false;
   std::vector<SuppressionSet::Change> buffered_;  // notifications that arrived during a load
+  SuppressionFeed feed_;
   std::function<void(core::Result<core::Ok, std::string>)> start_cb_;
   core::TimerHandle reload_timer_;
   core::TimerHandle soon_timer_;  // answers decided without Redis, on the next loop turn

@@ -17,67 +17,78 @@ std::optional<SuppressionSet::Key> SuppressionSet::key_of(const std::string& sha
   return Key{word(0), word(8)};
 }
 
-bool SuppressionSet::List::in_sorted(const Key& k) const { return std::binary_search(sorted.begin(), sorted.end(), k); }
+bool SuppressionSet::in_sorted(std::string_view account, const Key& k) const {
+  auto it = sorted_->find(account);
+  return it != sorted_->end() && std::binary_search(it->second.begin(), it->second.end(), k);
+}
 
-bool SuppressionSet::List::has(const Key& k) const {
-  if (!added.empty() && added.count(k)) return true;
-  return in_sorted(k) && (removed.empty() || !removed.count(k));
+bool SuppressionSet::has(std::string_view account, const Key& k) const {
+  if (!changes_.empty()) {
+    auto c = changes_.find(account);
+    if (c != changes_.end()) {
+      if (c->second.added.count(k)) return true;
+      if (c->second.removed.count(k)) return false;
+    }
+  }
+  return in_sorted(account, k);
 }
 
 void SuppressionSet::insert(const std::string& account, const std::string& sha256) {
   auto k = key_of(sha256);
-  if (!k) return;
-  List& l = by_account_[account];
-  if (l.has(*k)) return;
-  if (l.in_sorted(*k))
-    l.removed.erase(*k);
+  if (!k || has(account, *k)) return;
+  Changes& c = changes_[account];
+  if (in_sorted(account, *k))
+    c.removed.erase(*k);
   else
-    l.added.insert(*k);
+    c.added.insert(*k);
   ++size_;
 }
 
 void SuppressionSet::erase(const std::string& account, const std::string& sha256) {
   auto k = key_of(sha256);
-  auto it = by_account_.find(account);
-  if (!k || it == by_account_.end() || !it->second.has(*k)) return;
-  List& l = it->second;
-  if (!l.added.erase(*k)) l.removed.insert(*k);
+  if (!k || !has(account, *k)) return;
+  auto it = changes_.try_emplace(account).first;
+  if (!it->second.added.erase(*k)) it->second.removed.insert(*k);
   --size_;
-  if (l.added.empty() && l.sorted.size() == l.removed.size()) {
-    if (appending_ == account) appending_.clear();
-    by_account_.erase(it);
-  }
+  if (it->second.added.empty() && it->second.removed.empty()) changes_.erase(it);
 }
 
 void SuppressionSet::append_sorted(const std::string& account, const std::string& sha256) {
   auto k = key_of(sha256);
   if (!k) return;
-  if (appending_.empty() || appending_ != account) {
-    auto [it, fresh] = by_account_.try_emplace(account);
+  if (frozen_) return insert(account, sha256);
+  if (!appending_ || appending_account_ != account) {
+    auto [it, fresh] = sorted_->try_emplace(account);
     // An account seen before, not just now: its array is finished, so this row goes in as a change.
     if (!fresh) return insert(account, sha256);
-    appending_ = account;
+    appending_ = &it->second;  // map nodes do not move
+    appending_account_ = account;
   }
-  List& l = by_account_.find(account)->second;
-  if (!l.sorted.empty() && !(l.sorted.back() < *k)) return insert(account, sha256);
-  l.sorted.push_back(*k);
+  if (!appending_->empty() && !(appending_->back() < *k)) return insert(account, sha256);
+  appending_->push_back(*k);
   ++size_;
 }
 
 void SuppressionSet::clear() {
-  by_account_.clear();
-  appending_.clear();
+  sorted_ = std::make_shared<ByAccount<std::vector<Key>>>();
+  frozen_ = false;
+  changes_.clear();
+  appending_ = nullptr;
+  appending_account_.clear();
   size_ = 0;
+}
+
+SuppressionSet SuppressionSet::share() {
+  frozen_ = true;
+  appending_ = nullptr;
+  appending_account_.clear();
+  return *this;
 }
 
 bool SuppressionSet::contains_hash(std::string_view account, const std::string& sha256) const {
   auto k = key_of(sha256);
   if (!k) return false;
-  for (std::string_view a : {account, store::kGlobalAccount}) {
-    auto it = by_account_.find(std::string(a));
-    if (it != by_account_.end() && it->second.has(*k)) return true;
-  }
-  return false;
+  return has(account, *k) || has(store::kGlobalAccount, *k);
 }
 
 bool SuppressionSet::contains_any(std::string_view account, const std::vector<std::string>& candidates) const {

@@ -1,6 +1,7 @@
 // [daemon] workers = 2: two event loops in one daemon. A mailbox's jobs all run on the loop its
 // (account, mailbox) hash names; the metrics of both loops are summed in one /metrics; a mailbox's
-// min_gap holds whichever loop sends; SIGHUP reaches every loop; SIGTERM drains every loop.
+// min_gap holds whichever loop sends; every loop checks the one suppression list the primary
+// loads; SIGHUP reaches every loop; SIGTERM drains every loop.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -236,6 +237,64 @@ TEST(Workers, MinGapHoldsAcrossLoops) {
   }
   EXPECT_EQ(loops_of[boxes[0]], (std::set<std::string>{"0"})) << lines_by_box[boxes[0]];
   EXPECT_EQ(loops_of[boxes[1]], (std::set<std::string>{"1"})) << lines_by_box[boxes[1]];
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+}
+
+// The suppression list is loaded once, by the primary, and every loop checks against it: rows
+// there at start, a row added while running (its NOTIFY reaches the primary, which passes it on)
+// and a row removed.
+TEST(Workers, EveryLoopChecksTheOneSuppressionList) {
+  SmtpSink sink(SmtpSink::Options::at_mail_port(kMailPort));
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  set_workers(d, kWorkers);
+  auto per_loop = mailboxes_per_loop("s", 1);
+  const std::vector<std::string> boxes = {per_loop[0][0], per_loop[1][0]};
+  for (const auto& b : boxes) d.add_mailbox(b, kAccount, "alice@acme.example", sink.host(), kMailPort);
+  auto suppress = [&](const std::string& address) {
+    stack.pg.exec("INSERT INTO suppressions (account, address, address_sha256, reason, source) VALUES ('" + kAccount +
+                  "', '" + address + "', sha256(convert_to('" + address + "', 'UTF8')), 'unsubscribed', 'test')");
+  };
+  suppress("listed@example.org");
+  d.start();
+
+  // One job a mailbox to `to`; the final status of each, loop 0's first.
+  int round = 0;
+  auto send = [&](const std::string& to) {
+    std::vector<std::string> ids, jobs;
+    for (const auto& b : boxes) {
+      ids.push_back("sup-" + std::to_string(round) + "-" + b);
+      jobs.push_back(make_job(ids.back(), kAccount, b, to));
+    }
+    ++round;
+    stack.redis.xadd_jobs("deliverd:jobs", jobs);
+    auto finals = wait_for_final_events(stack.redis, ids, 20000);
+    std::vector<std::string> out;
+    for (const auto& id : ids) out.push_back(finals.count(id) ? finals[id].status : "none");
+    return out;
+  };
+  const std::vector<std::string> both_suppressed = {"suppressed", "suppressed"};
+  const std::vector<std::string> both_delivered = {"delivered", "delivered"};
+  EXPECT_EQ(send("listed@example.org"), both_suppressed) << d.log().substr(0, 6000);
+  EXPECT_EQ(send("later@example.org"), both_delivered);
+
+  // A change is passed on right after the primary applies it, before any job it hands over later.
+  const std::string inserts = "deliverd_policy_suppression_events_total{event=\"insert\"}";
+  const std::string deletes = "deliverd_policy_suppression_events_total{event=\"delete\"}";
+  suppress("later@example.org");
+  ASSERT_TRUE(wait_until([&] { return series(d, inserts) >= 1; }, 5000)) << d.http_get("/metrics");
+  EXPECT_EQ(send("later@example.org"), both_suppressed) << d.log().substr(0, 6000);
+  stack.pg.exec("DELETE FROM suppressions WHERE address = 'listed@example.org'");
+  ASSERT_TRUE(wait_until([&] { return series(d, deletes) >= 1; }, 5000)) << d.http_get("/metrics");
+  EXPECT_EQ(send("listed@example.org"), both_delivered);
+
+  // Which loop sent: the hash's, so loop 1 checked the list it did not load.
+  std::map<std::string, std::set<std::string>> loops_of;
+  for (const auto& l : lines_of(d.log(), "delivery")) loops_of[field(l, "mailbox")].insert(field(l, "worker"));
+  EXPECT_EQ(loops_of[boxes[1]], (std::set<std::string>{"1"}));
+  // Loaded once for both loops, not once a loop.
+  EXPECT_EQ(lines_of(d.log(), "policy_suppressions_loaded").size(), 1u) << d.log().substr(0, 6000);
+  EXPECT_EQ(sink.message_count(), 4u);
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
 }
 

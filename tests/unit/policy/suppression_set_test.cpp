@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/suppressions.h"
@@ -116,6 +117,52 @@ TEST(SuppressionSet, NotificationsApply) {
   EXPECT_EQ(s.size(), 0u);
   ASSERT_TRUE(SuppressionSet::parse_notification("T||", c));
   EXPECT_EQ(c.op, SuppressionSet::Op::Truncate);
+}
+
+// How the event loops of one daemon hold one list: the bulk-loaded rows once, each loop's
+// changes its own. A later append_sorted cannot write into rows another thread reads.
+TEST(SuppressionSet, ASharedSetReadsTheSameRowsAndKeepsItsOwnChanges) {
+  std::vector<std::string> sorted;
+  for (int i = 0; i < 1000; ++i) sorted.push_back(plain_sha256("user" + std::to_string(i) + "@x.org"));
+  std::sort(sorted.begin(), sorted.end());
+  SuppressionSet primary;
+  for (size_t i = 0; i < 900; ++i) primary.append_sorted("acct_1", sorted[i]);
+  SuppressionSet loop1 = primary.share();
+  EXPECT_TRUE(loop1.shares_rows_with(primary)) << "the rows are not copied";
+  EXPECT_EQ(loop1.size(), 900u);
+
+  primary.append_sorted("acct_1", sorted[950]);  // after share(): a change, not a row
+  loop1.erase("acct_1", sorted[0]);
+  loop1.insert("acct_2", sorted[1]);
+  EXPECT_TRUE(primary.contains_hash("acct_1", sorted[950]));
+  EXPECT_FALSE(loop1.contains_hash("acct_1", sorted[950])) << "the primary's change is its own";
+  EXPECT_TRUE(primary.contains_hash("acct_1", sorted[0])) << "loop 1's change is its own";
+  EXPECT_FALSE(loop1.contains_hash("acct_1", sorted[0]));
+  EXPECT_TRUE(loop1.contains_hash("acct_2", sorted[1]));
+  EXPECT_FALSE(primary.contains_hash("acct_2", sorted[1]));
+  EXPECT_EQ(primary.size(), 901u);
+  EXPECT_EQ(loop1.size(), 900u);
+
+  // Both read the shared rows on their own threads while each changes its own set.
+  auto reader = [&sorted](SuppressionSet& mine, const std::string& account, size_t* found) {
+    for (int round = 0; round < 20; ++round)
+      for (size_t i = 1; i < 900; ++i) {
+        *found += mine.contains_hash("acct_1", sorted[i]);
+        mine.insert(account, sorted[i]);
+      }
+  };
+  size_t found_primary = 0, found_loop1 = 0;
+  std::thread a(reader, std::ref(primary), "acct_3", &found_primary);
+  std::thread b(reader, std::ref(loop1), "acct_4", &found_loop1);
+  a.join();
+  b.join();
+  EXPECT_EQ(found_primary, 20u * 899u);
+  EXPECT_EQ(found_loop1, 20u * 899u);
+
+  // A clear() (a TRUNCATE) drops this set's rows, not the other's.
+  primary.clear();
+  EXPECT_FALSE(primary.shares_rows_with(loop1));
+  EXPECT_TRUE(loop1.contains_hash("acct_1", sorted[5]));
 }
 
 TEST(SuppressionSet, MalformedNotificationsAreRefused) {
