@@ -264,8 +264,8 @@ int64_t App::now_ms() {
 
 // ---- DeliveryServices: what a Delivery uses of the daemon ---------------------------------
 
-const store::Mailbox* App::find_mailbox(const std::string& account, const std::string& id) {
-  return mailboxes_->find(account, id);
+std::shared_ptr<const store::Mailbox> App::find_mailbox(const std::string& account, const std::string& id) {
+  return mailboxes_->get(account, id);
 }
 
 void App::refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) {
@@ -580,6 +580,7 @@ bool App::open_store() {
   }
   pg_ = store::PgConnection::create(&loop_, cfg_.pg_conninfo, pg_options());
   mailboxes_ = std::make_unique<MailboxDirectory>(&loop_, *pg_, *secrets_);
+  share_mailboxes();
   // A changed, paused, disabled or removed mailbox keeps no idle session (its new route key
   // would never reuse them anyway; this closes them now rather than at their idle timeout).
   mailboxes_->on_change([this](const store::MailboxRef& ref) {
@@ -588,7 +589,7 @@ bool App::open_store() {
     // A row no longer disabled after a revoked grant has a new one: Redis lets it send again too.
     const store::Mailbox* m = mailboxes_ ? mailboxes_->find(ref.account, ref.id) : nullptr;
     if (m && !m->disabled) revoked_.erase(ref);
-    if (gate_ && m && !m->oauth_provider.empty() && !m->disabled) gate_->lift_revoked(ref.account, ref.id);
+    if (primary() && gate_ && m && !m->oauth_provider.empty() && !m->disabled) gate_->lift_revoked(ref.account, ref.id);
     if (inbound_) inbound_->mailbox_changed(ref);
   });
   // Rows wait up to 100 ms for others so that busy daemons write them in large COPYs; the results
@@ -864,6 +865,32 @@ bool App::connect() {
     if (!ok) core::log_error("redis_connect_failed", {{"error", err}});
   });
   return true;
+}
+
+// The mailboxes are read by the primary's directory only (one LISTEN, each row once in memory):
+// it posts every load to the other loops' directories, and theirs ask it to read a row again,
+// their callback posted back after that load (so after the rows it gave).
+void App::share_mailboxes() {
+  if (!primary()) {
+    mailboxes_->follow([me = this](std::optional<store::MailboxRef> ref, std::function<void()> then) {
+      App* p = me->primary_;
+      p->inbox_->post([p, me, ref, then] {
+        if (!p->mailboxes_) return;
+        auto back = [me, then] { me->inbox_->post(then ? then : [] {}); };
+        ref ? p->mailboxes_->refresh(*ref, back) : p->mailboxes_->refresh(back);
+      });
+    });
+    return;
+  }
+  mailboxes_->on_load([this](const MailboxDirectory::Rows& rows, const std::vector<store::MailboxRef>& changed) {
+    for (auto& w : workers_) {
+      App* app = w->app.get();
+      auto load = std::make_shared<std::pair<MailboxDirectory::Rows, std::vector<store::MailboxRef>>>(rows, changed);
+      app->inbox_->post([app, load] {
+        if (app->mailboxes_) app->mailboxes_->take(std::move(load->first), load->second);
+      });
+    }
+  });
 }
 
 // The suppression list is in memory once: the primary's gate loads it and passes each load and
@@ -1270,7 +1297,7 @@ void App::apply_config(Config next, DomainKeys signers) {
   if (mx_ && mta_sts_) mx_->set_domain_policy_lookup(cfg_.smtp_mta_sts ? mta_sts_->lookup() : nullptr);
   if (mx_ && tls_reports_) apply_tls_rpt();
   if (prober_) prober_->reconfigure(prober_config());
-  mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
+  if (primary()) mailboxes_->refresh();  // notifications make this unnecessary, but an operator's reload is a fair moment to be sure
 }
 
 void App::begin_drain(const char* why) {

@@ -108,7 +108,7 @@ class App final : private DeliveryServices {
   uint64_t uptime_ms() override { return uv_now(&loop_); }
   const queue::RetryPolicy& retry_policy() override { return retry_policy_; }
   size_t max_job_bytes() override { return static_cast<size_t>(cfg_.max_job_bytes); }
-  const store::Mailbox* find_mailbox(const std::string& account, const std::string& id) override;
+  std::shared_ptr<const store::Mailbox> find_mailbox(const std::string& account, const std::string& id) override;
   void refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) override;
   void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override;
   policy::LearnCall prepare_learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
@@ -159,6 +159,7 @@ class App final : private DeliveryServices {
   size_t loop_of(queue::StreamEntry& entry);  // its mailbox's loop; 0 for a job that cannot be read
   void hand_over(size_t loop, queue::StreamEntry entry);
   void share_suppressions();
+  void share_mailboxes();
   void start_delivery(queue::StreamEntry entry);
   // On the primary, posted by worker `index`.
   void worker_finished(size_t index, const std::string& entry_id);

@@ -201,7 +201,7 @@ void Delivery::schedule_or_send() {
 // A job may name a mailbox created a moment ago (the platform adds it, then queues its first
 // job): before refusing an unknown mailbox, the list is read once more.
 void Delivery::find_mailbox(bool refreshed) {
-  const store::Mailbox* mbx = services_.find_mailbox(job_.account, job_.mailbox);
+  auto mbx = services_.find_mailbox(job_.account, job_.mailbox);
   if (!mbx && !refreshed) {
     return services_.refresh_mailbox(store::MailboxRef{job_.account, job_.mailbox}, [this] {
       if (aborted_) return release();
@@ -211,10 +211,10 @@ void Delivery::find_mailbox(bool refreshed) {
   if (!mbx || mbx->account != job_.account)
     return done(policy_outcome(core::Status::Rejected, core::Reason::UnknownMailbox,
                                "mailbox " + job_.mailbox + " is not registered for account " + job_.account));
-  mailbox_ = *mbx;
-  if (!dns::port_allowed(mailbox_.smtp_port))
+  mailbox_ = std::move(mbx);
+  if (!dns::port_allowed(mailbox_->smtp_port))
     return done(policy_outcome(core::Status::Rejected, core::Reason::PortRefused,
-                               "port " + std::to_string(mailbox_.smtp_port) + " is not a mail port"));
+                               "port " + std::to_string(mailbox_->smtp_port) + " is not a mail port"));
   admit();
 }
 
@@ -231,8 +231,8 @@ void Delivery::find_mailbox(bool refreshed) {
 // the same id is a job of its own.
 void Delivery::admit() {
   std::string mx_domain;
-  if (mailbox_.mode == store::Mode::Mx) mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
-  services_.admit({job_.account, mailbox_, job_.to_email, mx_domain, services_.done_key(job_.account, job_.id)},
+  if (mailbox_->mode == store::Mode::Mx) mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
+  services_.admit({job_.account, *mailbox_, job_.to_email, mx_domain, services_.done_key(job_.account, job_.id)},
                   [this](const policy::Decision& d) {
     switch (d.verdict) {
       case policy::Verdict::Duplicate:
@@ -263,15 +263,15 @@ void Delivery::duplicate(int64_t delivered_ms) {
 }
 
 void Delivery::compose_and_send() {
-  auto message = services_.message_builder().build(job_, mailbox_, static_cast<std::time_t>(services_.now_ms() / 1000));
+  auto message = services_.message_builder().build(job_, *mailbox_, static_cast<std::time_t>(services_.now_ms() / 1000));
   if (!message) {
     const BuildFailure& f = message.error();
     return done(policy_outcome(f.status, f.reason, f.detail));
   }
   message_ = std::move(message).value();
   message_id_ = smtp::message_id_of(message_);
-  if (mailbox_.mode == store::Mode::Mx) return send_mx();
-  resolve_id_ = services_.resolve_host(mailbox_.smtp_host, [this](const dns::ResolvedHost& r) {
+  if (mailbox_->mode == store::Mode::Mx) return send_mx();
+  resolve_id_ = services_.resolve_host(mailbox_->smtp_host, [this](const dns::ResolvedHost& r) {
     resolve_id_ = 0;
     resolved(r);
   });
@@ -284,12 +284,12 @@ void Delivery::resolved(const dns::ResolvedHost& r) {
     if (failure->status == core::Status::Bounced) failure->status = core::Status::Failed;
     return done(*failure);
   }
-  sockaddr_storage addr = dns::with_port(r.allowed.front(), mailbox_.smtp_port);
+  sockaddr_storage addr = dns::with_port(r.allowed.front(), mailbox_->smtp_port);
 
-  smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
+  smtp::Envelope env{mailbox_->email, job_.to_email, std::move(message_)};
   sending_ = true;
   attempted_ = true;
-  services_.send_relay(mailbox_, addr, std::move(env), [this](const core::Outcome& o) {
+  services_.send_relay(*mailbox_, addr, std::move(env), [this](const core::Outcome& o) {
     sending_ = false;
     done(o);
   });
@@ -297,7 +297,7 @@ void Delivery::resolved(const dns::ResolvedHost& r) {
 
 void Delivery::send_mx() {
   std::string domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
-  smtp::Envelope env{mailbox_.email, job_.to_email, std::move(message_)};
+  smtp::Envelope env{mailbox_->email, job_.to_email, std::move(message_)};
   sending_ = true;
   attempted_ = true;
   services_.send_mx(domain, std::move(env), [this](const core::Outcome& o) {
@@ -328,7 +328,7 @@ void Delivery::finish(const core::Outcome& o) {
     // dropped before sending just gives its destination slot back.
     // The learn is prepared now and runs with the outcome's write: in the same script as its
     // publish (one EVALSHA), or alone before a deferral.
-    if (attempted_) learn_ = services_.prepare_learn(mailbox_, job_.to_email, o, *admitted_);
+    if (attempted_) learn_ = services_.prepare_learn(*mailbox_, job_.to_email, o, *admitted_);
     else services_.release(*admitted_);
     admitted_.reset();
   }

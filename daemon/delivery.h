@@ -82,7 +82,7 @@ class Delivery {
   int64_t first_seen_ms_ = 0;
   int64_t first_delivered_ms_ = 0;  // a duplicate: when the job was delivered (0 = unknown)
   core::Reply last_reply_;  // the previous attempt's reply, carried through the retry set
-  store::Mailbox mailbox_;
+  std::shared_ptr<const store::Mailbox> mailbox_;
   std::string message_;
   std::string message_id_;  // of the message built, kept with its delivered event
   dns::Resolver::RequestId resolve_id_ = 0;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "core/outcome.h"
@@ -41,7 +42,8 @@ class DeliveryServices {
 
   // Mailbox directory.
   // Mailbox ids are per account: (account, id) names one.
-  virtual const store::Mailbox* find_mailbox(const std::string& account, const std::string& id) = 0;
+  // The directory's row itself, not a copy: rows are immutable, a reload makes new ones.
+  virtual std::shared_ptr<const store::Mailbox> find_mailbox(const std::string& account, const std::string& id) = 0;
   virtual void refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) = 0;
 
   // Policy gate.

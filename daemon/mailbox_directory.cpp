@@ -30,6 +30,10 @@ MailboxDirectory::~MailboxDirectory() {
 
 void MailboxDirectory::start(std::function<void(core::Result<size_t, std::string>)> cb) {
   start_cb_ = std::move(cb);
+  if (ask_) {
+    if (taken_) std::exchange(start_cb_, {})(mailboxes_.size());
+    return;
+  }
   pg_.set_notify_handler([this](const std::string& channel, const std::string& id) {
     if (channel != store::kMailboxChannel) return;
     auto ref = store::parse_mailbox_notification(id);
@@ -66,7 +70,21 @@ void MailboxDirectory::listen_again() {
 
 const store::Mailbox* MailboxDirectory::find(const std::string& account, const std::string& id) const {
   auto it = mailboxes_.find(store::MailboxRef{account, id});
-  return it == mailboxes_.end() ? nullptr : &it->second;
+  return it == mailboxes_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<const store::Mailbox> MailboxDirectory::get(const std::string& account, const std::string& id) const {
+  auto it = mailboxes_.find(store::MailboxRef{account, id});
+  return it == mailboxes_.end() ? nullptr : it->second;
+}
+
+void MailboxDirectory::take(Rows rows, const std::vector<store::MailboxRef>& changed) {
+  auto alive = alive_.token();
+  mailboxes_ = std::move(rows);
+  taken_ = true;
+  if (on_change_)
+    for (const auto& ref : changed) on_change_(ref);
+  if (alive && start_cb_) std::exchange(start_cb_, {})(mailboxes_.size());
 }
 
 std::vector<store::MailboxRef> MailboxDirectory::refs() const {
@@ -77,12 +95,14 @@ std::vector<store::MailboxRef> MailboxDirectory::refs() const {
 }
 
 void MailboxDirectory::refresh(std::function<void()> then) {
+  if (ask_) return ask_(std::nullopt, std::move(then));
   full_ = true;
   if (then) waiting_.push_back(std::move(then));
   if (!loading_) load();
 }
 
 void MailboxDirectory::refresh(const store::MailboxRef& ref, std::function<void()> then) {
+  if (ask_) return ask_(ref, std::move(then));
   ids_.insert(ref);
   if (then) waiting_.push_back(std::move(then));
   if (!loading_) load();
@@ -102,21 +122,21 @@ void MailboxDirectory::load() {
     if (r) {
       loads().with({"ok"}).inc();
       // The rows this load read again, as they were: rows gone stay gone.
-      std::map<store::MailboxRef, store::Mailbox> before;
+      Rows before;
       if (full) before = std::exchange(mailboxes_, {});
       for (const auto& id : ids)
         if (auto it = mailboxes_.find(id); it != mailboxes_.end()) before.insert(mailboxes_.extract(it));
       for (auto& m : *r) {
         store::MailboxRef ref{m.account, m.id};
         auto old = before.find(ref);
-        if (old != before.end() && store::same_sending_settings(old->second, m)) {
-          m.generation = old->second.generation;
+        if (old != before.end() && store::same_sending_settings(*old->second, m)) {
+          m.generation = old->second->generation;
         } else {
           m.generation = ++generation_;
           if (old != before.end()) changed.push_back(ref);
         }
         if (old != before.end()) before.erase(old);
-        mailboxes_[std::move(ref)] = std::move(m);
+        mailboxes_[std::move(ref)] = std::make_shared<const store::Mailbox>(std::move(m));
       }
       for (const auto& [ref, m] : before) changed.push_back(ref);
       core::log_info("mailboxes_loaded", {{"read", full ? "all" : std::to_string(ids.size())},
@@ -126,6 +146,7 @@ void MailboxDirectory::load() {
       loads().with({"error"}).inc();
       core::log_error("mailbox_load_failed", {{"error", r.error()}, {"note", "the previous list stays in use"}});
     }
+    if (r && on_load_) on_load_(mailboxes_, changed);
     if (on_change_)
       for (const auto& ref : changed) on_change_(ref);
     if (start_cb_) {

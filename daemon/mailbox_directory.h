@@ -4,11 +4,15 @@
 // and migration 0006 announces each change on kMailboxChannel, so every daemon reads the list
 // again at once. A connection lost is a notification possibly missed: the list is read again
 // when it is back.
+//
+// One daemon's loops share one directory's rows: the primary's directory reads the table and
+// hands every load to the others (follow, take), which read rows again only by asking it.
 #include <uv.h>
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,6 +40,8 @@ class MailboxDirectory {
 
   // Ids are unique per account only: a mailbox is always looked up with its account.
   const store::Mailbox* find(const std::string& account, const std::string& id) const;
+  // The same row, kept alive by the caller beyond the next load.
+  std::shared_ptr<const store::Mailbox> get(const std::string& account, const std::string& id) const;
   size_t size() const { return mailboxes_.size(); }
   // Every (account, id) loaded.
   std::vector<store::MailboxRef> refs() const;
@@ -51,13 +57,31 @@ class MailboxDirectory {
   // or that is gone, so its idle pooled sessions can be closed.
   void on_change(std::function<void(const store::MailboxRef&)> handler) { on_change_ = std::move(handler); }
 
+  // The rows are immutable once loaded, so other loops' directories point at the same ones.
+  using Rows = std::map<store::MailboxRef, std::shared_ptr<const store::Mailbox>>;
+  // The leader's side: runs after each load that read rows, with all of them and the refs that
+  // changed (on_change's), before the callbacks waiting for that load.
+  void on_load(std::function<void(const Rows&, const std::vector<store::MailboxRef>& changed)> handler) {
+    on_load_ = std::move(handler);
+  }
+  // A follower's side, set before start(): it neither LISTENs nor reads; refresh() becomes
+  // ask(ref or all, then), which must run `then` on this loop after the leader's next load.
+  using Ask = std::function<void(std::optional<store::MailboxRef>, std::function<void()> then)>;
+  void follow(Ask ask) { ask_ = std::move(ask); }
+  // A follower takes each of the leader's loads: on_change runs for `changed`, and the first
+  // answers start().
+  void take(Rows rows, const std::vector<store::MailboxRef>& changed);
+
  private:
   void load();
   void listen_again();
 
   store::PgConnection& pg_;
   const store::SecretBox& box_;
-  std::map<store::MailboxRef, store::Mailbox> mailboxes_;
+  Rows mailboxes_;
+  std::function<void(const Rows&, const std::vector<store::MailboxRef>&)> on_load_;
+  Ask ask_;            // set: a follower
+  bool taken_ = false;  // a follower has had a load
   uint64_t generation_ = 0;  // Mailbox::generation of the latest change
   std::function<void(const store::MailboxRef&)> on_change_;
   std::function<void(core::Result<size_t, std::string>)> start_cb_;

@@ -298,6 +298,53 @@ TEST(Workers, EveryLoopChecksTheOneSuppressionList) {
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
 }
 
+// The mailboxes table is read by the primary only, and every loop sends with its rows: a mailbox
+// added while running, and a mailbox whose server changes, on the loop that does not read.
+TEST(Workers, EveryLoopSendsWithTheRowsThePrimaryReads) {
+  SmtpSink first(SmtpSink::Options::at_mail_port(kMailPort));
+  SmtpSink second(SmtpSink::Options::at_mail_port(kMailPort));
+  ASSERT_NE(first.host(), second.host());
+  DaemonStack stack;
+  auto& d = stack.daemon();
+  set_workers(d, kWorkers);
+  auto per_loop = mailboxes_per_loop("d", 2);
+  const std::string zero = per_loop[0][0], one = per_loop[1][0], added = per_loop[1][1];
+  d.add_mailbox(zero, kAccount, "alice@acme.example", first.host(), kMailPort);
+  d.add_mailbox(one, kAccount, "alice@acme.example", first.host(), kMailPort);
+  d.start();
+
+  auto send = [&](const std::string& id, const std::string& box) {
+    stack.redis.xadd_jobs("deliverd:jobs", {make_job(id, kAccount, box, "r@example.org")});
+    auto finals = wait_for_final_events(stack.redis, {id}, 20000);
+    return finals.count(id) ? finals[id].status + " " + finals[id].reason : std::string("none");
+  };
+  EXPECT_EQ(send("j-zero", zero), "delivered delivered") << d.log().substr(0, 6000);
+  EXPECT_EQ(send("j-one", one), "delivered delivered");
+  EXPECT_TRUE(first.wait_for_messages(2, 5000));
+  // The table was read once at start, by the primary, not once a loop.
+  EXPECT_EQ(lines_of(d.log(), "mailboxes_loaded").size(), 1u) << d.log().substr(0, 6000);
+
+  // Added while running, its job queued at once: loop 1 finds it (the primary's load reached it,
+  // or loop 1 asked the primary to read the row).
+  d.add_mailbox(added, kAccount, "alice@acme.example", second.host(), kMailPort);
+  EXPECT_EQ(send("j-added", added), "delivered delivered") << d.log().substr(0, 6000);
+  EXPECT_TRUE(second.wait_for_messages(1, 5000));
+
+  // Moved to the second server: loop 1's next send goes there.
+  const auto loads_before = lines_of(d.log(), "mailboxes_loaded").size();
+  stack.pg.exec("UPDATE mailboxes SET smtp_host = '" + second.host() + "' WHERE id = '" + one + "'");
+  ASSERT_TRUE(wait_until([&] { return lines_of(d.log(), "mailboxes_loaded").size() > loads_before; }, 5000));
+  EXPECT_EQ(send("j-moved", one), "delivered delivered");
+  EXPECT_TRUE(second.wait_for_messages(2, 5000));
+  EXPECT_EQ(first.message_count(), 2u);
+
+  std::map<std::string, std::set<std::string>> loops_of;
+  for (const auto& l : lines_of(d.log(), "delivery")) loops_of[field(l, "mailbox")].insert(field(l, "worker"));
+  EXPECT_EQ(loops_of[one], (std::set<std::string>{"1"}));
+  EXPECT_EQ(loops_of[added], (std::set<std::string>{"1"}));
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+}
+
 TEST(Workers, ReloadReachesEveryLoop) {
   SmtpSink sink(SmtpSink::Options::at_mail_port(kMailPort));
   DaemonStack stack;

@@ -92,10 +92,10 @@ class FakeServices final : public DeliveryServices {
   const queue::RetryPolicy& retry_policy() override { return policy_; }
   size_t max_job_bytes() override { return 32u << 20; }
 
-  const store::Mailbox* find_mailbox(const std::string& account, const std::string& id) override {
+  std::shared_ptr<const store::Mailbox> find_mailbox(const std::string& account, const std::string& id) override {
     calls.push_back("find_mailbox " + id);
     looked_up_account = account;
-    return mailbox_known ? &mailbox_ : nullptr;
+    return mailbox_known ? std::make_shared<const store::Mailbox>(mailbox_) : nullptr;
   }
   void refresh_mailbox(const store::MailboxRef& ref, std::function<void()> then) override {
     calls.push_back("refresh_mailbox " + ref.id);
