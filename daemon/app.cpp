@@ -876,7 +876,9 @@ void App::share_mailboxes() {
       App* p = me->primary_;
       p->inbox_->post([p, me, ref, then] {
         if (!p->mailboxes_) return;
-        auto back = [me, then] { me->inbox_->post(then ? then : [] {}); };
+        auto back = [me, then] {
+          if (then) me->inbox_->post(then);
+        };
         ref ? p->mailboxes_->refresh(*ref, back) : p->mailboxes_->refresh(back);
       });
     });
@@ -1090,17 +1092,19 @@ core::Gauge& loop_inflight(const std::string& worker) {
 // The primary reads every job; one whose mailbox another loop owns goes there. A job that cannot
 // be read (no payload, invalid JSON) stays here, where its Delivery dead-letters it.
 void App::on_entry(queue::StreamEntry entry) {
+  std::optional<queue::Job> job;
   if (!workers_.empty() && !draining_) {
-    size_t loop = loop_of(entry);
-    if (loop != 0 && !workers_[loop - 1]->stopped) return hand_over(loop, std::move(entry));
+    size_t loop = loop_of(entry, job);
+    if (loop != 0 && !workers_[loop - 1]->stopped) return hand_over(loop, std::move(entry), std::move(job));
   }
-  start_delivery(std::move(entry));
+  start_delivery(std::move(entry), std::move(job));
 }
 
 // A retry promoted from the retry set carries its text deflated (`job_z`, queue/scheduler.h): it
 // is inflated here, once, and handed on as a plain `job` field, so that it finds its mailbox's
-// loop like its first attempt did.
-size_t App::loop_of(queue::StreamEntry& entry) {
+// loop like its first attempt did. An entry its Delivery dead-letters unread is not read here.
+size_t App::loop_of(queue::StreamEntry& entry, std::optional<queue::Job>& job) {
+  if (entry.deliveries > kMaxDeliveries || entry.bytes > max_job_bytes()) return 0;
   const std::string* payload = entry.field("job");
   if (!payload) {
     auto packed = std::find_if(entry.fields.begin(), entry.fields.end(), [](const auto& f) { return f.first == "job_z"; });
@@ -1110,23 +1114,26 @@ size_t App::loop_of(queue::StreamEntry& entry) {
     *packed = {"job", std::move(text).value()};
     payload = &packed->second;
   }
-  auto job = queue::parse_job(*payload);  // as the Delivery will: a job it refuses stays here
-  return job ? loop_of(job->account, job->mailbox, workers_.size() + 1) : 0;
+  auto parsed = queue::parse_job(*payload);  // as the Delivery would: a job it refuses stays here
+  if (!parsed) return 0;
+  job = std::move(parsed).value();
+  return loop_of(job->account, job->mailbox, workers_.size() + 1);
 }
 
 // A loop that has just stopped (its inbox closed, its stop not yet heard of) refuses the job:
 // it runs here then, as it would on any daemon of the fleet.
-void App::hand_over(size_t loop, queue::StreamEntry entry) {
+void App::hand_over(size_t loop, queue::StreamEntry entry, std::optional<queue::Job> job) {
   WorkerLoop& w = *workers_[loop - 1];
   App* app = w.app.get();
-  auto e = std::make_shared<queue::StreamEntry>(std::move(entry));
-  if (!app->inbox_->post([app, e] { app->start_delivery(std::move(*e)); })) return start_delivery(std::move(*e));
+  auto e = std::make_shared<std::pair<queue::StreamEntry, std::optional<queue::Job>>>(std::move(entry), std::move(job));
+  if (!app->inbox_->post([app, e] { app->start_delivery(std::move(e->first), std::move(e->second)); }))
+    return start_delivery(std::move(e->first), std::move(e->second));
   ++w.inflight;
   loop_inflight(app->worker_name_).set(static_cast<double>(w.inflight));
 }
 
-void App::start_delivery(queue::StreamEntry entry) {
-  auto* d = new Delivery(static_cast<DeliveryServices&>(*this), std::move(entry));
+void App::start_delivery(queue::StreamEntry entry, std::optional<queue::Job> job) {
+  auto* d = new Delivery(static_cast<DeliveryServices&>(*this), std::move(entry), std::move(job));
   inflight_[d->entry_id()] = d;
   if (primary()) loop_inflight(worker_name_).set(static_cast<double>(inflight_.size()));
   d->start();

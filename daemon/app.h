@@ -156,11 +156,13 @@ class App final : private DeliveryServices {
   bool start_workers();
   void run_worker();  // on the worker's thread
   bool start_worker_parts();
-  size_t loop_of(queue::StreamEntry& entry);  // its mailbox's loop; 0 for a job that cannot be read
-  void hand_over(size_t loop, queue::StreamEntry entry);
+  // Its mailbox's loop, and the job read from it (for its Delivery, which then does not parse
+  // it again); 0 and nothing for an entry that cannot be read.
+  size_t loop_of(queue::StreamEntry& entry, std::optional<queue::Job>& job);
+  void hand_over(size_t loop, queue::StreamEntry entry, std::optional<queue::Job> job);
   void share_suppressions();
   void share_mailboxes();
-  void start_delivery(queue::StreamEntry entry);
+  void start_delivery(queue::StreamEntry entry, std::optional<queue::Job> job = {});
   // On the primary, posted by worker `index`.
   void worker_finished(size_t index, const std::string& entry_id);
   void worker_ready(size_t index);

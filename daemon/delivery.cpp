@@ -74,8 +74,9 @@ constexpr uint64_t kBackoffMaxMs = 5000;
 
 }  // namespace
 
-Delivery::Delivery(DeliveryServices& services, queue::StreamEntry entry)
-    : services_(services), entry_(std::move(entry)), started_(services.uptime_ms()) {
+Delivery::Delivery(DeliveryServices& services, queue::StreamEntry entry, std::optional<queue::Job> job)
+    : services_(services), entry_(std::move(entry)), started_(services.uptime_ms()), read_(job.has_value()) {
+  if (job) job_ = std::move(*job);
   Metrics::get();
 }
 
@@ -152,9 +153,11 @@ void Delivery::start() {
     inflated_ = std::move(text.value());
     payload_ = &inflated_;
   }
-  auto parsed = queue::parse_job(*payload_);
-  if (!parsed) return dead_letter(parsed.error().to_string());
-  job_ = std::move(parsed).value();
+  if (!read_) {
+    auto parsed = queue::parse_job(*payload_);
+    if (!parsed) return dead_letter(parsed.error().to_string());
+    job_ = std::move(parsed).value();
+  }
   if (std::string error; !read_retry_fields(error)) return dead_letter(error);
   check_erased([this] { schedule_or_send(); });
 }

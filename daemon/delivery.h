@@ -31,7 +31,8 @@ inline constexpr int kMaxDeliveries = 3;
 class Delivery {
  public:
   // services must outlive the delivery; it calls services.finished(this) exactly once, at its end.
-  Delivery(DeliveryServices& services, queue::StreamEntry entry);
+  // job: the entry's job as the daemon already read it (to route it to this loop), or nothing.
+  Delivery(DeliveryServices& services, queue::StreamEntry entry, std::optional<queue::Job> job = {});
   void start();
   // Drain bound reached: end what is running; Redis writes that keep failing give up and leave
   // the entry pending.
@@ -75,6 +76,7 @@ class Delivery {
   DeliveryServices& services_;
   queue::StreamEntry entry_;
   uint64_t started_;
+  bool read_;  // job_ came with the entry (App::loop_of read it to route it)
   const std::string* payload_ = nullptr;  // the "job" field of entry_, or inflated_
   std::string inflated_;                  // the job text of a "job_z" field
   queue::Job job_;
