@@ -375,6 +375,8 @@ std::string App::done_key(const std::string& account, const std::string& job_id)
   return publisher_->done_key(account, job_id);
 }
 
+std::string App::erased_key(const std::string& account) { return eraser_->marker_key(account); }
+
 void App::is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) {
   eraser_->is_erased(account, std::move(cb));
 }

@@ -124,6 +124,7 @@ class App final : private DeliveryServices {
   void send_mx(const std::string& domain, smtp::Envelope env, smtp::Session::Done done) override;
   void abort_sends() override;
   std::string done_key(const std::string& account, const std::string& job_id) override;
+  std::string erased_key(const std::string& account) override;
   void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) override;
   void ack(const std::string& entry_id, WriteDone cb) override;
   void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,

@@ -159,7 +159,7 @@ void Delivery::start() {
     job_ = std::move(parsed).value();
   }
   if (std::string error; !read_retry_fields(error)) return dead_letter(error);
-  check_erased([this] { schedule_or_send(); });
+  schedule_or_send();
 }
 
 void Delivery::check_erased(std::function<void()> next) {
@@ -169,6 +169,7 @@ void Delivery::check_erased(std::function<void()> next) {
       return after_backoff([this, next] { check_erased(next); });
     }
     if (*r) return erased();
+    erased_checked_ = true;
     next();
   });
 }
@@ -235,9 +236,13 @@ void Delivery::find_mailbox(bool refreshed) {
 void Delivery::admit() {
   std::string mx_domain;
   if (mailbox_->mode == store::Mode::Mx) mx_domain = job_.to_email.substr(job_.to_email.rfind('@') + 1);
-  services_.admit({job_.account, *mailbox_, job_.to_email, mx_domain, services_.done_key(job_.account, job_.id)},
+  services_.admit({job_.account, *mailbox_, job_.to_email, mx_domain, services_.done_key(job_.account, job_.id),
+                   services_.erased_key(job_.account)},
                   [this](const policy::Decision& d) {
+    if (d.erased_checked) erased_checked_ = true;
     switch (d.verdict) {
+      case policy::Verdict::Erased:
+        return erased();
       case policy::Verdict::Duplicate:
         return duplicate(d.delivered_ms);
       case policy::Verdict::Allow:
@@ -318,10 +323,12 @@ void Delivery::dead_letter(const std::string& reason, size_t keep) {
   });
 }
 
-// An attempt can outlast its account: erased while the session ran, it ends as if it had been
-// erased before (what it did reaches no result, row or policy list).
+// A job of an erased account ends without a trace of its recipient: its admission read the
+// marker (the admit script, first of all), and a job that ends without one asks here. An attempt
+// can outlast its account: erased while the session ran, it ends as if it had been erased before
+// (what it did reaches no result, row or policy list).
 void Delivery::done(const core::Outcome& o) {
-  if (!attempted_) return finish(o);
+  if (!attempted_ && erased_checked_) return finish(o);
   check_erased([this, o] { finish(o); });
 }
 
@@ -369,6 +376,11 @@ void Delivery::retry_later(const core::Outcome& o) {
 }
 
 void Delivery::postpone(int64_t due_ms, const core::Outcome* event_outcome) {
+  if (!erased_checked_) {  // the retry set would keep the job, address and all
+    std::optional<core::Outcome> ev;
+    if (event_outcome) ev = *event_outcome;
+    return check_erased([this, due_ms, ev] { postpone(due_ms, ev ? &*ev : nullptr); });
+  }
   const bool past_expiry = job_.expires_at_ms && due_ms >= job_.expires_at_ms;
   if (past_expiry || due_ms - first_seen_ms_ >= services_.retry_policy().max_age_ms) {
     core::Outcome final = event_outcome ? *event_outcome : policy_outcome(core::Status::Expired, core::Reason::None, "");

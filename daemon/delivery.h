@@ -41,8 +41,9 @@ class Delivery {
 
  private:
   bool read_retry_fields(std::string& error);
-  // A job of an erased account ends rejected/account_erased before anything else happens to it;
-  // otherwise next() runs. Unknown (Redis away) waits, as for the idempotency marker.
+  // A job of an erased account ends rejected/account_erased before anything of it is written;
+  // otherwise next() runs. Unknown (Redis away) waits, as for the idempotency marker. Asked only
+  // when the admit script has not read the marker (done, postpone) and after an attempt.
   void check_erased(std::function<void()> next);
   void schedule_or_send();
   // The end of a job whose account was erased: no address, reply or detail of it goes anywhere.
@@ -77,6 +78,7 @@ class Delivery {
   queue::StreamEntry entry_;
   uint64_t started_;
   bool read_;  // job_ came with the entry (App::loop_of read it to route it)
+  bool erased_checked_ = false;  // the account's erasure marker was read and not set
   const std::string* payload_ = nullptr;  // the "job" field of entry_, or inflated_
   std::string inflated_;                  // the job text of a "job_z" field
   queue::Job job_;

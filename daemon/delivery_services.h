@@ -75,6 +75,9 @@ class DeliveryServices {
   // The marker's key, which admit() reads first (policy::AdmitRequest::done_key).
   virtual std::string done_key(const std::string& account, const std::string& job_id) = 0;
   // Whether the account was erased (queue/account_eraser.h): its jobs end without a trace.
+  // The marker's key, which admit() reads first of all (policy::AdmitRequest::erased_key), so
+  // that only jobs ending before or after their admission ask is_erased.
+  virtual std::string erased_key(const std::string& account) = 0;
   virtual void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) = 0;
   virtual void ack(const std::string& entry_id, WriteDone cb) = 0;
   virtual void dead_letter_and_ack(const std::string& entry_id, const std::string& payload, const std::string& reason,

@@ -82,6 +82,8 @@ std::string_view to_string(Verdict v) {
       return "defer";
     case Verdict::Duplicate:
       return "duplicate";
+    case Verdict::Erased:
+      return "erased";
   }
   return "defer";
 }
@@ -97,6 +99,10 @@ core::Outcome Decision::outcome() const {
     case Verdict::Duplicate:
       o.status = core::Status::Delivered;  // the delivery's own words say when (daemon/delivery.cpp)
       o.reason = core::Reason::Duplicate;
+      break;
+    case Verdict::Erased:
+      o.status = core::Status::Rejected;
+      o.reason = core::Reason::AccountErased;
       break;
     case Verdict::Suppressed:
       o.status = core::Status::Suppressed;
@@ -420,7 +426,7 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
   for (int k = 2; k <= cfg_.reservation_days; ++k) day_ends += "," + ms_text(local_day_start_ms(tz, today.day + k));
   const int64_t gap_ms = p.min_gap_s * 1000LL, jitter_max = p.jitter_s * 1000LL;
   std::string dst_prefix = cfg_.redis_prefix + "dst:" + (destination ? req.mx_domain : std::string("-"));
-  return {"10",
+  return {"11",
           key(m.account, m.id, "state"),
           key(m.account, m.id, "day:" + std::to_string(today.day)),
           // Microsecond arrival times: not the millisecond keys of earlier releases, which a
@@ -433,6 +439,7 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
           dst_prefix + ":gcra_us",
           dst_prefix + ":conn",
           req.done_key.empty() ? key(m.account, m.id, "state") : req.done_key,
+          req.erased_key.empty() ? key(m.account, m.id, "state") : req.erased_key,
           ms_text(now),
           std::to_string(today.day),
           day_ends,
@@ -454,7 +461,8 @@ std::vector<std::string> Gate::admit_argv(const AdmitRequest& req, const Mailbox
           lease.empty() ? std::string("-") : lease,
           ms_text(cfg_.destination_retry_ms),
           ms_text(3 * kDayMs),
-          req.done_key.empty() ? "0" : "1"};
+          req.done_key.empty() ? "0" : "1",
+          req.erased_key.empty() ? "0" : "1"};
 }
 
 // The script's answer {verdict, until, reason, detail}; a failed call defers as "policy_unavailable".
@@ -488,6 +496,11 @@ Decision Gate::decode_admit(const queue::RedisReply& r, const std::string& mailb
     return redis_failed(r, now);
   }
   const long long verdict = r.elements[0].integer;
+  if (verdict == 4) {
+    d.verdict = Verdict::Erased;
+    d.reason = core::Reason::AccountErased;
+    return d;
+  }
   if (verdict == 3) return duplicate(r.elements[3].str);
   d.until_ms = r.elements[1].integer;
   // The script's names come back as text: read through the tables, like any text coming in.
@@ -529,9 +542,10 @@ void Gate::admit_script(const AdmitRequest& req, const MailboxPolicy& p, int64_t
                           : std::string();
   redis_.eval(scripts::kAdmit, admit_argv(req, p, now, dest, lease),
               [this, alive = alive_.token(), account = req.mailbox.account, id = req.mailbox.id, now, lease, domain = req.mx_domain,
-               cb = std::move(cb)](const queue::RedisReply& r) mutable {
+               erased_read = !req.erased_key.empty(), cb = std::move(cb)](const queue::RedisReply& r) mutable {
                 if (!alive) return;
                 Decision d = decode_admit(r, id, now);
+                d.erased_checked = erased_read && d.detail != Detail::RedisFailed && d.verdict != Verdict::Erased;
                 // local_decision() let it through, so this daemon's row is neither paused nor
                 // disabled: the Redis half of a change is ahead of PostgreSQL. Past the time its
                 // own PostgreSQL write and NOTIFY take, that write was lost (a crash between the

@@ -34,7 +34,8 @@
 namespace deliverd::policy {
 
 // Duplicate: the job's idempotency marker says it was delivered already (AdmitRequest::done_key).
-enum class Verdict { Allow, Suppressed, Reject, Defer, Duplicate };
+// Erased: the account's erasure marker is set (AdmitRequest::erased_key).
+enum class Verdict { Allow, Suppressed, Reject, Defer, Duplicate, Erased };
 std::string_view to_string(Verdict v);
 
 // The finer cause of a decision, as the admit script names it (policy/scripts.cpp).
@@ -92,6 +93,9 @@ struct Decision {
   int64_t delivered_ms = 0;
   // MX mode with a connection limit: the slot to give back (learn() or release() does).
   std::string lease, lease_domain;
+  // The admit script read AdmitRequest::erased_key and it was not set (a decision taken without
+  // the script did not read it).
+  bool erased_checked = false;
 
   bool allowed() const { return verdict == Verdict::Allow; }
   // The text of the detail for logs and outcomes ("" when none).
@@ -110,6 +114,10 @@ struct AdmitRequest {
   // cannot be asked the answer is Defer / PolicyUnavailable / RedisFailed — never "not done".
   // "" = no marker to check.
   std::string done_key;
+  // The account's erasure marker (queue::AccountEraser::marker_key), read by the admit script
+  // first of all: set, the answer is Erased and nothing is read or written. Folded into the
+  // script so that the common path has no EXISTS of its own. "" = not read.
+  std::string erased_key = {};
 };
 
 // A learn() prepared for one outcome: what the learn script (policy/scripts.cpp kLearn) gets,

@@ -8,15 +8,18 @@ namespace deliverd::policy::scripts {
 // KEYS: 1 state hash, 2 today's send counter, 3 GCRA per hour, 4 GCRA per minute (both in µs),
 //       5 next allowed send (min gap), 6 reservations (zset of hint times), 7 warm-up day,
 //       8 destination GCRA (µs), 9 destination connection leases (zset), 10 the job's idempotency
-//       marker (queue/publisher.h; read only when ARGV[22] is "1").
+//       marker (queue/publisher.h; read only when ARGV[22] is "1"), 11 the account's erasure
+//       marker (queue/account_eraser.h; read only when ARGV[23] is "1").
 // ARGV: 1 now, 2 today (local day number), 3 the ends of today and the following days of the
 //       reservation horizon ("t1,t2,…", local midnights as UTC ms), 4 ramp start, 5 ramp step,
 //       6 ramp max, 7 warm-up day ("" = first day seen), 8 per hour, 9 per minute, 10 min gap ms,
 //       11 this send's jitter ms, 12 max jitter ms, 13 probe timeout ms, 14 paused retry ms,
 //       15 spread ms (random, this call), 16 destination per minute, 17 destination max
 //       connections, 18 lease ms, 19 lease token, 20 destination retry ms, 21 day counter TTL ms,
-//       22 "1": check the marker first ("0": do not).
-// Returns {verdict (1 allow, 0 defer, 2 reject, 3 delivered already), until ms, reason, detail};
+//       22 "1": check the marker first ("0": do not), 23 "1": check the erasure marker before
+//       that ("0": do not).
+// Returns {verdict (1 allow, 0 defer, 2 reject, 3 delivered already, 4 account erased), until ms,
+// reason, detail};
 // a paused or disabled mailbox's answer adds who paused it and when it was paused or disabled (0:
 // unknown). A job whose marker exists is answered {3, 0, 'duplicate', marker value} before
 // anything else is read or written: it takes no slot, and it is a duplicate whatever the mailbox's
@@ -33,6 +36,7 @@ namespace deliverd::policy::scripts {
 // come back one by one instead of all at once. Callers beyond the horizon's capacity come back
 // when it ends, spread by ARGV[15].
 const queue::LuaScript kAdmit{R"lua(
+if ARGV[23] == '1' and redis.call('EXISTS', KEYS[11]) == 1 then return {4, 0, 'account_erased', ''} end
 if ARGV[22] == '1' then
   local done = redis.call('GET', KEYS[10])
   if done then return {3, 0, 'duplicate', done} end

@@ -668,6 +668,48 @@ TEST_F(GateTest, AJobWhoseMarkerExistsIsADuplicateAndTakesNoSlot) {
   EXPECT_EQ(to_string(ask(g, paused, "job-4").reason), "mailbox_paused");
 }
 
+// The account's erasure marker is read by the admit script before anything else, so that a job
+// of an erased account takes no slot and the common path needs no EXISTS of its own.
+TEST_F(GateTest, AnErasedAccountsJobIsAnsweredErasedFirstAndTakesNoSlot) {
+  Gate& g = make_gate(no_pacing());
+  queue::Publisher pub(*clients_.front(), queue::PublisherConfig{});
+  store::Mailbox m = mailbox("mbx_e", "acct_1");
+  const std::string marker = "deliverd:erased:acct_1";
+  auto ask = [&](const store::Mailbox& box, const std::string& job) {
+    std::optional<Decision> d;
+    g.admit({box.account, box, "rcpt@example.org", "", pub.done_key(box.account, job), "deliverd:erased:" + box.account},
+            [&](const Decision& x) { d = x; });
+    EXPECT_TRUE(loop_.run_until([&] { return d.has_value(); })) << "admit never answered";
+    return d.value_or(Decision{});
+  };
+  Decision fine = ask(m, "job-1");
+  EXPECT_TRUE(fine.allowed());
+  EXPECT_TRUE(fine.erased_checked);
+  redis_->command({"SET", marker, "1"});
+  redis_->command({"SET", pub.done_key("acct_1", "job-2"), "1764410000000"});
+  auto sends_today = [&] {
+    return redis_->command({"EVAL",
+                            "local s = 0 for _, k in ipairs(redis.call('KEYS', '*day:*')) do"
+                            " s = s + tonumber(redis.call('GET', k)) end return s",
+                            "0"});
+  };
+  const std::string sends_before = sends_today();
+  Decision gone = ask(m, "job-2");
+  EXPECT_EQ(gone.verdict, Verdict::Erased) << "before the idempotency marker";
+  EXPECT_EQ(gone.reason, core::Reason::AccountErased);
+  EXPECT_FALSE(gone.erased_checked);
+  EXPECT_EQ(gone.outcome().status, core::Status::Rejected);
+  EXPECT_EQ(sends_before, "1");
+  EXPECT_EQ(sends_today(), sends_before) << "an erased account's job takes no slot";
+  // Another account is not touched by this one's marker.
+  Decision other = ask(mailbox("mbx_e", "acct_2"), "job-3");
+  EXPECT_TRUE(other.allowed());
+  // Decided without the script (a paused mailbox): the marker was not read, and the caller asks.
+  store::Mailbox paused = m;
+  paused.paused = true;
+  EXPECT_FALSE(ask(paused, "job-4").erased_checked);
+}
+
 // Redis cannot say whether the job was delivered: the answer is a deferral, never "not done".
 TEST_F(GateTest, AMarkerThatCannotBeReadDefersTheJob) {
   Gate& g = make_gate(no_pacing());

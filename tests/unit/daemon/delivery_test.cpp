@@ -47,9 +47,10 @@ class FakeServices final : public DeliveryServices {
   core::Outcome send_outcome = delivered();
   std::deque<bool> write_results;  // per Redis write, in order; empty = succeed
   bool answer_sends = true;        // false: the send stays in flight until abort_sends()
-  // Per is_erased call, in order (the last answer repeats); nullopt: Redis cannot say.
+  // Per read of the erasure marker (is_erased, or the admit script's), in order (the last answer
+  // repeats); nullopt: Redis cannot say.
   std::deque<std::optional<bool>> erased = {false};
-  int erased_checks = 0;
+  int erased_checks = 0;  // is_erased calls (the admit script's reads are not counted)
 
   // What the delivery did.
   std::vector<std::string> calls;
@@ -105,6 +106,22 @@ class FakeServices final : public DeliveryServices {
   void admit(const policy::AdmitRequest& req, std::function<void(const policy::Decision&)> cb) override {
     calls.push_back("admit " + req.account + " " + req.mailbox.id + " " + req.to_email + " mx=" + req.mx_domain);
     admitted_done_key = req.done_key;
+    // Like the admit script: the erasure marker first of all, then the idempotency marker.
+    std::optional<bool> erased_now = false;
+    if (!req.erased_key.empty()) {
+      EXPECT_EQ(req.erased_key, "erased:acct_42");
+      erased_now = next_erased();
+    }
+    if (!erased_now || *erased_now) {
+      policy::Decision d;
+      d.verdict = erased_now ? policy::Verdict::Erased : policy::Verdict::Defer;
+      d.reason = erased_now ? core::Reason::AccountErased : core::Reason::PolicyUnavailable;
+      if (!erased_now) {
+        d.detail = policy::Detail::RedisFailed;
+        d.until_ms = kNow + 1000;
+      }
+      return cb(d);
+    }
     // The gate reads the marker first (policy/gate.h AdmitRequest::done_key): a marked job is a
     // duplicate, an unreadable marker a deferral, never "not done".
     if (!done_marker) {
@@ -121,9 +138,12 @@ class FakeServices final : public DeliveryServices {
       d.verdict = policy::Verdict::Duplicate;
       d.reason = core::Reason::Duplicate;
       d.delivered_ms = kFirstDeliveredMs;
+      d.erased_checked = !req.erased_key.empty();
       return cb(d);
     }
-    cb(decision);
+    policy::Decision d = decision;
+    d.erased_checked = !req.erased_key.empty();
+    cb(d);
   }
   policy::LearnCall prepare_learn(const store::Mailbox& m, const std::string& to, const core::Outcome& o,
                                   const policy::Decision&) override {
@@ -183,12 +203,17 @@ class FakeServices final : public DeliveryServices {
     marker_account = account;
     return "done:" + account + ":" + job_id;
   }
-  // Not in `calls`: every job asks, and the call lists above would only repeat it.
+  std::optional<bool> next_erased() {
+    std::optional<bool> answer = erased.front();
+    if (erased.size() > 1) erased.pop_front();
+    return answer;
+  }
+  std::string erased_key(const std::string& account) override { return "erased:" + account; }
+  // Not in `calls`: every attempt asks, and the call lists above would only repeat it.
   void is_erased(const std::string& account, std::function<void(core::Result<bool, std::string>)> cb) override {
     EXPECT_EQ(account, "acct_42");
     ++erased_checks;
-    std::optional<bool> answer = erased.front();
-    if (erased.size() > 1) erased.pop_front();
+    std::optional<bool> answer = next_erased();
     if (!answer) return cb(core::Err(std::string("connection lost")));
     cb(*answer);
   }
@@ -531,14 +556,54 @@ void expect_no_trace_of_the_recipient(const FakeServices& s) {
 
 TEST(Delivery, AJobOfAnErasedAccountEndsRejectedWithoutItsAddress) {
   FakeServices s;
-  s.erased = {std::nullopt, true};  // Redis away first: unknown is not "no", the delivery waits
+  s.erased = {true};  // the admit script reads the marker first of all
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.erased_checks, 0) << "no EXISTS of its own";
+  EXPECT_EQ(s.calls, (Calls{"find_mailbox mbx_7", "admit acct_42 mbx_7 bob@example.org mx=",
+                            "publish_and_ack 1764410000000-0", "finished"}));
+  expect_no_trace_of_the_recipient(s);
+}
+
+// The admit script could not answer (Redis away): unknown is not "no". The deferral would keep
+// the job in the retry set, so the marker is asked on its own first, and the wait ends there.
+TEST(Delivery, AnErasedAccountsJobIsNotKeptForARetryWhenTheAdmitCouldNotSay) {
+  FakeServices s;
+  s.erased = {std::nullopt, std::nullopt, true};
   Delivery d(s, entry());
   d.start();
   ASSERT_TRUE(s.run_until_finished());
   EXPECT_EQ(s.erased_checks, 2);
-  // Nothing else is looked at: the mailbox is gone with the account, the job is not sent.
+  EXPECT_FALSE(s.deferred_item) << "not into the retry set";
+  expect_no_trace_of_the_recipient(s);
+}
+
+// A job that ends before its admission (here: past its expires_at) never had the marker read by
+// the script: it asks on its own.
+TEST(Delivery, AJobThatEndsBeforeItsAdmissionAsksWhetherItsAccountWasErased) {
+  FakeServices s;
+  s.erased = {true};
+  std::string job = kJob;
+  job.insert(1, R"("expires_at":"2020-01-01T00:00:00Z",)");
+  Delivery d(s, entry(job));
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.erased_checks, 1);
   EXPECT_EQ(s.calls, (Calls{"publish_and_ack 1764410000000-0", "finished"}));
   expect_no_trace_of_the_recipient(s);
+}
+
+// The common path reads the marker once in the admit script and once after the attempt: one
+// EXISTS of its own per message, not two.
+TEST(Delivery, ADeliveredJobAsksWhetherItsAccountWasErasedOnlyAfterItsAttempt) {
+  FakeServices s;
+  Delivery d(s, entry());
+  d.start();
+  ASSERT_TRUE(s.run_until_finished());
+  EXPECT_EQ(s.erased_checks, 1);
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_TRUE(contains(s.events[0], R"("status":"delivered")")) << s.events[0];
 }
 
 TEST(Delivery, AnAttemptThatOutlastsItsAccountEndsAsErasedAndTeachesNothing) {
