@@ -13,6 +13,7 @@ struct WriteReq {
   uv_write_t req{};
   std::string bytes;
   TcpStream* stream;
+  size_t queued;  // the bytes past what uv_try_write took
 };
 
 // Plaintext held until the handshake completes; SMTP writes nothing then, so this is generous.
@@ -343,15 +344,28 @@ int TcpStream::write(std::string bytes) {
 
 int TcpStream::raw_write(std::string bytes) {
   if (closing_) return UV_ECANCELED;
-  auto* w = new WriteReq{{}, std::move(bytes), this};
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  // Most writes fit in the socket buffer: written now, without a request, a callback, or the
+  // epoll_ctl that libuv's uv_write costs on every call (it re-arms the descriptor's interest).
+  // libuv refuses a try while earlier writes wait, so the order holds. An error is left to
+  // uv_write, which reports it through on_write_cb as before.
+  size_t done = 0;
+  if (pending_write_bytes_ == 0) {
+    uv_buf_t b = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+    int n = uv_try_write(stream, &b, 1);
+    if (n > 0) done = static_cast<size_t>(n);
+    if (done == bytes.size()) return 0;
+  }
+  auto* w = new WriteReq{{}, std::move(bytes), this, 0};
   w->req.data = w;
-  uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write_cb);
+  w->queued = w->bytes.size() - done;
+  uv_buf_t buf = uv_buf_init(w->bytes.data() + done, static_cast<unsigned>(w->queued));
+  int rc = uv_write(&w->req, stream, &buf, 1, on_write_cb);
   if (rc != 0) {
     delete w;
     return rc;
   }
-  pending_write_bytes_ += w->bytes.size();
+  pending_write_bytes_ += w->queued;
   return 0;
 }
 
@@ -359,7 +373,7 @@ void TcpStream::on_write_cb(uv_write_t* req, int status) {
   std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));
   TcpStream* self = w->stream;
   // Write callbacks run before the close callback, so self is still alive here.
-  self->pending_write_bytes_ -= w->bytes.size();
+  self->pending_write_bytes_ -= w->queued;
   if (status != 0 && !self->closing_) self->handler_->on_end(status);
 }
 

@@ -253,6 +253,14 @@ RedisClient::RedisClient(uv_loop_t* loop, const RedisConfig& cfg)
   timeout_timer_.data = this;
   defer_timer_.data = this;
   reconnect_timer_.data = this;
+  uv_check_init(loop, &flush_check_);
+  uv_prepare_init(loop, &flush_prepare_);
+  flush_check_.data = flush_prepare_.data = this;
+  uv_check_start(&flush_check_, on_flush);
+  uv_prepare_start(&flush_prepare_, on_flush_before_poll);
+  // They only flush: they must not keep a loop with nothing else to do running.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&flush_check_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&flush_prepare_));
   // Both series exist (at 0) from the start, so a scrape shows a connection that never came up.
   connected_gauge().with({cfg_.name});
   reconnects_counter().with({cfg_.name});
@@ -537,13 +545,24 @@ void RedisClient::send(const std::vector<std::string>& argv, ReplyCallback cb, i
 }
 
 void RedisClient::write_pending(Pending p) {
-  int rc = stream_->write(std::move(p.wire));
+  if (out_.empty())
+    out_ = std::move(p.wire);
+  else
+    out_ += p.wire;
   p.wire.clear();
   p.deadline = uv_now(loop_) + static_cast<uint64_t>(p.timeout_ms);
   inflight_.push_back(std::move(p));
-  if (rc != 0) return fail(std::string("write failed: ") + uv_strerror(rc));
   if (inflight_.size() == 1 && state_ == State::Ready) arm_timer();
 }
+
+void RedisClient::flush_out() {
+  if (out_.empty() || !stream_) return;
+  int rc = stream_->write(std::exchange(out_, {}));
+  if (rc != 0) fail(std::string("write failed: ") + uv_strerror(rc));
+}
+
+void RedisClient::on_flush(uv_check_t* h) { static_cast<RedisClient*>(h->data)->flush_out(); }
+void RedisClient::on_flush_before_poll(uv_prepare_t* h) { static_cast<RedisClient*>(h->data)->flush_out(); }
 
 void RedisClient::flush_waiting() {
   while (!waiting_.empty() && state_ == State::Ready) {
@@ -648,6 +667,7 @@ void RedisClient::fail(const std::string& reason) {
   for (auto& p : waiting_) pending.push_back(std::move(p));
   inflight_.clear();
   waiting_.clear();
+  out_.clear();
   const RedisReply err = connection_error(reason);
   if (auto cb = std::move(connect_cb_)) {
     connect_cb_ = nullptr;
@@ -699,6 +719,7 @@ void RedisClient::close() {
   waiting_.clear();
   inflight_.clear();
   deferred_.clear();
+  out_.clear();
   connect_cb_ = nullptr;
   on_disconnect_ = nullptr;
   on_connect_ = nullptr;
@@ -714,6 +735,8 @@ void RedisClient::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&timeout_timer_), on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&defer_timer_), on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&reconnect_timer_), on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_check_), on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_prepare_), on_handle_closed);
 }
 
 void RedisClient::on_handle_closed(uv_handle_t* h) {

@@ -195,6 +195,7 @@ class RedisClient : private core::StreamHandler {
   void schedule_reconnect();
   void send(const std::vector<std::string>& argv, ReplyCallback cb, int timeout_ms);
   void write_pending(Pending p);
+  void flush_out();
   void flush_waiting();
   void dispatch(const RedisReply& reply);
   void fail(const std::string& reason);
@@ -204,6 +205,8 @@ class RedisClient : private core::StreamHandler {
   static void on_deferred(uv_timer_t* t);
   static void on_reconnect_timer(uv_timer_t* t);
   static void on_handle_closed(uv_handle_t* h);
+  static void on_flush(uv_check_t* h);
+  static void on_flush_before_poll(uv_prepare_t* h);
 
   uv_loop_t* loop_;
   RedisConfig cfg_;
@@ -235,7 +238,13 @@ class RedisClient : private core::StreamHandler {
   uv_timer_t timeout_timer_{};
   uv_timer_t defer_timer_{};
   uv_timer_t reconnect_timer_{};
-  int open_handles_ = 3;
+  // Commands written in one loop turn go out in one write (one syscall here, one read for
+  // Redis): buffered in out_ and flushed after the turn's I/O callbacks (check) and before the
+  // loop next waits (prepare, for commands from timers).
+  std::string out_;
+  uv_check_t flush_check_{};
+  uv_prepare_t flush_prepare_{};
+  int open_handles_ = 5;
 };
 
 }  // namespace deliverd::queue
