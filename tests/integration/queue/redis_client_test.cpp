@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -169,6 +170,37 @@ TEST(RedisClient, PipelinesAThousandCommandsInOrder) {
   for (int i = 0; i < 1000; ++i) ASSERT_EQ(got[static_cast<size_t>(i)], i + 1);
   EXPECT_EQ(c->pending(), 0u);
   EXPECT_EQ(redis.command({"GET", "counter"}), "1000");
+  c->close();
+}
+
+// Commands are gathered and written once per loop turn. One made in a timer callback, with no
+// I/O to wake the loop, must still go out before the loop waits: here the loop runs without the
+// test loop's wake-up tick, so a command left in the buffer would wait for its timeout.
+TEST(RedisClient, ACommandMadeInATimerCallbackGoesOutBeforeTheLoopWaits) {
+  RedisServer redis;
+  TestLoop loop;
+  RedisConfig cfg = config_for(redis.port());
+  cfg.command_timeout_ms = 3000;
+  RedisClient* c = connect_client(loop, cfg);
+  struct Ctx {
+    RedisClient* client;
+    std::optional<RedisReply> reply;
+  } ctx{c, std::nullopt};
+  uv_timer_t timer;
+  uv_timer_init(loop.get(), &timer);
+  timer.data = &ctx;
+  uv_timer_start(
+      &timer,
+      [](uv_timer_t* t) {
+        auto* x = static_cast<Ctx*>(t->data);
+        x->client->command({"PING"}, [x](const RedisReply& r) { x->reply = r; });
+      },
+      1, 0);
+  for (int i = 0; i < 5 && !ctx.reply; ++i) uv_run(loop.get(), UV_RUN_ONCE);
+  ASSERT_TRUE(ctx.reply);
+  EXPECT_EQ(ctx.reply->str, "PONG") << "the command waited in the buffer until it timed out";
+  EXPECT_TRUE(c->connected());
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
   c->close();
 }
 
