@@ -170,7 +170,9 @@ class Gate {
   void feed_suppressions(SuppressionFeed feed) { feed_ = std::move(feed); }
   // A follower's side: a complete list replaces the one held (until the first, admit() defers
   // as before a load), and then each change. An address this gate suppresses itself is in its
-  // list at once and comes back from the primary through its row's NOTIFY.
+  // list at once and comes back from the primary through its row's NOTIFY; a complete list that
+  // arrives between the two (a reload: start, TRUNCATE, a lost connection) drops it until that
+  // NOTIFY, a moment judged too rare for a protocol of its own.
   void follow_suppressions(SuppressionSet list);
   void follow_suppression_change(const SuppressionSet::Change& c);
 
