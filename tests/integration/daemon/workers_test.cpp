@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/integration/daemon/deliverd_process.h"
+#include "tests/integration/fixtures/address_hashes.h"
 #include "tests/integration/fixtures/scripted_smtp_server.h"
 #include "tests/integration/fixtures/smtp_sink.h"
 
@@ -103,6 +104,13 @@ double series(const DeliverdProcess& d, const std::string& name) {
   const std::string needle = "\n" + name + " ";
   const size_t at = text.find(needle);
   return at == std::string::npos ? -1 : std::stod(text.substr(at + needle.size()));
+}
+
+// Which loops each mailbox's delivery lines name (worker=).
+std::map<std::string, std::set<std::string>> loops_by_mailbox(const std::string& log) {
+  std::map<std::string, std::set<std::string>> out;
+  for (const auto& l : lines_of(log, "delivery")) out[field(l, "mailbox")].insert(field(l, "worker"));
+  return out;
 }
 
 const std::string kDelivered = "deliverd_outcomes_total{status=\"delivered\",reason=\"delivered\"}";
@@ -251,10 +259,7 @@ TEST(Workers, EveryLoopChecksTheOneSuppressionList) {
   auto per_loop = mailboxes_per_loop("s", 1);
   const std::vector<std::string> boxes = {per_loop[0][0], per_loop[1][0]};
   for (const auto& b : boxes) d.add_mailbox(b, kAccount, "alice@acme.example", sink.host(), kMailPort);
-  auto suppress = [&](const std::string& address) {
-    stack.pg.exec("INSERT INTO suppressions (account, address, address_sha256, reason, source) VALUES ('" + kAccount +
-                  "', '" + address + "', sha256(convert_to('" + address + "', 'UTF8')), 'unsubscribed', 'test')");
-  };
+  auto suppress = [&](const std::string& address) { stack.pg.exec(plain_suppression_sql(kAccount, address)); };
   suppress("listed@example.org");
   d.start();
 
@@ -289,8 +294,7 @@ TEST(Workers, EveryLoopChecksTheOneSuppressionList) {
   EXPECT_EQ(send("listed@example.org"), both_delivered);
 
   // Which loop sent: the hash's, so loop 1 checked the list it did not load.
-  std::map<std::string, std::set<std::string>> loops_of;
-  for (const auto& l : lines_of(d.log(), "delivery")) loops_of[field(l, "mailbox")].insert(field(l, "worker"));
+  auto loops_of = loops_by_mailbox(d.log());
   EXPECT_EQ(loops_of[boxes[1]], (std::set<std::string>{"1"}));
   // Loaded once for both loops, not once a loop.
   EXPECT_EQ(lines_of(d.log(), "policy_suppressions_loaded").size(), 1u) << d.log().substr(0, 6000);
@@ -338,8 +342,7 @@ TEST(Workers, EveryLoopSendsWithTheRowsThePrimaryReads) {
   EXPECT_TRUE(second.wait_for_messages(2, 5000));
   EXPECT_EQ(first.message_count(), 2u);
 
-  std::map<std::string, std::set<std::string>> loops_of;
-  for (const auto& l : lines_of(d.log(), "delivery")) loops_of[field(l, "mailbox")].insert(field(l, "worker"));
+  auto loops_of = loops_by_mailbox(d.log());
   EXPECT_EQ(loops_of[one], (std::set<std::string>{"1"}));
   EXPECT_EQ(loops_of[added], (std::set<std::string>{"1"}));
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
@@ -394,8 +397,7 @@ TEST(Workers, ReloadReachesEveryLoop) {
     EXPECT_FALSE(second.next_attempt_at.empty());
   }
   // The jobs after the reload ran on their mailboxes' loops (the loop count did not change).
-  std::map<std::string, std::set<std::string>> loops_of;
-  for (const auto& l : lines_of(d.log(), "delivery")) loops_of[field(l, "mailbox")].insert(field(l, "worker"));
+  auto loops_of = loops_by_mailbox(d.log());
   for (int w = 0; w < kWorkers; ++w)
     for (const auto& b : per_loop[static_cast<size_t>(w)])
       EXPECT_EQ(loops_of[b], (std::set<std::string>{std::to_string(w)})) << b;

@@ -628,11 +628,6 @@ TEST_F(GateStateTest, APauseOnlyRedisHoldsIsWrittenToPostgresByTheNextAdmit) {
 
 // ---- suppressions ----------------------------------------------------------------------------
 
-std::string insert_sql(const std::string& account, const std::string& address) {
-  return "INSERT INTO suppressions (account, address, address_sha256, reason, source) VALUES ('" + account + "', '" +
-         address + "', sha256(convert_to('" + address + "', 'UTF8')), 'unsubscribed', 'test')";
-}
-
 // ---- the idempotency marker, read by the admit script ------------------------------------------
 
 TEST_F(GateTest, AJobWhoseMarkerExistsIsADuplicateAndTakesNoSlot) {
@@ -763,7 +758,7 @@ TEST_F(GateTest, AnAddressSuppressedInPostgresStopsTheVeryNextSend) {
   store::Mailbox m = mailbox("mbx_s");
   EXPECT_TRUE(admit(g, m, "bob@example.org").allowed());
 
-  pg_server_->exec(insert_sql("acct_1", "bob@example.org"), db_);
+  pg_server_->exec(deliverd::testing::plain_suppression_sql("acct_1", "bob@example.org"), db_);
   ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_1", "bob@EXAMPLE.org"); }, 10000))
       << "the NOTIFY never arrived";
   // Five jobs queued for him: none goes out, each ends suppressed.
@@ -781,14 +776,14 @@ TEST_F(GateTest, AnAddressSuppressedInPostgresStopsTheVeryNextSend) {
 }
 
 TEST_F(GateTest, GlobalSuppressionHoldsForEveryAccountAndLoadsAtStart) {
-  pg_server_->exec(insert_sql("*", "trap@example.net"), db_);
-  pg_server_->exec(insert_sql("acct_9", "early@example.net"), db_);
+  pg_server_->exec(deliverd::testing::plain_suppression_sql("*", "trap@example.net"), db_);
+  pg_server_->exec(deliverd::testing::plain_suppression_sql("acct_9", "early@example.net"), db_);
   Gate& g = make_gate(no_pacing());
   EXPECT_EQ(g.suppression_count(), 2u);
   EXPECT_EQ(admit(g, mailbox("m1", "acct_1"), "trap@example.net").verdict, Verdict::Suppressed);
   EXPECT_EQ(admit(g, mailbox("m2", "acct_2"), "trap@EXAMPLE.net").verdict, Verdict::Suppressed);
   EXPECT_EQ(admit(g, mailbox("m9", "acct_9"), "early@example.net").verdict, Verdict::Suppressed);
-  pg_server_->exec(insert_sql("*", "late@example.net"), db_);
+  pg_server_->exec(deliverd::testing::plain_suppression_sql("*", "late@example.net"), db_);
   ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_5", "late@example.net"); }, 10000));
 }
 
@@ -853,10 +848,10 @@ TEST_F(GateTest, SuppressionsMissedWhileDisconnectedArriveWithTheReload) {
   pg_server_->exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db_ +
                        "' AND pid <> pg_backend_pid()",
                    db_);
-  pg_server_->exec(insert_sql("acct_1", "missed@example.org"), db_);
+  pg_server_->exec(deliverd::testing::plain_suppression_sql("acct_1", "missed@example.org"), db_);
   ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_1", "missed@example.org"); }, 15000));
   // And it listens again afterwards.
-  pg_server_->exec(insert_sql("acct_1", "after@example.org"), db_);
+  pg_server_->exec(deliverd::testing::plain_suppression_sql("acct_1", "after@example.org"), db_);
   ASSERT_TRUE(loop_.run_until([&] { return g.is_suppressed("acct_1", "after@example.org"); }, 10000));
 }
 
