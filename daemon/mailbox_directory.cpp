@@ -69,8 +69,7 @@ void MailboxDirectory::listen_again() {
 }
 
 const store::Mailbox* MailboxDirectory::find(const std::string& account, const std::string& id) const {
-  auto it = mailboxes_.find(store::MailboxRef{account, id});
-  return it == mailboxes_.end() ? nullptr : it->second.get();
+  return get(account, id).get();  // the directory keeps the row alive until its next load
 }
 
 std::shared_ptr<const store::Mailbox> MailboxDirectory::get(const std::string& account, const std::string& id) const {
